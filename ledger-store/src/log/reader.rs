@@ -1,0 +1,157 @@
+//! Readers: iterate committed frames from a sequence number, zero-copy, concurrently
+//! with the writer.
+
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+
+use crate::error::ReadError;
+use crate::log::frame::{FRAME_HEADER_BYTES, FrameHeader};
+use crate::log::segment::{SEGMENT_HEADER_BYTES, Segment};
+use crate::sync::{AtomicU64, Ordering};
+
+/// State the writer shares with readers.
+///
+/// The segment list changes only on roll-over and retention (a short write lock);
+/// readers clone it under a read lock and then read the mappings without any lock.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    segments: RwLock<Vec<Arc<Segment>>>,
+    committed_seq: AtomicU64,
+}
+
+impl Shared {
+    pub(crate) fn new(segments: Vec<Arc<Segment>>, committed_seq: u64) -> Shared {
+        Shared { segments: RwLock::new(segments), committed_seq: AtomicU64::new(committed_seq) }
+    }
+
+    pub(crate) fn push_segment(&self, seg: Arc<Segment>) {
+        self.segments.write().push(seg);
+    }
+
+    /// Takes out of the list the segments whose frames all lie below `seq`, never the last.
+    pub(crate) fn split_front_before(&self, seq: u64) -> Vec<Arc<Segment>> {
+        let mut segments = self.segments.write();
+        let keep_from = segments.windows(2).take_while(|w| w[1].first_seq <= seq).count();
+        segments.drain(..keep_from).collect()
+    }
+
+    pub(crate) fn publish_seq(&self, seq: u64) {
+        // Release: the segments' own published ends were stored (Release) before this,
+        // so a reader that sees `seq` here finds every frame up to it published.
+        self.committed_seq.store(seq, Ordering::Release);
+    }
+
+    pub(crate) fn first_seq(&self) -> u64 {
+        self.segments.read()[0].first_seq
+    }
+
+    fn snapshot(&self) -> Vec<Arc<Segment>> {
+        self.segments.read().clone()
+    }
+}
+
+/// A cheap, cloneable, `Send + Sync` handle for reading committed frames while the
+/// writer goes on appending.
+#[derive(Debug, Clone)]
+pub struct LogReader {
+    shared: Arc<Shared>,
+}
+
+impl LogReader {
+    pub(crate) fn new(shared: Arc<Shared>) -> LogReader {
+        LogReader { shared }
+    }
+
+    /// Sequence number of the last committed frame.
+    pub fn committed_seq(&self) -> u64 {
+        // Acquire: pairs with the writer's Release in `publish_seq`.
+        self.shared.committed_seq.load(Ordering::Acquire)
+    }
+
+    /// Sequence number of the first frame still held.
+    pub fn first_seq(&self) -> u64 {
+        self.shared.first_seq()
+    }
+
+    /// A cursor that yields committed frames with `seq >= from_seq`, in order. It
+    /// keeps up with the writer: after it returns `None`, frames committed later are
+    /// returned by later calls.
+    pub fn cursor(&self, from_seq: u64) -> Result<Cursor, ReadError> {
+        let segments = self.shared.snapshot();
+        let first = segments[0].first_seq;
+        if from_seq < first {
+            return Err(ReadError::Removed { requested: from_seq, first });
+        }
+        // The last segment starting at or before `from_seq`.
+        let index = segments.partition_point(|s| s.first_seq <= from_seq).saturating_sub(1);
+        Ok(Cursor { shared: Arc::clone(&self.shared), segments, index, offset: SEGMENT_HEADER_BYTES, skip_below: from_seq })
+    }
+}
+
+/// One committed frame, borrowed straight from the mapping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Frame<'a> {
+    /// Its sequence number.
+    pub seq: u64,
+    /// Its caller-defined kind.
+    pub kind: u16,
+    /// Its payload, 16-byte aligned.
+    pub payload: &'a [u8],
+}
+
+/// Iterates committed frames in sequence order; see [`LogReader::cursor`].
+///
+/// Frames are not re-verified: every published frame was verified by recovery or
+/// written by this process. A frame that no longer decodes (the file was changed
+/// behind the log's back) is reported as [`ReadError::Damaged`].
+#[derive(Debug)]
+pub struct Cursor {
+    shared: Arc<Shared>,
+    segments: Vec<Arc<Segment>>,
+    index: usize,
+    offset: usize,
+    skip_below: u64,
+}
+
+impl Cursor {
+    /// The next committed frame, or `None` when the cursor has caught up with the writer.
+    #[allow(clippy::should_implement_trait)] // a lending cursor: frames borrow from it
+    pub fn next(&mut self) -> Option<Result<Frame<'_>, ReadError>> {
+        loop {
+            let seg = &self.segments[self.index];
+            let published = seg.published();
+            if self.offset < published.len() {
+                let header = match FrameHeader::decode_unchecked(&published[self.offset..]) {
+                    Ok(h) => h,
+                    Err(_) => {
+                        return Some(Err(ReadError::Damaged { segment: seg.path.clone(), offset: self.offset as u64 }));
+                    }
+                };
+                let at = self.offset;
+                self.offset += header.frame_bytes();
+                if header.seq < self.skip_below {
+                    continue;
+                }
+                let start = at + FRAME_HEADER_BYTES;
+                let payload = &self.segments[self.index].published()[start..start + header.payload_len as usize];
+                return Some(Ok(Frame { seq: header.seq, kind: header.kind, payload }));
+            }
+            if self.index + 1 < self.segments.len() {
+                self.index += 1;
+                self.offset = SEGMENT_HEADER_BYTES;
+                continue;
+            }
+            // Caught up with what this cursor knows; the writer may have rolled over.
+            let current = seg.first_seq;
+            let fresh = self.shared.snapshot();
+            let next = fresh.partition_point(|s| s.first_seq <= current);
+            if next >= fresh.len() {
+                return None;
+            }
+            self.segments = fresh;
+            self.index = next;
+            self.offset = SEGMENT_HEADER_BYTES;
+        }
+    }
+}

@@ -1,0 +1,203 @@
+//! Recovery: decide, from the bytes of the segments alone, where the valid log ends.
+//!
+//! The rule (FORMAT.md, "Recovery") in short: frames are read in order while each one
+//! verifies and carries the next sequence number. At the first place where that stops
+//! (the *break*), everything after it is searched for verified frames. If one of them
+//! says, through its `synced_seq`, that the frame expected at the break had already
+//! been made durable when it was written, durable data is damaged and the log refuses
+//! to open. Otherwise the break is a torn tail (a write that never completed, or pages
+//! of an unsynced group that never reached the disk) and is cut.
+//!
+//! This is pure: it reads byte slices and returns a verdict. Applying it (zeroing the
+//! torn bytes, removing later segments) is the writer's job.
+
+use std::path::Path;
+
+use crate::error::{Corruption, CorruptionKind};
+use crate::log::frame::{FRAME_ALIGN_BYTES, FRAME_HEADER_BYTES, FrameFault, FrameHeader};
+use crate::log::segment::SEGMENT_HEADER_BYTES;
+
+/// The bytes of one segment file, header included, with its name and first seq.
+#[derive(Debug, Clone, Copy)]
+pub struct SegmentImage<'a> {
+    /// The file, for error messages.
+    pub path: &'a Path,
+    /// The first sequence number, from the (already verified) segment header.
+    pub first_seq: u64,
+    /// The whole file.
+    pub bytes: &'a [u8],
+}
+
+/// Where the valid log ends, and what is to be cut.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScanOutcome {
+    /// Verified frames kept.
+    pub frames: u64,
+    /// Sequence number of the last kept frame (`first_seq - 1` of the first segment
+    /// when there is none).
+    pub last_seq: u64,
+    /// End offset of the valid frames of each kept segment; segments beyond
+    /// `ends.len()` are to be removed.
+    pub ends: Vec<usize>,
+    /// The torn tail to cut, if any.
+    pub torn: Option<TornTail>,
+}
+
+/// A torn tail found by recovery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TornTail {
+    /// Index of the segment where the valid log ends.
+    pub segment: usize,
+    /// Offset in that segment where the valid log ends.
+    pub offset: usize,
+    /// End of the last non-zero byte at or after `offset` in that segment: the range
+    /// `[offset, dirty_end)` is to be zeroed.
+    pub dirty_end: usize,
+    /// Non-zero bytes dropped, over every segment the tail spans.
+    pub bytes_dropped: u64,
+    /// Frames that verified but were dropped with the tail (written, never made durable).
+    pub frames_dropped: u64,
+}
+
+/// Scans `segments` (sorted by first seq, each with a verified header) and decides
+/// where the log ends.
+///
+/// # Panics
+/// Never on any content of the images; `segments` must be non-empty and each image at
+/// least [`SEGMENT_HEADER_BYTES`] long (the segment header was verified).
+pub fn scan(segments: &[SegmentImage<'_>]) -> Result<ScanOutcome, Corruption> {
+    assert!(!segments.is_empty(), "scan needs at least one segment");
+    let mut expected = segments[0].first_seq;
+    let mut frames = 0u64;
+    let mut ends = Vec::with_capacity(segments.len());
+    for (i, seg) in segments.iter().enumerate() {
+        assert!(seg.bytes.len() >= SEGMENT_HEADER_BYTES, "segment image shorter than its header");
+        let mut offset = SEGMENT_HEADER_BYTES;
+        let fault = loop {
+            match FrameHeader::decode(&seg.bytes[offset..]) {
+                Ok((header, _)) if header.seq == expected => {
+                    offset += header.frame_bytes();
+                    expected += 1;
+                    frames += 1;
+                }
+                Ok((header, _)) => {
+                    return Err(Corruption {
+                        segment: seg.path.to_path_buf(),
+                        offset: offset as u64,
+                        kind: CorruptionKind::SequenceGap { expected, found: header.seq },
+                    });
+                }
+                Err(fault) => break fault,
+            }
+        };
+        ends.push(offset);
+        let soft_end = matches!(fault, FrameFault::Zeroed | FrameFault::Truncated);
+        let next_continues = segments.get(i + 1).is_some_and(|next| next.first_seq == expected);
+        if soft_end && next_continues {
+            continue; // the writer rolled over here: the rest of this segment was never used
+        }
+        return finish_at_break(segments, i, offset, expected, frames, fault, ends);
+    }
+    unreachable!("the last segment always ends in a break")
+}
+
+/// Decides whether the break at `(segment, offset)` is a torn tail or corruption.
+fn finish_at_break(
+    segments: &[SegmentImage<'_>],
+    segment: usize,
+    offset: usize,
+    expected: u64,
+    frames: u64,
+    fault: FrameFault,
+    ends: Vec<usize>,
+) -> Result<ScanOutcome, Corruption> {
+    let last_seq = expected - 1;
+    let mut bytes_dropped = 0u64;
+    let mut frames_dropped = 0u64;
+    let mut dirty_end = offset;
+    for (j, seg) in segments.iter().enumerate().skip(segment) {
+        let start = if j == segment { offset } else { SEGMENT_HEADER_BYTES };
+        let end = nonzero_end(seg.bytes, start);
+        if j == segment {
+            dirty_end = end;
+        }
+        bytes_dropped += (end - start) as u64;
+        let mut p = start;
+        while p + FRAME_HEADER_BYTES <= end {
+            match FrameHeader::decode(&seg.bytes[p..]) {
+                Ok((h, _)) if h.seq > last_seq && h.synced_seq < expected => {
+                    // Written after the break but never known durable: part of the tail.
+                    frames_dropped += 1;
+                    p += h.frame_bytes();
+                }
+                Ok((h, _)) if h.seq > last_seq => {
+                    return Err(Corruption {
+                        segment: segments[segment].path.to_path_buf(),
+                        offset: offset as u64,
+                        kind: CorruptionKind::DurableFrameDamaged {
+                            seq: expected,
+                            fault,
+                            proof_seq: h.seq,
+                            proof_segment: seg.path.to_path_buf(),
+                            proof_offset: p as u64,
+                        },
+                    });
+                }
+                Ok((h, _)) => {
+                    // A verified frame that repeats an earlier sequence number: the
+                    // writer never produces one, and recovery zeroes every cut tail.
+                    return Err(Corruption {
+                        segment: seg.path.to_path_buf(),
+                        offset: p as u64,
+                        kind: CorruptionKind::SequenceGap { expected, found: h.seq },
+                    });
+                }
+                Err(_) => p += FRAME_ALIGN_BYTES,
+            }
+        }
+    }
+    let torn = (bytes_dropped > 0 || segment + 1 < segments.len()).then_some(TornTail {
+        segment,
+        offset,
+        dirty_end,
+        bytes_dropped,
+        frames_dropped,
+    });
+    Ok(ScanOutcome { frames, last_seq, ends, torn })
+}
+
+/// End of the last non-zero byte in `bytes[start..]`, or `start` when all are zero.
+fn nonzero_end(bytes: &[u8], start: usize) -> usize {
+    let tail = &bytes[start..];
+    // Word-wise from the back: segments are megabytes of mostly zeroes.
+    let words = tail.len() / 8;
+    let rem = &tail[words * 8..];
+    if let Some(i) = rem.iter().rposition(|&b| b != 0) {
+        return start + words * 8 + i + 1;
+    }
+    for w in (0..words).rev() {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&tail[w * 8..w * 8 + 8]);
+        if u64::from_le_bytes(word) != 0 {
+            let i = word.iter().rposition(|&b| b != 0).unwrap_or(0);
+            return start + w * 8 + i + 1;
+        }
+    }
+    start
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nonzero_end_finds_the_last_byte() {
+        let mut v = vec![0u8; 100];
+        assert_eq!(nonzero_end(&v, 3), 3);
+        v[41] = 1;
+        assert_eq!(nonzero_end(&v, 3), 42);
+        v[99] = 9;
+        assert_eq!(nonzero_end(&v, 50), 100);
+        assert_eq!(nonzero_end(&v, 100), 100);
+    }
+}

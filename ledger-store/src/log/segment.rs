@@ -1,0 +1,282 @@
+//! Segment files: naming, the 64-byte segment header, crash-safe creation, and the
+//! shared memory mapping that the writer appends into and readers read from.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use memmap2::MmapRaw;
+
+use crate::error::{HeaderFault, OpenError};
+use crate::sync::{AtomicUsize, Ordering};
+
+/// Bytes of the segment header; the first frame starts here.
+pub const SEGMENT_HEADER_BYTES: usize = 64;
+/// First eight bytes of every segment file.
+pub const SEGMENT_MAGIC: [u8; 8] = *b"LEDGRLOG";
+/// On-disk format version this build reads and writes.
+pub const FORMAT_VERSION: u32 = 1;
+
+const SEGMENT_SUFFIX: &str = ".seg";
+const TMP_SUFFIX: &str = ".seg.tmp";
+const ZERO_CHUNK_BYTES: usize = 1 << 20;
+
+const _: () = assert!(SEGMENT_HEADER_BYTES % crate::log::frame::FRAME_ALIGN_BYTES == 0);
+
+/// The decoded segment header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentHeader {
+    /// Sequence number of the first frame this segment holds (or will hold).
+    pub first_seq: u64,
+    /// Length of the file in bytes, fixed at creation.
+    pub segment_bytes: u64,
+}
+
+impl SegmentHeader {
+    /// Encodes the header: magic, version, header size, first seq, size, reserved zeroes,
+    /// and the first 8 bytes of BLAKE3 over the preceding 56 bytes.
+    pub fn encode(&self) -> [u8; SEGMENT_HEADER_BYTES] {
+        let mut out = [0u8; SEGMENT_HEADER_BYTES];
+        out[0..8].copy_from_slice(&SEGMENT_MAGIC);
+        out[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        out[12..16].copy_from_slice(&(SEGMENT_HEADER_BYTES as u32).to_le_bytes());
+        out[16..24].copy_from_slice(&self.first_seq.to_le_bytes());
+        out[24..32].copy_from_slice(&self.segment_bytes.to_le_bytes());
+        let sum = blake3::hash(&out[0..56]);
+        out[56..64].copy_from_slice(&sum.as_bytes()[..8]);
+        out
+    }
+
+    /// Decodes and verifies a segment header from the start of `bytes`.
+    pub fn decode(bytes: &[u8]) -> Result<SegmentHeader, HeaderFault> {
+        let Some(h) = bytes.get(..SEGMENT_HEADER_BYTES) else {
+            return Err(HeaderFault::TooShort);
+        };
+        if h[0..8] != SEGMENT_MAGIC {
+            return Err(HeaderFault::ForeignMagic);
+        }
+        let version = u32::from_le_bytes([h[8], h[9], h[10], h[11]]);
+        if version != FORMAT_VERSION {
+            return Err(HeaderFault::UnsupportedVersion(version));
+        }
+        if blake3::hash(&h[0..56]).as_bytes()[..8] != h[56..64] {
+            return Err(HeaderFault::ChecksumMismatch);
+        }
+        let header_len = u32::from_le_bytes([h[12], h[13], h[14], h[15]]) as usize;
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&h[16..24]);
+        let first_seq = u64::from_le_bytes(word);
+        word.copy_from_slice(&h[24..32]);
+        let segment_bytes = u64::from_le_bytes(word);
+        if header_len != SEGMENT_HEADER_BYTES || first_seq == 0 || first_seq > crate::log::frame::SEQ_MAX || h[32..56].iter().any(|&b| b != 0) {
+            return Err(HeaderFault::BadField);
+        }
+        Ok(SegmentHeader { first_seq, segment_bytes })
+    }
+}
+
+/// The file name of the segment whose first frame is `first_seq`: 20 decimal digits so
+/// that names sort in sequence order.
+pub fn segment_file_name(first_seq: u64) -> String {
+    format!("{first_seq:020}{SEGMENT_SUFFIX}")
+}
+
+/// Parses a segment file name back into its first sequence number.
+pub fn parse_segment_file_name(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(SEGMENT_SUFFIX)?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// True for the temporary file of a segment creation that did not finish.
+pub(crate) fn is_unfinished_segment(name: &str) -> bool {
+    name.ends_with(TMP_SUFFIX)
+}
+
+/// One mapped segment file, shared by the writer and any number of readers.
+///
+/// Bytes below `published_end` are immutable from the moment they are published; the
+/// single writer only touches bytes at or above it. That split is what lets readers
+/// take `&[u8]` views of the mapping without locks.
+#[derive(Debug)]
+pub(crate) struct Segment {
+    pub(crate) first_seq: u64,
+    pub(crate) path: PathBuf,
+    map: MmapRaw,
+    /// End of the last committed frame. Written only by the writer (Release, after the
+    /// frame bytes), read by readers (Acquire, before reading the bytes below it).
+    published_end: AtomicUsize,
+    _file: File,
+}
+
+impl Segment {
+    /// Creates a new zero-filled segment of `segment_bytes` and makes its existence
+    /// durable: it is written under a temporary name, synced, renamed, and the
+    /// directory is synced, so a named segment always has a whole header.
+    ///
+    /// The file is filled with real zeroes rather than `fallocate`d: extents that are
+    /// allocated but unwritten would turn every later data sync into a metadata sync.
+    pub(crate) fn create(dir: &Path, first_seq: u64, segment_bytes: usize) -> Result<Segment, OpenError> {
+        let path = dir.join(segment_file_name(first_seq));
+        let tmp = dir.join(format!("{first_seq:020}{TMP_SUFFIX}"));
+        let io = |op: &'static str, p: &Path| {
+            let p = p.to_path_buf();
+            move |source| OpenError::Io { op, path: p, source }
+        };
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)
+            .map_err(io("create segment", &tmp))?;
+        let header = SegmentHeader { first_seq, segment_bytes: segment_bytes as u64 }.encode();
+        file.write_all(&header).map_err(io("write segment header", &tmp))?;
+        let zeroes = vec![0u8; ZERO_CHUNK_BYTES];
+        let mut left = segment_bytes - SEGMENT_HEADER_BYTES;
+        while left > 0 {
+            let n = left.min(ZERO_CHUNK_BYTES);
+            file.write_all(&zeroes[..n]).map_err(io("preallocate segment", &tmp))?;
+            left -= n;
+        }
+        file.sync_all().map_err(io("sync new segment", &tmp))?;
+        fs::rename(&tmp, &path).map_err(io("rename new segment", &path))?;
+        sync_dir(dir)?;
+        Self::map(file, path, first_seq, SEGMENT_HEADER_BYTES)
+    }
+
+    /// Opens and maps an existing segment after checking its header against its name.
+    pub(crate) fn open(path: PathBuf, first_seq: u64) -> Result<Segment, OpenError> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|source| OpenError::Io { op: "open segment", path: path.clone(), source })?;
+        let len = file
+            .metadata()
+            .map_err(|source| OpenError::Io { op: "stat segment", path: path.clone(), source })?
+            .len();
+        let segment = Self::map(file, path, first_seq, 0)?;
+        let header = SegmentHeader::decode(segment.bytes_unpublished_for_recovery())
+            .map_err(|fault| OpenError::BadSegmentHeader { path: segment.path.clone(), fault })?;
+        if header.first_seq != first_seq || header.segment_bytes != len {
+            return Err(OpenError::BadSegmentHeader { path: segment.path.clone(), fault: HeaderFault::NameOrSizeMismatch });
+        }
+        Ok(segment)
+    }
+
+    fn map(file: File, path: PathBuf, first_seq: u64, published_end: usize) -> Result<Segment, OpenError> {
+        let map = MmapRaw::map_raw(&file).map_err(|source| OpenError::Io { op: "map segment", path: path.clone(), source })?;
+        Ok(Segment { first_seq, path, map, published_end: AtomicUsize::new(published_end), _file: file })
+    }
+
+    /// Size of the segment file in bytes.
+    pub(crate) fn capacity(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Offset just past the last published frame.
+    pub(crate) fn published_end(&self) -> usize {
+        // Acquire: pairs with the Release in `publish`, so the frame bytes below the
+        // returned offset are visible to this thread before it reads them.
+        self.published_end.load(Ordering::Acquire)
+    }
+
+    /// The published bytes: header and committed frames. They never change again.
+    pub(crate) fn published(&self) -> &[u8] {
+        let end = self.published_end();
+        // SAFETY: the mapping is `capacity()` bytes long and lives as long as `self`;
+        // `end <= capacity()` is kept by `publish`. Bytes below the published end are
+        // never written again (the writer only writes at or above it), so no `&mut`
+        // access or write through the raw pointer can alias this shared view.
+        unsafe { std::slice::from_raw_parts(self.map.as_ptr(), end) }
+    }
+
+    /// The whole file, for recovery, which runs before the segment is shared.
+    pub(crate) fn bytes_unpublished_for_recovery(&self) -> &[u8] {
+        // SAFETY: recovery runs on a segment no reader or writer has yet (the `Segment`
+        // is not yet in the shared list), so nothing writes the mapping while this
+        // borrow of `self` lives; the length is the mapping's own.
+        unsafe { std::slice::from_raw_parts(self.map.as_ptr(), self.map.len()) }
+    }
+
+    /// Copies `bytes` into the mapping at `offset`.
+    ///
+    /// # Safety
+    /// - Only the log's single writer may call this.
+    /// - `offset >= self.published_end()`: published bytes are immutable.
+    /// - `offset + bytes.len() <= self.capacity()`.
+    pub(crate) unsafe fn write_at(&self, offset: usize, bytes: &[u8]) {
+        debug_assert!(offset >= self.published_end.load(Ordering::Relaxed));
+        assert!(offset + bytes.len() <= self.capacity(), "write past the end of a segment");
+        // SAFETY: the range is inside the mapping (asserted above); by the caller's
+        // contract no reader looks at it (it is above the published end) and no other
+        // writer exists, so the copy races with nothing. The source is a distinct Rust
+        // slice, so the two ranges cannot overlap.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.map.as_mut_ptr().add(offset), bytes.len()) }
+    }
+
+    /// Gives the writer `len` bytes at `offset` to fill in place.
+    ///
+    /// # Safety
+    /// As for [`Segment::write_at`], and the returned slice must be dropped before
+    /// the range is published.
+    #[allow(clippy::mut_from_ref)] // interior mutability through the mapping; see # Safety
+    pub(crate) unsafe fn slice_mut(&self, offset: usize, len: usize) -> &mut [u8] {
+        assert!(offset + len <= self.capacity(), "slice past the end of a segment");
+        // SAFETY: in bounds (asserted); unpublished and single-writer by the caller's
+        // contract, so this is the only reference to these bytes.
+        unsafe { std::slice::from_raw_parts_mut(self.map.as_mut_ptr().add(offset), len) }
+    }
+
+    /// Makes the frames up to `end` visible to readers.
+    pub(crate) fn publish(&self, end: usize) {
+        assert!(end <= self.capacity());
+        // Release: everything the writer stored below `end` happens-before any reader's
+        // Acquire load that observes the new end.
+        self.published_end.store(end, Ordering::Release);
+    }
+
+    /// Writes back `[from, to)` to stable storage (msync, which on Linux is a data
+    /// sync of that file range).
+    pub(crate) fn sync_range(&self, from: usize, to: usize) -> std::io::Result<()> {
+        if to > from { self.map.flush_range(from, to - from) } else { Ok(()) }
+    }
+}
+
+/// Makes a directory's entries (created, renamed or removed files) durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), OpenError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|source| OpenError::Io { op: "sync directory", path: dir.to_path_buf(), source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_sort_and_parse() {
+        assert_eq!(segment_file_name(42), "00000000000000000042.seg");
+        assert_eq!(parse_segment_file_name("00000000000000000042.seg"), Some(42));
+        assert_eq!(parse_segment_file_name("42.seg"), None);
+        assert_eq!(parse_segment_file_name("0000000000000000004x.seg"), None);
+        assert!(segment_file_name(9) < segment_file_name(10));
+    }
+
+    #[test]
+    fn header_round_trip_and_faults() {
+        let h = SegmentHeader { first_seq: 77, segment_bytes: 1 << 20 };
+        let bytes = h.encode();
+        assert_eq!(SegmentHeader::decode(&bytes), Ok(h));
+        let mut foreign = bytes;
+        foreign[0] = b'X';
+        assert_eq!(SegmentHeader::decode(&foreign), Err(HeaderFault::ForeignMagic));
+        let mut flipped = bytes;
+        flipped[20] ^= 1;
+        assert_eq!(SegmentHeader::decode(&flipped), Err(HeaderFault::ChecksumMismatch));
+        assert_eq!(SegmentHeader::decode(&bytes[..10]), Err(HeaderFault::TooShort));
+    }
+}

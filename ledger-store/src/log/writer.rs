@@ -1,0 +1,409 @@
+//! The writer: open with recovery, append, group commit, roll-over and retention.
+
+use std::fs::{self, File, OpenOptions, TryLockError};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::error::{AppendError, CommitError, OpenError, RetentionError};
+use crate::log::frame::{FRAME_HEADER_BYTES, FrameHeader, PAYLOAD_BYTES_MAX, frame_bytes};
+use crate::log::reader::{LogReader, Shared};
+use crate::log::recovery::{self, SegmentImage};
+use crate::log::segment::{self, SEGMENT_HEADER_BYTES, Segment};
+use crate::options::{Durability, LogOptions};
+
+const LOCK_FILE_NAME: &str = "LOCK";
+
+/// What recovery found when the log was opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Segment files kept.
+    pub segments: usize,
+    /// Verified frames kept.
+    pub frames: u64,
+    /// Sequence number of the first frame held.
+    pub first_seq: u64,
+    /// Sequence number of the last frame held (`first_seq - 1` when empty).
+    pub last_seq: u64,
+    /// The torn tail cut, if any.
+    pub torn_tail: Option<TornTailReport>,
+}
+
+/// A torn tail that recovery cut.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TornTailReport {
+    /// The segment where the log now ends.
+    pub segment: PathBuf,
+    /// The offset where it now ends.
+    pub offset: u64,
+    /// Non-zero bytes dropped after that point (over every segment the tail spanned).
+    pub bytes_dropped: u64,
+    /// Frames that verified but were dropped: written, never made durable.
+    pub frames_dropped: u64,
+    /// Later segment files removed with the tail.
+    pub segments_removed: usize,
+}
+
+/// A byte range of one segment written but not yet committed, or not yet synced.
+#[derive(Debug)]
+struct Dirty {
+    segment: Arc<Segment>,
+    from: usize,
+    to: usize,
+}
+
+/// The single writer of a log directory.
+///
+/// Appends go into the memory mapping; [`Log::commit`] makes a whole group durable
+/// (per [`Durability`]) with one sync and publishes it to readers. The directory is
+/// locked for as long as the `Log` lives.
+#[derive(Debug)]
+pub struct Log {
+    dir: PathBuf,
+    options: LogOptions,
+    shared: Arc<Shared>,
+    active: Arc<Segment>,
+    /// End of the frames appended so far in `active`, committed or not.
+    write_end: usize,
+    next_seq: u64,
+    committed_seq: u64,
+    /// Every frame up to here is on stable storage; stamped into each new frame.
+    synced_seq: u64,
+    /// Appended, not yet committed.
+    pending: Vec<Dirty>,
+    /// Committed, not yet synced (only with `Durability::None`).
+    unsynced: Vec<Dirty>,
+    failed: bool,
+    recovery: RecoveryReport,
+    _lock: File,
+}
+
+impl Log {
+    /// Opens (creating when missing) the log in `dir`, recovering what a crash left:
+    /// a torn tail is cut back to the last whole frame and reported in
+    /// [`Log::recovery`]; damage beyond that is refused with [`OpenError::Corrupt`].
+    pub fn open(dir: impl AsRef<Path>, options: LogOptions) -> Result<Log, OpenError> {
+        options.validate().map_err(|reason| OpenError::InvalidOptions { reason })?;
+        let dir = dir.as_ref().to_path_buf();
+        let io = |op: &'static str, path: &Path| {
+            let path = path.to_path_buf();
+            move |source| OpenError::Io { op, path, source }
+        };
+        match fs::metadata(&dir) {
+            Ok(meta) if !meta.is_dir() => return Err(OpenError::NotADirectory { path: dir }),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                fs::create_dir_all(&dir).map_err(io("create directory", &dir))?;
+            }
+            Err(source) => return Err(OpenError::Io { op: "inspect", path: dir, source }),
+        }
+        let lock_path = dir.join(LOCK_FILE_NAME);
+        let lock = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .map_err(io("open lock file", &lock_path))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => return Err(OpenError::Locked { path: dir }),
+            Err(TryLockError::Error(source)) => return Err(OpenError::Io { op: "lock", path: lock_path, source }),
+        }
+
+        let mut names = Vec::new();
+        for entry in fs::read_dir(&dir).map_err(io("list directory", &dir))? {
+            let entry = entry.map_err(io("list directory", &dir))?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if let Some(first_seq) = segment::parse_segment_file_name(name) {
+                names.push(first_seq);
+            } else if segment::is_unfinished_segment(name) {
+                // A roll-over that crashed before its rename: never part of the log.
+                let path = entry.path();
+                fs::remove_file(&path).map_err(io("remove unfinished segment", &path))?;
+            }
+        }
+        names.sort_unstable();
+
+        if names.is_empty() {
+            let seg = Arc::new(Segment::create(&dir, 1, options.segment_bytes)?);
+            let report = RecoveryReport { segments: 1, frames: 0, first_seq: 1, last_seq: 0, torn_tail: None };
+            return Ok(Self::assemble(dir, options, lock, vec![seg], SEGMENT_HEADER_BYTES, 1, report));
+        }
+
+        let mut segments = Vec::with_capacity(names.len());
+        for first_seq in names {
+            segments.push(Segment::open(dir.join(segment::segment_file_name(first_seq)), first_seq)?);
+        }
+        let outcome = {
+            let images: Vec<SegmentImage<'_>> = segments
+                .iter()
+                .map(|s| SegmentImage { path: &s.path, first_seq: s.first_seq, bytes: s.bytes_unpublished_for_recovery() })
+                .collect();
+            recovery::scan(&images)?
+        };
+
+        let first_seq = segments[0].first_seq;
+        let mut torn_report = None;
+        if let Some(torn) = &outcome.torn {
+            let seg = &segments[torn.segment];
+            if torn.dirty_end > torn.offset {
+                let zeroes = vec![0u8; torn.dirty_end - torn.offset];
+                // SAFETY: the segment is not shared yet (no reader, no other writer),
+                // and the range lies inside it (recovery computed it from its bytes).
+                unsafe { seg.write_at(torn.offset, &zeroes) };
+                seg.sync_range(torn.offset, torn.dirty_end).map_err(io("sync cut tail", &seg.path))?;
+            }
+            let removed = segments.split_off(torn.segment + 1);
+            for seg in &removed {
+                fs::remove_file(&seg.path).map_err(io("remove torn segment", &seg.path))?;
+            }
+            if !removed.is_empty() {
+                segment::sync_dir(&dir)?;
+            }
+            torn_report = Some(TornTailReport {
+                segment: segments[torn.segment].path.clone(),
+                offset: torn.offset as u64,
+                bytes_dropped: torn.bytes_dropped,
+                frames_dropped: torn.frames_dropped,
+                segments_removed: removed.len(),
+            });
+        }
+        // Frames written before a crash with `Durability::None` may still be only in the
+        // page cache; make what recovery kept durable before new frames claim it is.
+        for (seg, &end) in segments.iter().zip(&outcome.ends) {
+            seg.sync_range(SEGMENT_HEADER_BYTES, end).map_err(io("sync recovered segment", &seg.path))?;
+            seg.publish(end);
+        }
+        let write_end = outcome.ends[segments.len() - 1];
+        let report = RecoveryReport {
+            segments: segments.len(),
+            frames: outcome.frames,
+            first_seq,
+            last_seq: outcome.last_seq,
+            torn_tail: torn_report,
+        };
+        let segments = segments.into_iter().map(Arc::new).collect();
+        Ok(Self::assemble(dir, options, lock, segments, write_end, outcome.last_seq + 1, report))
+    }
+
+    fn assemble(
+        dir: PathBuf,
+        options: LogOptions,
+        lock: File,
+        segments: Vec<Arc<Segment>>,
+        write_end: usize,
+        next_seq: u64,
+        recovery: RecoveryReport,
+    ) -> Log {
+        let active = Arc::clone(segments.last().expect("a log always has an active segment"));
+        let shared = Arc::new(Shared::new(segments, next_seq - 1));
+        Log {
+            dir,
+            options,
+            shared,
+            active,
+            write_end,
+            next_seq,
+            committed_seq: next_seq - 1,
+            synced_seq: next_seq - 1,
+            pending: Vec::new(),
+            unsynced: Vec::new(),
+            failed: false,
+            recovery,
+            _lock: lock,
+        }
+    }
+
+    /// What recovery found when this log was opened.
+    pub fn recovery(&self) -> &RecoveryReport {
+        &self.recovery
+    }
+
+    /// The directory of the log.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The options the log was opened with.
+    pub fn options(&self) -> &LogOptions {
+        &self.options
+    }
+
+    /// A handle for reading committed frames from other threads.
+    pub fn reader(&self) -> LogReader {
+        LogReader::new(Arc::clone(&self.shared))
+    }
+
+    /// Sequence number the next appended frame gets.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Sequence number of the last committed frame (0 before any).
+    pub fn committed_seq(&self) -> u64 {
+        self.committed_seq
+    }
+
+    /// Sequence number of the last frame known to be on stable storage.
+    pub fn synced_seq(&self) -> u64 {
+        self.synced_seq
+    }
+
+    /// Largest payload a frame can carry in a segment of the configured size.
+    pub fn payload_bytes_max(&self) -> usize {
+        (self.options.segment_bytes - SEGMENT_HEADER_BYTES - FRAME_HEADER_BYTES).min(PAYLOAD_BYTES_MAX)
+    }
+
+    /// Appends one frame, returning its sequence number. It is neither durable nor
+    /// visible to readers until [`Log::commit`].
+    pub fn append(&mut self, kind: u16, payload: &[u8]) -> Result<u64, AppendError> {
+        self.append_in_place(kind, payload.len(), |buf| buf.copy_from_slice(payload))
+    }
+
+    /// Appends one frame of `len` payload bytes that `fill` writes straight into the
+    /// mapping (zero-copy encoding). The buffer handed to `fill` is zeroed and
+    /// 16-byte aligned.
+    pub fn append_in_place(&mut self, kind: u16, len: usize, fill: impl FnOnce(&mut [u8])) -> Result<u64, AppendError> {
+        if self.failed {
+            return Err(AppendError::Failed);
+        }
+        if kind == 0 {
+            return Err(AppendError::ReservedKind);
+        }
+        let max = self.payload_bytes_max();
+        if len > max {
+            return Err(AppendError::TooLarge { len, max });
+        }
+        let size = frame_bytes(len);
+        if self.write_end + size > self.active.capacity() {
+            self.roll()?;
+        }
+        let at = self.write_end;
+        let seq = self.next_seq;
+        let header = FrameHeader { seq, synced_seq: self.synced_seq, payload_len: len as u32, kind };
+        let mut head = [0u8; FRAME_HEADER_BYTES];
+        {
+            // SAFETY: this `Log` is the directory's only writer (it holds the lock and
+            // `&mut self`); `at` is the end of what was appended, at or above the
+            // published end; the roll-over check above keeps the frame inside the
+            // segment. The slice is dropped before the range is published.
+            let payload = unsafe { self.active.slice_mut(at + FRAME_HEADER_BYTES, len) };
+            fill(payload);
+            header.encode(payload, &mut head);
+        }
+        // SAFETY: as above; the header goes just below the payload.
+        unsafe { self.active.write_at(at, &head) };
+        self.write_end = at + size;
+        self.next_seq += 1;
+        match self.pending.last_mut() {
+            Some(d) if Arc::ptr_eq(&d.segment, &self.active) => d.to = self.write_end,
+            _ => self.pending.push(Dirty { segment: Arc::clone(&self.active), from: at, to: self.write_end }),
+        }
+        Ok(seq)
+    }
+
+    /// Starts a new segment at `next_seq`. The old one keeps its unused zero tail.
+    fn roll(&mut self) -> Result<(), AppendError> {
+        let seg = Segment::create(&self.dir, self.next_seq, self.options.segment_bytes).map_err(|e| match e {
+            OpenError::Io { op, path, source } => AppendError::Io { op, path, source },
+            other => AppendError::Io { op: "create segment", path: self.dir.clone(), source: std::io::Error::other(other.to_string()) },
+        })?;
+        let seg = Arc::new(seg);
+        self.shared.push_segment(Arc::clone(&seg));
+        self.active = seg;
+        self.write_end = SEGMENT_HEADER_BYTES;
+        Ok(())
+    }
+
+    /// Commits every frame appended since the last commit as one group: with
+    /// [`Durability::SyncData`] they are written back to stable storage with one sync
+    /// per segment touched; then they are published to readers. Returns the sequence
+    /// number of the last committed frame.
+    ///
+    /// On error the group's fate is unknown (it may or may not be present after a
+    /// reopen), nothing of it is published, and the log refuses further writes.
+    pub fn commit(&mut self) -> Result<u64, CommitError> {
+        if self.failed {
+            return Err(CommitError::Failed);
+        }
+        if self.pending.is_empty() {
+            return Ok(self.committed_seq);
+        }
+        if self.options.durability == Durability::SyncData {
+            self.sync_ranges(true)?;
+        }
+        for d in &self.pending {
+            d.segment.publish(d.to);
+        }
+        self.committed_seq = self.next_seq - 1;
+        self.shared.publish_seq(self.committed_seq);
+        if self.options.durability == Durability::SyncData {
+            self.synced_seq = self.committed_seq;
+            self.pending.clear();
+        } else {
+            for d in self.pending.drain(..) {
+                match self.unsynced.last_mut() {
+                    Some(u) if Arc::ptr_eq(&u.segment, &d.segment) => u.to = d.to,
+                    _ => self.unsynced.push(d),
+                }
+            }
+        }
+        Ok(self.committed_seq)
+    }
+
+    /// Commits what is pending and writes back every committed frame to stable
+    /// storage, whatever the durability setting.
+    pub fn sync(&mut self) -> Result<u64, CommitError> {
+        self.commit()?;
+        self.sync_ranges(false)?;
+        self.unsynced.clear();
+        self.synced_seq = self.committed_seq;
+        Ok(self.committed_seq)
+    }
+
+    fn sync_ranges(&mut self, pending: bool) -> Result<(), CommitError> {
+        let extra: &[Dirty] = if pending { &self.pending } else { &[] };
+        let result = self.unsynced.iter().chain(extra).try_for_each(|d| {
+            d.segment
+                .sync_range(d.from, d.to)
+                .map_err(|source| CommitError::Sync { path: d.segment.path.clone(), source })
+        });
+        if result.is_err() {
+            // fsyncgate: after a failed sync the kernel may have dropped the dirty
+            // pages, so a retry could "succeed" without the data. Never retry.
+            self.failed = true;
+        } else if pending {
+            self.unsynced.clear();
+        }
+        result
+    }
+
+    /// Removes whole segments all of whose frames have sequence numbers below `seq`
+    /// (retention after a snapshot). The active segment is never removed. Returns how
+    /// many segment files were removed. Readers already reading a removed segment keep
+    /// their view of it.
+    pub fn remove_segments_before(&mut self, seq: u64) -> Result<usize, RetentionError> {
+        let removed = self.shared.split_front_before(seq);
+        for seg in &removed {
+            fs::remove_file(&seg.path).map_err(|source| RetentionError::Io { op: "remove segment", path: seg.path.clone(), source })?;
+        }
+        if !removed.is_empty() {
+            segment::sync_dir(&self.dir).map_err(|e| match e {
+                OpenError::Io { op, path, source } => RetentionError::Io { op, path, source },
+                other => RetentionError::Io { op: "sync directory", path: self.dir.clone(), source: std::io::Error::other(other.to_string()) },
+            })?;
+        }
+        Ok(removed.len())
+    }
+
+    /// Sequence number of the first frame still held.
+    pub fn first_seq(&self) -> u64 {
+        self.shared.first_seq()
+    }
+
+    /// Commits and syncs what is pending, then releases the directory.
+    pub fn close(mut self) -> Result<(), CommitError> {
+        self.sync().map(|_| ())
+    }
+}

@@ -1,0 +1,85 @@
+//! Options of a log: segment size and durability.
+
+/// Default size of a segment file: 64 MiB.
+pub const SEGMENT_BYTES_DEFAULT: usize = 64 << 20;
+/// Smallest segment size accepted (two pages: a header and at least one small frame).
+pub const SEGMENT_BYTES_MIN: usize = 8 << 10;
+/// Largest segment size accepted: 1 TiB.
+pub const SEGMENT_BYTES_MAX: usize = 1 << 40;
+/// Segment sizes are whole pages so that syncs of one segment never touch another.
+pub const SEGMENT_BYTES_MULTIPLE: usize = 4096;
+
+const _: () = assert!(SEGMENT_BYTES_DEFAULT % SEGMENT_BYTES_MULTIPLE == 0);
+const _: () = assert!(SEGMENT_BYTES_MIN % SEGMENT_BYTES_MULTIPLE == 0);
+
+/// What a [`Log::commit`](crate::Log::commit) guarantees about a crash after it returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Commit publishes the group without syncing. The frames live in the kernel's page
+    /// cache: they survive the process being killed (even with SIGKILL), but an
+    /// operating-system crash or power loss may lose any frames committed since the
+    /// last [`Log::sync`](crate::Log::sync); recovery then cuts them as a torn tail.
+    None,
+    /// Commit writes the group back to stable storage (one msync of the group's byte
+    /// range, a data sync) before it returns. Every committed frame survives a process
+    /// kill, an operating-system crash and a power loss, given a device that honours
+    /// cache flushes.
+    #[default]
+    SyncData,
+}
+
+/// How to open a log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogOptions {
+    pub(crate) segment_bytes: usize,
+    pub(crate) durability: Durability,
+}
+
+impl Default for LogOptions {
+    fn default() -> Self {
+        LogOptions { segment_bytes: SEGMENT_BYTES_DEFAULT, durability: Durability::SyncData }
+    }
+}
+
+impl LogOptions {
+    /// 64 MiB segments, [`Durability::SyncData`].
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Size of new segment files, a multiple of 4096 between [`SEGMENT_BYTES_MIN`] and
+    /// [`SEGMENT_BYTES_MAX`]. Existing segments keep the size they were made with.
+    pub fn segment_bytes(mut self, segment_bytes: usize) -> Self {
+        self.segment_bytes = segment_bytes;
+        self
+    }
+
+    /// What a commit guarantees; see [`Durability`].
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// The configured segment size.
+    pub fn get_segment_bytes(&self) -> usize {
+        self.segment_bytes
+    }
+
+    /// The configured durability.
+    pub fn get_durability(&self) -> Durability {
+        self.durability
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), &'static str> {
+        if self.segment_bytes < SEGMENT_BYTES_MIN {
+            return Err("segment_bytes is below the minimum of 8 KiB");
+        }
+        if self.segment_bytes > SEGMENT_BYTES_MAX {
+            return Err("segment_bytes is above the maximum of 1 TiB");
+        }
+        if self.segment_bytes % SEGMENT_BYTES_MULTIPLE != 0 {
+            return Err("segment_bytes is not a multiple of 4096");
+        }
+        Ok(())
+    }
+}
