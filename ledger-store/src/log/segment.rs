@@ -2,7 +2,7 @@
 //! shared memory mapping that the writer appends into and readers read from.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use memmap2::MmapRaw;
@@ -148,23 +148,41 @@ impl Segment {
     }
 
     /// Opens and maps an existing segment after checking its header against its name.
-    pub(crate) fn open(path: PathBuf, first_seq: u64) -> Result<Segment, OpenError> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&path)
-            .map_err(|source| OpenError::Io { op: "open segment", path: path.clone(), source })?;
-        let len = file
-            .metadata()
-            .map_err(|source| OpenError::Io { op: "stat segment", path: path.clone(), source })?
-            .len();
-        let segment = Self::map(file, path, first_seq, 0)?;
-        let header = SegmentHeader::decode(segment.bytes_unpublished_for_recovery())
-            .map_err(|fault| OpenError::BadSegmentHeader { path: segment.path.clone(), fault })?;
-        if header.first_seq != first_seq || header.segment_bytes != len {
-            return Err(OpenError::BadSegmentHeader { path: segment.path.clone(), fault: HeaderFault::NameOrSizeMismatch });
+    ///
+    /// The last segment may be shorter than its header says (a file cut short by a
+    /// copy or a filesystem repair): it is zero-extended back to its size, and recovery
+    /// then treats the missing bytes as a torn tail. Any other size mismatch is refused.
+    pub(crate) fn open(path: PathBuf, first_seq: u64, is_last: bool) -> Result<Segment, OpenError> {
+        let io = |op: &'static str, p: &Path| {
+            let p = p.to_path_buf();
+            move |source| OpenError::Io { op, path: p, source }
+        };
+        let mut file = OpenOptions::new().read(true).write(true).open(&path).map_err(io("open segment", &path))?;
+        let len = file.metadata().map_err(io("stat segment", &path))?.len();
+        let mut head = [0u8; SEGMENT_HEADER_BYTES];
+        let got = read_prefix(&mut file, &mut head).map_err(io("read segment header", &path))?;
+        let bad = |fault| OpenError::BadSegmentHeader { path: path.clone(), fault };
+        let header = SegmentHeader::decode(&head[..got]).map_err(bad)?;
+        let size_ok = usize::try_from(header.segment_bytes)
+            .is_ok_and(|n| (crate::options::SEGMENT_BYTES_MIN..=crate::options::SEGMENT_BYTES_MAX).contains(&n));
+        if header.first_seq != first_seq || !size_ok || len > header.segment_bytes {
+            return Err(bad(HeaderFault::NameOrSizeMismatch));
         }
-        Ok(segment)
+        if len < header.segment_bytes {
+            if !is_last {
+                return Err(bad(HeaderFault::NameOrSizeMismatch));
+            }
+            file.seek(SeekFrom::Start(len)).map_err(io("extend short segment", &path))?;
+            let zeroes = vec![0u8; ZERO_CHUNK_BYTES];
+            let mut left = header.segment_bytes - len;
+            while left > 0 {
+                let n = left.min(ZERO_CHUNK_BYTES as u64) as usize;
+                file.write_all(&zeroes[..n]).map_err(io("extend short segment", &path))?;
+                left -= n as u64;
+            }
+            file.sync_all().map_err(io("sync extended segment", &path))?;
+        }
+        Self::map(file, path, first_seq, 0)
     }
 
     fn map(file: File, path: PathBuf, first_seq: u64, published_end: usize) -> Result<Segment, OpenError> {
@@ -244,6 +262,18 @@ impl Segment {
     pub(crate) fn sync_range(&self, from: usize, to: usize) -> std::io::Result<()> {
         if to > from { self.map.flush_range(from, to - from) } else { Ok(()) }
     }
+}
+
+/// Reads as much of `buf` as the file holds from its start.
+fn read_prefix(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match file.read(&mut buf[got..])? {
+            0 => break,
+            n => got += n,
+        }
+    }
+    Ok(got)
 }
 
 /// Makes a directory's entries (created, renamed or removed files) durable.

@@ -132,8 +132,9 @@ impl Log {
         }
 
         let mut segments = Vec::with_capacity(names.len());
-        for first_seq in names {
-            segments.push(Segment::open(dir.join(segment::segment_file_name(first_seq)), first_seq)?);
+        let last = names.len() - 1;
+        for (i, first_seq) in names.into_iter().enumerate() {
+            segments.push(Segment::open(dir.join(segment::segment_file_name(first_seq)), first_seq, i == last)?);
         }
         let outcome = {
             let images: Vec<SegmentImage<'_>> = segments

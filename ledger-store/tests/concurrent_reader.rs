@@ -1,0 +1,53 @@
+//! A reader thread follows the writer: it sees every committed frame once, in order,
+//! never a frame before its group is committed, and never blocks the writer.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use ledger_store::{Durability, Log, LogOptions};
+
+#[test]
+fn a_tailing_reader_sees_exactly_the_committed_frames() {
+    const FRAMES: u64 = 20_000;
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), LogOptions::new().segment_bytes(256 << 10).durability(Durability::None)).unwrap();
+    let reader = log.reader();
+    let done = Arc::new(AtomicBool::new(false));
+    let tail = {
+        let done = Arc::clone(&done);
+        std::thread::spawn(move || {
+            let mut cursor = reader.cursor(1).unwrap();
+            let mut next = 1u64;
+            loop {
+                let finished = done.load(Ordering::Acquire);
+                while let Some(frame) = cursor.next() {
+                    let frame = frame.unwrap();
+                    assert_eq!(frame.seq, next);
+                    assert!(frame.seq <= reader.committed_seq(), "an uncommitted frame was visible");
+                    assert_eq!(frame.payload, &common::payload(frame.seq)[..]);
+                    next += 1;
+                }
+                if finished {
+                    return next - 1;
+                }
+                std::thread::yield_now();
+            }
+        })
+    };
+    let mut seq = 0;
+    let mut group = 1;
+    while seq < FRAMES {
+        for _ in 0..group.min(FRAMES - seq) {
+            seq += 1;
+            log.append(1, &common::payload(seq)).unwrap();
+        }
+        log.commit().unwrap();
+        group = group % 97 + 1;
+    }
+    done.store(true, Ordering::Release);
+    assert_eq!(tail.join().unwrap(), FRAMES);
+    assert!(common::segment_files(dir.path()).len() > 10, "the reader crossed roll-overs");
+}
