@@ -24,8 +24,8 @@ struct Fixture {
 
 fn fresh(durability: Durability) -> Fixture {
     let dir = tempfile::tempdir().expect("temp dir");
-    let log = Log::open(dir.path(), LogOptions::new().segment_bytes(SEGMENT_BYTES).durability(durability))
-        .expect("open log");
+    let log =
+        Log::open(dir.path(), LogOptions::new().segment_bytes(SEGMENT_BYTES).durability(durability)).expect("open log");
     Fixture { _dir: dir, log }
 }
 

@@ -94,7 +94,9 @@ pub struct Corruption {
 pub enum CorruptionKind {
     /// Frame `seq` is damaged or missing, and a later frame proves it had been made
     /// durable (the later frame was written after a sync that covered `seq`).
-    #[error("frame {seq} is {fault} but had been made durable (frame {proof_seq} at {proof_segment}:{proof_offset} was written after it was synced)")]
+    #[error(
+        "frame {seq} is {fault} but had been made durable (frame {proof_seq} at {proof_segment}:{proof_offset} was written after it was synced)"
+    )]
     DurableFrameDamaged {
         /// The sequence number expected at the damaged place.
         seq: u64,

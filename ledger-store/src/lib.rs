@@ -56,7 +56,6 @@ pub mod format {
     };
     pub use crate::log::recovery::{ScanOutcome, SegmentImage, TornTail, scan};
     pub use crate::log::segment::{
-        FORMAT_VERSION, SEGMENT_HEADER_BYTES, SEGMENT_MAGIC, SegmentHeader, parse_segment_file_name,
-        segment_file_name,
+        FORMAT_VERSION, SEGMENT_HEADER_BYTES, SEGMENT_MAGIC, SegmentHeader, parse_segment_file_name, segment_file_name,
     };
 }

@@ -9,8 +9,8 @@ pub const SEGMENT_BYTES_MAX: usize = 1 << 40;
 /// Segment sizes are whole pages so that syncs of one segment never touch another.
 pub const SEGMENT_BYTES_MULTIPLE: usize = 4096;
 
-const _: () = assert!(SEGMENT_BYTES_DEFAULT % SEGMENT_BYTES_MULTIPLE == 0);
-const _: () = assert!(SEGMENT_BYTES_MIN % SEGMENT_BYTES_MULTIPLE == 0);
+const _: () = assert!(SEGMENT_BYTES_DEFAULT.is_multiple_of(SEGMENT_BYTES_MULTIPLE));
+const _: () = assert!(SEGMENT_BYTES_MIN.is_multiple_of(SEGMENT_BYTES_MULTIPLE));
 
 /// What a [`Log::commit`](crate::Log::commit) guarantees about a crash after it returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -77,7 +77,7 @@ impl LogOptions {
         if self.segment_bytes > SEGMENT_BYTES_MAX {
             return Err("segment_bytes is above the maximum of 1 TiB");
         }
-        if self.segment_bytes % SEGMENT_BYTES_MULTIPLE != 0 {
+        if !self.segment_bytes.is_multiple_of(SEGMENT_BYTES_MULTIPLE) {
             return Err("segment_bytes is not a multiple of 4096");
         }
         Ok(())

@@ -1,11 +1,11 @@
 //! A reader thread follows the writer: it sees every committed frame once, in order,
 //! never a frame before its group is committed, and never blocks the writer.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::cast_possible_truncation)] // tests: small, fixed values
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use ledger_store::{Durability, Log, LogOptions};
 
@@ -13,7 +13,8 @@ use ledger_store::{Durability, Log, LogOptions};
 fn a_tailing_reader_sees_exactly_the_committed_frames() {
     const FRAMES: u64 = 20_000;
     let dir = tempfile::tempdir().unwrap();
-    let mut log = Log::open(dir.path(), LogOptions::new().segment_bytes(256 << 10).durability(Durability::None)).unwrap();
+    let mut log =
+        Log::open(dir.path(), LogOptions::new().segment_bytes(256 << 10).durability(Durability::None)).unwrap();
     let reader = log.reader();
     let done = Arc::new(AtomicBool::new(false));
     let tail = {

@@ -1,7 +1,7 @@
 //! Corruption: damage to a frame that had been made durable is refused with an error
 //! naming the segment and offset, and the refusal changes nothing on disk; damage that
 //! only touches frames never known durable is a torn tail.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::cast_possible_truncation)] // tests: small, fixed values
 
 mod common;
 
@@ -103,7 +103,9 @@ fn the_same_hole_after_a_sync_is_refused() {
     let err = Log::open(dir.path(), options(Durability::SyncData)).unwrap_err();
     let OpenError::Corrupt(c) = err else { panic!("expected corruption") };
     assert_eq!(c.offset, at as u64);
-    assert!(matches!(c.kind, CorruptionKind::DurableFrameDamaged { seq: s, fault: FrameFault::Zeroed, .. } if s == seq));
+    assert!(
+        matches!(c.kind, CorruptionKind::DurableFrameDamaged { seq: s, fault: FrameFault::Zeroed, .. } if s == seq)
+    );
 }
 
 #[test]

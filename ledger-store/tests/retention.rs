@@ -1,6 +1,6 @@
 //! Retention: whole segments below a sequence number are removed (after a snapshot);
 //! the log then starts later, readers say so, and a reopen agrees.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::cast_possible_truncation)] // tests: small, fixed values
 
 mod common;
 

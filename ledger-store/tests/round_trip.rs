@@ -1,6 +1,6 @@
 //! Property: random batches of records, committed in random groups across many small
 //! segments and reopened at random points, read back exactly, with gapless seqs.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::cast_possible_truncation)] // tests: small, fixed values
 
 mod common;
 

@@ -1,6 +1,6 @@
 //! Torn tails: a crash that cut the last frames short at any byte opens with exactly
 //! the wholly written frames, reports the cut, and leaves a healthy log behind.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::cast_possible_truncation)] // tests: small, fixed values
 
 mod common;
 

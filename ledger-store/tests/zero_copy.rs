@@ -1,6 +1,6 @@
 //! rkyv archives are read in place from the mapping: payloads are 16-byte aligned,
 //! including for types whose archive needs that alignment (128-bit ids).
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::cast_possible_truncation)] // tests: small, fixed values
 
 use ledger_store::{Log, LogOptions};
 use rkyv::rancor::Error;
@@ -14,7 +14,12 @@ struct Transfer {
 }
 
 fn transfer(i: u64) -> Transfer {
-    Transfer { id: (u128::from(i) << 64) | 0xFEED, amount: -(i as i64) * 100, currency: *b"USD\0", memo: "x".repeat(i as usize % 37) }
+    Transfer {
+        id: (u128::from(i) << 64) | 0xFEED,
+        amount: -(i as i64) * 100,
+        currency: *b"USD\0",
+        memo: "x".repeat(i as usize % 37),
+    }
 }
 
 #[test]

@@ -14,7 +14,7 @@ pub const FRAME_HEADER_BYTES: usize = 32;
 /// read in place from the mapping.
 pub const FRAME_ALIGN_BYTES: usize = 16;
 
-const _: () = assert!(FRAME_HEADER_BYTES % FRAME_ALIGN_BYTES == 0);
+const _: () = assert!(FRAME_HEADER_BYTES.is_multiple_of(FRAME_ALIGN_BYTES));
 const _: () = assert!(FRAME_ALIGN_BYTES.is_power_of_two());
 
 /// Largest payload a frame can carry (the length field is a `u32`). A segment may set a
@@ -93,9 +93,14 @@ impl FrameHeader {
         };
         let reserved = u16::from_le_bytes(arr(&h[22..24]));
         let room = bytes.len() - FRAME_HEADER_BYTES;
-        let fits = (header.payload_len as usize) <= PAYLOAD_BYTES_MAX
-            && padded(header.payload_len as usize) <= room;
-        if header.kind == 0 || reserved != 0 || header.seq == 0 || header.seq > SEQ_MAX || header.synced_seq >= header.seq || !fits {
+        let fits = (header.payload_len as usize) <= PAYLOAD_BYTES_MAX && padded(header.payload_len as usize) <= room;
+        if header.kind == 0
+            || reserved != 0
+            || header.seq == 0
+            || header.seq > SEQ_MAX
+            || header.synced_seq >= header.seq
+            || !fits
+        {
             return Err(FrameFault::BadHeader);
         }
         Ok(header)

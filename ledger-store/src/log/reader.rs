@@ -85,7 +85,13 @@ impl LogReader {
         }
         // The last segment starting at or before `from_seq`.
         let index = segments.partition_point(|s| s.first_seq <= from_seq).saturating_sub(1);
-        Ok(Cursor { shared: Arc::clone(&self.shared), segments, index, offset: SEGMENT_HEADER_BYTES, skip_below: from_seq })
+        Ok(Cursor {
+            shared: Arc::clone(&self.shared),
+            segments,
+            index,
+            offset: SEGMENT_HEADER_BYTES,
+            skip_below: from_seq,
+        })
     }
 }
 

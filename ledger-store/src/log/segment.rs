@@ -17,11 +17,13 @@ pub const SEGMENT_MAGIC: [u8; 8] = *b"LEDGRLOG";
 /// On-disk format version this build reads and writes.
 pub const FORMAT_VERSION: u32 = 1;
 
+const HEADER_BYTES_U32: u32 = 64;
+const _: () = assert!(HEADER_BYTES_U32 as usize == SEGMENT_HEADER_BYTES);
 const SEGMENT_SUFFIX: &str = ".seg";
 const TMP_SUFFIX: &str = ".seg.tmp";
 const ZERO_CHUNK_BYTES: usize = 1 << 20;
 
-const _: () = assert!(SEGMENT_HEADER_BYTES % crate::log::frame::FRAME_ALIGN_BYTES == 0);
+const _: () = assert!(SEGMENT_HEADER_BYTES.is_multiple_of(crate::log::frame::FRAME_ALIGN_BYTES));
 
 /// The decoded segment header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,7 +41,7 @@ impl SegmentHeader {
         let mut out = [0u8; SEGMENT_HEADER_BYTES];
         out[0..8].copy_from_slice(&SEGMENT_MAGIC);
         out[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
-        out[12..16].copy_from_slice(&(SEGMENT_HEADER_BYTES as u32).to_le_bytes());
+        out[12..16].copy_from_slice(&HEADER_BYTES_U32.to_le_bytes());
         out[16..24].copy_from_slice(&self.first_seq.to_le_bytes());
         out[24..32].copy_from_slice(&self.segment_bytes.to_le_bytes());
         let sum = blake3::hash(&out[0..56]);
@@ -68,7 +70,11 @@ impl SegmentHeader {
         let first_seq = u64::from_le_bytes(word);
         word.copy_from_slice(&h[24..32]);
         let segment_bytes = u64::from_le_bytes(word);
-        if header_len != SEGMENT_HEADER_BYTES || first_seq == 0 || first_seq > crate::log::frame::SEQ_MAX || h[32..56].iter().any(|&b| b != 0) {
+        if header_len != SEGMENT_HEADER_BYTES
+            || first_seq == 0
+            || first_seq > crate::log::frame::SEQ_MAX
+            || h[32..56].iter().any(|&b| b != 0)
+        {
             return Err(HeaderFault::BadField);
         }
         Ok(SegmentHeader { first_seq, segment_bytes })
@@ -176,7 +182,7 @@ impl Segment {
             let zeroes = vec![0u8; ZERO_CHUNK_BYTES];
             let mut left = header.segment_bytes - len;
             while left > 0 {
-                let n = left.min(ZERO_CHUNK_BYTES as u64) as usize;
+                let n = usize::try_from(left).map_or(ZERO_CHUNK_BYTES, |left| left.min(ZERO_CHUNK_BYTES));
                 file.write_all(&zeroes[..n]).map_err(io("extend short segment", &path))?;
                 left -= n as u64;
             }
@@ -186,7 +192,11 @@ impl Segment {
     }
 
     fn map(file: File, path: PathBuf, first_seq: u64, published_end: usize) -> Result<Segment, OpenError> {
-        let map = MmapRaw::map_raw(&file).map_err(|source| OpenError::Io { op: "map segment", path: path.clone(), source })?;
+        let map = MmapRaw::map_raw(&file).map_err(|source| OpenError::Io {
+            op: "map segment",
+            path: path.clone(),
+            source,
+        })?;
         Ok(Segment { first_seq, path, map, published_end: AtomicUsize::new(published_end), _file: file })
     }
 
@@ -278,9 +288,11 @@ fn read_prefix(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
 
 /// Makes a directory's entries (created, renamed or removed files) durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), OpenError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|source| OpenError::Io { op: "sync directory", path: dir.to_path_buf(), source })
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|source| OpenError::Io {
+        op: "sync directory",
+        path: dir.to_path_buf(),
+        source,
+    })
 }
 
 #[cfg(test)]

@@ -139,7 +139,11 @@ impl Log {
         let outcome = {
             let images: Vec<SegmentImage<'_>> = segments
                 .iter()
-                .map(|s| SegmentImage { path: &s.path, first_seq: s.first_seq, bytes: s.bytes_unpublished_for_recovery() })
+                .map(|s| SegmentImage {
+                    path: &s.path,
+                    first_seq: s.first_seq,
+                    bytes: s.bytes_unpublished_for_recovery(),
+                })
                 .collect();
             recovery::scan(&images)?
         };
@@ -282,7 +286,9 @@ impl Log {
         }
         let at = self.write_end;
         let seq = self.next_seq;
-        let header = FrameHeader { seq, synced_seq: self.synced_seq, payload_len: len as u32, kind };
+        // `len <= payload_bytes_max() <= PAYLOAD_BYTES_MAX < u32::MAX`, checked above.
+        let payload_len = u32::try_from(len).map_err(|_| AppendError::TooLarge { len, max })?;
+        let header = FrameHeader { seq, synced_seq: self.synced_seq, payload_len, kind };
         let mut head = [0u8; FRAME_HEADER_BYTES];
         {
             // SAFETY: this `Log` is the directory's only writer (it holds the lock and
@@ -308,7 +314,11 @@ impl Log {
     fn roll(&mut self) -> Result<(), AppendError> {
         let seg = Segment::create(&self.dir, self.next_seq, self.options.segment_bytes).map_err(|e| match e {
             OpenError::Io { op, path, source } => AppendError::Io { op, path, source },
-            other => AppendError::Io { op: "create segment", path: self.dir.clone(), source: std::io::Error::other(other.to_string()) },
+            other => AppendError::Io {
+                op: "create segment",
+                path: self.dir.clone(),
+                source: std::io::Error::other(other.to_string()),
+            },
         })?;
         let seg = Arc::new(seg);
         self.shared.push_segment(Arc::clone(&seg));
@@ -387,12 +397,20 @@ impl Log {
     pub fn remove_segments_before(&mut self, seq: u64) -> Result<usize, RetentionError> {
         let removed = self.shared.split_front_before(seq);
         for seg in &removed {
-            fs::remove_file(&seg.path).map_err(|source| RetentionError::Io { op: "remove segment", path: seg.path.clone(), source })?;
+            fs::remove_file(&seg.path).map_err(|source| RetentionError::Io {
+                op: "remove segment",
+                path: seg.path.clone(),
+                source,
+            })?;
         }
         if !removed.is_empty() {
             segment::sync_dir(&self.dir).map_err(|e| match e {
                 OpenError::Io { op, path, source } => RetentionError::Io { op, path, source },
-                other => RetentionError::Io { op: "sync directory", path: self.dir.clone(), source: std::io::Error::other(other.to_string()) },
+                other => RetentionError::Io {
+                    op: "sync directory",
+                    path: self.dir.clone(),
+                    source: std::io::Error::other(other.to_string()),
+                },
             })?;
         }
         Ok(removed.len())

@@ -1,5 +1,5 @@
 //! Helpers shared by the integration tests.
-#![allow(dead_code, unreachable_pub)] // each test file uses a different subset
+#![allow(dead_code, unreachable_pub, clippy::cast_possible_truncation)] // each test file uses a subset; small values
 
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Runs every test of the project: the workspace's unit, integration, property, crash
+# and doc tests, the fuzz regression replays, and the examples. README's test command.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== workspace tests"
+cargo test --workspace --locked
+
+echo "== fuzz seed and regression replays (stable, no instrumentation)"
+if [ -f fuzz/Cargo.toml ]; then
+  (cd fuzz && cargo test --locked)
+fi
+
+echo "== examples"
+demo=$(mktemp -d)
+trap 'rm -rf "$demo"' EXIT
+cargo run --locked --release -q -p ledger-store --example log_roundtrip -- "$demo/log" 200000
+cargo run --locked --release -q -p ledger-store --example log_roundtrip -- "$demo/log" 200000
