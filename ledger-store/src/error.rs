@@ -222,6 +222,34 @@ pub enum RetentionError {
     },
 }
 
+/// An operating-system call that failed, with what was being done and to what. Each
+/// operation's error has an `Io` variant it converts into.
+#[derive(Debug)]
+pub(crate) struct IoFailure {
+    pub(crate) op: &'static str,
+    pub(crate) path: PathBuf,
+    pub(crate) source: std::io::Error,
+}
+
+impl IoFailure {
+    /// A closure for `map_err` that records `op` on `path`.
+    pub(crate) fn at(op: &'static str, path: &std::path::Path) -> impl FnOnce(std::io::Error) -> IoFailure + use<> {
+        let path = path.to_path_buf();
+        move |source| IoFailure { op, path, source }
+    }
+}
+
+macro_rules! from_io_failure {
+    ($($error:ident),*) => {$(
+        impl From<IoFailure> for $error {
+            fn from(IoFailure { op, path, source }: IoFailure) -> Self {
+                $error::Io { op, path, source }
+            }
+        }
+    )*};
+}
+from_io_failure!(OpenError, AppendError, RetentionError);
+
 /// Any error of this crate.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

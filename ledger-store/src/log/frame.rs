@@ -145,6 +145,7 @@ fn arr<const N: usize>(s: &[u8]) -> [u8; N] {
 }
 
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation)] // small, fixed test values
 mod tests {
     use super::*;
 

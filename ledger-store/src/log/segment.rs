@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use memmap2::MmapRaw;
 
-use crate::error::{HeaderFault, OpenError};
+use crate::error::{HeaderFault, IoFailure, OpenError};
 use crate::sync::{AtomicUsize, Ordering};
 
 /// Bytes of the segment header; the first frame starts here.
@@ -124,13 +124,10 @@ impl Segment {
     ///
     /// The file is filled with real zeroes rather than `fallocate`d: extents that are
     /// allocated but unwritten would turn every later data sync into a metadata sync.
-    pub(crate) fn create(dir: &Path, first_seq: u64, segment_bytes: usize) -> Result<Segment, OpenError> {
+    pub(crate) fn create(dir: &Path, first_seq: u64, segment_bytes: usize) -> Result<Segment, IoFailure> {
         let path = dir.join(segment_file_name(first_seq));
         let tmp = dir.join(format!("{first_seq:020}{TMP_SUFFIX}"));
-        let io = |op: &'static str, p: &Path| {
-            let p = p.to_path_buf();
-            move |source| OpenError::Io { op, path: p, source }
-        };
+        let io = IoFailure::at;
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -159,10 +156,7 @@ impl Segment {
     /// copy or a filesystem repair): it is zero-extended back to its size, and recovery
     /// then treats the missing bytes as a torn tail. Any other size mismatch is refused.
     pub(crate) fn open(path: PathBuf, first_seq: u64, is_last: bool) -> Result<Segment, OpenError> {
-        let io = |op: &'static str, p: &Path| {
-            let p = p.to_path_buf();
-            move |source| OpenError::Io { op, path: p, source }
-        };
+        let io = IoFailure::at;
         let mut file = OpenOptions::new().read(true).write(true).open(&path).map_err(io("open segment", &path))?;
         let len = file.metadata().map_err(io("stat segment", &path))?.len();
         let mut head = [0u8; SEGMENT_HEADER_BYTES];
@@ -188,15 +182,11 @@ impl Segment {
             }
             file.sync_all().map_err(io("sync extended segment", &path))?;
         }
-        Self::map(file, path, first_seq, 0)
+        Ok(Self::map(file, path, first_seq, 0)?)
     }
 
-    fn map(file: File, path: PathBuf, first_seq: u64, published_end: usize) -> Result<Segment, OpenError> {
-        let map = MmapRaw::map_raw(&file).map_err(|source| OpenError::Io {
-            op: "map segment",
-            path: path.clone(),
-            source,
-        })?;
+    fn map(file: File, path: PathBuf, first_seq: u64, published_end: usize) -> Result<Segment, IoFailure> {
+        let map = MmapRaw::map_raw(&file).map_err(IoFailure::at("map segment", &path))?;
         Ok(Segment { first_seq, path, map, published_end: AtomicUsize::new(published_end), _file: file })
     }
 
@@ -287,12 +277,8 @@ fn read_prefix(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
 }
 
 /// Makes a directory's entries (created, renamed or removed files) durable.
-pub(crate) fn sync_dir(dir: &Path) -> Result<(), OpenError> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(|source| OpenError::Io {
-        op: "sync directory",
-        path: dir.to_path_buf(),
-        source,
-    })
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), IoFailure> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(IoFailure::at("sync directory", dir))
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@ use std::fs::{self, File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::error::{AppendError, CommitError, OpenError, RetentionError};
+use crate::error::{AppendError, CommitError, IoFailure, OpenError, RetentionError};
 use crate::log::frame::{FRAME_HEADER_BYTES, FrameHeader, PAYLOAD_BYTES_MAX, frame_bytes};
 use crate::log::reader::{LogReader, Shared};
 use crate::log::recovery::{self, SegmentImage};
@@ -84,9 +84,9 @@ impl Log {
     pub fn open(dir: impl AsRef<Path>, options: LogOptions) -> Result<Log, OpenError> {
         options.validate().map_err(|reason| OpenError::InvalidOptions { reason })?;
         let dir = dir.as_ref().to_path_buf();
-        let io = |op: &'static str, path: &Path| {
-            let path = path.to_path_buf();
-            move |source| OpenError::Io { op, path, source }
+        let io = |op, path: &Path| {
+            let at = IoFailure::at(op, path);
+            move |source| OpenError::from(at(source))
         };
         match fs::metadata(&dir) {
             Ok(meta) if !meta.is_dir() => return Err(OpenError::NotADirectory { path: dir }),
@@ -312,15 +312,7 @@ impl Log {
 
     /// Starts a new segment at `next_seq`. The old one keeps its unused zero tail.
     fn roll(&mut self) -> Result<(), AppendError> {
-        let seg = Segment::create(&self.dir, self.next_seq, self.options.segment_bytes).map_err(|e| match e {
-            OpenError::Io { op, path, source } => AppendError::Io { op, path, source },
-            other => AppendError::Io {
-                op: "create segment",
-                path: self.dir.clone(),
-                source: std::io::Error::other(other.to_string()),
-            },
-        })?;
-        let seg = Arc::new(seg);
+        let seg = Arc::new(Segment::create(&self.dir, self.next_seq, self.options.segment_bytes)?);
         self.shared.push_segment(Arc::clone(&seg));
         self.active = seg;
         self.write_end = SEGMENT_HEADER_BYTES;
@@ -397,21 +389,10 @@ impl Log {
     pub fn remove_segments_before(&mut self, seq: u64) -> Result<usize, RetentionError> {
         let removed = self.shared.split_front_before(seq);
         for seg in &removed {
-            fs::remove_file(&seg.path).map_err(|source| RetentionError::Io {
-                op: "remove segment",
-                path: seg.path.clone(),
-                source,
-            })?;
+            fs::remove_file(&seg.path).map_err(IoFailure::at("remove segment", &seg.path))?;
         }
         if !removed.is_empty() {
-            segment::sync_dir(&self.dir).map_err(|e| match e {
-                OpenError::Io { op, path, source } => RetentionError::Io { op, path, source },
-                other => RetentionError::Io {
-                    op: "sync directory",
-                    path: self.dir.clone(),
-                    source: std::io::Error::other(other.to_string()),
-                },
-            })?;
+            segment::sync_dir(&self.dir)?;
         }
         Ok(removed.len())
     }
