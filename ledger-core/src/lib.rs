@@ -1,5 +1,50 @@
 //! `ledger-core`: the ledger engine over [`ledger_store`].
 //!
-//! Not built yet: this crate exists so the workspace has its final shape. The engine
-//! (lock-free submission, single sequencer, idempotency, batches, balances, queries)
-//! arrives with the ledger-core issue; see `ARCHITECTURE.md`.
+//! Many threads submit transactions through a lock-free bounded queue; one sequencer
+//! thread judges them in order (idempotency by caller-chosen 128-bit ids, refund and
+//! capture rules, exact integer money with overflow as a rejection), appends the
+//! accepted ones to the log, makes each group durable with one sync, and only then
+//! applies it to the state readers see and completes the callers. Opening a ledger
+//! replays its log through the same judging code.
+//!
+//! ```
+//! use ledger_core::{Currency, Ledger, LedgerOptions, Tx, TxId, TxOutcome, TxState};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let usd = Currency::from_code("USD").expect("USD is known");
+//! let ledger = Ledger::open(dir.path(), LedgerOptions::default())?;
+//! let sale = Tx::sale(TxId(1), 7, 10_00, usd);
+//! let refund = Tx::refund(TxId(2), TxId(1), 7, 2_50, usd);
+//! let outcomes = ledger.submit(&[sale, refund])?; // durable when this returns
+//! assert!(matches!(outcomes[1], TxOutcome::Committed(_)));
+//! assert_eq!(ledger.lookup(TxId(1)).map(|r| r.state), Some(TxState::PartiallyRefunded));
+//! assert_eq!(ledger.submit(&[sale])?[0].code(), 1); // the same id again: Exists, nothing changed
+//! let batch = ledger.close_batch(7, usd)?;
+//! assert_eq!((batch.payment_total, batch.refund_total, batch.net), (10_00, 2_50, 7_50));
+//! ledger.close()?;
+//!
+//! let ledger = Ledger::open(dir.path(), LedgerOptions::default())?; // replays the log
+//! assert_eq!(ledger.balance(7, usd).map(|b| b.settled_net), Some(7_50));
+//! # Ok(())
+//! # }
+//! ```
+#![deny(unsafe_code)]
+
+mod codec;
+mod completion;
+mod currency;
+mod error;
+mod ledger;
+mod model;
+pub mod money;
+mod sequencer;
+mod state;
+
+pub use codec::DecodeError;
+pub use currency::Currency;
+pub use error::{CloseBatchError, OpenError, SubmitError};
+pub use ledger::{Ledger, LedgerOptions, OpenReport, QUEUE_REQUESTS_MAX, SubmitFuture};
+pub use ledger_store::Durability;
+pub use model::{Balance, BatchSummary, Kind, Reject, Tx, TxId, TxOutcome, TxRecord, TxState};
+pub use sequencer::CutoverPolicy;

@@ -1,0 +1,61 @@
+//! Errors of the engine, one enum per operation.
+
+use crate::codec::DecodeError;
+
+/// Why [`Ledger::open`](crate::Ledger::open) failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// The log could not be opened: locked, I/O, or corruption (see the source).
+    #[error(transparent)]
+    Store(#[from] ledger_store::OpenError),
+    /// A record in the log does not decode.
+    #[error("log record {seq} does not decode: {source}")]
+    Decode {
+        /// The record's seq.
+        seq: u64,
+        /// What is wrong.
+        #[source]
+        source: DecodeError,
+    },
+    /// Replaying a record did not reproduce what was committed: the log was written by
+    /// an incompatible version, or damaged in a way its checksums cannot see.
+    #[error("log record {seq} does not replay: {detail}")]
+    Replay {
+        /// The record's seq.
+        seq: u64,
+        /// What differed.
+        detail: String,
+    },
+    /// The sequencer thread could not be started.
+    #[error("starting the sequencer thread: {0}")]
+    Spawn(#[source] std::io::Error),
+}
+
+/// Why a submission failed as a whole. A rejected transaction is not an error: it is a
+/// [`TxOutcome::Rejected`](crate::TxOutcome::Rejected) in the results.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SubmitError {
+    /// The ledger was closed.
+    #[error("the ledger is closed")]
+    Closed,
+    /// Writing or syncing the log failed. Whether this call's transactions reached
+    /// stable storage is unknown: none was acknowledged; after a reopen each is either
+    /// there whole or absent, and resubmitting the same ids is safe (idempotent). The
+    /// ledger refuses further writes until it is reopened.
+    #[error("the log failed; the outcome of this call is unknown: {0}")]
+    Failed(String),
+}
+
+/// Why closing a batch failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CloseBatchError {
+    /// The account has no open batch, or it holds no transaction.
+    #[error("the open batch holds no transaction")]
+    Empty,
+    /// As for [`SubmitError`].
+    #[error(transparent)]
+    Submit(#[from] SubmitError),
+}

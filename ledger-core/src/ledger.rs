@@ -1,0 +1,275 @@
+//! The `Ledger` handle: open (with replay), submit, close batches, query.
+
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::thread::JoinHandle;
+
+use crossbeam::channel::{self, Sender};
+use ledger_store::{Durability, Log, LogOptions};
+use parking_lot::{Mutex, RwLock};
+
+use crate::codec::{self, Record};
+use crate::completion::{self, Pending};
+use crate::currency::Currency;
+use crate::error::{CloseBatchError, OpenError, SubmitError};
+use crate::model::{Balance, BatchSummary, Tx, TxId, TxOutcome, TxRecord};
+use crate::sequencer::{CutoverPolicy, Request, Sequencer};
+use crate::state::State;
+
+/// Requests that can wait in the submission queue; producers block (back-pressure)
+/// when it is full.
+pub const QUEUE_REQUESTS_MAX: usize = 4096;
+/// Records replayed per group on open (each group is applied as the sequencer would).
+const REPLAY_GROUP_RECORDS: usize = 8190;
+
+/// How to open a ledger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LedgerOptions {
+    /// What a returned submit guarantees; see [`Durability`]. Default: `SyncData`.
+    pub durability: Durability,
+    /// Size of the log's segment files; 0 for the default (64 MiB).
+    pub segment_bytes: usize,
+    /// When batches close by themselves.
+    pub cutover: CutoverPolicy,
+}
+
+impl Default for LedgerOptions {
+    fn default() -> Self {
+        LedgerOptions { durability: Durability::SyncData, segment_bytes: 0, cutover: CutoverPolicy::default() }
+    }
+}
+
+/// What opening the ledger found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenReport {
+    /// What the log's recovery found (torn tail cut, frames verified).
+    pub log: ledger_store::RecoveryReport,
+    /// Transactions replayed into memory.
+    pub transactions: u64,
+    /// Batch closes replayed.
+    pub batch_closes: u64,
+}
+
+/// A handle on an open ledger: cheap to clone, `Send + Sync`, usable from any number
+/// of threads at once. The ledger closes when the last handle is dropped, or
+/// explicitly with [`Ledger::close`].
+#[derive(Debug, Clone)]
+pub struct Ledger {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    requests: Option<Sender<Request>>,
+    state: Arc<RwLock<State>>,
+    sequencer: Mutex<Option<JoinHandle<()>>>,
+    report: OpenReport,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Closing the queue stops the sequencer after it has committed what was queued.
+        drop(self.requests.take());
+        if let Some(thread) = self.sequencer.get_mut().take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A submission in flight: `.await` it from async code, or [`SubmitFuture::wait`].
+#[derive(Debug)]
+pub struct SubmitFuture {
+    pending: Result<Pending<Result<Vec<TxOutcome>, SubmitError>>, SubmitError>,
+}
+
+impl SubmitFuture {
+    /// Blocks until the submission is committed (durably, with `SyncData`) or failed.
+    pub fn wait(self) -> Result<Vec<TxOutcome>, SubmitError> {
+        self.pending?.wait().unwrap_or(Err(SubmitError::Closed))
+    }
+}
+
+impl Future for SubmitFuture {
+    type Output = Result<Vec<TxOutcome>, SubmitError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.pending {
+            Err(e) => Poll::Ready(Err(e.clone())),
+            Ok(pending) => Pin::new(pending).poll(cx).map(|v| v.unwrap_or(Err(SubmitError::Closed))),
+        }
+    }
+}
+
+impl Ledger {
+    /// Opens (creating when missing) the ledger stored in `dir`: recovers the log,
+    /// replays it into memory, and starts the sequencer.
+    pub fn open(dir: impl AsRef<Path>, options: LedgerOptions) -> Result<Ledger, OpenError> {
+        let mut log_options = LogOptions::new().durability(options.durability);
+        if options.segment_bytes != 0 {
+            log_options = log_options.segment_bytes(options.segment_bytes);
+        }
+        let log = Log::open(dir.as_ref(), log_options)?;
+        let (state, transactions, batch_closes) = replay(&log)?;
+        let state = Arc::new(RwLock::new(state));
+        let (sender, receiver) = channel::bounded(QUEUE_REQUESTS_MAX);
+        let sequencer = Sequencer::new(log, Arc::clone(&state), receiver, options.cutover);
+        let report = OpenReport { log: sequencer.log.recovery().clone(), transactions, batch_closes };
+        let thread = std::thread::Builder::new()
+            .name("ledger-sequencer".into())
+            .spawn(move || sequencer.run())
+            .map_err(OpenError::Spawn)?;
+        Ok(Ledger {
+            inner: Arc::new(Inner { requests: Some(sender), state, sequencer: Mutex::new(Some(thread)), report }),
+        })
+    }
+
+    /// What opening found.
+    pub fn open_report(&self) -> &OpenReport {
+        &self.inner.report
+    }
+
+    fn send(&self, request: Request) -> Result<(), SubmitError> {
+        let sender = self.inner.requests.as_ref().ok_or(SubmitError::Closed)?;
+        // Blocks while the queue is full: back-pressure on producers.
+        sender.send(request).map_err(|_| SubmitError::Closed)
+    }
+
+    /// Submits transactions, judged and committed in order (a later one may refer to an
+    /// earlier one), and returns one outcome per transaction once they are committed.
+    pub fn submit(&self, txs: &[Tx]) -> Result<Vec<TxOutcome>, SubmitError> {
+        self.submit_async(txs.to_vec()).wait()
+    }
+
+    /// As [`Ledger::submit`], returning a future instead of blocking: an async caller
+    /// awaits it without holding a thread.
+    pub fn submit_async(&self, txs: Vec<Tx>) -> SubmitFuture {
+        let (done, pending) = completion::pair();
+        SubmitFuture { pending: self.send(Request::Submit { txs, done }).map(|()| pending) }
+    }
+
+    /// Closes the client's open batch in `currency`; later transactions count in a new
+    /// one. The close is itself a record in the log, ordered with the transactions.
+    pub fn close_batch(&self, client_id: u64, currency: Currency) -> Result<BatchSummary, CloseBatchError> {
+        let (done, pending) = completion::pair();
+        self.send(Request::CloseBatch { client_id, currency, done })?;
+        pending.wait().unwrap_or(Err(CloseBatchError::Submit(SubmitError::Closed)))
+    }
+
+    /// As [`Ledger::close_batch`], for async callers.
+    pub async fn close_batch_async(&self, client_id: u64, currency: Currency) -> Result<BatchSummary, CloseBatchError> {
+        let (done, pending) = completion::pair();
+        self.send(Request::CloseBatch { client_id, currency, done })?;
+        pending.await.unwrap_or(Err(CloseBatchError::Submit(SubmitError::Closed)))
+    }
+
+    /// The committed transaction with this id, as it stands now.
+    pub fn lookup(&self, id: TxId) -> Option<TxRecord> {
+        self.inner.state.read().lookup(id)
+    }
+
+    /// The client's transactions with `seq > after_seq`, oldest first, at most `limit`.
+    pub fn list(&self, client_id: u64, after_seq: u64, limit: usize) -> Vec<TxRecord> {
+        self.inner.state.read().list(client_id, after_seq, limit)
+    }
+
+    /// A batch by id.
+    pub fn batch(&self, batch_id: u64) -> Option<BatchSummary> {
+        self.inner.state.read().batch(batch_id)
+    }
+
+    /// The client's batches with `batch_id > after_id`, oldest first, at most `limit`.
+    pub fn batches(&self, client_id: u64, after_id: u64, limit: usize) -> Vec<BatchSummary> {
+        self.inner.state.read().batches_of(client_id, after_id, limit)
+    }
+
+    /// The client's open batch in `currency`, if it has one.
+    pub fn open_batch(&self, client_id: u64, currency: Currency) -> Option<BatchSummary> {
+        self.inner.state.read().open_batch(client_id, currency)
+    }
+
+    /// The client's balance in `currency`; `None` before any transaction counted in it.
+    pub fn balance(&self, client_id: u64, currency: Currency) -> Option<Balance> {
+        self.inner.state.read().balance(client_id, currency)
+    }
+
+    /// The client's balances, one per currency it has used, in code order.
+    pub fn balances(&self, client_id: u64) -> Vec<(Currency, Balance)> {
+        let state = self.inner.state.read();
+        state.currencies_of(client_id).into_iter().filter_map(|c| state.balance(client_id, c).map(|b| (c, b))).collect()
+    }
+
+    /// Seq of the last committed record.
+    pub fn last_seq(&self) -> u64 {
+        self.inner.state.read().last_seq()
+    }
+
+    /// Transactions held in memory.
+    pub fn transaction_count(&self) -> usize {
+        self.inner.state.read().transaction_count()
+    }
+
+    /// Commits what is queued, syncs and closes the log, and stops the sequencer;
+    /// every handle's later calls fail with [`SubmitError::Closed`]. Returns when the
+    /// directory is released.
+    pub fn close(&self) -> Result<(), SubmitError> {
+        let (done, pending) = completion::pair();
+        let sent = self.send(Request::Shutdown { done });
+        let result = match sent {
+            Ok(()) => pending.wait().unwrap_or(Ok(())),
+            Err(SubmitError::Closed) => Ok(()), // already closed
+            Err(e) => Err(e),
+        };
+        if let Some(thread) = self.inner.sequencer.lock().take() {
+            let _ = thread.join();
+        }
+        result
+    }
+}
+
+/// Replays the log into a fresh state through the same judging code the sequencer
+/// uses, checking that every record reproduces what was committed.
+fn replay(log: &Log) -> Result<(State, u64, u64), OpenError> {
+    let mut state = State::default();
+    let mut cursor =
+        log.reader().cursor(log.first_seq()).map_err(|e| OpenError::Replay { seq: 0, detail: e.to_string() })?;
+    let (mut transactions, mut closes) = (0u64, 0u64);
+    loop {
+        let mut group = state.group();
+        let mut records = 0;
+        while records < REPLAY_GROUP_RECORDS {
+            let Some(frame) = cursor.next() else { break };
+            let frame = frame.map_err(|e| OpenError::Replay { seq: 0, detail: e.to_string() })?;
+            let seq = frame.seq;
+            let mismatch = |detail: String| OpenError::Replay { seq, detail };
+            match codec::decode(frame.kind, frame.payload).map_err(|source| OpenError::Decode { seq, source })? {
+                Record::Tx { tx, timestamp_ns, batch_id } => {
+                    match group.submit(&tx, seq, timestamp_ns) {
+                        TxOutcome::Committed(r) if r.timestamp_ns == timestamp_ns && r.batch_id == batch_id => {}
+                        other => {
+                            return Err(mismatch(format!(
+                                "expected a commit in batch {batch_id} at {timestamp_ns}, got {other:?}"
+                            )));
+                        }
+                    }
+                    transactions += 1;
+                }
+                Record::Close { client_id, currency, batch_id, timestamp_ns } => {
+                    match group.close_batch(client_id, currency, seq, timestamp_ns) {
+                        Ok(b) if b.batch_id == batch_id && b.closed_ns == timestamp_ns => {}
+                        other => return Err(mismatch(format!("expected batch {batch_id} to close, got {other:?}"))),
+                    }
+                    closes += 1;
+                }
+            }
+            records += 1;
+        }
+        let changes = group.into_changes();
+        state.apply(changes);
+        if records < REPLAY_GROUP_RECORDS {
+            return Ok((state, transactions, closes));
+        }
+    }
+}

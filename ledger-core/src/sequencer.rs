@@ -1,0 +1,258 @@
+//! The single sequencer: drains what producers published, judges every command in
+//! order, appends the accepted ones to the log, makes the group durable with one sync
+//! (group commit), applies it to the state readers see, and completes every waiter.
+//!
+//! The single-writer, drain-what-is-published loop follows the LMAX Disruptor's
+//! batching effect: under load one pass takes many requests, so the cost of a sync is
+//! shared by all of them; with no load a lone request is committed at once.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crossbeam::channel::Receiver;
+use ledger_store::Log;
+use parking_lot::RwLock;
+use rkyv::util::AlignedVec;
+
+use crate::codec::{self, CloseFrame, FRAME_BATCH_CLOSE, FRAME_TX, TxFrame};
+use crate::completion::Completer;
+use crate::currency::Currency;
+use crate::error::{CloseBatchError, SubmitError};
+use crate::model::{BatchSummary, Tx, TxOutcome};
+use crate::state::{Group, State};
+
+/// Stop draining more requests into a group once it holds this many commands (a single
+/// request is never split, so a group can exceed it by one request).
+pub(crate) const GROUP_COMMANDS_MAX: usize = 8190;
+
+/// Work sent to the sequencer.
+#[derive(Debug)]
+pub(crate) enum Request {
+    Submit {
+        txs: Vec<Tx>,
+        done: Completer<Result<Vec<TxOutcome>, SubmitError>>,
+    },
+    CloseBatch {
+        client_id: u64,
+        currency: Currency,
+        done: Completer<Result<BatchSummary, CloseBatchError>>,
+    },
+    /// Sync, close the log and stop; later requests find the queue closed.
+    Shutdown {
+        done: Completer<Result<(), SubmitError>>,
+    },
+}
+
+impl Request {
+    fn commands(&self) -> usize {
+        match self {
+            Request::Submit { txs, .. } => txs.len(),
+            Request::CloseBatch { .. } | Request::Shutdown { .. } => 1,
+        }
+    }
+}
+
+/// When to close a batch without being asked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CutoverPolicy {
+    /// Close an account's open batch once it counts this many transactions.
+    pub transactions_max: Option<u64>,
+}
+
+/// What one request's commands came to, before the group is durable.
+enum Reply {
+    Submit(Vec<TxOutcome>),
+    CloseBatch(Result<BatchSummary, CloseBatchError>),
+}
+
+pub(crate) struct Sequencer {
+    pub(crate) log: Log,
+    pub(crate) state: Arc<RwLock<State>>,
+    pub(crate) requests: Receiver<Request>,
+    pub(crate) cutover: CutoverPolicy,
+    buf: AlignedVec,
+    /// Set after a failed append or sync: the log's state on disk is unknown.
+    failed: Option<String>,
+}
+
+impl Sequencer {
+    pub(crate) fn new(
+        log: Log,
+        state: Arc<RwLock<State>>,
+        requests: Receiver<Request>,
+        cutover: CutoverPolicy,
+    ) -> Self {
+        Sequencer { log, state, requests, cutover, buf: AlignedVec::new(), failed: None }
+    }
+
+    /// Runs until a shutdown request or until every handle is gone.
+    pub(crate) fn run(mut self) {
+        let mut batch = Vec::new();
+        while let Ok(first) = self.requests.recv() {
+            let mut commands = first.commands();
+            batch.push(first);
+            while commands < GROUP_COMMANDS_MAX {
+                match self.requests.try_recv() {
+                    Ok(next) => {
+                        commands += next.commands();
+                        batch.push(next);
+                    }
+                    Err(_) => break,
+                }
+            }
+            // A shutdown ends the group: what came before it is committed, then stop.
+            let shutdown = batch.iter().position(|r| matches!(r, Request::Shutdown { .. }));
+            let rest = shutdown.map(|at| batch.split_off(at));
+            self.process(std::mem::take(&mut batch));
+            if let Some(mut rest) = rest {
+                let Request::Shutdown { done } = rest.remove(0) else { unreachable!("split at the shutdown") };
+                // Anything queued after the shutdown is refused: drop it (its waiters see Closed).
+                drop(rest);
+                done.complete(self.finish());
+                return;
+            }
+        }
+        let _ = self.finish();
+    }
+
+    fn finish(&mut self) -> Result<(), SubmitError> {
+        if let Some(reason) = &self.failed {
+            return Err(SubmitError::Failed(reason.clone()));
+        }
+        self.log.sync().map(|_| ()).map_err(|e| SubmitError::Failed(e.to_string()))
+    }
+
+    fn process(&mut self, requests: Vec<Request>) {
+        if let Some(reason) = &self.failed {
+            let err = SubmitError::Failed(reason.clone());
+            for request in requests {
+                fail(request, err.clone());
+            }
+            return;
+        }
+        let state = Arc::clone(&self.state);
+        let (replies, changes, error) = {
+            let committed = state.read();
+            let mut group = committed.group();
+            let now = now_ns();
+            let mut replies = Vec::with_capacity(requests.len());
+            let mut error = None;
+            for request in &requests {
+                let reply = match request {
+                    Request::Submit { txs, .. } => {
+                        let mut outcomes = Vec::with_capacity(txs.len());
+                        for tx in txs {
+                            match self.submit_one(&mut group, tx, now) {
+                                Ok(outcome) => outcomes.push(outcome),
+                                Err(e) => {
+                                    error.get_or_insert(e);
+                                    break;
+                                }
+                            }
+                        }
+                        Reply::Submit(outcomes)
+                    }
+                    Request::CloseBatch { client_id, currency, .. } => {
+                        match self.close_one(&mut group, *client_id, *currency, now) {
+                            Ok(result) => Reply::CloseBatch(result),
+                            Err(e) => {
+                                error.get_or_insert(e);
+                                Reply::CloseBatch(Err(CloseBatchError::Empty))
+                            }
+                        }
+                    }
+                    Request::Shutdown { .. } => unreachable!("shutdown is split off before processing"),
+                };
+                replies.push(reply);
+                if error.is_some() {
+                    break;
+                }
+            }
+            if error.is_none()
+                && let Err(e) = self.log.commit()
+            {
+                error = Some(e.to_string());
+            }
+            (replies, group.into_changes(), error)
+        };
+        if let Some(reason) = error {
+            // Nothing of this group is acknowledged or applied; the log refuses writes.
+            self.failed = Some(reason.clone());
+            for request in requests {
+                fail(request, SubmitError::Failed(reason.clone()));
+            }
+            return;
+        }
+        state.write().apply(changes);
+        for (request, reply) in requests.into_iter().zip(replies) {
+            match (request, reply) {
+                (Request::Submit { done, .. }, Reply::Submit(outcomes)) => done.complete(Ok(outcomes)),
+                (Request::CloseBatch { done, .. }, Reply::CloseBatch(result)) => done.complete(result),
+                _ => unreachable!("replies follow requests"),
+            }
+        }
+    }
+
+    /// Judges one transaction; appends its record when accepted (and a batch close
+    /// when the cut-over policy says so).
+    fn submit_one(&mut self, group: &mut Group<'_>, tx: &Tx, now: u64) -> Result<TxOutcome, String> {
+        let seq = self.log.next_seq();
+        let outcome = group.submit(tx, seq, now);
+        if let TxOutcome::Committed(record) = &outcome {
+            self.buf = codec::encode_tx(
+                &TxFrame::new(&record.tx, record.timestamp_ns, record.batch_id),
+                std::mem::take(&mut self.buf),
+            );
+            let appended = self.log.append(FRAME_TX, &self.buf).map_err(|e| e.to_string())?;
+            assert_eq!(appended, seq, "the log assigns the seq the group judged with");
+            if record.batch_id != 0
+                && let (Some(max), Some(currency)) = (self.cutover.transactions_max, tx.currency())
+            {
+                let full = group
+                    .open_batch(tx.client_id, currency)
+                    .is_some_and(|b| b.payment_count + b.refund_count + b.adjustment_count >= max);
+                if full {
+                    self.close_one(group, tx.client_id, currency, now)?.map_err(|_| "cut-over found no batch")?;
+                }
+            }
+        }
+        Ok(outcome)
+    }
+
+    fn close_one(
+        &mut self,
+        group: &mut Group<'_>,
+        client_id: u64,
+        currency: Currency,
+        now: u64,
+    ) -> Result<Result<BatchSummary, CloseBatchError>, String> {
+        let seq = self.log.next_seq();
+        let Ok(summary) = group.close_batch(client_id, currency, seq, now) else {
+            return Ok(Err(CloseBatchError::Empty));
+        };
+        let frame = CloseFrame {
+            client_id,
+            currency: currency.c_bytes(),
+            batch_id: summary.batch_id,
+            timestamp_ns: summary.closed_ns,
+        };
+        self.buf = codec::encode_close(&frame, std::mem::take(&mut self.buf));
+        let appended = self.log.append(FRAME_BATCH_CLOSE, &self.buf).map_err(|e| e.to_string())?;
+        assert_eq!(appended, seq, "the log assigns the seq the group judged with");
+        Ok(Ok(summary))
+    }
+}
+
+fn fail(request: Request, err: SubmitError) {
+    match request {
+        Request::Submit { done, .. } => done.complete(Err(err)),
+        Request::CloseBatch { done, .. } => done.complete(Err(CloseBatchError::Submit(err))),
+        Request::Shutdown { done } => done.complete(Err(err)),
+    }
+}
+
+/// Wall-clock time in Unix nanoseconds (commit times are made strictly increasing on
+/// top of it, so a clock step backwards never reorders them).
+pub(crate) fn now_ns() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}

@@ -1,0 +1,443 @@
+//! The ledger's in-memory state and the one place where transactions are judged.
+//!
+//! The sequencer judges a group of commands against the committed [`State`] plus a
+//! [`Group`] overlay that holds what earlier commands of the same group changed; only
+//! after the group is durable is the overlay applied to the state that readers see.
+//! Replay on open runs the very same code over the records of the log, so live
+//! validation and recovery cannot disagree.
+
+use std::collections::HashMap;
+
+use crate::currency::Currency;
+use crate::model::{Balance, BatchSummary, Kind, Reject, Tx, TxId, TxOutcome, TxRecord, TxState};
+
+type Account = (u64, Currency);
+
+/// Committed state. Readers see it through a lock the sequencer takes only to apply a
+/// durable group.
+#[derive(Debug, Default)]
+pub(crate) struct State {
+    /// Every committed transaction, in seq order (payments updated in place).
+    records: Vec<TxRecord>,
+    /// Id -> position in `records`.
+    index: HashMap<TxId, u32>,
+    /// Client -> positions of its transactions, in seq order.
+    by_client: HashMap<u64, Vec<u32>>,
+    /// Every batch; `batch_id` is the position + 1.
+    batches: Vec<BatchSummary>,
+    /// The open batch of each account that has one.
+    open: HashMap<Account, u64>,
+    /// Client -> its batch ids, oldest first.
+    client_batches: HashMap<u64, Vec<u64>>,
+    /// Running totals of each account (`open_net` is filled in on read).
+    balances: HashMap<Account, Balance>,
+    /// Seq and timestamp of the last record (transaction or batch close).
+    last_seq: u64,
+    last_ts: u64,
+}
+
+/// What the group changed, detached from the state it was judged against.
+#[derive(Debug, Default)]
+pub(crate) struct Changes {
+    txs: HashMap<TxId, TxRecord>,
+    new_txs: Vec<TxId>,
+    batches: HashMap<u64, BatchSummary>,
+    open: HashMap<Account, Option<u64>>,
+    balances: HashMap<Account, Balance>,
+    last_seq: u64,
+    last_ts: u64,
+}
+
+/// A group being judged: the committed state plus this group's changes.
+#[derive(Debug)]
+pub(crate) struct Group<'s> {
+    base: &'s State,
+    changes: Changes,
+}
+
+/// How an accepted transaction moves money.
+#[derive(Debug, Clone, Copy)]
+enum Effect {
+    Sale,
+    Authorize,
+    Capture(TxRecord),
+    Void(TxRecord),
+    Refund(TxRecord),
+    Adjust,
+}
+
+/// The batch close found nothing to close.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct NothingToClose;
+
+impl State {
+    pub(crate) fn group(&self) -> Group<'_> {
+        Group { base: self, changes: Changes { last_seq: self.last_seq, last_ts: self.last_ts, ..Changes::default() } }
+    }
+
+    pub(crate) fn last_seq(&self) -> u64 {
+        self.last_seq
+    }
+
+    pub(crate) fn transaction_count(&self) -> usize {
+        self.records.len()
+    }
+
+    pub(crate) fn lookup(&self, id: TxId) -> Option<TxRecord> {
+        self.index.get(&id).map(|&i| self.records[i as usize])
+    }
+
+    /// The client's transactions with `seq > after_seq`, oldest first, at most `limit`.
+    pub(crate) fn list(&self, client_id: u64, after_seq: u64, limit: usize) -> Vec<TxRecord> {
+        let Some(positions) = self.by_client.get(&client_id) else { return Vec::new() };
+        let start = positions.partition_point(|&p| self.records[p as usize].seq <= after_seq);
+        positions[start..].iter().take(limit).map(|&p| self.records[p as usize]).collect()
+    }
+
+    pub(crate) fn batch(&self, batch_id: u64) -> Option<BatchSummary> {
+        let index = usize::try_from(batch_id.checked_sub(1)?).ok()?;
+        self.batches.get(index).copied()
+    }
+
+    /// The client's batches with `batch_id > after_id`, oldest first, at most `limit`.
+    pub(crate) fn batches_of(&self, client_id: u64, after_id: u64, limit: usize) -> Vec<BatchSummary> {
+        let Some(ids) = self.client_batches.get(&client_id) else { return Vec::new() };
+        let start = ids.partition_point(|&id| id <= after_id);
+        ids[start..].iter().take(limit).filter_map(|&id| self.batch(id)).collect()
+    }
+
+    pub(crate) fn open_batch(&self, client_id: u64, currency: Currency) -> Option<BatchSummary> {
+        self.open.get(&(client_id, currency)).and_then(|&id| self.batch(id))
+    }
+
+    pub(crate) fn balance(&self, client_id: u64, currency: Currency) -> Option<Balance> {
+        let mut balance = *self.balances.get(&(client_id, currency))?;
+        balance.open_net = self.open_batch(client_id, currency).map_or(0, |b| b.net);
+        Some(balance)
+    }
+
+    /// The currencies in which the client has a balance, in code order.
+    pub(crate) fn currencies_of(&self, client_id: u64) -> Vec<Currency> {
+        let mut out: Vec<Currency> =
+            self.balances.keys().filter(|(c, _)| *c == client_id).map(|(_, cur)| *cur).collect();
+        out.sort();
+        out
+    }
+
+    /// Makes a durable group's changes visible.
+    pub(crate) fn apply(&mut self, mut changes: Changes) {
+        for id in &changes.new_txs {
+            let record = changes.txs.remove(id).expect("a new transaction has its record in the group");
+            let position = u32::try_from(self.records.len()).expect("fewer than 2^32 transactions in memory");
+            self.records.push(record);
+            self.index.insert(*id, position);
+            self.by_client.entry(record.tx.client_id).or_default().push(position);
+        }
+        for (id, record) in changes.txs {
+            let position = self.index[&id];
+            self.records[position as usize] = record;
+        }
+        let known = self.batches.len() as u64;
+        let mut new_batches: Vec<BatchSummary> =
+            changes.batches.values().filter(|b| b.batch_id > known).copied().collect();
+        new_batches.sort_by_key(|b| b.batch_id);
+        for batch in changes.batches.values().filter(|b| b.batch_id <= known) {
+            self.batches[batch_index(batch.batch_id)] = *batch;
+        }
+        for batch in new_batches {
+            assert_eq!(batch.batch_id, self.batches.len() as u64 + 1, "batch ids are dense");
+            self.batches.push(batch);
+            self.client_batches.entry(batch.client_id).or_default().push(batch.batch_id);
+        }
+        for (account, open) in changes.open {
+            match open {
+                Some(id) => self.open.insert(account, id),
+                None => self.open.remove(&account),
+            };
+        }
+        self.balances.extend(changes.balances);
+        assert!(changes.last_seq >= self.last_seq && changes.last_ts >= self.last_ts);
+        self.last_seq = changes.last_seq;
+        self.last_ts = changes.last_ts;
+    }
+}
+
+impl Group<'_> {
+    /// Detaches the changes from the state they were judged against.
+    pub(crate) fn into_changes(self) -> Changes {
+        self.changes
+    }
+
+    fn tx(&self, id: TxId) -> Option<TxRecord> {
+        self.changes.txs.get(&id).copied().or_else(|| self.base.lookup(id))
+    }
+
+    fn batch(&self, batch_id: u64) -> Option<BatchSummary> {
+        self.changes.batches.get(&batch_id).copied().or_else(|| self.base.batch(batch_id))
+    }
+
+    fn open_batch_id(&self, account: Account) -> Option<u64> {
+        match self.changes.open.get(&account) {
+            Some(open) => *open,
+            None => self.base.open.get(&account).copied(),
+        }
+    }
+
+    fn next_batch_id(&self) -> u64 {
+        let known = self.base.batches.len() as u64;
+        let new = self.changes.batches.keys().filter(|&&id| id > known).count() as u64;
+        known + new + 1
+    }
+
+    fn balance(&self, account: Account) -> Balance {
+        self.changes.balances.get(&account).or_else(|| self.base.balances.get(&account)).copied().unwrap_or_default()
+    }
+
+    /// The open batch of an account with `summary` as it stood, and whether it is new.
+    pub(crate) fn open_batch(&self, client_id: u64, currency: Currency) -> Option<BatchSummary> {
+        self.open_batch_id((client_id, currency)).and_then(|id| self.batch(id))
+    }
+
+    fn next_timestamp(&self, now_ns: u64) -> u64 {
+        now_ns.max(self.changes.last_ts + 1)
+    }
+
+    /// Judges `tx` and, if accepted, records it at `seq` with a commit time of
+    /// `now_ns` or just after the previous record's, whichever is later.
+    pub(crate) fn submit(&mut self, tx: &Tx, seq: u64, now_ns: u64) -> TxOutcome {
+        if tx.id.is_none() || tx.client_id == 0 {
+            return TxOutcome::Rejected(Reject::InvalidKind);
+        }
+        if let Some(existing) = self.tx(tx.id) {
+            return if existing.tx == *tx {
+                TxOutcome::Exists(existing)
+            } else {
+                TxOutcome::Rejected(Reject::ExistsWithDifferentFields)
+            };
+        }
+        match self.judge(tx) {
+            Ok((currency, effect)) => TxOutcome::Committed(self.commit(tx, currency, effect, seq, now_ns)),
+            Err(reject) => TxOutcome::Rejected(reject),
+        }
+    }
+
+    fn judge(&self, tx: &Tx) -> Result<(Currency, Effect), Reject> {
+        let kind = tx.kind().ok_or(Reject::InvalidKind)?;
+        let auth_only = tx.flags & Tx::AUTH_ONLY != 0;
+        if tx.flags & !Tx::KNOWN_FLAGS != 0 || (auth_only && kind != Kind::Payment) {
+            return Err(Reject::InvalidKind);
+        }
+        if kind.has_ref() == tx.ref_id.is_none() {
+            return Err(Reject::InvalidKind); // a ref missing where one belongs, or present where none does
+        }
+        let currency = tx.currency().ok_or(Reject::InvalidCurrency)?;
+        let amount_ok = match kind {
+            Kind::Payment | Kind::Capture | Kind::Refund => tx.amount > 0,
+            Kind::Void => tx.amount == 0,
+            Kind::Adjustment => tx.amount != 0,
+        };
+        if !amount_ok {
+            return Err(Reject::InvalidAmount);
+        }
+        let effect = match kind {
+            Kind::Payment if auth_only => Effect::Authorize,
+            Kind::Payment => Effect::Sale,
+            Kind::Adjustment => Effect::Adjust,
+            Kind::Capture | Kind::Void | Kind::Refund => {
+                let payment = self
+                    .tx(tx.ref_id)
+                    .filter(|p| p.tx.client_id == tx.client_id) // another client's payment does not exist here
+                    .ok_or(Reject::RefNotFound)?;
+                if payment.tx.kind != Kind::Payment as u32 {
+                    return Err(Reject::RefWrongState);
+                }
+                if payment.tx.currency != tx.currency {
+                    return Err(Reject::CurrencyMismatch);
+                }
+                match kind {
+                    Kind::Capture => {
+                        if payment.state != TxState::Authorized {
+                            return Err(Reject::RefWrongState);
+                        }
+                        if tx.amount > payment.tx.amount {
+                            return Err(Reject::ExceedsRefAmount);
+                        }
+                        Effect::Capture(payment)
+                    }
+                    Kind::Void => {
+                        if payment.state != TxState::Authorized {
+                            return Err(Reject::RefWrongState);
+                        }
+                        Effect::Void(payment)
+                    }
+                    _ => {
+                        if !matches!(payment.state, TxState::Captured | TxState::PartiallyRefunded | TxState::Refunded)
+                        {
+                            return Err(Reject::RefWrongState);
+                        }
+                        let refunded = payment.refunded.checked_add(tx.amount).ok_or(Reject::ExceedsRefAmount)?;
+                        if refunded > payment.captured {
+                            return Err(Reject::ExceedsRefAmount);
+                        }
+                        Effect::Refund(payment)
+                    }
+                }
+            }
+        };
+        // Every sum the transaction changes must stay inside i64: overflow is a
+        // rejection, never a wrap.
+        if counts_in_batch(effect) {
+            let account = (tx.client_id, currency);
+            let batch =
+                self.open_batch_id(account).and_then(|id| self.batch(id)).unwrap_or_else(|| empty_batch(account));
+            add_to_batch(batch, effect, tx.amount).ok_or(Reject::InvalidAmount)?;
+            add_to_balance(self.balance(account), effect, tx.amount).ok_or(Reject::InvalidAmount)?;
+        }
+        Ok((currency, effect))
+    }
+
+    fn commit(&mut self, tx: &Tx, currency: Currency, effect: Effect, seq: u64, now_ns: u64) -> TxRecord {
+        assert!(seq > self.changes.last_seq, "seq must increase");
+        let ts = self.next_timestamp(now_ns);
+        let account = (tx.client_id, currency);
+        let mut batch_id = 0;
+        if counts_in_batch(effect) {
+            let batch = match self.open_batch_id(account) {
+                Some(id) => self.batch(id).expect("an open batch exists"),
+                None => {
+                    let id = self.next_batch_id();
+                    self.changes.open.insert(account, Some(id));
+                    BatchSummary { batch_id: id, first_seq: seq, opened_ns: ts, ..empty_batch(account) }
+                }
+            };
+            let mut batch = add_to_batch(batch, effect, tx.amount).expect("judged: sums fit");
+            batch.last_seq = seq;
+            batch_id = batch.batch_id;
+            self.changes.batches.insert(batch_id, batch);
+            let balance = add_to_balance(self.balance(account), effect, tx.amount).expect("judged: sums fit");
+            self.changes.balances.insert(account, balance);
+        }
+        let applied =
+            TxRecord { tx: *tx, seq, batch_id, timestamp_ns: ts, state: TxState::Applied, captured: 0, refunded: 0 };
+        let record = match effect {
+            Effect::Sale => TxRecord { state: TxState::Captured, captured: tx.amount, ..applied },
+            Effect::Authorize => TxRecord { state: TxState::Authorized, ..applied },
+            Effect::Adjust => applied,
+            Effect::Capture(payment) => {
+                let payment = TxRecord { state: TxState::Captured, captured: tx.amount, batch_id, ..payment };
+                self.changes.txs.insert(payment.tx.id, payment);
+                applied
+            }
+            Effect::Void(payment) => {
+                self.changes.txs.insert(payment.tx.id, TxRecord { state: TxState::Voided, ..payment });
+                applied
+            }
+            Effect::Refund(payment) => {
+                let refunded = payment.refunded + tx.amount; // judged: fits, and <= captured
+                let state = if refunded == payment.captured { TxState::Refunded } else { TxState::PartiallyRefunded };
+                self.changes.txs.insert(payment.tx.id, TxRecord { refunded, state, ..payment });
+                applied
+            }
+        };
+        self.changes.txs.insert(tx.id, record);
+        self.changes.new_txs.push(tx.id);
+        self.changes.last_seq = seq;
+        self.changes.last_ts = ts;
+        record
+    }
+
+    /// Closes the account's open batch at `seq`; later transactions count in a new one.
+    pub(crate) fn close_batch(
+        &mut self,
+        client_id: u64,
+        currency: Currency,
+        seq: u64,
+        now_ns: u64,
+    ) -> Result<BatchSummary, NothingToClose> {
+        let account = (client_id, currency);
+        let mut batch = self.open_batch_id(account).and_then(|id| self.batch(id)).ok_or(NothingToClose)?;
+        assert!(seq > self.changes.last_seq, "seq must increase");
+        let ts = self.next_timestamp(now_ns);
+        batch.closed_ns = ts;
+        self.changes.batches.insert(batch.batch_id, batch);
+        self.changes.open.insert(account, None);
+        let mut balance = self.balance(account);
+        // settled + open = net, and net fits: this cannot overflow.
+        balance.settled_net = balance.settled_net.checked_add(batch.net).expect("settled net fits: it is at most net");
+        self.changes.balances.insert(account, balance);
+        self.changes.last_seq = seq;
+        self.changes.last_ts = ts;
+        Ok(batch)
+    }
+}
+
+/// Position of a batch in `State::batches`.
+fn batch_index(batch_id: u64) -> usize {
+    usize::try_from(batch_id - 1).expect("batch ids count batches held in memory")
+}
+
+fn counts_in_batch(effect: Effect) -> bool {
+    matches!(effect, Effect::Sale | Effect::Capture(_) | Effect::Refund(_) | Effect::Adjust)
+}
+
+fn empty_batch((client_id, currency): Account) -> BatchSummary {
+    BatchSummary {
+        batch_id: 0,
+        client_id,
+        currency,
+        first_seq: 0,
+        last_seq: 0,
+        opened_ns: 0,
+        closed_ns: 0,
+        payment_count: 0,
+        payment_total: 0,
+        refund_count: 0,
+        refund_total: 0,
+        adjustment_count: 0,
+        adjustment_total: 0,
+        net: 0,
+    }
+}
+
+/// The batch with one more transaction, or `None` if a sum would overflow.
+fn add_to_batch(mut b: BatchSummary, effect: Effect, amount: i64) -> Option<BatchSummary> {
+    match effect {
+        Effect::Sale | Effect::Capture(_) => {
+            b.payment_count += 1;
+            b.payment_total = b.payment_total.checked_add(amount)?;
+            b.net = b.net.checked_add(amount)?;
+        }
+        Effect::Refund(_) => {
+            b.refund_count += 1;
+            b.refund_total = b.refund_total.checked_add(amount)?;
+            b.net = b.net.checked_sub(amount)?;
+        }
+        Effect::Adjust => {
+            b.adjustment_count += 1;
+            b.adjustment_total = b.adjustment_total.checked_add(amount)?;
+            b.net = b.net.checked_add(amount)?;
+        }
+        Effect::Authorize | Effect::Void(_) => {}
+    }
+    Some(b)
+}
+
+/// The balance with one more transaction, or `None` if a sum would overflow.
+fn add_to_balance(mut b: Balance, effect: Effect, amount: i64) -> Option<Balance> {
+    match effect {
+        Effect::Sale | Effect::Capture(_) => {
+            b.captured = b.captured.checked_add(amount)?;
+            b.net = b.net.checked_add(amount)?;
+        }
+        Effect::Refund(_) => {
+            b.refunded = b.refunded.checked_add(amount)?;
+            b.net = b.net.checked_sub(amount)?;
+        }
+        Effect::Adjust => {
+            b.adjusted = b.adjusted.checked_add(amount)?;
+            b.net = b.net.checked_add(amount)?;
+        }
+        Effect::Authorize | Effect::Void(_) => {}
+    }
+    Some(b)
+}
