@@ -280,7 +280,7 @@ fn tx() -> impl Strategy<Value = Tx> {
                 (false, false) => ref_pick,
             };
             let amount = if kind == 3 && zero_void { 0 } else { amount };
-            let flags = if kind == 1 { flags } else { flags & !1 | (flags & 1) * u32::from(!proper_ref) };
+            let flags = if kind == 1 { flags } else { (flags & !1) | ((flags & 1) * u32::from(!proper_ref)) };
             Tx { id: TxId(id), ref_id: TxId(ref_id), client_id, device_id, amount, kind, flags, currency, user_data: id as u64 * 7 }
         })
 }
