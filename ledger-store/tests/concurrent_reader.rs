@@ -52,3 +52,27 @@ fn a_tailing_reader_sees_exactly_the_committed_frames() {
     assert_eq!(tail.join().unwrap(), FRAMES);
     assert!(common::segment_files(dir.path()).len() > 10, "the reader crossed roll-overs");
 }
+
+#[test]
+fn a_cursor_that_caught_up_mid_roll_over_misses_no_frame() {
+    // A roll-over adds the new segment before the old segment's last frames are
+    // published (at commit): a caught-up cursor must not skip to the new segment early.
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), LogOptions::new().segment_bytes(8192)).unwrap();
+    for _ in 0..6 {
+        log.append(1, &[7u8; 1000]).unwrap();
+    }
+    log.commit().unwrap();
+    let mut cursor = log.reader().cursor(1).unwrap();
+    while cursor.next().is_some() {}
+    log.append(1, &[8u8; 1000]).unwrap(); // 7: still fits the first segment
+    log.append(1, &[9u8; 1000]).unwrap(); // 8: rolls over
+    assert_eq!(common::segment_files(dir.path()).len(), 2);
+    assert!(cursor.next().is_none(), "nothing new is committed yet");
+    log.commit().unwrap();
+    let mut seen = Vec::new();
+    while let Some(frame) = cursor.next() {
+        seen.push(frame.unwrap().seq);
+    }
+    assert_eq!(seen, vec![7, 8]);
+}

@@ -1,12 +1,21 @@
 //! Crash test: a child process appends with `Durability::SyncData` and reports every
 //! acknowledged (committed) sequence number; the parent kills it with SIGKILL at random
-//! moments, over and over on the same directory, and after each kill reopens the log
-//! and checks that
+//! moments, over and over on the same directory, and after each kill checks the log:
 //!
-//! - every acknowledged frame is present,
-//! - sequence numbers are gapless from the first one,
-//! - every frame's kind and payload are exactly what the child wrote for that seq,
-//! - the next child continues at the sequence number after the last recovered frame.
+//! - every acknowledged frame is present, and every frame a recovery once kept stays;
+//! - sequence numbers are gapless from the first one;
+//! - every frame's kind and payload are exactly what the child that wrote it wrote for
+//!   that seq (both are a deterministic function of the seq and the child's generation,
+//!   the cycle number; payloads are 1..=300 bytes);
+//! - the next child continues at the sequence number after the last recovered frame,
+//!   and its recovery agrees with the parent's.
+//!
+//! The parent checks a byte-for-byte copy of the directory (opening the copy runs the
+//! same recovery), so that the crash state itself is left for the next child: its open
+//! recovers it, and kills also land inside recovery (cutting the torn tail) and inside
+//! retention (the child retires old segments after opening, to keep the log and so
+//! each cycle's cost bounded). Segments are small (64 KiB) so kills also land during
+//! roll-overs.
 //!
 //! The test binary re-executes itself as the child (`kill9_child`, an ignored test that
 //! does nothing unless `LEDGER_KILL9_CHILD_DIR` is set).
@@ -30,6 +39,8 @@ use ledger_store::{Durability, Log, LogOptions};
 const CHILD_DIR_ENV: &str = "LEDGER_KILL9_CHILD_DIR";
 /// Set in the child: seed of its group-size generator.
 const CHILD_SEED_ENV: &str = "LEDGER_KILL9_CHILD_SEED";
+/// Set in the child: its generation (the cycle number), part of what it writes.
+const CHILD_GENERATION_ENV: &str = "LEDGER_KILL9_CHILD_GENERATION";
 const SEED_ENV: &str = "LEDGER_KILL9_SEED";
 const CYCLES_ENV: &str = "LEDGER_KILL9_CYCLES";
 const CYCLES_DEFAULT: u64 = 60;
@@ -40,8 +51,11 @@ const SEGMENT_BYTES: usize = 64 << 10;
 const PAYLOAD_BYTES_MAX: u64 = 300;
 /// Largest group the child commits at once.
 const GROUP_MAX: u64 = 24;
-/// Kill moments are drawn from `[0, KILL_AFTER_MAX_MS)` after the child is spawned.
-const KILL_AFTER_MAX_MS: u64 = 160;
+/// Most kills land this long after the child reports it opened the log, drawn from `[0, max)`.
+const KILL_AFTER_OPEN_MAX_MS: u64 = 80;
+/// After opening, the child retires the segments older than the last this many, so the
+/// cost of recovery (in the child and the parent) stays flat over the run.
+const KEEP_SEGMENTS: usize = 32;
 
 fn options() -> LogOptions {
     LogOptions::new().segment_bytes(SEGMENT_BYTES).durability(Durability::SyncData)
@@ -69,14 +83,17 @@ fn mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// The kind the child writes for `seq` (never 0).
-fn kind_of(seq: u64) -> u16 {
-    u16::try_from(1 + seq % 1000).unwrap()
+/// The kind that child number `generation` writes for `seq` (never 0).
+fn kind_of(seq: u64, generation: u64) -> u16 {
+    u16::try_from(1 + mix(seq ^ generation.rotate_left(32)) % u64::from(u16::MAX)).unwrap()
 }
 
-/// The payload the child writes for `seq`: 1..=300 bytes, a function of `seq` alone.
-fn payload_of(seq: u64) -> Vec<u8> {
-    let mut rng = Rng(mix(seq ^ 0xA5A5_5A5A_0F0F_F0F0));
+/// The payload that child number `generation` writes for `seq`: 1..=300 bytes, a function
+/// of the two alone. The generation is in it so that a seq written again after a crash
+/// (its first write was never acknowledged and was cut) gets other bytes and another
+/// length, and bytes of an earlier attempt cannot pass for the later one.
+fn payload_of(seq: u64, generation: u64) -> Vec<u8> {
+    let mut rng = Rng(mix(seq ^ 0xA5A5_5A5A_0F0F_F0F0) ^ mix(generation));
     let len = usize::try_from(1 + rng.below(PAYLOAD_BYTES_MAX)).unwrap();
     let mut out = Vec::with_capacity(len);
     while out.len() < len {
@@ -92,31 +109,53 @@ fn payload_of(seq: u64) -> Vec<u8> {
     out
 }
 
-/// The child: opens the log, reports how it was opened, then appends groups forever,
-/// printing `ACK <seq>` after each commit returns. Only runs when re-executed by
-/// `kill9_crash_cycles`.
+/// First sequence numbers of the segment files in `dir`, sorted.
+fn segment_files(dir: &Path) -> Vec<u64> {
+    let mut v: Vec<u64> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter_map(|name| ledger_store::format::parse_segment_file_name(&name))
+        .collect();
+    v.sort_unstable();
+    v
+}
+
+/// The child: opens the log (recovering what the last kill left), retires old segments,
+/// reports how it opened, then appends groups forever, printing `ACK <seq>` after each
+/// commit returns. Only runs when re-executed by `kill9_crash_cycles`.
 #[test]
 #[ignore = "child process of kill9_crash_cycles; does nothing unless LEDGER_KILL9_CHILD_DIR is set"]
 fn kill9_child() {
     let Some(dir) = std::env::var_os(CHILD_DIR_ENV) else { return };
+    let dir = Path::new(&dir);
     let seed: u64 = std::env::var(CHILD_SEED_ENV).ok().and_then(|s| s.parse().ok()).unwrap_or(1);
+    let generation: u64 = std::env::var(CHILD_GENERATION_ENV).unwrap().parse().unwrap();
     let mut rng = Rng(seed);
     let mut out = std::io::stdout().lock();
-    let mut log = Log::open(&dir, options()).unwrap();
-    let torn = u8::from(log.recovery().torn_tail.is_some());
     // libtest has printed "test kill9_child ... " without a newline: start a fresh line.
-    writeln!(out, "\nOPEN {} {} {}", log.first_seq(), log.next_seq(), torn).unwrap();
+    writeln!(out).unwrap();
+    let mut log = Log::open(dir, options()).unwrap();
+    let torn = u8::from(log.recovery().torn_tail.is_some());
+    let segments = segment_files(dir);
+    if segments.len() > KEEP_SEGMENTS {
+        let cut = segments[segments.len() - KEEP_SEGMENTS];
+        writeln!(out, "RETIRE {cut}").unwrap();
+        out.flush().unwrap();
+        assert_eq!(log.remove_segments_before(cut).unwrap(), segments.len() - KEEP_SEGMENTS);
+        assert_eq!(log.first_seq(), cut);
+    }
+    writeln!(out, "OPEN {} {} {}", log.first_seq(), log.next_seq(), torn).unwrap();
     out.flush().unwrap();
     loop {
         let group = 1 + rng.below(GROUP_MAX);
         for _ in 0..group {
             let seq = log.next_seq();
-            let payload = payload_of(seq);
+            let (kind, payload) = (kind_of(seq, generation), payload_of(seq, generation));
             // Both append paths, so both are crash-tested.
-            let got = if seq % 2 == 0 {
-                log.append(kind_of(seq), &payload).unwrap()
+            let got = if seq.is_multiple_of(2) {
+                log.append(kind, &payload).unwrap()
             } else {
-                log.append_in_place(kind_of(seq), payload.len(), |buf| buf.copy_from_slice(&payload)).unwrap()
+                log.append_in_place(kind, payload.len(), |buf| buf.copy_from_slice(&payload)).unwrap()
             };
             assert_eq!(got, seq, "append returned another seq than next_seq() promised");
         }
@@ -130,16 +169,18 @@ fn kill9_child() {
 /// What the parent learnt from one child's stdout.
 #[derive(Debug, Default)]
 struct ChildReport {
-    /// `(first_seq, next_seq, torn)` from the child's open, if it got that far.
+    /// The seq below which the child started retiring segments, if it got that far.
+    retire: Option<u64>,
+    /// `(first_seq, next_seq, torn)` once the child had opened the log and retired.
     open: Option<(u64, u64, bool)>,
     /// Largest acknowledged seq, if any.
     acked: Option<u64>,
-    acks: u64,
 }
 
-/// Reads the child's protocol lines until EOF. Lines that are not whole (no newline: the
-/// child died while writing) or that are not protocol lines (libtest's) are ignored.
-fn read_protocol(stdout: impl Read) -> ChildReport {
+/// Reads the child's protocol lines until EOF, signalling `opened` when the child has
+/// opened the log. Lines that are not whole (no newline: the child died while writing)
+/// and lines that are not protocol lines (libtest's own) are ignored.
+fn read_protocol(stdout: impl Read, opened: &mpsc::Sender<()>) -> ChildReport {
     let mut report = ChildReport::default();
     let mut reader = BufReader::new(stdout);
     let mut line = String::new();
@@ -150,15 +191,18 @@ fn read_protocol(stdout: impl Read) -> ChildReport {
             Ok(_) => {}
         }
         let Some(line) = line.strip_suffix('\n') else { break };
+        let number = |rest: &str| -> u64 { rest.parse().unwrap_or_else(|_| panic!("bad line from child: {line:?}")) };
         if let Some(rest) = line.strip_prefix("ACK ") {
-            let seq: u64 = rest.parse().unwrap_or_else(|_| panic!("bad ACK line from child: {line:?}"));
+            let seq = number(rest);
             assert!(report.acked.is_none_or(|a| a < seq), "child acknowledged {seq} after {:?}", report.acked);
             report.acked = Some(seq);
-            report.acks += 1;
+        } else if let Some(rest) = line.strip_prefix("RETIRE ") {
+            report.retire = Some(number(rest));
         } else if let Some(rest) = line.strip_prefix("OPEN ") {
-            let v: Vec<u64> = rest.split(' ').map(|w| w.parse().unwrap()).collect();
+            let v: Vec<u64> = rest.split(' ').map(number).collect();
             assert_eq!(v.len(), 3, "bad OPEN line from child: {line:?}");
             report.open = Some((v[0], v[1], v[2] != 0));
+            let _ = opened.send(());
         }
     }
     report
@@ -170,15 +214,62 @@ struct Totals {
     frames_dropped: u64,
     bytes_dropped: u64,
     segments_removed: usize,
+    retirements: u64,
+    unacked_kept: u64,
+    early_kills: u64,
     killed_before_open: u64,
+    killed_in_retention: u64,
     killed_before_first_ack: u64,
     killed_mid_roll: u64,
-    unacked_kept: u64,
 }
 
-/// Reopens the log after a kill and checks it against everything acknowledged so far.
-/// Returns the last seq held.
-fn verify(dir: &Path, acked_max: u64, totals: &mut Totals, ctx: &str) -> u64 {
+/// What a verified log holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Held {
+    first_seq: u64,
+    last_seq: u64,
+    /// Whether opening it cut a torn tail.
+    torn: bool,
+}
+
+/// Copies the segment files of `from` (and any unfinished `.seg.tmp`) into a fresh `to`.
+fn copy_log(from: &Path, to: &Path) {
+    if to.exists() {
+        std::fs::remove_dir_all(to).unwrap();
+    }
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name();
+        if name.to_string_lossy().contains(".seg") {
+            std::fs::copy(entry.path(), to.join(&name)).unwrap();
+        }
+    }
+}
+
+/// Which child wrote which seqs: `(first seq, generation)`, sorted; each generation
+/// wrote from its first seq up to the next entry's.
+type Generations = Vec<(u64, u64)>;
+
+fn generation_of(generations: &Generations, seq: u64) -> u64 {
+    let i = generations.partition_point(|&(first, _)| first <= seq);
+    assert!(i > 0, "no generation wrote seq {seq}");
+    generations[i - 1].1
+}
+
+/// Opens the log in `dir` (recovering it) and checks it: it starts within `first_range`
+/// (only retention removes segments), holds every acknowledged frame and every frame an
+/// earlier recovery kept, gapless, each with the kind and payload its writer (per
+/// `generations`) wrote for its seq.
+fn verify(
+    dir: &Path,
+    first_range: (u64, u64),
+    floor: u64,
+    acked_max: u64,
+    generations: &Generations,
+    totals: &mut Totals,
+    ctx: &str,
+) -> Held {
     let log = Log::open(dir, options()).unwrap_or_else(|e| panic!("{ctx}: reopen after kill failed: {e}"));
     let report = log.recovery().clone();
     if let Some(torn) = &report.torn_tail {
@@ -187,32 +278,46 @@ fn verify(dir: &Path, acked_max: u64, totals: &mut Totals, ctx: &str) -> u64 {
         totals.bytes_dropped += torn.bytes_dropped;
         totals.segments_removed += torn.segments_removed;
     }
-    assert_eq!(report.first_seq, 1, "{ctx}: no retention ran, the log must start at 1");
-    assert_eq!(log.first_seq(), 1, "{ctx}");
-    assert_eq!(log.next_seq(), report.last_seq + 1, "{ctx}: next_seq does not follow the recovered tail");
-    assert_eq!(log.committed_seq(), report.last_seq, "{ctx}");
-    assert_eq!(report.frames, report.last_seq, "{ctx}: frame count disagrees with last_seq");
+    let (first_seq, last_seq) = (report.first_seq, report.last_seq);
+    let (lo, hi) = first_range;
+    assert!((lo..=hi).contains(&first_seq), "{ctx}: the log starts at {first_seq}, expected {lo}..={hi} ({report:?})");
+    assert_eq!(segment_files(dir).first(), Some(&first_seq), "{ctx}: first_seq is not the first segment's");
+    assert_eq!(log.first_seq(), first_seq, "{ctx}");
+    assert_eq!(log.next_seq(), last_seq + 1, "{ctx}: next_seq does not follow the recovered tail");
+    assert_eq!(log.committed_seq(), last_seq, "{ctx}");
+    assert_eq!(report.frames, last_seq + 1 - first_seq, "{ctx}: frame count disagrees with first/last seq");
+    assert_eq!(
+        report.segments,
+        segment_files(dir).len(),
+        "{ctx}: recovery's segment count disagrees with the directory"
+    );
     assert!(
-        report.last_seq >= acked_max,
-        "{ctx}: acknowledged frame lost: last acknowledged seq {acked_max}, log ends at {} ({report:?})",
-        report.last_seq
+        last_seq >= acked_max,
+        "{ctx}: acknowledged frames lost: last acknowledged seq {acked_max}, log now ends at {last_seq} ({report:?})"
+    );
+    assert!(
+        last_seq >= floor,
+        "{ctx}: frames an earlier recovery kept are gone: it ended at {floor}, now at {last_seq} ({report:?})"
     );
 
     let reader = log.reader();
-    assert_eq!(reader.committed_seq(), report.last_seq, "{ctx}");
-    let mut cursor = reader.cursor(1).unwrap();
-    let mut expected = 1u64;
+    assert_eq!(reader.committed_seq(), last_seq, "{ctx}");
+    let mut cursor = reader.cursor(first_seq).unwrap();
+    let mut expected = first_seq;
     while let Some(frame) = cursor.next() {
         let frame = frame.unwrap_or_else(|e| panic!("{ctx}: read error at seq {expected}: {e}"));
         assert_eq!(frame.seq, expected, "{ctx}: sequence gap");
-        assert_eq!(frame.kind, kind_of(expected), "{ctx}: wrong kind at seq {expected}");
-        assert!(frame.payload == payload_of(expected).as_slice(), "{ctx}: wrong payload at seq {expected}");
-        assert_eq!(frame.payload.as_ptr().align_offset(16), 0, "{ctx}: payload of seq {expected} not 16-aligned");
+        let generation = generation_of(generations, expected);
+        let ctx = || format!("{ctx}: seq {expected}, written by child {generation}");
+        assert_eq!(frame.kind, kind_of(expected, generation), "{}: wrong kind", ctx());
+        let want = payload_of(expected, generation);
+        assert!(frame.payload == want.as_slice(), "{}: wrong payload {:?}, want {want:?}", ctx(), frame.payload);
+        assert_eq!(frame.payload.as_ptr().align_offset(16), 0, "{}: payload not 16-aligned", ctx());
         expected += 1;
     }
-    assert_eq!(expected - 1, report.last_seq, "{ctx}: the reader saw another number of frames than recovery kept");
-    totals.unacked_kept += report.last_seq - acked_max;
-    report.last_seq
+    assert_eq!(expected, last_seq + 1, "{ctx}: the reader saw another number of frames than recovery kept");
+    totals.unacked_kept += last_seq - acked_max;
+    Held { first_seq, last_seq, torn: report.torn_tail.is_some() }
 }
 
 #[test]
@@ -222,28 +327,44 @@ fn kill9_crash_cycles() {
         t.as_secs() ^ u64::from(t.subsec_nanos()).rotate_left(32)
     });
     let cycles: u64 = std::env::var(CYCLES_ENV).ok().map_or(CYCLES_DEFAULT, |s| s.parse().unwrap());
+    // Printed on both streams: stdout is shown by libtest when the test fails.
     println!("kill9: {SEED_ENV}={seed} {CYCLES_ENV}={cycles}");
     eprintln!("kill9: {SEED_ENV}={seed} {CYCLES_ENV}={cycles}");
 
     let exe = std::env::current_exe().unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("log");
+    let copy = tmp.path().join("copy");
     let mut rng = Rng(seed);
     let mut totals = Totals::default();
     let mut acked_max = 0u64;
-    // The log is empty before the first child.
-    let mut last_seq = 0u64;
+    // What the log holds: nothing before the first child.
+    let mut held = Held { first_seq: 1, last_seq: 0, torn: false };
+    let mut generations = Generations::new();
+    // Time from spawn until the child had opened the log, as last seen.
+    let mut startup = Duration::from_millis(30);
     let started = Instant::now();
 
     for cycle in 0..cycles {
-        // Mostly uniform over the child's life; sometimes very early, to hit the open.
-        let kill_after = if rng.below(8) == 0 { rng.below(15) } else { rng.below(KILL_AFTER_MAX_MS) };
-        let ctx = format!("seed {seed}, cycle {cycle}, kill after {kill_after} ms");
+        // Some kills land in the child's start (exec, open, recovery, retention), most while it appends.
+        let early = rng.below(4) == 0;
+        let delay_ms = if early {
+            let window = u64::try_from(startup.as_millis() * 3 / 2).unwrap();
+            rng.below(window.max(1))
+        } else {
+            rng.below(KILL_AFTER_OPEN_MAX_MS)
+        };
+        let ctx = format!(
+            "{SEED_ENV}={seed}, cycle {cycle}, kill {delay_ms} ms after {}",
+            if early { "spawn" } else { "open" }
+        );
 
+        let spawned = Instant::now();
         let mut child = Command::new(&exe)
             .args(["--exact", CHILD_TEST_NAME, "--ignored", "--nocapture", "--test-threads=1"])
             .env(CHILD_DIR_ENV, &dir)
             .env(CHILD_SEED_ENV, rng.next().to_string())
+            .env(CHILD_GENERATION_ENV, cycle.to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -251,38 +372,74 @@ fn kill9_crash_cycles() {
             .unwrap();
         let stdout = child.stdout.take().unwrap();
         let mut stderr = child.stderr.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        let out_thread = std::thread::spawn(move || tx.send(read_protocol(stdout)).unwrap());
+        let (opened_tx, opened_rx) = mpsc::channel();
+        let out_thread = std::thread::spawn(move || read_protocol(stdout, &opened_tx));
         let err_thread = std::thread::spawn(move || {
             let mut s = String::new();
             let _ = stderr.read_to_string(&mut s);
             s
         });
 
-        std::thread::sleep(Duration::from_millis(kill_after));
+        if early {
+            totals.early_kills += 1;
+            std::thread::sleep(Duration::from_millis(delay_ms));
+        } else {
+            match opened_rx.recv_timeout(Duration::from_secs(30)) {
+                Ok(()) => {
+                    startup = spawned.elapsed();
+                    std::thread::sleep(Duration::from_millis(delay_ms));
+                }
+                // The child closed stdout without opening: it died; the status check says why.
+                Err(mpsc::RecvTimeoutError::Disconnected) => {}
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    child.kill().unwrap();
+                    child.wait().unwrap();
+                    let stderr = err_thread.join().unwrap();
+                    panic!("{ctx}: the child did not open the log within 30 s (hung?):\n{stderr}");
+                }
+            }
+        }
         child.kill().unwrap();
         let status = child.wait().unwrap();
-        out_thread.join().unwrap();
-        let report = rx.recv().unwrap();
+        let report = out_thread.join().unwrap();
         let stderr = err_thread.join().unwrap();
-        assert_eq!(status.signal(), Some(9), "{ctx}: the child was not killed but ended by itself ({status}):\n{stderr}");
+        assert_eq!(
+            status.signal(),
+            Some(9),
+            "{ctx}: the child was not killed but ended by itself ({status}):\n{stderr}"
+        );
 
-        // The child opened where the previous verification left the log.
+        // The child recovered the log exactly as the parent's check of the same bytes did.
+        let mut first_range = (held.first_seq, held.first_seq);
+        if let Some(cut) = report.retire {
+            assert!(
+                cut > held.first_seq,
+                "{ctx}: the child retires below {cut}, but the log starts at {}",
+                held.first_seq
+            );
+            first_range.1 = cut;
+        }
         match report.open {
-            None => totals.killed_before_open += 1,
+            None => {
+                totals.killed_before_open += 1;
+                totals.killed_in_retention += u64::from(report.retire.is_some());
+            }
             Some((first, next, torn)) => {
-                assert_eq!((first, next), (1, last_seq + 1), "{ctx}: the child reopened at the wrong place");
-                assert!(!torn, "{ctx}: the child found a torn tail in a log the parent had just recovered");
+                first_range = (first, first);
+                totals.retirements += u64::from(report.retire.is_some());
+                assert_eq!(
+                    first,
+                    report.retire.unwrap_or(held.first_seq),
+                    "{ctx}: the child opened with another start"
+                );
+                assert_eq!(next, held.last_seq + 1, "{ctx}: the child's recovery ended elsewhere than the parent's");
+                assert_eq!(torn, held.torn, "{ctx}: the child's and the parent's recoveries disagree on a torn tail");
             }
         }
         match report.acked {
-            None => {
-                if report.open.is_some() {
-                    totals.killed_before_first_ack += 1;
-                }
-            }
+            None => totals.killed_before_first_ack += u64::from(report.open.is_some()),
             Some(acked) => {
-                assert!(acked > last_seq, "{ctx}: the child acknowledged {acked}, not above the recovered {last_seq}");
+                assert!(acked > held.last_seq, "{ctx}: the child acknowledged {acked}, not above {}", held.last_seq);
                 acked_max = acked;
             }
         }
@@ -292,29 +449,38 @@ fn kill9_crash_cycles() {
             .unwrap_or(false);
         totals.killed_mid_roll += u64::from(mid_roll);
 
-        last_seq = verify(&dir, acked_max, &mut totals, &ctx);
-        if report.acked.is_some() {
-            assert!(last_seq >= acked_max, "{ctx}");
+        // Whatever lies beyond what the last check kept was written by this child: its
+        // recovery cut everything of earlier children beyond that point.
+        generations.push((held.last_seq + 1, cycle));
+        if dir.exists() {
+            copy_log(&dir, &copy);
+            held = verify(&copy, first_range, held.last_seq, acked_max, &generations, &mut totals, &ctx);
+        } else {
+            // Killed before the child created the directory.
+            assert_eq!(held.last_seq, 0, "{ctx}: the log directory vanished");
         }
     }
 
-    let segments = std::fs::read_dir(&dir)
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().ends_with(".seg"))
-        .count();
     let summary = format!(
-        "kill9 summary: seed {seed}, {cycles} cycles in {:.1?}; acked max {acked_max}, log ends at {last_seq} \
-         ({segments} segments of {} KiB); torn tails {}, frames dropped {}, bytes dropped {}, segments removed {}; \
-         unacked frames kept {}; kills before open {}, after open before first ack {}, during segment creation {}",
+        "kill9 summary: {SEED_ENV}={seed}, {cycles} cycles in {:.1?}: acked max {acked_max}, log holds \
+         {}..={} in {} segments of {} KiB; unacked frames kept {}; torn tails {}, frames dropped {}, bytes dropped \
+         {}, segments removed by recovery {}; retirements {}; kills: {} timed from spawn, {} before open (of which \
+         {} during retention), {} after open before the first ack, {} during segment creation; last start \
+         {startup:.1?}",
         started.elapsed(),
+        held.first_seq,
+        held.last_seq,
+        segment_files(&copy).len(),
         SEGMENT_BYTES >> 10,
+        totals.unacked_kept,
         totals.torn_tails,
         totals.frames_dropped,
         totals.bytes_dropped,
         totals.segments_removed,
-        totals.unacked_kept,
+        totals.retirements,
+        totals.early_kills,
         totals.killed_before_open,
+        totals.killed_in_retention,
         totals.killed_before_first_ack,
         totals.killed_mid_roll,
     );

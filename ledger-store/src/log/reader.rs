@@ -85,11 +85,13 @@ impl LogReader {
         }
         // The last segment starting at or before `from_seq`.
         let index = segments.partition_point(|s| s.first_seq <= from_seq).saturating_sub(1);
+        let next_seq = segments[index].first_seq;
         Ok(Cursor {
             shared: Arc::clone(&self.shared),
             segments,
             index,
             offset: SEGMENT_HEADER_BYTES,
+            next_seq,
             skip_below: from_seq,
         })
     }
@@ -117,6 +119,10 @@ pub struct Cursor {
     segments: Vec<Arc<Segment>>,
     index: usize,
     offset: usize,
+    /// Seq of the next frame in the log after the last one read (returned or skipped).
+    /// The cursor moves on to the next segment only when that segment starts here:
+    /// a roll-over adds the new segment before the old one's last frames are published.
+    next_seq: u64,
     skip_below: u64,
 }
 
@@ -136,6 +142,7 @@ impl Cursor {
                 };
                 let at = self.offset;
                 self.offset += header.frame_bytes();
+                self.next_seq = header.seq + 1;
                 if header.seq < self.skip_below {
                     continue;
                 }
@@ -143,16 +150,17 @@ impl Cursor {
                 let payload = &self.segments[self.index].published()[start..start + header.payload_len as usize];
                 return Some(Ok(Frame { seq: header.seq, kind: header.kind, payload }));
             }
-            if self.index + 1 < self.segments.len() {
+            if self.segments.get(self.index + 1).is_some_and(|s| s.first_seq == self.next_seq) {
                 self.index += 1;
                 self.offset = SEGMENT_HEADER_BYTES;
                 continue;
             }
-            // Caught up with what this cursor knows; the writer may have rolled over.
+            // Caught up with what this cursor knows; the writer may have rolled over,
+            // but the segment is finished only once its last frame was read.
             let current = seg.first_seq;
             let fresh = self.shared.snapshot();
             let next = fresh.partition_point(|s| s.first_seq <= current);
-            if next >= fresh.len() {
+            if fresh.get(next).is_none_or(|s| s.first_seq != self.next_seq) {
                 return None;
             }
             self.segments = fresh;

@@ -10,6 +10,7 @@ use crate::log::reader::{LogReader, Shared};
 use crate::log::recovery::{self, SegmentImage};
 use crate::log::segment::{self, SEGMENT_HEADER_BYTES, Segment};
 use crate::options::{Durability, LogOptions};
+use crate::snapshot::{self, Snapshot, SnapshotError, SnapshotInfo};
 
 const LOCK_FILE_NAME: &str = "LOCK";
 
@@ -84,6 +85,10 @@ impl Log {
     pub fn open(dir: impl AsRef<Path>, options: LogOptions) -> Result<Log, OpenError> {
         options.validate().map_err(|reason| OpenError::InvalidOptions { reason })?;
         let dir = dir.as_ref().to_path_buf();
+        if dir.as_os_str().is_empty() {
+            // An empty path would resolve files such as LOCK against the current directory.
+            return Err(OpenError::InvalidOptions { reason: "the log directory path is empty" });
+        }
         let io = |op, path: &Path| {
             let at = IoFailure::at(op, path);
             move |source| OpenError::from(at(source))
@@ -395,6 +400,24 @@ impl Log {
             segment::sync_dir(&self.dir)?;
         }
         Ok(removed.len())
+    }
+
+    /// Writes a snapshot payload covering every frame up to `seq` (at most the last
+    /// committed one) atomically beside the log; keeps the newest two.
+    pub fn write_snapshot(&self, seq: u64, payload: &[u8]) -> Result<SnapshotInfo, SnapshotError> {
+        assert!(seq <= self.committed_seq, "a snapshot covers committed frames only");
+        snapshot::write(&self.dir, seq, payload)
+    }
+
+    /// The snapshot files beside the log, newest first (not yet verified).
+    pub fn snapshots(&self) -> Result<Vec<SnapshotInfo>, SnapshotError> {
+        snapshot::list(&self.dir)
+    }
+
+    /// Maps a snapshot and verifies its checksum; a damaged one is
+    /// [`SnapshotError::Damaged`] and must not be used.
+    pub fn read_snapshot(&self, info: &SnapshotInfo) -> Result<Snapshot, SnapshotError> {
+        snapshot::read(info)
     }
 
     /// Sequence number of the first frame still held.
