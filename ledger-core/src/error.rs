@@ -59,3 +59,16 @@ pub enum CloseBatchError {
     #[error(transparent)]
     Submit(#[from] SubmitError),
 }
+
+/// Why a snapshot was not written. The log still holds everything: nothing is lost,
+/// only the next open replays more.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SnapshotError {
+    /// Writing the snapshot file failed.
+    #[error("writing the snapshot failed: {0}")]
+    Write(String),
+    /// As for [`SubmitError`].
+    #[error(transparent)]
+    Submit(#[from] SubmitError),
+}

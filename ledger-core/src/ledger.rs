@@ -14,14 +14,18 @@ use parking_lot::{Mutex, RwLock};
 use crate::codec::{self, Record};
 use crate::completion::{self, Pending};
 use crate::currency::Currency;
-use crate::error::{CloseBatchError, OpenError, SubmitError};
+use crate::error::{CloseBatchError, OpenError, SnapshotError, SubmitError};
 use crate::model::{Balance, BatchSummary, Tx, TxId, TxOutcome, TxRecord};
 use crate::sequencer::{CutoverPolicy, Request, Sequencer};
+use crate::snapshot;
 use crate::state::State;
 
 /// Requests that can wait in the submission queue; producers block (back-pressure)
 /// when it is full.
 pub const QUEUE_REQUESTS_MAX: usize = 4096;
+/// Default snapshot interval: about 128 MiB of state between snapshots, so a reopen
+/// replays at most this many records on top of the newest one.
+pub const SNAPSHOT_EVERY_RECORDS_DEFAULT: u64 = 1 << 20;
 /// Records replayed per group on open (each group is applied as the sequencer would).
 const REPLAY_GROUP_RECORDS: usize = 8190;
 
@@ -34,11 +38,19 @@ pub struct LedgerOptions {
     pub segment_bytes: usize,
     /// When batches close by themselves.
     pub cutover: CutoverPolicy,
+    /// Write a snapshot of the state after this many records (0: only when asked with
+    /// [`Ledger::snapshot`]). Opening then replays only the log after the newest good one.
+    pub snapshot_every_records: u64,
 }
 
 impl Default for LedgerOptions {
     fn default() -> Self {
-        LedgerOptions { durability: Durability::SyncData, segment_bytes: 0, cutover: CutoverPolicy::default() }
+        LedgerOptions {
+            durability: Durability::SyncData,
+            segment_bytes: 0,
+            cutover: CutoverPolicy::default(),
+            snapshot_every_records: SNAPSHOT_EVERY_RECORDS_DEFAULT,
+        }
     }
 }
 
@@ -47,9 +59,13 @@ impl Default for LedgerOptions {
 pub struct OpenReport {
     /// What the log's recovery found (torn tail cut, frames verified).
     pub log: ledger_store::RecoveryReport,
-    /// Transactions replayed into memory.
+    /// The snapshot the state was loaded from, if any: the seq it covers.
+    pub snapshot_seq: Option<u64>,
+    /// Snapshots skipped because they failed verification or did not decode, with why.
+    pub snapshot_warnings: Vec<String>,
+    /// Transactions replayed from the log (after the snapshot).
     pub transactions: u64,
-    /// Batch closes replayed.
+    /// Batch closes replayed from the log.
     pub batch_closes: u64,
 }
 
@@ -112,11 +128,19 @@ impl Ledger {
             log_options = log_options.segment_bytes(options.segment_bytes);
         }
         let log = Log::open(dir.as_ref(), log_options)?;
-        let (state, transactions, batch_closes) = replay(&log)?;
+        let (state, snapshot_seq, snapshot_warnings) = load_snapshot(&log);
+        let (state, transactions, batch_closes) = replay(&log, state)?;
         let state = Arc::new(RwLock::new(state));
         let (sender, receiver) = channel::bounded(QUEUE_REQUESTS_MAX);
-        let sequencer = Sequencer::new(log, Arc::clone(&state), receiver, options.cutover);
-        let report = OpenReport { log: sequencer.log.recovery().clone(), transactions, batch_closes };
+        let sequencer =
+            Sequencer::new(log, Arc::clone(&state), receiver, options.cutover, options.snapshot_every_records);
+        let report = OpenReport {
+            log: sequencer.log.recovery().clone(),
+            snapshot_seq,
+            snapshot_warnings,
+            transactions,
+            batch_closes,
+        };
         let thread = std::thread::Builder::new()
             .name("ledger-sequencer".into())
             .spawn(move || sequencer.run())
@@ -206,6 +230,14 @@ impl Ledger {
         self.inner.state.read().last_seq()
     }
 
+    /// Writes a snapshot of the state now (after what is queued before it is
+    /// committed) and returns the seq it covers.
+    pub fn snapshot(&self) -> Result<u64, SnapshotError> {
+        let (done, pending) = completion::pair();
+        self.send(Request::Snapshot { done })?;
+        pending.wait().unwrap_or(Err(SnapshotError::Submit(SubmitError::Closed)))
+    }
+
     /// Transactions held in memory.
     pub fn transaction_count(&self) -> usize {
         self.inner.state.read().transaction_count()
@@ -229,12 +261,32 @@ impl Ledger {
     }
 }
 
-/// Replays the log into a fresh state through the same judging code the sequencer
-/// uses, checking that every record reproduces what was committed.
-fn replay(log: &Log) -> Result<(State, u64, u64), OpenError> {
-    let mut state = State::default();
-    let mut cursor =
-        log.reader().cursor(log.first_seq()).map_err(|e| OpenError::Replay { seq: 0, detail: e.to_string() })?;
+/// The newest snapshot that verifies and decodes, skipping (with a warning) any that
+/// does not; a fresh state when there is none.
+fn load_snapshot(log: &Log) -> (State, Option<u64>, Vec<String>) {
+    let mut warnings = Vec::new();
+    let infos = log.snapshots().unwrap_or_else(|e| {
+        warnings.push(format!("listing snapshots: {e}"));
+        Vec::new()
+    });
+    for info in infos {
+        if info.seq > log.committed_seq() {
+            warnings.push(format!("{}: covers seq {} beyond the log's end; skipped", info.path.display(), info.seq));
+            continue;
+        }
+        match log.read_snapshot(&info).map_err(|e| e.to_string()).and_then(|s| snapshot::decode(s.payload(), s.seq)) {
+            Ok(state) => return (state, Some(info.seq), warnings),
+            Err(e) => warnings.push(format!("{}: {e}; skipped", info.path.display())),
+        }
+    }
+    (State::default(), None, warnings)
+}
+
+/// Replays the log after the state's last seq through the same judging code the
+/// sequencer uses, checking that every record reproduces what was committed.
+fn replay(log: &Log, mut state: State) -> Result<(State, u64, u64), OpenError> {
+    let from = state.last_seq() + 1;
+    let mut cursor = log.reader().cursor(from).map_err(|e| OpenError::Replay { seq: from, detail: e.to_string() })?;
     let (mut transactions, mut closes) = (0u64, 0u64);
     loop {
         let mut group = state.group();

@@ -39,12 +39,13 @@ mod ledger;
 mod model;
 pub mod money;
 mod sequencer;
+mod snapshot;
 mod state;
 
 pub use codec::DecodeError;
 pub use currency::Currency;
-pub use error::{CloseBatchError, OpenError, SubmitError};
-pub use ledger::{Ledger, LedgerOptions, OpenReport, QUEUE_REQUESTS_MAX, SubmitFuture};
+pub use error::{CloseBatchError, OpenError, SnapshotError, SubmitError};
+pub use ledger::{Ledger, LedgerOptions, OpenReport, QUEUE_REQUESTS_MAX, SNAPSHOT_EVERY_RECORDS_DEFAULT, SubmitFuture};
 pub use ledger_store::Durability;
 pub use model::{Balance, BatchSummary, Kind, Reject, Tx, TxId, TxOutcome, TxRecord, TxState};
 pub use sequencer::CutoverPolicy;

@@ -17,8 +17,9 @@ use rkyv::util::AlignedVec;
 use crate::codec::{self, CloseFrame, FRAME_BATCH_CLOSE, FRAME_TX, TxFrame};
 use crate::completion::Completer;
 use crate::currency::Currency;
-use crate::error::{CloseBatchError, SubmitError};
+use crate::error::{CloseBatchError, SnapshotError, SubmitError};
 use crate::model::{BatchSummary, Tx, TxOutcome};
+use crate::snapshot;
 use crate::state::{Group, State};
 
 /// Stop draining more requests into a group once it holds this many commands (a single
@@ -37,6 +38,10 @@ pub(crate) enum Request {
         currency: Currency,
         done: Completer<Result<BatchSummary, CloseBatchError>>,
     },
+    /// Write a snapshot of the state now; replies with the seq it covers.
+    Snapshot {
+        done: Completer<Result<u64, SnapshotError>>,
+    },
     /// Sync, close the log and stop; later requests find the queue closed.
     Shutdown {
         done: Completer<Result<(), SubmitError>>,
@@ -47,7 +52,7 @@ impl Request {
     fn commands(&self) -> usize {
         match self {
             Request::Submit { txs, .. } => txs.len(),
-            Request::CloseBatch { .. } | Request::Shutdown { .. } => 1,
+            Request::CloseBatch { .. } | Request::Snapshot { .. } | Request::Shutdown { .. } => 1,
         }
     }
 }
@@ -63,6 +68,8 @@ pub struct CutoverPolicy {
 enum Reply {
     Submit(Vec<TxOutcome>),
     CloseBatch(Result<BatchSummary, CloseBatchError>),
+    /// Taken once the group is durable and applied.
+    Snapshot,
 }
 
 pub(crate) struct Sequencer {
@@ -70,6 +77,9 @@ pub(crate) struct Sequencer {
     pub(crate) state: Arc<RwLock<State>>,
     pub(crate) requests: Receiver<Request>,
     pub(crate) cutover: CutoverPolicy,
+    /// Write a snapshot after this many records since the last one (0: never by itself).
+    snapshot_every_records: u64,
+    records_since_snapshot: u64,
     buf: AlignedVec,
     /// Set after a failed append or sync: the log's state on disk is unknown.
     failed: Option<String>,
@@ -81,8 +91,18 @@ impl Sequencer {
         state: Arc<RwLock<State>>,
         requests: Receiver<Request>,
         cutover: CutoverPolicy,
+        snapshot_every_records: u64,
     ) -> Self {
-        Sequencer { log, state, requests, cutover, buf: AlignedVec::new(), failed: None }
+        Sequencer {
+            log,
+            state,
+            requests,
+            cutover,
+            snapshot_every_records,
+            records_since_snapshot: 0,
+            buf: AlignedVec::new(),
+            failed: None,
+        }
     }
 
     /// Runs until a shutdown request or until every handle is gone.
@@ -161,6 +181,7 @@ impl Sequencer {
                             }
                         }
                     }
+                    Request::Snapshot { .. } => Reply::Snapshot,
                     Request::Shutdown { .. } => unreachable!("shutdown is split off before processing"),
                 };
                 replies.push(reply);
@@ -183,14 +204,38 @@ impl Sequencer {
             }
             return;
         }
-        state.write().apply(changes);
+        let records = {
+            let mut committed = state.write();
+            let before = committed.last_seq();
+            committed.apply(changes);
+            committed.last_seq() - before
+        };
+        self.records_since_snapshot += records;
+        let asked = replies.iter().any(|r| matches!(r, Reply::Snapshot));
+        let due = self.snapshot_every_records > 0 && self.records_since_snapshot >= self.snapshot_every_records;
+        let snapshot = (asked || due).then(|| self.write_snapshot());
         for (request, reply) in requests.into_iter().zip(replies) {
             match (request, reply) {
                 (Request::Submit { done, .. }, Reply::Submit(outcomes)) => done.complete(Ok(outcomes)),
                 (Request::CloseBatch { done, .. }, Reply::CloseBatch(result)) => done.complete(result),
+                (Request::Snapshot { done }, Reply::Snapshot) => {
+                    done.complete(snapshot.clone().unwrap_or(Err(SnapshotError::Write("not taken".into()))));
+                }
                 _ => unreachable!("replies follow requests"),
             }
         }
+    }
+
+    /// Archives the committed state and stores it beside the log. It runs on the
+    /// sequencer between groups, so it sees one consistent state; commits wait for it.
+    fn write_snapshot(&mut self) -> Result<u64, SnapshotError> {
+        let (seq, bytes) = {
+            let committed = self.state.read();
+            (committed.last_seq(), snapshot::encode(&committed))
+        };
+        self.log.write_snapshot(seq, &bytes).map_err(|e| SnapshotError::Write(e.to_string()))?;
+        self.records_since_snapshot = 0;
+        Ok(seq)
     }
 
     /// Judges one transaction; appends its record when accepted (and a batch close
@@ -247,6 +292,7 @@ fn fail(request: Request, err: SubmitError) {
     match request {
         Request::Submit { done, .. } => done.complete(Err(err)),
         Request::CloseBatch { done, .. } => done.complete(Err(CloseBatchError::Submit(err))),
+        Request::Snapshot { done } => done.complete(Err(SnapshotError::Submit(err))),
         Request::Shutdown { done } => done.complete(Err(err)),
     }
 }

@@ -11,29 +11,29 @@ use std::collections::HashMap;
 use crate::currency::Currency;
 use crate::model::{Balance, BatchSummary, Kind, Reject, Tx, TxId, TxOutcome, TxRecord, TxState};
 
-type Account = (u64, Currency);
+pub(crate) type Account = (u64, Currency);
 
 /// Committed state. Readers see it through a lock the sequencer takes only to apply a
 /// durable group.
 #[derive(Debug, Default)]
 pub(crate) struct State {
     /// Every committed transaction, in seq order (payments updated in place).
-    records: Vec<TxRecord>,
+    pub(crate) records: Vec<TxRecord>,
     /// Id -> position in `records`.
-    index: HashMap<TxId, u32>,
+    pub(crate) index: HashMap<TxId, u32>,
     /// Client -> positions of its transactions, in seq order.
-    by_client: HashMap<u64, Vec<u32>>,
+    pub(crate) by_client: HashMap<u64, Vec<u32>>,
     /// Every batch; `batch_id` is the position + 1.
-    batches: Vec<BatchSummary>,
+    pub(crate) batches: Vec<BatchSummary>,
     /// The open batch of each account that has one.
-    open: HashMap<Account, u64>,
+    pub(crate) open: HashMap<Account, u64>,
     /// Client -> its batch ids, oldest first.
-    client_batches: HashMap<u64, Vec<u64>>,
+    pub(crate) client_batches: HashMap<u64, Vec<u64>>,
     /// Running totals of each account (`open_net` is filled in on read).
-    balances: HashMap<Account, Balance>,
+    pub(crate) balances: HashMap<Account, Balance>,
     /// Seq and timestamp of the last record (transaction or batch close).
-    last_seq: u64,
-    last_ts: u64,
+    pub(crate) last_seq: u64,
+    pub(crate) last_ts: u64,
 }
 
 /// What the group changed, detached from the state it was judged against.

@@ -37,6 +37,7 @@
 mod error;
 mod log;
 mod options;
+mod snapshot;
 mod sync;
 
 pub use error::{
@@ -47,6 +48,7 @@ pub use log::writer::{Log, RecoveryReport, TornTailReport};
 pub use options::{
     Durability, LogOptions, SEGMENT_BYTES_DEFAULT, SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN, SEGMENT_BYTES_MULTIPLE,
 };
+pub use snapshot::{SNAPSHOTS_KEPT, Snapshot, SnapshotError, SnapshotInfo};
 
 /// The byte-level format, for tools, tests and fuzzing: frame and segment-header
 /// codecs and the pure recovery scan. See `FORMAT.md`.

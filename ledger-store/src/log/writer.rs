@@ -27,6 +27,8 @@ pub struct RecoveryReport {
     pub last_seq: u64,
     /// The torn tail cut, if any.
     pub torn_tail: Option<TornTailReport>,
+    /// Snapshots removed because they covered seqs beyond the recovered log.
+    pub stale_snapshots_removed: usize,
 }
 
 /// A torn tail that recovery cut.
@@ -42,6 +44,10 @@ pub struct TornTailReport {
     pub frames_dropped: u64,
     /// Later segment files removed with the tail.
     pub segments_removed: usize,
+}
+
+fn remove_stale_snapshots(dir: &Path, last_seq: u64) -> Result<usize, OpenError> {
+    Ok(snapshot::remove_beyond(dir, last_seq)?)
 }
 
 /// A byte range of one segment written but not yet committed, or not yet synced.
@@ -132,7 +138,15 @@ impl Log {
 
         if names.is_empty() {
             let seg = Arc::new(Segment::create(&dir, 1, options.segment_bytes)?);
-            let report = RecoveryReport { segments: 1, frames: 0, first_seq: 1, last_seq: 0, torn_tail: None };
+            let stale_snapshots_removed = remove_stale_snapshots(&dir, 0)?;
+            let report = RecoveryReport {
+                segments: 1,
+                frames: 0,
+                first_seq: 1,
+                last_seq: 0,
+                torn_tail: None,
+                stale_snapshots_removed,
+            };
             return Ok(Self::assemble(dir, options, lock, vec![seg], SEGMENT_HEADER_BYTES, 1, report));
         }
 
@@ -192,6 +206,7 @@ impl Log {
             first_seq,
             last_seq: outcome.last_seq,
             torn_tail: torn_report,
+            stale_snapshots_removed: remove_stale_snapshots(&dir, outcome.last_seq)?,
         };
         let segments = segments.into_iter().map(Arc::new).collect();
         Ok(Self::assemble(dir, options, lock, segments, write_end, outcome.last_seq + 1, report))
@@ -411,7 +426,7 @@ impl Log {
 
     /// The snapshot files beside the log, newest first (not yet verified).
     pub fn snapshots(&self) -> Result<Vec<SnapshotInfo>, SnapshotError> {
-        snapshot::list(&self.dir)
+        Ok(snapshot::list(&self.dir)?)
     }
 
     /// Maps a snapshot and verifies its checksum; a damaged one is
