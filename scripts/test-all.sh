@@ -17,3 +17,5 @@ demo=$(mktemp -d)
 trap 'rm -rf "$demo"' EXIT
 cargo run --locked --release -q -p ledger-store --example log_roundtrip -- "$demo/log" 200000
 cargo run --locked --release -q -p ledger-store --example log_roundtrip -- "$demo/log" 200000
+cargo run --locked --release -q -p ledger-core --example embed_ledger -- "$demo/ledger"
+cargo run --locked --release -q -p ledger-core --example embed_ledger -- "$demo/ledger"
