@@ -14,7 +14,7 @@ use ledger_core::{Currency, Ledger, LedgerOptions, Tx, TxId, TxOutcome};
 const MERCHANT: u64 = 42;
 const THREADS: u64 = 4;
 const SALES_PER_THREAD: u64 = 25_000;
-const CALL_TXS: u64 = 250;
+const CALL_TXS: usize = 250;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let temp = tempfile::tempdir()?;
@@ -36,7 +36,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let mut committed = 0;
                 let ids: Vec<u128> =
                     (0..SALES_PER_THREAD).map(|i| base + u128::from(t * SALES_PER_THREAD + i) + 1).collect();
-                for chunk in ids.chunks(CALL_TXS as usize) {
+                for chunk in ids.chunks(CALL_TXS) {
                     let txs: Vec<Tx> =
                         chunk.iter().map(|&id| Tx::sale(TxId(id), MERCHANT, price, usd).with_device(t + 1)).collect();
                     committed +=
