@@ -9,6 +9,8 @@
 //!
 //! `cargo bench -p ledger-benches --bench store_append`
 
+#![allow(clippy::cast_possible_truncation)] // bench arithmetic on small, known values
+
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};

@@ -112,3 +112,39 @@ fn uncommitted_frames_are_invisible_to_readers() {
     log.commit().unwrap();
     assert_eq!(cursor.next().unwrap().unwrap().payload, b"pending", "a cursor keeps up after commit");
 }
+
+#[test]
+fn roll_over_uses_the_spare_prepared_in_the_background() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), LogOptions::new().segment_bytes(64 << 10)).unwrap();
+    let spares = || {
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.unwrap().file_name().into_string().ok())
+            .filter(|n| n.starts_with("spare-") && n.ends_with(".seg.tmp"))
+            .count()
+    };
+    // Past half of the first segment a spare is being prepared.
+    let mut seq = 0;
+    while seq < 40 {
+        seq += 1;
+        log.append(1, &[5u8; 1000]).unwrap();
+    }
+    log.commit().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while spares() == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert_eq!(spares(), 1, "a spare is prepared in the background");
+    // The roll-over turns the spare into the next segment.
+    while common::segment_files(dir.path()).len() < 2 {
+        seq += 1;
+        log.append(1, &[6u8; 1000]).unwrap();
+    }
+    log.commit().unwrap();
+    assert_eq!(spares(), 0, "the spare became the segment");
+    drop(log);
+    let log = Log::open(dir.path(), LogOptions::new().segment_bytes(64 << 10)).unwrap();
+    assert_eq!(log.recovery().last_seq, seq);
+    assert_eq!(common::collect(&log).len() as u64, seq);
+}

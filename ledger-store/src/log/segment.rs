@@ -3,6 +3,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use memmap2::MmapRaw;
@@ -101,6 +102,51 @@ pub(crate) fn is_unfinished_segment(name: &str) -> bool {
     name.ends_with(TMP_SUFFIX)
 }
 
+/// A zero-filled, synced file of a segment's size under a temporary name, waiting to
+/// become the next segment. Until then it is not part of the log (open removes it).
+#[derive(Debug)]
+pub(crate) struct Spare {
+    file: File,
+    path: PathBuf,
+    segment_bytes: usize,
+}
+
+impl Spare {
+    /// Creates and zero-fills a spare named `{tag}.seg.tmp`. This is the slow part of
+    /// a roll-over (it writes the whole file), so the writer runs it in the background.
+    ///
+    /// The file is filled with real zeroes rather than `fallocate`d: extents that are
+    /// allocated but unwritten would turn every later data sync into a metadata sync.
+    pub(crate) fn prepare(dir: &Path, tag: &str, segment_bytes: usize) -> Result<Spare, IoFailure> {
+        let path = dir.join(format!("{tag}{TMP_SUFFIX}"));
+        let io = IoFailure::at;
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .map_err(io("create segment", &path))?;
+        let zeroes = vec![0u8; ZERO_CHUNK_BYTES];
+        let mut left = segment_bytes;
+        while left > 0 {
+            let n = left.min(ZERO_CHUNK_BYTES);
+            file.write_all(&zeroes[..n]).map_err(io("preallocate segment", &path))?;
+            left -= n;
+        }
+        file.sync_all().map_err(io("sync new segment", &path))?;
+        Ok(Spare { file, path, segment_bytes })
+    }
+
+    pub(crate) fn segment_bytes(&self) -> usize {
+        self.segment_bytes
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
 /// One mapped segment file, shared by the writer and any number of readers.
 ///
 /// Bytes below `published_end` are immutable from the moment they are published; the
@@ -125,27 +171,20 @@ impl Segment {
     /// The file is filled with real zeroes rather than `fallocate`d: extents that are
     /// allocated but unwritten would turn every later data sync into a metadata sync.
     pub(crate) fn create(dir: &Path, first_seq: u64, segment_bytes: usize) -> Result<Segment, IoFailure> {
+        let spare = Spare::prepare(dir, &format!("{first_seq:020}"), segment_bytes)?;
+        Self::from_spare(dir, spare, first_seq)
+    }
+
+    /// Turns a prepared spare file into the segment starting at `first_seq`: writes
+    /// the header, syncs, renames it into place and syncs the directory. This is all a
+    /// roll-over costs when a spare was prepared in the background.
+    pub(crate) fn from_spare(dir: &Path, spare: Spare, first_seq: u64) -> Result<Segment, IoFailure> {
+        let Spare { file, path: tmp, segment_bytes } = spare;
         let path = dir.join(segment_file_name(first_seq));
-        let tmp = dir.join(format!("{first_seq:020}{TMP_SUFFIX}"));
-        let io = IoFailure::at;
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)
-            .map_err(io("create segment", &tmp))?;
         let header = SegmentHeader { first_seq, segment_bytes: segment_bytes as u64 }.encode();
-        file.write_all(&header).map_err(io("write segment header", &tmp))?;
-        let zeroes = vec![0u8; ZERO_CHUNK_BYTES];
-        let mut left = segment_bytes - SEGMENT_HEADER_BYTES;
-        while left > 0 {
-            let n = left.min(ZERO_CHUNK_BYTES);
-            file.write_all(&zeroes[..n]).map_err(io("preallocate segment", &tmp))?;
-            left -= n;
-        }
-        file.sync_all().map_err(io("sync new segment", &tmp))?;
-        fs::rename(&tmp, &path).map_err(io("rename new segment", &path))?;
+        file.write_all_at(&header, 0).map_err(IoFailure::at("write segment header", &tmp))?;
+        file.sync_data().map_err(IoFailure::at("sync new segment", &tmp))?;
+        fs::rename(&tmp, &path).map_err(IoFailure::at("rename new segment", &path))?;
         sync_dir(dir)?;
         Self::map(file, path, first_seq, SEGMENT_HEADER_BYTES)
     }

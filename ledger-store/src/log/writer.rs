@@ -3,12 +3,13 @@
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 
 use crate::error::{AppendError, CommitError, IoFailure, OpenError, RetentionError};
 use crate::log::frame::{FRAME_HEADER_BYTES, FrameHeader, PAYLOAD_BYTES_MAX, frame_bytes};
 use crate::log::reader::{LogReader, Shared};
 use crate::log::recovery::{self, SegmentImage};
-use crate::log::segment::{self, SEGMENT_HEADER_BYTES, Segment};
+use crate::log::segment::{self, SEGMENT_HEADER_BYTES, Segment, Spare};
 use crate::options::{Durability, LogOptions};
 use crate::snapshot::{self, Snapshot, SnapshotError, SnapshotInfo};
 
@@ -50,6 +51,17 @@ fn remove_stale_snapshots(dir: &Path, last_seq: u64) -> Result<usize, OpenError>
     Ok(snapshot::remove_beyond(dir, last_seq)?)
 }
 
+impl Drop for Log {
+    fn drop(&mut self) {
+        // No thread outlives the log, and no spare file is left behind (open would
+        // remove it anyway). Frames appended but not committed are simply abandoned:
+        // they were never acknowledged.
+        if let Some(Ok(Ok(spare))) = self.spare.take().map(JoinHandle::join) {
+            let _ = fs::remove_file(spare.path());
+        }
+    }
+}
+
 /// A byte range of one segment written but not yet committed, or not yet synced.
 #[derive(Debug)]
 struct Dirty {
@@ -81,6 +93,9 @@ pub struct Log {
     unsynced: Vec<Dirty>,
     failed: bool,
     recovery: RecoveryReport,
+    /// The next segment's file, being zero-filled in the background so that a
+    /// roll-over does not stall the writer for the whole file's write and sync.
+    spare: Option<JoinHandle<Result<Spare, IoFailure>>>,
     _lock: File,
 }
 
@@ -236,6 +251,7 @@ impl Log {
             unsynced: Vec::new(),
             failed: false,
             recovery,
+            spare: None,
             _lock: lock,
         }
     }
@@ -304,6 +320,9 @@ impl Log {
         if self.write_end + size > self.active.capacity() {
             self.roll()?;
         }
+        if self.spare.is_none() && self.write_end + size > self.active.capacity() / 2 {
+            self.prepare_spare();
+        }
         let at = self.write_end;
         let seq = self.next_seq;
         // `len <= payload_bytes_max() <= PAYLOAD_BYTES_MAX < u32::MAX`, checked above.
@@ -330,9 +349,26 @@ impl Log {
         Ok(seq)
     }
 
-    /// Starts a new segment at `next_seq`. The old one keeps its unused zero tail.
+    /// Starts zero-filling the next segment's file in the background.
+    fn prepare_spare(&mut self) {
+        let dir = self.dir.clone();
+        let segment_bytes = self.options.segment_bytes;
+        let tag = format!("spare-{:020}", self.next_seq);
+        let prepare = move || Spare::prepare(&dir, &tag, segment_bytes);
+        // If no thread can be started, the roll-over prepares the file itself.
+        self.spare = std::thread::Builder::new().name("ledger-store-spare".into()).spawn(prepare).ok();
+    }
+
+    /// Starts a new segment at `next_seq`, from the spare prepared in the background
+    /// when there is one. The old segment keeps its unused zero tail.
     fn roll(&mut self) -> Result<(), AppendError> {
-        let seg = Arc::new(Segment::create(&self.dir, self.next_seq, self.options.segment_bytes)?);
+        let spare = match self.spare.take().map(JoinHandle::join) {
+            Some(Ok(Ok(spare))) if spare.segment_bytes() == self.options.segment_bytes => spare,
+            // None prepared, or its preparation failed or panicked: prepare it now, so
+            // that an error (disk full, ...) is reported by this append.
+            _ => Spare::prepare(&self.dir, &format!("{:020}", self.next_seq), self.options.segment_bytes)?,
+        };
+        let seg = Arc::new(Segment::from_spare(&self.dir, spare, self.next_seq)?);
         self.shared.push_segment(Arc::clone(&seg));
         self.active = seg;
         self.write_end = SEGMENT_HEADER_BYTES;
