@@ -7,15 +7,15 @@
 //! shared by all of them; with no load a lone request is committed at once.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crossbeam::channel::Receiver;
+use crossbeam::channel::{Receiver, RecvTimeoutError};
 use ledger_store::Log;
 use parking_lot::RwLock;
 use rkyv::util::AlignedVec;
 
 use crate::codec::{self, CloseFrame, FRAME_BATCH_CLOSE, FRAME_TX, TxFrame};
-use crate::completion::Completer;
+use crate::completion::{self, Completer};
 use crate::currency::Currency;
 use crate::error::{CloseBatchError, SnapshotError, SubmitError};
 use crate::model::{BatchSummary, Tx, TxOutcome};
@@ -57,12 +57,19 @@ impl Request {
     }
 }
 
-/// When to close a batch without being asked.
+/// When to close a batch without being asked. Each close is a record in the log like
+/// an explicit one.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CutoverPolicy {
     /// Close an account's open batch once it counts this many transactions.
     pub transactions_max: Option<u64>,
+    /// Close an account's open batch once its first transaction is this old (checked
+    /// at least every quarter of it, and at most every [`AGE_CHECK_INTERVAL_MAX`]).
+    pub age_max: Option<Duration>,
 }
+
+/// Upper bound on how long an aged batch can stay open past its `age_max`.
+pub const AGE_CHECK_INTERVAL_MAX: Duration = Duration::from_secs(1);
 
 /// What one request's commands came to, before the group is durable.
 enum Reply {
@@ -108,7 +115,26 @@ impl Sequencer {
     /// Runs until a shutdown request or until every handle is gone.
     pub(crate) fn run(mut self) {
         let mut batch = Vec::new();
-        while let Ok(first) = self.requests.recv() {
+        let tick = self.cutover.age_max.map(|age| (age / 4).clamp(Duration::from_millis(1), AGE_CHECK_INTERVAL_MAX));
+        let mut next_age_check = tick.map(|t| Instant::now() + t);
+        loop {
+            if let (Some(due), Some(tick)) = (next_age_check, tick)
+                && Instant::now() >= due
+            {
+                self.close_aged_batches();
+                next_age_check = Some(Instant::now() + tick);
+            }
+            let first = match next_age_check {
+                Some(due) => match self.requests.recv_deadline(due) {
+                    Ok(first) => first,
+                    Err(RecvTimeoutError::Timeout) => continue,
+                    Err(RecvTimeoutError::Disconnected) => break,
+                },
+                None => match self.requests.recv() {
+                    Ok(first) => first,
+                    Err(_) => break,
+                },
+            };
             let mut commands = first.commands();
             batch.push(first);
             while commands < GROUP_COMMANDS_MAX {
@@ -133,6 +159,22 @@ impl Sequencer {
             }
         }
         let _ = self.finish();
+    }
+
+    /// Closes every open batch whose first transaction is older than the policy's age.
+    fn close_aged_batches(&mut self) {
+        let Some(age) = self.cutover.age_max else { return };
+        let cutoff = now_ns().saturating_sub(u64::try_from(age.as_nanos()).unwrap_or(u64::MAX));
+        let aged = self.state.read().open_batches_opened_before(cutoff);
+        if aged.is_empty() {
+            return;
+        }
+        // Nobody waits for these: the completions are simply dropped.
+        let requests = aged
+            .into_iter()
+            .map(|(client_id, currency)| Request::CloseBatch { client_id, currency, done: completion::pair().0 })
+            .collect();
+        self.process(requests);
     }
 
     fn finish(&mut self) -> Result<(), SubmitError> {

@@ -110,6 +110,17 @@ impl State {
         self.open.get(&(client_id, currency)).and_then(|&id| self.batch(id))
     }
 
+    /// Accounts whose open batch was opened before `cutoff_ns`, in a stable order.
+    pub(crate) fn open_batches_opened_before(&self, cutoff_ns: u64) -> Vec<Account> {
+        let mut out: Vec<(u64, Account)> = self
+            .open
+            .iter()
+            .filter_map(|(&account, &id)| self.batch(id).filter(|b| b.opened_ns < cutoff_ns).map(|_| (id, account)))
+            .collect();
+        out.sort_unstable_by_key(|(id, _)| *id);
+        out.into_iter().map(|(_, account)| account).collect()
+    }
+
     pub(crate) fn balance(&self, client_id: u64, currency: Currency) -> Option<Balance> {
         let mut balance = *self.balances.get(&(client_id, currency))?;
         balance.open_net = self.open_batch(client_id, currency).map_or(0, |b| b.net);

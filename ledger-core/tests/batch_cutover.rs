@@ -107,7 +107,10 @@ fn closes_interleaved_with_concurrent_submits_count_every_transaction_once() {
 #[test]
 fn the_count_policy_closes_batches_by_itself_and_survives_reopen() {
     let dir = tempfile::tempdir().unwrap();
-    let options = LedgerOptions { cutover: CutoverPolicy { transactions_max: Some(3) }, ..common::options() };
+    let options = LedgerOptions {
+        cutover: CutoverPolicy { transactions_max: Some(3), ..CutoverPolicy::default() },
+        ..common::options()
+    };
     let ledger = Ledger::open(dir.path(), options).unwrap();
     let txs: Vec<Tx> = (1..=8).map(|i| Tx::sale(TxId(i), 1, 10, usd())).collect();
     ledger.submit(&txs).unwrap();
@@ -119,4 +122,36 @@ fn the_count_policy_closes_batches_by_itself_and_survives_reopen() {
     drop(ledger);
     let ledger = Ledger::open(dir.path(), options).unwrap();
     assert_eq!((ledger.batches(1, 0, 10), ledger.balance(1, usd())), before);
+}
+
+#[test]
+fn the_age_policy_closes_batches_that_grew_old() {
+    let dir = tempfile::tempdir().unwrap();
+    let age = std::time::Duration::from_millis(150);
+    let options = LedgerOptions {
+        cutover: CutoverPolicy { age_max: Some(age), ..CutoverPolicy::default() },
+        ..common::options()
+    };
+    let ledger = Ledger::open(dir.path(), options).unwrap();
+    let sale = committed(&ledger.submit(&[Tx::sale(TxId(1), 1, 10, usd())]).unwrap()[0]);
+    assert!(ledger.open_batch(1, usd()).is_some());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while ledger.open_batch(1, usd()).is_some() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let closed = ledger.batch(sale.batch_id).unwrap();
+    assert!(!closed.is_open(), "the batch closed by itself");
+    let open_for = closed.closed_ns - closed.opened_ns;
+    assert!(open_for >= age.as_nanos() as u64, "closed after {open_for} ns, before its age");
+    assert!(
+        open_for < (age + ledger_core::AGE_CHECK_INTERVAL_MAX).as_nanos() as u64 * 2,
+        "closed {open_for} ns after opening"
+    );
+    // The close is in the log: it survives reopen, and a new sale opens a new batch.
+    let next = committed(&ledger.submit(&[Tx::sale(TxId(2), 1, 10, usd())]).unwrap()[0]);
+    assert!(next.batch_id > sale.batch_id);
+    ledger.close().unwrap();
+    drop(ledger);
+    let ledger = Ledger::open(dir.path(), common::options()).unwrap();
+    assert_eq!(ledger.batch(sale.batch_id).unwrap(), closed);
 }
