@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Bounded libFuzzer run of every fuzz target in fuzz/fuzz_targets, for CI.
+#
+#   bash scripts/fuzz-smoke.sh                      # each target for 30 s
+#   FUZZ_SECONDS=120 bash scripts/fuzz-smoke.sh     # longer
+#   bash scripts/fuzz-smoke.sh segment_recovery     # only the named targets
+#
+# Each target starts from its committed seeds (fuzz/seeds/<target>) and regressions
+# (fuzz/regressions/<target>); what it learns goes to fuzz/corpus/<target> (gitignored),
+# so repeated runs on one machine keep their progress. Exits non-zero if any target
+# crashes (a panic, including a failed oracle assertion), times out or runs out of
+# memory; the input is in fuzz/artifacts/<target>/. To keep it as a regression that
+# `cargo test` in fuzz/ replays on stable:
+#   cp fuzz/artifacts/<target>/crash-<hash> fuzz/regressions/<target>/<what-it-shows>
+#   (cd fuzz && cargo test)     # replays it: fails until the bug is fixed
+#
+# Long run (not for CI): many hours, all cores, the same corpus directory:
+#   FUZZ_SECONDS=28800 FUZZ_JOBS=$(nproc) bash scripts/fuzz-smoke.sh segment_recovery
+# or by hand from the repository root, which is all this script does:
+#   cargo fuzz run --sanitizer none segment_recovery fuzz/corpus/segment_recovery \
+#     fuzz/seeds/segment_recovery fuzz/regressions/segment_recovery -- -max_len=4096 -fork=8
+# and `cargo fuzz cmin segment_recovery fuzz/corpus/segment_recovery` now and then to
+# shrink the corpus.
+#
+# Environment:
+#   FUZZ_SECONDS     seconds per target (default 30)
+#   FUZZ_JOBS        parallel libFuzzer processes per target, via -fork (default 1)
+#   FUZZ_MAX_LEN     largest input in bytes (default 4096)
+#   FUZZ_SANITIZER   none (default: builds on a stable toolchain) or address, which
+#                    needs nightly flags; on a stable toolchain the script then sets
+#                    RUSTC_BOOTSTRAP=1 for the fuzz build only
+#   CARGO_FUZZ_VERSION  cargo-fuzz version installed when it is missing (default 0.13.2)
+#
+# Without cargo-fuzz, the seeds and regressions still replay through the same oracle,
+# uninstrumented, on stable: (cd fuzz && cargo test). scripts/test-all.sh does that.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+seconds=${FUZZ_SECONDS:-30}
+jobs=${FUZZ_JOBS:-1}
+max_len=${FUZZ_MAX_LEN:-4096}
+sanitizer=${FUZZ_SANITIZER:-none}
+cargo_fuzz_version=${CARGO_FUZZ_VERSION:-0.13.2}
+
+if ! cargo fuzz --version >/dev/null 2>&1; then
+  echo "== installing cargo-fuzz $cargo_fuzz_version (about a minute on two cores)"
+  cargo install cargo-fuzz --locked --version "$cargo_fuzz_version"
+fi
+cargo fuzz --version
+
+if [ "$sanitizer" != none ] && ! rustc -V | grep -q -- '-nightly'; then
+  # cargo-fuzz passes -Zsanitizer=...; RUSTC_BOOTSTRAP lets a stable rustc accept it.
+  # Cargo caches rustc's target probe in fuzz/target/.rustc_info.json without keying it
+  # on RUSTC_BOOTSTRAP, so one earlier failed probe would fail every later build:
+  # CARGO_CACHE_RUSTC_INFO=0 turns that cache off.
+  export RUSTC_BOOTSTRAP=1 CARGO_CACHE_RUSTC_INFO=0
+fi
+
+if [ "$#" -gt 0 ]; then
+  targets=("$@")
+else
+  targets=()
+  for f in fuzz/fuzz_targets/*.rs; do
+    targets+=("$(basename "$f" .rs)")
+  done
+fi
+
+failed=()
+for target in "${targets[@]}"; do
+  corpus=fuzz/corpus/$target
+  mkdir -p "$corpus" "fuzz/artifacts/$target"
+  inputs=("$corpus")
+  for dir in "fuzz/seeds/$target" "fuzz/regressions/$target"; do
+    if [ -d "$dir" ]; then inputs+=("$dir"); fi
+  done
+  flags=(-max_total_time="$seconds" -max_len="$max_len" -timeout=10 -print_final_stats=1)
+  if [ "$jobs" -gt 1 ]; then flags+=(-fork="$jobs"); fi
+
+  echo "== fuzz $target: ${seconds}s, sanitizer $sanitizer, inputs ${inputs[*]}"
+  # Build first, so that a build failure is not mistaken for a crash and the time
+  # budget is spent fuzzing.
+  cargo fuzz build --sanitizer "$sanitizer" "$target"
+  marker=$(mktemp)
+  status=0
+  cargo fuzz run --sanitizer "$sanitizer" "$target" "${inputs[@]}" -- "${flags[@]}" || status=$?
+  new_artifacts=$(find "fuzz/artifacts/$target" -type f -newer "$marker" | sort)
+  rm -f "$marker"
+  if [ "$status" -ne 0 ] || [ -n "$new_artifacts" ]; then
+    echo "!! $target failed (exit status $status); inputs:" >&2
+    echo "${new_artifacts:-  (none written)}" >&2
+    failed+=("$target")
+  fi
+  echo "== $target corpus: $(find "$corpus" -type f | wc -l) files"
+done
+
+if [ "${#failed[@]}" -gt 0 ]; then
+  echo "fuzz smoke FAILED: ${failed[*]}" >&2
+  exit 1
+fi
+echo "fuzz smoke passed: ${targets[*]}"
