@@ -168,6 +168,27 @@ const TABLE: &[(&str, u8)] = &[
     ("ZWG", 2),
 ];
 
+/// Exponent by code, indexed by the three letters (26^3 slots); `NOT_A_CURRENCY`
+/// where the code is not in the table. Built at compile time from `TABLE`, so a lookup
+/// is one load instead of a search.
+const NOT_A_CURRENCY: u8 = u8::MAX;
+const SLOTS: usize = 26 * 26 * 26;
+static EXPONENTS: [u8; SLOTS] = {
+    let mut slots = [NOT_A_CURRENCY; SLOTS];
+    let mut i = 0;
+    while i < TABLE.len() {
+        let code = TABLE[i].0.as_bytes();
+        slots[slot([code[0], code[1], code[2]])] = TABLE[i].1;
+        i += 1;
+    }
+    slots
+};
+
+/// Slot of an upper-case code (callers check the letters first).
+const fn slot(code: [u8; 3]) -> usize {
+    ((code[0] - b'A') as usize * 26 + (code[1] - b'A') as usize) * 26 + (code[2] - b'A') as usize
+}
+
 impl Currency {
     /// The currency with this upper-case ISO 4217 code, if the ledger knows it.
     pub fn from_code(code: &str) -> Option<Currency> {
@@ -184,8 +205,10 @@ impl Currency {
     }
 
     fn from_bytes(bytes: [u8; 3]) -> Option<Currency> {
-        let code = std::str::from_utf8(&bytes).ok()?;
-        TABLE.binary_search_by(|(c, _)| (*c).cmp(code)).ok().map(|_| Currency(bytes))
+        if !bytes.iter().all(u8::is_ascii_uppercase) {
+            return None;
+        }
+        (EXPONENTS[slot(bytes)] != NOT_A_CURRENCY).then_some(Currency(bytes))
     }
 
     /// The three-letter code.
@@ -201,7 +224,7 @@ impl Currency {
 
     /// Digits after the decimal point in the major unit (2 for USD).
     pub fn exponent(&self) -> u32 {
-        TABLE.binary_search_by(|(c, _)| (*c).as_bytes().cmp(&self.0[..])).map(|i| u32::from(TABLE[i].1)).unwrap_or(2)
+        u32::from(EXPONENTS[slot(self.0)])
     }
 
     /// Every currency the ledger knows.
@@ -228,7 +251,8 @@ mod tests {
 
     #[test]
     fn table_is_sorted_unique_upper_case() {
-        assert!(TABLE.windows(2).all(|w| w[0].0 < w[1].0), "binary search needs a sorted table");
+        assert!(TABLE.windows(2).all(|w| w[0].0 < w[1].0), "sorted, so duplicates would be adjacent");
+        assert_eq!(EXPONENTS.iter().filter(|&&e| e != NOT_A_CURRENCY).count(), TABLE.len());
         assert!(TABLE.iter().all(|(c, e)| c.len() == 3 && c.bytes().all(|b| b.is_ascii_uppercase()) && *e <= 3));
         assert_eq!(Currency::all().count(), TABLE.len());
     }

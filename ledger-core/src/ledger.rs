@@ -286,10 +286,14 @@ fn load_snapshot(log: &Log) -> (State, Option<u64>, Vec<String>) {
 /// sequencer uses, checking that every record reproduces what was committed.
 fn replay(log: &Log, mut state: State) -> Result<(State, u64, u64), OpenError> {
     let from = state.last_seq() + 1;
+    // Size memory once for everything the log holds past the snapshot (at most one
+    // transaction per frame), instead of growing (and rehashing) along the way.
+    let frames_after = log.committed_seq().saturating_sub(state.last_seq());
+    state.records.reserve(usize::try_from(frames_after).unwrap_or(0));
     let mut cursor = log.reader().cursor(from).map_err(|e| OpenError::Replay { seq: from, detail: e.to_string() })?;
     let (mut transactions, mut closes) = (0u64, 0u64);
     loop {
-        let mut group = state.group();
+        let mut group = state.group(REPLAY_GROUP_RECORDS);
         let mut records = 0;
         while records < REPLAY_GROUP_RECORDS {
             let Some(frame) = cursor.next() else { break };

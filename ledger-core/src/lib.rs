@@ -38,6 +38,7 @@ mod error;
 mod ledger;
 mod model;
 pub mod money;
+mod records;
 mod sequencer;
 mod snapshot;
 mod state;

@@ -195,7 +195,7 @@ impl Sequencer {
         let state = Arc::clone(&self.state);
         let (replies, changes, error) = {
             let committed = state.read();
-            let mut group = committed.group();
+            let mut group = committed.group(requests.iter().map(Request::commands).sum());
             let now = now_ns();
             let mut replies = Vec::with_capacity(requests.len());
             let mut error = None;

@@ -2,8 +2,6 @@
 //! (which verifies them with BLAKE3). Opening loads the newest good snapshot and
 //! replays only the log after it; a damaged one is skipped with a warning.
 
-use std::collections::HashMap;
-
 use rkyv::rancor::Error as RkyvError;
 
 use crate::codec::TxFrame;
@@ -72,15 +70,16 @@ pub(crate) fn encode(state: &State) -> Vec<u8> {
         version: SNAPSHOT_VERSION,
         last_seq: state.last_seq,
         last_ts: state.last_ts,
-        records: state
-            .records
-            .iter()
-            .map(|r| RecordRow {
-                frame: TxFrame::new(&r.tx, r.timestamp_ns, r.batch_id),
-                seq: r.seq,
-                state: r.state as u32,
-                captured: r.captured,
-                refunded: r.refunded,
+        records: (0..state.records.len())
+            .map(|pos| {
+                let r = state.records.get(u32::try_from(pos).expect("positions fit u32"));
+                RecordRow {
+                    frame: TxFrame::new(&r.tx, r.timestamp_ns, r.batch_id),
+                    seq: r.seq,
+                    state: r.state as u32,
+                    captured: r.captured,
+                    refunded: r.refunded,
+                }
             })
             .collect(),
         batches: state
@@ -133,8 +132,7 @@ pub(crate) fn decode(payload: &[u8], seq: u64) -> Result<State, String> {
     }
     let currency = |c: [u8; 4]| Currency::from_c_bytes(c).ok_or_else(|| "unknown currency in snapshot".to_string());
     let mut state = State { last_seq: a.last_seq.to_native(), last_ts: a.last_ts.to_native(), ..State::default() };
-    state.records.reserve(a.records.len());
-    state.index = HashMap::with_capacity(a.records.len());
+    let mut last_record_seq = 0;
     for row in a.records.iter() {
         let f = &row.frame;
         let id = |p: &[rkyv::rend::u64_le; 2]| TxId::from_parts(p[0].to_native(), p[1].to_native());
@@ -158,15 +156,11 @@ pub(crate) fn decode(payload: &[u8], seq: u64) -> Result<State, String> {
             captured: row.captured.to_native(),
             refunded: row.refunded.to_native(),
         };
-        if state.records.last().is_some_and(|last| last.seq >= record.seq) || record.seq > state.last_seq {
+        if record.seq <= last_record_seq || record.seq > state.last_seq {
             return Err("snapshot records out of order".into());
         }
-        let position = u32::try_from(state.records.len()).map_err(|_| "too many records")?;
-        if state.index.insert(tx.id, position).is_some() {
-            return Err("duplicate id in snapshot".into());
-        }
-        state.by_client.entry(tx.client_id).or_default().push(position);
-        state.records.push(record);
+        last_record_seq = record.seq;
+        state.records.push_record(&record)?;
     }
     for (i, row) in a.batches.iter().enumerate() {
         let batch = BatchSummary {

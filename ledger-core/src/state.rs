@@ -6,10 +6,11 @@
 //! Replay on open runs the very same code over the records of the log, so live
 //! validation and recovery cannot disagree.
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
 
 use crate::currency::Currency;
 use crate::model::{Balance, BatchSummary, Kind, Reject, Tx, TxId, TxOutcome, TxRecord, TxState};
+use crate::records::{NO_REF, Records, Stored};
 
 pub(crate) type Account = (u64, Currency);
 
@@ -17,12 +18,8 @@ pub(crate) type Account = (u64, Currency);
 /// durable group.
 #[derive(Debug, Default)]
 pub(crate) struct State {
-    /// Every committed transaction, in seq order (payments updated in place).
-    pub(crate) records: Vec<TxRecord>,
-    /// Id -> position in `records`.
-    pub(crate) index: HashMap<TxId, u32>,
-    /// Client -> positions of its transactions, in seq order.
-    pub(crate) by_client: HashMap<u64, Vec<u32>>,
+    /// Every committed transaction, compactly, with its index.
+    pub(crate) records: Records,
     /// Every batch; `batch_id` is the position + 1.
     pub(crate) batches: Vec<BatchSummary>,
     /// The open batch of each account that has one.
@@ -39,8 +36,13 @@ pub(crate) struct State {
 /// What the group changed, detached from the state it was judged against.
 #[derive(Debug, Default)]
 pub(crate) struct Changes {
-    txs: HashMap<TxId, TxRecord>,
-    new_txs: Vec<TxId>,
+    /// New transactions, at positions `base_len..` in order.
+    new: Vec<Stored>,
+    /// Id -> position of the new transactions, for lookups within the group.
+    new_index: HashMap<TxId, u32>,
+    /// Committed rows the group changed (payments captured, voided, refunded).
+    modified: HashMap<u32, Stored>,
+    base_len: u32,
     batches: HashMap<u64, BatchSummary>,
     open: HashMap<Account, Option<u64>>,
     balances: HashMap<Account, Balance>,
@@ -55,14 +57,21 @@ pub(crate) struct Group<'s> {
     changes: Changes,
 }
 
+/// A transaction found by id: its position and record.
+#[derive(Debug, Clone, Copy)]
+struct Payment {
+    pos: u32,
+    record: TxRecord,
+}
+
 /// How an accepted transaction moves money.
 #[derive(Debug, Clone, Copy)]
 enum Effect {
     Sale,
     Authorize,
-    Capture(TxRecord),
-    Void(TxRecord),
-    Refund(TxRecord),
+    Capture(Payment),
+    Void(Payment),
+    Refund(Payment),
     Adjust,
 }
 
@@ -71,8 +80,20 @@ enum Effect {
 pub(crate) struct NothingToClose;
 
 impl State {
-    pub(crate) fn group(&self) -> Group<'_> {
-        Group { base: self, changes: Changes { last_seq: self.last_seq, last_ts: self.last_ts, ..Changes::default() } }
+    /// A group expected to hold about `commands` commands (sizes its overlay once).
+    pub(crate) fn group(&self, commands: usize) -> Group<'_> {
+        let base_len = u32::try_from(self.records.len()).expect("fewer than 2^32 transactions in memory");
+        Group {
+            base: self,
+            changes: Changes {
+                base_len,
+                new: Vec::with_capacity(commands),
+                new_index: HashMap::with_capacity(commands),
+                last_seq: self.last_seq,
+                last_ts: self.last_ts,
+                ..Changes::default()
+            },
+        }
     }
 
     pub(crate) fn last_seq(&self) -> u64 {
@@ -84,14 +105,12 @@ impl State {
     }
 
     pub(crate) fn lookup(&self, id: TxId) -> Option<TxRecord> {
-        self.index.get(&id).map(|&i| self.records[i as usize])
+        self.records.lookup(id)
     }
 
     /// The client's transactions with `seq > after_seq`, oldest first, at most `limit`.
     pub(crate) fn list(&self, client_id: u64, after_seq: u64, limit: usize) -> Vec<TxRecord> {
-        let Some(positions) = self.by_client.get(&client_id) else { return Vec::new() };
-        let start = positions.partition_point(|&p| self.records[p as usize].seq <= after_seq);
-        positions[start..].iter().take(limit).map(|&p| self.records[p as usize]).collect()
+        self.records.list(client_id, after_seq, limit)
     }
 
     pub(crate) fn batch(&self, batch_id: u64) -> Option<BatchSummary> {
@@ -136,17 +155,13 @@ impl State {
     }
 
     /// Makes a durable group's changes visible.
-    pub(crate) fn apply(&mut self, mut changes: Changes) {
-        for id in &changes.new_txs {
-            let record = changes.txs.remove(id).expect("a new transaction has its record in the group");
-            let position = u32::try_from(self.records.len()).expect("fewer than 2^32 transactions in memory");
-            self.records.push(record);
-            self.index.insert(*id, position);
-            self.by_client.entry(record.tx.client_id).or_default().push(position);
+    pub(crate) fn apply(&mut self, changes: Changes) {
+        assert_eq!(changes.base_len as usize, self.records.len(), "a group applies to the state it was judged on");
+        for (pos, row) in changes.modified {
+            self.records.set(pos, row);
         }
-        for (id, record) in changes.txs {
-            let position = self.index[&id];
-            self.records[position as usize] = record;
+        for row in changes.new {
+            self.records.push(row);
         }
         let known = self.batches.len() as u64;
         let mut new_batches: Vec<BatchSummary> =
@@ -179,8 +194,35 @@ impl Group<'_> {
         self.changes
     }
 
-    fn tx(&self, id: TxId) -> Option<TxRecord> {
-        self.changes.txs.get(&id).copied().or_else(|| self.base.lookup(id))
+    /// The row at `pos` as this group sees it.
+    fn row(&self, pos: u32) -> Stored {
+        match pos.checked_sub(self.changes.base_len) {
+            Some(new) => self.changes.new[new as usize],
+            None => self.changes.modified.get(&pos).copied().unwrap_or_else(|| self.base.records.row(pos)),
+        }
+    }
+
+    fn set_row(&mut self, pos: u32, row: Stored) {
+        match pos.checked_sub(self.changes.base_len) {
+            Some(new) => self.changes.new[new as usize] = row,
+            None => {
+                self.changes.modified.insert(pos, row);
+            }
+        }
+    }
+
+    fn record(&self, pos: u32) -> TxRecord {
+        let row = self.row(pos);
+        let ref_id = if row.ref_pos == NO_REF { TxId::NONE } else { self.row(row.ref_pos).id() };
+        row.unpack(ref_id)
+    }
+
+    fn find(&self, id: TxId) -> Option<u32> {
+        self.changes.new_index.get(&id).copied().or_else(|| self.base.records.find(id))
+    }
+
+    fn tx(&self, id: TxId) -> Option<Payment> {
+        self.find(id).map(|pos| Payment { pos, record: self.record(pos) })
     }
 
     fn batch(&self, batch_id: u64) -> Option<BatchSummary> {
@@ -219,7 +261,7 @@ impl Group<'_> {
         if tx.id.is_none() || tx.client_id == 0 {
             return TxOutcome::Rejected(Reject::InvalidKind);
         }
-        if let Some(existing) = self.tx(tx.id) {
+        if let Some(Payment { record: existing, .. }) = self.tx(tx.id) {
             return if existing.tx == *tx {
                 TxOutcome::Exists(existing)
             } else {
@@ -255,10 +297,11 @@ impl Group<'_> {
             Kind::Payment => Effect::Sale,
             Kind::Adjustment => Effect::Adjust,
             Kind::Capture | Kind::Void | Kind::Refund => {
-                let payment = self
+                let found = self
                     .tx(tx.ref_id)
-                    .filter(|p| p.tx.client_id == tx.client_id) // another client's payment does not exist here
+                    .filter(|p| p.record.tx.client_id == tx.client_id) // another client's payment does not exist here
                     .ok_or(Reject::RefNotFound)?;
+                let payment = found.record;
                 if payment.tx.kind != Kind::Payment as u32 {
                     return Err(Reject::RefWrongState);
                 }
@@ -273,13 +316,13 @@ impl Group<'_> {
                         if tx.amount > payment.tx.amount {
                             return Err(Reject::ExceedsRefAmount);
                         }
-                        Effect::Capture(payment)
+                        Effect::Capture(found)
                     }
                     Kind::Void => {
                         if payment.state != TxState::Authorized {
                             return Err(Reject::RefWrongState);
                         }
-                        Effect::Void(payment)
+                        Effect::Void(found)
                     }
                     _ => {
                         if !matches!(payment.state, TxState::Captured | TxState::PartiallyRefunded | TxState::Refunded)
@@ -290,7 +333,7 @@ impl Group<'_> {
                         if refunded > payment.captured {
                             return Err(Reject::ExceedsRefAmount);
                         }
-                        Effect::Refund(payment)
+                        Effect::Refund(found)
                     }
                 }
             }
@@ -330,28 +373,29 @@ impl Group<'_> {
         }
         let applied =
             TxRecord { tx: *tx, seq, batch_id, timestamp_ns: ts, state: TxState::Applied, captured: 0, refunded: 0 };
-        let record = match effect {
-            Effect::Sale => TxRecord { state: TxState::Captured, captured: tx.amount, ..applied },
-            Effect::Authorize => TxRecord { state: TxState::Authorized, ..applied },
-            Effect::Adjust => applied,
-            Effect::Capture(payment) => {
-                let payment = TxRecord { state: TxState::Captured, captured: tx.amount, batch_id, ..payment };
-                self.changes.txs.insert(payment.tx.id, payment);
-                applied
+        let (record, ref_pos) = match effect {
+            Effect::Sale => (TxRecord { state: TxState::Captured, captured: tx.amount, ..applied }, NO_REF),
+            Effect::Authorize => (TxRecord { state: TxState::Authorized, ..applied }, NO_REF),
+            Effect::Adjust => (applied, NO_REF),
+            Effect::Capture(Payment { pos, record: p }) => {
+                let payment = TxRecord { state: TxState::Captured, captured: tx.amount, batch_id, ..p };
+                self.set_row(pos, Stored::pack(&payment, self.row(pos).ref_pos));
+                (applied, pos)
             }
-            Effect::Void(payment) => {
-                self.changes.txs.insert(payment.tx.id, TxRecord { state: TxState::Voided, ..payment });
-                applied
+            Effect::Void(Payment { pos, record: p }) => {
+                self.set_row(pos, Stored::pack(&TxRecord { state: TxState::Voided, ..p }, self.row(pos).ref_pos));
+                (applied, pos)
             }
-            Effect::Refund(payment) => {
-                let refunded = payment.refunded + tx.amount; // judged: fits, and <= captured
-                let state = if refunded == payment.captured { TxState::Refunded } else { TxState::PartiallyRefunded };
-                self.changes.txs.insert(payment.tx.id, TxRecord { refunded, state, ..payment });
-                applied
+            Effect::Refund(Payment { pos, record: p }) => {
+                let refunded = p.refunded + tx.amount; // judged: fits, and <= captured
+                let state = if refunded == p.captured { TxState::Refunded } else { TxState::PartiallyRefunded };
+                self.set_row(pos, Stored::pack(&TxRecord { refunded, state, ..p }, self.row(pos).ref_pos));
+                (applied, pos)
             }
         };
-        self.changes.txs.insert(tx.id, record);
-        self.changes.new_txs.push(tx.id);
+        let pos = self.changes.base_len + u32::try_from(self.changes.new.len()).expect("a group holds < 2^32 records");
+        self.changes.new.push(Stored::pack(&record, ref_pos));
+        self.changes.new_index.insert(tx.id, pos);
         self.changes.last_seq = seq;
         self.changes.last_ts = ts;
         record
