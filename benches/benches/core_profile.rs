@@ -67,7 +67,9 @@ fn latency() {
     let offered = env("OFFERED_TX_PER_S", 100_000);
     let secs = env("LATENCY_SECS", 5);
     let dir = tempfile::tempdir().expect("temp dir");
-    let ledger = open(dir.path(), Durability::SyncData);
+    let hint = env("LATENCY_HINT_TXS", 0) as usize;
+    let options = LedgerOptions { transactions_hint: hint, snapshot_every_records: 0, ..LedgerOptions::default() };
+    let ledger = Ledger::open(dir.path(), options).expect("open");
     let interval = Duration::from_nanos(1_000_000_000 * PRODUCERS / offered);
     let per_producer = offered * secs / PRODUCERS;
     let start = Instant::now() + Duration::from_millis(50);
@@ -187,10 +189,55 @@ fn replay() {
     );
 }
 
+/// In-memory apply rate: 8190-transaction calls with `Durability::None`.
+fn apply() {
+    let txs = env("APPLY_TXS", 2_000_000);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ledger = open(dir.path(), Durability::None);
+    let start = Instant::now();
+    fill(&ledger, txs, 1);
+    let secs = start.elapsed().as_secs_f64();
+    println!("apply, no sync, calls of 8190: {txs} transactions in {secs:.2} s: {:.2} M tx/s", txs as f64 / secs / 1e6);
+}
+
+/// The log's own commit latency: groups of 100 frames of 96 bytes committed back to
+/// back with `SyncData` for `LATENCY_SECS`; what every durable submit waits for.
+fn sync() {
+    let secs = env("LATENCY_SECS", 5);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut log = ledger_store::Log::open(dir.path(), ledger_store::LogOptions::new()).expect("open log");
+    let mut hist = Histogram::<u64>::new_with_bounds(1_000, 60_000_000_000, 3).expect("histogram");
+    let end = Instant::now() + Duration::from_secs(secs);
+    let payload = [7u8; 96];
+    while Instant::now() < end {
+        for _ in 0..100 {
+            log.append(1, &payload).expect("append");
+        }
+        let start = Instant::now();
+        log.commit().expect("commit");
+        hist.saturating_record(start.elapsed().as_nanos() as u64);
+    }
+    let us = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
+    println!(
+        "log commit (msync of ~10 KiB): {} commits, p50 {:.0} us, p99 {:.0} us, p99.9 {:.0} us, max {:.0} us",
+        hist.len(),
+        us(0.5),
+        us(0.99),
+        us(0.999),
+        hist.max() as f64 / 1000.0
+    );
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; anything naming a single part runs only that part.
     let only: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
     let run = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
+    if run("sync") {
+        sync();
+    }
+    if run("apply") {
+        apply();
+    }
     if run("memory") {
         memory();
     }
