@@ -633,3 +633,78 @@ const _: () = {
     assert!(std::mem::size_of::<ledger_tx_record>() == 128);
     assert!(std::mem::size_of::<ledger_batch_summary>() == 112);
 };
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn last_error() -> String {
+        // SAFETY: ledger_last_error returns a valid NUL-terminated string.
+        unsafe { CStr::from_ptr(ledger_last_error()) }.to_str().unwrap().to_string()
+    }
+
+    #[test]
+    fn a_panic_is_caught_and_reported_as_internal() {
+        let status = landing(|| panic!("deliberate test panic"));
+        assert_eq!(status, LEDGER_ERR_INTERNAL);
+        assert!(last_error().contains("deliberate test panic"), "{}", last_error());
+        let status = landing(|| std::panic::panic_any(42u8));
+        assert_eq!(status, LEDGER_ERR_INTERNAL);
+        assert!(last_error().contains("unknown panic"));
+    }
+
+    #[test]
+    fn failures_set_this_threads_message_only() {
+        assert_eq!(landing(|| Err(fail(LEDGER_ERR_NOT_FOUND, "here"))), LEDGER_ERR_NOT_FOUND);
+        assert_eq!(last_error(), "here");
+        std::thread::spawn(|| assert_eq!(last_error(), "", "another thread has its own message")).join().unwrap();
+        assert_eq!(landing(|| Ok(())), LEDGER_OK);
+        assert_eq!(last_error(), "here", "a success keeps the last failure's message");
+    }
+
+    #[test]
+    fn null_arguments_are_invalid_not_crashes() {
+        let mut handle: *mut ledger = std::ptr::null_mut();
+        // SAFETY: every pointer is null or valid; the functions must reject the nulls.
+        unsafe {
+            assert_eq!(ledger_open(std::ptr::null(), std::ptr::null(), &mut handle), LEDGER_ERR_INVALID_ARGUMENT);
+            assert_eq!(
+                ledger_open(c"/tmp/x".as_ptr(), std::ptr::null(), std::ptr::null_mut()),
+                LEDGER_ERR_INVALID_ARGUMENT
+            );
+            assert_eq!(
+                ledger_submit(std::ptr::null_mut(), std::ptr::null(), 0, std::ptr::null_mut()),
+                LEDGER_ERR_INVALID_ARGUMENT
+            );
+            let mut record = ledger_tx_record::default();
+            assert_eq!(
+                ledger_lookup(std::ptr::null_mut(), ledger_id { lo: 1, hi: 0 }, &mut record),
+                LEDGER_ERR_INVALID_ARGUMENT
+            );
+            ledger_close(std::ptr::null_mut()); // a no-op
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = CString::new(dir.path().to_str().unwrap()).unwrap();
+        // SAFETY: valid pointers throughout; the handle is closed once at the end.
+        unsafe {
+            assert_eq!(ledger_open(path.as_ptr(), std::ptr::null(), &mut handle), LEDGER_OK);
+            let tx = ledger_tx::default();
+            let mut result = 0u32;
+            assert_eq!(ledger_submit(handle, std::ptr::null(), 1, &mut result), LEDGER_ERR_INVALID_ARGUMENT);
+            assert_eq!(ledger_submit(handle, &tx, 1, std::ptr::null_mut()), LEDGER_ERR_INVALID_ARGUMENT);
+            assert_eq!(ledger_submit(handle, &tx, 1, &mut result), LEDGER_OK);
+            assert_eq!(result, LEDGER_TX_INVALID_KIND, "a zero id is refused as a transaction, not a call");
+            let mut written = 7usize;
+            assert_eq!(ledger_list(handle, 1, 0, std::ptr::null_mut(), 0, &mut written), LEDGER_OK);
+            assert_eq!(written, 0);
+            assert_eq!(ledger_list(handle, 1, 0, std::ptr::null_mut(), 5, &mut written), LEDGER_ERR_INVALID_ARGUMENT);
+            let mut balance = ledger_balance::default();
+            assert_eq!(ledger_balance_get(handle, 1, c"usd".as_ptr(), &mut balance), LEDGER_ERR_INVALID_ARGUMENT);
+            assert_eq!(ledger_balance_get(handle, 1, std::ptr::null(), &mut balance), LEDGER_ERR_INVALID_ARGUMENT);
+            assert_eq!(ledger_balance_get(handle, 1, c"USD".as_ptr(), &mut balance), LEDGER_OK);
+            assert_eq!(balance, ledger_balance::default());
+            ledger_close(handle);
+        }
+    }
+}
