@@ -93,6 +93,7 @@ impl LogReader {
             offset: SEGMENT_HEADER_BYTES,
             next_seq,
             skip_below: from_seq,
+            visible_seq: 0,
         })
     }
 }
@@ -124,6 +125,10 @@ pub struct Cursor {
     /// a roll-over adds the new segment before the old one's last frames are published.
     next_seq: u64,
     skip_below: u64,
+    /// The writer's committed seq as last loaded. A frame above it is held back even
+    /// if its segment's end is already published (the writer publishes the ends
+    /// first), so a cursor never runs ahead of `LogReader::committed_seq`.
+    visible_seq: u64,
 }
 
 impl Cursor {
@@ -140,6 +145,13 @@ impl Cursor {
                         return Some(Err(ReadError::Damaged { segment: seg.path.clone(), offset: self.offset as u64 }));
                     }
                 };
+                if header.seq > self.visible_seq {
+                    // Acquire: pairs with the writer's Release in `publish_seq`.
+                    self.visible_seq = self.shared.committed_seq.load(Ordering::Acquire);
+                    if header.seq > self.visible_seq {
+                        return None; // published a moment before the commit became visible
+                    }
+                }
                 let at = self.offset;
                 self.offset += header.frame_bytes();
                 self.next_seq = header.seq + 1;
