@@ -19,3 +19,9 @@ cargo run --locked --release -q -p ledger-store --example log_roundtrip -- "$dem
 cargo run --locked --release -q -p ledger-store --example log_roundtrip -- "$demo/log" 200000
 cargo run --locked --release -q -p ledger-core --example embed_ledger -- "$demo/ledger"
 cargo run --locked --release -q -p ledger-core --example embed_ledger -- "$demo/ledger"
+
+echo "== C ABI: test suite linked statically and dynamically (-Wall -Wextra -Werror)"
+bash ledger-ffi/tests/c/run.sh
+
+echo "== C example"
+make -s -C examples/c run
