@@ -25,3 +25,6 @@ bash ledger-ffi/tests/c/run.sh
 
 echo "== C example"
 make -s -C examples/c run
+
+echo "== Python package: install into a venv, pytest, example"
+bash ledger-ffi/python/run-tests.sh
