@@ -329,7 +329,9 @@ impl Group<'_> {
                         {
                             return Err(Reject::RefWrongState);
                         }
-                        let refunded = payment.refunded.checked_add(tx.amount).ok_or(Reject::ExceedsRefAmount)?;
+                        // A sum that would leave i64 is InvalidAmount (the contract), even though it
+                        // would also exceed the captured amount.
+                        let refunded = payment.refunded.checked_add(tx.amount).ok_or(Reject::InvalidAmount)?;
                         if refunded > payment.captured {
                             return Err(Reject::ExceedsRefAmount);
                         }

@@ -126,7 +126,11 @@ impl Model {
                     if !matches!(p.state, CAPTURED | PARTIALLY_REFUNDED | REFUNDED) {
                         return (7, None);
                     }
-                    if i128::from(p.refunded) + i128::from(tx.amount) > i128::from(p.captured) {
+                    let refunded = i128::from(p.refunded) + i128::from(tx.amount);
+                    if !fits(refunded) {
+                        return (3, None);
+                    }
+                    if refunded > i128::from(p.captured) {
                         return (8, None);
                     }
                 }

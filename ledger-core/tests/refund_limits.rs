@@ -96,3 +96,20 @@ fn sums_that_would_overflow_are_rejected_not_wrapped() {
     assert_eq!((b.refunded, b.adjusted, b.net), (i64::MAX, i64::MIN, i64::MIN));
     assert!(ledger.lookup(TxId(4)).is_none());
 }
+
+#[test]
+fn a_refund_sum_that_would_leave_i64_is_an_invalid_amount() {
+    // The contract: any sum that would leave int64 is LEDGER_TX_INVALID_AMOUNT, even
+    // when it would also exceed the captured amount.
+    let (_dir, ledger) = common::open();
+    ledger.submit(&[Tx::sale(TxId(1), 1, i64::MAX, usd())]).unwrap();
+    committed(&ledger.submit(&[Tx::refund(TxId(2), TxId(1), 1, 10, usd())]).unwrap()[0]);
+    let over = ledger.submit(&[Tx::refund(TxId(3), TxId(1), 1, i64::MAX, usd())]).unwrap();
+    assert_eq!(rejected(&over[0]), Reject::InvalidAmount);
+    // Refunding the rest exactly fits and is allowed.
+    committed(&ledger.submit(&[Tx::refund(TxId(3), TxId(1), 1, i64::MAX - 10, usd())]).unwrap()[0]);
+    // A sum inside i64 above the captured amount is the other rejection.
+    ledger.submit(&[Tx::sale(TxId(4), 1, 1000, usd())]).unwrap();
+    let above = ledger.submit(&[Tx::refund(TxId(5), TxId(4), 1, 1001, usd())]).unwrap();
+    assert_eq!(rejected(&above[0]), Reject::ExceedsRefAmount);
+}
