@@ -109,7 +109,8 @@ fn a_refund_sum_that_would_leave_i64_is_an_invalid_amount() {
     // Refunding the rest exactly fits and is allowed.
     committed(&ledger.submit(&[Tx::refund(TxId(3), TxId(1), 1, i64::MAX - 10, usd())]).unwrap()[0]);
     // A sum inside i64 above the captured amount is the other rejection.
-    ledger.submit(&[Tx::sale(TxId(4), 1, 1000, usd())]).unwrap();
-    let above = ledger.submit(&[Tx::refund(TxId(5), TxId(4), 1, 1001, usd())]).unwrap();
+    // (Client 1's captured total is already i64::MAX: another client.)
+    committed(&ledger.submit(&[Tx::sale(TxId(4), 2, 1000, usd())]).unwrap()[0]);
+    let above = ledger.submit(&[Tx::refund(TxId(5), TxId(4), 2, 1001, usd())]).unwrap();
     assert_eq!(rejected(&above[0]), Reject::ExceedsRefAmount);
 }
