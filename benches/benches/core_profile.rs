@@ -228,10 +228,45 @@ fn sync() {
     );
 }
 
+/// What a periodic snapshot costs the submitters: 8190-transaction calls with a
+/// snapshot every 2^20 records, timing the slowest call.
+fn snapshot_stall() {
+    let txs = env("STALL_TXS", 3_000_000);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let options =
+        LedgerOptions { durability: Durability::None, snapshot_every_records: 1 << 20, ..LedgerOptions::default() };
+    let ledger = Ledger::open(dir.path(), options).expect("open");
+    let usd = usd();
+    let (mut slowest, mut total) = (Duration::ZERO, Duration::ZERO);
+    let mut id = 1u128;
+    while id < u128::from(txs) {
+        let batch: Vec<Tx> = (0..8190).map(|i| Tx::sale(TxId(id + i), 1 + ((id + i) % 64) as u64, 1000, usd)).collect();
+        let start = Instant::now();
+        ledger.submit(&batch).expect("submit");
+        let took = start.elapsed();
+        slowest = slowest.max(took);
+        total += took;
+        id += 8190;
+    }
+    ledger.close().expect("close");
+    let snapshots = std::fs::read_dir(dir.path())
+        .expect("dir")
+        .filter(|e| e.as_ref().is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".snap")))
+        .count();
+    println!(
+        "snapshot stall: {txs} transactions with a snapshot every 2^20 records ({snapshots} kept): slowest call {:.1} ms, mean {:.2} ms",
+        slowest.as_secs_f64() * 1e3,
+        total.as_secs_f64() * 1e3 / (txs as f64 / 8190.0)
+    );
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; anything naming a single part runs only that part.
     let only: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
     let run = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
+    if run("stall") {
+        snapshot_stall();
+    }
     if run("sync") {
         sync();
     }

@@ -90,7 +90,7 @@ impl Stored {
 }
 
 /// Every committed transaction, in seq order.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct Records {
     rows: Vec<Stored>,
     /// Positions in `rows`, hashed by the row's id.

@@ -7,6 +7,7 @@
 //! shared by all of them; with no load a lone request is committed at once.
 
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam::channel::{Receiver, RecvTimeoutError};
@@ -87,6 +88,8 @@ pub(crate) struct Sequencer {
     /// Write a snapshot after this many records since the last one (0: never by itself).
     snapshot_every_records: u64,
     records_since_snapshot: u64,
+    /// The snapshot being encoded and written in the background, if any.
+    snapshot_job: Option<JoinHandle<()>>,
     buf: AlignedVec,
     /// Set after a failed append or sync: the log's state on disk is unknown.
     failed: Option<String>,
@@ -107,6 +110,7 @@ impl Sequencer {
             cutover,
             snapshot_every_records,
             records_since_snapshot: 0,
+            snapshot_job: None,
             buf: AlignedVec::new(),
             failed: None,
         }
@@ -178,6 +182,9 @@ impl Sequencer {
     }
 
     fn finish(&mut self) -> Result<(), SubmitError> {
+        if let Some(job) = self.snapshot_job.take() {
+            let _ = job.join(); // the log must stay open while a snapshot is written
+        }
         if let Some(reason) = &self.failed {
             return Err(SubmitError::Failed(reason.clone()));
         }
@@ -253,31 +260,48 @@ impl Sequencer {
             committed.last_seq() - before
         };
         self.records_since_snapshot += records;
-        let asked = replies.iter().any(|r| matches!(r, Reply::Snapshot));
         let due = self.snapshot_every_records > 0 && self.records_since_snapshot >= self.snapshot_every_records;
-        let snapshot = (asked || due).then(|| self.write_snapshot());
+        let mut asked = Vec::new();
         for (request, reply) in requests.into_iter().zip(replies) {
             match (request, reply) {
                 (Request::Submit { done, .. }, Reply::Submit(outcomes)) => done.complete(Ok(outcomes)),
                 (Request::CloseBatch { done, .. }, Reply::CloseBatch(result)) => done.complete(result),
-                (Request::Snapshot { done }, Reply::Snapshot) => {
-                    done.complete(snapshot.clone().unwrap_or(Err(SnapshotError::Write("not taken".into()))));
-                }
+                (Request::Snapshot { done }, Reply::Snapshot) => asked.push(done),
                 _ => unreachable!("replies follow requests"),
             }
         }
+        if !asked.is_empty() || due {
+            self.start_snapshot(asked);
+        }
     }
 
-    /// Archives the committed state and stores it beside the log. It runs on the
-    /// sequencer between groups, so it sees one consistent state; commits wait for it.
-    fn write_snapshot(&mut self) -> Result<u64, SnapshotError> {
-        let (seq, bytes) = {
-            let committed = self.state.read();
-            (committed.last_seq(), snapshot::encode(&committed))
-        };
-        self.log.write_snapshot(seq, &bytes).map_err(|e| SnapshotError::Write(e.to_string()))?;
+    /// Starts a snapshot of the committed state: the sequencer only copies the state
+    /// (memory-speed, under the read lock readers share); encoding it and writing and
+    /// syncing the file happen on a background thread while commits go on. One runs at
+    /// a time: an automatic one that comes due while another runs waits for the next
+    /// group; an asked-for one waits for the running one to finish first.
+    fn start_snapshot(&mut self, asked: Vec<Completer<Result<u64, SnapshotError>>>) {
+        if let Some(job) = self.snapshot_job.take_if(|job| job.is_finished() || !asked.is_empty()) {
+            let _ = job.join();
+        }
+        if self.snapshot_job.is_some() {
+            return; // automatic, and one is still running
+        }
+        let copy = self.state.read().clone();
         self.records_since_snapshot = 0;
-        Ok(seq)
+        let writer = self.log.snapshot_writer();
+        let job = move || {
+            let seq = copy.last_seq();
+            let bytes = snapshot::encode(&copy);
+            drop(copy);
+            let result = writer.write(seq, &bytes).map(|_| seq).map_err(|e| SnapshotError::Write(e.to_string()));
+            for done in asked {
+                done.complete(result.clone());
+            }
+        };
+        // Without a thread the snapshot is skipped (the log holds everything); the
+        // asked-for completions are dropped with the closure and report Closed.
+        self.snapshot_job = std::thread::Builder::new().name("ledger-snapshot".into()).spawn(job).ok();
     }
 
     /// Judges one transaction; appends its record when accepted (and a batch close

@@ -16,7 +16,7 @@ pub(crate) type Account = (u64, Currency);
 
 /// Committed state. Readers see it through a lock the sequencer takes only to apply a
 /// durable group.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct State {
     /// Every committed transaction, compactly, with its index.
     pub(crate) records: Records,

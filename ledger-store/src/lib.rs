@@ -44,7 +44,7 @@ pub use error::{
     AppendError, CommitError, Corruption, CorruptionKind, Error, HeaderFault, OpenError, ReadError, RetentionError,
 };
 pub use log::reader::{Cursor, Frame, LogReader};
-pub use log::writer::{Log, RecoveryReport, TornTailReport};
+pub use log::writer::{Log, RecoveryReport, SnapshotWriter, TornTailReport};
 pub use options::{
     Durability, LogOptions, SEGMENT_BYTES_DEFAULT, SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN, SEGMENT_BYTES_MULTIPLE,
 };

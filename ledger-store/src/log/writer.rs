@@ -62,6 +62,21 @@ impl Drop for Log {
     }
 }
 
+/// Writes snapshot files beside a log, from any thread; see [`Log::snapshot_writer`].
+#[derive(Debug, Clone)]
+pub struct SnapshotWriter {
+    dir: PathBuf,
+}
+
+impl SnapshotWriter {
+    /// Writes a snapshot covering every frame up to `seq` atomically; keeps the newest
+    /// two. The caller must only name a committed `seq`, and keep the log open while
+    /// this runs.
+    pub fn write(&self, seq: u64, payload: &[u8]) -> Result<SnapshotInfo, SnapshotError> {
+        snapshot::write(&self.dir, seq, payload)
+    }
+}
+
 /// A byte range of one segment written but not yet committed, or not yet synced.
 #[derive(Debug)]
 struct Dirty {
@@ -451,6 +466,12 @@ impl Log {
             segment::sync_dir(&self.dir)?;
         }
         Ok(removed.len())
+    }
+
+    /// A handle that writes snapshots beside this log from another thread (the log's
+    /// directory lock covers them).
+    pub fn snapshot_writer(&self) -> SnapshotWriter {
+        SnapshotWriter { dir: self.dir.clone() }
     }
 
     /// Writes a snapshot payload covering every frame up to `seq` (at most the last
