@@ -488,7 +488,8 @@ pub unsafe extern "C" fn ledger_submit(l: *mut ledger, txs: *const ledger_tx, n:
         // A transaction with a non-zero reserved field is refused on its own; the rest
         // go to the engine in order.
         let well_formed: Vec<Tx> = txs.iter().filter(|t| t.reserved == 0).map(tx_in).collect();
-        let outcomes = ledger.submit(&well_formed).map_err(|e| submit_failure(&e))?;
+        // Hand the vector over: `submit(&[..])` would copy it once more.
+        let outcomes = ledger.submit_async(well_formed).wait().map_err(|e| submit_failure(&e))?;
         let mut outcomes = outcomes.iter();
         for (t, result) in txs.iter().zip(results.iter_mut()) {
             *result = if t.reserved != 0 {
