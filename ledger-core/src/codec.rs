@@ -78,6 +78,24 @@ impl TxFrame {
     }
 }
 
+impl ArchivedTxFrame {
+    /// The transaction as submitted, read from the archive in place.
+    pub(crate) fn tx(&self) -> Tx {
+        let id = |p: &[rkyv::rend::u64_le; 2]| TxId::from_parts(p[0].to_native(), p[1].to_native());
+        Tx {
+            id: id(&self.id),
+            ref_id: id(&self.ref_id),
+            client_id: self.client_id.to_native(),
+            device_id: self.device_id.to_native(),
+            amount: self.amount.to_native(),
+            kind: self.kind.to_native(),
+            flags: self.flags.to_native(),
+            currency: self.currency,
+            user_data: self.user_data.to_native(),
+        }
+    }
+}
+
 /// Serializes a record into `buf` (reused between calls), returning the bytes.
 pub(crate) fn encode_tx(frame: &TxFrame, buf: AlignedVec) -> AlignedVec {
     let mut buf = buf;
@@ -98,19 +116,7 @@ pub(crate) fn decode(kind: u16, payload: &[u8]) -> Result<Record, DecodeError> {
     match kind {
         FRAME_TX => {
             let a = rkyv::access::<ArchivedTxFrame, RkyvError>(payload).map_err(malformed)?;
-            let id = |p: &[rkyv::rend::u64_le; 2]| TxId::from_parts(p[0].to_native(), p[1].to_native());
-            let tx = Tx {
-                id: id(&a.id),
-                ref_id: id(&a.ref_id),
-                client_id: a.client_id.to_native(),
-                device_id: a.device_id.to_native(),
-                amount: a.amount.to_native(),
-                kind: a.kind.to_native(),
-                flags: a.flags.to_native(),
-                currency: a.currency,
-                user_data: a.user_data.to_native(),
-            };
-            Ok(Record::Tx { tx, timestamp_ns: a.timestamp_ns.to_native(), batch_id: a.batch_id.to_native() })
+            Ok(Record::Tx { tx: a.tx(), timestamp_ns: a.timestamp_ns.to_native(), batch_id: a.batch_id.to_native() })
         }
         FRAME_BATCH_CLOSE => {
             let a = rkyv::access::<ArchivedCloseFrame, RkyvError>(payload).map_err(malformed)?;

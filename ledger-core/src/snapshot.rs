@@ -6,7 +6,7 @@ use rkyv::rancor::Error as RkyvError;
 
 use crate::codec::TxFrame;
 use crate::currency::Currency;
-use crate::model::{Balance, BatchSummary, Tx, TxId, TxRecord, TxState};
+use crate::model::{Balance, BatchSummary, TxRecord, TxState};
 use crate::state::State;
 
 /// Format of the payload; bump on any change to the archived types.
@@ -135,18 +135,7 @@ pub(crate) fn decode(payload: &[u8], seq: u64) -> Result<State, String> {
     let mut last_record_seq = 0;
     for row in a.records.iter() {
         let f = &row.frame;
-        let id = |p: &[rkyv::rend::u64_le; 2]| TxId::from_parts(p[0].to_native(), p[1].to_native());
-        let tx = Tx {
-            id: id(&f.id),
-            ref_id: id(&f.ref_id),
-            client_id: f.client_id.to_native(),
-            device_id: f.device_id.to_native(),
-            amount: f.amount.to_native(),
-            kind: f.kind.to_native(),
-            flags: f.flags.to_native(),
-            currency: f.currency,
-            user_data: f.user_data.to_native(),
-        };
+        let tx = f.tx();
         let record = TxRecord {
             tx,
             seq: row.seq.to_native(),
