@@ -1,0 +1,194 @@
+//! Authentication: argon2id password hashes, random session tokens stored only as
+//! BLAKE3 hashes, login throttling, and the [`Principal`] every protected route takes.
+
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use rand_core::{OsRng, RngCore};
+use rusqlite::OptionalExtension;
+
+use crate::app::AppState;
+use crate::db::now_secs;
+use crate::error::ApiError;
+
+/// How long a session token is valid.
+pub const SESSION_SECS: i64 = 12 * 3600;
+/// Failed logins for one email within [`LOGIN_WINDOW_SECS`] before further attempts
+/// are refused with 429 until the window passes.
+pub const LOGIN_FAILURES_MAX: i64 = 5;
+/// The throttling window.
+pub const LOGIN_WINDOW_SECS: i64 = 15 * 60;
+
+/// A role, from most to least powerful.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    Viewer,
+    Operator,
+    ClientAdmin,
+    Admin,
+}
+
+impl Role {
+    pub fn parse(s: &str) -> Option<Role> {
+        Some(match s {
+            "admin" => Role::Admin,
+            "client_admin" => Role::ClientAdmin,
+            "operator" => Role::Operator,
+            "viewer" => Role::Viewer,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::ClientAdmin => "client_admin",
+            Role::Operator => "operator",
+            Role::Viewer => "viewer",
+        }
+    }
+}
+
+/// Who is calling: a signed-in user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub user_id: i64,
+    pub email: String,
+    pub role: Role,
+    /// `None` for platform admins.
+    pub client_id: Option<i64>,
+}
+
+/// Hashes a password with argon2id and a random salt (PHC string).
+pub fn hash_password(password: &str) -> Result<String, ApiError> {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default().hash_password(password.as_bytes(), &salt).map(|h| h.to_string()).map_err(ApiError::internal)
+}
+
+/// Checks a password against a stored PHC string (argon2 compares in constant time).
+pub fn verify_password(password: &str, stored: &str) -> bool {
+    PasswordHash::new(stored).is_ok_and(|hash| Argon2::default().verify_password(password.as_bytes(), &hash).is_ok())
+}
+
+/// A fresh random secret, hex-encoded (`bytes` random bytes).
+pub fn random_secret(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    OsRng.fill_bytes(&mut buf);
+    hex::encode(buf)
+}
+
+/// What is stored for a token: its BLAKE3 hash. A leaked database yields no tokens.
+pub fn token_hash(token: &str) -> Vec<u8> {
+    blake3::hash(token.as_bytes()).as_bytes().to_vec()
+}
+
+/// A hash to verify against when the email is unknown, so that an unknown email and a
+/// wrong password take the same time.
+fn dummy_hash() -> &'static str {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DUMMY.get_or_init(|| hash_password("not a real password").unwrap_or_default())
+}
+
+/// Verifies credentials and opens a session; returns `(token, expires_at)`.
+pub fn login(conn: &mut rusqlite::Connection, email: &str, password: &str) -> Result<(String, i64), ApiError> {
+    let now = now_secs();
+    conn.execute("DELETE FROM login_failures WHERE at < ?1", [now - LOGIN_WINDOW_SECS])?;
+    let failures: i64 = conn.query_row(
+        "SELECT count(*) FROM login_failures WHERE email = ?1 AND at >= ?2",
+        rusqlite::params![email, now - LOGIN_WINDOW_SECS],
+        |row| row.get(0),
+    )?;
+    if failures >= LOGIN_FAILURES_MAX {
+        return Err(ApiError {
+            status: axum::http::StatusCode::TOO_MANY_REQUESTS,
+            kind: "rate_limit_error",
+            code: "too_many_login_attempts",
+            message: "too many failed logins; try again later".into(),
+            param: None,
+        });
+    }
+    let user: Option<(i64, String)> = conn
+        .query_row("SELECT id, password_hash FROM users WHERE email = ?1", [email], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })
+        .optional()?;
+    let verified = match &user {
+        Some((_, hash)) => verify_password(password, hash),
+        None => {
+            let _ = verify_password(password, dummy_hash());
+            false
+        }
+    };
+    let Some((user_id, _)) = user.filter(|_| verified) else {
+        conn.execute("INSERT INTO login_failures (email, at) VALUES (?1, ?2)", rusqlite::params![email, now])?;
+        return Err(ApiError::unauthenticated("invalid_credentials", "the email or password is wrong"));
+    };
+    conn.execute("DELETE FROM login_failures WHERE email = ?1", [email])?;
+    let token = random_secret(32);
+    let expires_at = now + SESSION_SECS;
+    conn.execute(
+        "INSERT INTO sessions (token_hash, user_id, expires_at, created_at) VALUES (?1, ?2, ?3, ?4)",
+        rusqlite::params![token_hash(&token), user_id, expires_at, now],
+    )?;
+    Ok((token, expires_at))
+}
+
+fn bearer(parts: &Parts) -> Option<&str> {
+    let value = parts.headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    value.strip_prefix("Bearer ").map(str::trim).filter(|t| !t.is_empty())
+}
+
+impl FromRequestParts<AppState> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Principal, ApiError> {
+        let token = bearer(parts)
+            .ok_or_else(|| ApiError::unauthenticated("missing_credentials", "send Authorization: Bearer TOKEN"))?
+            .to_string();
+        // The token is looked up by its hash: an equality match on a 256-bit digest,
+        // so timing reveals nothing about valid tokens.
+        let hash = token_hash(&token);
+        state
+            .db
+            .call(move |conn| {
+                let row: Option<(i64, String, String, Option<i64>)> = conn
+                    .query_row(
+                        "SELECT u.id, u.email, u.role, u.client_id FROM sessions s JOIN users u ON u.id = s.user_id
+                         WHERE s.token_hash = ?1 AND s.expires_at > ?2",
+                        rusqlite::params![hash, now_secs()],
+                        |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+                    )
+                    .optional()?;
+                let (user_id, email, role, client_id) =
+                    row.ok_or_else(|| ApiError::unauthenticated("invalid_token", "the token is unknown or expired"))?;
+                let role = Role::parse(&role).ok_or_else(|| ApiError::internal("unknown role in the database"))?;
+                Ok(Principal { user_id, email, role, client_id })
+            })
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_hash_with_argon2id_and_verify() {
+        let hash = hash_password("correct horse").expect("hash");
+        assert!(hash.starts_with("$argon2id$"), "{hash}");
+        assert!(verify_password("correct horse", &hash));
+        assert!(!verify_password("correct horse!", &hash));
+        assert!(!verify_password("correct horse", "not a phc string"));
+        assert_ne!(hash_password("correct horse").expect("hash"), hash, "salted");
+    }
+
+    #[test]
+    fn secrets_are_random_and_stored_hashed() {
+        let a = random_secret(32);
+        assert_eq!(a.len(), 64);
+        assert_ne!(a, random_secret(32));
+        assert_eq!(token_hash(&a).len(), 32);
+        assert_ne!(token_hash(&a), a.as_bytes());
+    }
+}

@@ -1,0 +1,102 @@
+//! The portal's metadata in embedded SQLite (users, clients, sessions, ...), with
+//! versioned migrations. Money never lives here: it is in the ledger.
+//!
+//! SQLite calls block, so handlers reach the connection through [`Db::call`], which
+//! runs them on tokio's blocking pool. Every statement uses bound parameters.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use rusqlite::Connection;
+
+use crate::error::ApiError;
+
+/// Migrations in order; the database records how many it has applied. Never edit one
+/// that has shipped: add the next.
+const MIGRATIONS: &[&str] = &[
+    // 1: tenants, people and their sessions.
+    "CREATE TABLE clients (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE users (
+        id INTEGER PRIMARY KEY,
+        email TEXT NOT NULL UNIQUE COLLATE NOCASE,
+        password_hash TEXT NOT NULL,
+        role TEXT NOT NULL CHECK (role IN ('admin', 'client_admin', 'operator', 'viewer')),
+        client_id INTEGER REFERENCES clients(id),
+        mfa_secret TEXT,
+        mfa_enabled INTEGER NOT NULL DEFAULT 0,
+        created_at INTEGER NOT NULL,
+        CHECK ((role = 'admin') = (client_id IS NULL))
+    );
+    CREATE TABLE sessions (
+        token_hash BLOB PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users(id),
+        expires_at INTEGER NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE login_failures (
+        email TEXT NOT NULL COLLATE NOCASE,
+        at INTEGER NOT NULL
+    );
+    CREATE INDEX login_failures_email ON login_failures(email, at);",
+];
+
+/// A shared handle on the metadata database.
+#[derive(Debug, Clone)]
+pub struct Db {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl Db {
+    /// Opens (creating) the database at `path` and applies pending migrations.
+    pub fn open(path: &Path) -> Result<Db, rusqlite::Error> {
+        let mut conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        migrate(&mut conn)?;
+        Ok(Db { conn: Arc::new(Mutex::new(conn)) })
+    }
+
+    /// Runs `f` with the connection on the blocking pool.
+    pub async fn call<T, F>(&self, f: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, ApiError> + Send + 'static,
+    {
+        let conn = Arc::clone(&self.conn);
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn.lock().map_err(|_| ApiError::internal("the database lock was poisoned"))?;
+            f(&mut guard)
+        })
+        .await
+        .map_err(ApiError::internal)?
+    }
+
+    /// Runs `f` with the connection on the calling thread (start-up only).
+    pub fn call_blocking<T>(&self, f: impl FnOnce(&mut Connection) -> T) -> Result<T, ApiError> {
+        let mut guard = self.conn.lock().map_err(|_| ApiError::internal("the database lock was poisoned"))?;
+        Ok(f(&mut guard))
+    }
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), rusqlite::Error> {
+    let applied: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(usize::try_from(applied).unwrap_or(0)) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", i64::try_from(i + 1).unwrap_or(i64::MAX))?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+/// Seconds since the Unix epoch.
+pub fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}

@@ -1,0 +1,76 @@
+//! The one error shape every response uses:
+//! `{"error": {"type", "code", "message", "param"?}}` with the status the HTTP contract
+//! gives each class (400 invalid input, 401 credentials, 403 forbidden, 404 not found,
+//! 409 conflict, 422 refused by the ledger, 429 rate limited, 503 unavailable).
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// An error answered to the caller. Internal details are logged, never sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub kind: &'static str,
+    pub code: &'static str,
+    pub message: String,
+    pub param: Option<&'static str>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, kind: &'static str, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError { status, kind, code, message: message.into(), param: None }
+    }
+
+    /// 400: malformed or invalid input.
+    pub fn invalid(code: &'static str, message: impl Into<String>) -> ApiError {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request_error", code, message)
+    }
+
+    /// 401: no or bad credentials.
+    pub fn unauthenticated(code: &'static str, message: impl Into<String>) -> ApiError {
+        Self::new(StatusCode::UNAUTHORIZED, "authentication_error", code, message)
+    }
+
+    /// 403: authenticated but not allowed.
+    pub fn forbidden(message: impl Into<String>) -> ApiError {
+        Self::new(StatusCode::FORBIDDEN, "permission_error", "forbidden", message)
+    }
+
+    /// 404: not found (also another client's object).
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        Self::new(StatusCode::NOT_FOUND, "invalid_request_error", "not_found", message)
+    }
+
+    /// 500: a bug or an unexpected failure; the detail goes to the log only.
+    pub fn internal(detail: impl std::fmt::Display) -> ApiError {
+        tracing::error!(%detail, "internal error");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "api_error", "internal_error", "internal error")
+    }
+
+    /// The same error naming the offending parameter.
+    pub fn with_param(mut self, param: &'static str) -> ApiError {
+        self.param = Some(param);
+        self
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut error = json!({ "type": self.kind, "code": self.code, "message": self.message });
+        if let Some(param) = self.param {
+            error["param"] = json!(param);
+        }
+        (self.status, Json(json!({ "error": error }))).into_response()
+    }
+}
+
+impl From<rusqlite::Error> for ApiError {
+    fn from(e: rusqlite::Error) -> ApiError {
+        ApiError::internal(e)
+    }
+}
+
+/// The result of a handler.
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,30 @@
+//! Request extractors that answer malformed input with the API's error body.
+
+use axum::extract::{FromRequest, Request};
+use axum::http::StatusCode;
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+
+/// A JSON body; a missing or malformed one is a 400 with the error body, never axum's
+/// plain-text rejection.
+#[derive(Debug)]
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(value)) => Ok(ApiJson(value)),
+            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError {
+                status: StatusCode::PAYLOAD_TOO_LARGE,
+                kind: "invalid_request_error",
+                code: "body_too_large",
+                message: format!("the request body exceeds {} bytes", crate::app::BODY_BYTES_MAX),
+                param: None,
+            }),
+            Err(rejection) => Err(ApiError::invalid("invalid_json", rejection.body_text())),
+        }
+    }
+}

@@ -1,0 +1,72 @@
+//! `portal-svc --data-dir DIR --listen ADDR`: serves the portal over the ledger whose
+//! data (the ledger's log and the metadata database) lives under DIR.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+use ledger_core::{Ledger, LedgerOptions};
+use portal_svc::app::{self, AppState};
+use portal_svc::db::Db;
+
+#[derive(Debug, Parser)]
+#[command(version, about = "The ledger's portal service")]
+struct Args {
+    /// Where everything is stored: DIR/ledger (the log) and DIR/portal.db (metadata).
+    #[arg(long, default_value = "./portal-data")]
+    data_dir: PathBuf,
+    /// Address to listen on (port 0 picks a free port; the line `listening on ...`
+    /// says which).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "portal_svc=info,warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    std::fs::create_dir_all(&args.data_dir)?;
+    let ledger = Ledger::open(args.data_dir.join("ledger"), LedgerOptions::default())?;
+    let db = Db::open(&args.data_dir.join("portal.db"))?;
+    if let Some((email, password)) = app::bootstrap_admin(&db).map_err(|e| e.message)? {
+        // Printed once, on stdout only (never logged): the one way to learn it.
+        println!("created platform admin {email} with password {password}");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(serve(args.listen, AppState { db, ledger: ledger.clone() }))?;
+    ledger.close()?;
+    Ok(())
+}
+
+async fn serve(listen: SocketAddr, state: AppState) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let addr = listener.local_addr()?;
+    println!("listening on http://{addr}");
+    std::io::stdout().flush()?;
+    tracing::info!(%addr, "accepting connections");
+    axum::serve(listener, app::router(state)).with_graceful_shutdown(shutdown_signal()).await
+}
+
+/// Resolves on SIGINT or SIGTERM; axum then drains in-flight requests.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = interrupt => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutting down: draining in-flight requests");
+}

@@ -1,0 +1,39 @@
+//! `POST /v1/auth/login` and `GET /v1/users/me`.
+
+use axum::Json;
+use axum::extract::State;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::app::AppState;
+use crate::auth::{self, Principal};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::ApiJson;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    email: String,
+    password: String,
+    #[allow(dead_code)] // verified once MFA enrolment lands (issue 5, next increment)
+    otp: Option<String>,
+}
+
+/// Exchanges credentials for a session token.
+pub async fn login(State(state): State<AppState>, ApiJson(req): ApiJson<LoginRequest>) -> ApiResult<Json<Value>> {
+    if req.email.is_empty() || req.password.is_empty() {
+        return Err(ApiError::invalid("missing_field", "email and password are required").with_param("email"));
+    }
+    let (token, expires_at) = state.db.call(move |conn| auth::login(conn, &req.email, &req.password)).await?;
+    Ok(Json(json!({ "token": token, "expires_at": expires_at })))
+}
+
+/// The signed-in user.
+pub async fn me(principal: Principal) -> Json<Value> {
+    Json(json!({
+        "id": principal.user_id,
+        "email": principal.email,
+        "role": principal.role.as_str(),
+        "client_id": principal.client_id,
+    }))
+}

@@ -1,0 +1,6 @@
+//! Liveness.
+
+/// `GET /healthz`: 200 while the service accepts connections.
+pub async fn healthz() -> &'static str {
+    "ok"
+}

@@ -1,0 +1,4 @@
+//! HTTP routes, one module per resource.
+
+pub mod auth;
+pub mod health;

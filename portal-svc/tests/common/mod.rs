@@ -1,0 +1,98 @@
+//! Starts the real `portal-svc` binary on an ephemeral port and talks HTTP to it.
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used)] // each test file uses a subset
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use serde_json::Value;
+
+pub const ADMIN_EMAIL: &str = "root@example.test";
+pub const ADMIN_PASSWORD: &str = "a long and correct password";
+
+/// A running service; stopped (SIGTERM, then waited for) when dropped.
+pub struct Service {
+    pub child: Child,
+    pub base: String,
+    /// Lines the service printed on stdout before `listening on`.
+    pub banner: Vec<String>,
+    agent: ureq::Agent,
+}
+
+impl Service {
+    /// Starts the service on `dir`, with the admin from the environment when `admin`.
+    pub fn start(dir: &std::path::Path, admin: bool) -> Service {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_portal-svc"));
+        cmd.args(["--data-dir", dir.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .env_remove("PORTAL_ADMIN_EMAIL")
+            .env_remove("PORTAL_ADMIN_PASSWORD");
+        if admin {
+            cmd.env("PORTAL_ADMIN_EMAIL", ADMIN_EMAIL).env("PORTAL_ADMIN_PASSWORD", ADMIN_PASSWORD);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut banner = Vec::new();
+        let base = loop {
+            let line = lines.next().expect("the service exited before listening").unwrap();
+            if let Some(addr) = line.strip_prefix("listening on ") {
+                break addr.to_string();
+            }
+            banner.push(line);
+        };
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        Service { child, base, banner, agent }
+    }
+
+    /// Sends a request; returns the status and the body parsed as JSON (Null if none).
+    pub fn request(&self, method: &str, path: &str, token: Option<&str>, body: Option<&str>) -> (u16, Value) {
+        let url = format!("{}{path}", self.base);
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let response = match (method, body) {
+            ("GET", _) => {
+                let mut r = self.agent.get(&url);
+                if let Some(a) = &auth {
+                    r = r.header("Authorization", a);
+                }
+                r.call()
+            }
+            (_, body) => {
+                let mut r = self.agent.post(&url).header("Content-Type", "application/json");
+                if let Some(a) = &auth {
+                    r = r.header("Authorization", a);
+                }
+                r.send(body.unwrap_or(""))
+            }
+        };
+        let mut response = response.unwrap();
+        let status = response.status().as_u16();
+        let text = response.body_mut().read_to_string().unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    pub fn login(&self, email: &str, password: &str) -> (u16, Value) {
+        let body = serde_json::json!({ "email": email, "password": password }).to_string();
+        self.request("POST", "/v1/auth/login", None, Some(&body))
+    }
+
+    /// Sends SIGTERM and waits; returns whether it exited successfully.
+    pub fn stop(mut self) -> bool {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        self.child.wait().unwrap().success()
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Asserts the API's error body and returns its code.
+pub fn error_code(body: &Value) -> String {
+    let error = &body["error"];
+    assert!(error["type"].is_string() && error["message"].is_string(), "not an error body: {body}");
+    error["code"].as_str().unwrap().to_string()
+}
