@@ -2,7 +2,7 @@
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use ledger_core::Ledger;
 
 use crate::auth;
@@ -26,6 +26,11 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(routes::health::healthz))
         .route("/v1/auth/login", post(routes::auth::login))
         .route("/v1/users/me", get(routes::auth::me))
+        .route("/v1/users", post(routes::clients::create_user))
+        .route("/v1/clients", post(routes::clients::create_client).get(routes::clients::list_clients))
+        .route("/v1/clients/{id}", get(routes::clients::get_client))
+        .route("/v1/clients/{id}/applications", post(routes::clients::create_application))
+        .route("/v1/clients/{id}/applications/{app_id}", delete(routes::clients::revoke_application))
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
         .with_state(state)

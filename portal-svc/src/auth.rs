@@ -7,6 +7,7 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use rand_core::{OsRng, RngCore};
 use rusqlite::OptionalExtension;
+use subtle::ConstantTimeEq;
 
 use crate::app::AppState;
 use crate::db::now_secs;
@@ -50,14 +51,63 @@ impl Role {
     }
 }
 
-/// Who is calling: a signed-in user.
+/// Who is calling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Actor {
+    /// A signed-in user.
+    User { id: i64, email: String },
+    /// A client application with an API key; it acts for its client as an operator.
+    Application { id: i64 },
+}
+
+/// Who is calling, with what role, for which client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
-    pub user_id: i64,
-    pub email: String,
+    pub actor: Actor,
     pub role: Role,
     /// `None` for platform admins.
     pub client_id: Option<i64>,
+}
+
+impl Principal {
+    /// Requires at least `role`; a lesser one is 403.
+    pub fn require(&self, role: Role) -> Result<(), ApiError> {
+        if self.role >= role {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(format!("requires the {} role", role.as_str())))
+        }
+    }
+
+    /// Requires a user (not an API key) with at least `role`.
+    pub fn require_user(&self, role: Role) -> Result<(), ApiError> {
+        match self.actor {
+            Actor::User { .. } => self.require(role),
+            Actor::Application { .. } => Err(ApiError::forbidden("API keys cannot do this; sign in as a user")),
+        }
+    }
+
+    /// Whether the caller may see objects of `client_id` (admins see every client).
+    /// Another client's object must be answered as not found, never as forbidden.
+    pub fn sees_client(&self, client_id: i64) -> bool {
+        self.role == Role::Admin || self.client_id == Some(client_id)
+    }
+}
+
+/// Prefix of every API key.
+pub const API_KEY_PREFIX: &str = "sk_";
+/// Hex characters of the key used to find its row (not secret on its own).
+const KEY_LOOKUP_CHARS: usize = 16;
+
+/// A new API key and what is stored for it: `(key, lookup, hash)`. The key is
+/// `sk_` + 64 hex characters (256 random bits); the first 16 find the row, and the
+/// BLAKE3 hash of the whole key is compared in constant time.
+pub fn new_api_key() -> (String, String, Vec<u8>) {
+    let secret = random_secret(32);
+    let key = format!("{API_KEY_PREFIX}{secret}");
+    let lookup = secret[..KEY_LOOKUP_CHARS].to_string();
+    let hash = token_hash(&key);
+    (key, lookup, hash)
 }
 
 /// Hashes a password with argon2id and a random salt (PHC string).
@@ -146,6 +196,28 @@ impl FromRequestParts<AppState> for Principal {
         let token = bearer(parts)
             .ok_or_else(|| ApiError::unauthenticated("missing_credentials", "send Authorization: Bearer TOKEN"))?
             .to_string();
+        if let Some(secret) = token.strip_prefix(API_KEY_PREFIX) {
+            let lookup = secret.get(..KEY_LOOKUP_CHARS).unwrap_or_default().to_string();
+            let hash = token_hash(&token);
+            return state
+                .db
+                .call(move |conn| {
+                    let row: Option<(i64, i64, Vec<u8>)> = conn
+                        .query_row(
+                            "SELECT id, client_id, key_hash FROM applications WHERE key_lookup = ?1 AND revoked_at IS NULL",
+                            [lookup],
+                            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+                        )
+                        .optional()?;
+                    match row {
+                        Some((id, client_id, stored)) if bool::from(stored.as_slice().ct_eq(hash.as_slice())) => {
+                            Ok(Principal { actor: Actor::Application { id }, role: Role::Operator, client_id: Some(client_id) })
+                        }
+                        _ => Err(ApiError::unauthenticated("invalid_api_key", "the API key is unknown or revoked")),
+                    }
+                })
+                .await;
+        }
         // The token is looked up by its hash: an equality match on a 256-bit digest,
         // so timing reveals nothing about valid tokens.
         let hash = token_hash(&token);
@@ -163,7 +235,7 @@ impl FromRequestParts<AppState> for Principal {
                 let (user_id, email, role, client_id) =
                     row.ok_or_else(|| ApiError::unauthenticated("invalid_token", "the token is unknown or expired"))?;
                 let role = Role::parse(&role).ok_or_else(|| ApiError::internal("unknown role in the database"))?;
-                Ok(Principal { user_id, email, role, client_id })
+                Ok(Principal { actor: Actor::User { id: user_id, email }, role, client_id })
             })
             .await
     }

@@ -42,6 +42,16 @@ const MIGRATIONS: &[&str] = &[
         at INTEGER NOT NULL
     );
     CREATE INDEX login_failures_email ON login_failures(email, at);",
+    // 2: client applications and their API keys (stored only as hashes).
+    "CREATE TABLE applications (
+        id INTEGER PRIMARY KEY,
+        client_id INTEGER NOT NULL REFERENCES clients(id),
+        name TEXT NOT NULL,
+        key_lookup TEXT NOT NULL UNIQUE,
+        key_hash BLOB NOT NULL,
+        revoked_at INTEGER,
+        created_at INTEGER NOT NULL
+    );",
 ];
 
 /// A shared handle on the metadata database.

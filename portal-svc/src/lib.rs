@@ -1,11 +1,12 @@
 //! `portal-svc`: the portal HTTP service over `ledger-core`.
 //!
-//! Built so far (issue 5, first increment): the service shell (CLI, data directory,
-//! graceful shutdown, tracing), the metadata database with versioned migrations, the
-//! error body every response uses, the bootstrap admin, and session login with
-//! argon2id passwords, hashed tokens and login throttling. Clients, users,
-//! applications and API keys, transactions, batches, reports, devices, tickets, notes,
-//! MFA, `/metrics` and `/openapi.json` come next; see `ARCHITECTURE.md`.
+//! Built so far (issue 5): the service shell (CLI, data directory, graceful shutdown,
+//! tracing), the metadata database with versioned migrations, the error body every
+//! response uses, the bootstrap admin, session login (argon2id passwords, hashed tokens,
+//! throttling), clients, users with roles, and client applications with `sk_` API keys
+//! (shown once, stored as hashes, compared in constant time, revocable), every query
+//! scoped to the caller's client. Transactions, batches, reports, devices, tickets,
+//! notes, MFA, `/metrics` and `/openapi.json` come next; see `ARCHITECTURE.md`.
 
 pub mod app;
 pub mod auth;

@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::app::AppState;
-use crate::auth::{self, Principal};
+use crate::auth::{self, Actor, Principal};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
 
@@ -28,11 +28,16 @@ pub async fn login(State(state): State<AppState>, ApiJson(req): ApiJson<LoginReq
     Ok(Json(json!({ "token": token, "expires_at": expires_at })))
 }
 
-/// The signed-in user.
+/// Who the caller is: the signed-in user, or the application of an API key.
 pub async fn me(principal: Principal) -> Json<Value> {
+    let (kind, id, email) = match &principal.actor {
+        Actor::User { id, email } => ("user", *id, Some(email.clone())),
+        Actor::Application { id } => ("application", *id, None),
+    };
     Json(json!({
-        "id": principal.user_id,
-        "email": principal.email,
+        "object": kind,
+        "id": id,
+        "email": email,
         "role": principal.role.as_str(),
         "client_id": principal.client_id,
     }))

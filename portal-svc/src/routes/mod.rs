@@ -1,4 +1,5 @@
 //! HTTP routes, one module per resource.
 
 pub mod auth;
+pub mod clients;
 pub mod health;

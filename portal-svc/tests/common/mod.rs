@@ -56,6 +56,13 @@ impl Service {
                 }
                 r.call()
             }
+            ("DELETE", _) => {
+                let mut r = self.agent.delete(&url);
+                if let Some(a) = &auth {
+                    r = r.header("Authorization", a);
+                }
+                r.call()
+            }
             (_, body) => {
                 let mut r = self.agent.post(&url).header("Content-Type", "application/json");
                 if let Some(a) = &auth {
@@ -95,4 +102,18 @@ pub fn error_code(body: &Value) -> String {
     let error = &body["error"];
     assert!(error["type"].is_string() && error["message"].is_string(), "not an error body: {body}");
     error["code"].as_str().unwrap().to_string()
+}
+
+impl Service {
+    /// Signs in and returns the session token.
+    pub fn token(&self, email: &str, password: &str) -> String {
+        let (status, body) = self.login(email, password);
+        assert_eq!(status, 200, "login {email}: {body}");
+        body["token"].as_str().unwrap().to_string()
+    }
+
+    /// POSTs `body` as JSON and returns status and reply.
+    pub fn post(&self, path: &str, token: &str, body: Value) -> (u16, Value) {
+        self.request("POST", path, Some(token), Some(&body.to_string()))
+    }
 }

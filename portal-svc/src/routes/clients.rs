@@ -1,0 +1,260 @@
+//! Clients (tenants), their users, and their applications with API keys.
+//!
+//! Every query is scoped: a caller sees its own client only (platform admins see all),
+//! and another client's object is answered 404, never 403, so ids reveal nothing.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use rusqlite::{OptionalExtension, params};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::app::AppState;
+use crate::auth::{self, Principal, Role};
+use crate::db::now_secs;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{ApiJson, ApiPath};
+
+/// Shortest password accepted for a new user.
+pub const PASSWORD_CHARS_MIN: usize = 12;
+/// Longest name accepted for clients and applications.
+const NAME_CHARS_MAX: usize = 200;
+
+fn name_arg(name: &str, param: &'static str) -> Result<String, ApiError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > NAME_CHARS_MAX {
+        return Err(ApiError::invalid("invalid_name", format!("{param} must be 1 to {NAME_CHARS_MAX} characters"))
+            .with_param(param));
+    }
+    Ok(name.to_string())
+}
+
+fn client_json(id: i64, name: &str, created_at: i64) -> Value {
+    json!({ "id": id, "object": "client", "name": name, "created_at": created_at })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewClient {
+    name: String,
+}
+
+/// `POST /v1/clients`: platform admins only.
+pub async fn create_client(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiJson(req): ApiJson<NewClient>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    principal.require_user(Role::Admin)?;
+    let name = name_arg(&req.name, "name")?;
+    let now = now_secs();
+    let id = state
+        .db
+        .call(move |conn| {
+            conn.execute("INSERT INTO clients (name, created_at) VALUES (?1, ?2)", params![name, now])?;
+            Ok(conn.last_insert_rowid())
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(client_json(id, req.name.trim(), now))))
+}
+
+/// `GET /v1/clients`: the clients the caller may see.
+pub async fn list_clients(State(state): State<AppState>, principal: Principal) -> ApiResult<Json<Value>> {
+    let data = state
+        .db
+        .call(move |conn| {
+            let mut stmt =
+                conn.prepare("SELECT id, name, created_at FROM clients WHERE ?1 OR id = ?2 ORDER BY id LIMIT 1000")?;
+            let rows = stmt.query_map(params![principal.role == Role::Admin, principal.client_id], |row| {
+                Ok(client_json(row.get(0)?, &row.get::<_, String>(1)?, row.get(2)?))
+            })?;
+            Ok(rows.collect::<Result<Vec<Value>, _>>()?)
+        })
+        .await?;
+    Ok(Json(json!({ "data": data, "has_more": false })))
+}
+
+/// `GET /v1/clients/{id}`.
+pub async fn get_client(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<Json<Value>> {
+    if !principal.sees_client(id) {
+        return Err(ApiError::not_found("no such client"));
+    }
+    let client = state
+        .db
+        .call(move |conn| {
+            Ok(conn
+                .query_row("SELECT id, name, created_at FROM clients WHERE id = ?1", [id], |row| {
+                    Ok(client_json(row.get(0)?, &row.get::<_, String>(1)?, row.get(2)?))
+                })
+                .optional()?)
+        })
+        .await?;
+    client.map(Json).ok_or_else(|| ApiError::not_found("no such client"))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
+    email: String,
+    password: String,
+    role: String,
+    client_id: Option<i64>,
+}
+
+/// `POST /v1/users`: admins create anyone; a client_admin creates users of its own
+/// client (not admins).
+pub async fn create_user(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiJson(req): ApiJson<NewUser>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    principal.require_user(Role::ClientAdmin)?;
+    let role = Role::parse(&req.role).ok_or_else(|| {
+        ApiError::invalid("invalid_role", "role is admin, client_admin, operator or viewer").with_param("role")
+    })?;
+    let email = req.email.trim().to_string();
+    if email.len() > 254
+        || !email.split_once('@').is_some_and(|(l, d)| !l.is_empty() && (d.contains('.') || d == "localhost"))
+    {
+        return Err(ApiError::invalid("invalid_email", "email is not an email address").with_param("email"));
+    }
+    if req.password.chars().count() < PASSWORD_CHARS_MIN {
+        return Err(ApiError::invalid(
+            "weak_password",
+            format!("password needs at least {PASSWORD_CHARS_MIN} characters"),
+        )
+        .with_param("password"));
+    }
+    let client_id = match (principal.role, role) {
+        (Role::Admin, Role::Admin) if req.client_id.is_some() => {
+            return Err(
+                ApiError::invalid("invalid_client", "platform admins belong to no client").with_param("client_id")
+            );
+        }
+        (Role::Admin, Role::Admin) => None,
+        (Role::Admin, _) => Some(req.client_id.ok_or_else(|| {
+            ApiError::invalid("missing_field", "client_id is required for this role").with_param("client_id")
+        })?),
+        (_, Role::Admin) => return Err(ApiError::forbidden("only platform admins create platform admins")),
+        (_, _) => {
+            let own = principal.client_id;
+            match req.client_id {
+                Some(id) if Some(id) != own => return Err(ApiError::not_found("no such client")),
+                _ => own,
+            }
+        }
+    };
+    let hash = auth::hash_password(&req.password)?;
+    let now = now_secs();
+    let stored_email = email.clone();
+    let id = state
+        .db
+        .call(move |conn| {
+            if let Some(client) = client_id {
+                let exists: bool =
+                    conn.query_row("SELECT EXISTS(SELECT 1 FROM clients WHERE id = ?1)", [client], |r| r.get(0))?;
+                if !exists {
+                    return Err(ApiError::not_found("no such client"));
+                }
+            }
+            let taken: bool =
+                conn.query_row("SELECT EXISTS(SELECT 1 FROM users WHERE email = ?1)", [&stored_email], |r| r.get(0))?;
+            if taken {
+                return Err(ApiError {
+                    status: StatusCode::CONFLICT,
+                    kind: "invalid_request_error",
+                    code: "email_taken",
+                    message: "a user with this email exists".into(),
+                    param: Some("email"),
+                });
+            }
+            conn.execute(
+                "INSERT INTO users (email, password_hash, role, client_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![stored_email, hash, role.as_str(), client_id, now],
+            )?;
+            Ok(conn.last_insert_rowid())
+        })
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(
+            json!({ "id": id, "object": "user", "email": email, "role": role.as_str(), "client_id": client_id, "created_at": now }),
+        ),
+    ))
+}
+
+/// Admins, and the client_admins of that client, manage its applications.
+fn may_manage_applications(principal: &Principal, client_id: i64) -> Result<(), ApiError> {
+    if !principal.sees_client(client_id) {
+        return Err(ApiError::not_found("no such client"));
+    }
+    principal.require_user(Role::ClientAdmin)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewApplication {
+    name: String,
+}
+
+/// `POST /v1/clients/{id}/applications`: the API key is in this response only.
+pub async fn create_application(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath(client_id): ApiPath<i64>,
+    ApiJson(req): ApiJson<NewApplication>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    may_manage_applications(&principal, client_id)?;
+    let name = name_arg(&req.name, "name")?;
+    let (key, lookup, hash) = auth::new_api_key();
+    let now = now_secs();
+    let stored_name = name.clone();
+    let id = state
+        .db
+        .call(move |conn| {
+            let exists: bool = conn.query_row("SELECT EXISTS(SELECT 1 FROM clients WHERE id = ?1)", [client_id], |r| r.get(0))?;
+            if !exists {
+                return Err(ApiError::not_found("no such client"));
+            }
+            conn.execute(
+                "INSERT INTO applications (client_id, name, key_lookup, key_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![client_id, stored_name, lookup, hash, now],
+            )?;
+            Ok(conn.last_insert_rowid())
+        })
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(
+            json!({ "id": id, "object": "application", "client_id": client_id, "name": name, "api_key": key, "created_at": now }),
+        ),
+    ))
+}
+
+/// `DELETE /v1/clients/{id}/applications/{app_id}`: the key is refused from then on.
+pub async fn revoke_application(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath((client_id, app_id)): ApiPath<(i64, i64)>,
+) -> ApiResult<Json<Value>> {
+    may_manage_applications(&principal, client_id)?;
+    let now = now_secs();
+    let changed = state
+        .db
+        .call(move |conn| {
+            Ok(conn.execute(
+                "UPDATE applications SET revoked_at = coalesce(revoked_at, ?3) WHERE id = ?1 AND client_id = ?2",
+                params![app_id, client_id, now],
+            )?)
+        })
+        .await?;
+    if changed == 0 {
+        return Err(ApiError::not_found("no such application"));
+    }
+    Ok(Json(json!({ "id": app_id, "object": "application", "client_id": client_id, "revoked": true })))
+}
