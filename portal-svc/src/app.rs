@@ -18,6 +18,8 @@ pub const BODY_BYTES_MAX: usize = 64 << 10;
 pub struct AppState {
     pub db: Db,
     pub ledger: Ledger,
+    /// Serializes requests that share an Idempotency-Key.
+    pub key_locks: crate::idempotency::KeyLocks,
 }
 
 /// Every route of the service.
@@ -31,6 +33,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/clients/{id}", get(routes::clients::get_client))
         .route("/v1/clients/{id}/applications", post(routes::clients::create_application))
         .route("/v1/clients/{id}/applications/{app_id}", delete(routes::clients::revoke_application))
+        .route("/v1/transactions", post(routes::transactions::create).get(routes::transactions::list))
+        .route("/v1/transactions/{id}", get(routes::transactions::get))
+        .route("/v1/transactions/{id}/{action}", post(routes::transactions::follow_up))
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
         .with_state(state)

@@ -52,6 +52,21 @@ const MIGRATIONS: &[&str] = &[
         revoked_at INTEGER,
         created_at INTEGER NOT NULL
     );",
+    // 3: what the ledger does not hold about a transaction, and idempotent responses.
+    "CREATE TABLE tx_meta (
+        ledger_id BLOB PRIMARY KEY,
+        client_id INTEGER NOT NULL,
+        description TEXT
+    );
+    CREATE TABLE idempotency (
+        client_id INTEGER NOT NULL,
+        key TEXT NOT NULL,
+        fingerprint BLOB NOT NULL,
+        status INTEGER NOT NULL,
+        response TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (client_id, key)
+    );",
 ];
 
 /// A shared handle on the metadata database.

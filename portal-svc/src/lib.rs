@@ -5,12 +5,16 @@
 //! response uses, the bootstrap admin, session login (argon2id passwords, hashed tokens,
 //! throttling), clients, users with roles, and client applications with `sk_` API keys
 //! (shown once, stored as hashes, compared in constant time, revocable), every query
-//! scoped to the caller's client. Transactions, batches, reports, devices, tickets,
-//! notes, MFA, `/metrics` and `/openapi.json` come next; see `ARCHITECTURE.md`.
+//! scoped to the caller's client; and transactions (payments, adjustments, captures,
+//! voids, refunds, lookups, lists) committed durably through the engine, with
+//! `Idempotency-Key` deriving the ledger id from (client, key) and replaying the stored
+//! response. Batches, balance, reports, devices, tickets, notes, MFA, `/metrics` and
+//! `/openapi.json` come next; see `ARCHITECTURE.md`.
 
 pub mod app;
 pub mod auth;
 pub mod db;
 pub mod error;
 pub mod extract;
+pub mod idempotency;
 pub mod routes;

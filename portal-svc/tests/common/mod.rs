@@ -117,3 +117,33 @@ impl Service {
         self.request("POST", path, Some(token), Some(&body.to_string()))
     }
 }
+
+impl Service {
+    /// POSTs JSON with an optional Idempotency-Key; returns status, whether the reply
+    /// says Idempotent-Replayed, and the body.
+    pub fn post_keyed(&self, path: &str, token: &str, key: Option<&str>, body: &str) -> (u16, bool, Value) {
+        let mut r = self
+            .agent
+            .post(&format!("{}{path}", self.base))
+            .header("Content-Type", "application/json")
+            .header("Authorization", &format!("Bearer {token}"));
+        if let Some(k) = key {
+            r = r.header("Idempotency-Key", k);
+        }
+        let mut response = r.send(body).unwrap();
+        let replayed = response.headers().get("Idempotent-Replayed").is_some_and(|v| v == "true");
+        let status = response.status().as_u16();
+        let text = response.body_mut().read_to_string().unwrap();
+        (status, replayed, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    /// An admin-made client with an application; returns (client id, API key).
+    pub fn client_with_key(&self, admin: &str, name: &str) -> (i64, String) {
+        let (_, client) = self.post("/v1/clients", admin, serde_json::json!({ "name": name }));
+        let id = client["id"].as_i64().unwrap();
+        let (status, app) =
+            self.post(&format!("/v1/clients/{id}/applications"), admin, serde_json::json!({ "name": "app" }));
+        assert_eq!(status, 201, "{app}");
+        (id, app["api_key"].as_str().unwrap().to_string())
+    }
+}

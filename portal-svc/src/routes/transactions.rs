@@ -1,0 +1,433 @@
+//! Transactions: payments (sale or authorization) and adjustments, captures, voids and
+//! refunds, lookups and lists, all scoped to the caller's client and committed durably
+//! through `ledger-core` before a 2xx is answered.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use ledger_core::money::{format_minor, parse_minor};
+use ledger_core::{Currency, Kind, Reject, Tx, TxId, TxOutcome, TxRecord, TxState};
+use rusqlite::{OptionalExtension, params};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::app::AppState;
+use crate::auth::{Principal, Role};
+use crate::db::now_secs;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::ApiPath;
+use crate::idempotency;
+
+/// Longest description kept with a transaction.
+const DESCRIPTION_CHARS_MAX: usize = 1000;
+/// Largest page of a list.
+const PAGE_MAX: usize = 100;
+
+/// The caller's client: transactions always belong to one.
+fn client_of(principal: &Principal) -> Result<u64, ApiError> {
+    principal
+        .client_id
+        .and_then(|c| u64::try_from(c).ok())
+        .ok_or_else(|| ApiError::forbidden("platform admins act on money through a client's user or API key"))
+}
+
+/// `tx_` + the 128-bit ledger id in hex.
+pub fn tx_id_string(id: TxId) -> String {
+    format!("tx_{:032x}", id.0)
+}
+
+fn parse_tx_id(s: &str) -> Result<TxId, ApiError> {
+    s.strip_prefix("tx_")
+        .filter(|h| h.len() == 32)
+        .and_then(|h| u128::from_str_radix(h, 16).ok())
+        .filter(|&v| v != 0)
+        .map(TxId)
+        .ok_or_else(|| ApiError::not_found("no such transaction"))
+}
+
+fn kind_name(kind: u32) -> &'static str {
+    match Kind::from_code(kind) {
+        Some(Kind::Payment) => "payment",
+        Some(Kind::Capture) => "capture",
+        Some(Kind::Void) => "void",
+        Some(Kind::Refund) => "refund",
+        Some(Kind::Adjustment) | None => "adjustment",
+    }
+}
+
+fn state_name(state: TxState) -> &'static str {
+    match state {
+        TxState::Authorized => "authorized",
+        TxState::Captured => "captured",
+        TxState::PartiallyRefunded => "partially_refunded",
+        TxState::Refunded => "refunded",
+        TxState::Voided => "voided",
+        TxState::Applied => "applied",
+    }
+}
+
+/// The transaction object of the HTTP contract.
+pub fn tx_json(r: &TxRecord, description: Option<&str>) -> Value {
+    let currency = r.tx.currency();
+    let money = |v: i64| currency.map_or_else(|| v.to_string(), |c| format_minor(v, c));
+    json!({
+        "id": tx_id_string(r.tx.id),
+        "object": "transaction",
+        "kind": kind_name(r.tx.kind),
+        "status": state_name(r.state),
+        "amount": money(r.tx.amount),
+        "currency": currency.map(|c| c.code().to_string()),
+        "captured": money(r.captured),
+        "refunded": money(r.refunded),
+        "ref_id": (!r.tx.ref_id.is_none()).then(|| tx_id_string(r.tx.ref_id)),
+        "device_id": (r.tx.device_id != 0).then_some(r.tx.device_id),
+        "batch_id": (r.batch_id != 0).then_some(r.batch_id),
+        "seq": r.seq,
+        "created_at": r.timestamp_ns / 1_000_000_000,
+        "description": description,
+    })
+}
+
+fn ledger_reject(reject: Reject, kind: Kind) -> ApiError {
+    let refused = |code: &'static str, message: &str| ApiError {
+        status: StatusCode::UNPROCESSABLE_ENTITY,
+        kind: "ledger_error",
+        code,
+        message: message.to_string(),
+        param: None,
+    };
+    match (reject, kind) {
+        (Reject::ExistsWithDifferentFields, _) => ApiError {
+            status: StatusCode::CONFLICT,
+            kind: "idempotency_error",
+            code: "idempotency_conflict",
+            message: "this Idempotency-Key was used with a different request".into(),
+            param: None,
+        },
+        (Reject::RefNotFound, _) => ApiError::not_found("no such transaction"),
+        (Reject::ExceedsRefAmount, Kind::Refund) => {
+            refused("refund_exceeds_captured", "refunds would exceed the captured amount")
+        }
+        (Reject::ExceedsRefAmount, _) => {
+            refused("capture_exceeds_authorized", "the capture exceeds the authorized amount")
+        }
+        (Reject::RefWrongState, Kind::Refund) => {
+            refused("payment_not_captured", "only a captured payment can be refunded")
+        }
+        (Reject::RefWrongState, Kind::Capture) => {
+            refused("payment_not_authorized", "only an uncaptured authorization can be captured")
+        }
+        (Reject::RefWrongState, _) => refused("payment_not_voidable", "only an uncaptured authorization can be voided"),
+        (Reject::CurrencyMismatch, _) => refused("currency_mismatch", "the currency differs from the payment's"),
+        (Reject::InvalidAmount, _) => refused("amount_out_of_range", "a total would leave the representable range"),
+        (Reject::InvalidCurrency, _) => {
+            ApiError::invalid("invalid_currency", "unknown currency").with_param("currency")
+        }
+        (Reject::InvalidKind, _) => ApiError::invalid("invalid_request", "the transaction is malformed"),
+    }
+}
+
+fn json_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    let text = if body.is_empty() { &b"{}"[..] } else { &body[..] };
+    serde_json::from_slice(text).map_err(|e| ApiError::invalid("invalid_json", e.to_string()))
+}
+
+fn currency_arg(code: &str) -> Result<Currency, ApiError> {
+    Currency::from_code(code).ok_or_else(|| {
+        ApiError::invalid("invalid_currency", "currency must be an upper-case ISO 4217 code").with_param("currency")
+    })
+}
+
+fn amount_arg(text: &str, currency: Currency) -> Result<i64, ApiError> {
+    parse_minor(text, currency).map_err(|e| ApiError::invalid("invalid_amount", e.to_string()).with_param("amount"))
+}
+
+/// Submits one transaction and answers, applying the Idempotency-Key rules.
+async fn commit(
+    state: &AppState,
+    client_id: u64,
+    headers: &HeaderMap,
+    fingerprint: Vec<u8>,
+    make: impl FnOnce(TxId) -> Tx,
+    description: Option<String>,
+) -> ApiResult<Response> {
+    let key = match headers.get("Idempotency-Key") {
+        None => None,
+        Some(v) => {
+            let key = v
+                .to_str()
+                .map_err(|_| {
+                    ApiError::invalid("invalid_idempotency_key", "Idempotency-Key must be printable ASCII")
+                        .with_param("Idempotency-Key")
+                })?
+                .to_string();
+            idempotency::validate_key(&key)?;
+            Some(key)
+        }
+    };
+    let client = i64::try_from(client_id).map_err(ApiError::internal)?;
+    let _guard = match &key {
+        Some(k) => Some(state.key_locks.lock(client, k).await),
+        None => None,
+    };
+    if let Some(k) = &key {
+        let k = k.clone();
+        let stored: Option<(Vec<u8>, u16, String)> = state
+            .db
+            .call(move |conn| {
+                Ok(conn
+                    .query_row(
+                        "SELECT fingerprint, status, response FROM idempotency WHERE client_id = ?1 AND key = ?2",
+                        params![client, k],
+                        |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+                    )
+                    .optional()?)
+            })
+            .await?;
+        if let Some((stored_fingerprint, status, response)) = stored {
+            if stored_fingerprint != fingerprint {
+                return Err(ledger_reject(Reject::ExistsWithDifferentFields, Kind::Payment));
+            }
+            return Ok(replayed(status, response));
+        }
+    }
+    let id = key.as_deref().map_or_else(idempotency::random_id, |k| idempotency::ledger_id(client, k));
+    let tx = make(id);
+    let kind = tx.kind().unwrap_or(Kind::Payment);
+    let outcome = state.ledger.submit_async(vec![tx]).await.map_err(|e| ApiError {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        kind: "api_error",
+        code: "ledger_unavailable",
+        message: format!("the ledger could not commit: {e}"),
+        param: None,
+    })?;
+    let (record, was_there) = match outcome.first() {
+        Some(TxOutcome::Committed(r)) => (*r, false),
+        // The transaction was committed before, but its response was not stored (a
+        // crash in between): answer from the ledger, which is the truth.
+        Some(TxOutcome::Exists(r)) => (*r, true),
+        Some(TxOutcome::Rejected(reject)) => return Err(ledger_reject(*reject, kind)),
+        None => return Err(ApiError::internal("the ledger returned no outcome")),
+    };
+    let body = tx_json(&record, description.as_deref()).to_string();
+    let (stored_body, ledger_id) = (body.clone(), record.tx.id.0.to_le_bytes().to_vec());
+    state
+        .db
+        .call(move |conn| {
+            let tx = conn.transaction()?;
+            tx.execute(
+                "INSERT OR IGNORE INTO tx_meta (ledger_id, client_id, description) VALUES (?1, ?2, ?3)",
+                params![ledger_id, client, description],
+            )?;
+            if let Some(k) = key {
+                tx.execute(
+                    "INSERT OR IGNORE INTO idempotency (client_id, key, fingerprint, status, response, created_at)
+                     VALUES (?1, ?2, ?3, 201, ?4, ?5)",
+                    params![client, k, fingerprint, stored_body, now_secs()],
+                )?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await?;
+    Ok(if was_there { replayed(201, body) } else { (StatusCode::CREATED, json_response(body)).into_response() })
+}
+
+fn json_response(body: String) -> Response {
+    ([(axum::http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
+}
+
+fn replayed(status: u16, body: String) -> Response {
+    let mut response = json_response(body);
+    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::CREATED);
+    response.headers_mut().insert("Idempotent-Replayed", HeaderValue::from_static("true"));
+    response
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewTransaction {
+    kind: String,
+    amount: String,
+    currency: String,
+    capture: Option<bool>,
+    device_id: Option<u64>,
+    description: Option<String>,
+}
+
+fn description_arg(d: Option<String>) -> Result<Option<String>, ApiError> {
+    match d {
+        Some(d) if d.chars().count() > DESCRIPTION_CHARS_MAX => Err(ApiError::invalid(
+            "invalid_description",
+            format!("description is at most {DESCRIPTION_CHARS_MAX} characters"),
+        )
+        .with_param("description")),
+        other => Ok(other),
+    }
+}
+
+/// `POST /v1/transactions`: a payment (sale, or authorization with `capture: false`) or
+/// an adjustment.
+pub async fn create(
+    State(state): State<AppState>,
+    principal: Principal,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    principal.require(Role::Operator)?;
+    let client_id = client_of(&principal)?;
+    let req: NewTransaction = json_body(&body)?;
+    let currency = currency_arg(&req.currency)?;
+    let amount = amount_arg(&req.amount, currency)?;
+    let description = description_arg(req.description)?;
+    let device_id = req.device_id.unwrap_or(0);
+    let make: Box<dyn FnOnce(TxId) -> Tx + Send> = match req.kind.as_str() {
+        "payment" => {
+            if amount <= 0 {
+                return Err(
+                    ApiError::invalid("invalid_amount", "a payment's amount must be positive").with_param("amount")
+                );
+            }
+            if req.capture.unwrap_or(true) {
+                Box::new(move |id| Tx::sale(id, client_id, amount, currency).with_device(device_id))
+            } else {
+                Box::new(move |id| Tx::authorization(id, client_id, amount, currency).with_device(device_id))
+            }
+        }
+        "adjustment" => {
+            if amount == 0 {
+                return Err(
+                    ApiError::invalid("invalid_amount", "an adjustment's amount must not be zero").with_param("amount")
+                );
+            }
+            if req.capture.is_some() {
+                return Err(
+                    ApiError::invalid("invalid_request", "capture applies to payments only").with_param("capture")
+                );
+            }
+            Box::new(move |id| Tx::adjustment(id, client_id, amount, currency).with_device(device_id))
+        }
+        _ => return Err(ApiError::invalid("invalid_kind", "kind is payment or adjustment").with_param("kind")),
+    };
+    commit(&state, client_id, &headers, idempotency::fingerprint("POST", "/v1/transactions", &body), make, description)
+        .await
+}
+
+/// The caller's transaction `id`, as it stands (another client's is not found).
+fn own_transaction(state: &AppState, client_id: u64, id: &str) -> Result<TxRecord, ApiError> {
+    let id = parse_tx_id(id)?;
+    state
+        .ledger
+        .lookup(id)
+        .filter(|r| r.tx.client_id == client_id)
+        .ok_or_else(|| ApiError::not_found("no such transaction"))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AmountBody {
+    amount: Option<String>,
+}
+
+/// `POST /v1/transactions/{id}/capture`, `/void`, `/refunds`.
+pub async fn follow_up(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath((id, action)): ApiPath<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    principal.require(Role::Operator)?;
+    let client_id = client_of(&principal)?;
+    let payment = own_transaction(&state, client_id, &id)?;
+    let currency = payment.tx.currency().ok_or_else(|| ApiError::internal("a stored payment has a currency"))?;
+    let req: AmountBody = json_body(&body)?;
+    let amount = req.amount.as_deref().map(|a| amount_arg(a, currency)).transpose()?;
+    let payment_id = payment.tx.id;
+    let make: Box<dyn FnOnce(TxId) -> Tx + Send> = match action.as_str() {
+        "capture" => {
+            let amount = amount.unwrap_or(payment.tx.amount);
+            Box::new(move |id| Tx::capture(id, payment_id, client_id, amount, currency))
+        }
+        "void" => {
+            if amount.is_some() {
+                return Err(ApiError::invalid("invalid_request", "a void carries no amount").with_param("amount"));
+            }
+            Box::new(move |id| Tx::void(id, payment_id, client_id, currency))
+        }
+        "refunds" => {
+            let amount =
+                amount.ok_or_else(|| ApiError::invalid("missing_field", "amount is required").with_param("amount"))?;
+            if amount <= 0 {
+                return Err(
+                    ApiError::invalid("invalid_amount", "a refund's amount must be positive").with_param("amount")
+                );
+            }
+            Box::new(move |id| Tx::refund(id, payment_id, client_id, amount, currency))
+        }
+        _ => return Err(ApiError::not_found("no such route")),
+    };
+    let path = format!("/v1/transactions/{id}/{action}");
+    commit(&state, client_id, &headers, idempotency::fingerprint("POST", &path, &body), make, None).await
+}
+
+async fn description_of(state: &AppState, id: TxId) -> ApiResult<Option<String>> {
+    let key = id.0.to_le_bytes().to_vec();
+    state
+        .db
+        .call(move |conn| {
+            Ok(conn
+                .query_row("SELECT description FROM tx_meta WHERE ledger_id = ?1", [key], |row| row.get(0))
+                .optional()?
+                .flatten())
+        })
+        .await
+}
+
+/// `GET /v1/transactions/{id}`.
+pub async fn get(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<Value>> {
+    principal.require(Role::Viewer)?;
+    let client_id = client_of(&principal)?;
+    let record = own_transaction(&state, client_id, &id)?;
+    let description = description_of(&state, record.tx.id).await?;
+    Ok(Json(tx_json(&record, description.as_deref())))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    limit: Option<usize>,
+    starting_after: Option<String>,
+}
+
+/// `GET /v1/transactions?limit=&starting_after=`: oldest first.
+pub async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    principal.require(Role::Viewer)?;
+    let client_id = client_of(&principal)?;
+    let Query(query) = query.map_err(|e| ApiError::invalid("invalid_query", e.body_text()))?;
+    let limit = query.limit.unwrap_or(PAGE_MAX / 4);
+    if limit == 0 || limit > PAGE_MAX {
+        return Err(ApiError::invalid("invalid_limit", format!("limit is 1 to {PAGE_MAX}")).with_param("limit"));
+    }
+    let after_seq = match query.starting_after.as_deref() {
+        None => 0,
+        Some(id) => own_transaction(&state, client_id, id).map_err(|e| e.with_param("starting_after"))?.seq,
+    };
+    let mut records = state.ledger.list(client_id, after_seq, limit + 1);
+    let has_more = records.len() > limit;
+    records.truncate(limit);
+    let mut data = Vec::with_capacity(records.len());
+    for r in &records {
+        data.push(tx_json(r, description_of(&state, r.tx.id).await?.as_deref()));
+    }
+    Ok(Json(json!({ "data": data, "has_more": has_more })))
+}

@@ -1,0 +1,168 @@
+//! Over real HTTP: money through the portal. Idempotency, the payment lifecycle,
+//! isolation between clients, bad input that stores nothing, and kill -9.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{ADMIN_EMAIL, ADMIN_PASSWORD, Service, error_code};
+use serde_json::{Value, json};
+
+fn sale(amount: &str) -> String {
+    json!({ "kind": "payment", "amount": amount, "currency": "USD" }).to_string()
+}
+
+fn list_ids(svc: &Service, key: &str) -> Vec<String> {
+    let (status, page) = svc.request("GET", "/v1/transactions?limit=100", Some(key), None);
+    assert_eq!(status, 200, "{page}");
+    page["data"].as_array().unwrap().iter().map(|t| t["id"].as_str().unwrap().to_string()).collect()
+}
+
+#[test]
+fn idempotency_keys_replay_conflict_and_hold_under_concurrency() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(dir.path(), true);
+    let admin = svc.token(ADMIN_EMAIL, ADMIN_PASSWORD);
+    let (_, key) = svc.client_with_key(&admin, "A");
+
+    let (status, replayed, first) = svc.post_keyed("/v1/transactions", &key, Some("order-1"), &sale("10.00"));
+    assert_eq!((status, replayed), (201, false), "{first}");
+    assert_eq!(
+        (first["amount"].as_str(), first["status"].as_str(), first["kind"].as_str()),
+        (Some("10.00"), Some("captured"), Some("payment"))
+    );
+    let (status, replayed, again) = svc.post_keyed("/v1/transactions", &key, Some("order-1"), &sale("10.00"));
+    assert_eq!((status, replayed, &again), (201, true, &first), "the original response, replayed");
+    let (status, _, conflict) = svc.post_keyed("/v1/transactions", &key, Some("order-1"), &sale("11.00"));
+    assert_eq!((status, error_code(&conflict).as_str()), (409, "idempotency_conflict"));
+    let (status, _, bad) = svc.post_keyed("/v1/transactions", &key, Some(&"k".repeat(256)), &sale("1.00"));
+    assert_eq!((status, error_code(&bad).as_str()), (400, "invalid_idempotency_key"));
+
+    // Eight concurrent requests with one key make one transaction.
+    let bodies: Vec<(u16, Value)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                s.spawn(|| {
+                    let (status, _, body) = svc.post_keyed("/v1/transactions", &key, Some("order-2"), &sale("7.50"));
+                    (status, body)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(bodies.iter().all(|(s, b)| *s == 201 && b["id"] == bodies[0].1["id"]), "{bodies:?}");
+    assert_eq!(list_ids(&svc, &key).len(), 2, "order-1 and order-2, once each");
+    let (_, balance) = svc.request("GET", "/v1/transactions?limit=1", Some(&key), None);
+    assert_eq!(balance["has_more"], json!(true));
+}
+
+#[test]
+fn the_payment_lifecycle_and_client_isolation() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(dir.path(), true);
+    let admin = svc.token(ADMIN_EMAIL, ADMIN_PASSWORD);
+    let (_, a) = svc.client_with_key(&admin, "A");
+    let (_, b) = svc.client_with_key(&admin, "B");
+    let auth =
+        json!({ "kind": "payment", "amount": "100.00", "currency": "USD", "capture": false, "description": "table 4" });
+    let (status, _, payment) = svc.post_keyed("/v1/transactions", &a, None, &auth.to_string());
+    assert_eq!(
+        (status, payment["status"].as_str(), payment["batch_id"].clone()),
+        (201, Some("authorized"), Value::Null)
+    );
+    let id = payment["id"].as_str().unwrap().to_string();
+
+    let (status, _, capture) =
+        svc.post_keyed(&format!("/v1/transactions/{id}/capture"), &a, None, r#"{"amount":"60.00"}"#);
+    assert_eq!(
+        (status, capture["kind"].as_str(), capture["ref_id"].as_str()),
+        (201, Some("capture"), Some(id.as_str())),
+        "{capture}"
+    );
+    let (_, got) = svc.request("GET", &format!("/v1/transactions/{id}"), Some(&a), None);
+    assert_eq!(
+        (got["status"].as_str(), got["captured"].as_str(), got["description"].as_str()),
+        (Some("captured"), Some("60.00"), Some("table 4"))
+    );
+
+    let (status, _, over) =
+        svc.post_keyed(&format!("/v1/transactions/{id}/refunds"), &a, None, r#"{"amount":"60.01"}"#);
+    assert_eq!((status, error_code(&over).as_str()), (422, "refund_exceeds_captured"));
+    let (status, _, refund) =
+        svc.post_keyed(&format!("/v1/transactions/{id}/refunds"), &a, None, r#"{"amount":"10.00"}"#);
+    assert_eq!((status, refund["kind"].as_str()), (201, Some("refund")));
+    let (_, got) = svc.request("GET", &format!("/v1/transactions/{id}"), Some(&a), None);
+    assert_eq!((got["status"].as_str(), got["refunded"].as_str()), (Some("partially_refunded"), Some("10.00")));
+    let (status, _, void) = svc.post_keyed(&format!("/v1/transactions/{id}/void"), &a, None, "");
+    assert_eq!((status, error_code(&void).as_str()), (422, "payment_not_voidable"));
+
+    // Client B sees none of it, and cannot act on it.
+    assert_eq!(svc.request("GET", &format!("/v1/transactions/{id}"), Some(&b), None).0, 404);
+    let (status, _, _) = svc.post_keyed(&format!("/v1/transactions/{id}/refunds"), &b, None, r#"{"amount":"1.00"}"#);
+    assert_eq!(status, 404);
+    assert!(list_ids(&svc, &b).is_empty());
+    assert_eq!(list_ids(&svc, &a).len(), 3);
+}
+
+#[test]
+fn bad_input_is_a_400_with_the_error_body_and_stores_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(dir.path(), true);
+    let admin = svc.token(ADMIN_EMAIL, ADMIN_PASSWORD);
+    let (_, key) = svc.client_with_key(&admin, "A");
+    let cases = [
+        (json!({ "kind": "payment", "amount": "1.234", "currency": "USD" }).to_string(), "invalid_amount"),
+        (json!({ "kind": "payment", "amount": "-5.00", "currency": "USD" }).to_string(), "invalid_amount"),
+        (json!({ "kind": "payment", "amount": "0", "currency": "USD" }).to_string(), "invalid_amount"),
+        (json!({ "kind": "payment", "amount": "1e3", "currency": "USD" }).to_string(), "invalid_amount"),
+        (json!({ "kind": "payment", "amount": "1.5", "currency": "JPY" }).to_string(), "invalid_amount"),
+        (json!({ "kind": "payment", "amount": "5.00", "currency": "usd" }).to_string(), "invalid_currency"),
+        (json!({ "kind": "teleport", "amount": "5.00", "currency": "USD" }).to_string(), "invalid_kind"),
+        (json!({ "kind": "adjustment", "amount": "0.00", "currency": "USD" }).to_string(), "invalid_amount"),
+        (json!({ "kind": "payment", "amount": 5, "currency": "USD" }).to_string(), "invalid_json"),
+        (json!({ "kind": "payment", "amount": "5.00", "currency": "USD", "extra": 1 }).to_string(), "invalid_json"),
+        ("not json".to_string(), "invalid_json"),
+    ];
+    for (body, code) in cases {
+        let (status, _, reply) = svc.post_keyed("/v1/transactions", &key, None, &body);
+        assert_eq!((status, error_code(&reply).as_str()), (400, code), "{body}");
+    }
+    assert!(list_ids(&svc, &key).is_empty(), "nothing was stored");
+    // Money is rendered with the currency's digits.
+    let (_, _, yen) = svc.post_keyed(
+        "/v1/transactions",
+        &key,
+        None,
+        &json!({ "kind": "payment", "amount": "100", "currency": "JPY" }).to_string(),
+    );
+    assert_eq!(yen["amount"].as_str(), Some("100"));
+    let (status, reply) = svc.request("GET", "/v1/transactions?limit=0", Some(&key), None);
+    assert_eq!((status, error_code(&reply).as_str()), (400, "invalid_limit"));
+    assert_eq!(svc.request("GET", "/v1/transactions/tx_nothing", Some(&key), None).0, 404);
+}
+
+#[test]
+fn every_2xx_survives_kill_9_and_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut svc = Service::start(dir.path(), true);
+    let admin = svc.token(ADMIN_EMAIL, ADMIN_PASSWORD);
+    let (_, key) = svc.client_with_key(&admin, "A");
+    let mut acknowledged = Vec::new();
+    for i in 0..40 {
+        let (status, _, tx) =
+            svc.post_keyed("/v1/transactions", &key, Some(&format!("k{i}")), &sale(&format!("{i}.25")));
+        assert_eq!(status, 201);
+        acknowledged.push(tx);
+    }
+    svc.child.kill().unwrap(); // SIGKILL
+    svc.child.wait().unwrap();
+    drop(svc);
+    let svc = Service::start(dir.path(), true);
+    for tx in &acknowledged {
+        let (status, got) =
+            svc.request("GET", &format!("/v1/transactions/{}", tx["id"].as_str().unwrap()), Some(&key), None);
+        assert_eq!((status, &got), (200, tx));
+    }
+    // And the keys still replay after the restart.
+    let (status, replayed, again) = svc.post_keyed("/v1/transactions", &key, Some("k3"), &sale("3.25"));
+    assert_eq!((status, replayed, &again), (201, true, &acknowledged[3]));
+}
