@@ -1,0 +1,191 @@
+//! Settlement batches and balances, scoped to the caller's client.
+
+use axum::Json;
+use axum::extract::{Query, State};
+use ledger_core::money::format_minor;
+use ledger_core::{BatchSummary, CloseBatchError, Currency};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::app::AppState;
+use crate::auth::{Principal, Role};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{ApiJson, ApiPath};
+
+const PAGE_MAX: usize = 100;
+
+fn client_of(principal: &Principal) -> Result<u64, ApiError> {
+    principal
+        .client_id
+        .and_then(|c| u64::try_from(c).ok())
+        .ok_or_else(|| ApiError::forbidden("platform admins act on money through a client's user or API key"))
+}
+
+/// The batch summary object of the HTTP contract.
+pub fn batch_json(b: &BatchSummary) -> Value {
+    let money = |v: i64| format_minor(v, b.currency);
+    json!({
+        "id": b.batch_id,
+        "object": "batch",
+        "currency": b.currency.code(),
+        "status": if b.is_open() { "open" } else { "closed" },
+        "payment_count": b.payment_count,
+        "payment_total": money(b.payment_total),
+        "refund_count": b.refund_count,
+        "refund_total": money(b.refund_total),
+        "adjustment_count": b.adjustment_count,
+        "adjustment_total": money(b.adjustment_total),
+        "net": money(b.net),
+        "first_seq": b.first_seq,
+        "last_seq": b.last_seq,
+        "opened_at": b.opened_ns / 1_000_000_000,
+        "closed_at": (!b.is_open()).then_some(b.closed_ns / 1_000_000_000),
+    })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CloseRequest {
+    currency: String,
+}
+
+/// `POST /v1/batches/close`: closes the open batch in a currency; 404 when it is empty.
+pub async fn close(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiJson(req): ApiJson<CloseRequest>,
+) -> ApiResult<Json<Value>> {
+    principal.require(Role::Operator)?;
+    let client_id = client_of(&principal)?;
+    let currency = Currency::from_code(&req.currency).ok_or_else(|| {
+        ApiError::invalid("invalid_currency", "currency must be an upper-case ISO 4217 code").with_param("currency")
+    })?;
+    match state.ledger.close_batch_async(client_id, currency).await {
+        Ok(summary) => Ok(Json(batch_json(&summary))),
+        Err(CloseBatchError::Empty) => Err(ApiError::not_found("the open batch holds no transaction")),
+        Err(e) => Err(ApiError {
+            status: axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            kind: "api_error",
+            code: "ledger_unavailable",
+            message: format!("the ledger could not commit: {e}"),
+            param: None,
+        }),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    limit: Option<usize>,
+    starting_after: Option<u64>,
+}
+
+/// `GET /v1/batches?limit=&starting_after=`: oldest first.
+pub async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    principal.require(Role::Viewer)?;
+    let client_id = client_of(&principal)?;
+    let Query(query) = query.map_err(|e| ApiError::invalid("invalid_query", e.body_text()))?;
+    let limit = query.limit.unwrap_or(25);
+    if limit == 0 || limit > PAGE_MAX {
+        return Err(ApiError::invalid("invalid_limit", format!("limit is 1 to {PAGE_MAX}")).with_param("limit"));
+    }
+    let mut batches = state.ledger.batches(client_id, query.starting_after.unwrap_or(0), limit + 1);
+    let has_more = batches.len() > limit;
+    batches.truncate(limit);
+    Ok(Json(json!({ "data": batches.iter().map(batch_json).collect::<Vec<_>>(), "has_more": has_more })))
+}
+
+fn own_batch(state: &AppState, client_id: u64, id: u64) -> Result<BatchSummary, ApiError> {
+    state.ledger.batch(id).filter(|b| b.client_id == client_id).ok_or_else(|| ApiError::not_found("no such batch"))
+}
+
+/// `GET /v1/batches/{id}`.
+pub async fn get(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath(id): ApiPath<u64>,
+) -> ApiResult<Json<Value>> {
+    principal.require(Role::Viewer)?;
+    let client_id = client_of(&principal)?;
+    Ok(Json(batch_json(&own_batch(&state, client_id, id)?)))
+}
+
+/// `GET /v1/batches/{id}/reconciliation`: the batch's totals against the sum of the
+/// transactions that count in it, recomputed from the ledger's records.
+pub async fn reconciliation(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath(id): ApiPath<u64>,
+) -> ApiResult<Json<Value>> {
+    principal.require(Role::Viewer)?;
+    let client_id = client_of(&principal)?;
+    let batch = own_batch(&state, client_id, id)?;
+    let (mut counts, mut totals) = ([0u64; 3], [0i128; 3]);
+    let mut after = batch.first_seq.saturating_sub(1);
+    loop {
+        let page = state.ledger.list(client_id, after, 1000);
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        for r in page.iter().filter(|r| r.batch_id == id && r.seq <= batch.last_seq) {
+            let slot = match r.tx.kind() {
+                Some(ledger_core::Kind::Payment | ledger_core::Kind::Capture) => 0,
+                Some(ledger_core::Kind::Refund) => 1,
+                Some(ledger_core::Kind::Adjustment) => 2,
+                _ => continue,
+            };
+            // A captured authorization carries the capture's batch; the capture counts.
+            if r.tx.flags != 0 {
+                continue;
+            }
+            counts[slot] += 1;
+            totals[slot] += i128::from(r.tx.amount);
+        }
+        if after >= batch.last_seq {
+            break;
+        }
+    }
+    let net = totals[0] - totals[1] + totals[2];
+    let matches = counts == [batch.payment_count, batch.refund_count, batch.adjustment_count]
+        && totals
+            == [i128::from(batch.payment_total), i128::from(batch.refund_total), i128::from(batch.adjustment_total)]
+        && net == i128::from(batch.net);
+    let money = |v: i128| i64::try_from(v).map_or_else(|_| v.to_string(), |v| format_minor(v, batch.currency));
+    Ok(Json(json!({
+        "object": "reconciliation",
+        "batch": batch_json(&batch),
+        "transactions": {
+            "payment_count": counts[0], "payment_total": money(totals[0]),
+            "refund_count": counts[1], "refund_total": money(totals[1]),
+            "adjustment_count": counts[2], "adjustment_total": money(totals[2]),
+            "net": money(net),
+        },
+        "matches": matches,
+    })))
+}
+
+/// `GET /v1/balance`: one entry per currency the client has used.
+pub async fn balance(State(state): State<AppState>, principal: Principal) -> ApiResult<Json<Value>> {
+    principal.require(Role::Viewer)?;
+    let client_id = client_of(&principal)?;
+    let data: Vec<Value> = state
+        .ledger
+        .balances(client_id)
+        .into_iter()
+        .map(|(currency, b)| {
+            let money = |v: i64| format_minor(v, currency);
+            json!({
+                "currency": currency.code(),
+                "captured": money(b.captured),
+                "refunded": money(b.refunded),
+                "adjusted": money(b.adjusted),
+                "net": money(b.net),
+                "settled_net": money(b.settled_net),
+                "open_net": money(b.open_net),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "object": "balance", "data": data })))
+}
