@@ -67,6 +67,27 @@ const MIGRATIONS: &[&str] = &[
         created_at INTEGER NOT NULL,
         PRIMARY KEY (client_id, key)
     );",
+    // 4: support tickets and their comments.
+    "CREATE TABLE tickets (
+        id INTEGER PRIMARY KEY,
+        client_id INTEGER NOT NULL REFERENCES clients(id),
+        subject TEXT NOT NULL,
+        body TEXT NOT NULL,
+        priority TEXT NOT NULL CHECK (priority IN ('low', 'normal', 'high', 'urgent')),
+        status TEXT NOT NULL CHECK (status IN ('open', 'in_progress', 'waiting', 'resolved', 'closed')),
+        assignee_id INTEGER REFERENCES users(id),
+        created_by TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+    );
+    CREATE INDEX tickets_client ON tickets(client_id, id);
+    CREATE TABLE ticket_comments (
+        id INTEGER PRIMARY KEY,
+        ticket_id INTEGER NOT NULL REFERENCES tickets(id),
+        author TEXT NOT NULL,
+        body TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    );",
 ];
 
 /// A shared handle on the metadata database.

@@ -8,9 +8,9 @@
 //! scoped to the caller's client; and transactions (payments, adjustments, captures,
 //! voids, refunds, lookups, lists) committed durably through the engine, with
 //! `Idempotency-Key` deriving the ledger id from (client, key) and replaying the stored
-//! response; batches (close, list, get, reconciliation) and balances. Reports,
-//! devices, tickets, notes, MFA, the audit log, `/metrics` and `/openapi.json` come
-//! next; see `ARCHITECTURE.md`.
+//! response; batches (close, list, get, reconciliation) and balances; support tickets
+//! (state machine, assignment, comments). Reports, devices, notes, MFA, the audit log,
+//! `/metrics` and `/openapi.json` come next; see `ARCHITECTURE.md`.
 
 pub mod app;
 pub mod auth;

@@ -4,4 +4,5 @@ pub mod auth;
 pub mod batches;
 pub mod clients;
 pub mod health;
+pub mod tickets;
 pub mod transactions;

@@ -63,6 +63,13 @@ impl Service {
                 }
                 r.call()
             }
+            ("PATCH", body) => {
+                let mut r = self.agent.patch(&url).header("Content-Type", "application/json");
+                if let Some(a) = &auth {
+                    r = r.header("Authorization", a);
+                }
+                r.send(body.unwrap_or(""))
+            }
             (_, body) => {
                 let mut r = self.agent.post(&url).header("Content-Type", "application/json");
                 if let Some(a) = &auth {

@@ -1,0 +1,289 @@
+//! Support tickets with a status state machine, assignment and comments, scoped to the
+//! caller's client.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use rusqlite::{OptionalExtension, Row, params};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::app::AppState;
+use crate::auth::{Actor, Principal, Role};
+use crate::db::now_secs;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{ApiJson, ApiPath};
+
+const SUBJECT_CHARS_MAX: usize = 200;
+const BODY_CHARS_MAX: usize = 20_000;
+const PRIORITIES: [&str; 4] = ["low", "normal", "high", "urgent"];
+/// Every status, in workflow order.
+pub const STATUSES: [&str; 5] = ["open", "in_progress", "waiting", "resolved", "closed"];
+
+/// Whether a ticket may go from `from` to `to`. Staying put is not a transition; a
+/// closed ticket is final; a resolved one can be reopened or closed.
+pub fn transition_allowed(from: &str, to: &str) -> bool {
+    matches!(
+        (from, to),
+        ("open", "in_progress" | "waiting" | "resolved" | "closed")
+            | ("in_progress", "open" | "waiting" | "resolved")
+            | ("waiting", "open" | "in_progress" | "resolved")
+            | ("resolved", "open" | "closed")
+    )
+}
+
+fn client_of(principal: &Principal) -> Result<i64, ApiError> {
+    principal.client_id.ok_or_else(|| ApiError::forbidden("platform admins work tickets through a client's user"))
+}
+
+fn author(principal: &Principal) -> String {
+    match &principal.actor {
+        Actor::User { email, .. } => email.clone(),
+        Actor::Application { id } => format!("application:{id}"),
+    }
+}
+
+fn text_arg(text: &str, param: &'static str, max: usize) -> Result<String, ApiError> {
+    let text = text.trim();
+    if text.is_empty() || text.chars().count() > max {
+        return Err(
+            ApiError::invalid("invalid_text", format!("{param} must be 1 to {max} characters")).with_param(param)
+        );
+    }
+    Ok(text.to_string())
+}
+
+fn ticket_json(row: &Row<'_>) -> rusqlite::Result<Value> {
+    Ok(json!({
+        "id": row.get::<_, i64>(0)?,
+        "object": "ticket",
+        "subject": row.get::<_, String>(1)?,
+        "body": row.get::<_, String>(2)?,
+        "priority": row.get::<_, String>(3)?,
+        "status": row.get::<_, String>(4)?,
+        "assignee_id": row.get::<_, Option<i64>>(5)?,
+        "created_by": row.get::<_, String>(6)?,
+        "created_at": row.get::<_, i64>(7)?,
+        "updated_at": row.get::<_, i64>(8)?,
+    }))
+}
+
+const TICKET_COLUMNS: &str = "id, subject, body, priority, status, assignee_id, created_by, created_at, updated_at";
+
+fn load(conn: &rusqlite::Connection, client_id: i64, id: i64) -> Result<Value, ApiError> {
+    conn.query_row(
+        &format!("SELECT {TICKET_COLUMNS} FROM tickets WHERE id = ?1 AND client_id = ?2"),
+        params![id, client_id],
+        ticket_json,
+    )
+    .optional()?
+    .ok_or_else(|| ApiError::not_found("no such ticket"))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewTicket {
+    subject: String,
+    body: String,
+    priority: Option<String>,
+}
+
+/// `POST /v1/tickets` (operator+).
+pub async fn create(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiJson(req): ApiJson<NewTicket>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    principal.require(Role::Operator)?;
+    let client_id = client_of(&principal)?;
+    let subject = text_arg(&req.subject, "subject", SUBJECT_CHARS_MAX)?;
+    let body = text_arg(&req.body, "body", BODY_CHARS_MAX)?;
+    let priority = req.priority.unwrap_or_else(|| "normal".into());
+    if !PRIORITIES.contains(&priority.as_str()) {
+        return Err(
+            ApiError::invalid("invalid_priority", "priority is low, normal, high or urgent").with_param("priority")
+        );
+    }
+    let created_by = author(&principal);
+    let ticket = state
+        .db
+        .call(move |conn| {
+            let now = now_secs();
+            conn.execute(
+                "INSERT INTO tickets (client_id, subject, body, priority, status, created_by, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, 'open', ?5, ?6, ?6)",
+                params![client_id, subject, body, priority, created_by, now],
+            )?;
+            load(conn, client_id, conn.last_insert_rowid())
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(ticket)))
+}
+
+/// `GET /v1/tickets` (viewer+): newest first.
+pub async fn list(State(state): State<AppState>, principal: Principal) -> ApiResult<Json<Value>> {
+    principal.require(Role::Viewer)?;
+    let client_id = client_of(&principal)?;
+    let data = state
+        .db
+        .call(move |conn| {
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {TICKET_COLUMNS} FROM tickets WHERE client_id = ?1 ORDER BY id DESC LIMIT 100"
+            ))?;
+            let rows = stmt.query_map([client_id], ticket_json)?;
+            Ok(rows.collect::<Result<Vec<Value>, _>>()?)
+        })
+        .await?;
+    Ok(Json(json!({ "data": data, "has_more": false })))
+}
+
+/// `GET /v1/tickets/{id}` (viewer+), with its comments.
+pub async fn get(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<Json<Value>> {
+    principal.require(Role::Viewer)?;
+    let client_id = client_of(&principal)?;
+    let ticket = state
+        .db
+        .call(move |conn| {
+            let mut ticket = load(conn, client_id, id)?;
+            let mut stmt = conn.prepare("SELECT id, author, body, created_at FROM ticket_comments WHERE ticket_id = ?1 ORDER BY id")?;
+            let comments = stmt
+                .query_map([id], |row| {
+                    Ok(json!({ "id": row.get::<_, i64>(0)?, "author": row.get::<_, String>(1)?, "body": row.get::<_, String>(2)?, "created_at": row.get::<_, i64>(3)? }))
+                })?
+                .collect::<Result<Vec<Value>, _>>()?;
+            ticket["comments"] = json!(comments);
+            Ok(ticket)
+        })
+        .await?;
+    Ok(Json(ticket))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TicketChange {
+    status: Option<String>,
+    /// A user of the same client; `null` unassigns.
+    #[serde(default, deserialize_with = "present")]
+    assignee_id: Option<Option<i64>>,
+}
+
+/// Tells an absent field (`None`) from an explicit `null` (`Some(None)`).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<i64>>, D::Error> {
+    Option::<i64>::deserialize(d).map(Some)
+}
+
+/// `PATCH /v1/tickets/{id}` (operator+): status (illegal transitions are 409) and
+/// assignment.
+pub async fn update(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(req): ApiJson<TicketChange>,
+) -> ApiResult<Json<Value>> {
+    principal.require(Role::Operator)?;
+    let client_id = client_of(&principal)?;
+    if let Some(status) = &req.status
+        && !STATUSES.contains(&status.as_str())
+    {
+        return Err(ApiError::invalid("invalid_status", "status is open, in_progress, waiting, resolved or closed")
+            .with_param("status"));
+    }
+    let ticket = state
+        .db
+        .call(move |conn| {
+            let tx = conn.transaction()?;
+            let current = load(&tx, client_id, id)?;
+            let from = current["status"].as_str().unwrap_or_default().to_string();
+            if let Some(to) = &req.status
+                && *to != from
+                && !transition_allowed(&from, to)
+            {
+                return Err(ApiError {
+                    status: StatusCode::CONFLICT,
+                    kind: "invalid_request_error",
+                    code: "illegal_transition",
+                    message: format!("a ticket cannot go from {from} to {to}"),
+                    param: Some("status"),
+                });
+            }
+            if let Some(Some(assignee)) = req.assignee_id {
+                let same_client: bool = tx.query_row(
+                    "SELECT EXISTS(SELECT 1 FROM users WHERE id = ?1 AND client_id = ?2)",
+                    params![assignee, client_id],
+                    |r| r.get(0),
+                )?;
+                if !same_client {
+                    return Err(ApiError::not_found("no such user").with_param("assignee_id"));
+                }
+            }
+            let now = now_secs();
+            if let Some(to) = &req.status {
+                tx.execute("UPDATE tickets SET status = ?1, updated_at = ?2 WHERE id = ?3", params![to, now, id])?;
+            }
+            if let Some(assignee) = req.assignee_id {
+                tx.execute(
+                    "UPDATE tickets SET assignee_id = ?1, updated_at = ?2 WHERE id = ?3",
+                    params![assignee, now, id],
+                )?;
+            }
+            let ticket = load(&tx, client_id, id)?;
+            tx.commit()?;
+            Ok(ticket)
+        })
+        .await?;
+    Ok(Json(ticket))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewComment {
+    body: String,
+}
+
+/// `POST /v1/tickets/{id}/comments` (operator+).
+pub async fn comment(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(req): ApiJson<NewComment>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    principal.require(Role::Operator)?;
+    let client_id = client_of(&principal)?;
+    let body = text_arg(&req.body, "body", BODY_CHARS_MAX)?;
+    let by = author(&principal);
+    let comment = state
+        .db
+        .call(move |conn| {
+            load(conn, client_id, id)?;
+            let now = now_secs();
+            conn.execute(
+                "INSERT INTO ticket_comments (ticket_id, author, body, created_at) VALUES (?1, ?2, ?3, ?4)",
+                params![id, by, body, now],
+            )?;
+            Ok(json!({ "id": conn.last_insert_rowid(), "object": "comment", "ticket_id": id, "author": by, "body": body, "created_at": now }))
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(comment)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_state_machine() {
+        assert!(transition_allowed("open", "in_progress"));
+        assert!(transition_allowed("resolved", "open"), "reopen");
+        assert!(transition_allowed("resolved", "closed"));
+        for to in STATUSES {
+            assert!(!transition_allowed("closed", to), "closed is final ({to})");
+            assert!(!transition_allowed(to, to), "staying is not a transition ({to})");
+        }
+        assert!(!transition_allowed("in_progress", "closed"), "close only once resolved or from open");
+        assert!(!transition_allowed("open", "bogus"));
+    }
+}
