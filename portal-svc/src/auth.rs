@@ -87,6 +87,17 @@ impl Principal {
         }
     }
 
+    /// The caller's own client, for routes that always act within one (money,
+    /// tickets): platform admins, who have none, act through a client's user or key.
+    pub fn own_client(&self) -> Result<i64, ApiError> {
+        self.client_id.ok_or_else(|| ApiError::forbidden("platform admins act through a client's user or API key"))
+    }
+
+    /// [`Principal::own_client`] as the ledger's client id.
+    pub fn ledger_client(&self) -> Result<u64, ApiError> {
+        u64::try_from(self.own_client()?).map_err(ApiError::internal)
+    }
+
     /// Whether the caller may see objects of `client_id` (admins see every client).
     /// Another client's object must be answered as not found, never as forbidden.
     pub fn sees_client(&self, client_id: i64) -> bool {

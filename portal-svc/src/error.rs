@@ -43,6 +43,26 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "invalid_request_error", "not_found", message)
     }
 
+    /// 409: the request conflicts with the current state.
+    pub fn conflict(kind: &'static str, code: &'static str, message: impl Into<String>) -> ApiError {
+        Self::new(StatusCode::CONFLICT, kind, code, message)
+    }
+
+    /// 422: a valid request that the ledger refuses.
+    pub fn refused(code: &'static str, message: impl Into<String>) -> ApiError {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "ledger_error", code, message)
+    }
+
+    /// 503: the ledger could not commit (its outcome is unknown; never a false 2xx).
+    pub fn ledger_unavailable(detail: impl std::fmt::Display) -> ApiError {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "api_error",
+            "ledger_unavailable",
+            format!("the ledger could not commit: {detail}"),
+        )
+    }
+
     /// 500: a bug or an unexpected failure; the detail goes to the log only.
     pub fn internal(detail: impl std::fmt::Display) -> ApiError {
         tracing::error!(%detail, "internal error");

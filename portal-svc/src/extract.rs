@@ -29,6 +29,19 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     }
 }
 
+/// Largest page a list returns.
+pub const PAGE_MAX: usize = 100;
+/// Page size when the caller names none.
+pub const PAGE_DEFAULT: usize = 25;
+
+/// Checks a list's `limit` (default [`PAGE_DEFAULT`], 1 to [`PAGE_MAX`]).
+pub fn page_limit(limit: Option<usize>) -> Result<usize, ApiError> {
+    match limit.unwrap_or(PAGE_DEFAULT) {
+        limit @ 1..=PAGE_MAX => Ok(limit),
+        _ => Err(ApiError::invalid("invalid_limit", format!("limit is 1 to {PAGE_MAX}")).with_param("limit")),
+    }
+}
+
 /// Path parameters; a malformed one (say, a non-numeric id) is a 400 with the error body.
 #[derive(Debug)]
 pub struct ApiPath<T>(pub T);

@@ -10,16 +10,7 @@ use serde_json::{Value, json};
 use crate::app::AppState;
 use crate::auth::{Principal, Role};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{ApiJson, ApiPath};
-
-const PAGE_MAX: usize = 100;
-
-fn client_of(principal: &Principal) -> Result<u64, ApiError> {
-    principal
-        .client_id
-        .and_then(|c| u64::try_from(c).ok())
-        .ok_or_else(|| ApiError::forbidden("platform admins act on money through a client's user or API key"))
-}
+use crate::extract::{ApiJson, ApiPath, page_limit};
 
 /// The batch summary object of the HTTP contract.
 pub fn batch_json(b: &BatchSummary) -> Value {
@@ -56,20 +47,14 @@ pub async fn close(
     ApiJson(req): ApiJson<CloseRequest>,
 ) -> ApiResult<Json<Value>> {
     principal.require(Role::Operator)?;
-    let client_id = client_of(&principal)?;
+    let client_id = principal.ledger_client()?;
     let currency = Currency::from_code(&req.currency).ok_or_else(|| {
         ApiError::invalid("invalid_currency", "currency must be an upper-case ISO 4217 code").with_param("currency")
     })?;
     match state.ledger.close_batch_async(client_id, currency).await {
         Ok(summary) => Ok(Json(batch_json(&summary))),
         Err(CloseBatchError::Empty) => Err(ApiError::not_found("the open batch holds no transaction")),
-        Err(e) => Err(ApiError {
-            status: axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            kind: "api_error",
-            code: "ledger_unavailable",
-            message: format!("the ledger could not commit: {e}"),
-            param: None,
-        }),
+        Err(e) => Err(ApiError::ledger_unavailable(e)),
     }
 }
 
@@ -86,12 +71,9 @@ pub async fn list(
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<Value>> {
     principal.require(Role::Viewer)?;
-    let client_id = client_of(&principal)?;
+    let client_id = principal.ledger_client()?;
     let Query(query) = query.map_err(|e| ApiError::invalid("invalid_query", e.body_text()))?;
-    let limit = query.limit.unwrap_or(25);
-    if limit == 0 || limit > PAGE_MAX {
-        return Err(ApiError::invalid("invalid_limit", format!("limit is 1 to {PAGE_MAX}")).with_param("limit"));
-    }
+    let limit = page_limit(query.limit)?;
     let mut batches = state.ledger.batches(client_id, query.starting_after.unwrap_or(0), limit + 1);
     let has_more = batches.len() > limit;
     batches.truncate(limit);
@@ -109,7 +91,7 @@ pub async fn get(
     ApiPath(id): ApiPath<u64>,
 ) -> ApiResult<Json<Value>> {
     principal.require(Role::Viewer)?;
-    let client_id = client_of(&principal)?;
+    let client_id = principal.ledger_client()?;
     Ok(Json(batch_json(&own_batch(&state, client_id, id)?)))
 }
 
@@ -121,7 +103,7 @@ pub async fn reconciliation(
     ApiPath(id): ApiPath<u64>,
 ) -> ApiResult<Json<Value>> {
     principal.require(Role::Viewer)?;
-    let client_id = client_of(&principal)?;
+    let client_id = principal.ledger_client()?;
     let batch = own_batch(&state, client_id, id)?;
     let (mut counts, mut totals) = ([0u64; 3], [0i128; 3]);
     let mut after = batch.first_seq.saturating_sub(1);
@@ -169,7 +151,7 @@ pub async fn reconciliation(
 /// `GET /v1/balance`: one entry per currency the client has used.
 pub async fn balance(State(state): State<AppState>, principal: Principal) -> ApiResult<Json<Value>> {
     principal.require(Role::Viewer)?;
-    let client_id = client_of(&principal)?;
+    let client_id = principal.ledger_client()?;
     let data: Vec<Value> = state
         .ledger
         .balances(client_id)

@@ -165,13 +165,12 @@ pub async fn create_user(
             let taken: bool =
                 conn.query_row("SELECT EXISTS(SELECT 1 FROM users WHERE email = ?1)", [&stored_email], |r| r.get(0))?;
             if taken {
-                return Err(ApiError {
-                    status: StatusCode::CONFLICT,
-                    kind: "invalid_request_error",
-                    code: "email_taken",
-                    message: "a user with this email exists".into(),
-                    param: Some("email"),
-                });
+                return Err(ApiError::conflict(
+                    "invalid_request_error",
+                    "email_taken",
+                    "a user with this email exists",
+                )
+                .with_param("email"));
             }
             conn.execute(
                 "INSERT INTO users (email, password_hash, role, client_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",

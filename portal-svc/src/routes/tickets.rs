@@ -32,10 +32,6 @@ pub fn transition_allowed(from: &str, to: &str) -> bool {
     )
 }
 
-fn client_of(principal: &Principal) -> Result<i64, ApiError> {
-    principal.client_id.ok_or_else(|| ApiError::forbidden("platform admins work tickets through a client's user"))
-}
-
 fn author(principal: &Principal) -> String {
     match &principal.actor {
         Actor::User { email, .. } => email.clone(),
@@ -95,7 +91,7 @@ pub async fn create(
     ApiJson(req): ApiJson<NewTicket>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     principal.require(Role::Operator)?;
-    let client_id = client_of(&principal)?;
+    let client_id = principal.own_client()?;
     let subject = text_arg(&req.subject, "subject", SUBJECT_CHARS_MAX)?;
     let body = text_arg(&req.body, "body", BODY_CHARS_MAX)?;
     let priority = req.priority.unwrap_or_else(|| "normal".into());
@@ -123,7 +119,7 @@ pub async fn create(
 /// `GET /v1/tickets` (viewer+): newest first.
 pub async fn list(State(state): State<AppState>, principal: Principal) -> ApiResult<Json<Value>> {
     principal.require(Role::Viewer)?;
-    let client_id = client_of(&principal)?;
+    let client_id = principal.own_client()?;
     let data = state
         .db
         .call(move |conn| {
@@ -144,7 +140,7 @@ pub async fn get(
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<Json<Value>> {
     principal.require(Role::Viewer)?;
-    let client_id = client_of(&principal)?;
+    let client_id = principal.own_client()?;
     let ticket = state
         .db
         .call(move |conn| {
@@ -185,7 +181,7 @@ pub async fn update(
     ApiJson(req): ApiJson<TicketChange>,
 ) -> ApiResult<Json<Value>> {
     principal.require(Role::Operator)?;
-    let client_id = client_of(&principal)?;
+    let client_id = principal.own_client()?;
     if let Some(status) = &req.status
         && !STATUSES.contains(&status.as_str())
     {
@@ -202,13 +198,12 @@ pub async fn update(
                 && *to != from
                 && !transition_allowed(&from, to)
             {
-                return Err(ApiError {
-                    status: StatusCode::CONFLICT,
-                    kind: "invalid_request_error",
-                    code: "illegal_transition",
-                    message: format!("a ticket cannot go from {from} to {to}"),
-                    param: Some("status"),
-                });
+                return Err(ApiError::conflict(
+                    "invalid_request_error",
+                    "illegal_transition",
+                    format!("a ticket cannot go from {from} to {to}"),
+                )
+                .with_param("status"));
             }
             if let Some(Some(assignee)) = req.assignee_id {
                 let same_client: bool = tx.query_row(
@@ -252,7 +247,7 @@ pub async fn comment(
     ApiJson(req): ApiJson<NewComment>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     principal.require(Role::Operator)?;
-    let client_id = client_of(&principal)?;
+    let client_id = principal.own_client()?;
     let body = text_arg(&req.body, "body", BODY_CHARS_MAX)?;
     let by = author(&principal);
     let comment = state

@@ -17,22 +17,11 @@ use crate::app::AppState;
 use crate::auth::{Principal, Role};
 use crate::db::now_secs;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::ApiPath;
+use crate::extract::{ApiPath, page_limit};
 use crate::idempotency;
 
 /// Longest description kept with a transaction.
 const DESCRIPTION_CHARS_MAX: usize = 1000;
-/// Largest page of a list.
-const PAGE_MAX: usize = 100;
-
-/// The caller's client: transactions always belong to one.
-fn client_of(principal: &Principal) -> Result<u64, ApiError> {
-    principal
-        .client_id
-        .and_then(|c| u64::try_from(c).ok())
-        .ok_or_else(|| ApiError::forbidden("platform admins act on money through a client's user or API key"))
-}
-
 /// `tx_` + the 128-bit ledger id in hex.
 pub fn tx_id_string(id: TxId) -> String {
     format!("tx_{:032x}", id.0)
@@ -91,37 +80,34 @@ pub fn tx_json(r: &TxRecord, description: Option<&str>) -> Value {
 }
 
 fn ledger_reject(reject: Reject, kind: Kind) -> ApiError {
-    let refused = |code: &'static str, message: &str| ApiError {
-        status: StatusCode::UNPROCESSABLE_ENTITY,
-        kind: "ledger_error",
-        code,
-        message: message.to_string(),
-        param: None,
-    };
     match (reject, kind) {
-        (Reject::ExistsWithDifferentFields, _) => ApiError {
-            status: StatusCode::CONFLICT,
-            kind: "idempotency_error",
-            code: "idempotency_conflict",
-            message: "this Idempotency-Key was used with a different request".into(),
-            param: None,
-        },
+        (Reject::ExistsWithDifferentFields, _) => ApiError::conflict(
+            "idempotency_error",
+            "idempotency_conflict",
+            "this Idempotency-Key was used with a different request",
+        ),
         (Reject::RefNotFound, _) => ApiError::not_found("no such transaction"),
         (Reject::ExceedsRefAmount, Kind::Refund) => {
-            refused("refund_exceeds_captured", "refunds would exceed the captured amount")
+            ApiError::refused("refund_exceeds_captured", "refunds would exceed the captured amount")
         }
         (Reject::ExceedsRefAmount, _) => {
-            refused("capture_exceeds_authorized", "the capture exceeds the authorized amount")
+            ApiError::refused("capture_exceeds_authorized", "the capture exceeds the authorized amount")
         }
         (Reject::RefWrongState, Kind::Refund) => {
-            refused("payment_not_captured", "only a captured payment can be refunded")
+            ApiError::refused("payment_not_captured", "only a captured payment can be refunded")
         }
         (Reject::RefWrongState, Kind::Capture) => {
-            refused("payment_not_authorized", "only an uncaptured authorization can be captured")
+            ApiError::refused("payment_not_authorized", "only an uncaptured authorization can be captured")
         }
-        (Reject::RefWrongState, _) => refused("payment_not_voidable", "only an uncaptured authorization can be voided"),
-        (Reject::CurrencyMismatch, _) => refused("currency_mismatch", "the currency differs from the payment's"),
-        (Reject::InvalidAmount, _) => refused("amount_out_of_range", "a total would leave the representable range"),
+        (Reject::RefWrongState, _) => {
+            ApiError::refused("payment_not_voidable", "only an uncaptured authorization can be voided")
+        }
+        (Reject::CurrencyMismatch, _) => {
+            ApiError::refused("currency_mismatch", "the currency differs from the payment's")
+        }
+        (Reject::InvalidAmount, _) => {
+            ApiError::refused("amount_out_of_range", "a total would leave the representable range")
+        }
         (Reject::InvalidCurrency, _) => {
             ApiError::invalid("invalid_currency", "unknown currency").with_param("currency")
         }
@@ -196,13 +182,7 @@ async fn commit(
     let id = key.as_deref().map_or_else(idempotency::random_id, |k| idempotency::ledger_id(client, k));
     let tx = make(id);
     let kind = tx.kind().unwrap_or(Kind::Payment);
-    let outcome = state.ledger.submit_async(vec![tx]).await.map_err(|e| ApiError {
-        status: StatusCode::SERVICE_UNAVAILABLE,
-        kind: "api_error",
-        code: "ledger_unavailable",
-        message: format!("the ledger could not commit: {e}"),
-        param: None,
-    })?;
+    let outcome = state.ledger.submit_async(vec![tx]).await.map_err(ApiError::ledger_unavailable)?;
     let (record, was_there) = match outcome.first() {
         Some(TxOutcome::Committed(r)) => (*r, false),
         // The transaction was committed before, but its response was not stored (a
@@ -277,7 +257,7 @@ pub async fn create(
     body: Bytes,
 ) -> ApiResult<Response> {
     principal.require(Role::Operator)?;
-    let client_id = client_of(&principal)?;
+    let client_id = principal.ledger_client()?;
     let req: NewTransaction = json_body(&body)?;
     let currency = currency_arg(&req.currency)?;
     let amount = amount_arg(&req.amount, currency)?;
@@ -340,7 +320,7 @@ pub async fn follow_up(
     body: Bytes,
 ) -> ApiResult<Response> {
     principal.require(Role::Operator)?;
-    let client_id = client_of(&principal)?;
+    let client_id = principal.ledger_client()?;
     let payment = own_transaction(&state, client_id, &id)?;
     let currency = payment.tx.currency().ok_or_else(|| ApiError::internal("a stored payment has a currency"))?;
     let req: AmountBody = json_body(&body)?;
@@ -393,7 +373,7 @@ pub async fn get(
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<Value>> {
     principal.require(Role::Viewer)?;
-    let client_id = client_of(&principal)?;
+    let client_id = principal.ledger_client()?;
     let record = own_transaction(&state, client_id, &id)?;
     let description = description_of(&state, record.tx.id).await?;
     Ok(Json(tx_json(&record, description.as_deref())))
@@ -412,12 +392,9 @@ pub async fn list(
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<Value>> {
     principal.require(Role::Viewer)?;
-    let client_id = client_of(&principal)?;
+    let client_id = principal.ledger_client()?;
     let Query(query) = query.map_err(|e| ApiError::invalid("invalid_query", e.body_text()))?;
-    let limit = query.limit.unwrap_or(PAGE_MAX / 4);
-    if limit == 0 || limit > PAGE_MAX {
-        return Err(ApiError::invalid("invalid_limit", format!("limit is 1 to {PAGE_MAX}")).with_param("limit"));
-    }
+    let limit = page_limit(query.limit)?;
     let after_seq = match query.starting_after.as_deref() {
         None => 0,
         Some(id) => own_transaction(&state, client_id, id).map_err(|e| e.with_param("starting_after"))?.seq,
