@@ -1,10 +1,12 @@
 //! The application: shared state, the router, and start-up (bootstrap admin).
 
+use std::sync::Arc;
+
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{delete, get, post};
 use ledger_core::Ledger;
 
+use crate::api::{self, Endpoint, Metrics};
 use crate::auth;
 use crate::db::{Db, now_secs};
 use crate::error::ApiError;
@@ -20,30 +22,37 @@ pub struct AppState {
     pub ledger: Ledger,
     /// Serializes requests that share an Idempotency-Key.
     pub key_locks: crate::idempotency::KeyLocks,
+    pub metrics: Arc<Metrics>,
 }
 
-/// Every route of the service.
+impl AppState {
+    pub fn new(db: Db, ledger: Ledger) -> AppState {
+        AppState { db, ledger, key_locks: Default::default(), metrics: Arc::default() }
+    }
+}
+
+/// Every endpoint of the service, in the order the OpenAPI document lists them.
+pub fn endpoints() -> Vec<Endpoint> {
+    [
+        routes::health::endpoints(),
+        routes::auth::endpoints(),
+        routes::clients::endpoints(),
+        routes::transactions::endpoints(),
+        routes::batches::endpoints(),
+        routes::reports::endpoints(),
+        routes::devices::endpoints(),
+        routes::tickets::endpoints(),
+        routes::notes::endpoints(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+/// The service: every endpoint behind its access check, JSON errors for unknown
+/// routes, and a cap on request bodies.
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(routes::health::healthz))
-        .route("/v1/auth/login", post(routes::auth::login))
-        .route("/v1/users/me", get(routes::auth::me))
-        .route("/v1/users", post(routes::clients::create_user))
-        .route("/v1/clients", post(routes::clients::create_client).get(routes::clients::list_clients))
-        .route("/v1/clients/{id}", get(routes::clients::get_client))
-        .route("/v1/clients/{id}/applications", post(routes::clients::create_application))
-        .route("/v1/clients/{id}/applications/{app_id}", delete(routes::clients::revoke_application))
-        .route("/v1/transactions", post(routes::transactions::create).get(routes::transactions::list))
-        .route("/v1/transactions/{id}", get(routes::transactions::get))
-        .route("/v1/transactions/{id}/{action}", post(routes::transactions::follow_up))
-        .route("/v1/batches", get(routes::batches::list))
-        .route("/v1/batches/close", post(routes::batches::close))
-        .route("/v1/batches/{id}", get(routes::batches::get))
-        .route("/v1/batches/{id}/reconciliation", get(routes::batches::reconciliation))
-        .route("/v1/balance", get(routes::batches::balance))
-        .route("/v1/tickets", post(routes::tickets::create).get(routes::tickets::list))
-        .route("/v1/tickets/{id}", get(routes::tickets::get).patch(routes::tickets::update))
-        .route("/v1/tickets/{id}/comments", post(routes::tickets::comment))
+    api::router(endpoints(), &state)
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
         .with_state(state)

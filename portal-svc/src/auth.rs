@@ -31,6 +31,9 @@ pub enum Role {
 }
 
 impl Role {
+    /// Every role, least powerful first.
+    pub const ALL: [Role; 4] = [Role::Viewer, Role::Operator, Role::ClientAdmin, Role::Admin];
+
     pub fn parse(s: &str) -> Option<Role> {
         Some(match s {
             "admin" => Role::Admin,
@@ -200,10 +203,23 @@ fn bearer(parts: &Parts) -> Option<&str> {
     value.strip_prefix("Bearer ").map(str::trim).filter(|t| !t.is_empty())
 }
 
+/// The principal the access check of the route table left in the request; a handler
+/// reached without one (a route declared public) authenticates here.
 impl FromRequestParts<AppState> for Principal {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Principal, ApiError> {
+        match parts.extensions.get::<Principal>() {
+            Some(p) => Ok(p.clone()),
+            None => authenticate(parts, state).await,
+        }
+    }
+}
+
+/// Who sent this request: a session token's user or an API key's application
+/// (401 when neither is valid).
+pub async fn authenticate(parts: &Parts, state: &AppState) -> Result<Principal, ApiError> {
+    {
         let token = bearer(parts)
             .ok_or_else(|| ApiError::unauthenticated("missing_credentials", "send Authorization: Bearer TOKEN"))?
             .to_string();

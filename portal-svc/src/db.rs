@@ -88,6 +88,81 @@ const MIGRATIONS: &[&str] = &[
         body TEXT NOT NULL,
         created_at INTEGER NOT NULL
     );",
+    // 5: payment terminals, their groups (shared configuration), heartbeats with
+    // diagnostics, and firmware rollouts with per-device progress.
+    "CREATE TABLE device_groups (
+        id INTEGER PRIMARY KEY,
+        client_id INTEGER NOT NULL REFERENCES clients(id),
+        name TEXT NOT NULL,
+        config TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        UNIQUE (client_id, name)
+    );
+    CREATE TABLE devices (
+        id INTEGER PRIMARY KEY,
+        client_id INTEGER NOT NULL REFERENCES clients(id),
+        serial TEXT NOT NULL UNIQUE,
+        model TEXT NOT NULL,
+        group_id INTEGER REFERENCES device_groups(id),
+        firmware_version TEXT,
+        last_seen INTEGER,
+        created_at INTEGER NOT NULL
+    );
+    CREATE INDEX devices_client ON devices(client_id, id);
+    CREATE TABLE device_heartbeats (
+        id INTEGER PRIMARY KEY,
+        device_id INTEGER NOT NULL REFERENCES devices(id),
+        firmware_version TEXT NOT NULL,
+        diagnostics TEXT NOT NULL,
+        received_at INTEGER NOT NULL
+    );
+    CREATE INDEX device_heartbeats_device ON device_heartbeats(device_id, id);
+    CREATE TABLE rollouts (
+        id INTEGER PRIMARY KEY,
+        client_id INTEGER NOT NULL REFERENCES clients(id),
+        group_id INTEGER NOT NULL REFERENCES device_groups(id),
+        version TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('in_progress', 'completed', 'cancelled')),
+        created_by TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+    );
+    CREATE TABLE rollout_devices (
+        rollout_id INTEGER NOT NULL REFERENCES rollouts(id),
+        device_id INTEGER NOT NULL REFERENCES devices(id),
+        status TEXT NOT NULL CHECK (status IN ('pending', 'installed', 'failed')),
+        updated_at INTEGER NOT NULL,
+        PRIMARY KEY (rollout_id, device_id)
+    );",
+    // 6: MFA recovery codes and the last TOTP step accepted per user (a code is never
+    // accepted twice), notes on transactions/devices/tickets, and the audit log.
+    "ALTER TABLE users ADD COLUMN mfa_last_step INTEGER;
+    CREATE TABLE mfa_recovery_codes (
+        user_id INTEGER NOT NULL REFERENCES users(id),
+        code_hash BLOB NOT NULL,
+        used_at INTEGER,
+        PRIMARY KEY (user_id, code_hash)
+    );
+    CREATE TABLE notes (
+        id INTEGER PRIMARY KEY,
+        client_id INTEGER NOT NULL REFERENCES clients(id),
+        resource_type TEXT NOT NULL CHECK (resource_type IN ('transaction', 'device', 'ticket')),
+        resource_id TEXT NOT NULL,
+        body TEXT NOT NULL,
+        author TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    CREATE INDEX notes_resource ON notes(client_id, resource_type, resource_id, id);
+    CREATE TABLE audit_log (
+        id INTEGER PRIMARY KEY,
+        client_id INTEGER,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        resource TEXT,
+        at INTEGER NOT NULL
+    );
+    CREATE INDEX audit_log_client ON audit_log(client_id, at);",
 ];
 
 /// A shared handle on the metadata database.

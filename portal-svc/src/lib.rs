@@ -12,6 +12,7 @@
 //! (state machine, assignment, comments). Reports, devices, notes, MFA, the audit log,
 //! `/metrics` and `/openapi.json` come next; see `ARCHITECTURE.md`.
 
+pub mod api;
 pub mod app;
 pub mod auth;
 pub mod db;

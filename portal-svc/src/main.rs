@@ -38,7 +38,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("created platform admin {email} with password {password}");
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(serve(args.listen, AppState { db, ledger: ledger.clone(), key_locks: Default::default() }))?;
+    runtime.block_on(serve(args.listen, AppState::new(db, ledger.clone())))?;
     ledger.close()?;
     Ok(())
 }

@@ -5,12 +5,16 @@ use axum::extract::State;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::api::{Access, Endpoint};
 use crate::app::AppState;
+use crate::auth::Role;
 use crate::auth::{self, Actor, Principal};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
+use axum::http::Method;
+use axum::routing;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     email: String,
@@ -41,4 +45,19 @@ pub async fn me(principal: Principal) -> Json<Value> {
         "role": principal.role.as_str(),
         "client_id": principal.client_id,
     }))
+}
+
+/// The endpoints of this module.
+pub fn endpoints() -> Vec<Endpoint> {
+    vec![
+        Endpoint::new(
+            Method::POST,
+            "/v1/auth/login",
+            Access::Public,
+            "Exchange credentials for a session token",
+            routing::post(login),
+        )
+        .body::<LoginRequest>(),
+        Endpoint::new(Method::GET, "/v1/users/me", Access::member(Role::Viewer), "Who the caller is", routing::get(me)),
+    ]
 }

@@ -7,10 +7,13 @@ use ledger_core::{BatchSummary, CloseBatchError, Currency};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::api::{Access, Endpoint};
 use crate::app::AppState;
 use crate::auth::{Principal, Role};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath, page_limit};
+use axum::http::Method;
+use axum::routing;
 
 /// The batch summary object of the HTTP contract.
 pub fn batch_json(b: &BatchSummary) -> Value {
@@ -34,7 +37,7 @@ pub fn batch_json(b: &BatchSummary) -> Value {
     })
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CloseRequest {
     currency: String,
@@ -170,4 +173,41 @@ pub async fn balance(State(state): State<AppState>, principal: Principal) -> Api
         })
         .collect();
     Ok(Json(json!({ "object": "balance", "data": data })))
+}
+
+/// The endpoints of this module.
+pub fn endpoints() -> Vec<Endpoint> {
+    vec![
+        Endpoint::new(
+            Method::POST,
+            "/v1/batches/close",
+            Access::member(Role::Operator),
+            "Close the open batch of a currency",
+            routing::post(close),
+        )
+        .body::<CloseRequest>(),
+        Endpoint::new(Method::GET, "/v1/batches", Access::member(Role::Viewer), "List batches", routing::get(list))
+            .query(&["limit", "starting_after"]),
+        Endpoint::new(
+            Method::GET,
+            "/v1/batches/{id}",
+            Access::member(Role::Viewer),
+            "Get a batch summary",
+            routing::get(get),
+        ),
+        Endpoint::new(
+            Method::GET,
+            "/v1/batches/{id}/reconciliation",
+            Access::member(Role::Viewer),
+            "A batch's totals against the sum of its transactions",
+            routing::get(reconciliation),
+        ),
+        Endpoint::new(
+            Method::GET,
+            "/v1/balance",
+            Access::member(Role::Viewer),
+            "Balances per currency",
+            routing::get(balance),
+        ),
+    ]
 }

@@ -10,11 +10,14 @@ use rusqlite::{OptionalExtension, params};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::api::{Access, Endpoint};
 use crate::app::AppState;
 use crate::auth::{self, Principal, Role};
 use crate::db::now_secs;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath};
+use axum::http::Method;
+use axum::routing;
 
 /// Shortest password accepted for a new user.
 pub const PASSWORD_CHARS_MIN: usize = 12;
@@ -34,7 +37,7 @@ fn client_json(id: i64, name: &str, created_at: i64) -> Value {
     json!({ "id": id, "object": "client", "name": name, "created_at": created_at })
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewClient {
     name: String,
@@ -97,7 +100,7 @@ pub async fn get_client(
     client.map(Json).ok_or_else(|| ApiError::not_found("no such client"))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
     email: String,
@@ -195,7 +198,7 @@ fn may_manage_applications(principal: &Principal, client_id: i64) -> Result<(), 
     principal.require_user(Role::ClientAdmin)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewApplication {
     name: String,
@@ -256,4 +259,55 @@ pub async fn revoke_application(
         return Err(ApiError::not_found("no such application"));
     }
     Ok(Json(json!({ "id": app_id, "object": "application", "client_id": client_id, "revoked": true })))
+}
+
+/// The endpoints of this module.
+pub fn endpoints() -> Vec<Endpoint> {
+    vec![
+        Endpoint::new(
+            Method::POST,
+            "/v1/clients",
+            Access::users(Role::Admin),
+            "Create a client (tenant)",
+            routing::post(create_client),
+        )
+        .body::<NewClient>(),
+        Endpoint::new(
+            Method::GET,
+            "/v1/clients",
+            Access::member(Role::Viewer),
+            "List the clients the caller sees",
+            routing::get(list_clients),
+        ),
+        Endpoint::new(
+            Method::GET,
+            "/v1/clients/{id}",
+            Access::member(Role::Viewer),
+            "Get a client",
+            routing::get(get_client),
+        ),
+        Endpoint::new(
+            Method::POST,
+            "/v1/users",
+            Access::users(Role::ClientAdmin),
+            "Create a user",
+            routing::post(create_user),
+        )
+        .body::<NewUser>(),
+        Endpoint::new(
+            Method::POST,
+            "/v1/clients/{id}/applications",
+            Access::users(Role::ClientAdmin),
+            "Create a client application and its API key (shown once)",
+            routing::post(create_application),
+        )
+        .body::<NewApplication>(),
+        Endpoint::new(
+            Method::DELETE,
+            "/v1/clients/{id}/applications/{app_id}",
+            Access::users(Role::ClientAdmin),
+            "Revoke a client application's API key",
+            routing::delete(revoke_application),
+        ),
+    ]
 }

@@ -1,8 +1,12 @@
-//! HTTP routes, one module per resource.
+//! HTTP routes, one module per resource; each declares its endpoints for the route
+//! table (`crate::api`).
 
 pub mod auth;
 pub mod batches;
 pub mod clients;
+pub mod devices;
 pub mod health;
+pub mod notes;
+pub mod reports;
 pub mod tickets;
 pub mod transactions;

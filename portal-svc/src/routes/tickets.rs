@@ -8,11 +8,14 @@ use rusqlite::{OptionalExtension, Row, params};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::api::{Access, Endpoint};
 use crate::app::AppState;
 use crate::auth::{Actor, Principal, Role};
 use crate::db::now_secs;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath};
+use axum::http::Method;
+use axum::routing;
 
 const SUBJECT_CHARS_MAX: usize = 200;
 const BODY_CHARS_MAX: usize = 20_000;
@@ -76,7 +79,7 @@ fn load(conn: &rusqlite::Connection, client_id: i64, id: i64) -> Result<Value, A
     .ok_or_else(|| ApiError::not_found("no such ticket"))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewTicket {
     subject: String,
@@ -158,7 +161,7 @@ pub async fn get(
     Ok(Json(ticket))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TicketChange {
     status: Option<String>,
@@ -233,7 +236,7 @@ pub async fn update(
     Ok(Json(ticket))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewComment {
     body: String,
@@ -263,6 +266,51 @@ pub async fn comment(
         })
         .await?;
     Ok((StatusCode::CREATED, Json(comment)))
+}
+
+/// The endpoints of this module.
+pub fn endpoints() -> Vec<Endpoint> {
+    vec![
+        Endpoint::new(
+            Method::POST,
+            "/v1/tickets",
+            Access::member(Role::Operator),
+            "Open a support ticket",
+            routing::post(create),
+        )
+        .body::<NewTicket>(),
+        Endpoint::new(
+            Method::GET,
+            "/v1/tickets",
+            Access::member(Role::Viewer),
+            "List support tickets",
+            routing::get(list),
+        )
+        .query(&["limit", "starting_after", "status"]),
+        Endpoint::new(
+            Method::GET,
+            "/v1/tickets/{id}",
+            Access::member(Role::Viewer),
+            "Get a ticket with its comments",
+            routing::get(get),
+        ),
+        Endpoint::new(
+            Method::PATCH,
+            "/v1/tickets/{id}",
+            Access::member(Role::Operator),
+            "Change a ticket's status or assignee",
+            routing::patch(update),
+        )
+        .body::<TicketChange>(),
+        Endpoint::new(
+            Method::POST,
+            "/v1/tickets/{id}/comments",
+            Access::member(Role::Operator),
+            "Comment on a ticket",
+            routing::post(comment),
+        )
+        .body::<NewComment>(),
+    ]
 }
 
 #[cfg(test)]

@@ -13,12 +13,15 @@ use rusqlite::{OptionalExtension, params};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::api::{Access, Endpoint};
 use crate::app::AppState;
 use crate::auth::{Principal, Role};
 use crate::db::now_secs;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiPath, page_limit};
 use crate::idempotency;
+use axum::http::Method;
+use axum::routing;
 
 /// Longest description kept with a transaction.
 const DESCRIPTION_CHARS_MAX: usize = 1000;
@@ -226,7 +229,7 @@ fn replayed(status: u16, body: String) -> Response {
     response
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewTransaction {
     kind: String,
@@ -305,28 +308,62 @@ fn own_transaction(state: &AppState, client_id: u64, id: &str) -> Result<TxRecor
         .ok_or_else(|| ApiError::not_found("no such transaction"))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct AmountBody {
     amount: Option<String>,
 }
 
-/// `POST /v1/transactions/{id}/capture`, `/void`, `/refunds`.
-pub async fn follow_up(
+/// `POST /v1/transactions/{id}/capture`.
+async fn capture(
     State(state): State<AppState>,
     principal: Principal,
-    ApiPath((id, action)): ApiPath<(String, String)>,
+    ApiPath(id): ApiPath<String>,
     headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    follow_up(&state, &principal, id, "capture", &headers, body).await
+}
+
+/// `POST /v1/transactions/{id}/void`.
+async fn void(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath(id): ApiPath<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    follow_up(&state, &principal, id, "void", &headers, body).await
+}
+
+/// `POST /v1/transactions/{id}/refunds`.
+async fn refund(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath(id): ApiPath<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    follow_up(&state, &principal, id, "refunds", &headers, body).await
+}
+
+/// A capture, void or refund of the caller's payment `id`.
+async fn follow_up(
+    state: &AppState,
+    principal: &Principal,
+    id: String,
+    action: &str,
+    headers: &HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
     principal.require(Role::Operator)?;
     let client_id = principal.ledger_client()?;
-    let payment = own_transaction(&state, client_id, &id)?;
+    let payment = own_transaction(state, client_id, &id)?;
     let currency = payment.tx.currency().ok_or_else(|| ApiError::internal("a stored payment has a currency"))?;
     let req: AmountBody = json_body(&body)?;
     let amount = req.amount.as_deref().map(|a| amount_arg(a, currency)).transpose()?;
     let payment_id = payment.tx.id;
-    let make: Box<dyn FnOnce(TxId) -> Tx + Send> = match action.as_str() {
+    let make: Box<dyn FnOnce(TxId) -> Tx + Send> = match action {
         "capture" => {
             let amount = amount.unwrap_or(payment.tx.amount);
             Box::new(move |id| Tx::capture(id, payment_id, client_id, amount, currency))
@@ -350,7 +387,7 @@ pub async fn follow_up(
         _ => return Err(ApiError::not_found("no such route")),
     };
     let path = format!("/v1/transactions/{id}/{action}");
-    commit(&state, client_id, &headers, idempotency::fingerprint("POST", &path, &body), make, None).await
+    commit(state, client_id, headers, idempotency::fingerprint("POST", &path, &body), make, None).await
 }
 
 async fn description_of(state: &AppState, id: TxId) -> ApiResult<Option<String>> {
@@ -407,4 +444,56 @@ pub async fn list(
         data.push(tx_json(r, description_of(&state, r.tx.id).await?.as_deref()));
     }
     Ok(Json(json!({ "data": data, "has_more": has_more })))
+}
+
+/// The endpoints of this module.
+pub fn endpoints() -> Vec<Endpoint> {
+    vec![
+        Endpoint::new(
+            Method::POST,
+            "/v1/transactions",
+            Access::member(Role::Operator),
+            "Create a payment (sale or authorization) or an adjustment; Idempotency-Key makes it idempotent",
+            routing::post(create),
+        )
+        .body::<NewTransaction>(),
+        Endpoint::new(
+            Method::GET,
+            "/v1/transactions",
+            Access::member(Role::Viewer),
+            "List transactions, oldest first",
+            routing::get(list),
+        )
+        .query(&["limit", "starting_after"]),
+        Endpoint::new(
+            Method::GET,
+            "/v1/transactions/{id}",
+            Access::member(Role::Viewer),
+            "Get a transaction",
+            routing::get(get),
+        ),
+        Endpoint::new(
+            Method::POST,
+            "/v1/transactions/{id}/capture",
+            Access::member(Role::Operator),
+            "Capture an authorization (all of it unless amount is given)",
+            routing::post(capture),
+        )
+        .body::<AmountBody>(),
+        Endpoint::new(
+            Method::POST,
+            "/v1/transactions/{id}/void",
+            Access::member(Role::Operator),
+            "Void an uncaptured authorization",
+            routing::post(void),
+        ),
+        Endpoint::new(
+            Method::POST,
+            "/v1/transactions/{id}/refunds",
+            Access::member(Role::Operator),
+            "Refund part or all of a captured payment",
+            routing::post(refund),
+        )
+        .body::<AmountBody>(),
+    ]
 }

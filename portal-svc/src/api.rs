@@ -1,0 +1,306 @@
+//! The route table: every endpoint of the service is declared once, with its method,
+//! path, who may call it and what it takes. The router, the access check that runs
+//! before any handler, the per-route metrics and `GET /openapi.json` are all built from
+//! this one list, so they cannot drift apart.
+
+use std::borrow::Cow;
+use std::time::Instant;
+
+use axum::extract::{Request, State};
+use axum::http::Method;
+use axum::middleware::{Next, from_fn_with_state};
+use axum::response::{IntoResponse, Response};
+use axum::routing::MethodRouter;
+use serde_json::json;
+use utoipa::openapi::extensions::ExtensionsBuilder;
+use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn};
+use utoipa::openapi::request_body::RequestBodyBuilder;
+use utoipa::openapi::schema::{ComponentsBuilder, ObjectBuilder, Type};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{
+    ContentBuilder, InfoBuilder, OpenApi, OpenApiBuilder, PathsBuilder, Ref, RefOr, Required, ResponseBuilder, Schema,
+};
+
+use crate::app::AppState;
+use crate::auth::{Actor, Principal, Role};
+use crate::error::ApiError;
+
+/// Who may call an endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone, without credentials.
+    Public,
+    /// A signed-in user with at least `role`, or (when `keys`) a client application's
+    /// API key, which acts as an operator.
+    Member { role: Role, keys: bool },
+    /// A client application's API key only (device heartbeats).
+    KeyOnly,
+}
+
+impl Access {
+    /// Users with at least `role`, and API keys when `role` is at most operator.
+    pub const fn member(role: Role) -> Access {
+        Access::Member { role, keys: matches!(role, Role::Viewer | Role::Operator) }
+    }
+
+    /// Users with at least `role`; API keys never.
+    pub const fn users(role: Role) -> Access {
+        Access::Member { role, keys: false }
+    }
+
+    /// Whether `principal` may call; `Err` is the 403 to answer.
+    pub fn check(self, principal: &Principal) -> Result<(), ApiError> {
+        let is_key = matches!(principal.actor, Actor::Application { .. });
+        match self {
+            Access::Public => Ok(()),
+            Access::KeyOnly if is_key => Ok(()),
+            Access::KeyOnly => Err(ApiError::forbidden("only a client application's API key can do this")),
+            Access::Member { keys: false, .. } if is_key => {
+                Err(ApiError::forbidden("API keys cannot do this; sign in as a user"))
+            }
+            Access::Member { role, .. } => principal.require(role),
+        }
+    }
+
+    /// The roles allowed, for the OpenAPI document (`x-access`).
+    fn describe(self) -> serde_json::Value {
+        match self {
+            Access::Public => json!({ "public": true, "roles": [], "api_key": false }),
+            Access::KeyOnly => json!({ "public": false, "roles": [], "api_key": true }),
+            Access::Member { role, keys } => json!({
+                "public": false,
+                "roles": Role::ALL.iter().filter(|r| **r >= role).map(|r| r.as_str()).collect::<Vec<_>>(),
+                "api_key": keys,
+            }),
+        }
+    }
+}
+
+/// How an endpoint's request body is described: a name and a schema.
+type BodySchema = (Cow<'static, str>, RefOr<Schema>, Vec<(String, RefOr<Schema>)>);
+
+/// One endpoint.
+pub struct Endpoint {
+    pub method: Method,
+    pub path: &'static str,
+    pub summary: &'static str,
+    pub access: Access,
+    pub tag: &'static str,
+    route: MethodRouter<AppState>,
+    body: Option<BodySchema>,
+    query: &'static [&'static str],
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint").field("method", &self.method).field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+impl Endpoint {
+    /// An endpoint: `route` is e.g. `post(handler)` for `method`.
+    pub fn new(
+        method: Method,
+        path: &'static str,
+        access: Access,
+        summary: &'static str,
+        route: MethodRouter<AppState>,
+    ) -> Endpoint {
+        let tag = path.trim_start_matches("/v1/").split('/').next().unwrap_or("service");
+        Endpoint { method, path, summary, access, tag, route, body: None, query: &[] }
+    }
+
+    /// Declares the JSON request body's type (its schema goes into the OpenAPI document).
+    pub fn body<T: utoipa::ToSchema>(mut self) -> Endpoint {
+        let mut nested = Vec::new();
+        T::schemas(&mut nested);
+        self.body = Some((T::name(), T::schema(), nested));
+        self
+    }
+
+    /// Declares the query parameters it reads.
+    pub fn query(mut self, names: &'static [&'static str]) -> Endpoint {
+        self.query = names;
+        self
+    }
+}
+
+/// Counters and latencies per endpoint, exposed by `GET /metrics`.
+#[derive(Debug)]
+pub struct Metrics {
+    pub registry: prometheus_client::registry::Registry,
+    requests: prometheus_client::metrics::family::Family<RequestLabels, prometheus_client::metrics::counter::Counter>,
+    latency: prometheus_client::metrics::family::Family<RouteLabels, prometheus_client::metrics::histogram::Histogram>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct RequestLabels {
+    method: String,
+    route: String,
+    status: u16,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct RouteLabels {
+    method: String,
+    route: String,
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        let mut registry = prometheus_client::registry::Registry::with_prefix("portal");
+        let requests = prometheus_client::metrics::family::Family::default();
+        let latency = prometheus_client::metrics::family::Family::<RouteLabels, _>::new_with_constructor(|| {
+            // 50 us to ~3.3 s.
+            prometheus_client::metrics::histogram::Histogram::new(
+                prometheus_client::metrics::histogram::exponential_buckets(0.000_05, 2.0, 17),
+            )
+        });
+        registry.register("http_requests", "HTTP requests answered, by route and status", requests.clone());
+        registry.register("http_request_duration_seconds", "Time to answer, by route", latency.clone());
+        Metrics { registry, requests, latency }
+    }
+}
+
+/// Records the request's outcome under its route template (bounded label values).
+async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().as_str().to_string();
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    state.metrics.requests.get_or_create(&RequestLabels { method: method.clone(), route: route.clone(), status }).inc();
+    state.metrics.latency.get_or_create(&RouteLabels { method, route }).observe(started.elapsed().as_secs_f64());
+    response
+}
+
+/// Authenticates and checks `access` before the handler (and its body parsing) runs,
+/// so a caller without the right gets 401/403 whatever it sent. The principal is left
+/// in the request's extensions for the handler.
+async fn guard(access: Access, state: AppState, request: Request, next: Next) -> Response {
+    if access == Access::Public {
+        return next.run(request).await;
+    }
+    let (mut parts, body) = request.into_parts();
+    let principal = match crate::auth::authenticate(&parts, &state).await {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    if let Err(e) = access.check(&principal) {
+        return e.into_response();
+    }
+    parts.extensions.insert(principal);
+    next.run(Request::from_parts(parts, body)).await
+}
+
+/// The router for `endpoints`, each behind its access check.
+pub fn router(endpoints: Vec<Endpoint>, state: &AppState) -> axum::Router<AppState> {
+    let mut router = axum::Router::new();
+    for endpoint in endpoints {
+        let access = endpoint.access;
+        let layer = from_fn_with_state(state.clone(), move |State(state): State<AppState>, request, next| {
+            guard(access, state, request, next)
+        });
+        router = router.route(endpoint.path, endpoint.route.route_layer(layer));
+    }
+    router.route_layer(from_fn_with_state(state.clone(), observe))
+}
+
+fn http_method(method: &Method) -> HttpMethod {
+    match *method {
+        Method::POST => HttpMethod::Post,
+        Method::PUT => HttpMethod::Put,
+        Method::PATCH => HttpMethod::Patch,
+        Method::DELETE => HttpMethod::Delete,
+        _ => HttpMethod::Get,
+    }
+}
+
+/// The OpenAPI 3 document of `endpoints`.
+pub fn openapi(endpoints: &[Endpoint]) -> OpenApi {
+    let error_schema = ObjectBuilder::new()
+        .property(
+            "error",
+            ObjectBuilder::new()
+                .property("type", ObjectBuilder::new().schema_type(Type::String))
+                .property("code", ObjectBuilder::new().schema_type(Type::String))
+                .property("message", ObjectBuilder::new().schema_type(Type::String))
+                .property("param", ObjectBuilder::new().schema_type(Type::String))
+                .required("type")
+                .required("code")
+                .required("message"),
+        )
+        .required("error")
+        .build();
+    let mut components = ComponentsBuilder::new()
+        .schema("Error", error_schema)
+        .security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
+    let mut paths = PathsBuilder::new().build();
+    for e in endpoints {
+        let mut op = OperationBuilder::new()
+            .summary(Some(e.summary))
+            .tag(e.tag)
+            .operation_id(Some(format!("{} {}", e.method.as_str().to_lowercase(), e.path)))
+            .extensions(Some(ExtensionsBuilder::new().add("x-access", e.access.describe()).build()));
+        if e.access != Access::Public {
+            op = op.security(SecurityRequirement::new("bearer", Vec::<String>::new()));
+        }
+        for name in path_params(e.path) {
+            op = op.parameter(
+                ParameterBuilder::new()
+                    .name(name)
+                    .parameter_in(ParameterIn::Path)
+                    .required(Required::True)
+                    .schema(Some(ObjectBuilder::new().schema_type(Type::String))),
+            );
+        }
+        for name in e.query {
+            op = op.parameter(
+                ParameterBuilder::new()
+                    .name(*name)
+                    .parameter_in(ParameterIn::Query)
+                    .required(Required::False)
+                    .schema(Some(ObjectBuilder::new().schema_type(Type::String))),
+            );
+        }
+        if let Some((name, schema, nested)) = &e.body {
+            components = components.schema(name.to_string(), schema.clone());
+            for (n, s) in nested {
+                components = components.schema(n.clone(), s.clone());
+            }
+            op = op.request_body(Some(
+                RequestBodyBuilder::new()
+                    .content(
+                        "application/json",
+                        ContentBuilder::new().schema(Some(Ref::from_schema_name(name.clone()))).build(),
+                    )
+                    .required(Some(Required::True))
+                    .build(),
+            ));
+        }
+        let ok = if e.method == Method::POST { "201" } else { "200" };
+        let error = ResponseBuilder::new()
+            .description("an error body")
+            .content("application/json", ContentBuilder::new().schema(Some(Ref::from_schema_name("Error"))).build())
+            .build();
+        op = op.response(ok, ResponseBuilder::new().description("success").build()).response("default", error);
+        paths.add_path_operation(e.path, vec![http_method(&e.method)], op.build());
+    }
+    OpenApiBuilder::new()
+        .info(
+            InfoBuilder::new()
+                .title("portal-svc")
+                .version(env!("CARGO_PKG_VERSION"))
+                .description(Some("The payment portal's HTTP API over the ledger engine. Money is a decimal string in major units; every error is {\"error\": {type, code, message, param?}}. x-access on each operation says which roles and whether API keys may call it.")),
+        )
+        .paths(paths)
+        .components(Some(components.build()))
+        .build()
+}
+
+fn path_params(path: &str) -> impl Iterator<Item = &str> {
+    path.split('/').filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+}
