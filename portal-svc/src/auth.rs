@@ -101,6 +101,15 @@ impl Principal {
         u64::try_from(self.own_client()?).map_err(ApiError::internal)
     }
 
+    /// How the caller is named in authorship and the audit log: the user's email, or
+    /// `application:ID`.
+    pub fn label(&self) -> String {
+        match &self.actor {
+            Actor::User { email, .. } => email.clone(),
+            Actor::Application { id } => format!("application:{id}"),
+        }
+    }
+
     /// Whether the caller may see objects of `client_id` (admins see every client).
     /// Another client's object must be answered as not found, never as forbidden.
     pub fn sees_client(&self, client_id: i64) -> bool {

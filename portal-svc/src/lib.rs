@@ -14,6 +14,7 @@
 
 pub mod api;
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod db;
 pub mod error;

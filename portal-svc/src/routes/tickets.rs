@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::api::{Access, Endpoint};
 use crate::app::AppState;
-use crate::auth::{Actor, Principal, Role};
+use crate::auth::{Principal, Role};
 use crate::db::now_secs;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath};
@@ -36,10 +36,7 @@ pub fn transition_allowed(from: &str, to: &str) -> bool {
 }
 
 fn author(principal: &Principal) -> String {
-    match &principal.actor {
-        Actor::User { email, .. } => email.clone(),
-        Actor::Application { id } => format!("application:{id}"),
-    }
+    principal.label()
 }
 
 fn text_arg(text: &str, param: &'static str, max: usize) -> Result<String, ApiError> {

@@ -63,6 +63,13 @@ impl Service {
                 }
                 r.call()
             }
+            ("PUT", body) => {
+                let mut r = self.agent.put(&url).header("Content-Type", "application/json");
+                if let Some(a) = &auth {
+                    r = r.header("Authorization", a);
+                }
+                r.send(body.unwrap_or(""))
+            }
             ("PATCH", body) => {
                 let mut r = self.agent.patch(&url).header("Content-Type", "application/json");
                 if let Some(a) = &auth {
