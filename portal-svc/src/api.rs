@@ -89,6 +89,7 @@ pub struct Endpoint {
     route: MethodRouter<AppState>,
     body: Option<BodySchema>,
     query: &'static [&'static str],
+    ok: u16,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -107,7 +108,8 @@ impl Endpoint {
         route: MethodRouter<AppState>,
     ) -> Endpoint {
         let tag = path.trim_start_matches("/v1/").split('/').next().unwrap_or("service");
-        Endpoint { method, path, summary, access, tag, route, body: None, query: &[] }
+        let ok = if method == Method::POST { 201 } else { 200 };
+        Endpoint { method, path, summary, access, tag, route, body: None, query: &[], ok }
     }
 
     /// Declares the JSON request body's type (its schema goes into the OpenAPI document).
@@ -115,6 +117,12 @@ impl Endpoint {
         let mut nested = Vec::new();
         T::schemas(&mut nested);
         self.body = Some((T::name(), T::schema(), nested));
+        self
+    }
+
+    /// Declares the success status when it is not the default (201 for POST, else 200).
+    pub fn answers(mut self, status: u16) -> Endpoint {
+        self.ok = status;
         self
     }
 
@@ -281,12 +289,13 @@ pub fn openapi(endpoints: &[Endpoint]) -> OpenApi {
                     .build(),
             ));
         }
-        let ok = if e.method == Method::POST { "201" } else { "200" };
         let error = ResponseBuilder::new()
             .description("an error body")
             .content("application/json", ContentBuilder::new().schema(Some(Ref::from_schema_name("Error"))).build())
             .build();
-        op = op.response(ok, ResponseBuilder::new().description("success").build()).response("default", error);
+        op = op
+            .response(e.ok.to_string(), ResponseBuilder::new().description("success").build())
+            .response("default", error);
         paths.add_path_operation(e.path, vec![http_method(&e.method)], op.build());
     }
     OpenApiBuilder::new()

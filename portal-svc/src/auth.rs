@@ -163,8 +163,16 @@ fn dummy_hash() -> &'static str {
     DUMMY.get_or_init(|| hash_password("not a real password").unwrap_or_default())
 }
 
-/// Verifies credentials and opens a session; returns `(token, expires_at)`.
-pub fn login(conn: &mut rusqlite::Connection, email: &str, password: &str) -> Result<(String, i64), ApiError> {
+/// Verifies credentials (and the second factor when the user has MFA on) and opens a
+/// session; returns `(token, expires_at)`. A wrong password or a wrong code counts
+/// towards throttling; a right password without a code does not (the client asks for
+/// one and retries).
+pub fn login(
+    conn: &mut rusqlite::Connection,
+    email: &str,
+    password: &str,
+    otp: Option<&str>,
+) -> Result<(String, i64), ApiError> {
     let now = now_secs();
     conn.execute("DELETE FROM login_failures WHERE at < ?1", [now - LOGIN_WINDOW_SECS])?;
     let failures: i64 = conn.query_row(
@@ -197,13 +205,29 @@ pub fn login(conn: &mut rusqlite::Connection, email: &str, password: &str) -> Re
         conn.execute("INSERT INTO login_failures (email, at) VALUES (?1, ?2)", rusqlite::params![email, now])?;
         return Err(ApiError::unauthenticated("invalid_credentials", "the email or password is wrong"));
     };
-    conn.execute("DELETE FROM login_failures WHERE email = ?1", [email])?;
+    let tx = conn.transaction()?;
+    let (_, mfa_enabled, _) = crate::mfa::state(&tx, user_id)?;
+    if mfa_enabled {
+        let Some(otp) = otp.filter(|o| !o.trim().is_empty()) else {
+            return Err(
+                ApiError::unauthenticated("mfa_required", "this account needs a one-time code (otp)").with_param("otp")
+            );
+        };
+        if !crate::mfa::accept(&tx, user_id, email, otp)? {
+            tx.execute("INSERT INTO login_failures (email, at) VALUES (?1, ?2)", rusqlite::params![email, now])?;
+            tx.commit()?;
+            return Err(ApiError::unauthenticated("invalid_otp", "the one-time code is wrong or was already used")
+                .with_param("otp"));
+        }
+    }
+    tx.execute("DELETE FROM login_failures WHERE email = ?1", [email])?;
     let token = random_secret(32);
     let expires_at = now + SESSION_SECS;
-    conn.execute(
+    tx.execute(
         "INSERT INTO sessions (token_hash, user_id, expires_at, created_at) VALUES (?1, ?2, ?3, ?4)",
         rusqlite::params![token_hash(&token), user_id, expires_at, now],
     )?;
+    tx.commit()?;
     Ok((token, expires_at))
 }
 

@@ -20,4 +20,5 @@ pub mod db;
 pub mod error;
 pub mod extract;
 pub mod idempotency;
+pub mod mfa;
 pub mod routes;

@@ -185,6 +185,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             "Close the open batch of a currency",
             routing::post(close),
         )
+        .answers(200)
         .body::<CloseRequest>(),
         Endpoint::new(Method::GET, "/v1/batches", Access::member(Role::Viewer), "List batches", routing::get(list))
             .query(&["limit", "starting_after"]),
