@@ -30,22 +30,30 @@ use crate::error::ApiError;
 pub enum Access {
     /// Anyone, without credentials.
     Public,
-    /// A signed-in user with at least `role`, or (when `keys`) a client application's
-    /// API key, which acts as an operator.
-    Member { role: Role, keys: bool },
+    /// A signed-in user with at least `role`; or (when `keys`) a client application's
+    /// API key, which acts as an operator. Platform admins, who belong to no client,
+    /// only when `admins`: client-scoped routes act within the caller's own client.
+    Member { role: Role, keys: bool, admins: bool },
     /// A client application's API key only (device heartbeats).
     KeyOnly,
 }
 
 impl Access {
-    /// Users with at least `role`, and API keys when `role` is at most operator.
+    /// A client-scoped route: users of a client with at least `role`, and API keys
+    /// when `role` is at most operator.
     pub const fn member(role: Role) -> Access {
-        Access::Member { role, keys: matches!(role, Role::Viewer | Role::Operator) }
+        Access::Member { role, keys: matches!(role, Role::Viewer | Role::Operator), admins: false }
     }
 
-    /// Users with at least `role`; API keys never.
+    /// A client-scoped route for users with at least `role`; API keys never.
     pub const fn users(role: Role) -> Access {
-        Access::Member { role, keys: false }
+        Access::Member { role, keys: false, admins: false }
+    }
+
+    /// A route platform admins use too (clients, users, applications, the audit log):
+    /// users with at least `role`, admins included; API keys never.
+    pub const fn platform(role: Role) -> Access {
+        Access::Member { role, keys: false, admins: true }
     }
 
     /// Whether `principal` may call; `Err` is the 403 to answer.
@@ -58,18 +66,25 @@ impl Access {
             Access::Member { keys: false, .. } if is_key => {
                 Err(ApiError::forbidden("API keys cannot do this; sign in as a user"))
             }
+            Access::Member { admins: false, .. } if principal.role == Role::Admin => {
+                Err(ApiError::forbidden("platform admins act through a client's user or API key"))
+            }
             Access::Member { role, .. } => principal.require(role),
         }
     }
 
-    /// The roles allowed, for the OpenAPI document (`x-access`).
+    /// Who may call, for the OpenAPI document (`x-access`).
     fn describe(self) -> serde_json::Value {
         match self {
             Access::Public => json!({ "public": true, "roles": [], "api_key": false }),
             Access::KeyOnly => json!({ "public": false, "roles": [], "api_key": true }),
-            Access::Member { role, keys } => json!({
+            Access::Member { role, keys, admins } => json!({
                 "public": false,
-                "roles": Role::ALL.iter().filter(|r| **r >= role).map(|r| r.as_str()).collect::<Vec<_>>(),
+                "roles": Role::ALL
+                    .iter()
+                    .filter(|r| **r >= role && (admins || **r != Role::Admin))
+                    .map(|r| r.as_str())
+                    .collect::<Vec<_>>(),
                 "api_key": keys,
             }),
         }
@@ -195,13 +210,20 @@ async fn guard(access: Access, state: AppState, request: Request, next: Next) ->
     let (mut parts, body) = request.into_parts();
     let principal = match crate::auth::authenticate(&parts, &state).await {
         Ok(p) => p,
-        Err(e) => return e.into_response(),
+        Err(e) => return refuse(e, body).await,
     };
     if let Err(e) = access.check(&principal) {
-        return e.into_response();
+        return refuse(e, body).await;
     }
     parts.extensions.insert(principal);
     next.run(Request::from_parts(parts, body)).await
+}
+
+/// Answers `error` after reading the request's body (up to the size limit), so the
+/// connection stays usable for the client's next request on it.
+async fn refuse(error: ApiError, body: axum::body::Body) -> Response {
+    let _ = axum::body::to_bytes(body, crate::app::BODY_BYTES_MAX).await;
+    error.into_response()
 }
 
 /// The router for `endpoints`, each behind its access check.

@@ -16,3 +16,19 @@ pub fn record(conn: &Connection, principal: &Principal, action: &str, resource: 
     )?;
     Ok(())
 }
+
+/// [`record`], filed under `client_id` (a platform admin acting on a client's behalf:
+/// the entry belongs to that client's log).
+pub fn record_in(
+    conn: &Connection,
+    principal: &Principal,
+    client_id: Option<i64>,
+    action: &str,
+    resource: &str,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO audit_log (client_id, actor, action, resource, at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![client_id.or(principal.client_id), principal.label(), action, resource, now_secs()],
+    )?;
+    Ok(())
+}

@@ -150,11 +150,17 @@ pub fn endpoints() -> Vec<Endpoint> {
         )
         .answers(200)
         .body::<LoginRequest>(),
-        Endpoint::new(Method::GET, "/v1/users/me", Access::member(Role::Viewer), "Who the caller is", routing::get(me)),
+        Endpoint::new(
+            Method::GET,
+            "/v1/users/me",
+            Access::Member { role: Role::Viewer, keys: true, admins: true },
+            "Who the caller is",
+            routing::get(me),
+        ),
         Endpoint::new(
             Method::POST,
             "/v1/users/me/mfa",
-            Access::users(Role::Viewer),
+            Access::platform(Role::Viewer),
             "Start TOTP enrolment: secret, otpauth URL and recovery codes",
             routing::post(mfa_enrol),
         )
@@ -162,7 +168,7 @@ pub fn endpoints() -> Vec<Endpoint> {
         Endpoint::new(
             Method::POST,
             "/v1/users/me/mfa/verify",
-            Access::users(Role::Viewer),
+            Access::platform(Role::Viewer),
             "Verify a TOTP code and turn MFA on",
             routing::post(mfa_verify),
         )

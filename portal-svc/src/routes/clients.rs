@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 use crate::api::{Access, Endpoint};
 use crate::app::AppState;
+use crate::audit;
 use crate::auth::{self, Principal, Role};
 use crate::db::now_secs;
 use crate::error::{ApiError, ApiResult};
@@ -55,8 +56,12 @@ pub async fn create_client(
     let id = state
         .db
         .call(move |conn| {
-            conn.execute("INSERT INTO clients (name, created_at) VALUES (?1, ?2)", params![name, now])?;
-            Ok(conn.last_insert_rowid())
+            let tx = conn.transaction()?;
+            tx.execute("INSERT INTO clients (name, created_at) VALUES (?1, ?2)", params![name, now])?;
+            let id = tx.last_insert_rowid();
+            audit::record_in(&tx, &principal, Some(id), "client.create", &format!("client:{id}"))?;
+            tx.commit()?;
+            Ok(id)
         })
         .await?;
     Ok((StatusCode::CREATED, Json(client_json(id, req.name.trim(), now))))
@@ -179,7 +184,9 @@ pub async fn create_user(
                 "INSERT INTO users (email, password_hash, role, client_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![stored_email, hash, role.as_str(), client_id, now],
             )?;
-            Ok(conn.last_insert_rowid())
+            let id = conn.last_insert_rowid();
+            audit::record_in(conn, &principal, client_id, "user.create", &format!("user:{id}"))?;
+            Ok(id)
         })
         .await?;
     Ok((
@@ -227,7 +234,9 @@ pub async fn create_application(
                 "INSERT INTO applications (client_id, name, key_lookup, key_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![client_id, stored_name, lookup, hash, now],
             )?;
-            Ok(conn.last_insert_rowid())
+            let id = conn.last_insert_rowid();
+            audit::record_in(conn, &principal, Some(client_id), "application.create", &format!("application:{id}"))?;
+            Ok(id)
         })
         .await?;
     Ok((
@@ -249,10 +258,20 @@ pub async fn revoke_application(
     let changed = state
         .db
         .call(move |conn| {
-            Ok(conn.execute(
+            let changed = conn.execute(
                 "UPDATE applications SET revoked_at = coalesce(revoked_at, ?3) WHERE id = ?1 AND client_id = ?2",
                 params![app_id, client_id, now],
-            )?)
+            )?;
+            if changed > 0 {
+                audit::record_in(
+                    conn,
+                    &principal,
+                    Some(client_id),
+                    "application.revoke",
+                    &format!("application:{app_id}"),
+                )?;
+            }
+            Ok(changed)
         })
         .await?;
     if changed == 0 {
@@ -267,7 +286,7 @@ pub fn endpoints() -> Vec<Endpoint> {
         Endpoint::new(
             Method::POST,
             "/v1/clients",
-            Access::users(Role::Admin),
+            Access::platform(Role::Admin),
             "Create a client (tenant)",
             routing::post(create_client),
         )
@@ -275,21 +294,21 @@ pub fn endpoints() -> Vec<Endpoint> {
         Endpoint::new(
             Method::GET,
             "/v1/clients",
-            Access::member(Role::Viewer),
+            Access::Member { role: Role::Viewer, keys: true, admins: true },
             "List the clients the caller sees",
             routing::get(list_clients),
         ),
         Endpoint::new(
             Method::GET,
             "/v1/clients/{id}",
-            Access::member(Role::Viewer),
+            Access::Member { role: Role::Viewer, keys: true, admins: true },
             "Get a client",
             routing::get(get_client),
         ),
         Endpoint::new(
             Method::POST,
             "/v1/users",
-            Access::users(Role::ClientAdmin),
+            Access::platform(Role::ClientAdmin),
             "Create a user",
             routing::post(create_user),
         )
@@ -297,7 +316,7 @@ pub fn endpoints() -> Vec<Endpoint> {
         Endpoint::new(
             Method::POST,
             "/v1/clients/{id}/applications",
-            Access::users(Role::ClientAdmin),
+            Access::platform(Role::ClientAdmin),
             "Create a client application and its API key (shown once)",
             routing::post(create_application),
         )
@@ -305,7 +324,7 @@ pub fn endpoints() -> Vec<Endpoint> {
         Endpoint::new(
             Method::DELETE,
             "/v1/clients/{id}/applications/{app_id}",
-            Access::users(Role::ClientAdmin),
+            Access::platform(Role::ClientAdmin),
             "Revoke a client application's API key",
             routing::delete(revoke_application),
         ),

@@ -1,8 +1,509 @@
-//! reports (being built).
+//! Reports: transactions over a period (rows, and totals by day, kind, status and
+//! device), as JSON or CSV, streamed so that a range of millions of transactions never
+//! sits in memory; and user activity from the audit log.
+//!
+//! Periods: `from` and `to` are a date (`2026-11-26`, UTC), an RFC 3339 time, or Unix
+//! seconds. `from` is inclusive; `to` is exclusive, except that a date `to` includes
+//! that whole day. Defaults: the 30 days up to now.
 
-use crate::api::Endpoint;
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Query, State};
+use axum::http::{Method, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing;
+use ledger_core::money::format_minor;
+use ledger_core::{Currency, Kind, Tx, TxRecord};
+use rusqlite::params;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use time::macros::format_description;
+
+use crate::api::{Access, Endpoint};
+use crate::app::AppState;
+use crate::auth::{Principal, Role};
+use crate::db::now_secs;
+use crate::error::{ApiError, ApiResult};
+use crate::routes::transactions::{kind_name, state_name, tx_id_string};
+
+const DAY_SECS: i64 = 86_400;
+/// Records read from the ledger per step of the scan.
+const SCAN_PAGE: usize = 2048;
+/// Audit rows in one activity report.
+const ACTIVITY_ROWS_MAX: usize = 100_000;
+
+/// A moment: a date (its midnight, UTC, or the next one when `end`), an RFC 3339 time,
+/// or Unix seconds.
+fn parse_moment(text: &str, end: bool, param: &'static str) -> Result<i64, ApiError> {
+    let text = text.trim();
+    if let Ok(secs) = text.parse::<i64>() {
+        return Ok(secs);
+    }
+    if let Ok(date) = time::Date::parse(text, format_description!("[year]-[month]-[day]")) {
+        let midnight = date.midnight().assume_utc().unix_timestamp();
+        return Ok(if end { midnight + DAY_SECS } else { midnight });
+    }
+    if let Ok(t) = OffsetDateTime::parse(text, &Rfc3339) {
+        return Ok(t.unix_timestamp());
+    }
+    Err(ApiError::invalid("invalid_time", format!("{param} is a date (YYYY-MM-DD), an RFC 3339 time or Unix seconds"))
+        .with_param(param))
+}
+
+/// The period `[from, to)` of a query, in Unix seconds.
+fn period(from: Option<&str>, to: Option<&str>) -> Result<(i64, i64), ApiError> {
+    let to = to.map(|t| parse_moment(t, true, "to")).transpose()?.unwrap_or_else(|| now_secs() + 1);
+    let from = from.map(|f| parse_moment(f, false, "from")).transpose()?.unwrap_or(to - 30 * DAY_SECS);
+    if from >= to {
+        return Err(ApiError::invalid("invalid_period", "from must be before to").with_param("from"));
+    }
+    Ok((from, to))
+}
+
+fn day_of(secs: i64) -> String {
+    OffsetDateTime::from_unix_timestamp(secs)
+        .ok()
+        .and_then(|t| t.format(format_description!("[year]-[month]-[day]")).ok())
+        .unwrap_or_default()
+}
+
+fn rfc3339(secs: i64) -> String {
+    OffsetDateTime::from_unix_timestamp(secs).ok().and_then(|t| t.format(&Rfc3339).ok()).unwrap_or_default()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Json,
+    Csv,
+}
+
+fn format_arg(format: Option<&str>) -> Result<Format, ApiError> {
+    match format.unwrap_or("json") {
+        "json" => Ok(Format::Json),
+        "csv" => Ok(Format::Csv),
+        _ => Err(ApiError::invalid("invalid_format", "format is json or csv").with_param("format")),
+    }
+}
+
+/// What a transaction does to the money: sales, captures and adjustments add, refunds
+/// subtract; authorizations and voids move nothing.
+fn net_effect(r: &TxRecord) -> i64 {
+    match Kind::from_code(r.tx.kind) {
+        Some(Kind::Payment) if r.tx.flags & Tx::AUTH_ONLY == 0 => r.tx.amount,
+        Some(Kind::Capture | Kind::Adjustment) => r.tx.amount,
+        Some(Kind::Refund) => -r.tx.amount,
+        _ => 0,
+    }
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Sums {
+    count: u64,
+    amount: i64,
+    net: i64,
+}
+
+impl Sums {
+    fn add(&mut self, r: &TxRecord) {
+        self.count += 1;
+        self.amount = self.amount.saturating_add(r.tx.amount);
+        self.net = self.net.saturating_add(net_effect(r));
+    }
+}
+
+/// Totals of a report, grouped four ways, each per currency.
+#[derive(Debug, Default)]
+struct Totals {
+    by_day: BTreeMap<(String, String), Sums>,
+    by_kind: BTreeMap<(&'static str, String), Sums>,
+    by_status: BTreeMap<(&'static str, String), Sums>,
+    by_device: BTreeMap<(u64, String), Sums>,
+}
+
+impl Totals {
+    fn add(&mut self, r: &TxRecord) {
+        let currency = r.tx.currency().map_or_else(|| "???".to_string(), |c| c.code().to_string());
+        let secs = i64::try_from(r.timestamp_ns / 1_000_000_000).unwrap_or(i64::MAX);
+        self.by_day.entry((day_of(secs), currency.clone())).or_default().add(r);
+        self.by_kind.entry((kind_name(r.tx.kind), currency.clone())).or_default().add(r);
+        self.by_status.entry((state_name(r.state), currency.clone())).or_default().add(r);
+        self.by_device.entry((r.tx.device_id, currency)).or_default().add(r);
+    }
+
+    fn group<K>(map: &BTreeMap<(K, String), Sums>, key: &str, show: impl Fn(&K) -> Value) -> Vec<Value> {
+        map.iter()
+            .map(|((k, currency), s)| {
+                let money = |v: i64| Currency::from_code(currency).map_or_else(|| v.to_string(), |c| format_minor(v, c));
+                json!({ key: show(k), "currency": currency, "count": s.count, "amount": money(s.amount), "net": money(s.net) })
+            })
+            .collect()
+    }
+
+    fn json(&self) -> Value {
+        json!({
+            "by_day": Totals::group(&self.by_day, "day", |d| json!(d)),
+            "by_kind": Totals::group(&self.by_kind, "kind", |k| json!(k)),
+            "by_status": Totals::group(&self.by_status, "status", |s| json!(s)),
+            "by_device": Totals::group(&self.by_device, "device_id", |d| if *d == 0 { Value::Null } else { json!(d) }),
+        })
+    }
+
+    fn groups(&self, by: Grouping) -> Vec<Value> {
+        match by {
+            Grouping::Day => Totals::group(&self.by_day, "day", |d| json!(d)),
+            Grouping::Kind => Totals::group(&self.by_kind, "kind", |k| json!(k)),
+            Grouping::Status => Totals::group(&self.by_status, "status", |s| json!(s)),
+            Grouping::Device => {
+                Totals::group(&self.by_device, "device_id", |d| if *d == 0 { Value::Null } else { json!(d) })
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Grouping {
+    Day,
+    Kind,
+    Status,
+    Device,
+}
+
+impl Grouping {
+    fn parse(s: &str) -> Result<Grouping, ApiError> {
+        Ok(match s {
+            "day" => Grouping::Day,
+            "kind" => Grouping::Kind,
+            "status" => Grouping::Status,
+            "device" => Grouping::Device,
+            _ => {
+                return Err(ApiError::invalid("invalid_group_by", "group_by is day, kind, status or device")
+                    .with_param("group_by"));
+            }
+        })
+    }
+
+    fn key(self) -> &'static str {
+        match self {
+            Grouping::Day => "day",
+            Grouping::Kind => "kind",
+            Grouping::Status => "status",
+            Grouping::Device => "device_id",
+        }
+    }
+}
+
+const CSV_HEADER: &str = "id,created_at,kind,status,amount,currency,captured,refunded,ref_id,device_id,batch_id,seq\n";
+
+fn csv_row(r: &TxRecord, out: &mut String) {
+    let currency = r.tx.currency();
+    let money = |v: i64| currency.map_or_else(|| v.to_string(), |c| format_minor(v, c));
+    let secs = i64::try_from(r.timestamp_ns / 1_000_000_000).unwrap_or(i64::MAX);
+    let ref_id = if r.tx.ref_id.is_none() { String::new() } else { tx_id_string(r.tx.ref_id) };
+    let device = if r.tx.device_id == 0 { String::new() } else { r.tx.device_id.to_string() };
+    let batch = if r.batch_id == 0 { String::new() } else { r.batch_id.to_string() };
+    // No field can hold a comma, quote or newline: ids, enums, decimals, ISO codes.
+    out.push_str(&format!(
+        "{},{},{},{},{},{},{},{},{},{},{},{}\n",
+        tx_id_string(r.tx.id),
+        rfc3339(secs),
+        kind_name(r.tx.kind),
+        state_name(r.state),
+        money(r.tx.amount),
+        currency.map(|c| c.code().to_string()).unwrap_or_default(),
+        money(r.captured),
+        money(r.refunded),
+        ref_id,
+        device,
+        batch,
+        r.seq
+    ));
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ReportQuery {
+    from: Option<String>,
+    to: Option<String>,
+    format: Option<String>,
+    /// `false` leaves the rows out of a JSON report (totals only).
+    rows: Option<bool>,
+    /// With `format=csv`, exports the totals grouped this way instead of the rows.
+    group_by: Option<String>,
+    kind: Option<String>,
+    currency: Option<String>,
+    device_id: Option<u64>,
+}
+
+/// Which transactions a report keeps, besides the period.
+#[derive(Debug, Clone, Copy)]
+struct Filter {
+    kind: Option<u32>,
+    currency: Option<Currency>,
+    device_id: Option<u64>,
+}
+
+impl Filter {
+    fn keeps(&self, r: &TxRecord) -> bool {
+        self.kind.is_none_or(|k| r.tx.kind == k)
+            && self.currency.is_none_or(|c| r.tx.currency() == Some(c))
+            && self.device_id.is_none_or(|d| r.tx.device_id == d)
+    }
+}
+
+/// Streams the caller's transactions in `[from, to)` through `emit`, oldest first.
+/// Commit times strictly increase with seq, so the scan stops at the first one past
+/// `to`. Runs on a blocking thread; `emit` returning false (the client went away)
+/// stops it.
+fn scan(state: &AppState, client_id: u64, from: i64, to: i64, filter: Filter, mut emit: impl FnMut(&TxRecord) -> bool) {
+    let from_ns = u64::try_from(from.max(0)).unwrap_or(0).saturating_mul(1_000_000_000);
+    let to_ns = u64::try_from(to.max(0)).unwrap_or(0).saturating_mul(1_000_000_000);
+    let mut after = 0;
+    loop {
+        let page = state.ledger.list(client_id, after, SCAN_PAGE);
+        let Some(last) = page.last() else { return };
+        after = last.seq;
+        for r in &page {
+            if r.timestamp_ns >= to_ns {
+                return;
+            }
+            if r.timestamp_ns >= from_ns && filter.keeps(r) && !emit(r) {
+                return;
+            }
+        }
+    }
+}
+
+/// `GET /v1/reports/transactions` (viewer+).
+async fn transactions_report(
+    State(state): State<AppState>,
+    principal: Principal,
+    query: Result<Query<ReportQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Response> {
+    let client_id = principal.ledger_client()?;
+    let Query(query) = query.map_err(|e| ApiError::invalid("invalid_query", e.body_text()))?;
+    let (from, to) = period(query.from.as_deref(), query.to.as_deref())?;
+    let format = format_arg(query.format.as_deref())?;
+    let grouping = query.group_by.as_deref().map(Grouping::parse).transpose()?;
+    let kind = match query.kind.as_deref() {
+        None => None,
+        Some(k) => Some(
+            [Kind::Payment, Kind::Capture, Kind::Void, Kind::Refund, Kind::Adjustment]
+                .into_iter()
+                .find(|kind| kind_name(*kind as u32) == k)
+                .ok_or_else(|| {
+                    ApiError::invalid("invalid_kind", "kind is payment, capture, void, refund or adjustment")
+                        .with_param("kind")
+                })? as u32,
+        ),
+    };
+    let currency = query
+        .currency
+        .as_deref()
+        .map(|c| {
+            Currency::from_code(c)
+                .ok_or_else(|| ApiError::invalid("invalid_currency", "unknown currency").with_param("currency"))
+        })
+        .transpose()?;
+    let filter = Filter { kind, currency, device_id: query.device_id };
+    let with_rows = query.rows.unwrap_or(true);
+
+    // A bounded channel: the scan runs ahead of the network by a few chunks at most.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(8);
+    let scan_state = state.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut totals = Totals::default();
+        let mut chunk = String::with_capacity(64 << 10);
+        let send = |chunk: &mut String| tx.blocking_send(Bytes::from(std::mem::take(chunk))).is_ok();
+        let mut count: u64 = 0;
+        match (format, grouping) {
+            (Format::Csv, None) => chunk.push_str(CSV_HEADER),
+            (Format::Json, _) => {
+                chunk.push_str(&format!(
+                    r#"{{"object":"report","from":{from},"to":{to},"rows":{}"#,
+                    if with_rows { "[" } else { "null" }
+                ));
+            }
+            (Format::Csv, Some(_)) => {}
+        }
+        scan(&scan_state, client_id, from, to, filter, |r| {
+            totals.add(r);
+            match (format, grouping) {
+                (Format::Csv, None) => csv_row(r, &mut chunk),
+                (Format::Json, _) if with_rows => {
+                    if count > 0 {
+                        chunk.push(',');
+                    }
+                    chunk.push_str(&crate::routes::transactions::tx_json(r, None).to_string());
+                }
+                _ => {}
+            }
+            count += 1;
+            chunk.len() < (60 << 10) || send(&mut chunk)
+        });
+        match (format, grouping) {
+            (Format::Json, _) => {
+                chunk.push_str(&format!(
+                    r#"{},"count":{count},"totals":{}}}"#,
+                    if with_rows { "]" } else { "" },
+                    totals.json()
+                ));
+            }
+            (Format::Csv, Some(by)) => {
+                chunk.push_str(&format!("{},currency,count,amount,net\n", by.key()));
+                for g in totals.groups(by) {
+                    let key = match &g[by.key()] {
+                        Value::String(s) => s.clone(),
+                        Value::Null => String::new(),
+                        other => other.to_string(),
+                    };
+                    let field = |k: &str| g[k].as_str().map(str::to_string).unwrap_or_else(|| g[k].to_string());
+                    chunk.push_str(&format!(
+                        "{key},{},{},{},{}\n",
+                        field("currency"),
+                        field("count"),
+                        field("amount"),
+                        field("net")
+                    ));
+                }
+            }
+            (Format::Csv, None) => {}
+        }
+        send(&mut chunk);
+    });
+    let body = Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|chunk| (Ok::<_, Infallible>(chunk), rx))
+    }));
+    let (content_type, disposition) = match format {
+        Format::Json => ("application/json", None),
+        Format::Csv => (
+            "text/csv; charset=utf-8",
+            Some(format!("attachment; filename=\"transactions-{}-{}.csv\"", day_of(from), day_of(to - 1))),
+        ),
+    };
+    let mut response = ([(header::CONTENT_TYPE, content_type)], body).into_response();
+    if let Some(d) = disposition.and_then(|d| header::HeaderValue::from_str(&d).ok()) {
+        response.headers_mut().insert(header::CONTENT_DISPOSITION, d);
+    }
+    Ok(response)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ActivityQuery {
+    from: Option<String>,
+    to: Option<String>,
+    format: Option<String>,
+    /// Platform admins: one client's activity (default: all).
+    client_id: Option<i64>,
+}
+
+/// `GET /v1/reports/activity` (client_admin+ users): who did what, from the audit log,
+/// with counts by actor and by action.
+async fn activity_report(
+    State(state): State<AppState>,
+    principal: Principal,
+    query: Result<Query<ActivityQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Response> {
+    let Query(query) = query.map_err(|e| ApiError::invalid("invalid_query", e.body_text()))?;
+    let (from, to) = period(query.from.as_deref(), query.to.as_deref())?;
+    let format = format_arg(query.format.as_deref())?;
+    let scope = match principal.client_id {
+        Some(own) => Some(own),
+        None => query.client_id,
+    };
+    let rows = state
+        .db
+        .call(move |conn| {
+            let mut stmt = conn.prepare(
+                "SELECT id, client_id, actor, action, resource, at FROM audit_log
+                 WHERE at >= ?1 AND at < ?2 AND (?3 IS NULL OR client_id = ?3) ORDER BY id LIMIT ?4",
+            )?;
+            let rows = stmt.query_map(
+                params![from, to, scope, i64::try_from(ACTIVITY_ROWS_MAX).unwrap_or(i64::MAX)],
+                |row| {
+                    Ok((
+                        row.get::<_, i64>(0)?,
+                        row.get::<_, Option<i64>>(1)?,
+                        row.get::<_, String>(2)?,
+                        row.get::<_, String>(3)?,
+                        row.get::<_, Option<String>>(4)?,
+                        row.get::<_, i64>(5)?,
+                    ))
+                },
+            )?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await?;
+    match format {
+        Format::Csv => {
+            let mut out = String::from("id,at,client_id,actor,action,resource\n");
+            for (id, client, actor, action, resource, at) in &rows {
+                out.push_str(&format!(
+                    "{id},{},{},{},{},{}\n",
+                    rfc3339(*at),
+                    client.map(|c| c.to_string()).unwrap_or_default(),
+                    csv_field(actor),
+                    csv_field(action),
+                    csv_field(resource.as_deref().unwrap_or(""))
+                ));
+            }
+            Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], out).into_response())
+        }
+        Format::Json => {
+            let mut by_actor: BTreeMap<&str, u64> = BTreeMap::new();
+            let mut by_action: BTreeMap<&str, u64> = BTreeMap::new();
+            for (_, _, actor, action, _, _) in &rows {
+                *by_actor.entry(actor).or_default() += 1;
+                *by_action.entry(action).or_default() += 1;
+            }
+            let data: Vec<Value> = rows
+                .iter()
+                .map(|(id, client, actor, action, resource, at)| {
+                    json!({ "id": id, "client_id": client, "actor": actor, "action": action, "resource": resource, "at": at })
+                })
+                .collect();
+            Ok(axum::Json(json!({
+                "object": "activity_report",
+                "from": from,
+                "to": to,
+                "count": data.len(),
+                "truncated": data.len() >= ACTIVITY_ROWS_MAX,
+                "by_actor": by_actor.iter().map(|(k, v)| json!({ "actor": k, "count": v })).collect::<Vec<_>>(),
+                "by_action": by_action.iter().map(|(k, v)| json!({ "action": k, "count": v })).collect::<Vec<_>>(),
+                "rows": data,
+            }))
+            .into_response())
+        }
+    }
+}
+
+/// A CSV field, quoted when it holds a separator, a quote or a line break; a leading
+/// `=`, `+`, `-` or `@` is prefixed with `'` so spreadsheets don't run it as a formula.
+fn csv_field(s: &str) -> String {
+    let s = if s.starts_with(['=', '+', '-', '@']) { format!("'{s}") } else { s.to_string() };
+    if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s }
+}
 
 /// The endpoints of this module.
 pub fn endpoints() -> Vec<Endpoint> {
-    Vec::new()
+    vec![
+        Endpoint::new(
+            Method::GET,
+            "/v1/reports/transactions",
+            Access::member(Role::Viewer),
+            "Transactions over a period: rows and totals by day, kind, status and device (JSON or CSV, streamed)",
+            routing::get(transactions_report),
+        )
+        .query(&["from", "to", "format", "rows", "group_by", "kind", "currency", "device_id"]),
+        Endpoint::new(
+            Method::GET,
+            "/v1/reports/activity",
+            Access::platform(Role::ClientAdmin),
+            "User activity from the audit log, with counts by actor and action (JSON or CSV)",
+            routing::get(activity_report),
+        )
+        .query(&["from", "to", "format", "client_id"]),
+    ]
 }

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use crate::api::{Access, Endpoint};
 use crate::app::AppState;
+use crate::audit;
 use crate::auth::{Principal, Role};
 use crate::db::now_secs;
 use crate::error::{ApiError, ApiResult};
@@ -110,7 +111,9 @@ pub async fn create(
                  VALUES (?1, ?2, ?3, ?4, 'open', ?5, ?6, ?6)",
                 params![client_id, subject, body, priority, created_by, now],
             )?;
-            load(conn, client_id, conn.last_insert_rowid())
+            let id = conn.last_insert_rowid();
+            audit::record(conn, &principal, "ticket.create", &format!("ticket:{id}"))?;
+            load(conn, client_id, id)
         })
         .await?;
     Ok((StatusCode::CREATED, Json(ticket)))
@@ -226,6 +229,7 @@ pub async fn update(
                 )?;
             }
             let ticket = load(&tx, client_id, id)?;
+            audit::record(&tx, &principal, "ticket.update", &format!("ticket:{id}"))?;
             tx.commit()?;
             Ok(ticket)
         })
@@ -259,6 +263,7 @@ pub async fn comment(
                 "INSERT INTO ticket_comments (ticket_id, author, body, created_at) VALUES (?1, ?2, ?3, ?4)",
                 params![id, by, body, now],
             )?;
+            audit::record(conn, &principal, "ticket.comment", &format!("ticket:{id}"))?;
             Ok(json!({ "id": conn.last_insert_rowid(), "object": "comment", "ticket_id": id, "author": by, "body": body, "created_at": now }))
         })
         .await?;

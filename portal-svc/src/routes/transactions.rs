@@ -39,7 +39,7 @@ fn parse_tx_id(s: &str) -> Result<TxId, ApiError> {
         .ok_or_else(|| ApiError::not_found("no such transaction"))
 }
 
-fn kind_name(kind: u32) -> &'static str {
+pub fn kind_name(kind: u32) -> &'static str {
     match Kind::from_code(kind) {
         Some(Kind::Payment) => "payment",
         Some(Kind::Capture) => "capture",
@@ -49,7 +49,7 @@ fn kind_name(kind: u32) -> &'static str {
     }
 }
 
-fn state_name(state: TxState) -> &'static str {
+pub fn state_name(state: TxState) -> &'static str {
     match state {
         TxState::Authorized => "authorized",
         TxState::Captured => "captured",
@@ -299,7 +299,7 @@ pub async fn create(
 }
 
 /// The caller's transaction `id`, as it stands (another client's is not found).
-fn own_transaction(state: &AppState, client_id: u64, id: &str) -> Result<TxRecord, ApiError> {
+pub fn own_transaction(state: &AppState, client_id: u64, id: &str) -> Result<TxRecord, ApiError> {
     let id = parse_tx_id(id)?;
     state
         .ledger
@@ -446,6 +446,86 @@ pub async fn list(
     Ok(Json(json!({ "data": data, "has_more": has_more })))
 }
 
+/// The captures, voids and refunds of `payment`, in commit order. They follow it in
+/// the client's list, and the payment's own totals say when all are found (one
+/// capture when it was an authorization that got captured, one void when voided,
+/// refunds summing to what was refunded), so the scan stops there.
+pub fn follow_ups(state: &AppState, payment: &TxRecord) -> Vec<TxRecord> {
+    let need_capture = payment.tx.flags & Tx::AUTH_ONLY != 0 && payment.captured > 0;
+    let need_void = payment.state == TxState::Voided;
+    let (mut captured, mut voided, mut refunded) = (false, false, 0i64);
+    let mut found = Vec::new();
+    let mut after = payment.seq;
+    while !(captured == need_capture && voided == need_void && refunded == payment.refunded) {
+        let page = state.ledger.list(payment.tx.client_id, after, 1024);
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        for r in page.into_iter().filter(|r| r.tx.ref_id == payment.tx.id) {
+            match Kind::from_code(r.tx.kind) {
+                Some(Kind::Capture) => captured = true,
+                Some(Kind::Void) => voided = true,
+                Some(Kind::Refund) => refunded = refunded.saturating_add(r.tx.amount),
+                _ => {}
+            }
+            found.push(r);
+        }
+    }
+    found
+}
+
+/// `GET /v1/transactions/{id}/history`: the payment the transaction belongs to, its
+/// captures, voids and refunds in commit order, and the notes on any of them.
+async fn history(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<Value>> {
+    let client_id = principal.ledger_client()?;
+    let record = own_transaction(&state, client_id, &id)?;
+    let payment = if record.tx.ref_id.is_none() {
+        record
+    } else {
+        state.ledger.lookup(record.tx.ref_id).ok_or_else(|| ApiError::internal("a follow-up without its payment"))?
+    };
+    let mut family = vec![payment];
+    if Kind::from_code(payment.tx.kind) == Some(Kind::Payment) {
+        family.extend(follow_ups(&state, &payment));
+    }
+    let ids: Vec<String> = family.iter().map(|r| tx_id_string(r.tx.id)).collect();
+    let keys: Vec<Vec<u8>> = family.iter().map(|r| r.tx.id.0.to_le_bytes().to_vec()).collect();
+    let client = i64::try_from(client_id).map_err(ApiError::internal)?;
+    let (descriptions, notes) = state
+        .db
+        .call(move |conn| {
+            let mut descriptions = Vec::with_capacity(keys.len());
+            for key in &keys {
+                descriptions.push(
+                    conn.query_row("SELECT description FROM tx_meta WHERE ledger_id = ?1", [key], |row| {
+                        row.get::<_, Option<String>>(0)
+                    })
+                    .optional()?
+                    .flatten(),
+                );
+            }
+            let mut notes = Vec::new();
+            for id in ids {
+                let resource = crate::routes::notes::Resource { kind: "transaction", id };
+                notes.extend(crate::routes::notes::notes_of(conn, client, &resource, 0, 1000)?);
+            }
+            notes.sort_by_key(|n| n["id"].as_i64());
+            Ok((descriptions, notes))
+        })
+        .await?;
+    let events: Vec<Value> = family.iter().zip(&descriptions).map(|(r, d)| tx_json(r, d.as_deref())).collect();
+    Ok(Json(json!({
+        "object": "transaction_history",
+        "transaction": tx_id_string(record.tx.id),
+        "payment": events.first(),
+        "events": events,
+        "notes": notes,
+    })))
+}
+
 /// The endpoints of this module.
 pub fn endpoints() -> Vec<Endpoint> {
     vec![
@@ -471,6 +551,13 @@ pub fn endpoints() -> Vec<Endpoint> {
             Access::member(Role::Viewer),
             "Get a transaction",
             routing::get(get),
+        ),
+        Endpoint::new(
+            Method::GET,
+            "/v1/transactions/{id}/history",
+            Access::member(Role::Viewer),
+            "A payment with its captures, voids, refunds and notes",
+            routing::get(history),
         ),
         Endpoint::new(
             Method::POST,

@@ -24,7 +24,7 @@ impl Service {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_portal-svc"));
         cmd.args(["--data-dir", dir.to_str().unwrap(), "--listen", "127.0.0.1:0"])
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(if std::env::var_os("PORTAL_TEST_STDERR").is_some() { Stdio::inherit() } else { Stdio::null() })
             .env_remove("PORTAL_ADMIN_EMAIL")
             .env_remove("PORTAL_ADMIN_PASSWORD");
         if admin {
