@@ -234,7 +234,7 @@ fn another_clients_objects_are_not_found_on_every_route() {
     assert_eq!((d["group_id"].clone(), d["last_seen"].clone()), (group["id"].clone(), Value::Null), "{d}");
     let (_, g) = svc.request("GET", &format!("/v1/device-groups/{}", group["id"]), Some(&key_a), None);
     assert_eq!(g["name"].as_str(), Some("front"), "{g}");
-    let (status, _) = svc.request("GET", "/v1/balance", Some(&apps["api_key"].as_str().unwrap().to_string()), None);
+    let (status, _) = svc.request("GET", "/v1/balance", Some(apps["api_key"].as_str().unwrap()), None);
     assert_eq!(status, 200, "A's second key still works");
     assert_eq!(sale["status"].as_str(), Some("captured"));
 }
