@@ -23,11 +23,13 @@ pub struct AppState {
     /// Serializes requests that share an Idempotency-Key.
     pub key_locks: crate::idempotency::KeyLocks,
     pub metrics: Arc<Metrics>,
+    /// Verified API keys (see [`auth::KeyCache`]).
+    pub key_cache: Arc<auth::KeyCache>,
 }
 
 impl AppState {
     pub fn new(db: Db, ledger: Ledger) -> AppState {
-        AppState { db, ledger, key_locks: Default::default(), metrics: Arc::default() }
+        AppState { db, ledger, key_locks: Default::default(), metrics: Arc::default(), key_cache: Arc::default() }
     }
 }
 

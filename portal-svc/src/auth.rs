@@ -117,6 +117,53 @@ impl Principal {
     }
 }
 
+/// API keys already verified against the database, by the hash of the key: a
+/// request with a known key needs no database round trip. The service is the only
+/// writer of its database, so revoking through it ([`KeyCache::forget_application`])
+/// keeps the cache exact. Unknown keys are never cached.
+#[derive(Debug, Default)]
+pub struct KeyCache {
+    /// The keys, and a generation that every revocation bumps: a lookup that read the
+    /// database before a revocation cannot put the revoked key back afterwards.
+    keys: std::sync::RwLock<(u64, std::collections::HashMap<Vec<u8>, Principal>)>,
+}
+
+impl KeyCache {
+    /// Entries kept at most; past it the cache starts over (a memory bound, not a policy).
+    const ENTRIES_MAX: usize = 100_000;
+
+    fn get(&self, hash: &[u8]) -> Option<Principal> {
+        self.keys.read().ok()?.1.get(hash).cloned()
+    }
+
+    /// The generation to pass to [`KeyCache::insert`], read before the database.
+    fn generation(&self) -> Option<u64> {
+        self.keys.read().ok().map(|k| k.0)
+    }
+
+    fn insert(&self, generation: Option<u64>, hash: Vec<u8>, principal: Principal) {
+        if let Ok(mut keys) = self.keys.write()
+            && Some(keys.0) == generation
+        {
+            if keys.1.len() >= KeyCache::ENTRIES_MAX {
+                keys.1.clear();
+            }
+            keys.1.insert(hash, principal);
+        }
+    }
+
+    /// Drops the application's key: call when it is revoked, after the database
+    /// commit and before answering.
+    pub fn forget_application(&self, app_id: i64) {
+        let mut keys = self.keys.write().unwrap_or_else(|poisoned| {
+            self.keys.clear_poison();
+            poisoned.into_inner()
+        });
+        keys.0 += 1;
+        keys.1.retain(|_, p| p.actor != Actor::Application { id: app_id });
+    }
+}
+
 /// Prefix of every API key.
 pub const API_KEY_PREFIX: &str = "sk_";
 /// Hex characters of the key used to find its row (not secret on its own).
@@ -259,6 +306,11 @@ pub async fn authenticate(parts: &Parts, state: &AppState) -> Result<Principal, 
         if let Some(secret) = token.strip_prefix(API_KEY_PREFIX) {
             let lookup = secret.get(..KEY_LOOKUP_CHARS).unwrap_or_default().to_string();
             let hash = token_hash(&token);
+            if let Some(principal) = state.key_cache.get(&hash) {
+                return Ok(principal);
+            }
+            let cache = std::sync::Arc::clone(&state.key_cache);
+            let generation = cache.generation();
             return state
                 .db
                 .call(move |conn| {
@@ -271,7 +323,10 @@ pub async fn authenticate(parts: &Parts, state: &AppState) -> Result<Principal, 
                         .optional()?;
                     match row {
                         Some((id, client_id, stored)) if bool::from(stored.as_slice().ct_eq(hash.as_slice())) => {
-                            Ok(Principal { actor: Actor::Application { id }, role: Role::Operator, client_id: Some(client_id) })
+                            let principal =
+                                Principal { actor: Actor::Application { id }, role: Role::Operator, client_id: Some(client_id) };
+                            cache.insert(generation, hash, principal.clone());
+                            Ok(principal)
                         }
                         _ => Err(ApiError::unauthenticated("invalid_api_key", "the API key is unknown or revoked")),
                     }

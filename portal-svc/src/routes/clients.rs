@@ -277,6 +277,7 @@ pub async fn revoke_application(
     if changed == 0 {
         return Err(ApiError::not_found("no such application"));
     }
+    state.key_cache.forget_application(app_id);
     Ok(Json(json!({ "id": app_id, "object": "application", "client_id": client_id, "revoked": true })))
 }
 

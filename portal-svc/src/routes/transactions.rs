@@ -196,14 +196,20 @@ async fn commit(
     };
     let body = tx_json(&record, description.as_deref()).to_string();
     let (stored_body, ledger_id) = (body.clone(), record.tx.id.0.to_le_bytes().to_vec());
+    if description.is_none() && key.is_none() {
+        // Nothing to keep beside the ledger: no database round trip.
+        return Ok((StatusCode::CREATED, json_response(body)).into_response());
+    }
     state
         .db
         .call(move |conn| {
             let tx = conn.transaction()?;
-            tx.execute(
-                "INSERT OR IGNORE INTO tx_meta (ledger_id, client_id, description) VALUES (?1, ?2, ?3)",
-                params![ledger_id, client, description],
-            )?;
+            if description.is_some() {
+                tx.execute(
+                    "INSERT OR IGNORE INTO tx_meta (ledger_id, client_id, description) VALUES (?1, ?2, ?3)",
+                    params![ledger_id, client, description],
+                )?;
+            }
             if let Some(k) = key {
                 tx.execute(
                     "INSERT OR IGNORE INTO idempotency (client_id, key, fingerprint, status, response, created_at)
