@@ -96,3 +96,43 @@ fn tickets_follow_their_state_machine_and_stay_within_the_client() {
     let (_, list) = svc.request("GET", "/v1/tickets", Some(&a), None);
     assert_eq!(list["data"].as_array().unwrap().len(), 1);
 }
+
+#[test]
+fn ticket_lists_page_newest_first_and_filter_by_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(dir.path(), true);
+    let admin = svc.token(ADMIN_EMAIL, ADMIN_PASSWORD);
+    let (_, key) = svc.client_with_key(&admin, "A");
+    let mut ids = Vec::new();
+    for i in 0..7 {
+        let (_, t) = svc.post("/v1/tickets", &key, json!({ "subject": format!("t{i}"), "body": "b" }));
+        ids.push(t["id"].as_i64().unwrap());
+    }
+    let (status, _) =
+        svc.request("PATCH", &format!("/v1/tickets/{}", ids[2]), Some(&key), Some(r#"{"status":"waiting"}"#));
+    assert_eq!(status, 200);
+
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let query = after.map_or(String::new(), |a: i64| format!("&starting_after={a}"));
+        let (status, page) = svc.request("GET", &format!("/v1/tickets?limit=3{query}"), Some(&key), None);
+        assert_eq!(status, 200, "{page}");
+        let data = page["data"].as_array().unwrap();
+        seen.extend(data.iter().map(|t| t["id"].as_i64().unwrap()));
+        after = data.last().map(|t| t["id"].as_i64().unwrap());
+        if !page["has_more"].as_bool().unwrap() {
+            break;
+        }
+    }
+    let newest_first: Vec<i64> = ids.iter().rev().copied().collect();
+    assert_eq!(seen, newest_first, "every ticket once, newest first");
+    let (_, waiting) = svc.request("GET", "/v1/tickets?status=waiting", Some(&key), None);
+    let waiting: Vec<i64> = waiting["data"].as_array().unwrap().iter().map(|t| t["id"].as_i64().unwrap()).collect();
+    assert_eq!(waiting, [ids[2]]);
+    for bad in ["status=lost", "limit=0", "limit=abc", "starting_after=x"] {
+        let (status, body) = svc.request("GET", &format!("/v1/tickets?{bad}"), Some(&key), None);
+        assert_eq!(status, 400, "{bad}: {body}");
+        error_code(&body);
+    }
+}

@@ -2,7 +2,7 @@
 //! caller's client.
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use rusqlite::{OptionalExtension, Row, params};
 use serde::Deserialize;
@@ -14,7 +14,7 @@ use crate::audit;
 use crate::auth::{Principal, Role};
 use crate::db::now_secs;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{ApiJson, ApiPath};
+use crate::extract::{ApiJson, ApiPath, page_limit};
 use axum::http::Method;
 use axum::routing;
 
@@ -119,21 +119,48 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(ticket)))
 }
 
-/// `GET /v1/tickets` (viewer+): newest first.
-pub async fn list(State(state): State<AppState>, principal: Principal) -> ApiResult<Json<Value>> {
+#[derive(Debug, Deserialize)]
+pub struct TicketQuery {
+    limit: Option<usize>,
+    /// A ticket id: the page continues with older tickets.
+    starting_after: Option<i64>,
+    status: Option<String>,
+}
+
+/// `GET /v1/tickets?limit=&starting_after=&status=` (viewer+): newest first.
+pub async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+    query: Result<Query<TicketQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<Value>> {
     principal.require(Role::Viewer)?;
     let client_id = principal.own_client()?;
-    let data = state
+    let Query(query) = query.map_err(|e| ApiError::invalid("invalid_query", e.body_text()))?;
+    let limit = page_limit(query.limit)?;
+    if let Some(status) = &query.status
+        && !STATUSES.contains(&status.as_str())
+    {
+        return Err(ApiError::invalid("invalid_status", "status is open, in_progress, waiting, resolved or closed")
+            .with_param("status"));
+    }
+    let before = query.starting_after.unwrap_or(i64::MAX);
+    let mut data = state
         .db
         .call(move |conn| {
             let mut stmt = conn.prepare(&format!(
-                "SELECT {TICKET_COLUMNS} FROM tickets WHERE client_id = ?1 ORDER BY id DESC LIMIT 100"
+                "SELECT {TICKET_COLUMNS} FROM tickets WHERE client_id = ?1 AND id < ?2 AND (?3 IS NULL OR status = ?3)
+                 ORDER BY id DESC LIMIT ?4"
             ))?;
-            let rows = stmt.query_map([client_id], ticket_json)?;
+            let rows = stmt.query_map(
+                params![client_id, before, query.status, i64::try_from(limit + 1).unwrap_or(i64::MAX)],
+                ticket_json,
+            )?;
             Ok(rows.collect::<Result<Vec<Value>, _>>()?)
         })
         .await?;
-    Ok(Json(json!({ "data": data, "has_more": false })))
+    let has_more = data.len() > limit;
+    data.truncate(limit);
+    Ok(Json(json!({ "data": data, "has_more": has_more })))
 }
 
 /// `GET /v1/tickets/{id}` (viewer+), with its comments.
