@@ -169,17 +169,59 @@ const MIGRATIONS: &[&str] = &[
 #[derive(Debug, Clone)]
 pub struct Db {
     conn: Arc<Mutex<Connection>>,
+    /// The group-committing writer of what money requests keep beside the ledger.
+    meta: std::sync::mpsc::Sender<MetaJob>,
+}
+
+/// What a money request keeps beside the ledger: a description, and the response of an
+/// idempotent request.
+#[derive(Debug, Default)]
+pub struct MetaWrite {
+    /// `(ledger id, client, description)`.
+    pub description: Option<(Vec<u8>, i64, String)>,
+    /// `(client, key, fingerprint, status, response)`.
+    pub idempotency: Option<(i64, String, Vec<u8>, u16, String)>,
+}
+
+#[derive(Debug)]
+struct MetaJob {
+    write: MetaWrite,
+    done: tokio::sync::oneshot::Sender<Result<(), String>>,
+}
+
+/// Waits for a lock held by the other connection rather than failing at once.
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+fn connect(path: &Path) -> Result<Connection, rusqlite::Error> {
+    let conn = Connection::open(path)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    Ok(conn)
 }
 
 impl Db {
-    /// Opens (creating) the database at `path` and applies pending migrations.
+    /// Opens (creating) the database at `path`, applies pending migrations, and starts
+    /// the metadata writer on its own connection.
     pub fn open(path: &Path) -> Result<Db, rusqlite::Error> {
-        let mut conn = Connection::open(path)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
+        let mut conn = connect(path)?;
         migrate(&mut conn)?;
-        Ok(Db { conn: Arc::new(Mutex::new(conn)) })
+        let writer = connect(path)?;
+        let (meta, jobs) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("portal-meta-writer".into())
+            .spawn(move || meta_writer(writer, &jobs))
+            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+        Ok(Db { conn: Arc::new(Mutex::new(conn)), meta })
+    }
+
+    /// Stores `write` durably: requests arriving together share one SQLite transaction
+    /// and one fsync (group commit), and each returns once its rows are committed.
+    pub async fn write_meta(&self, write: MetaWrite) -> Result<(), ApiError> {
+        let (done, committed) = tokio::sync::oneshot::channel();
+        self.meta.send(MetaJob { write, done }).map_err(|_| ApiError::internal("the metadata writer stopped"))?;
+        committed.await.map_err(|_| ApiError::internal("the metadata writer stopped"))?.map_err(ApiError::internal)
     }
 
     /// Runs `f` with the connection on the blocking pool.
@@ -202,6 +244,52 @@ impl Db {
         let mut guard = self.conn.lock().map_err(|_| ApiError::internal("the database lock was poisoned"))?;
         Ok(f(&mut guard))
     }
+}
+
+/// Jobs committed together at most: bounds one transaction's size.
+const META_GROUP_MAX: usize = 4096;
+
+/// The metadata writer's loop: take every job waiting, commit them in one transaction,
+/// answer each. Ends when every [`Db`] is dropped.
+fn meta_writer(mut conn: Connection, jobs: &std::sync::mpsc::Receiver<MetaJob>) {
+    while let Ok(first) = jobs.recv() {
+        let mut group = vec![first];
+        while group.len() < META_GROUP_MAX {
+            match jobs.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        let result = commit_meta(&mut conn, &group).map_err(|e| e.to_string());
+        if let Err(e) = &result {
+            tracing::error!(error = %e, jobs = group.len(), "metadata group commit failed");
+        }
+        for job in group {
+            let _ = job.done.send(result.clone());
+        }
+    }
+}
+
+fn commit_meta(conn: &mut Connection, group: &[MetaJob]) -> Result<(), rusqlite::Error> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    {
+        let mut describe =
+            tx.prepare_cached("INSERT OR IGNORE INTO tx_meta (ledger_id, client_id, description) VALUES (?1, ?2, ?3)")?;
+        let mut remember = tx.prepare_cached(
+            "INSERT OR IGNORE INTO idempotency (client_id, key, fingerprint, status, response, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        let now = now_secs();
+        for job in group {
+            if let Some((id, client, description)) = &job.write.description {
+                describe.execute(rusqlite::params![id, client, description])?;
+            }
+            if let Some((client, key, fingerprint, status, response)) = &job.write.idempotency {
+                remember.execute(rusqlite::params![client, key, fingerprint, status, response, now])?;
+            }
+        }
+    }
+    tx.commit()
 }
 
 fn migrate(conn: &mut Connection) -> Result<(), rusqlite::Error> {

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use crate::api::{Access, Endpoint};
 use crate::app::AppState;
 use crate::auth::{Principal, Role};
-use crate::db::now_secs;
+use crate::db::MetaWrite;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiPath, page_limit};
 use crate::idempotency;
@@ -167,11 +167,10 @@ async fn commit(
             .db
             .call(move |conn| {
                 Ok(conn
-                    .query_row(
+                    .prepare_cached(
                         "SELECT fingerprint, status, response FROM idempotency WHERE client_id = ?1 AND key = ?2",
-                        params![client, k],
-                        |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
-                    )
+                    )?
+                    .query_row(params![client, k], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
                     .optional()?)
             })
             .await?;
@@ -196,31 +195,15 @@ async fn commit(
     };
     let body = tx_json(&record, description.as_deref()).to_string();
     let (stored_body, ledger_id) = (body.clone(), record.tx.id.0.to_le_bytes().to_vec());
-    if description.is_none() && key.is_none() {
-        // Nothing to keep beside the ledger: no database round trip.
-        return Ok((StatusCode::CREATED, json_response(body)).into_response());
+    if description.is_some() || key.is_some() {
+        state
+            .db
+            .write_meta(MetaWrite {
+                description: description.map(|d| (ledger_id, client, d)),
+                idempotency: key.map(|k| (client, k, fingerprint, 201, stored_body)),
+            })
+            .await?;
     }
-    state
-        .db
-        .call(move |conn| {
-            let tx = conn.transaction()?;
-            if description.is_some() {
-                tx.execute(
-                    "INSERT OR IGNORE INTO tx_meta (ledger_id, client_id, description) VALUES (?1, ?2, ?3)",
-                    params![ledger_id, client, description],
-                )?;
-            }
-            if let Some(k) = key {
-                tx.execute(
-                    "INSERT OR IGNORE INTO idempotency (client_id, key, fingerprint, status, response, created_at)
-                     VALUES (?1, ?2, ?3, 201, ?4, ?5)",
-                    params![client, k, fingerprint, stored_body, now_secs()],
-                )?;
-            }
-            tx.commit()?;
-            Ok(())
-        })
-        .await?;
     Ok(if was_there { replayed(201, body) } else { (StatusCode::CREATED, json_response(body)).into_response() })
 }
 
