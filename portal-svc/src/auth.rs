@@ -252,7 +252,7 @@ pub fn login(
         conn.execute("INSERT INTO login_failures (email, at) VALUES (?1, ?2)", rusqlite::params![email, now])?;
         return Err(ApiError::unauthenticated("invalid_credentials", "the email or password is wrong"));
     };
-    let tx = conn.transaction()?;
+    let tx = crate::db::write_tx(conn)?;
     let (_, mfa_enabled, _) = crate::mfa::state(&tx, user_id)?;
     if mfa_enabled {
         let Some(otp) = otp.filter(|o| !o.trim().is_empty()) else {

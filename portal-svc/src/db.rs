@@ -309,3 +309,10 @@ pub fn now_secs() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
+
+/// A transaction that takes the write lock at once. The metadata writer commits on its
+/// own connection, so a transaction that read first and wrote later could fail with
+/// SQLITE_BUSY (its snapshot outdated); taking the lock up front waits instead.
+pub fn write_tx(conn: &mut Connection) -> rusqlite::Result<rusqlite::Transaction<'_>> {
+    conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+}

@@ -64,7 +64,7 @@ async fn mfa_enrol(State(state): State<AppState>, principal: Principal) -> ApiRe
     let response = state
         .db
         .call(move |conn| {
-            let tx = conn.transaction()?;
+            let tx = crate::db::write_tx(conn)?;
             let (_, enabled, _) = mfa::state(&tx, user_id)?;
             if enabled {
                 return Err(ApiError::conflict("invalid_request_error", "mfa_already_enabled", "MFA is already on"));
@@ -112,7 +112,7 @@ async fn mfa_verify(
     state
         .db
         .call(move |conn| {
-            let tx = conn.transaction()?;
+            let tx = crate::db::write_tx(conn)?;
             let (secret, enabled, _) = mfa::state(&tx, user_id)?;
             if secret.is_none() {
                 return Err(ApiError::conflict(

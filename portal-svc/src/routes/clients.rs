@@ -56,7 +56,7 @@ pub async fn create_client(
     let id = state
         .db
         .call(move |conn| {
-            let tx = conn.transaction()?;
+            let tx = crate::db::write_tx(conn)?;
             tx.execute("INSERT INTO clients (name, created_at) VALUES (?1, ?2)", params![name, now])?;
             let id = tx.last_insert_rowid();
             audit::record_in(&tx, &principal, Some(id), "client.create", &format!("client:{id}"))?;

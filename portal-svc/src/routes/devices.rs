@@ -1,8 +1,1005 @@
-//! devices (being built).
+//! Payment terminals of a client: registration, groups that share a configuration,
+//! heartbeats (status, firmware, a bounded diagnostics history) and firmware rollouts
+//! whose per-device progress the heartbeats drive.
+//!
+//! Every query is scoped to the caller's client; the tables without a client column
+//! (`device_heartbeats`, `rollout_devices`) are reached through one that has it. Every
+//! change is written with its audit record in one SQLite transaction (heartbeats are
+//! not audited: they are the terminals' own reports, not someone's decision).
 
-use crate::api::Endpoint;
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::{Method, StatusCode};
+use axum::routing;
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::api::{Access, Endpoint};
+use crate::app::AppState;
+use crate::audit;
+use crate::auth::{Principal, Role};
+use crate::db::now_secs;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{ApiJson, ApiPath, page_limit};
+
+/// A device is online when its last heartbeat is at most this many seconds old.
+pub const ONLINE_SECS: i64 = 300;
+/// Heartbeats kept per device; each new one deletes those beyond the newest this many.
+pub const HEARTBEATS_PER_DEVICE_MAX: i64 = 1000;
+/// Largest diagnostics object of one heartbeat, serialized.
+pub const DIAGNOSTICS_BYTES_MAX: usize = 16 << 10;
+/// Largest configuration of a device group, serialized.
+pub const CONFIG_BYTES_MAX: usize = 16 << 10;
+const SERIAL_CHARS_MAX: usize = 64;
+const MODEL_CHARS_MAX: usize = 100;
+const GROUP_NAME_CHARS_MAX: usize = 100;
+const VERSION_CHARS_MAX: usize = 64;
+
+// A stored heartbeat (its diagnostics plus a little framing) fits in a request body.
+const _: () = assert!(DIAGNOSTICS_BYTES_MAX < crate::app::BODY_BYTES_MAX);
+const _: () = assert!(CONFIG_BYTES_MAX < crate::app::BODY_BYTES_MAX);
+
+/// Whether a device last seen at `last_seen` is online at `now`.
+pub fn is_online(last_seen: Option<i64>, now: i64) -> bool {
+    last_seen.is_some_and(|seen| seen >= now.saturating_sub(ONLINE_SECS))
+}
+
+/// Trimmed text of 1 to `max` characters without control characters.
+fn text_arg(text: &str, param: &'static str, max: usize) -> Result<String, ApiError> {
+    let text = text.trim();
+    if text.is_empty() || text.chars().count() > max || text.chars().any(char::is_control) {
+        return Err(ApiError::invalid(
+            "invalid_text",
+            format!("{param} must be 1 to {max} characters without control characters"),
+        )
+        .with_param(param));
+    }
+    Ok(text.to_string())
+}
+
+/// A JSON object of at most `max` bytes serialized, as the text stored for it.
+fn object_arg(value: &Value, code: &'static str, param: &'static str, max: usize) -> Result<String, ApiError> {
+    if !value.is_object() {
+        return Err(ApiError::invalid(code, format!("{param} must be a JSON object")).with_param(param));
+    }
+    let text = value.to_string();
+    if text.len() > max {
+        return Err(ApiError::invalid(code, format!("{param} exceeds {max} bytes serialized")).with_param(param));
+    }
+    Ok(text)
+}
+
+/// A transaction that takes the write lock at once: a deferred one that read first
+/// could not upgrade after the metadata writer's connection committed in between.
+fn write_tx(conn: &mut Connection) -> rusqlite::Result<rusqlite::Transaction<'_>> {
+    conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+}
+
+/// Whether `e` is a UNIQUE constraint violation (a serial or group name taken).
+fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE)
+}
+
+/// Stored JSON text back as JSON (it was serialized by this module).
+fn stored_json(row: &Row<'_>, index: usize) -> rusqlite::Result<Value> {
+    let text: String = row.get(index)?;
+    serde_json::from_str(&text)
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, Box::new(e)))
+}
+
+/// `{"data": rows[..limit], "has_more"}` from up to `limit + 1` rows.
+fn page(mut data: Vec<Value>, limit: usize) -> Value {
+    let has_more = data.len() > limit;
+    data.truncate(limit);
+    json!({ "data": data, "has_more": has_more })
+}
+
+/// The SQL `LIMIT` that fetches one row beyond a page, to tell whether there is more.
+fn fetch_limit(limit: usize) -> i64 {
+    i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX)
+}
+
+fn not_found_device() -> ApiError {
+    ApiError::not_found("no such device")
+}
+
+fn not_found_group() -> ApiError {
+    ApiError::not_found("no such device group")
+}
+
+// ---------------------------------------------------------------------------------------
+// Devices
+
+/// The device columns, `d` being `devices`; the last is the target firmware: the
+/// version of an in-progress rollout still pending for the device.
+const DEVICE_COLUMNS: &str = "d.id, d.serial, d.model, d.group_id, d.last_seen, d.firmware_version, d.created_at,
+    (SELECT r.version FROM rollout_devices rd JOIN rollouts r ON r.id = rd.rollout_id
+     WHERE rd.device_id = d.id AND r.client_id = d.client_id AND rd.status = 'pending' AND r.status = 'in_progress'
+     ORDER BY r.id DESC LIMIT 1)";
+
+fn device_json(row: &Row<'_>, now: i64) -> rusqlite::Result<Value> {
+    let last_seen: Option<i64> = row.get(4)?;
+    Ok(json!({
+        "id": row.get::<_, i64>(0)?,
+        "object": "device",
+        "serial": row.get::<_, String>(1)?,
+        "model": row.get::<_, String>(2)?,
+        "group_id": row.get::<_, Option<i64>>(3)?,
+        "status": if is_online(last_seen, now) { "online" } else { "offline" },
+        "last_seen": last_seen,
+        "firmware_version": row.get::<_, Option<String>>(5)?,
+        "created_at": row.get::<_, i64>(6)?,
+        "target_firmware": row.get::<_, Option<String>>(7)?,
+    }))
+}
+
+fn load_device(conn: &Connection, client_id: i64, id: i64) -> Result<Value, ApiError> {
+    let now = now_secs();
+    conn.query_row(
+        &format!("SELECT {DEVICE_COLUMNS} FROM devices d WHERE d.id = ?1 AND d.client_id = ?2"),
+        params![id, client_id],
+        |row| device_json(row, now),
+    )
+    .optional()?
+    .ok_or_else(not_found_device)
+}
+
+/// The device's group, or `None`; 404 when the device is not the client's.
+fn device_group_id(conn: &Connection, client_id: i64, id: i64) -> Result<Option<i64>, ApiError> {
+    conn.query_row("SELECT group_id FROM devices WHERE id = ?1 AND client_id = ?2", params![id, client_id], |row| {
+        row.get(0)
+    })
+    .optional()?
+    .ok_or_else(not_found_device)
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewDevice {
+    /// The terminal's serial number, unique across the platform.
+    serial: String,
+    model: String,
+}
+
+/// `POST /v1/devices` (client_admin+ users): registers a terminal.
+pub async fn register(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiJson(req): ApiJson<NewDevice>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    principal.require_user(Role::ClientAdmin)?;
+    let client_id = principal.own_client()?;
+    let serial = text_arg(&req.serial, "serial", SERIAL_CHARS_MAX)?;
+    let model = text_arg(&req.model, "model", MODEL_CHARS_MAX)?;
+    let device = state
+        .db
+        .call(move |conn| {
+            let tx = write_tx(conn)?;
+            let inserted = tx.execute(
+                "INSERT INTO devices (client_id, serial, model, created_at) VALUES (?1, ?2, ?3, ?4)",
+                params![client_id, serial, model, now_secs()],
+            );
+            match inserted {
+                Err(e) if is_unique_violation(&e) => {
+                    return Err(ApiError::conflict(
+                        "invalid_request_error",
+                        "serial_taken",
+                        "a device with this serial is already registered",
+                    )
+                    .with_param("serial"));
+                }
+                other => other?,
+            };
+            let id = tx.last_insert_rowid();
+            audit::record(&tx, &principal, "device.register", &format!("device:{id}"))?;
+            let device = load_device(&tx, client_id, id)?;
+            tx.commit()?;
+            Ok(device)
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(device)))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct DeviceListQuery {
+    limit: Option<usize>,
+    starting_after: Option<i64>,
+    status: Option<String>,
+    group_id: Option<i64>,
+}
+
+/// `GET /v1/devices?limit=&starting_after=&status=&group_id=` (viewer+): oldest first.
+pub async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+    query: Result<Query<DeviceListQuery>, QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    principal.require(Role::Viewer)?;
+    let client_id = principal.own_client()?;
+    let Query(query) = query.map_err(|e| ApiError::invalid("invalid_query", e.body_text()))?;
+    let limit = page_limit(query.limit)?;
+    if let Some(status) = &query.status
+        && status != "online"
+        && status != "offline"
+    {
+        return Err(ApiError::invalid("invalid_status", "status is online or offline").with_param("status"));
+    }
+    let data = state
+        .db
+        .call(move |conn| {
+            if let Some(group_id) = query.group_id {
+                group_row(conn, client_id, group_id).map_err(|e| e.with_param("group_id"))?;
+            }
+            let now = now_secs();
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {DEVICE_COLUMNS} FROM devices d
+                 WHERE d.client_id = ?1 AND d.id > ?2
+                   AND (?3 IS NULL OR d.group_id = ?3)
+                   AND (?4 IS NULL OR ((d.last_seen IS NOT NULL AND d.last_seen >= ?5) = (?4 = 'online')))
+                 ORDER BY d.id LIMIT ?6"
+            ))?;
+            let rows = stmt.query_map(
+                params![
+                    client_id,
+                    query.starting_after.unwrap_or(0),
+                    query.group_id,
+                    query.status,
+                    now.saturating_sub(ONLINE_SECS),
+                    fetch_limit(limit)
+                ],
+                |row| device_json(row, now),
+            )?;
+            Ok(rows.collect::<Result<Vec<Value>, _>>()?)
+        })
+        .await?;
+    Ok(Json(page(data, limit)))
+}
+
+/// `GET /v1/devices/{id}` (viewer+), with the firmware a pending rollout targets.
+pub async fn get(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<Json<Value>> {
+    principal.require(Role::Viewer)?;
+    let client_id = principal.own_client()?;
+    Ok(Json(state.db.call(move |conn| load_device(conn, client_id, id)).await?))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GroupAssignment {
+    /// A group of the same client; `null` takes the device out of its group.
+    #[serde(deserialize_with = "nullable")]
+    #[schema(required = true)]
+    group_id: Option<i64>,
+}
+
+/// A field that must be present but may be `null`.
+fn nullable<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    Option::<i64>::deserialize(d)
+}
+
+/// `PUT /v1/devices/{id}/group` (client_admin+ users). A device leaving a group leaves
+/// the group's in-progress rollout too: its pending entry is removed, so the rollout
+/// can still complete.
+pub async fn set_group(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(req): ApiJson<GroupAssignment>,
+) -> ApiResult<Json<Value>> {
+    principal.require_user(Role::ClientAdmin)?;
+    let client_id = principal.own_client()?;
+    let device = state
+        .db
+        .call(move |conn| {
+            let tx = write_tx(conn)?;
+            let current = device_group_id(&tx, client_id, id)?;
+            if let Some(group_id) = req.group_id {
+                group_row(&tx, client_id, group_id).map_err(|e| e.with_param("group_id"))?;
+            }
+            if current != req.group_id {
+                let now = now_secs();
+                tx.execute(
+                    "UPDATE devices SET group_id = ?1 WHERE id = ?2 AND client_id = ?3",
+                    params![req.group_id, id, client_id],
+                )?;
+                if let Some(old) = current {
+                    leave_rollouts(&tx, client_id, old, id, now)?;
+                }
+                audit::record(&tx, &principal, "device.group", &format!("device:{id}"))?;
+            }
+            let device = load_device(&tx, client_id, id)?;
+            tx.commit()?;
+            Ok(device)
+        })
+        .await?;
+    Ok(Json(device))
+}
+
+/// Removes `device_id`'s pending entries from the in-progress rollouts of `group_id`
+/// and settles those rollouts.
+fn leave_rollouts(conn: &Connection, client_id: i64, group_id: i64, device_id: i64, now: i64) -> Result<(), ApiError> {
+    let rollouts: Vec<i64> = {
+        let mut stmt = conn.prepare(
+            "SELECT r.id FROM rollouts r JOIN rollout_devices rd ON rd.rollout_id = r.id
+             WHERE r.client_id = ?1 AND r.group_id = ?2 AND r.status = 'in_progress'
+               AND rd.device_id = ?3 AND rd.status = 'pending'",
+        )?;
+        stmt.query_map(params![client_id, group_id, device_id], |row| row.get(0))?.collect::<Result<_, _>>()?
+    };
+    for rollout_id in rollouts {
+        conn.execute(
+            "DELETE FROM rollout_devices WHERE rollout_id = ?1 AND device_id = ?2 AND status = 'pending'",
+            params![rollout_id, device_id],
+        )?;
+        settle_rollout(conn, client_id, rollout_id, now)?;
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Heartbeats
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Heartbeat {
+    /// The firmware the terminal runs.
+    firmware_version: String,
+    /// Any JSON object of at most 16 KiB serialized; `"firmware_update": "failed"`
+    /// reports a failed installation of the rollout's firmware.
+    diagnostics: Value,
+}
+
+/// `POST /v1/devices/{id}/heartbeat` (API keys): records the terminal's report and
+/// answers what it should apply: its group's configuration and the firmware a pending
+/// rollout targets.
+pub async fn heartbeat(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(req): ApiJson<Heartbeat>,
+) -> ApiResult<Json<Value>> {
+    Access::KeyOnly.check(&principal)?;
+    let client_id = principal.own_client()?;
+    let firmware = text_arg(&req.firmware_version, "firmware_version", VERSION_CHARS_MAX)?;
+    let diagnostics = object_arg(&req.diagnostics, "invalid_diagnostics", "diagnostics", DIAGNOSTICS_BYTES_MAX)?;
+    let update_failed = req.diagnostics.get("firmware_update").and_then(Value::as_str) == Some("failed");
+    let reply = state
+        .db
+        .call(move |conn| {
+            let tx = write_tx(conn)?;
+            let group_id = device_group_id(&tx, client_id, id)?;
+            let now = now_secs();
+            tx.execute(
+                "UPDATE devices SET last_seen = ?1, firmware_version = ?2 WHERE id = ?3 AND client_id = ?4",
+                params![now, firmware, id, client_id],
+            )?;
+            tx.execute(
+                "INSERT INTO device_heartbeats (device_id, firmware_version, diagnostics, received_at)
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![id, firmware, diagnostics, now],
+            )?;
+            tx.execute(
+                "DELETE FROM device_heartbeats
+                 WHERE device_id = ?1 AND device_id IN (SELECT id FROM devices WHERE client_id = ?2)
+                   AND id <= (SELECT id FROM device_heartbeats WHERE device_id = ?1
+                              ORDER BY id DESC LIMIT 1 OFFSET ?3)",
+                params![id, client_id, HEARTBEATS_PER_DEVICE_MAX],
+            )?;
+            advance_rollouts(&tx, client_id, id, &firmware, update_failed, now)?;
+            let config = match group_id {
+                None => Value::Null,
+                Some(group_id) => tx
+                    .query_row(
+                        "SELECT config FROM device_groups WHERE id = ?1 AND client_id = ?2",
+                        params![group_id, client_id],
+                        |row| stored_json(row, 0),
+                    )
+                    .optional()?
+                    .unwrap_or(Value::Null),
+            };
+            let device = load_device(&tx, client_id, id)?;
+            tx.commit()?;
+            let target = device["target_firmware"].clone();
+            Ok(json!({ "device": device, "config": config, "target_firmware": target }))
+        })
+        .await?;
+    Ok(Json(reply))
+}
+
+/// Moves the device's pending entries in in-progress rollouts to `installed` (it runs
+/// the rollout's version) or `failed` (it reported a failed update), and settles the
+/// rollouts it touched.
+fn advance_rollouts(
+    conn: &Connection,
+    client_id: i64,
+    device_id: i64,
+    firmware: &str,
+    update_failed: bool,
+    now: i64,
+) -> Result<(), ApiError> {
+    let pending: Vec<(i64, String)> = {
+        let mut stmt = conn.prepare(
+            "SELECT r.id, r.version FROM rollouts r JOIN rollout_devices rd ON rd.rollout_id = r.id
+             WHERE r.client_id = ?1 AND r.status = 'in_progress' AND rd.device_id = ?2 AND rd.status = 'pending'",
+        )?;
+        stmt.query_map(params![client_id, device_id], |row| Ok((row.get(0)?, row.get(1)?)))?
+            .collect::<Result<_, _>>()?
+    };
+    for (rollout_id, version) in pending {
+        let outcome = if version == firmware {
+            "installed"
+        } else if update_failed {
+            "failed"
+        } else {
+            continue;
+        };
+        conn.execute(
+            "UPDATE rollout_devices SET status = ?1, updated_at = ?2
+             WHERE rollout_id = ?3 AND device_id = ?4 AND status = 'pending'",
+            params![outcome, now, rollout_id, device_id],
+        )?;
+        settle_rollout(conn, client_id, rollout_id, now)?;
+    }
+    Ok(())
+}
+
+/// An in-progress rollout with nothing pending is over: `completed`, or `cancelled`
+/// when no device is left in it at all.
+fn settle_rollout(conn: &Connection, client_id: i64, rollout_id: i64, now: i64) -> Result<(), ApiError> {
+    let (pending, total): (i64, i64) = conn.query_row(
+        "SELECT count(*) FILTER (WHERE rd.status = 'pending'), count(*)
+         FROM rollout_devices rd JOIN rollouts r ON r.id = rd.rollout_id
+         WHERE rd.rollout_id = ?1 AND r.client_id = ?2",
+        params![rollout_id, client_id],
+        |row| Ok((row.get(0)?, row.get(1)?)),
+    )?;
+    if pending == 0 {
+        let status = if total == 0 { "cancelled" } else { "completed" };
+        conn.execute(
+            "UPDATE rollouts SET status = ?1, updated_at = ?2
+             WHERE id = ?3 AND client_id = ?4 AND status = 'in_progress'",
+            params![status, now, rollout_id, client_id],
+        )?;
+    }
+    Ok(())
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PageQuery {
+    limit: Option<usize>,
+    starting_after: Option<i64>,
+}
+
+/// `GET /v1/devices/{id}/diagnostics` (viewer+): the heartbeat history, newest first.
+pub async fn diagnostics(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath(id): ApiPath<i64>,
+    query: Result<Query<PageQuery>, QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    principal.require(Role::Viewer)?;
+    let client_id = principal.own_client()?;
+    let Query(query) = query.map_err(|e| ApiError::invalid("invalid_query", e.body_text()))?;
+    let limit = page_limit(query.limit)?;
+    let data = state
+        .db
+        .call(move |conn| {
+            device_group_id(conn, client_id, id)?;
+            let mut stmt = conn.prepare(
+                "SELECT h.id, h.firmware_version, h.diagnostics, h.received_at
+                 FROM device_heartbeats h JOIN devices d ON d.id = h.device_id
+                 WHERE h.device_id = ?1 AND d.client_id = ?2 AND h.id < ?3
+                 ORDER BY h.id DESC LIMIT ?4",
+            )?;
+            let rows = stmt.query_map(
+                params![id, client_id, query.starting_after.unwrap_or(i64::MAX), fetch_limit(limit)],
+                |row| {
+                    Ok(json!({
+                        "id": row.get::<_, i64>(0)?,
+                        "object": "heartbeat",
+                        "device_id": id,
+                        "firmware_version": row.get::<_, String>(1)?,
+                        "diagnostics": stored_json(row, 2)?,
+                        "received_at": row.get::<_, i64>(3)?,
+                    }))
+                },
+            )?;
+            Ok(rows.collect::<Result<Vec<Value>, _>>()?)
+        })
+        .await?;
+    Ok(Json(page(data, limit)))
+}
+
+// ---------------------------------------------------------------------------------------
+// Device groups
+
+const GROUP_COLUMNS: &str = "id, name, config, created_at, updated_at";
+
+fn group_json(row: &Row<'_>) -> rusqlite::Result<Value> {
+    Ok(json!({
+        "id": row.get::<_, i64>(0)?,
+        "object": "device_group",
+        "name": row.get::<_, String>(1)?,
+        "config": stored_json(row, 2)?,
+        "created_at": row.get::<_, i64>(3)?,
+        "updated_at": row.get::<_, i64>(4)?,
+    }))
+}
+
+/// The group as JSON; 404 when it is not the client's.
+fn group_row(conn: &Connection, client_id: i64, id: i64) -> Result<Value, ApiError> {
+    conn.query_row(
+        &format!("SELECT {GROUP_COLUMNS} FROM device_groups WHERE id = ?1 AND client_id = ?2"),
+        params![id, client_id],
+        group_json,
+    )
+    .optional()?
+    .ok_or_else(not_found_group)
+}
+
+/// The group with its number of devices and its latest rollout (or `null`).
+fn load_group(conn: &Connection, client_id: i64, id: i64) -> Result<Value, ApiError> {
+    let mut group = group_row(conn, client_id, id)?;
+    let devices: i64 = conn.query_row(
+        "SELECT count(*) FROM devices WHERE group_id = ?1 AND client_id = ?2",
+        params![id, client_id],
+        |row| row.get(0),
+    )?;
+    let latest: Option<i64> = conn
+        .query_row(
+            "SELECT id FROM rollouts WHERE group_id = ?1 AND client_id = ?2 ORDER BY id DESC LIMIT 1",
+            params![id, client_id],
+            |row| row.get(0),
+        )
+        .optional()?;
+    group["device_count"] = json!(devices);
+    group["latest_rollout"] = match latest {
+        Some(rollout_id) => load_rollout(conn, client_id, rollout_id)?,
+        None => Value::Null,
+    };
+    Ok(group)
+}
+
+fn name_taken() -> ApiError {
+    ApiError::conflict("invalid_request_error", "group_name_taken", "the client already has a group with this name")
+        .with_param("name")
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewGroup {
+    /// Unique within the client.
+    name: String,
+    /// Any JSON object of at most 16 KiB serialized, handed to the group's terminals.
+    config: Value,
+}
+
+/// `POST /v1/device-groups` (client_admin+ users).
+pub async fn create_group(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiJson(req): ApiJson<NewGroup>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    principal.require_user(Role::ClientAdmin)?;
+    let client_id = principal.own_client()?;
+    let name = text_arg(&req.name, "name", GROUP_NAME_CHARS_MAX)?;
+    let config = object_arg(&req.config, "invalid_config", "config", CONFIG_BYTES_MAX)?;
+    let group = state
+        .db
+        .call(move |conn| {
+            let tx = write_tx(conn)?;
+            let now = now_secs();
+            let inserted = tx.execute(
+                "INSERT INTO device_groups (client_id, name, config, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?4)",
+                params![client_id, name, config, now],
+            );
+            match inserted {
+                Err(e) if is_unique_violation(&e) => return Err(name_taken()),
+                other => other?,
+            };
+            let id = tx.last_insert_rowid();
+            audit::record(&tx, &principal, "group.create", &format!("device_group:{id}"))?;
+            let group = load_group(&tx, client_id, id)?;
+            tx.commit()?;
+            Ok(group)
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(group)))
+}
+
+/// `GET /v1/device-groups?limit=&starting_after=` (viewer+): oldest first.
+pub async fn list_groups(
+    State(state): State<AppState>,
+    principal: Principal,
+    query: Result<Query<PageQuery>, QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    principal.require(Role::Viewer)?;
+    let client_id = principal.own_client()?;
+    let Query(query) = query.map_err(|e| ApiError::invalid("invalid_query", e.body_text()))?;
+    let limit = page_limit(query.limit)?;
+    let data = state
+        .db
+        .call(move |conn| {
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {GROUP_COLUMNS} FROM device_groups WHERE client_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3"
+            ))?;
+            let rows =
+                stmt.query_map(params![client_id, query.starting_after.unwrap_or(0), fetch_limit(limit)], group_json)?;
+            Ok(rows.collect::<Result<Vec<Value>, _>>()?)
+        })
+        .await?;
+    Ok(Json(page(data, limit)))
+}
+
+/// `GET /v1/device-groups/{id}` (viewer+), with its device count and latest rollout.
+pub async fn get_group(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<Json<Value>> {
+    principal.require(Role::Viewer)?;
+    let client_id = principal.own_client()?;
+    Ok(Json(state.db.call(move |conn| load_group(conn, client_id, id)).await?))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GroupChange {
+    name: Option<String>,
+    /// Replaces the whole configuration (a JSON object; `null` is refused).
+    #[serde(default, deserialize_with = "present_value")]
+    config: Option<Value>,
+}
+
+/// Tells an absent field (`None`) from an explicit `null` (`Some(Value::Null)`).
+fn present_value<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
+}
+
+/// `PATCH /v1/device-groups/{id}` (client_admin+ users): renames it or replaces its
+/// configuration.
+pub async fn update_group(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(req): ApiJson<GroupChange>,
+) -> ApiResult<Json<Value>> {
+    principal.require_user(Role::ClientAdmin)?;
+    let client_id = principal.own_client()?;
+    let name = req.name.as_deref().map(|n| text_arg(n, "name", GROUP_NAME_CHARS_MAX)).transpose()?;
+    let config =
+        req.config.as_ref().map(|c| object_arg(c, "invalid_config", "config", CONFIG_BYTES_MAX)).transpose()?;
+    let group = state
+        .db
+        .call(move |conn| {
+            let tx = write_tx(conn)?;
+            group_row(&tx, client_id, id)?;
+            let now = now_secs();
+            if let Some(name) = &name {
+                let renamed = tx.execute(
+                    "UPDATE device_groups SET name = ?1, updated_at = ?2 WHERE id = ?3 AND client_id = ?4",
+                    params![name, now, id, client_id],
+                );
+                match renamed {
+                    Err(e) if is_unique_violation(&e) => return Err(name_taken()),
+                    other => other?,
+                };
+            }
+            if let Some(config) = &config {
+                tx.execute(
+                    "UPDATE device_groups SET config = ?1, updated_at = ?2 WHERE id = ?3 AND client_id = ?4",
+                    params![config, now, id, client_id],
+                )?;
+            }
+            if name.is_some() || config.is_some() {
+                audit::record(&tx, &principal, "group.update", &format!("device_group:{id}"))?;
+            }
+            let group = load_group(&tx, client_id, id)?;
+            tx.commit()?;
+            Ok(group)
+        })
+        .await?;
+    Ok(Json(group))
+}
+
+// ---------------------------------------------------------------------------------------
+// Firmware rollouts
+
+const ROLLOUT_COLUMNS: &str = "id, group_id, version, status, created_by, created_at, updated_at";
+
+/// The rollout with its progress and per-device entries; 404 when not the client's.
+fn load_rollout(conn: &Connection, client_id: i64, id: i64) -> Result<Value, ApiError> {
+    let mut rollout = conn
+        .query_row(
+            &format!("SELECT {ROLLOUT_COLUMNS} FROM rollouts WHERE id = ?1 AND client_id = ?2"),
+            params![id, client_id],
+            |row| {
+                Ok(json!({
+                    "id": row.get::<_, i64>(0)?,
+                    "object": "rollout",
+                    "group_id": row.get::<_, i64>(1)?,
+                    "version": row.get::<_, String>(2)?,
+                    "status": row.get::<_, String>(3)?,
+                    "created_by": row.get::<_, String>(4)?,
+                    "created_at": row.get::<_, i64>(5)?,
+                    "updated_at": row.get::<_, i64>(6)?,
+                }))
+            },
+        )
+        .optional()?
+        .ok_or_else(|| ApiError::not_found("no such rollout"))?;
+    let mut stmt = conn.prepare(
+        "SELECT rd.device_id, rd.status, rd.updated_at FROM rollout_devices rd JOIN rollouts r ON r.id = rd.rollout_id
+         WHERE rd.rollout_id = ?1 AND r.client_id = ?2 ORDER BY rd.device_id",
+    )?;
+    let entries: Vec<(i64, String, i64)> = stmt
+        .query_map(params![id, client_id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
+        .collect::<Result<_, _>>()?;
+    let count = |status: &str| entries.iter().filter(|(_, s, _)| s == status).count();
+    rollout["progress"] = json!({
+        "pending": count("pending"),
+        "installed": count("installed"),
+        "failed": count("failed"),
+        "total": entries.len(),
+    });
+    rollout["devices"] = entries
+        .iter()
+        .map(|(device_id, status, at)| json!({ "device_id": device_id, "status": status, "updated_at": at }))
+        .collect();
+    Ok(rollout)
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewRollout {
+    /// The firmware version the group's devices should install.
+    version: String,
+}
+
+/// `POST /v1/device-groups/{id}/firmware` (client_admin+ users): schedules a rollout to
+/// every device of the group now (those already on the version count as installed),
+/// cancelling the group's in-progress one. An empty group is refused (422).
+pub async fn schedule_rollout(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath(group_id): ApiPath<i64>,
+    ApiJson(req): ApiJson<NewRollout>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    principal.require_user(Role::ClientAdmin)?;
+    let client_id = principal.own_client()?;
+    let version = text_arg(&req.version, "version", VERSION_CHARS_MAX)?;
+    let rollout = state
+        .db
+        .call(move |conn| {
+            let tx = write_tx(conn)?;
+            group_row(&tx, client_id, group_id)?;
+            let devices: Vec<(i64, Option<String>)> = {
+                let mut stmt = tx.prepare(
+                    "SELECT id, firmware_version FROM devices WHERE group_id = ?1 AND client_id = ?2 ORDER BY id",
+                )?;
+                stmt.query_map(params![group_id, client_id], |row| Ok((row.get(0)?, row.get(1)?)))?
+                    .collect::<Result<_, _>>()?
+            };
+            if devices.is_empty() {
+                return Err(ApiError::refused("group_empty", "the group has no device to roll firmware out to"));
+            }
+            let now = now_secs();
+            let cancelled: Vec<i64> = {
+                let mut stmt = tx.prepare(
+                    "SELECT id FROM rollouts WHERE group_id = ?1 AND client_id = ?2 AND status = 'in_progress'",
+                )?;
+                stmt.query_map(params![group_id, client_id], |row| row.get(0))?.collect::<Result<_, _>>()?
+            };
+            for old in &cancelled {
+                tx.execute(
+                    "UPDATE rollouts SET status = 'cancelled', updated_at = ?1 WHERE id = ?2 AND client_id = ?3",
+                    params![now, old, client_id],
+                )?;
+                audit::record(&tx, &principal, "rollout.cancel", &format!("rollout:{old}"))?;
+            }
+            tx.execute(
+                "INSERT INTO rollouts (client_id, group_id, version, status, created_by, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, 'in_progress', ?4, ?5, ?5)",
+                params![client_id, group_id, version, principal.label(), now],
+            )?;
+            let id = tx.last_insert_rowid();
+            for (device_id, firmware) in &devices {
+                let status = if firmware.as_deref() == Some(version.as_str()) { "installed" } else { "pending" };
+                tx.execute(
+                    "INSERT INTO rollout_devices (rollout_id, device_id, status, updated_at) VALUES (?1, ?2, ?3, ?4)",
+                    params![id, device_id, status, now],
+                )?;
+            }
+            settle_rollout(&tx, client_id, id, now)?;
+            audit::record(&tx, &principal, "rollout.schedule", &format!("rollout:{id}"))?;
+            let rollout = load_rollout(&tx, client_id, id)?;
+            tx.commit()?;
+            Ok(rollout)
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(rollout)))
+}
+
+/// `GET /v1/rollouts/{id}` (viewer+): a rollout's progress.
+pub async fn get_rollout(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<Json<Value>> {
+    principal.require(Role::Viewer)?;
+    let client_id = principal.own_client()?;
+    Ok(Json(state.db.call(move |conn| load_rollout(conn, client_id, id)).await?))
+}
+
+/// `GET /v1/device-groups/{id}/rollouts?limit=&starting_after=` (viewer+): newest first.
+pub async fn list_rollouts(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath(group_id): ApiPath<i64>,
+    query: Result<Query<PageQuery>, QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    principal.require(Role::Viewer)?;
+    let client_id = principal.own_client()?;
+    let Query(query) = query.map_err(|e| ApiError::invalid("invalid_query", e.body_text()))?;
+    let limit = page_limit(query.limit)?;
+    let data = state
+        .db
+        .call(move |conn| {
+            group_row(conn, client_id, group_id)?;
+            let ids: Vec<i64> = {
+                let mut stmt = conn.prepare(
+                    "SELECT id FROM rollouts WHERE group_id = ?1 AND client_id = ?2 AND id < ?3
+                     ORDER BY id DESC LIMIT ?4",
+                )?;
+                stmt.query_map(
+                    params![group_id, client_id, query.starting_after.unwrap_or(i64::MAX), fetch_limit(limit)],
+                    |row| row.get(0),
+                )?
+                .collect::<Result<_, _>>()?
+            };
+            ids.into_iter().map(|id| load_rollout(conn, client_id, id)).collect::<Result<Vec<Value>, _>>()
+        })
+        .await?;
+    Ok(Json(page(data, limit)))
+}
 
 /// The endpoints of this module.
 pub fn endpoints() -> Vec<Endpoint> {
-    Vec::new()
+    vec![
+        Endpoint::new(
+            Method::POST,
+            "/v1/devices",
+            Access::users(Role::ClientAdmin),
+            "Register a device; a serial already registered is 409 serial_taken",
+            routing::post(register),
+        )
+        .body::<NewDevice>(),
+        Endpoint::new(
+            Method::GET,
+            "/v1/devices",
+            Access::member(Role::Viewer),
+            "List devices, oldest first, optionally by status (online, offline) or group",
+            routing::get(list),
+        )
+        .query(&["limit", "starting_after", "status", "group_id"]),
+        Endpoint::new(
+            Method::GET,
+            "/v1/devices/{id}",
+            Access::member(Role::Viewer),
+            "Get a device with its status and the firmware a pending rollout targets",
+            routing::get(get),
+        ),
+        Endpoint::new(
+            Method::PUT,
+            "/v1/devices/{id}/group",
+            Access::users(Role::ClientAdmin),
+            "Put a device in a group, or take it out with null",
+            routing::put(set_group),
+        )
+        .body::<GroupAssignment>(),
+        Endpoint::new(
+            Method::POST,
+            "/v1/devices/{id}/heartbeat",
+            Access::KeyOnly,
+            "Report a device's firmware and diagnostics; answers its group's config and target firmware",
+            routing::post(heartbeat),
+        )
+        .body::<Heartbeat>(),
+        Endpoint::new(
+            Method::GET,
+            "/v1/devices/{id}/diagnostics",
+            Access::member(Role::Viewer),
+            "A device's heartbeat history, newest first",
+            routing::get(diagnostics),
+        )
+        .query(&["limit", "starting_after"]),
+        Endpoint::new(
+            Method::POST,
+            "/v1/device-groups",
+            Access::users(Role::ClientAdmin),
+            "Create a device group with a configuration; a name already used is 409 group_name_taken",
+            routing::post(create_group),
+        )
+        .body::<NewGroup>(),
+        Endpoint::new(
+            Method::GET,
+            "/v1/device-groups",
+            Access::member(Role::Viewer),
+            "List device groups, oldest first",
+            routing::get(list_groups),
+        )
+        .query(&["limit", "starting_after"]),
+        Endpoint::new(
+            Method::GET,
+            "/v1/device-groups/{id}",
+            Access::member(Role::Viewer),
+            "Get a device group with its device count and latest rollout",
+            routing::get(get_group),
+        ),
+        Endpoint::new(
+            Method::PATCH,
+            "/v1/device-groups/{id}",
+            Access::users(Role::ClientAdmin),
+            "Rename a device group or replace its configuration",
+            routing::patch(update_group),
+        )
+        .body::<GroupChange>(),
+        Endpoint::new(
+            Method::POST,
+            "/v1/device-groups/{id}/firmware",
+            Access::users(Role::ClientAdmin),
+            "Schedule a firmware rollout to the group's devices, cancelling its in-progress one",
+            routing::post(schedule_rollout),
+        )
+        .body::<NewRollout>(),
+        Endpoint::new(
+            Method::GET,
+            "/v1/device-groups/{id}/rollouts",
+            Access::member(Role::Viewer),
+            "A device group's rollouts, newest first",
+            routing::get(list_rollouts),
+        )
+        .query(&["limit", "starting_after"]),
+        Endpoint::new(
+            Method::GET,
+            "/v1/rollouts/{id}",
+            Access::member(Role::Viewer),
+            "Get a firmware rollout with its per-device progress",
+            routing::get(get_rollout),
+        ),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn online_means_seen_within_the_window() {
+        let now = 1_000_000;
+        assert!(!is_online(None, now), "never seen is offline");
+        assert!(is_online(Some(now), now));
+        assert!(is_online(Some(now - ONLINE_SECS), now), "the boundary is inclusive");
+        assert!(!is_online(Some(now - ONLINE_SECS - 1), now));
+    }
+
+    #[test]
+    fn inputs_are_checked() {
+        assert!(text_arg("  T-100 ", "serial", SERIAL_CHARS_MAX).is_ok_and(|s| s == "T-100"));
+        assert!(text_arg("", "serial", SERIAL_CHARS_MAX).is_err());
+        assert!(text_arg("a\nb", "serial", SERIAL_CHARS_MAX).is_err());
+        assert!(text_arg(&"x".repeat(SERIAL_CHARS_MAX + 1), "serial", SERIAL_CHARS_MAX).is_err());
+        assert!(object_arg(&json!({ "a": 1 }), "invalid_config", "config", CONFIG_BYTES_MAX).is_ok());
+        assert!(object_arg(&json!([1]), "invalid_config", "config", CONFIG_BYTES_MAX).is_err());
+        assert!(
+            object_arg(&json!({ "a": "x".repeat(CONFIG_BYTES_MAX) }), "invalid_config", "config", CONFIG_BYTES_MAX)
+                .is_err()
+        );
+    }
 }

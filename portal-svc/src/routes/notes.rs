@@ -139,7 +139,7 @@ async fn create(
     let note = state
         .db
         .call(move |conn| {
-            let tx = conn.transaction()?;
+            let tx = crate::db::write_tx(conn)?;
             check_owned(&tx, client_id, &resource)?;
             tx.execute(
                 "INSERT INTO notes (client_id, resource_type, resource_id, body, author, created_at)

@@ -221,7 +221,7 @@ pub async fn update(
     let ticket = state
         .db
         .call(move |conn| {
-            let tx = conn.transaction()?;
+            let tx = crate::db::write_tx(conn)?;
             let current = load(&tx, client_id, id)?;
             let from = current["status"].as_str().unwrap_or_default().to_string();
             if let Some(to) = &req.status
