@@ -126,12 +126,37 @@ fn transactions_report_totals_rows_and_csv() {
     let dir = tempfile::tempdir().unwrap();
     let svc = Service::start(dir.path(), true);
     let admin = svc.token(ADMIN_EMAIL, ADMIN_PASSWORD);
-    let (_, key) = svc.client_with_key(&admin, "A");
+    let (client_a, key) = svc.client_with_key(&admin, "A");
     let (_, other_key) = svc.client_with_key(&admin, "B");
     pay(&svc, &other_key, "999.00", "USD", json!({})); // never in A's report
 
-    let a = pay(&svc, &key, "10.00", "USD", json!({ "device_id": 7 }));
-    pay(&svc, &key, "2.50", "USD", json!({ "device_id": 7 }));
+    let (status, _) = svc.post(
+        "/v1/users",
+        &admin,
+        json!({ "email": "ca@a.test", "password": "a long enough password", "role": "client_admin", "client_id": client_a }),
+    );
+    assert_eq!(status, 201);
+    let ca = svc.token("ca@a.test", "a long enough password");
+    let (status, device) = svc.post("/v1/devices", &ca, json!({ "serial": "SN-1", "model": "T1" }));
+    assert_eq!(status, 201, "{device}");
+    let dev = device["id"].as_i64().unwrap();
+    // A device that is not the client's is refused, and nothing is stored.
+    for wrong in [dev + 1000, i64::MAX] {
+        let (status, body) = svc.post(
+            "/v1/transactions",
+            &key,
+            json!({ "kind": "payment", "amount": "1.00", "currency": "USD", "device_id": wrong }),
+        );
+        assert_eq!((status, body["error"]["param"].as_str()), (404, Some("device_id")), "{body}");
+    }
+    let (status, body) = svc.post(
+        "/v1/transactions",
+        &other_key,
+        json!({ "kind": "payment", "amount": "1.00", "currency": "USD", "device_id": dev }),
+    );
+    assert_eq!((status, error_code(&body).as_str()), (404, "not_found"), "another client's device");
+    let a = pay(&svc, &key, "10.00", "USD", json!({ "device_id": dev }));
+    pay(&svc, &key, "2.50", "USD", json!({ "device_id": dev }));
     pay(&svc, &key, "300", "JPY", json!({}));
     let (status, _) =
         svc.post(&format!("/v1/transactions/{}/refunds", a["id"].as_str().unwrap()), &key, json!({ "amount": "4.00" }));
@@ -160,7 +185,7 @@ fn transactions_report_totals_rows_and_csv() {
     let by_status = report["totals"]["by_status"].as_array().unwrap();
     assert!(by_status.iter().any(|g| g["status"] == "partially_refunded" && g["count"] == 1), "{by_status:?}");
     let device =
-        report["totals"]["by_device"].as_array().unwrap().iter().find(|g| g["device_id"] == 7).unwrap().clone();
+        report["totals"]["by_device"].as_array().unwrap().iter().find(|g| g["device_id"] == dev).unwrap().clone();
     assert_eq!((device["count"].as_u64(), device["amount"].as_str()), (Some(2), Some("12.50")));
 
     // Filters and totals only.
@@ -176,7 +201,7 @@ fn transactions_report_totals_rows_and_csv() {
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines[0], "id,created_at,kind,status,amount,currency,captured,refunded,ref_id,device_id,batch_id,seq");
     assert_eq!(lines.len(), 5, "{csv}");
-    assert!(lines[1].contains(",payment,partially_refunded,10.00,USD,10.00,4.00,,7,"), "{}", lines[1]);
+    assert!(lines[1].contains(&format!(",payment,partially_refunded,10.00,USD,10.00,4.00,,{dev},")), "{}", lines[1]);
     assert!(lines[4].contains(",refund,applied,4.00,USD,"), "{}", lines[4]);
     let (_, grouped) = svc.request("GET", "/v1/reports/transactions?format=csv&group_by=kind", Some(&key), None);
     let grouped = grouped.as_str().unwrap().to_string();

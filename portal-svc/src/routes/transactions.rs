@@ -240,6 +240,25 @@ fn description_arg(d: Option<String>) -> Result<Option<String>, ApiError> {
     }
 }
 
+/// Checks that `device` is a registered terminal of the caller's client (404 naming
+/// `device_id` otherwise), so reports by device only ever show the client's own.
+async fn own_device(state: &AppState, client_id: u64, device: u64) -> ApiResult<()> {
+    let not_found = || ApiError::not_found("no such device").with_param("device_id");
+    let (client, device) =
+        (i64::try_from(client_id).map_err(ApiError::internal)?, i64::try_from(device).map_err(|_| not_found())?);
+    let known = state
+        .db
+        .call(move |conn| {
+            Ok(conn
+                .prepare_cached("SELECT 1 FROM devices WHERE id = ?1 AND client_id = ?2")?
+                .query_row(params![device, client], |_| Ok(()))
+                .optional()?
+                .is_some())
+        })
+        .await?;
+    if known { Ok(()) } else { Err(not_found()) }
+}
+
 /// `POST /v1/transactions`: a payment (sale, or authorization with `capture: false`) or
 /// an adjustment.
 pub async fn create(
@@ -255,6 +274,9 @@ pub async fn create(
     let amount = amount_arg(&req.amount, currency)?;
     let description = description_arg(req.description)?;
     let device_id = req.device_id.unwrap_or(0);
+    if let Some(device) = req.device_id {
+        own_device(&state, client_id, device).await?;
+    }
     let make: Box<dyn FnOnce(TxId) -> Tx + Send> = match req.kind.as_str() {
         "payment" => {
             if amount <= 0 {
