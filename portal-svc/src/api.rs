@@ -16,7 +16,9 @@ use utoipa::openapi::extensions::ExtensionsBuilder;
 use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn};
 use utoipa::openapi::request_body::RequestBodyBuilder;
 use utoipa::openapi::schema::{ComponentsBuilder, ObjectBuilder, Type};
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::security::{
+    ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+};
 use utoipa::openapi::{
     ContentBuilder, InfoBuilder, OpenApi, OpenApiBuilder, PathsBuilder, Ref, RefOr, Required, ResponseBuilder, Schema,
 };
@@ -208,7 +210,7 @@ async fn guard(access: Access, state: AppState, request: Request, next: Next) ->
         return next.run(request).await;
     }
     let (mut parts, body) = request.into_parts();
-    let principal = match crate::auth::authenticate(&parts, &state).await {
+    let (principal, session) = match crate::auth::authenticate_session(&parts, &state).await {
         Ok(p) => p,
         Err(e) => return refuse(e, body).await,
     };
@@ -216,6 +218,9 @@ async fn guard(access: Access, state: AppState, request: Request, next: Next) ->
         return refuse(e, body).await;
     }
     parts.extensions.insert(principal);
+    if let Some(session) = session {
+        parts.extensions.insert(session);
+    }
     next.run(Request::from_parts(parts, body)).await
 }
 
@@ -267,7 +272,15 @@ pub fn openapi(endpoints: &[Endpoint]) -> OpenApi {
         .build();
     let mut components = ComponentsBuilder::new()
         .schema("Error", error_schema)
-        .security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
+        .security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()))
+        .security_scheme(
+            "session_cookie",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                crate::auth::SESSION_COOKIE,
+                "The browser's session (POST /v1/auth/session); a request that changes something also sends \
+                 X-CSRF-Token",
+            ))),
+        );
     let mut paths = PathsBuilder::new().build();
     for e in endpoints {
         let mut op = OperationBuilder::new()
@@ -277,6 +290,9 @@ pub fn openapi(endpoints: &[Endpoint]) -> OpenApi {
             .extensions(Some(ExtensionsBuilder::new().add("x-access", e.access.describe()).build()));
         if e.access != Access::Public {
             op = op.security(SecurityRequirement::new("bearer", Vec::<String>::new()));
+            if !matches!(e.access, Access::KeyOnly) {
+                op = op.security(SecurityRequirement::new("session_cookie", Vec::<String>::new()));
+            }
         }
         for name in path_params(e.path) {
             op = op.parameter(

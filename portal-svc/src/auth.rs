@@ -1,5 +1,6 @@
 //! Authentication: argon2id password hashes, random session tokens stored only as
-//! BLAKE3 hashes, login throttling, and the [`Principal`] every protected route takes.
+//! BLAKE3 hashes, login throttling, API keys, the browser's session cookie with its
+//! CSRF token, and the [`Principal`] every protected route takes.
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -283,6 +284,91 @@ fn bearer(parts: &Parts) -> Option<&str> {
     value.strip_prefix("Bearer ").map(str::trim).filter(|t| !t.is_empty())
 }
 
+/// The browser's session cookie: it carries the same session token as `Bearer`, and is
+/// `HttpOnly` (no script reads it), `SameSite=Strict` (no other site's page sends it)
+/// and `Path=/`.
+pub const SESSION_COOKIE: &str = "portal_session";
+/// The header a cookie-authenticated request that changes something must carry, with
+/// the session's [`csrf_token`].
+pub const CSRF_HEADER: &str = "x-csrf-token";
+/// Derivation context of CSRF tokens (BLAKE3 `derive_key`): domain-separated from the
+/// token hash the database stores, so neither reveals the other.
+const CSRF_CONTEXT: &str = "portal-svc 2025 session cookie csrf token v1";
+
+/// The CSRF token of a session: derived from the session token (which only the
+/// server and the cookie hold), so it needs no storage, survives restarts, cannot be
+/// guessed without the token, and does not reveal it.
+pub fn csrf_token(session_token: &str) -> String {
+    hex::encode(blake3::derive_key(CSRF_CONTEXT, session_token.as_bytes()))
+}
+
+/// The `Set-Cookie` value that gives the browser `token` for `max_age_secs`.
+pub fn session_cookie(token: &str, max_age_secs: i64) -> String {
+    format!("{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age_secs}")
+}
+
+/// The `Set-Cookie` value that makes the browser drop its session cookie.
+pub fn cleared_session_cookie() -> String {
+    format!("{SESSION_COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0")
+}
+
+/// The session token of the request's cookie, if it has one.
+pub fn cookie_token(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value.trim())
+        .filter(|t| !t.is_empty())
+}
+
+/// Whether a request with `method` may change something (and so needs the CSRF token
+/// when its credentials are the cookie a browser attaches by itself).
+pub fn changes_state(method: &axum::http::Method) -> bool {
+    !matches!(*method, axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS)
+}
+
+/// Checks the request's `X-CSRF-Token` against the session's, in constant time; 403
+/// `csrf_failed` when it is missing or wrong.
+pub fn check_csrf(headers: &axum::http::HeaderMap, session_token: &str) -> Result<(), ApiError> {
+    let expected = csrf_token(session_token);
+    let sent = headers.get(CSRF_HEADER).map(|v| v.as_bytes()).unwrap_or_default();
+    if bool::from(sent.ct_eq(expected.as_bytes())) {
+        Ok(())
+    } else {
+        Err(ApiError {
+            status: axum::http::StatusCode::FORBIDDEN,
+            kind: "permission_error",
+            code: "csrf_failed",
+            message: format!(
+                "a request signed in by the session cookie that changes something needs the {CSRF_HEADER} header \
+                 (GET /v1/auth/session gives it)"
+            ),
+            param: None,
+        })
+    }
+}
+
+/// How the caller's credentials came, for a signed-in user's session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    /// The session's CSRF token (see [`csrf_token`]).
+    pub csrf_token: String,
+    /// When the session ends (Unix seconds).
+    pub expires_at: i64,
+    /// Whether the session token came in the cookie rather than `Authorization`.
+    pub via_cookie: bool,
+}
+
+/// Ends the session of `token` (a no-op when there is none).
+pub fn end_session(conn: &rusqlite::Connection, token: &str) -> Result<(), ApiError> {
+    conn.execute("DELETE FROM sessions WHERE token_hash = ?1", [token_hash(token)])?;
+    Ok(())
+}
+
 /// The principal the access check of the route table left in the request; a handler
 /// reached without one (a route declared public) authenticates here.
 impl FromRequestParts<AppState> for Principal {
@@ -297,63 +383,91 @@ impl FromRequestParts<AppState> for Principal {
 }
 
 /// Who sent this request: a session token's user or an API key's application
-/// (401 when neither is valid).
+/// (401 when neither is valid; 403 `csrf_failed` for a cookie session's request that
+/// changes something without the CSRF token).
 pub async fn authenticate(parts: &Parts, state: &AppState) -> Result<Principal, ApiError> {
-    {
-        let token = bearer(parts)
-            .ok_or_else(|| ApiError::unauthenticated("missing_credentials", "send Authorization: Bearer TOKEN"))?
-            .to_string();
-        if let Some(secret) = token.strip_prefix(API_KEY_PREFIX) {
-            let lookup = secret.get(..KEY_LOOKUP_CHARS).unwrap_or_default().to_string();
-            let hash = token_hash(&token);
-            if let Some(principal) = state.key_cache.get(&hash) {
-                return Ok(principal);
-            }
-            let cache = std::sync::Arc::clone(&state.key_cache);
-            let generation = cache.generation();
-            return state
-                .db
-                .call(move |conn| {
-                    let row: Option<(i64, i64, Vec<u8>)> = conn
-                        .query_row(
-                            "SELECT id, client_id, key_hash FROM applications WHERE key_lookup = ?1 AND revoked_at IS NULL",
-                            [lookup],
-                            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
-                        )
-                        .optional()?;
-                    match row {
-                        Some((id, client_id, stored)) if bool::from(stored.as_slice().ct_eq(hash.as_slice())) => {
-                            let principal =
-                                Principal { actor: Actor::Application { id }, role: Role::Operator, client_id: Some(client_id) };
-                            cache.insert(generation, hash, principal.clone());
-                            Ok(principal)
-                        }
-                        _ => Err(ApiError::unauthenticated("invalid_api_key", "the API key is unknown or revoked")),
-                    }
-                })
-                .await;
-        }
-        // The token is looked up by its hash: an equality match on a 256-bit digest,
-        // so timing reveals nothing about valid tokens.
+    authenticate_session(parts, state).await.map(|(principal, _)| principal)
+}
+
+/// [`authenticate`], with the session when the caller is a signed-in user.
+///
+/// Credentials are `Authorization: Bearer` (a session token or an API key) or, only
+/// when that header is absent, the session cookie. A request with the cookie is one
+/// the browser may have been made to send by another page, so when it changes
+/// something it must also carry the session's CSRF token, which a page can only know
+/// by reading it from this origin.
+pub async fn authenticate_session(parts: &Parts, state: &AppState) -> Result<(Principal, Option<Session>), ApiError> {
+    let (token, via_cookie) = if parts.headers.contains_key(axum::http::header::AUTHORIZATION) {
+        (bearer(parts), false)
+    } else {
+        (cookie_token(&parts.headers), true)
+    };
+    let token = token
+        .ok_or_else(|| {
+            ApiError::unauthenticated(
+                "missing_credentials",
+                "send Authorization: Bearer TOKEN, or sign in (session cookie)",
+            )
+        })?
+        .to_string();
+    if !via_cookie && let Some(secret) = token.strip_prefix(API_KEY_PREFIX) {
+        let lookup = secret.get(..KEY_LOOKUP_CHARS).unwrap_or_default().to_string();
         let hash = token_hash(&token);
-        state
+        if let Some(principal) = state.key_cache.get(&hash) {
+            return Ok((principal, None));
+        }
+        let cache = std::sync::Arc::clone(&state.key_cache);
+        let generation = cache.generation();
+        return state
             .db
             .call(move |conn| {
-                let row: Option<(i64, String, String, Option<i64>)> = conn
+                let row: Option<(i64, i64, Vec<u8>)> = conn
                     .query_row(
-                        "SELECT u.id, u.email, u.role, u.client_id FROM sessions s JOIN users u ON u.id = s.user_id
-                         WHERE s.token_hash = ?1 AND s.expires_at > ?2",
-                        rusqlite::params![hash, now_secs()],
-                        |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+                        "SELECT id, client_id, key_hash FROM applications WHERE key_lookup = ?1 AND revoked_at IS NULL",
+                        [lookup],
+                        |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
                     )
                     .optional()?;
-                let (user_id, email, role, client_id) =
-                    row.ok_or_else(|| ApiError::unauthenticated("invalid_token", "the token is unknown or expired"))?;
-                let role = Role::parse(&role).ok_or_else(|| ApiError::internal("unknown role in the database"))?;
-                Ok(Principal { actor: Actor::User { id: user_id, email }, role, client_id })
+                match row {
+                    Some((id, client_id, stored)) if bool::from(stored.as_slice().ct_eq(hash.as_slice())) => {
+                        let principal = Principal {
+                            actor: Actor::Application { id },
+                            role: Role::Operator,
+                            client_id: Some(client_id),
+                        };
+                        cache.insert(generation, hash, principal.clone());
+                        Ok((principal, None))
+                    }
+                    _ => Err(ApiError::unauthenticated("invalid_api_key", "the API key is unknown or revoked")),
+                }
             })
-            .await
+            .await;
     }
+    // The token is looked up by its hash: an equality match on a 256-bit digest,
+    // so timing reveals nothing about valid tokens.
+    let hash = token_hash(&token);
+    let (principal, expires_at) = state
+        .db
+        .call(move |conn| {
+            let row: Option<(i64, String, String, Option<i64>, i64)> = conn
+                .query_row(
+                    "SELECT u.id, u.email, u.role, u.client_id, s.expires_at FROM sessions s JOIN users u ON u.id = s.user_id
+                     WHERE s.token_hash = ?1 AND s.expires_at > ?2",
+                    rusqlite::params![hash, now_secs()],
+                    |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?)),
+                )
+                .optional()?;
+            let (user_id, email, role, client_id, expires_at) =
+                row.ok_or_else(|| ApiError::unauthenticated("invalid_token", "the token is unknown or expired"))?;
+            let role = Role::parse(&role).ok_or_else(|| ApiError::internal("unknown role in the database"))?;
+            Ok((Principal { actor: Actor::User { id: user_id, email }, role, client_id }, expires_at))
+        })
+        .await?;
+    // Checked after the session, so an expired cookie is a 401 (sign in again), not a 403.
+    if via_cookie && changes_state(&parts.method) {
+        check_csrf(&parts.headers, &token)?;
+    }
+    Ok((principal, Some(Session { csrf_token: csrf_token(&token), expires_at, via_cookie })))
 }
 
 #[cfg(test)]
@@ -377,5 +491,37 @@ mod tests {
         assert_ne!(a, random_secret(32));
         assert_eq!(token_hash(&a).len(), 32);
         assert_ne!(token_hash(&a), a.as_bytes());
+    }
+
+    #[test]
+    fn the_session_cookie_is_found_among_others() {
+        let mut headers = axum::http::HeaderMap::new();
+        assert_eq!(cookie_token(&headers), None);
+        headers.append(axum::http::header::COOKIE, "theme=dark; portal_session_x=no".parse().expect("value"));
+        assert_eq!(cookie_token(&headers), None, "only the exact name");
+        headers.append(axum::http::header::COOKIE, "a=1;  portal_session=abc123 ; b=2".parse().expect("value"));
+        assert_eq!(cookie_token(&headers), Some("abc123"));
+        let cookie = session_cookie("abc123", 60);
+        for attribute in ["portal_session=abc123", "HttpOnly", "SameSite=Strict", "Path=/", "Max-Age=60"] {
+            assert!(cookie.split("; ").any(|a| a == attribute), "{cookie} lacks {attribute}");
+        }
+        assert!(cleared_session_cookie().contains("Max-Age=0"));
+    }
+
+    #[test]
+    fn csrf_tokens_are_derived_per_session_and_checked() {
+        let (a, b) = (random_secret(32), random_secret(32));
+        assert_eq!(csrf_token(&a), csrf_token(&a), "stable: no storage needed");
+        assert_ne!(csrf_token(&a), csrf_token(&b));
+        assert_ne!(csrf_token(&a).as_bytes(), hex::encode(token_hash(&a)).as_bytes(), "not the stored hash");
+        assert!(!csrf_token(&a).contains(&a));
+        let mut headers = axum::http::HeaderMap::new();
+        assert_eq!(check_csrf(&headers, &a).map_err(|e| e.code), Err("csrf_failed"));
+        headers.insert(CSRF_HEADER, csrf_token(&b).parse().expect("value"));
+        assert_eq!(check_csrf(&headers, &a).map_err(|e| e.code), Err("csrf_failed"), "another session's token");
+        headers.insert(CSRF_HEADER, csrf_token(&a).parse().expect("value"));
+        assert!(check_csrf(&headers, &a).is_ok());
+        assert!(changes_state(&axum::http::Method::POST) && changes_state(&axum::http::Method::DELETE));
+        assert!(!changes_state(&axum::http::Method::GET) && !changes_state(&axum::http::Method::HEAD));
     }
 }

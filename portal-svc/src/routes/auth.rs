@@ -1,7 +1,11 @@
-//! `POST /v1/auth/login` and `GET /v1/users/me`.
+//! Signing in: `POST /v1/auth/login` (a session token for API clients), the browser's
+//! cookie session (`/v1/auth/session`, `/v1/auth/logout`), `GET /v1/users/me`, and
+//! TOTP enrolment with its QR code.
 
-use axum::Json;
 use axum::extract::State;
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -35,18 +39,100 @@ pub async fn login(State(state): State<AppState>, ApiJson(req): ApiJson<LoginReq
     Ok(Json(json!({ "token": token, "expires_at": expires_at })))
 }
 
+/// `POST /v1/auth/session`: the same sign-in as [`login`], for a browser. The session
+/// token goes into an `HttpOnly; SameSite=Strict` cookie only, never into the body;
+/// the body carries the session's CSRF token, which requests that change something
+/// send back in `X-CSRF-Token`. (A cross-site form cannot post here: the body must
+/// be JSON, which only a same-origin script can send without a CORS preflight, and
+/// the service answers none.)
+pub async fn open_session(State(state): State<AppState>, ApiJson(req): ApiJson<LoginRequest>) -> ApiResult<Response> {
+    if req.email.is_empty() || req.password.is_empty() {
+        return Err(ApiError::invalid("missing_field", "email and password are required").with_param("email"));
+    }
+    let (token, expires_at) =
+        state.db.call(move |conn| auth::login(conn, &req.email, &req.password, req.otp.as_deref())).await?;
+    let cookie = auth::session_cookie(&token, auth::SESSION_SECS);
+    let body = json!({ "csrf_token": auth::csrf_token(&token), "expires_at": expires_at });
+    Ok(([(header::SET_COOKIE, cookie), (header::CACHE_CONTROL, "no-store".to_string())], Json(body)).into_response())
+}
+
+/// `GET /v1/auth/session`: the caller's session (its CSRF token and end) and who the
+/// caller is; how a page reloaded in the browser picks up its CSRF token again.
+async fn current_session(
+    State(state): State<AppState>,
+    principal: Principal,
+    session: Option<Extension<auth::Session>>,
+) -> ApiResult<Response> {
+    let Some(Extension(session)) = session else {
+        return Err(ApiError::forbidden("only a signed-in user has a session"));
+    };
+    let user = me_json(&state, &principal).await?;
+    let body = json!({
+        "object": "session",
+        "csrf_token": session.csrf_token,
+        "expires_at": session.expires_at,
+        "via_cookie": session.via_cookie,
+        "user": user,
+    });
+    Ok(([(header::CACHE_CONTROL, "no-store")], Json(body)).into_response())
+}
+
+/// `POST /v1/auth/logout`: ends the request's session, whether it came as a bearer
+/// token or the cookie (which then needs the CSRF token, like any change), and clears
+/// the cookie. Answers 200 when there was no session, so signing out twice is fine.
+async fn logout(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty());
+    let token = match (bearer, auth::cookie_token(&headers)) {
+        (Some(token), _) if token.starts_with(auth::API_KEY_PREFIX) => {
+            return Err(ApiError::invalid(
+                "not_a_session",
+                "an API key has no session to end; revoke its application instead",
+            ));
+        }
+        (Some(token), _) => Some(token.to_string()),
+        (None, Some(token)) => {
+            auth::check_csrf(&headers, token)?;
+            Some(token.to_string())
+        }
+        (None, None) => None,
+    };
+    if let Some(token) = token {
+        state.db.call(move |conn| auth::end_session(conn, &token)).await?;
+    }
+    Ok((
+        [(header::SET_COOKIE, auth::cleared_session_cookie()), (header::CACHE_CONTROL, "no-store".to_string())],
+        Json(json!({ "object": "session", "signed_out": true })),
+    )
+        .into_response())
+}
+
 /// Who the caller is: the signed-in user, or the application of an API key.
-pub async fn me(principal: Principal) -> Json<Value> {
+pub async fn me(State(state): State<AppState>, principal: Principal) -> ApiResult<Json<Value>> {
+    me_json(&state, &principal).await.map(Json)
+}
+
+/// The caller as `GET /v1/users/me` shows it; a user's `mfa_enabled` too.
+async fn me_json(state: &AppState, principal: &Principal) -> ApiResult<Value> {
     let (kind, id, email) = match &principal.actor {
         Actor::User { id, email } => ("user", *id, Some(email.clone())),
         Actor::Application { id } => ("application", *id, None),
     };
-    Json(json!({
+    let mfa_enabled = match principal.actor {
+        Actor::User { id, .. } => Some(state.db.call(move |conn| Ok(mfa::state(conn, id)?.1)).await?),
+        Actor::Application { .. } => None,
+    };
+    Ok(json!({
         "object": kind,
         "id": id,
         "email": email,
         "role": principal.role.as_str(),
         "client_id": principal.client_id,
+        "mfa_enabled": mfa_enabled,
     }))
 }
 
@@ -84,14 +170,30 @@ async fn mfa_enrol(State(state): State<AppState>, principal: Principal) -> ApiRe
             }
             audit::record(&tx, &principal, "mfa.enrol", &format!("user:{user_id}"))?;
             tx.commit()?;
+            let url = mfa::otpauth_url(&secret, &email)?;
             Ok(json!({
                 "secret": secret,
-                "otpauth_url": mfa::otpauth_url(&secret, &email)?,
+                "qr_svg": qr_svg(&url)?,
+                "otpauth_url": url,
                 "recovery_codes": codes,
             }))
         })
         .await?;
     Ok(Json(response))
+}
+
+/// The `otpauth://` URL as a QR code in SVG, for an authenticator app to scan off the
+/// screen (drawn here, so the page needs no script or image library for it).
+fn qr_svg(url: &str) -> Result<String, ApiError> {
+    let code =
+        qrcode::QrCode::with_error_correction_level(url.as_bytes(), qrcode::EcLevel::M).map_err(ApiError::internal)?;
+    Ok(code
+        .render::<qrcode::render::svg::Color<'_>>()
+        .min_dimensions(200, 200)
+        .dark_color(qrcode::render::svg::Color("#000000"))
+        .light_color(qrcode::render::svg::Color("#ffffff"))
+        .quiet_zone(true)
+        .build())
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -151,6 +253,30 @@ pub fn endpoints() -> Vec<Endpoint> {
         .answers(200)
         .body::<LoginRequest>(),
         Endpoint::new(
+            Method::POST,
+            "/v1/auth/session",
+            Access::Public,
+            "Sign in a browser: the session goes into an HttpOnly SameSite=Strict cookie; answers the CSRF token",
+            routing::post(open_session),
+        )
+        .answers(200)
+        .body::<LoginRequest>(),
+        Endpoint::new(
+            Method::GET,
+            "/v1/auth/session",
+            Access::platform(Role::Viewer),
+            "The caller's session: its CSRF token, its end, and who is signed in",
+            routing::get(current_session),
+        ),
+        Endpoint::new(
+            Method::POST,
+            "/v1/auth/logout",
+            Access::Public,
+            "End the request's session (bearer token, or cookie with X-CSRF-Token) and clear the cookie",
+            routing::post(logout),
+        )
+        .answers(200),
+        Endpoint::new(
             Method::GET,
             "/v1/users/me",
             Access::Member { role: Role::Viewer, keys: true, admins: true },
@@ -161,7 +287,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             Method::POST,
             "/v1/users/me/mfa",
             Access::platform(Role::Viewer),
-            "Start TOTP enrolment: secret, otpauth URL and recovery codes",
+            "Start TOTP enrolment: secret, otpauth URL (and its QR code as SVG) and recovery codes",
             routing::post(mfa_enrol),
         )
         .answers(200),
