@@ -110,6 +110,10 @@ fn every_route_checks_role_and_key() {
     expect("POST", "/v1/notes", &operator_up, true);
     expect("GET", "/v1/notes", &viewer_up, true);
     expect("POST", "/v1/auth/login", &[], false);
+    expect("POST", "/v1/auth/session", &[], false);
+    expect("GET", "/v1/users", &["client_admin", "admin"], false);
+    expect("PATCH", "/v1/users/{id}", &["client_admin", "admin"], false);
+    expect("GET", "/v1/clients/{id}/applications", &["client_admin", "admin"], false);
 
     let mut checked = 0;
     for op in &ops {
@@ -173,6 +177,12 @@ fn another_clients_objects_are_not_found_on_every_route() {
         svc.post(&format!("/v1/device-groups/{}/firmware", group["id"]), &admin_a, json!({ "version": "2.0" }));
     assert_eq!(status, 201, "{rollout}");
     let (_, apps) = svc.post(&format!("/v1/clients/{a}/applications"), &admin_a, json!({ "name": "second" }));
+    let (status, user_a) = svc.post(
+        "/v1/users",
+        &admin_a,
+        json!({ "email": "op@a.test", "password": PASSWORD, "role": "operator", "client_id": a }),
+    );
+    assert_eq!(status, 201, "{user_a}");
 
     let id_of = |first: &str, param: &str| -> String {
         match (first, param) {
@@ -184,6 +194,7 @@ fn another_clients_objects_are_not_found_on_every_route() {
             ("devices", "id") => device["id"].to_string(),
             ("device-groups", "id") => group["id"].to_string(),
             ("rollouts", "id") => rollout["id"].to_string(),
+            ("users", "id") => user_a["id"].to_string(),
             _ => panic!("no isolation case for /v1/{first}/.../{{{param}}}: add one"),
         }
     };
@@ -196,12 +207,14 @@ fn another_clients_objects_are_not_found_on_every_route() {
             ("POST", p) if p.ends_with("/applications") => json!({ "name": "x" }),
             ("PUT", _) => json!({ "group_id": null }),
             ("PATCH", p) if p.starts_with("/v1/tickets") => json!({ "status": "closed" }),
+            ("PATCH", p) if p.starts_with("/v1/users") => json!({ "role": "viewer" }),
             ("PATCH", _) => json!({ "name": "renamed", "config": {} }),
             _ => json!({}),
         }
     };
     let mut checked = 0;
-    for op in operations(&svc).iter().filter(|o| o.path.contains('{')) {
+    // Public routes (the web portal's files) name no client's object.
+    for op in operations(&svc).iter().filter(|o| o.path.contains('{') && !o.public) {
         let path = fill(&op.path, id_of);
         let body = body_for(&op.method, &op.path).to_string();
         let mut callers = Vec::new();
@@ -230,6 +243,8 @@ fn another_clients_objects_are_not_found_on_every_route() {
     assert_eq!((after["status"].as_str(), after["captured"].as_str()), (Some("authorized"), Some("0.00")), "{after}");
     let (_, t) = svc.request("GET", &format!("/v1/tickets/{}", ticket["id"]), Some(&key_a), None);
     assert_eq!((t["status"].as_str(), t["comments"].as_array().map(Vec::len)), (Some("open"), Some(0)));
+    let (_, users) = svc.request("GET", &format!("/v1/users?client_id={a}"), Some(&admin_a), None);
+    assert!(users["data"].as_array().unwrap().iter().any(|u| u["id"] == user_a["id"] && u["role"] == "operator"));
     let (_, d) = svc.request("GET", &format!("/v1/devices/{}", device["id"]), Some(&key_a), None);
     assert_eq!((d["group_id"].clone(), d["last_seen"].clone()), (group["id"].clone(), Value::Null), "{d}");
     let (_, g) = svc.request("GET", &format!("/v1/device-groups/{}", group["id"]), Some(&key_a), None);

@@ -130,3 +130,91 @@ fn api_keys_are_shown_once_stored_hashed_and_revocable() {
     assert_eq!(svc.request("DELETE", &format!("/v1/clients/{a}/applications/{app_id}"), Some(&a_admin), None).0, 200);
     assert_eq!(svc.request("DELETE", &format!("/v1/clients/{a}/applications/9999"), Some(&a_admin), None).0, 404);
 }
+
+#[test]
+fn users_are_listed_and_their_roles_changed_within_the_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(dir.path(), true);
+    let (admin, a, b, a_admin, b_admin) = setup(&svc);
+    let (_, op) =
+        svc.post("/v1/users", &a_admin, json!({ "email": "op@a.test", "password": PASSWORD, "role": "operator" }));
+    let op_id = op["id"].as_i64().unwrap();
+    let op_token = svc.token("op@a.test", PASSWORD);
+    let emails = |token: &str, query: &str| -> Vec<String> {
+        let (status, page) = svc.request("GET", &format!("/v1/users{query}"), Some(token), None);
+        assert_eq!(status, 200, "{page}");
+        page["data"].as_array().unwrap().iter().map(|u| u["email"].as_str().unwrap().to_string()).collect()
+    };
+    assert_eq!(emails(&a_admin, ""), ["a-admin@example.test", "op@a.test"]);
+    assert_eq!(emails(&admin, "").len(), 4, "the platform admin sees everyone");
+    assert_eq!(emails(&admin, &format!("?client_id={b}")), ["b-admin@example.test"]);
+    assert_eq!(emails(&admin, "?limit=1").len(), 1);
+    let (status, _) = svc.request("GET", &format!("/v1/users?client_id={b}"), Some(&a_admin), None);
+    assert_eq!(status, 404, "another client's users are not found");
+    assert_eq!(svc.request("GET", "/v1/users", Some(&op_token), None).0, 403);
+    let (_, page) = svc.request("GET", "/v1/users", Some(&a_admin), None);
+    let listed = page.to_string();
+    assert!(!listed.contains("argon2") && !listed.contains("mfa_secret"), "{listed}");
+
+    // A role change takes effect on the user's next request, with its session.
+    let patch = |token: &str, id: i64, role: &str| {
+        svc.request("PATCH", &format!("/v1/users/{id}"), Some(token), Some(&json!({ "role": role }).to_string()))
+    };
+    let (status, changed) = patch(&a_admin, op_id, "viewer");
+    assert_eq!((status, changed["role"].as_str()), (200, Some("viewer")), "{changed}");
+    let (status, reply) = svc.post("/v1/tickets", &op_token, json!({ "subject": "s", "body": "b" }));
+    assert_eq!((status, error_code(&reply).as_str()), (403, "forbidden"), "a viewer now");
+    let (status, _) = patch(&admin, op_id, "client_admin");
+    assert_eq!(status, 200, "a platform admin changes anyone's");
+    assert_eq!(svc.request("GET", "/v1/users", Some(&op_token), None).0, 200, "a client_admin now");
+
+    let a_admin_id = {
+        let (_, me) = svc.request("GET", "/v1/users/me", Some(&a_admin), None);
+        me["id"].as_i64().unwrap()
+    };
+    let admin_id = {
+        let (_, me) = svc.request("GET", "/v1/users/me", Some(&admin), None);
+        me["id"].as_i64().unwrap()
+    };
+    for (token, id, role, status, code) in [
+        (&a_admin, a_admin_id, "viewer", 409, "own_role"),
+        (&b_admin, op_id, "viewer", 404, "not_found"),
+        (&a_admin, admin_id, "viewer", 404, "not_found"),
+        (&admin, admin_id, "viewer", 409, "own_role"),
+        (&a_admin, op_id, "admin", 400, "invalid_role"),
+        (&a_admin, 99_999, "viewer", 404, "not_found"),
+    ] {
+        let (got, reply) = patch(token, id, role);
+        assert_eq!((got, error_code(&reply).as_str()), (status, code), "{id} -> {role}");
+    }
+    let (status, second_admin) =
+        svc.post("/v1/users", &admin, json!({ "email": "root2@x.test", "password": PASSWORD, "role": "admin" }));
+    assert_eq!(status, 201);
+    let (status, reply) = patch(&admin, second_admin["id"].as_i64().unwrap(), "viewer");
+    assert_eq!((status, error_code(&reply).as_str()), (409, "platform_admin_role"));
+    let (_, user) = svc.request("GET", &format!("/v1/users?client_id={a}"), Some(&admin), None);
+    assert_eq!(user["data"][1]["role"].as_str(), Some("client_admin"), "nothing else changed");
+}
+
+#[test]
+fn applications_are_listed_without_their_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(dir.path(), true);
+    let (admin, a, _, a_admin, b_admin) = setup(&svc);
+    let (_, first) = svc.post(&format!("/v1/clients/{a}/applications"), &a_admin, json!({ "name": "till" }));
+    let (_, second) = svc.post(&format!("/v1/clients/{a}/applications"), &admin, json!({ "name": "web shop" }));
+    let key = first["api_key"].as_str().unwrap();
+    svc.request("DELETE", &format!("/v1/clients/{a}/applications/{}", second["id"]), Some(&a_admin), None);
+
+    let (status, list) = svc.request("GET", &format!("/v1/clients/{a}/applications"), Some(&a_admin), None);
+    assert_eq!(status, 200, "{list}");
+    let apps = list["data"].as_array().unwrap();
+    assert_eq!(apps.len(), 2);
+    assert_eq!((apps[0]["name"].as_str(), apps[0]["revoked_at"].is_null()), (Some("till"), true));
+    assert_eq!((apps[1]["name"].as_str(), apps[1]["revoked_at"].is_i64()), (Some("web shop"), true));
+    assert_eq!(apps[0]["key_hint"].as_str(), Some(&key[..11]), "sk_ and 8 characters to tell keys apart");
+    assert!(!list.to_string().contains(&key[11..]), "the key itself is never shown again");
+    assert_eq!(svc.request("GET", &format!("/v1/clients/{a}/applications"), Some(&admin), None).0, 200);
+    assert_eq!(svc.request("GET", &format!("/v1/clients/{a}/applications"), Some(&b_admin), None).0, 404);
+    assert_eq!(svc.request("GET", &format!("/v1/clients/{a}/applications"), Some(key), None).0, 403);
+}

@@ -197,6 +197,134 @@ pub async fn create_user(
     ))
 }
 
+fn user_json(row: &rusqlite::Row<'_>) -> rusqlite::Result<Value> {
+    Ok(json!({
+        "id": row.get::<_, i64>(0)?,
+        "object": "user",
+        "email": row.get::<_, String>(1)?,
+        "role": row.get::<_, String>(2)?,
+        "client_id": row.get::<_, Option<i64>>(3)?,
+        "mfa_enabled": row.get::<_, i64>(4)? != 0,
+        "created_at": row.get::<_, i64>(5)?,
+    }))
+}
+
+const USER_COLUMNS: &str = "id, email, role, client_id, mfa_enabled, created_at";
+
+#[derive(Debug, Deserialize)]
+pub struct UserListQuery {
+    limit: Option<usize>,
+    starting_after: Option<i64>,
+    /// Platform admins: one client's users (default: everyone); others see their own.
+    client_id: Option<i64>,
+}
+
+/// `GET /v1/users?client_id=&limit=&starting_after=`: the users the caller manages,
+/// oldest first: a client_admin its client's, a platform admin everyone's (or one
+/// client's). Never a password hash or an MFA secret.
+pub async fn list_users(
+    State(state): State<AppState>,
+    principal: Principal,
+    query: Result<axum::extract::Query<UserListQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    principal.require_user(Role::ClientAdmin)?;
+    let axum::extract::Query(query) = query.map_err(|e| ApiError::invalid("invalid_query", e.body_text()))?;
+    let limit = crate::extract::page_limit(query.limit)?;
+    let scope = match (principal.client_id, query.client_id) {
+        (Some(own), Some(asked)) if own != asked => {
+            return Err(ApiError::not_found("no such client").with_param("client_id"));
+        }
+        (Some(own), _) => Some(own),
+        (None, asked) => asked,
+    };
+    let mut data = state
+        .db
+        .call(move |conn| {
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {USER_COLUMNS} FROM users WHERE id > ?1 AND (?2 IS NULL OR client_id = ?2) ORDER BY id LIMIT ?3"
+            ))?;
+            let rows = stmt.query_map(
+                params![query.starting_after.unwrap_or(0), scope, i64::try_from(limit + 1).unwrap_or(i64::MAX)],
+                user_json,
+            )?;
+            Ok(rows.collect::<Result<Vec<Value>, _>>()?)
+        })
+        .await?;
+    let has_more = data.len() > limit;
+    data.truncate(limit);
+    Ok(Json(json!({ "data": data, "has_more": has_more })))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserChange {
+    /// `client_admin`, `operator` or `viewer`: a client's user stays a client's user.
+    role: String,
+}
+
+/// `PATCH /v1/users/{id}`: changes a client user's role (a client_admin, its own
+/// client's users; a platform admin, anyone's). Nobody changes their own role, so a
+/// client never loses its last administrator by accident; platform admins' roles do
+/// not change here. Takes effect on the user's next request (sessions read the role).
+pub async fn update_user(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(req): ApiJson<UserChange>,
+) -> ApiResult<Json<Value>> {
+    principal.require_user(Role::ClientAdmin)?;
+    let role = match Role::parse(&req.role) {
+        Some(role @ (Role::ClientAdmin | Role::Operator | Role::Viewer)) => role,
+        _ => {
+            return Err(
+                ApiError::invalid("invalid_role", "role is client_admin, operator or viewer").with_param("role")
+            );
+        }
+    };
+    let own_id = match principal.actor {
+        crate::auth::Actor::User { id, .. } => id,
+        crate::auth::Actor::Application { .. } => return Err(ApiError::forbidden("API keys cannot do this")),
+    };
+    let user = state
+        .db
+        .call(move |conn| {
+            let tx = crate::db::write_tx(conn)?;
+            let current: Option<(String, Option<i64>)> = tx
+                .query_row("SELECT role, client_id FROM users WHERE id = ?1", [id], |row| {
+                    Ok((row.get(0)?, row.get(1)?))
+                })
+                .optional()?;
+            let Some((current_role, client_id)) = current.filter(|(_, client)| {
+                client.is_some_and(|c| principal.sees_client(c)) || principal.role == Role::Admin
+            }) else {
+                return Err(ApiError::not_found("no such user"));
+            };
+            if id == own_id {
+                return Err(ApiError::conflict(
+                    "invalid_request_error",
+                    "own_role",
+                    "nobody changes their own role; ask another administrator",
+                ));
+            }
+            if current_role == Role::Admin.as_str() {
+                return Err(ApiError::conflict(
+                    "invalid_request_error",
+                    "platform_admin_role",
+                    "a platform admin's role does not change",
+                ));
+            }
+            if current_role != role.as_str() {
+                tx.execute("UPDATE users SET role = ?1 WHERE id = ?2", params![role.as_str(), id])?;
+                audit::record_in(&tx, &principal, client_id, "user.role", &format!("user:{id}"))?;
+            }
+            let user = tx.query_row(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"), [id], user_json)?;
+            tx.commit()?;
+            Ok(user)
+        })
+        .await?;
+    Ok(Json(user))
+}
+
 /// Admins, and the client_admins of that client, manage its applications.
 fn may_manage_applications(principal: &Principal, client_id: i64) -> Result<(), ApiError> {
     if !principal.sees_client(client_id) {
@@ -245,6 +373,45 @@ pub async fn create_application(
             json!({ "id": id, "object": "application", "client_id": client_id, "name": name, "api_key": key, "created_at": now }),
         ),
     ))
+}
+
+/// `GET /v1/clients/{id}/applications`: the client's applications, revoked ones too,
+/// oldest first. A key is never shown again: only `key_hint`, the first characters
+/// that tell keys apart.
+pub async fn list_applications(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath(client_id): ApiPath<i64>,
+) -> ApiResult<Json<Value>> {
+    may_manage_applications(&principal, client_id)?;
+    let data = state
+        .db
+        .call(move |conn| {
+            let exists: bool =
+                conn.query_row("SELECT EXISTS(SELECT 1 FROM clients WHERE id = ?1)", [client_id], |r| r.get(0))?;
+            if !exists {
+                return Err(ApiError::not_found("no such client"));
+            }
+            let mut stmt = conn.prepare(
+                "SELECT id, name, key_lookup, created_at, revoked_at FROM applications WHERE client_id = ?1
+                 ORDER BY id LIMIT 1000",
+            )?;
+            let rows = stmt.query_map([client_id], |row| {
+                let lookup: String = row.get(2)?;
+                Ok(json!({
+                    "id": row.get::<_, i64>(0)?,
+                    "object": "application",
+                    "client_id": client_id,
+                    "name": row.get::<_, String>(1)?,
+                    "key_hint": format!("{}{}", auth::API_KEY_PREFIX, lookup.get(..8).unwrap_or_default()),
+                    "created_at": row.get::<_, i64>(3)?,
+                    "revoked_at": row.get::<_, Option<i64>>(4)?,
+                }))
+            })?;
+            Ok(rows.collect::<Result<Vec<Value>, _>>()?)
+        })
+        .await?;
+    Ok(Json(json!({ "data": data, "has_more": false })))
 }
 
 /// `DELETE /v1/clients/{id}/applications/{app_id}`: the key is refused from then on.
@@ -314,6 +481,29 @@ pub fn endpoints() -> Vec<Endpoint> {
             routing::post(create_user),
         )
         .body::<NewUser>(),
+        Endpoint::new(
+            Method::GET,
+            "/v1/users",
+            Access::platform(Role::ClientAdmin),
+            "List the users the caller manages (a client_admin: its client's)",
+            routing::get(list_users),
+        )
+        .query(&["limit", "starting_after", "client_id"]),
+        Endpoint::new(
+            Method::PATCH,
+            "/v1/users/{id}",
+            Access::platform(Role::ClientAdmin),
+            "Change a client user's role (not one's own)",
+            routing::patch(update_user),
+        )
+        .body::<UserChange>(),
+        Endpoint::new(
+            Method::GET,
+            "/v1/clients/{id}/applications",
+            Access::platform(Role::ClientAdmin),
+            "List a client's applications (never their keys)",
+            routing::get(list_applications),
+        ),
         Endpoint::new(
             Method::POST,
             "/v1/clients/{id}/applications",
