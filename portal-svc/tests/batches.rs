@@ -73,3 +73,43 @@ fn batches_close_reconcile_and_balances_follow() {
     let (status, reply) = svc.post("/v1/batches/close", &b, json!({ "currency": "usd" }));
     assert_eq!((status, error_code(&reply).as_str()), (400, "invalid_currency"));
 }
+
+#[test]
+fn batch_lists_filter_open_and_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(dir.path(), true);
+    let admin = svc.token(ADMIN_EMAIL, ADMIN_PASSWORD);
+    let (_, a) = svc.client_with_key(&admin, "A");
+    let pay = |currency: &str| {
+        let body = json!({ "kind": "payment", "amount": "3.00", "currency": currency }).to_string();
+        assert_eq!(svc.post_keyed("/v1/transactions", &a, None, &body).0, 201);
+    };
+    let statuses = |query: &str| -> Vec<(String, String)> {
+        let (status, page) = svc.request("GET", &format!("/v1/batches?{query}"), Some(&a), None);
+        assert_eq!(status, 200, "{page}");
+        page["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| (b["currency"].as_str().unwrap().to_string(), b["status"].as_str().unwrap().to_string()))
+            .collect()
+    };
+    pay("USD");
+    pay("EUR");
+    for _ in 0..3 {
+        let (status, _) = svc.post("/v1/batches/close", &a, json!({ "currency": "USD" }));
+        assert_eq!(status, 200);
+        pay("USD");
+    }
+    let open = statuses("status=open");
+    assert_eq!(open.len(), 2, "{open:?}");
+    assert!(open.iter().all(|(_, s)| s == "open") && open.iter().any(|(c, _)| c == "EUR"), "{open:?}");
+    let closed = statuses("status=closed");
+    assert_eq!(closed, vec![("USD".to_string(), "closed".to_string()); 3]);
+    let (_, page) = svc.request("GET", "/v1/batches?status=closed&limit=2", Some(&a), None);
+    assert_eq!((page["data"].as_array().unwrap().len(), page["has_more"].as_bool()), (2, Some(true)));
+    let next = page["next_starting_after"].as_u64().unwrap();
+    assert_eq!(statuses(&format!("status=closed&starting_after={next}")).len(), 1);
+    let (status, body) = svc.request("GET", "/v1/batches?status=settled", Some(&a), None);
+    assert_eq!((status, error_code(&body).as_str()), (400, "invalid_status"));
+}

@@ -166,3 +166,81 @@ fn every_2xx_survives_kill_9_and_restart() {
     let (status, replayed, again) = svc.post_keyed("/v1/transactions", &key, Some("k3"), &sale("3.25"));
     assert_eq!((status, replayed, &again), (201, true, &acknowledged[3]));
 }
+
+#[test]
+fn lists_filter_by_status_kind_device_currency_period_and_amount() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(dir.path(), true);
+    let admin = svc.token(ADMIN_EMAIL, ADMIN_PASSWORD);
+    let (client, key) = svc.client_with_key(&admin, "A");
+    let (_, b_key) = svc.client_with_key(&admin, "B");
+    let (status, _) = svc.post(
+        "/v1/users",
+        &admin,
+        json!({ "email": "ca@a.test", "password": "a long enough password", "role": "client_admin", "client_id": client }),
+    );
+    assert_eq!(status, 201);
+    let ca = svc.token("ca@a.test", "a long enough password");
+    let (_, device) = svc.post("/v1/devices", &ca, json!({ "serial": "T-1", "model": "M" }));
+    let device = device["id"].as_i64().unwrap();
+
+    let pay = |body: Value| {
+        let (status, _, tx) = svc.post_keyed("/v1/transactions", &key, None, &body.to_string());
+        assert_eq!(status, 201, "{tx}");
+        tx["id"].as_str().unwrap().to_string()
+    };
+    let small = pay(json!({ "kind": "payment", "amount": "5.00", "currency": "USD" }));
+    let big = pay(json!({ "kind": "payment", "amount": "50.00", "currency": "USD", "device_id": device }));
+    let auth = pay(json!({ "kind": "payment", "amount": "20.00", "currency": "USD", "capture": false }));
+    let euro = pay(json!({ "kind": "payment", "amount": "7.00", "currency": "EUR", "device_id": device }));
+    let (status, _, refund) =
+        svc.post_keyed(&format!("/v1/transactions/{big}/refunds"), &key, None, r#"{"amount":"10.00"}"#);
+    assert_eq!(status, 201);
+    let refund = refund["id"].as_str().unwrap().to_string();
+    pay(json!({ "kind": "payment", "amount": "1.00", "currency": "USD" }));
+    svc.post_keyed("/v1/transactions", &b_key, None, &sale("5.00"));
+
+    let ids = |query: &str| -> Vec<String> {
+        let (status, page) = svc.request("GET", &format!("/v1/transactions?{query}"), Some(&key), None);
+        assert_eq!(status, 200, "{query}: {page}");
+        page["data"].as_array().unwrap().iter().map(|t| t["id"].as_str().unwrap().to_string()).collect()
+    };
+    assert_eq!(ids("status=authorized"), [auth.as_str()]);
+    assert_eq!(ids("status=partially_refunded"), [big.as_str()]);
+    assert_eq!(ids("kind=refund"), [refund.as_str()]);
+    assert_eq!(ids(&format!("device_id={device}")), [big.as_str(), euro.as_str()]);
+    assert_eq!(ids("currency=EUR"), [euro.as_str()]);
+    assert_eq!(ids("currency=USD&amount_min=5.00&amount_max=20.00&kind=payment"), [small.as_str(), auth.as_str()]);
+    assert_eq!(ids(&format!("device_id={device}&currency=USD&status=partially_refunded")), [big.as_str()]);
+    let today = time::OffsetDateTime::now_utc().date();
+    assert_eq!(ids(&format!("from={today}&to={today}&kind=refund")), [refund.as_str()], "a date includes its day");
+    assert!(ids(&format!("to={}", today.previous_day().unwrap())).is_empty());
+    assert!(ids(&format!("from={}", today.next_day().unwrap())).is_empty());
+    assert!(ids(&format!("device_id={device}&currency=JPY")).is_empty());
+
+    // Pages of a filtered list go on from next_starting_after.
+    let (_, first) = svc.request("GET", "/v1/transactions?kind=payment&limit=2", Some(&key), None);
+    assert_eq!((first["data"].as_array().unwrap().len(), first["has_more"].as_bool()), (2, Some(true)));
+    let next = first["next_starting_after"].as_str().unwrap();
+    assert_eq!(next, big, "the last one shown");
+    let rest = ids(&format!("kind=payment&limit=10&starting_after={next}"));
+    assert_eq!(rest.len(), 3, "{rest:?}");
+    let (_, last) = svc.request("GET", "/v1/transactions?kind=payment&limit=10", Some(&key), None);
+    assert_eq!((last["has_more"].as_bool(), last["next_starting_after"].clone()), (Some(false), Value::Null));
+
+    for (query, code, param) in [
+        ("status=paid", "invalid_status", "status"),
+        ("kind=sale", "invalid_kind", "kind"),
+        ("amount_min=5.00", "missing_field", "currency"),
+        ("currency=USD&amount_max=1.234", "invalid_amount", "amount_max"),
+        ("currency=usd", "invalid_currency", "currency"),
+        ("from=yesterday", "invalid_time", "from"),
+        ("device_id=x", "invalid_query", ""),
+    ] {
+        let (status, body) = svc.request("GET", &format!("/v1/transactions?{query}"), Some(&key), None);
+        assert_eq!((status, error_code(&body).as_str()), (400, code), "{query}");
+        assert_eq!(body["error"]["param"].as_str().unwrap_or_default(), param, "{query}");
+    }
+    let (_, other) = svc.request("GET", &format!("/v1/transactions?device_id={device}"), Some(&b_key), None);
+    assert_eq!(other["data"], json!([]), "another client's device filters nothing in");
+}

@@ -65,9 +65,15 @@ pub async fn close(
 pub struct ListQuery {
     limit: Option<usize>,
     starting_after: Option<u64>,
+    /// `open` (one per currency in use) or `closed`.
+    status: Option<String>,
 }
 
-/// `GET /v1/batches?limit=&starting_after=`: oldest first.
+/// Batches a `status=closed` list reads at most per request (then `has_more` and
+/// `next_starting_after` say where to resume).
+const LIST_SCAN_MAX: usize = 100_000;
+
+/// `GET /v1/batches?limit=&starting_after=&status=`: oldest first.
 pub async fn list(
     State(state): State<AppState>,
     principal: Principal,
@@ -77,10 +83,46 @@ pub async fn list(
     let client_id = principal.ledger_client()?;
     let Query(query) = query.map_err(|e| ApiError::invalid("invalid_query", e.body_text()))?;
     let limit = page_limit(query.limit)?;
-    let mut batches = state.ledger.batches(client_id, query.starting_after.unwrap_or(0), limit + 1);
-    let has_more = batches.len() > limit;
+    let after = query.starting_after.unwrap_or(0);
+    let (mut batches, exhausted, mut last_read) = match query.status.as_deref() {
+        None => (state.ledger.batches(client_id, after, limit + 1), true, None),
+        Some("open") => {
+            let mut open: Vec<BatchSummary> = state
+                .ledger
+                .balances(client_id)
+                .into_iter()
+                .filter_map(|(currency, _)| state.ledger.open_batch(client_id, currency))
+                .filter(|b| b.batch_id > after)
+                .collect();
+            open.sort_unstable_by_key(|b| b.batch_id);
+            (open, true, None)
+        }
+        Some("closed") => {
+            let (mut found, mut cursor, mut scanned, mut exhausted) = (Vec::new(), after, 0usize, false);
+            while found.len() <= limit && scanned < LIST_SCAN_MAX {
+                let page = state.ledger.batches(client_id, cursor, 1024);
+                let Some(last) = page.last() else {
+                    exhausted = true;
+                    break;
+                };
+                cursor = last.batch_id;
+                scanned += page.len();
+                found.extend(page.into_iter().filter(|b| !b.is_open()));
+            }
+            (found, exhausted, Some(cursor))
+        }
+        Some(_) => return Err(ApiError::invalid("invalid_status", "status is open or closed").with_param("status")),
+    };
+    let has_more = batches.len() > limit || !exhausted;
     batches.truncate(limit);
-    Ok(Json(json!({ "data": batches.iter().map(batch_json).collect::<Vec<_>>(), "has_more": has_more })))
+    if batches.len() == limit {
+        last_read = batches.last().map(|b| b.batch_id);
+    }
+    Ok(Json(json!({
+        "data": batches.iter().map(batch_json).collect::<Vec<_>>(),
+        "has_more": has_more,
+        "next_starting_after": if has_more { last_read.or_else(|| batches.last().map(|b| b.batch_id)) } else { None },
+    })))
 }
 
 fn own_batch(state: &AppState, client_id: u64, id: u64) -> Result<BatchSummary, ApiError> {
@@ -187,8 +229,14 @@ pub fn endpoints() -> Vec<Endpoint> {
         )
         .answers(200)
         .body::<CloseRequest>(),
-        Endpoint::new(Method::GET, "/v1/batches", Access::member(Role::Viewer), "List batches", routing::get(list))
-            .query(&["limit", "starting_after"]),
+        Endpoint::new(
+            Method::GET,
+            "/v1/batches",
+            Access::member(Role::Viewer),
+            "List batches, oldest first, optionally only the open (one per currency) or the closed ones",
+            routing::get(list),
+        )
+        .query(&["limit", "starting_after", "status"]),
         Endpoint::new(
             Method::GET,
             "/v1/batches/{id}",

@@ -38,7 +38,7 @@ const ACTIVITY_ROWS_MAX: usize = 100_000;
 
 /// A moment: a date (its midnight, UTC, or the next one when `end`), an RFC 3339 time,
 /// or Unix seconds.
-fn parse_moment(text: &str, end: bool, param: &'static str) -> Result<i64, ApiError> {
+pub(crate) fn parse_moment(text: &str, end: bool, param: &'static str) -> Result<i64, ApiError> {
     let text = text.trim();
     if let Ok(secs) = text.parse::<i64>() {
         return Ok(secs);

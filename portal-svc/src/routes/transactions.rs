@@ -431,9 +431,112 @@ pub async fn get(
 pub struct ListQuery {
     limit: Option<usize>,
     starting_after: Option<String>,
+    status: Option<String>,
+    kind: Option<String>,
+    device_id: Option<u64>,
+    currency: Option<String>,
+    /// A date (`2026-11-26`, UTC), an RFC 3339 time or Unix seconds; inclusive.
+    from: Option<String>,
+    /// Exclusive, except that a date includes that whole day.
+    to: Option<String>,
+    /// Decimal amounts in `currency`, inclusive.
+    amount_min: Option<String>,
+    amount_max: Option<String>,
 }
 
-/// `GET /v1/transactions?limit=&starting_after=`: oldest first.
+/// Records a filtered list reads at most per request: a rare match over a long history
+/// answers a short page with `has_more` and a `next_starting_after` to resume from,
+/// rather than scanning everything in one request.
+pub const LIST_SCAN_MAX: usize = 100_000;
+/// Records read from the ledger per step of a list's scan.
+const LIST_SCAN_PAGE: usize = 1024;
+
+/// What a list keeps.
+#[derive(Debug, Default)]
+struct ListFilter {
+    status: Option<TxState>,
+    kind: Option<u32>,
+    device_id: Option<u64>,
+    currency: Option<Currency>,
+    from_ns: u64,
+    to_ns: Option<u64>,
+    amount_min: Option<i64>,
+    amount_max: Option<i64>,
+}
+
+impl ListFilter {
+    fn parse(q: &ListQuery) -> Result<ListFilter, ApiError> {
+        const STATES: [TxState; 6] = [
+            TxState::Authorized,
+            TxState::Captured,
+            TxState::PartiallyRefunded,
+            TxState::Refunded,
+            TxState::Voided,
+            TxState::Applied,
+        ];
+        const KINDS: [Kind; 5] = [Kind::Payment, Kind::Capture, Kind::Void, Kind::Refund, Kind::Adjustment];
+        let status = q
+            .status
+            .as_deref()
+            .map(|s| {
+                STATES.into_iter().find(|st| state_name(*st) == s).ok_or_else(|| {
+                    ApiError::invalid(
+                        "invalid_status",
+                        "status is authorized, captured, partially_refunded, refunded, voided or applied",
+                    )
+                    .with_param("status")
+                })
+            })
+            .transpose()?;
+        let kind = q
+            .kind
+            .as_deref()
+            .map(|k| {
+                KINDS.into_iter().find(|kind| kind_name(*kind as u32) == k).map(|kind| kind as u32).ok_or_else(|| {
+                    ApiError::invalid("invalid_kind", "kind is payment, capture, void, refund or adjustment")
+                        .with_param("kind")
+                })
+            })
+            .transpose()?;
+        let currency = q.currency.as_deref().map(currency_arg).transpose()?;
+        let amount = |text: &Option<String>, param: &'static str| -> Result<Option<i64>, ApiError> {
+            let Some(text) = text.as_deref() else { return Ok(None) };
+            let currency = currency.ok_or_else(|| {
+                ApiError::invalid("missing_field", format!("{param} needs currency")).with_param("currency")
+            })?;
+            parse_minor(text, currency)
+                .map(Some)
+                .map_err(|e| ApiError::invalid("invalid_amount", e.to_string()).with_param(param))
+        };
+        let secs_to_ns = |secs: i64| u64::try_from(secs.max(0)).unwrap_or(0).saturating_mul(1_000_000_000);
+        let from = q.from.as_deref().map(|f| crate::routes::reports::parse_moment(f, false, "from")).transpose()?;
+        let to = q.to.as_deref().map(|t| crate::routes::reports::parse_moment(t, true, "to")).transpose()?;
+        Ok(ListFilter {
+            status,
+            kind,
+            device_id: q.device_id,
+            currency,
+            from_ns: from.map_or(0, secs_to_ns),
+            to_ns: to.map(secs_to_ns),
+            amount_min: amount(&q.amount_min, "amount_min")?,
+            amount_max: amount(&q.amount_max, "amount_max")?,
+        })
+    }
+
+    fn keeps(&self, r: &TxRecord) -> bool {
+        self.status.is_none_or(|s| r.state == s)
+            && self.kind.is_none_or(|k| r.tx.kind == k)
+            && self.device_id.is_none_or(|d| r.tx.device_id == d)
+            && self.currency.is_none_or(|c| r.tx.currency() == Some(c))
+            && r.timestamp_ns >= self.from_ns
+            && self.amount_min.is_none_or(|min| r.tx.amount >= min)
+            && self.amount_max.is_none_or(|max| r.tx.amount <= max)
+    }
+}
+
+/// `GET /v1/transactions?limit=&starting_after=&status=&kind=&device_id=&currency=&from=&to=&amount_min=&amount_max=`:
+/// oldest first. `next_starting_after` is where the next page starts when `has_more`
+/// (the last transaction read, which a filtered page may not show).
 pub async fn list(
     State(state): State<AppState>,
     principal: Principal,
@@ -443,18 +546,50 @@ pub async fn list(
     let client_id = principal.ledger_client()?;
     let Query(query) = query.map_err(|e| ApiError::invalid("invalid_query", e.body_text()))?;
     let limit = page_limit(query.limit)?;
-    let after_seq = match query.starting_after.as_deref() {
+    let filter = ListFilter::parse(&query)?;
+    let mut after_seq = match query.starting_after.as_deref() {
         None => 0,
         Some(id) => own_transaction(&state, client_id, id).map_err(|e| e.with_param("starting_after"))?.seq,
     };
-    let mut records = state.ledger.list(client_id, after_seq, limit + 1);
-    let has_more = records.len() > limit;
+    let (mut records, mut scanned, mut last_read, mut exhausted) = (Vec::new(), 0usize, None, false);
+    'scan: while records.len() <= limit {
+        if scanned >= LIST_SCAN_MAX {
+            break;
+        }
+        let page = state.ledger.list(client_id, after_seq, LIST_SCAN_PAGE.min(LIST_SCAN_MAX - scanned));
+        let Some(last) = page.last() else {
+            exhausted = true;
+            break;
+        };
+        after_seq = last.seq;
+        for r in page {
+            // Commit times increase with seq: nothing after the period's end can match.
+            if filter.to_ns.is_some_and(|to| r.timestamp_ns >= to) {
+                exhausted = true;
+                break 'scan;
+            }
+            scanned += 1;
+            if filter.keeps(&r) {
+                records.push(r);
+                if records.len() > limit {
+                    break 'scan;
+                }
+            }
+            last_read = Some(r.tx.id);
+        }
+    }
+    let has_more = records.len() > limit || !exhausted;
     records.truncate(limit);
+    let next = match (has_more, records.len() == limit) {
+        (false, _) => None,
+        (true, true) => records.last().map(|r| r.tx.id),
+        (true, false) => last_read,
+    };
     let mut data = Vec::with_capacity(records.len());
     for r in &records {
         data.push(tx_json(r, description_of(&state, r.tx.id).await?.as_deref()));
     }
-    Ok(Json(json!({ "data": data, "has_more": has_more })))
+    Ok(Json(json!({ "data": data, "has_more": has_more, "next_starting_after": next.map(tx_id_string) })))
 }
 
 /// The captures, voids and refunds of `payment`, in commit order. They follow it in
@@ -552,10 +687,21 @@ pub fn endpoints() -> Vec<Endpoint> {
             Method::GET,
             "/v1/transactions",
             Access::member(Role::Viewer),
-            "List transactions, oldest first",
+            "List transactions, oldest first, filtered by status, kind, device, currency, period and amount",
             routing::get(list),
         )
-        .query(&["limit", "starting_after"]),
+        .query(&[
+            "limit",
+            "starting_after",
+            "status",
+            "kind",
+            "device_id",
+            "currency",
+            "from",
+            "to",
+            "amount_min",
+            "amount_max",
+        ]),
         Endpoint::new(
             Method::GET,
             "/v1/transactions/{id}",
