@@ -45,6 +45,7 @@ pub fn endpoints() -> Vec<Endpoint> {
         routes::devices::endpoints(),
         routes::tickets::endpoints(),
         routes::notes::endpoints(),
+        routes::web::endpoints(),
     ]
     .into_iter()
     .flatten()

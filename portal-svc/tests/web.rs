@@ -219,3 +219,69 @@ fn a_browser_sign_in_asks_for_the_second_factor_and_sets_no_cookie_until_given()
     assert_eq!((bad.status, error_code(&bad.json()).as_str()), (401, "invalid_credentials"));
     assert!(bad.all("set-cookie").is_empty());
 }
+
+#[test]
+fn the_portal_and_its_files_are_served_with_a_strict_policy_and_revalidated_caching() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(dir.path(), true);
+
+    let page = send(&svc, "GET", "/", &[], None);
+    assert_eq!(page.status, 200);
+    assert_eq!(page.header("content-type"), Some("text/html; charset=utf-8"));
+    assert!(page.text.contains(r#"<script type="module" src="/assets/app.js"></script>"#), "{}", page.text);
+    let csp = page.header("content-security-policy").expect("a Content-Security-Policy");
+    for directive in
+        ["default-src 'self'", "script-src 'self'", "style-src 'self'", "frame-ancestors 'none'", "object-src 'none'"]
+    {
+        assert!(csp.split(';').any(|d| d.trim() == directive), "{csp} lacks {directive}");
+    }
+    assert!(!csp.contains("unsafe-inline") && !csp.contains("unsafe-eval") && !csp.contains("http"), "{csp}");
+    assert_eq!(page.header("x-content-type-options"), Some("nosniff"));
+    assert_eq!(page.header("x-frame-options"), Some("DENY"));
+    assert_eq!(page.header("cache-control"), Some("no-cache"));
+
+    // Every file the page and its modules name is there, with its type and the policy.
+    let mut names: Vec<String> = page
+        .text
+        .match_indices("/assets/")
+        .map(|(at, _)| page.text[at + 8..].chars().take_while(|c| *c != '"').collect())
+        .collect();
+    let app = send(&svc, "GET", "/assets/app.js", &[], None);
+    assert_eq!((app.status, app.header("content-type")), (200, Some("text/javascript; charset=utf-8")));
+    for line in app.text.lines().filter(|l| l.starts_with("import ")) {
+        names.push(line.split("'./").nth(1).unwrap().split('\'').next().unwrap().to_string());
+    }
+    assert!(names.len() >= 12, "{names:?}");
+    for name in &names {
+        let file = send(&svc, "GET", &format!("/assets/{name}"), &[], None);
+        assert_eq!(file.status, 200, "/assets/{name}");
+        let expected = match name.rsplit('.').next() {
+            Some("js") => "text/javascript; charset=utf-8",
+            Some("css") => "text/css; charset=utf-8",
+            _ => "image/svg+xml",
+        };
+        assert_eq!(file.header("content-type"), Some(expected), "{name}");
+        assert_eq!(file.header("content-security-policy"), Some(csp), "{name}");
+        assert!(!file.text.is_empty());
+    }
+
+    // Revalidation: the ETag answers 304 with no body; another version is sent whole.
+    let etag = app.header("etag").unwrap().to_string();
+    assert!(etag.starts_with('"') && etag.ends_with('"'), "{etag}");
+    let again = send(&svc, "GET", "/assets/app.js", &[("If-None-Match", &etag)], None);
+    assert_eq!((again.status, again.text.as_str(), again.header("etag")), (304, "", Some(etag.as_str())));
+    let stale = send(&svc, "GET", "/assets/app.js", &[("If-None-Match", "\"an-older-version\"")], None);
+    assert_eq!((stale.status, stale.text.len()), (200, app.text.len()));
+    assert_ne!(send(&svc, "GET", "/assets/ui.js", &[], None).header("etag"), Some(etag.as_str()));
+
+    // Nothing else is served from there, and the error is the API's.
+    for path in
+        ["/assets/nope.js", "/assets/..%2F..%2FCargo.toml", "/assets/%2e%2e%2fsrc%2fmain.rs", "/index.html", "/assets/"]
+    {
+        let reply = send(&svc, "GET", path, &[], None);
+        assert_eq!((reply.status, error_code(&reply.json()).as_str()), (404, "not_found"), "{path}");
+    }
+    // The page is public; the session behind it is not.
+    let session = send(&svc, "GET", "/v1/auth/session", &[], None);
+    assert_eq!((session.status, error_code(&session.json()).as_str()), (401, "missing_credentials"));
+}

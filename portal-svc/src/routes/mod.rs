@@ -10,3 +10,4 @@ pub mod notes;
 pub mod reports;
 pub mod tickets;
 pub mod transactions;
+pub mod web;

@@ -1,0 +1,140 @@
+// Administration: clients (platform admins), a client's users and their roles, and its
+// applications: creating one shows its API key once; revoking one stops the key.
+
+import { get, post, patch, del, query } from './api.js';
+import { h, mount, when, badge, table, field, select, onSubmit, confirmDialog, flash, pageHeader, isPlatformAdmin, ROLE_NAMES } from './ui.js';
+
+const CLIENT_ROLES = ['client_admin', 'operator', 'viewer'];
+
+export async function renderAdmin(view, ctx) {
+  const platform = isPlatformAdmin(ctx.user);
+  const clients = (await get('/v1/clients')).data;
+  const chosen = platform ? Number(ctx.query.get('client')) || (clients[0] && clients[0].id) : ctx.user.client_id;
+  const client = clients.find((c) => c.id === chosen);
+
+  const parts = [pageHeader('Administration')];
+  if (platform) parts.push(clientsSection(clients, chosen, ctx));
+  if (client) {
+    const [users, apps] = await Promise.all([
+      get(`/v1/users${query({ client_id: client.id, limit: 100 })}`),
+      get(`/v1/clients/${client.id}/applications`),
+    ]);
+    parts.push(usersSection(client, users.data, ctx), applicationsSection(client, apps.data, ctx));
+  } else if (platform) {
+    parts.push(h('p', { class: 'empty' }, 'Create a client to manage its users and applications.'));
+  }
+  mount(view, parts);
+}
+
+function clientsSection(clients, chosen, ctx) {
+  const form = h('form', { class: 'row', 'aria-label': 'Create a client' },
+    field('New client name', h('input', { name: 'name', required: true, maxlength: 200 })),
+    h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary' }, 'Create client')));
+  onSubmit(form, (v) => post('/v1/clients', { name: v.name }), (c) => {
+    flash(`Client ${c.name} created.`);
+    ctx.navigate(`#/admin?client=${c.id}`);
+  });
+  return h('section', { class: 'card', 'aria-labelledby': 'clients-title' },
+    h('h2', { id: 'clients-title' }, 'Clients'),
+    table([
+      ['Client', (c) => (c.id === chosen
+        ? h('strong', { 'aria-current': 'true' }, `${c.name} (selected)`)
+        : h('a', { href: `#/admin?client=${c.id}` }, c.name))],
+      ['Id', (c) => `#${c.id}`],
+      ['Created', (c) => when(c.created_at)],
+    ], clients, { empty: 'No client yet.' }),
+    form);
+}
+
+function usersSection(client, users, ctx) {
+  const platform = isPlatformAdmin(ctx.user);
+  const roleCell = (u) => {
+    if (u.id === ctx.user.id || u.role === 'admin') return ROLE_NAMES[u.role];
+    const form = h('form', { class: 'row', 'aria-label': `Role of ${u.email}` },
+      select('role', CLIENT_ROLES.map((r) => [r, ROLE_NAMES[r]]), u.role, { 'aria-label': `Role of ${u.email}` }),
+      h('button', { type: 'submit' }, 'Change'));
+    onSubmit(form, (v) => patch(`/v1/users/${u.id}`, { role: v.role }), (changed) => {
+      flash(`${changed.email} is now ${ROLE_NAMES[changed.role]}.`);
+      ctx.refresh();
+    });
+    return form;
+  };
+  const roles = platform ? [...CLIENT_ROLES, 'admin'] : CLIENT_ROLES;
+  const create = h('form', { class: 'stack', 'aria-labelledby': 'new-user-title' },
+    h('h3', { id: 'new-user-title' }, 'Add a user'),
+    field('Email', h('input', { name: 'email', type: 'email', required: true, autocomplete: 'off' })),
+    field('Password', h('input', { name: 'password', type: 'password', required: true, minlength: 12, autocomplete: 'new-password' }), 'At least 12 characters; give it to the person safely.'),
+    field('Role', select('role', roles.map((r) => [r, r === 'admin' ? 'Platform admin (no client)' : ROLE_NAMES[r]]), 'viewer')),
+    h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary' }, 'Add user')));
+  onSubmit(create, (v) => post('/v1/users', {
+    email: v.email, password: v.password, role: v.role, client_id: v.role === 'admin' ? undefined : client.id,
+  }), (u) => {
+    flash(`${u.email} added as ${ROLE_NAMES[u.role]}.`);
+    ctx.refresh();
+  });
+  return h('section', { class: 'card', 'aria-labelledby': 'users-title' },
+    h('h2', { id: 'users-title' }, `Users of ${client.name}`),
+    table([
+      ['Email', (u) => (u.id === ctx.user.id ? `${u.email} (you)` : u.email)],
+      ['Role', roleCell],
+      ['Two-factor', (u) => badge(u.mfa_enabled ? 'on' : 'off')],
+      ['Added', (u) => when(u.created_at)],
+    ], users, { empty: 'No user yet.' }),
+    create);
+}
+
+function applicationsSection(client, apps, ctx) {
+  const shown = h('div', { 'aria-live': 'polite' });
+  const create = h('form', { class: 'row', 'aria-label': 'Create an application' },
+    field('New application name', h('input', { name: 'name', required: true, maxlength: 200 })),
+    h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary' }, 'Create application and key')));
+  onSubmit(create, (v) => post(`/v1/clients/${client.id}/applications`, { name: v.name }), (app) => {
+    create.reset();
+    const key = h('code', { id: 'new-api-key' }, app.api_key);
+    const copy = h('button', { type: 'button' }, 'Copy');
+    copy.addEventListener('click', async () => {
+      try {
+        await navigator.clipboard.writeText(app.api_key);
+        copy.textContent = 'Copied';
+      } catch (e) {
+        getSelection().selectAllChildren(key);
+      }
+    });
+    const done = h('button', { type: 'button', class: 'primary' }, 'I have stored it');
+    done.addEventListener('click', () => ctx.refresh());
+    mount(shown, h('div', { class: 'secret-box', role: 'alert' },
+      h('p', {}, h('strong', {}, `API key of ${app.name}. `), 'It is shown only now: store it where the application reads it. The service keeps only a hash.'),
+      h('p', {}, key), h('div', { class: 'actions' }, copy, done)));
+    done.focus();
+  });
+  const revokeCell = (a) => {
+    if (a.revoked_at) return '';
+    const button = h('button', { type: 'button', class: 'danger', 'aria-label': `Revoke ${a.name}` }, 'Revoke…');
+    button.addEventListener('click', async () => {
+      const ok = await confirmDialog({
+        title: `Revoke ${a.name}?`, danger: true, confirm: 'Revoke key',
+        body: h('p', {}, `Its key (${a.key_hint}…) is refused from now on; whatever uses it stops working.`),
+      });
+      if (!ok) return;
+      try {
+        await del(`/v1/clients/${client.id}/applications/${a.id}`);
+        flash(`${a.name} revoked.`);
+        ctx.refresh();
+      } catch (error) {
+        flash(`${error.message} (${error.code})`, 'error');
+      }
+    });
+    return button;
+  };
+  return h('section', { class: 'card', 'aria-labelledby': 'apps-title' },
+    h('h2', { id: 'apps-title' }, `Applications of ${client.name}`),
+    h('p', { class: 'muted' }, 'An application\'s API key acts for the client as an operator: payments, batches, reports, tickets, device heartbeats.'),
+    table([
+      ['Application', (a) => a.name],
+      ['Key', (a) => h('code', {}, `${a.key_hint}…`)],
+      ['Status', (a) => badge(a.revoked_at ? 'revoked' : 'active')],
+      ['Created', (a) => when(a.created_at)],
+      ['', revokeCell],
+    ], apps, { empty: 'No application yet.' }),
+    shown, create);
+}
