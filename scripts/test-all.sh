@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Runs every test of the project: the workspace's unit, integration, property, crash
-# and doc tests, the fuzz regression replays, and the examples. README's test command.
+# and doc tests, the fuzz regression replays, the web portal's end-to-end tests in
+# headless Chromium, and the examples. README's test command.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 echo "== workspace tests"
 cargo test --workspace --locked
+
+echo "== web portal end-to-end, headless chromium (scripts/web-e2e.sh)"
+bash scripts/web-e2e.sh
 
 echo "== fuzz seed and regression replays (stable, no instrumentation)"
 if [ -f fuzz/Cargo.toml ]; then

@@ -103,6 +103,7 @@ async function route() {
   markCurrent(page.href || page.section);
   document.title = `${page.nav || page.title || page.section.replace('#/', '').replace(/^./, (c) => c.toUpperCase())} · Payments portal`;
   const count = ++renderCount;
+  main.setAttribute('aria-busy', 'true');
   mount(main, h('p', { class: 'loading' }, 'Loading…'));
   const view = h('div', {});
   const ctx = {
@@ -122,6 +123,8 @@ async function route() {
     if (count !== renderCount) return;
     if (error instanceof ApiError && error.status === 401) return;
     mount(main, h('h1', {}, 'Something went wrong'), errorBox(error));
+  } finally {
+    if (count === renderCount) main.removeAttribute('aria-busy');
   }
   if (!document.activeElement || document.activeElement === document.body) main.focus({ preventScroll: true });
 }

@@ -1,0 +1,460 @@
+// End-to-end tests of the web portal in headless Chromium (Debian's `chromium`,
+// driven by playwright-core; no browser is downloaded). Started by
+// scripts/web-e2e.sh against the real portal-svc binary on an empty data directory.
+//
+// A scenario a person would follow: sign in (with the keyboard), see the dashboard,
+// refund in the page a payment made through the API, close the batch and reconcile
+// it, export a report as CSV, register a device and follow a firmware rollout, open a
+// ticket and add a note, create and revoke an API key, turn on two-factor sign-in
+// and sign in again with a code; then what a viewer may not do, the platform admin's
+// view, a phone-sized screen, and the CSRF token refused missing from the page
+// itself. Every page is saved as a screenshot. Any console error, failed asset or
+// Content-Security-Policy violation fails the run.
+
+import { chromium } from 'playwright-core';
+import { createHmac } from 'node:crypto';
+import { mkdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+
+const BASE = must('PORTAL_URL');
+const ADMIN_EMAIL = must('PORTAL_ADMIN_EMAIL');
+const ADMIN_PASSWORD = must('PORTAL_ADMIN_PASSWORD');
+const SHOTS = must('SCREENSHOT_DIR');
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const PASSWORD = 'an e2e password of some length';
+const TIMEOUT_MS = 15000;
+
+function must(name) {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is not set (run scripts/web-e2e.sh)`);
+  return value;
+}
+
+function check(condition, message) {
+  if (!condition) throw new Error(`check failed: ${message}`);
+}
+
+// ---------------------------------------------------------------------------------
+// The API, as a terminal or a back office would call it.
+
+async function api(method, path, { token, body, key, expect } = {}) {
+  const headers = { Accept: 'application/json' };
+  if (token) headers.Authorization = `Bearer ${token}`;
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  if (key) headers['Idempotency-Key'] = key;
+  const response = await fetch(`${BASE}${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const text = await response.text();
+  const json = text ? JSON.parse(text) : null;
+  if (expect !== undefined && response.status !== expect) {
+    throw new Error(`${method} ${path}: expected ${expect}, got ${response.status} ${text}`);
+  }
+  return { status: response.status, body: json };
+}
+
+/** RFC 6238 TOTP (SHA-1, 6 digits, 30 s) of a base32 secret at `secs`. */
+function totp(secret, secs) {
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+  let bits = '';
+  for (const c of secret.replace(/=+$/, '')) bits += alphabet.indexOf(c).toString(2).padStart(5, '0');
+  const key = Buffer.from(bits.match(/.{8}/g).map((b) => parseInt(b, 2)));
+  const counter = Buffer.alloc(8);
+  counter.writeBigUInt64BE(BigInt(Math.floor(secs / 30)));
+  const mac = createHmac('sha1', key).update(counter).digest();
+  const offset = mac[mac.length - 1] & 15;
+  const code = (mac.readUInt32BE(offset) & 0x7fffffff) % 1_000_000;
+  return String(code).padStart(6, '0');
+}
+
+// ---------------------------------------------------------------------------------
+// The browser
+
+const problems = [];
+let shotCount = 0;
+const started = Date.now();
+
+async function newPage(browser, options = {}) {
+  const context = await browser.newContext({ acceptDownloads: true, viewport: { width: 1280, height: 900 }, ...options });
+  context.setDefaultTimeout(TIMEOUT_MS);
+  const page = await context.newPage();
+  page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
+  page.on('console', (message) => {
+    if (message.type() !== 'error') return;
+    const where = message.location().url || '';
+    // A refused API request is logged by the browser; the page shows it to the user.
+    if (message.text().startsWith('Failed to load resource') && where.includes('/v1/')) return;
+    problems.push(`console error: ${message.text()} (${where})`);
+  });
+  page.on('response', (response) => {
+    const url = new URL(response.url());
+    if (response.status() >= 400 && !url.pathname.startsWith('/v1/')) {
+      problems.push(`${response.status()} for ${url.pathname}`);
+    }
+  });
+  return page;
+}
+
+async function shot(page, name) {
+  shotCount += 1;
+  const file = join(SHOTS, `${String(shotCount).padStart(2, '0')}-${name}.png`);
+  await page.screenshot({ path: file, fullPage: true });
+  return file;
+}
+
+async function step(name, page, body) {
+  const t0 = Date.now();
+  try {
+    await body();
+  } catch (error) {
+    if (page) await page.screenshot({ path: join(SHOTS, `FAILED-${name.replace(/\W+/g, '-')}.png`), fullPage: true }).catch(() => {});
+    error.message = `${name}: ${error.message}`;
+    throw error;
+  }
+  console.log(`  ok  ${name} (${Date.now() - t0} ms)`);
+}
+
+async function signIn(page, email, password, { otp } = {}) {
+  await page.goto(`${BASE}/`);
+  await page.getByRole('heading', { name: 'Sign in' }).waitFor();
+  // Keyboard only: the email field has focus; Tab to the password; Enter submits.
+  await page.keyboard.type(email);
+  await page.keyboard.press('Tab');
+  await page.keyboard.type(password);
+  await page.keyboard.press('Enter');
+  if (otp) {
+    await page.getByLabel('One-time code').waitFor();
+    await page.getByLabel('One-time code').fill(otp());
+    await page.keyboard.press('Enter');
+  }
+  await page.getByRole('button', { name: 'Sign out' }).waitFor();
+}
+
+/** Waits until the page, done loading, shows `n` table rows. */
+async function rows(page, n) {
+  await page.waitForFunction((count) => !document.getElementById('main').hasAttribute('aria-busy')
+    && document.querySelectorAll('#main tbody tr').length === count, n);
+}
+
+const nav = (page, name) => page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name, exact: true });
+
+async function confirm(page, buttonName) {
+  const dialog = page.getByRole('dialog');
+  await dialog.waitFor();
+  await dialog.getByRole('button', { name: buttonName }).click();
+  await dialog.waitFor({ state: 'detached' });
+}
+
+async function main() {
+  await mkdir(SHOTS, { recursive: true });
+  // The world before the browser: a client, its people and its till.
+  const admin = (await api('POST', '/v1/auth/login', { body: { email: ADMIN_EMAIL, password: ADMIN_PASSWORD }, expect: 200 })).body.token;
+  const client = (await api('POST', '/v1/clients', { token: admin, body: { name: 'Corner Cafe' }, expect: 201 })).body;
+  for (const [email, role] of [['manager@cafe.test', 'client_admin'], ['viewer@cafe.test', 'viewer']]) {
+    await api('POST', '/v1/users', { token: admin, body: { email, password: PASSWORD, role, client_id: client.id }, expect: 201 });
+  }
+  const till = (await api('POST', `/v1/clients/${client.id}/applications`, { token: admin, body: { name: 'till' }, expect: 201 })).body.api_key;
+  const sale = (await api('POST', '/v1/transactions', { token: till, key: 'order-1001', body: { kind: 'payment', amount: '12.50', currency: 'USD', description: 'Two flat whites' }, expect: 201 })).body;
+  const auth = (await api('POST', '/v1/transactions', { token: till, key: 'order-1002', body: { kind: 'payment', amount: '40.00', currency: 'USD', capture: false, description: 'Catering deposit' }, expect: 201 })).body;
+  await api('POST', '/v1/transactions', { token: till, key: 'order-1003', body: { kind: 'payment', amount: '8.00', currency: 'EUR' }, expect: 201 });
+
+  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox', '--disable-dev-shm-usage'] });
+  try {
+    const page = await newPage(browser);
+
+    await step('sign in with the keyboard; the session is an HttpOnly SameSite=Strict cookie', page, async () => {
+      await page.goto(`${BASE}/`);
+      await page.getByRole('heading', { name: 'Sign in' }).waitFor();
+      await shot(page, 'sign-in');
+      await signIn(page, 'manager@cafe.test', PASSWORD);
+      const cookies = await page.context().cookies();
+      const session = cookies.find((c) => c.name === 'portal_session');
+      check(session && session.httpOnly && session.sameSite === 'Strict' && session.path === '/', `cookie ${JSON.stringify(session)}`);
+      check((await page.evaluate(() => document.cookie)) === '', 'no script can read the session');
+    });
+
+    await step('the dashboard shows today, the chart, open batches and offline devices', page, async () => {
+      await page.getByRole('heading', { name: 'Dashboard' }).waitFor();
+      const usd = page.getByRole('region', { name: 'Today in USD' });
+      await usd.locator('[data-stat="today-volume"]').filter({ hasText: '12.50 USD' }).waitFor();
+      await usd.locator('[data-stat="today-net"]').filter({ hasText: '12.50 USD' }).waitFor();
+      await usd.locator('[data-stat="today-refunds"]').filter({ hasText: '0.00 USD' }).waitFor();
+      await page.getByRole('img', { name: 'Volume by day, EUR' }).or(page.getByRole('img', { name: 'Volume by day, USD' })).waitFor();
+      await page.getByRole('region', { name: 'Open batches' }).getByRole('link', { name: 'USD' }).waitFor();
+      await shot(page, 'dashboard');
+    });
+
+    await step('the transactions list filters', page, async () => {
+      await nav(page, 'Transactions').click();
+      await page.locator(`a[title="${sale.id}"]`).waitFor();
+      await rows(page, 3);
+      await shot(page, 'transactions');
+      await page.getByLabel('Status').selectOption('authorized');
+      await page.getByRole('button', { name: 'Filter' }).click();
+      await page.waitForURL(/status=authorized/);
+      await rows(page, 1);
+      await page.locator(`a[title="${auth.id}"]`).waitFor();
+      await page.getByLabel('Min amount').fill('50');
+      await page.getByRole('button', { name: 'Filter' }).click();
+      await page.getByRole('alert').filter({ hasText: 'amount_min needs currency' }).waitFor();
+      await shot(page, 'transactions-filter-error');
+    });
+
+    await step('refund a payment made through the API, with confirmation', page, async () => {
+      await page.goto(`${BASE}/#/transactions/${sale.id}`);
+      await page.getByRole('heading', { name: 'Payment of 12.50 USD' }).waitFor();
+      await shot(page, 'transaction');
+      await page.getByLabel('Refund amount (USD)').fill('2.50');
+      await page.getByRole('button', { name: 'Refund…' }).click();
+      await page.getByRole('dialog').getByRole('heading', { name: 'Refund 2.50 USD?' }).waitFor();
+      await shot(page, 'refund-confirmation');
+      await confirm(page, 'Yes, do it');
+      await page.locator('#tx-status').filter({ hasText: 'partially refunded' }).waitFor();
+      await page.locator('#tx-refunded').filter({ hasText: '2.50 USD' }).waitFor();
+      await page.getByRole('region', { name: 'History' }).getByRole('cell', { name: 'refund', exact: true }).waitFor();
+      const after = (await api('GET', `/v1/transactions/${sale.id}`, { token: till, expect: 200 })).body;
+      check(after.refunded === '2.50' && after.status === 'partially_refunded', JSON.stringify(after));
+      // Too much: the API's own message, readable in the page.
+      await page.getByLabel('Refund amount (USD)').fill('100.00');
+      await page.getByRole('button', { name: 'Refund…' }).click();
+      await confirm(page, 'Yes, do it');
+      await page.getByRole('alert').filter({ hasText: 'refunds would exceed the captured amount' }).waitFor();
+      await shot(page, 'refund-refused');
+    });
+
+    await step('capture an authorization', page, async () => {
+      await page.goto(`${BASE}/#/transactions/${auth.id}`);
+      await page.getByLabel('Capture amount (USD)').fill('30.00');
+      await page.getByRole('button', { name: 'Capture…' }).click();
+      await confirm(page, 'Yes, do it');
+      await page.locator('#tx-status').filter({ hasText: 'captured' }).waitFor();
+    });
+
+    let batchId;
+    await step('close the USD batch and see it reconcile', page, async () => {
+      await nav(page, 'Batches').click();
+      const close = page.getByRole('button', { name: 'Close the USD batch' });
+      await close.waitFor();
+      await shot(page, 'batches-open');
+      await close.click();
+      await confirm(page, 'Close batch');
+      await page.getByText(/Batch #\d+ closed: net 40\.00 USD\./).waitFor();
+      const closed = (await api('GET', '/v1/batches?status=closed', { token: till, expect: 200 })).body.data;
+      check(closed.length === 1 && closed[0].currency === 'USD' && closed[0].net === '40.00', JSON.stringify(closed));
+      batchId = closed[0].id;
+      await shot(page, 'batches-closed');
+      await page.getByRole('region', { name: 'Closed' }).getByRole('link', { name: `#${batchId}` }).click();
+      await page.locator('#reconciliation-result').filter({ hasText: 'matches' }).waitFor();
+      await shot(page, 'reconciliation');
+    });
+
+    await step('a report grouped by kind, exported as CSV', page, async () => {
+      await nav(page, 'Reports').click();
+      await page.getByLabel('Group by').selectOption('kind');
+      await page.getByRole('button', { name: 'Show' }).click();
+      await page.getByRole('region', { name: 'Totals' }).getByRole('cell', { name: 'refund', exact: true }).waitFor();
+      await page.getByRole('img', { name: 'Net by kind, EUR' }).waitFor();
+      await shot(page, 'report');
+      const [download] = await Promise.all([page.waitForEvent('download'), page.getByRole('link', { name: 'Export transactions (CSV)' }).click()]);
+      const file = join(SHOTS, download.suggestedFilename());
+      await download.saveAs(file);
+      const lines = (await readFile(file, 'utf8')).trim().split('\n');
+      check(lines[0] === 'id,created_at,kind,status,amount,currency,captured,refunded,ref_id,device_id,batch_id,seq', lines[0]);
+      check(lines.length === 1 + 5 && lines.some((l) => l.startsWith(`${sale.id},`)) && lines.some((l) => l.includes(',refund,')), lines.join('\n'));
+      check(/^transactions-\d{4}-\d{2}-\d{2}-\d{4}-\d{2}-\d{2}\.csv$/.test(download.suggestedFilename()), download.suggestedFilename());
+    });
+
+    let deviceId;
+    await step('register a device, group it, and read its diagnostics', page, async () => {
+      await nav(page, 'Devices').click();
+      await page.getByLabel('Serial number').fill('T-1001');
+      await page.getByLabel('Model').fill('Countertop V400');
+      await page.getByRole('button', { name: 'Register' }).click();
+      await page.getByRole('link', { name: 'T-1001' }).waitFor();
+      await page.getByRole('form', { name: 'Create a group' }).getByLabel('Name').fill('Front counter');
+      await page.getByLabel('Configuration (JSON object)').fill('{"tip_prompt": true');
+      await page.getByRole('button', { name: 'Create group' }).click();
+      await page.getByRole('alert').filter({ hasText: 'not valid JSON' }).waitFor();
+      await page.getByLabel('Configuration (JSON object)').fill('{"tip_prompt": true}');
+      await page.getByRole('button', { name: 'Create group' }).click();
+      await page.getByRole('link', { name: 'Front counter' }).waitFor();
+      await shot(page, 'devices');
+      deviceId = (await api('GET', '/v1/devices', { token: till, expect: 200 })).body.data.find((d) => d.serial === 'T-1001').id;
+      await page.getByRole('link', { name: 'T-1001' }).click();
+      await page.getByRole('heading', { name: 'Device T-1001' }).waitFor();
+      await page.getByRole('form', { name: 'Group' }).getByLabel('Group').selectOption({ label: 'Front counter' });
+      await page.getByRole('button', { name: 'Save group' }).click();
+      await page.getByText('Device T-1001 is in Front counter.').waitFor();
+      const beat = await api('POST', `/v1/devices/${deviceId}/heartbeat`, { token: till, body: { firmware_version: '1.0.0', diagnostics: { battery_pct: 87, wifi_dbm: -61, paper: 'ok' } }, expect: 200 });
+      check(beat.body.config.tip_prompt === true, JSON.stringify(beat.body));
+      await page.reload();
+      await page.getByRole('region', { name: 'Diagnostics' }).getByText('"battery_pct": 87').waitFor();
+      await shot(page, 'device');
+    });
+
+    await step('schedule a firmware rollout and watch it complete', page, async () => {
+      await page.getByRole('link', { name: 'Front counter' }).first().click();
+      await page.getByRole('heading', { name: 'Group Front counter' }).waitFor();
+      await page.getByLabel('Firmware version').fill('1.1.0');
+      await page.getByRole('button', { name: 'Schedule rollout…' }).click();
+      await confirm(page, 'Schedule');
+      await page.getByText('0/1 installed, 1 pending').waitFor();
+      await shot(page, 'rollout-pending');
+      const beat = await api('POST', `/v1/devices/${deviceId}/heartbeat`, { token: till, body: { firmware_version: '1.0.0', diagnostics: { battery_pct: 86 } }, expect: 200 });
+      check(beat.body.target_firmware === '1.1.0', JSON.stringify(beat.body));
+      await api('POST', `/v1/devices/${deviceId}/heartbeat`, { token: till, body: { firmware_version: '1.1.0', diagnostics: { battery_pct: 85 } }, expect: 200 });
+      // No reload: the page follows the rollout by itself.
+      await page.getByText('1/1 installed').waitFor();
+      await page.getByRole('region', { name: 'Firmware rollouts' }).getByText('completed').waitFor();
+      await page.getByRole('region', { name: 'Devices in this group' }).getByRole('cell', { name: '1.1.0', exact: true }).waitFor();
+      await shot(page, 'rollout-completed');
+    });
+
+    let ticketId;
+    await step('open a ticket, comment, start work and add a note', page, async () => {
+      await nav(page, 'Support').click();
+      await page.getByLabel('Subject').fill('T-1001 drops off the Wi-Fi');
+      await page.getByLabel('What happened').fill('Since Monday the terminal loses the network about once an hour.');
+      await page.getByLabel('Priority').selectOption('high');
+      await page.getByRole('button', { name: 'Open ticket' }).click();
+      await page.getByRole('heading', { name: /T-1001 drops off the Wi-Fi/ }).waitFor();
+      ticketId = Number(page.url().split('/').pop());
+      await page.getByRole('textbox', { name: 'Comment' }).fill('Router firmware updated; watching.');
+      await page.getByRole('button', { name: 'Add comment' }).click();
+      await page.getByText('Router firmware updated; watching.').waitFor();
+      await page.getByRole('button', { name: 'Start work' }).click();
+      await page.locator('#ticket-status').filter({ hasText: 'in progress' }).waitFor();
+      await page.getByLabel('Add a note').fill('Called the cafe: the router sits behind the fridge.');
+      await page.getByRole('button', { name: 'Add note' }).click();
+      await page.getByRole('region', { name: 'Notes' }).getByText('the router sits behind the fridge').waitFor();
+      const notes = (await api('GET', `/v1/notes?resource_type=ticket&resource_id=${ticketId}`, { token: till, expect: 200 })).body.data;
+      check(notes.length === 1 && notes[0].author === 'manager@cafe.test', JSON.stringify(notes));
+      const ticket = (await api('GET', `/v1/tickets/${ticketId}`, { token: till, expect: 200 })).body;
+      check(ticket.status === 'in_progress' && ticket.priority === 'high' && ticket.comments.length === 1, JSON.stringify(ticket));
+      await shot(page, 'ticket');
+      await nav(page, 'Support').click();
+      await page.getByRole('link', { name: /T-1001 drops off the Wi-Fi/ }).waitFor();
+      await shot(page, 'tickets');
+    });
+
+    await step('the page itself cannot change anything without the CSRF token', page, async () => {
+      const status = await page.evaluate(async () => {
+        const r = await fetch('/v1/tickets', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ subject: 'x', body: 'y' }) });
+        return [r.status, (await r.json()).error.code];
+      });
+      check(status[0] === 403 && status[1] === 'csrf_failed', JSON.stringify(status));
+    });
+
+    await step('administration: an API key shown once, then revoked', page, async () => {
+      await nav(page, 'Administration').click();
+      await page.getByRole('region', { name: 'Applications of Corner Cafe' }).getByRole('cell', { name: 'till', exact: true }).waitFor();
+      await page.getByLabel('New application name').fill('web shop');
+      await page.getByRole('button', { name: 'Create application and key' }).click();
+      const key = (await page.locator('#new-api-key').textContent()).trim();
+      check(/^sk_[0-9a-f]{64}$/.test(key), key);
+      await api('GET', '/v1/balance', { token: key, expect: 200 });
+      await shot(page, 'admin-key-shown-once');
+      await page.getByRole('button', { name: 'I have stored it' }).click();
+      check((await page.locator('#new-api-key').count()) === 0, 'the key is not shown again');
+      await page.getByRole('button', { name: 'Revoke web shop' }).click();
+      await confirm(page, 'Revoke key');
+      await page.getByText('web shop revoked.').waitFor();
+      await api('GET', '/v1/balance', { token: key, expect: 401 });
+      await page.getByRole('form', { name: 'Role of viewer@cafe.test' }).getByRole('combobox').selectOption('operator');
+      await page.getByRole('form', { name: 'Role of viewer@cafe.test' }).getByRole('button', { name: 'Change' }).click();
+      await page.getByText('viewer@cafe.test is now Operator.').waitFor();
+      await page.getByRole('form', { name: 'Role of viewer@cafe.test' }).getByRole('combobox').selectOption('viewer');
+      await page.getByRole('form', { name: 'Role of viewer@cafe.test' }).getByRole('button', { name: 'Change' }).click();
+      await page.getByText('viewer@cafe.test is now Viewer.').waitFor();
+      await shot(page, 'admin');
+    });
+
+    await step('turn on two-factor sign-in with the QR code, sign out, sign in with a code', page, async () => {
+      await page.getByRole('link', { name: /Client admin/ }).click();
+      await page.getByRole('heading', { name: 'Account' }).waitFor();
+      await page.getByRole('button', { name: 'Set up two-factor sign-in' }).click();
+      const qr = page.getByRole('img', { name: 'QR code of the authenticator set-up link' });
+      await qr.waitFor();
+      check(await qr.evaluate((img) => img.complete && img.naturalWidth > 0), 'the QR code renders under the CSP');
+      const secret = (await page.locator('#mfa-secret').textContent()).trim();
+      check((await page.locator('#recovery-codes li').count()) === 10, 'ten recovery codes');
+      await shot(page, 'mfa-enrolment');
+      const now = Date.now() / 1000;
+      await page.getByLabel('Code from the app').fill(totp(secret, now));
+      await page.getByRole('button', { name: 'Turn on' }).click();
+      await page.getByText('Two-factor sign-in is on. Keep your recovery codes').waitFor();
+      await page.getByRole('button', { name: 'Sign out' }).click();
+      await page.getByText('You are signed out.').waitFor();
+      check(!(await page.context().cookies()).some((c) => c.name === 'portal_session'), 'the cookie is cleared');
+      await page.goto(`${BASE}/#/transactions`);
+      await page.reload();
+      await page.getByRole('heading', { name: 'Sign in' }).waitFor();
+      await page.keyboard.type('manager@cafe.test');
+      await page.keyboard.press('Tab');
+      await page.keyboard.type(PASSWORD);
+      await page.keyboard.press('Enter');
+      await page.getByLabel('One-time code').waitFor();
+      await shot(page, 'sign-in-one-time-code');
+      await page.getByLabel('One-time code').fill(totp(secret, now + 30));
+      await page.keyboard.press('Enter');
+      await page.getByRole('heading', { name: 'Transactions' }).waitFor();
+    });
+
+    await step('a viewer sees, and is offered nothing it may not do', null, async () => {
+      const viewer = await newPage(browser);
+      await signIn(viewer, 'viewer@cafe.test', PASSWORD);
+      check((await nav(viewer, 'Administration').count()) === 0, 'no administration');
+      await viewer.goto(`${BASE}/#/transactions/${sale.id}`);
+      await viewer.getByRole('region', { name: 'History' }).waitFor();
+      check((await viewer.getByRole('button', { name: 'Refund…' }).count()) === 0, 'no refund');
+      check((await viewer.getByLabel('Add a note').count()) === 0, 'no note');
+      await shot(viewer, 'viewer-transaction');
+      await viewer.goto(`${BASE}/#/batches`);
+      await viewer.getByRole('region', { name: 'Open' }).waitFor();
+      check((await viewer.getByRole('button', { name: /Close the/ }).count()) === 0, 'no batch close');
+      await viewer.goto(`${BASE}/#/devices`);
+      await viewer.getByRole('link', { name: 'T-1001' }).waitFor();
+      check((await viewer.getByRole('button', { name: 'Register' }).count()) === 0, 'no registration');
+      await viewer.goto(`${BASE}/#/tickets`);
+      await viewer.getByRole('link', { name: /T-1001 drops/ }).waitFor();
+      check((await viewer.getByRole('button', { name: 'Open ticket' }).count()) === 0, 'no new ticket');
+      await viewer.goto(`${BASE}/#/admin`);
+      await viewer.getByText('Your role does not give access to this page.').waitFor();
+      await viewer.context().close();
+    });
+
+    await step('the platform admin manages clients', null, async () => {
+      const root = await newPage(browser);
+      await signIn(root, ADMIN_EMAIL, ADMIN_PASSWORD);
+      await root.getByRole('region', { name: 'Clients' }).getByText('Corner Cafe (selected)').waitFor();
+      check((await nav(root, 'Dashboard').count()) === 0, 'no client pages for the platform admin');
+      await root.getByRole('region', { name: 'Users of Corner Cafe' }).getByText('manager@cafe.test').waitFor();
+      await shot(root, 'platform-admin');
+      await root.context().close();
+    });
+
+    await step('a phone-sized screen', null, async () => {
+      const phone = await newPage(browser, { viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
+      await signIn(phone, 'viewer@cafe.test', PASSWORD);
+      await phone.getByRole('heading', { name: 'Dashboard' }).waitFor();
+      await phone.locator('[data-stat="today-volume"]').first().waitFor();
+      check(!(await nav(phone, 'Reports').isVisible()), 'the navigation folds away');
+      await shot(phone, 'phone-dashboard');
+      await phone.getByRole('button', { name: 'Menu' }).click();
+      await nav(phone, 'Reports').waitFor();
+      await shot(phone, 'phone-menu');
+      const overflow = await phone.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+      check(overflow <= 1, `no sideways scrolling (${overflow}px)`);
+      await phone.context().close();
+    });
+
+    check(problems.length === 0, `problems in the browser:\n${problems.join('\n')}`);
+  } finally {
+    await browser.close();
+  }
+  console.log(`web e2e: all steps passed in ${((Date.now() - started) / 1000).toFixed(1)} s; ${shotCount} screenshots in ${SHOTS}`);
+}
+
+main().catch((error) => {
+  console.error(`web e2e FAILED: ${error.stack || error}`);
+  if (problems.length) console.error(`browser problems:\n${problems.join('\n')}`);
+  process.exit(1);
+});
