@@ -29,13 +29,17 @@ pub struct LoginRequest {
     otp: Option<String>,
 }
 
-/// Exchanges credentials for a session token.
-pub async fn login(State(state): State<AppState>, ApiJson(req): ApiJson<LoginRequest>) -> ApiResult<Json<Value>> {
+/// Checks the credentials (and second factor) and opens a session: `(token, expires_at)`.
+async fn sign_in(state: &AppState, req: LoginRequest) -> ApiResult<(String, i64)> {
     if req.email.is_empty() || req.password.is_empty() {
         return Err(ApiError::invalid("missing_field", "email and password are required").with_param("email"));
     }
-    let (token, expires_at) =
-        state.db.call(move |conn| auth::login(conn, &req.email, &req.password, req.otp.as_deref())).await?;
+    state.db.call(move |conn| auth::login(conn, &req.email, &req.password, req.otp.as_deref())).await
+}
+
+/// Exchanges credentials for a session token.
+pub async fn login(State(state): State<AppState>, ApiJson(req): ApiJson<LoginRequest>) -> ApiResult<Json<Value>> {
+    let (token, expires_at) = sign_in(&state, req).await?;
     Ok(Json(json!({ "token": token, "expires_at": expires_at })))
 }
 
@@ -46,11 +50,7 @@ pub async fn login(State(state): State<AppState>, ApiJson(req): ApiJson<LoginReq
 /// be JSON, which only a same-origin script can send without a CORS preflight, and
 /// the service answers none.)
 pub async fn open_session(State(state): State<AppState>, ApiJson(req): ApiJson<LoginRequest>) -> ApiResult<Response> {
-    if req.email.is_empty() || req.password.is_empty() {
-        return Err(ApiError::invalid("missing_field", "email and password are required").with_param("email"));
-    }
-    let (token, expires_at) =
-        state.db.call(move |conn| auth::login(conn, &req.email, &req.password, req.otp.as_deref())).await?;
+    let (token, expires_at) = sign_in(&state, req).await?;
     let cookie = auth::session_cookie(&token, auth::SESSION_SECS);
     let body = json!({ "csrf_token": auth::csrf_token(&token), "expires_at": expires_at });
     Ok(([(header::SET_COOKIE, cookie), (header::CACHE_CONTROL, "no-store".to_string())], Json(body)).into_response())
