@@ -4,6 +4,8 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use ledger_core::Ledger;
 
 use crate::api::{self, Endpoint, Metrics};
@@ -58,7 +60,47 @@ pub fn router(state: AppState) -> Router {
     api::router(endpoints(), &state)
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
+        .layer(axum::middleware::map_response(error_body))
         .with_state(state)
+}
+
+/// Gives the error body to the errors axum answers by itself, which come as plain text
+/// or empty: 405 for a known path called with another method, 413 from a body
+/// extractor (`Bytes`, `String`) past [`BODY_BYTES_MAX`], and any other rejection of a
+/// built-in extractor. Their headers (`Allow`, ...) are kept. Errors that already carry
+/// a body of another type (the error body's JSON, a page's HTML) pass unchanged.
+async fn error_body(response: Response) -> Response {
+    let status = response.status();
+    let plain = response.headers().get(header::CONTENT_TYPE).is_none_or(|v| v.as_bytes().starts_with(b"text/plain"));
+    if !(status.is_client_error() || status.is_server_error()) || !plain {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, BODY_BYTES_MAX).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&text).trim().to_string();
+    let reason = status.canonical_reason().unwrap_or("error").to_lowercase();
+    let (kind, code, message) = match status {
+        StatusCode::METHOD_NOT_ALLOWED => {
+            ("invalid_request_error", "method_not_allowed", "this route does not take this method".to_string())
+        }
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            ("invalid_request_error", "body_too_large", format!("the request body exceeds {BODY_BYTES_MAX} bytes"))
+        }
+        _ if status.is_client_error() => {
+            ("invalid_request_error", "invalid_request", if text.is_empty() { reason } else { text })
+        }
+        _ => {
+            tracing::error!(%status, detail = %text, "a plain-text server error");
+            ("api_error", "internal_error", "internal error".to_string())
+        }
+    };
+    let mut answer = ApiError { status, kind, code, message, param: None }.into_response();
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            answer.headers_mut().append(name.clone(), value.clone());
+        }
+    }
+    answer
 }
 
 /// On an empty database, creates the platform admin: from `PORTAL_ADMIN_EMAIL` and
