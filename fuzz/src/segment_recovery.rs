@@ -1,4 +1,4 @@
-//! Fuzzing support for `ledger-store`'s byte format.
+//! The `segment_recovery` target: `ledger-store`'s byte format.
 //!
 //! [`segment_recovery`] is the whole of the `segment_recovery` fuzz target: it turns the
 //! fuzzer's bytes into one or two segment images, runs `ledger_store::format::scan` on
