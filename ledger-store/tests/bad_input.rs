@@ -16,7 +16,9 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use ledger_store::format::{FRAME_HEADER_BYTES, SEGMENT_HEADER_BYTES, SegmentHeader, segment_file_name};
+use ledger_store::format::{
+    FORMAT_VERSION, FRAME_HEADER_BYTES, SEGMENT_HEADER_BYTES, SegmentHeader, segment_file_name,
+};
 use ledger_store::{
     AppendError, HeaderFault, Log, LogOptions, OpenError, SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN, SEGMENT_BYTES_MULTIPLE,
 };
@@ -326,19 +328,23 @@ fn foreign_segment_header_is_refused_and_left_untouched() {
     Outcome::of(Log::open(tmp.path(), options())).assert_error("BadSegmentHeader", Some("TooShort"), &short);
     assert_eq!(fs::read(&short).unwrap(), b"LEDGRLOG", "the short file was changed");
 
-    let tmp = tempfile::tempdir().unwrap();
-    let future = tmp.path().join(segment_file_name(1));
-    let mut image = vec![0u8; SEGMENT_BYTES];
-    image[..SEGMENT_HEADER_BYTES]
-        .copy_from_slice(&SegmentHeader { first_seq: 1, segment_bytes: SEGMENT_BYTES as u64 }.encode());
-    image[8..12].copy_from_slice(&2u32.to_le_bytes());
-    fs::write(&future, &image).unwrap();
-    Outcome::of(Log::open(tmp.path(), options())).assert_error(
-        "BadSegmentHeader",
-        Some("UnsupportedVersion(2)"),
-        &future,
-    );
-    assert_eq!(fs::read(&future).unwrap(), image, "the segment of another version was changed");
+    // A later format, and version 1 (frames without commit-group end marks, whose
+    // recovery would cut every group): both refused, untouched.
+    for version in [FORMAT_VERSION + 1, 1] {
+        let tmp = tempfile::tempdir().unwrap();
+        let other = tmp.path().join(segment_file_name(1));
+        let mut image = vec![0u8; SEGMENT_BYTES];
+        image[..SEGMENT_HEADER_BYTES]
+            .copy_from_slice(&SegmentHeader { first_seq: 1, segment_bytes: SEGMENT_BYTES as u64 }.encode());
+        image[8..12].copy_from_slice(&version.to_le_bytes());
+        fs::write(&other, &image).unwrap();
+        Outcome::of(Log::open(tmp.path(), options())).assert_error(
+            "BadSegmentHeader",
+            Some(&format!("UnsupportedVersion({version})")),
+            &other,
+        );
+        assert_eq!(fs::read(&other).unwrap(), image, "the segment of another version was changed");
+    }
 }
 
 // (d) --------------------------------------------------------------------------------
