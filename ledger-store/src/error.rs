@@ -126,6 +126,7 @@ impl std::fmt::Display for FrameFault {
             FrameFault::Zeroed => "missing (zeroed)",
             FrameFault::BadHeader => "a frame with a bad header",
             FrameFault::ChecksumMismatch => "a frame whose checksum does not match",
+            FrameFault::IncompleteGroup => "a commit group without its end mark",
         })
     }
 }

@@ -54,7 +54,8 @@ pub use snapshot::{SNAPSHOTS_KEPT, Snapshot, SnapshotError, SnapshotInfo};
 /// codecs and the pure recovery scan. See `FORMAT.md`.
 pub mod format {
     pub use crate::log::frame::{
-        FRAME_ALIGN_BYTES, FRAME_HEADER_BYTES, FrameFault, FrameHeader, PAYLOAD_BYTES_MAX, SEQ_MAX, frame_bytes,
+        FLAG_GROUP_END, FRAME_ALIGN_BYTES, FRAME_HEADER_BYTES, FrameFault, FrameHeader, PAYLOAD_BYTES_MAX, SEQ_MAX,
+        frame_bytes,
     };
     pub use crate::log::recovery::{ScanOutcome, SegmentImage, TornTail, scan};
     pub use crate::log::segment::{

@@ -16,7 +16,9 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use ledger_store::format::{FRAME_HEADER_BYTES, SEGMENT_HEADER_BYTES, SegmentHeader, segment_file_name};
+use ledger_store::format::{
+    FORMAT_VERSION, FRAME_HEADER_BYTES, SEGMENT_HEADER_BYTES, SegmentHeader, segment_file_name,
+};
 use ledger_store::{
     AppendError, HeaderFault, Log, LogOptions, OpenError, SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN, SEGMENT_BYTES_MULTIPLE,
 };
@@ -28,6 +30,15 @@ const CHILD_TEST_NAME: &str = "bad_input_child";
 const UNPRIVILEGED: u32 = 65534;
 
 const SEGMENT_BYTES: usize = 64 << 10;
+
+/// The tests of this file run one at a time. `run_child` forks (it sets a uid, so std
+/// cannot use posix_spawn): between fork and exec the child holds a copy of every open
+/// descriptor, a concurrent test's `LOCK` included, and a test that closed a log and
+/// reopened it in that window would see the directory `Locked` (seen under load).
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 fn options() -> LogOptions {
     LogOptions::new().segment_bytes(SEGMENT_BYTES)
@@ -182,6 +193,7 @@ fn frames(log: &Log) -> Vec<(u64, u16, Vec<u8>)> {
 
 #[test]
 fn regular_file_is_not_a_directory() {
+    let _serial = serial();
     let tmp = tempfile::tempdir().unwrap();
     let file = tmp.path().join("not-a-log.txt");
     fs::write(&file, b"just a file").unwrap();
@@ -219,6 +231,7 @@ fn regular_file_is_not_a_directory() {
 /// hit). Runs in a child whose current directory is an empty temporary one.
 #[test]
 fn empty_path_is_refused_without_touching_the_current_directory() {
+    let _serial = serial();
     let cwd = tempfile::tempdir().unwrap();
     let (_, outcomes) = run_child(&[PathBuf::new()], false, cwd.path());
     let outcome = &outcomes[0];
@@ -239,6 +252,7 @@ fn empty_path_is_refused_without_touching_the_current_directory() {
 /// since permission bits do not stop root.
 #[test]
 fn directory_without_permission_is_permission_denied() {
+    let _serial = serial();
     let tmp = tempfile::tempdir().unwrap();
     // tempdir makes 0o700; an unprivileged child must be able to traverse it.
     fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).unwrap();
@@ -284,6 +298,7 @@ fn directory_without_permission_is_permission_denied() {
 
 #[test]
 fn foreign_segment_header_is_refused_and_left_untouched() {
+    let _serial = serial();
     // The only segment is a foreign file of a valid segment size.
     let tmp = tempfile::tempdir().unwrap();
     let foreign = tmp.path().join(segment_file_name(1));
@@ -326,25 +341,30 @@ fn foreign_segment_header_is_refused_and_left_untouched() {
     Outcome::of(Log::open(tmp.path(), options())).assert_error("BadSegmentHeader", Some("TooShort"), &short);
     assert_eq!(fs::read(&short).unwrap(), b"LEDGRLOG", "the short file was changed");
 
-    let tmp = tempfile::tempdir().unwrap();
-    let future = tmp.path().join(segment_file_name(1));
-    let mut image = vec![0u8; SEGMENT_BYTES];
-    image[..SEGMENT_HEADER_BYTES]
-        .copy_from_slice(&SegmentHeader { first_seq: 1, segment_bytes: SEGMENT_BYTES as u64 }.encode());
-    image[8..12].copy_from_slice(&2u32.to_le_bytes());
-    fs::write(&future, &image).unwrap();
-    Outcome::of(Log::open(tmp.path(), options())).assert_error(
-        "BadSegmentHeader",
-        Some("UnsupportedVersion(2)"),
-        &future,
-    );
-    assert_eq!(fs::read(&future).unwrap(), image, "the segment of another version was changed");
+    // A later format, and version 1 (frames without commit-group end marks, whose
+    // recovery would cut every group): both refused, untouched.
+    for version in [FORMAT_VERSION + 1, 1] {
+        let tmp = tempfile::tempdir().unwrap();
+        let other = tmp.path().join(segment_file_name(1));
+        let mut image = vec![0u8; SEGMENT_BYTES];
+        image[..SEGMENT_HEADER_BYTES]
+            .copy_from_slice(&SegmentHeader { first_seq: 1, segment_bytes: SEGMENT_BYTES as u64 }.encode());
+        image[8..12].copy_from_slice(&version.to_le_bytes());
+        fs::write(&other, &image).unwrap();
+        Outcome::of(Log::open(tmp.path(), options())).assert_error(
+            "BadSegmentHeader",
+            Some(&format!("UnsupportedVersion({version})")),
+            &other,
+        );
+        assert_eq!(fs::read(&other).unwrap(), image, "the segment of another version was changed");
+    }
 }
 
 // (d) --------------------------------------------------------------------------------
 
 #[test]
 fn locked_directory_in_process_and_across_processes() {
+    let _serial = serial();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("log");
     let mut first = Log::open(&dir, options()).unwrap();
@@ -379,6 +399,7 @@ fn locked_directory_in_process_and_across_processes() {
 
 #[test]
 fn invalid_options_are_refused_before_touching_the_disk() {
+    let _serial = serial();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("log");
     let cases = [
@@ -411,6 +432,7 @@ fn invalid_options_are_refused_before_touching_the_disk() {
 
 #[test]
 fn rejected_appends_change_nothing() {
+    let _serial = serial();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let max = SEGMENT_BYTES - SEGMENT_HEADER_BYTES - FRAME_HEADER_BYTES;
@@ -467,6 +489,7 @@ fn rejected_appends_change_nothing() {
 
 #[test]
 fn non_last_segment_of_wrong_length_is_refused_by_name() {
+    let _serial = serial();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let segment_bytes = SEGMENT_BYTES_MIN;

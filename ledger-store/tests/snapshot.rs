@@ -51,6 +51,8 @@ fn snapshots_beyond_a_cut_log_are_removed_on_open() {
         log.write_snapshot(20, b"covers 20").unwrap();
     }
     // A power loss lost the last frames (never synced): zero the tail after frame 17.
+    // Frames 16 and 17 are what is left of the group 16..=20, whose end mark is gone:
+    // the log ends with the last whole group, at 15.
     let seg = common::segment_files(dir.path()).pop().unwrap();
     let spans = common::frame_spans(&seg);
     let (_, cut, _) = *spans.iter().find(|(seq, _, _)| *seq == 18).unwrap();
@@ -58,7 +60,8 @@ fn snapshots_beyond_a_cut_log_are_removed_on_open() {
     bytes[cut..].fill(0);
     fs::write(&seg, bytes).unwrap();
     let log = Log::open(dir.path(), options).unwrap();
-    assert_eq!(log.recovery().last_seq, 17);
+    assert_eq!(log.recovery().last_seq, 15);
+    assert_eq!(log.recovery().torn_tail.as_ref().map(|t| t.frames_dropped), Some(2));
     assert_eq!(log.recovery().stale_snapshots_removed, 1);
     assert_eq!(log.snapshots().unwrap().iter().map(|s| s.seq).collect::<Vec<_>>(), vec![15]);
 }

@@ -141,3 +141,51 @@ fn a_group_torn_across_a_roll_over_is_cut_in_both_segments() {
     assert_eq!(frames.len() as u64, acked);
     assert!(frames.iter().all(|(seq, _, p)| *p == common::payload(*seq)));
 }
+
+/// Commit groups are atomic across a crash: cut anywhere inside the last group, at a
+/// frame boundary or in the middle of a frame, and the log opens with exactly the
+/// groups before it, reports the whole frames of the cut group as dropped, and takes
+/// new groups after that.
+#[test]
+fn a_group_is_kept_whole_or_not_at_all() {
+    const GROUPS: [u64; 4] = [3, 1, 4, 5]; // frames per commit; the last group is cut
+    let pristine = tempfile::tempdir().unwrap();
+    {
+        let mut log = Log::open(pristine.path(), options()).unwrap();
+        let mut seq = 0;
+        for n in GROUPS {
+            for _ in 0..n {
+                seq += 1;
+                log.append(1, &common::payload(seq)).unwrap();
+            }
+            log.commit().unwrap();
+        }
+        log.close().unwrap();
+    }
+    let before_last: u64 = GROUPS[..GROUPS.len() - 1].iter().sum();
+    let seg = common::segment_files(pristine.path()).pop().unwrap();
+    let spans = common::frame_spans(&seg);
+    let (_, group_start, _) = spans[before_last as usize];
+    let (_, last_at, last_len) = spans[spans.len() - 1];
+    let mut cases = 0;
+    // Every cut that leaves the last group short of its end mark (the end frame's header
+    // is what carries it, so any cut before the group's last byte loses it).
+    for offset in (group_start..last_at + last_len).step_by(7) {
+        let (_dir, mut log) = cut_and_open(pristine.path(), offset, Cut::Zeroed);
+        let frames = common::collect(&log);
+        assert_eq!(frames.len() as u64, before_last, "cut at {offset}: a partial group was kept");
+        let whole_dropped = spans.iter().filter(|(seq, at, len)| *seq > before_last && at + len <= offset).count();
+        let torn = log.recovery().torn_tail.clone();
+        if offset > group_start {
+            let torn = torn.unwrap_or_else(|| panic!("cut at {offset}: no torn tail reported"));
+            assert_eq!(torn.frames_dropped as usize, whole_dropped, "cut at {offset}");
+        }
+        assert_eq!(log.append(1, &common::payload(before_last + 1)).unwrap(), before_last + 1);
+        log.commit().unwrap();
+        cases += 1;
+    }
+    assert!(cases > 50, "{cases} cuts");
+    // Uncut, every group is there.
+    let (_dir, log) = cut_and_open(pristine.path(), last_at + last_len, Cut::Zeroed);
+    assert_eq!(common::collect(&log).len() as u64, GROUPS.iter().sum::<u64>());
+}

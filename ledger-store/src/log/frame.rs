@@ -48,7 +48,13 @@ pub struct FrameHeader {
     pub payload_len: u32,
     /// Caller-defined record kind; 0 is reserved (an all-zero header marks the end).
     pub kind: u16,
+    /// [`FLAG_GROUP_END`] on the last frame of each commit group; no other bit is used.
+    pub flags: u16,
 }
+
+/// Marks the last frame of a commit group. Recovery keeps only whole groups: frames
+/// after the last frame carrying it were never committed, and are cut with the tail.
+pub const FLAG_GROUP_END: u16 = 1;
 
 /// Why the bytes at some offset are not a valid frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,11 +63,14 @@ pub enum FrameFault {
     Truncated,
     /// The header is all zeroes: the unwritten end of a segment.
     Zeroed,
-    /// A header field is out of range (kind 0, reserved bits set, `synced_seq >= seq`,
+    /// A header field is out of range (kind 0, unknown flag bits set, `synced_seq >= seq`,
     /// or a length that runs past the end of the segment).
     BadHeader,
     /// The header is well formed but the checksum does not match header and payload.
     ChecksumMismatch,
+    /// Verified frames follow, but the commit group they belong to has no end mark:
+    /// recovery's verdict on a group cut short, never a fault of one frame's bytes.
+    IncompleteGroup,
 }
 
 impl FrameHeader {
@@ -71,7 +80,7 @@ impl FrameHeader {
         out[8..16].copy_from_slice(&self.synced_seq.to_le_bytes());
         out[16..20].copy_from_slice(&self.payload_len.to_le_bytes());
         out[20..22].copy_from_slice(&self.kind.to_le_bytes());
-        out[22..24].copy_from_slice(&0u16.to_le_bytes());
+        out[22..24].copy_from_slice(&self.flags.to_le_bytes());
         let sum = checksum(&out[0..24], payload);
         out[24..32].copy_from_slice(&sum);
     }
@@ -90,12 +99,12 @@ impl FrameHeader {
             synced_seq: u64::from_le_bytes(arr(&h[8..16])),
             payload_len: u32::from_le_bytes(arr(&h[16..20])),
             kind: u16::from_le_bytes(arr(&h[20..22])),
+            flags: u16::from_le_bytes(arr(&h[22..24])),
         };
-        let reserved = u16::from_le_bytes(arr(&h[22..24]));
         let room = bytes.len() - FRAME_HEADER_BYTES;
         let fits = (header.payload_len as usize) <= PAYLOAD_BYTES_MAX && padded(header.payload_len as usize) <= room;
         if header.kind == 0
-            || reserved != 0
+            || header.flags & !FLAG_GROUP_END != 0
             || header.seq == 0
             || header.seq > SEQ_MAX
             || header.synced_seq >= header.seq
@@ -115,6 +124,12 @@ impl FrameHeader {
             return Err(FrameFault::ChecksumMismatch);
         }
         Ok((header, payload))
+    }
+
+    /// Whether this frame ends a commit group.
+    #[inline]
+    pub fn ends_group(&self) -> bool {
+        self.flags & FLAG_GROUP_END != 0
     }
 
     /// Bytes this frame occupies, header and padding included.
@@ -150,7 +165,7 @@ mod tests {
     use super::*;
 
     fn encoded(seq: u64, payload: &[u8]) -> Vec<u8> {
-        let h = FrameHeader { seq, synced_seq: seq - 1, payload_len: payload.len() as u32, kind: 7 };
+        let h = FrameHeader { seq, synced_seq: seq - 1, payload_len: payload.len() as u32, kind: 7, flags: 0 };
         let mut buf = vec![0u8; h.frame_bytes()];
         let mut head = [0u8; FRAME_HEADER_BYTES];
         h.encode(payload, &mut head);

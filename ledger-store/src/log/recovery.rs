@@ -70,6 +70,9 @@ pub fn scan(segments: &[SegmentImage<'_>]) -> Result<ScanOutcome, Corruption> {
     let mut expected = segments[0].first_seq;
     let mut frames = 0u64;
     let mut ends = Vec::with_capacity(segments.len());
+    // Just after the last frame that ended a commit group (the start of the log counts
+    // as one): the log can only end at such a place.
+    let mut group_end = GroupEnd { segment: 0, offset: SEGMENT_HEADER_BYTES, expected, frames };
     for (i, seg) in segments.iter().enumerate() {
         assert!(seg.bytes.len() >= SEGMENT_HEADER_BYTES, "segment image shorter than its header");
         let mut offset = SEGMENT_HEADER_BYTES;
@@ -79,6 +82,9 @@ pub fn scan(segments: &[SegmentImage<'_>]) -> Result<ScanOutcome, Corruption> {
                     offset += header.frame_bytes();
                     expected += 1;
                     frames += 1;
+                    if header.ends_group() {
+                        group_end = GroupEnd { segment: i, offset, expected, frames };
+                    }
                 }
                 Ok((header, _)) => {
                     return Err(Corruption {
@@ -96,9 +102,27 @@ pub fn scan(segments: &[SegmentImage<'_>]) -> Result<ScanOutcome, Corruption> {
         if soft_end && next_continues {
             continue; // the writer rolled over here: the rest of this segment was never used
         }
+        if group_end.expected != expected {
+            // The frames since the last group end belong to a group whose end never
+            // reached the disk: never committed, so never acknowledged. The log ends
+            // where that group began; its frames are judged with the torn tail.
+            ends.truncate(group_end.segment);
+            ends.push(group_end.offset);
+            let GroupEnd { segment, offset, expected, frames } = group_end;
+            return finish_at_break(segments, segment, offset, expected, frames, FrameFault::IncompleteGroup, ends);
+        }
         return finish_at_break(segments, i, offset, expected, frames, fault, ends);
     }
     unreachable!("the last segment always ends in a break")
+}
+
+/// A place where a commit group ended, and the scan's counts there.
+#[derive(Debug, Clone, Copy)]
+struct GroupEnd {
+    segment: usize,
+    offset: usize,
+    expected: u64,
+    frames: u64,
 }
 
 /// Decides whether the break at `(segment, offset)` is a torn tail or corruption.

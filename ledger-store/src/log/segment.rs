@@ -16,7 +16,7 @@ pub const SEGMENT_HEADER_BYTES: usize = 64;
 /// First eight bytes of every segment file.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"LEDGRLOG";
 /// On-disk format version this build reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 const HEADER_BYTES_U32: u32 = 64;
 const _: () = assert!(HEADER_BYTES_U32 as usize == SEGMENT_HEADER_BYTES);

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use crate::error::{AppendError, CommitError, IoFailure, OpenError, RetentionError};
-use crate::log::frame::{FRAME_HEADER_BYTES, FrameHeader, PAYLOAD_BYTES_MAX, frame_bytes};
+use crate::log::frame::{FLAG_GROUP_END, FRAME_HEADER_BYTES, FrameHeader, PAYLOAD_BYTES_MAX, frame_bytes};
 use crate::log::reader::{LogReader, Shared};
 use crate::log::recovery::{self, SegmentImage};
 use crate::log::segment::{self, SEGMENT_HEADER_BYTES, Segment, Spare};
@@ -104,6 +104,9 @@ pub struct Log {
     synced_seq: u64,
     /// Appended, not yet committed.
     pending: Vec<Dirty>,
+    /// Offset and header of the last frame appended since the last commit, in the
+    /// active segment: the commit marks it as the group's end.
+    last_frame: Option<(usize, FrameHeader)>,
     /// Committed, not yet synced (only with `Durability::None`).
     unsynced: Vec<Dirty>,
     failed: bool,
@@ -263,6 +266,7 @@ impl Log {
             committed_seq: next_seq - 1,
             synced_seq: next_seq - 1,
             pending: Vec::new(),
+            last_frame: None,
             unsynced: Vec::new(),
             failed: false,
             recovery,
@@ -342,7 +346,7 @@ impl Log {
         let seq = self.next_seq;
         // `len <= payload_bytes_max() <= PAYLOAD_BYTES_MAX < u32::MAX`, checked above.
         let payload_len = u32::try_from(len).map_err(|_| AppendError::TooLarge { len, max })?;
-        let header = FrameHeader { seq, synced_seq: self.synced_seq, payload_len, kind };
+        let header = FrameHeader { seq, synced_seq: self.synced_seq, payload_len, kind, flags: 0 };
         let mut head = [0u8; FRAME_HEADER_BYTES];
         {
             // SAFETY: this `Log` is the directory's only writer (it holds the lock and
@@ -357,6 +361,7 @@ impl Log {
         unsafe { self.active.write_at(at, &head) };
         self.write_end = at + size;
         self.next_seq += 1;
+        self.last_frame = Some((at, header));
         match self.pending.last_mut() {
             Some(d) if Arc::ptr_eq(&d.segment, &self.active) => d.to = self.write_end,
             _ => self.pending.push(Dirty { segment: Arc::clone(&self.active), from: at, to: self.write_end }),
@@ -404,6 +409,7 @@ impl Log {
         if self.pending.is_empty() {
             return Ok(self.committed_seq);
         }
+        self.mark_group_end();
         if self.options.durability == Durability::SyncData {
             self.sync_ranges(true)?;
         }
@@ -424,6 +430,23 @@ impl Log {
             }
         }
         Ok(self.committed_seq)
+    }
+
+    /// Sets [`FLAG_GROUP_END`] on the group's last frame (always in the active segment)
+    /// and re-checksums its header: recovery keeps a group only when it finds this mark.
+    fn mark_group_end(&mut self) {
+        let Some((at, mut header)) = self.last_frame.take() else { return };
+        header.flags |= FLAG_GROUP_END;
+        let mut head = [0u8; FRAME_HEADER_BYTES];
+        {
+            // SAFETY: this `Log` is the only writer; the frame at `at` was appended by it
+            // to the active segment and is not yet published (it is in `pending`), so no
+            // reader looks at it; the slice is dropped before the header is rewritten.
+            let payload = unsafe { self.active.slice_mut(at + FRAME_HEADER_BYTES, header.payload_len as usize) };
+            header.encode(payload, &mut head);
+        }
+        // SAFETY: as above.
+        unsafe { self.active.write_at(at, &head) };
     }
 
     /// Commits what is pending and writes back every committed frame to stable
