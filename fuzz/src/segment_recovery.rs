@@ -40,7 +40,7 @@
 
 use std::path::{Path, PathBuf};
 
-use ledger_store::format::{ScanOutcome, SegmentHeader, SegmentImage, scan};
+use ledger_store::format::{FrameFault, ScanOutcome, SegmentHeader, SegmentImage, scan};
 use ledger_store::{Corruption, CorruptionKind};
 
 /// Bytes in a frame header (seq, synced_seq, payload_len, kind, reserved, checksum).
@@ -56,7 +56,7 @@ pub const PAYLOAD_MAX: usize = u32::MAX as usize - ALIGN;
 /// The segment magic.
 pub const MAGIC: [u8; 8] = *b"LEDGRLOG";
 /// The on-disk format version.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 
 /// Control-byte modes.
 pub const MODE_RAW: u8 = 0;
@@ -115,9 +115,14 @@ pub struct OwnFrame {
     pub payload_len: usize,
     /// Record kind (never 0).
     pub kind: u16,
+    /// Flag bit 0: the last frame of a commit group.
+    pub group_end: bool,
     /// Bytes the frame occupies: header, payload and padding.
     pub total: usize,
 }
+
+/// The only flag a frame may carry: it ends a commit group.
+pub const GROUP_END: u16 = 1;
 
 /// Why bytes are not a frame, in this crate's reading (mirrors ledger-store's `FrameFault`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,7 +131,7 @@ pub enum OwnFault {
     Truncated,
     /// The 32 header bytes are all zero.
     Zeroed,
-    /// kind 0, reserved bits, seq 0 or > SEQ_MAX, synced_seq >= seq, or a payload that
+    /// kind 0, unknown flag bits, seq 0 or > SEQ_MAX, synced_seq >= seq, or a payload that
     /// does not fit in the rest of the segment.
     BadHeader,
     /// Well formed, but the checksum is wrong.
@@ -147,12 +152,13 @@ pub fn parse_frame_header(bytes: &[u8]) -> Result<OwnFrame, OwnFault> {
     let synced_seq = le_u64(&h[8..]);
     let payload_len = le_u32(&h[16..]) as usize;
     let kind = le_u16(&h[20..]);
-    let reserved = le_u16(&h[22..]);
+    let flags = le_u16(&h[22..]);
     let fits = payload_len <= PAYLOAD_MAX && round_up(payload_len) <= bytes.len() - FRAME_HEADER;
-    if kind == 0 || reserved != 0 || seq == 0 || seq > SEQ_MAX || synced_seq >= seq || !fits {
+    if kind == 0 || flags & !GROUP_END != 0 || seq == 0 || seq > SEQ_MAX || synced_seq >= seq || !fits {
         return Err(OwnFault::BadHeader);
     }
-    Ok(OwnFrame { seq, synced_seq, payload_len, kind, total: FRAME_HEADER + round_up(payload_len) })
+    let group_end = flags & GROUP_END != 0;
+    Ok(OwnFrame { seq, synced_seq, payload_len, kind, group_end, total: FRAME_HEADER + round_up(payload_len) })
 }
 
 /// Parses and verifies the frame at the start of `bytes` (which runs to the end of the
@@ -166,14 +172,21 @@ pub fn verify_frame(bytes: &[u8]) -> Result<OwnFrame, OwnFault> {
     Ok(f)
 }
 
-/// Encodes one frame, padding included.
+/// Encodes one frame that ends its commit group (what a one-frame commit writes),
+/// padding included.
 pub fn encode_frame(seq: u64, synced_seq: u64, kind: u16, payload: &[u8]) -> Vec<u8> {
+    encode_frame_flags(seq, synced_seq, kind, GROUP_END, payload)
+}
+
+/// Encodes one frame with `flags`, padding included.
+pub fn encode_frame_flags(seq: u64, synced_seq: u64, kind: u16, flags: u16, payload: &[u8]) -> Vec<u8> {
     let mut out = vec![0u8; FRAME_HEADER + round_up(payload.len())];
     out[0..8].copy_from_slice(&seq.to_le_bytes());
     out[8..16].copy_from_slice(&synced_seq.to_le_bytes());
     let len = u32::try_from(payload.len()).expect("payload length fits a u32");
     out[16..20].copy_from_slice(&len.to_le_bytes());
     out[20..22].copy_from_slice(&kind.to_le_bytes());
+    out[22..24].copy_from_slice(&flags.to_le_bytes());
     let sum = frame_checksum(&out[..24], payload);
     out[24..32].copy_from_slice(&sum);
     out[FRAME_HEADER..FRAME_HEADER + payload.len()].copy_from_slice(payload);
@@ -303,11 +316,12 @@ fn raw_image(mut bytes: Vec<u8>, fixup: bool) -> Option<Image> {
 ///
 /// - bits 0-1, seq: the next one; the previous one again; `param + 1` ahead; `param` back.
 /// - bits 2-3, synced_seq: the last commit point (a frame with `param` bit 0 set ends a
-///   commit group, as the writer's group commit does); `seq - 1`; 0; `seq - 1 - param`.
+///   commit group and carries the group-end flag, as the writer's group commit does);
+///   `seq - 1`; 0; `seq - 1 - param`.
 /// - bits 4-5, damage: none; one byte flipped at `param` (header or payload); the
 ///   32-byte header zeroed; the frame torn (only its first `param` bytes written).
-/// - bits 6-7, header: kind 1; kind `param | 1`; kind 0 (invalid); reserved bits set
-///   (invalid). Checksums are computed after the header is filled in and before damage.
+/// - bits 6-7, header: kind 1; kind `param | 1`; kind 0 (invalid); an unknown flag bit
+///   set (invalid). Checksums are computed after the header is filled in and before damage.
 pub fn compile_frames(desc: &[u8], mut last: u64) -> (Vec<u8>, u64) {
     let mut out = Vec::new();
     let mut committed = last;
@@ -337,9 +351,10 @@ pub fn compile_frames(desc: &[u8], mut last: u64) -> (Vec<u8>, u64) {
             1 => u16::from(param) | 1,
             _ => 0,
         };
-        let mut frame = encode_frame(seq, synced, kind, payload);
+        let flags = if param & 1 != 0 { GROUP_END } else { 0 };
+        let mut frame = encode_frame_flags(seq, synced, kind, flags, payload);
         if op >> 6 == 3 {
-            frame[22] = 1;
+            frame[22] |= 2;
             let sum = frame_checksum(&frame[..24], payload);
             frame[24..32].copy_from_slice(&sum);
         }
@@ -489,19 +504,17 @@ pub fn check_outcome(images: &[Image], outcome: &ScanOutcome) {
     }
     assert_eq!(outcome.frames, frames, "frame count");
     assert_eq!(outcome.last_seq, first_seq - 1 + frames, "last_seq");
+    if frames > 0 {
+        assert!(last_kept_ends_group(images, &outcome.ends), "the log was kept ending inside a commit group");
+    }
 
-    // The break: a verified frame there would have been kept (or been a sequence gap).
+    // The break: the log ends where it does only if what follows in sequence is an
+    // unended group: no group-end frame is reachable from it (else recovery should have
+    // kept that whole group), and the sequence stops at bytes that do not verify (a
+    // verified frame with another seq would have been a sequence gap).
     let last = kept - 1;
     let brk = outcome.ends[last];
-    let at_break = verify_frame(&images[last].bytes[brk..]);
-    assert!(
-        at_break.is_err(),
-        "log accepted as ending at segment {last}:{brk}, which holds a valid frame {at_break:?}"
-    );
-    let soft = matches!(at_break, Err(OwnFault::Zeroed | OwnFault::Truncated));
-    if soft && kept < images.len() {
-        assert_ne!(images[kept].first_seq, expected, "segment {kept} continues the log but was cut");
-    }
+    check_no_group_reachable(images, last, brk, expected);
 
     // The tail: bytes and frames past the break, none of which may prove durability.
     let mut bytes_dropped = 0u64;
@@ -545,6 +558,53 @@ pub fn check_outcome(images: &[Image], outcome: &ScanOutcome) {
     }
 }
 
+/// Whether the last frame before the end of the kept segments ends a commit group.
+fn last_kept_ends_group(images: &[Image], ends: &[usize]) -> bool {
+    for (i, &end) in ends.iter().enumerate().rev() {
+        let mut p = SEGMENT_HEADER;
+        let mut last = None;
+        while p < end {
+            let Ok(f) = verify_frame(&images[i].bytes[p..]) else { return false };
+            last = Some(f);
+            p += f.total;
+        }
+        if let Some(f) = last {
+            return f.group_end;
+        }
+    }
+    true
+}
+
+/// Follows the sequence from `(segment, offset)`, expecting `expected`, the way
+/// recovery reads (across roll-overs), and asserts it reaches no group-end frame and
+/// stops at bytes that do not verify. Returns how many frames it followed.
+fn check_no_group_reachable(images: &[Image], mut segment: usize, mut p: usize, mut expected: u64) -> usize {
+    let mut walked = 0;
+    loop {
+        let bytes = &images[segment].bytes;
+        match verify_frame(&bytes[p..]) {
+            Ok(f) if f.seq == expected => {
+                assert!(
+                    !f.group_end,
+                    "the log was cut before {segment}:{p}, but frame {} there ends a group that follows in sequence",
+                    f.seq
+                );
+                p += f.total;
+                expected += 1;
+                walked += 1;
+            }
+            Ok(f) => panic!("the sequence after the end stops at {segment}:{p} on frame {}: a sequence gap", f.seq),
+            Err(OwnFault::Zeroed | OwnFault::Truncated)
+                if images.get(segment + 1).is_some_and(|next| next.first_seq == expected) =>
+            {
+                segment += 1;
+                p = SEGMENT_HEADER;
+            }
+            Err(_) => return walked,
+        }
+    }
+}
+
 /// A refused log: the corruption must point at real evidence.
 pub fn check_corruption(images: &[Image], c: &Corruption) {
     let i = index_of(images, &c.segment);
@@ -560,9 +620,16 @@ pub fn check_corruption(images: &[Image], c: &Corruption) {
             assert_ne!(found, expected, "sequence gap with found == expected");
         }
         CorruptionKind::DurableFrameDamaged { seq, fault, proof_seq, proof_segment, proof_offset } => {
-            let ours = verify_frame(&bytes[offset..]);
-            let ours_as_theirs = ours.map(|f| f.seq).map_err(|f| format!("{f:?}"));
-            assert_eq!(ours_as_theirs, Err(format!("{fault:?}")), "damaged frame {seq} at {i}:{offset}: fault");
+            if matches!(fault, FrameFault::IncompleteGroup) {
+                // The break moved back to the last group end: the first frame of the
+                // unended group is there, whole, and no group end follows in sequence.
+                let walked = check_no_group_reachable(images, i, offset, *seq);
+                assert!(walked > 0, "incomplete group at {i}:{offset}: no frame {seq} follows in sequence");
+            } else {
+                let ours = verify_frame(&bytes[offset..]);
+                let ours_as_theirs = ours.map(|f| f.seq).map_err(|f| format!("{f:?}"));
+                assert_eq!(ours_as_theirs, Err(format!("{fault:?}")), "damaged frame {seq} at {i}:{offset}: fault");
+            }
             let j = index_of(images, proof_segment);
             let p = usize::try_from(*proof_offset).expect("offset fits usize");
             assert!(p < images[j].bytes.len(), "proof offset {p} outside segment {j}");
@@ -589,7 +656,8 @@ fn framed_input(control: u8, first_seq: u64, body: &[u8]) -> Vec<u8> {
 }
 
 /// Frames `first..first+n` with payload lengths cycling through a few sizes; frames of
-/// the same commit group carry the same `synced_seq` (the last seq of the previous group).
+/// the same commit group carry the same `synced_seq` (the last seq of the previous group),
+/// and the last frame of each group carries the group-end flag.
 fn frames(first: u64, n: u64, group: u64) -> Vec<u8> {
     let lens = [0usize, 1, 15, 16, 17, 40, 64];
     let mut out = Vec::new();
@@ -597,7 +665,9 @@ fn frames(first: u64, n: u64, group: u64) -> Vec<u8> {
         let synced = first - 1 + (seq - first) / group * group;
         let len = lens[usize::try_from(seq % lens.len() as u64).unwrap_or(0)];
         let payload: Vec<u8> = (0..len).map(|k| (seq as u8).wrapping_mul(31).wrapping_add(k as u8)).collect();
-        out.extend(encode_frame(seq, synced, 1 + (seq % 3) as u16, &payload));
+        // Every group ends with the group-end flag, the last one too (it may be short).
+        let flags = if (seq - first + 1).is_multiple_of(group) || seq == first + n - 1 { GROUP_END } else { 0 };
+        out.extend(encode_frame_flags(seq, synced, 1 + (seq % 3) as u16, flags, &payload));
     }
     out
 }
@@ -746,7 +816,13 @@ mod tests {
         for len in [0usize, 1, 15, 16, 17, 63, 64, 65, 1000] {
             let payload: Vec<u8> = (0..len).map(|i| i as u8 ^ 0xa5).collect();
             let ours = encode_frame(42, 40, 9, &payload);
-            let h = FrameHeader { seq: 42, synced_seq: 40, payload_len: len as u32, kind: 9 };
+            let h = FrameHeader {
+                seq: 42,
+                synced_seq: 40,
+                payload_len: len as u32,
+                kind: 9,
+                flags: ledger_store::format::FLAG_GROUP_END,
+            };
             let mut theirs = [0u8; FRAME_HEADER_BYTES];
             h.encode(&payload, &mut theirs);
             assert_eq!(ours[..FRAME_HEADER], theirs, "payload length {len}");
@@ -779,7 +855,8 @@ mod tests {
             .collect();
         let get = |n: &str| verdicts.iter().find(|(name, _)| *name == n).unwrap().1.clone();
         assert_eq!(get("framed-clean"), Ok((7, None)));
-        assert_eq!(get("framed-torn-tail"), Ok((5, Some(0))));
+        // Frame 6, the end of the group 4..=6, is torn: the group is cut whole.
+        assert_eq!(get("framed-torn-tail"), Ok((3, Some(2))));
         assert!(matches!(get("framed-durable-damage"), Err(CorruptionKind::DurableFrameDamaged { seq: 2, .. })));
         assert_eq!(get("framed-fixup"), Ok((5, None)));
         assert_eq!(get("framed2-rollover"), Ok((8, None)));
@@ -790,7 +867,7 @@ mod tests {
             Err(CorruptionKind::DurableFrameDamaged { seq: 2, fault: ledger_store::format::FrameFault::Zeroed, .. })
         ));
         assert_eq!(get("raw-fixup"), Ok((4, None)));
-        assert_eq!(get("compact-groups-torn"), Ok((7, Some(0))));
+        assert_eq!(get("compact-groups-torn"), Ok((6, Some(1))));
         assert_eq!(get("compact2-rollover"), Ok((8, None)));
     }
 

@@ -102,16 +102,18 @@ pub fn scan(segments: &[SegmentImage<'_>]) -> Result<ScanOutcome, Corruption> {
         if soft_end && next_continues {
             continue; // the writer rolled over here: the rest of this segment was never used
         }
-        if group_end.expected != expected {
-            // The frames since the last group end belong to a group whose end never
-            // reached the disk: never committed, so never acknowledged. The log ends
-            // where that group began; its frames are judged with the torn tail.
-            ends.truncate(group_end.segment);
-            ends.push(group_end.offset);
-            let GroupEnd { segment, offset, expected, frames } = group_end;
-            return finish_at_break(segments, segment, offset, expected, frames, FrameFault::IncompleteGroup, ends);
+        // Damage proven durable at the break itself is reported there, precisely.
+        let at_break = finish_at_break(segments, i, offset, expected, frames, fault, ends.clone());
+        if group_end.expected == expected || at_break.is_err() {
+            return at_break;
         }
-        return finish_at_break(segments, i, offset, expected, frames, fault, ends);
+        // The frames since the last group end belong to a group whose end never
+        // reached the disk: never committed, so never acknowledged. The log ends where
+        // that group began; its frames are judged with the torn tail.
+        ends.truncate(group_end.segment);
+        ends.push(group_end.offset);
+        let GroupEnd { segment, offset, expected, frames } = group_end;
+        return finish_at_break(segments, segment, offset, expected, frames, FrameFault::IncompleteGroup, ends);
     }
     unreachable!("the last segment always ends in a break")
 }
