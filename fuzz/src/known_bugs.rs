@@ -4,7 +4,8 @@
 //! `LEDGER_FUZZ_KNOWN_BUGS=1` runs such inputs anyway (to check a fix); when a bug is
 //! fixed, its entry and gate go, and its input moves to `regressions/<target>/`.
 
-use std::sync::Mutex;
+use std::cell::RefCell;
+use std::sync::Once;
 
 /// A panic recognised as a known bug: text in its message, the file it is raised in,
 /// and what the bug is.
@@ -33,34 +34,49 @@ pub fn enabled() -> bool {
     std::env::var_os("LEDGER_FUZZ_KNOWN_BUGS").is_some_and(|v| v == "1")
 }
 
-static LAST_PANIC: Mutex<Option<(String, String)>> = Mutex::new(None);
+thread_local! {
+    /// Set while this thread runs inside [`guard`]; the panic it records.
+    static GUARDED: RefCell<Option<Option<(String, String)>>> = const { RefCell::new(None) };
+}
+
+/// Installs, once, a panic hook that records the panics of guarded threads and hands
+/// every other panic to the hook it replaces (libFuzzer's, which aborts).
+fn install_hook() {
+    static INSTALLED: Once = Once::new();
+    INSTALLED.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let guarded = GUARDED.with(|g| g.borrow().is_some());
+            if !guarded {
+                return previous(info);
+            }
+            let message = info
+                .payload()
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_string())
+                .or_else(|| info.payload().downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            let location = info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_default();
+            GUARDED.with(|g| *g.borrow_mut() = Some(Some((message, location))));
+        }));
+    });
+}
 
 /// Runs `f` on this thread; a panic that is one of [`KNOWN_PANICS`] or `also` gives
 /// `None` (the input is to be skipped), any other panic goes on as a panic (libFuzzer's
-/// crash).
-/// While `f` runs, the panic hook (libFuzzer's aborts) is swapped for one that only
-/// records the message, and put back afterwards.
+/// crash). Panics of other threads are not affected.
 pub fn guard<T>(also: &[KnownPanic], f: impl FnOnce() -> T) -> Option<T> {
     if enabled() {
         return Some(f());
     }
-    let hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|info| {
-        let message = info
-            .payload()
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_string())
-            .or_else(|| info.payload().downcast_ref::<String>().cloned())
-            .unwrap_or_default();
-        let location = info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_default();
-        *LAST_PANIC.lock().unwrap_or_else(|e| e.into_inner()) = Some((message, location));
-    }));
+    install_hook();
+    GUARDED.with(|g| *g.borrow_mut() = Some(None));
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
-    std::panic::set_hook(hook);
+    let recorded = GUARDED.with(|g| g.borrow_mut().take()).flatten();
     match result {
         Ok(v) => Some(v),
         Err(_) => {
-            let (message, location) = LAST_PANIC.lock().unwrap_or_else(|e| e.into_inner()).take().unwrap_or_default();
+            let (message, location) = recorded.unwrap_or_default();
             let known =
                 KNOWN_PANICS.iter().chain(also).any(|(m, file, _)| message.contains(m) && location.contains(file));
             if known {
@@ -69,5 +85,23 @@ pub fn guard<T>(also: &[KnownPanic], f: impl FnOnce() -> T) -> Option<T> {
                 panic!("{message} (at {location})");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_known_panic_is_skipped_and_any_other_goes_on() {
+        if enabled() {
+            return;
+        }
+        let here: KnownPanic = ("planted", "known_bugs.rs", "a test");
+        assert_eq!(guard(&[here], || 7), Some(7));
+        assert_eq!(guard(&[here], || -> i32 { panic!("a planted panic") }), None);
+        let other = std::panic::catch_unwind(|| guard(&[here], || -> i32 { panic!("something else") }));
+        let message = other.expect_err("an unknown panic goes on").downcast::<String>().expect("a message");
+        assert!(message.contains("something else") && message.contains("known_bugs.rs"), "{message}");
     }
 }

@@ -287,6 +287,7 @@ fn build_portal() -> Portal {
     creds.push(Cred { headers: vec![("authorization", keys[0].clone())], who: Who::Nobody });
     portal.creds = creds;
 
+    portal.ids.insert("assets", ["style.css", "app.js", "api.js", "index.html"].map(String::from).to_vec());
     // Path ids: the caller's own (client 1's) first, then client 2's, then made up.
     for (name, own) in &per_client[0] {
         let mut all = own.clone();
@@ -695,6 +696,9 @@ pub fn portal_request(data: &[u8]) {
             serde_json::from_slice(&answer.body).unwrap_or_else(|e| panic!("2xx JSON is not JSON ({e}): {what}"));
         if v["object"] == "transaction" {
             check_transaction(p, &v);
+        }
+        for item in v["data"].as_array().into_iter().flatten().filter(|t| t["object"] == "transaction") {
+            check_transaction(p, item);
         }
         if let Who::Client(c) = who {
             let mut named = Vec::new();
