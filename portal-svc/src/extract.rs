@@ -42,6 +42,18 @@ pub fn page_limit(limit: Option<usize>) -> Result<usize, ApiError> {
     }
 }
 
+/// `{"data": rows[..limit], "has_more"}` from up to `limit + 1` rows.
+pub fn page(mut data: Vec<serde_json::Value>, limit: usize) -> serde_json::Value {
+    let has_more = data.len() > limit;
+    data.truncate(limit);
+    serde_json::json!({ "data": data, "has_more": has_more })
+}
+
+/// The SQL `LIMIT` that fetches one row beyond a page, to tell whether there is more.
+pub fn fetch_limit(limit: usize) -> i64 {
+    i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX)
+}
+
 /// Path parameters; a malformed one (say, a non-numeric id) is a 400 with the error body.
 #[derive(Debug)]
 pub struct ApiPath<T>(pub T);

@@ -16,7 +16,7 @@ use crate::audit;
 use crate::auth::{self, Principal, Role};
 use crate::db::now_secs;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{ApiJson, ApiPath};
+use crate::extract::{ApiJson, ApiPath, fetch_limit, page};
 use axum::http::Method;
 use axum::routing;
 
@@ -237,22 +237,18 @@ pub async fn list_users(
         (Some(own), _) => Some(own),
         (None, asked) => asked,
     };
-    let mut data = state
+    let data = state
         .db
         .call(move |conn| {
             let mut stmt = conn.prepare(&format!(
                 "SELECT {USER_COLUMNS} FROM users WHERE id > ?1 AND (?2 IS NULL OR client_id = ?2) ORDER BY id LIMIT ?3"
             ))?;
-            let rows = stmt.query_map(
-                params![query.starting_after.unwrap_or(0), scope, i64::try_from(limit + 1).unwrap_or(i64::MAX)],
-                user_json,
-            )?;
+            let rows =
+                stmt.query_map(params![query.starting_after.unwrap_or(0), scope, fetch_limit(limit)], user_json)?;
             Ok(rows.collect::<Result<Vec<Value>, _>>()?)
         })
         .await?;
-    let has_more = data.len() > limit;
-    data.truncate(limit);
-    Ok(Json(json!({ "data": data, "has_more": has_more })))
+    Ok(Json(page(data, limit)))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

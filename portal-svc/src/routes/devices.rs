@@ -20,9 +20,9 @@ use crate::api::{Access, Endpoint};
 use crate::app::AppState;
 use crate::audit;
 use crate::auth::{Principal, Role};
-use crate::db::now_secs;
+use crate::db::{now_secs, write_tx};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{ApiJson, ApiPath, page_limit};
+use crate::extract::{ApiJson, ApiPath, fetch_limit, page, page_limit};
 
 /// A device is online when its last heartbeat is at most this many seconds old.
 pub const ONLINE_SECS: i64 = 300;
@@ -71,12 +71,6 @@ fn object_arg(value: &Value, code: &'static str, param: &'static str, max: usize
     Ok(text)
 }
 
-/// A transaction that takes the write lock at once: a deferred one that read first
-/// could not upgrade after the metadata writer's connection committed in between.
-fn write_tx(conn: &mut Connection) -> rusqlite::Result<rusqlite::Transaction<'_>> {
-    conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-}
-
 /// Whether `e` is a UNIQUE constraint violation (a serial or group name taken).
 fn is_unique_violation(e: &rusqlite::Error) -> bool {
     matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE)
@@ -87,18 +81,6 @@ fn stored_json(row: &Row<'_>, index: usize) -> rusqlite::Result<Value> {
     let text: String = row.get(index)?;
     serde_json::from_str(&text)
         .map_err(|e| rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, Box::new(e)))
-}
-
-/// `{"data": rows[..limit], "has_more"}` from up to `limit + 1` rows.
-fn page(mut data: Vec<Value>, limit: usize) -> Value {
-    let has_more = data.len() > limit;
-    data.truncate(limit);
-    json!({ "data": data, "has_more": has_more })
-}
-
-/// The SQL `LIMIT` that fetches one row beyond a page, to tell whether there is more.
-fn fetch_limit(limit: usize) -> i64 {
-    i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX)
 }
 
 fn not_found_device() -> ApiError {

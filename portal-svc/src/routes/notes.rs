@@ -15,7 +15,7 @@ use crate::audit;
 use crate::auth::{Principal, Role};
 use crate::db::now_secs;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{ApiJson, page_limit};
+use crate::extract::{ApiJson, page, page_limit};
 use crate::routes::transactions;
 
 const BODY_CHARS_MAX: usize = 10_000;
@@ -179,16 +179,14 @@ async fn list(
     };
     let resource = resolve(&state, client_id, &kind, &Value::String(id))?;
     let after = query.starting_after.unwrap_or(0);
-    let mut data = state
+    let data = state
         .db
         .call(move |conn| {
             check_owned(conn, client_id, &resource)?;
             notes_of(conn, client_id, &resource, after, limit + 1)
         })
         .await?;
-    let has_more = data.len() > limit;
-    data.truncate(limit);
-    Ok(Json(json!({ "data": data, "has_more": has_more })))
+    Ok(Json(page(data, limit)))
 }
 
 /// The endpoints of this module.

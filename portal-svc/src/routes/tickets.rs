@@ -14,7 +14,7 @@ use crate::audit;
 use crate::auth::{Principal, Role};
 use crate::db::now_secs;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{ApiJson, ApiPath, page_limit};
+use crate::extract::{ApiJson, ApiPath, fetch_limit, page, page_limit};
 use axum::http::Method;
 use axum::routing;
 
@@ -34,10 +34,6 @@ pub fn transition_allowed(from: &str, to: &str) -> bool {
             | ("waiting", "open" | "in_progress" | "resolved")
             | ("resolved", "open" | "closed")
     )
-}
-
-fn author(principal: &Principal) -> String {
-    principal.label()
 }
 
 fn text_arg(text: &str, param: &'static str, max: usize) -> Result<String, ApiError> {
@@ -101,7 +97,7 @@ pub async fn create(
             ApiError::invalid("invalid_priority", "priority is low, normal, high or urgent").with_param("priority")
         );
     }
-    let created_by = author(&principal);
+    let created_by = principal.label();
     let ticket = state
         .db
         .call(move |conn| {
@@ -144,23 +140,18 @@ pub async fn list(
             .with_param("status"));
     }
     let before = query.starting_after.unwrap_or(i64::MAX);
-    let mut data = state
+    let data = state
         .db
         .call(move |conn| {
             let mut stmt = conn.prepare(&format!(
                 "SELECT {TICKET_COLUMNS} FROM tickets WHERE client_id = ?1 AND id < ?2 AND (?3 IS NULL OR status = ?3)
                  ORDER BY id DESC LIMIT ?4"
             ))?;
-            let rows = stmt.query_map(
-                params![client_id, before, query.status, i64::try_from(limit + 1).unwrap_or(i64::MAX)],
-                ticket_json,
-            )?;
+            let rows = stmt.query_map(params![client_id, before, query.status, fetch_limit(limit)], ticket_json)?;
             Ok(rows.collect::<Result<Vec<Value>, _>>()?)
         })
         .await?;
-    let has_more = data.len() > limit;
-    data.truncate(limit);
-    Ok(Json(json!({ "data": data, "has_more": has_more })))
+    Ok(Json(page(data, limit)))
 }
 
 /// `GET /v1/tickets/{id}` (viewer+), with its comments.
@@ -280,7 +271,7 @@ pub async fn comment(
     principal.require(Role::Operator)?;
     let client_id = principal.own_client()?;
     let body = text_arg(&req.body, "body", BODY_CHARS_MAX)?;
-    let by = author(&principal);
+    let by = principal.label();
     let comment = state
         .db
         .call(move |conn| {
