@@ -11,23 +11,11 @@ use std::sync::Once;
 /// and what the bug is.
 pub type KnownPanic = (&'static str, &'static str, &'static str);
 
-/// Panics that are a known bug wherever they happen.
-pub const KNOWN_PANICS: &[KnownPanic] = &[(
-    "judged kinds, flags and states fit a byte",
-    "ledger-core/src/records.rs",
-    "a snapshot that verifies (BLAKE3) but holds a transaction whose kind, flags or state does not fit a byte \
-     panics Ledger::open (Stored::pack's expect in snapshot::decode) instead of being skipped as undecodable",
-)];
-
-/// Any panic of the engine while it opens over a damaged snapshot that still decodes:
-/// such a snapshot is used without checking that its records, batches and balances
-/// agree, and replaying the log's tail over it trips the engine's own assertions (seen:
-/// the `settled_net` expect of a batch close in state.rs, the commit-time overflow).
-pub const DAMAGED_SNAPSHOT: KnownPanic = (
-    "",
-    "ledger-core/src/",
-    "a decodable damaged snapshot is trusted whole; replaying over its inconsistent state panics",
-);
+/// Panics that are a known bug wherever they happen. None today: the three found in
+/// ledger-core (a commit-time overflow after a record at `u64::MAX`, a snapshot row
+/// whose kind did not fit a byte, a damaged snapshot trusted whole) were fixed and their
+/// inputs are regressions in `regressions/record_decoder/`.
+pub const KNOWN_PANICS: &[KnownPanic] = &[];
 
 /// Whether inputs that reach a known bug run anyway (`LEDGER_FUZZ_KNOWN_BUGS=1`).
 pub fn enabled() -> bool {

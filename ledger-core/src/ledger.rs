@@ -309,7 +309,7 @@ fn replay(log: &Log, mut state: State) -> Result<(State, u64, u64), OpenError> {
             match codec::decode(frame.kind, frame.payload).map_err(|source| OpenError::Decode { seq, source })? {
                 Record::Tx { tx, timestamp_ns, batch_id } => {
                     match group.submit(&tx, seq, timestamp_ns) {
-                        TxOutcome::Committed(r) if r.timestamp_ns == timestamp_ns && r.batch_id == batch_id => {}
+                        Ok(TxOutcome::Committed(r)) if r.timestamp_ns == timestamp_ns && r.batch_id == batch_id => {}
                         other => {
                             return Err(mismatch(format!(
                                 "expected a commit in batch {batch_id} at {timestamp_ns}, got {other:?}"
@@ -320,7 +320,7 @@ fn replay(log: &Log, mut state: State) -> Result<(State, u64, u64), OpenError> {
                 }
                 Record::Close { client_id, currency, batch_id, timestamp_ns } => {
                     match group.close_batch(client_id, currency, seq, timestamp_ns) {
-                        Ok(b) if b.batch_id == batch_id && b.closed_ns == timestamp_ns => {}
+                        Ok(Ok(b)) if b.batch_id == batch_id && b.closed_ns == timestamp_ns => {}
                         other => return Err(mismatch(format!("expected batch {batch_id} to close, got {other:?}"))),
                     }
                     closes += 1;

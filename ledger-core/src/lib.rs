@@ -33,6 +33,7 @@
 
 mod codec;
 mod completion;
+mod consistency;
 mod currency;
 mod error;
 mod ledger;

@@ -170,10 +170,14 @@ impl Records {
         pos
     }
 
-    /// Appends a committed record, resolving its ref (for snapshots).
+    /// Appends a committed record read from a snapshot, resolving its ref; refuses
+    /// values no judged record has (the row keeps kind, flags and state in a byte).
     pub(crate) fn push_record(&mut self, record: &TxRecord) -> Result<u32, &'static str> {
         if self.find(record.tx.id).is_some() {
             return Err("duplicate id");
+        }
+        if [record.tx.kind, record.tx.flags, record.state as u32].iter().any(|&v| u8::try_from(v).is_err()) {
+            return Err("kind, flags or state does not fit a byte");
         }
         let ref_pos =
             if record.tx.ref_id.is_none() { NO_REF } else { self.find(record.tx.ref_id).ok_or("ref not found")? };

@@ -308,7 +308,7 @@ impl Sequencer {
     /// when the cut-over policy says so).
     fn submit_one(&mut self, group: &mut Group<'_>, tx: &Tx, now: u64) -> Result<TxOutcome, String> {
         let seq = self.log.next_seq();
-        let outcome = group.submit(tx, seq, now);
+        let outcome = group.submit(tx, seq, now).map_err(|e| e.to_string())?;
         if let TxOutcome::Committed(record) = &outcome {
             self.buf = codec::encode_tx(
                 &TxFrame::new(&record.tx, record.timestamp_ns, record.batch_id),
@@ -338,7 +338,7 @@ impl Sequencer {
         now: u64,
     ) -> Result<Result<BatchSummary, CloseBatchError>, String> {
         let seq = self.log.next_seq();
-        let Ok(summary) = group.close_batch(client_id, currency, seq, now) else {
+        let Ok(summary) = group.close_batch(client_id, currency, seq, now).map_err(|e| e.to_string())? else {
             return Ok(Err(CloseBatchError::Empty));
         };
         let frame = CloseFrame {

@@ -5,6 +5,7 @@
 use rkyv::rancor::Error as RkyvError;
 
 use crate::codec::TxFrame;
+use crate::consistency;
 use crate::currency::Currency;
 use crate::model::{Balance, BatchSummary, TxRecord, TxState};
 use crate::state::State;
@@ -193,5 +194,6 @@ pub(crate) fn decode(payload: &[u8], seq: u64) -> Result<State, String> {
         };
         state.balances.insert((row.client_id.to_native(), currency(row.currency)?), balance);
     }
+    consistency::check(&state).map_err(|e| format!("does not hang together: {e}"))?;
     Ok(state)
 }

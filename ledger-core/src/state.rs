@@ -79,6 +79,13 @@ enum Effect {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct NothingToClose;
 
+/// No commit time is left: the last record was committed at `u64::MAX` ns (a clock in
+/// the year 2554, or a log written so). Commit times strictly increase, so nothing can
+/// be committed after it: live, the group fails; on open, replay refuses the record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("no commit time is left after a record at u64::MAX ns")]
+pub(crate) struct ClockExhausted;
+
 impl State {
     /// A group expected to hold about `commands` commands (sizes its overlay once).
     pub(crate) fn group(&self, commands: usize) -> Group<'_> {
@@ -251,27 +258,32 @@ impl Group<'_> {
         self.open_batch_id((client_id, currency)).and_then(|id| self.batch(id))
     }
 
-    fn next_timestamp(&self, now_ns: u64) -> u64 {
-        now_ns.max(self.changes.last_ts + 1)
+    /// The commit time of a record committed now: `now_ns`, or just after the previous
+    /// record's, whichever is later (so a clock step backwards never reorders them).
+    fn next_timestamp(&self, now_ns: u64) -> Result<u64, ClockExhausted> {
+        self.changes.last_ts.checked_add(1).map(|next| now_ns.max(next)).ok_or(ClockExhausted)
     }
 
     /// Judges `tx` and, if accepted, records it at `seq` with a commit time of
     /// `now_ns` or just after the previous record's, whichever is later.
-    pub(crate) fn submit(&mut self, tx: &Tx, seq: u64, now_ns: u64) -> TxOutcome {
+    pub(crate) fn submit(&mut self, tx: &Tx, seq: u64, now_ns: u64) -> Result<TxOutcome, ClockExhausted> {
         if tx.id.is_none() || tx.client_id == 0 {
-            return TxOutcome::Rejected(Reject::InvalidKind);
+            return Ok(TxOutcome::Rejected(Reject::InvalidKind));
         }
         if let Some(Payment { record: existing, .. }) = self.tx(tx.id) {
-            return if existing.tx == *tx {
+            return Ok(if existing.tx == *tx {
                 TxOutcome::Exists(existing)
             } else {
                 TxOutcome::Rejected(Reject::ExistsWithDifferentFields)
-            };
+            });
         }
-        match self.judge(tx) {
-            Ok((currency, effect)) => TxOutcome::Committed(self.commit(tx, currency, effect, seq, now_ns)),
+        Ok(match self.judge(tx) {
+            Ok((currency, effect)) => {
+                let ts = self.next_timestamp(now_ns)?;
+                TxOutcome::Committed(self.commit(tx, currency, effect, seq, ts))
+            }
             Err(reject) => TxOutcome::Rejected(reject),
-        }
+        })
     }
 
     fn judge(&self, tx: &Tx) -> Result<(Currency, Effect), Reject> {
@@ -352,9 +364,8 @@ impl Group<'_> {
         Ok((currency, effect))
     }
 
-    fn commit(&mut self, tx: &Tx, currency: Currency, effect: Effect, seq: u64, now_ns: u64) -> TxRecord {
-        assert!(seq > self.changes.last_seq, "seq must increase");
-        let ts = self.next_timestamp(now_ns);
+    fn commit(&mut self, tx: &Tx, currency: Currency, effect: Effect, seq: u64, ts: u64) -> TxRecord {
+        assert!(seq > self.changes.last_seq && ts > self.changes.last_ts, "seq and commit time must increase");
         let account = (tx.client_id, currency);
         let mut batch_id = 0;
         if counts_in_batch(effect) {
@@ -410,11 +421,13 @@ impl Group<'_> {
         currency: Currency,
         seq: u64,
         now_ns: u64,
-    ) -> Result<BatchSummary, NothingToClose> {
+    ) -> Result<Result<BatchSummary, NothingToClose>, ClockExhausted> {
         let account = (client_id, currency);
-        let mut batch = self.open_batch_id(account).and_then(|id| self.batch(id)).ok_or(NothingToClose)?;
+        let Some(mut batch) = self.open_batch_id(account).and_then(|id| self.batch(id)) else {
+            return Ok(Err(NothingToClose));
+        };
         assert!(seq > self.changes.last_seq, "seq must increase");
-        let ts = self.next_timestamp(now_ns);
+        let ts = self.next_timestamp(now_ns)?;
         batch.closed_ns = ts;
         self.changes.batches.insert(batch.batch_id, batch);
         self.changes.open.insert(account, None);
@@ -424,7 +437,7 @@ impl Group<'_> {
         self.changes.balances.insert(account, balance);
         self.changes.last_seq = seq;
         self.changes.last_ts = ts;
-        Ok(batch)
+        Ok(Ok(batch))
     }
 }
 
