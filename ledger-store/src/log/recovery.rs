@@ -67,35 +67,34 @@ pub struct TornTail {
 /// least [`SEGMENT_HEADER_BYTES`] long (the segment header was verified).
 pub fn scan(segments: &[SegmentImage<'_>]) -> Result<ScanOutcome, Corruption> {
     assert!(!segments.is_empty(), "scan needs at least one segment");
+    for seg in segments {
+        assert!(seg.bytes.len() >= SEGMENT_HEADER_BYTES, "segment image shorter than its header");
+    }
+    let walks = walk_all(segments);
     let mut expected = segments[0].first_seq;
     let mut frames = 0u64;
     let mut ends = Vec::with_capacity(segments.len());
     // Just after the last frame that ended a commit group (the start of the log counts
     // as one): the log can only end at such a place.
     let mut group_end = GroupEnd { segment: 0, offset: SEGMENT_HEADER_BYTES, expected, frames };
-    for (i, seg) in segments.iter().enumerate() {
-        assert!(seg.bytes.len() >= SEGMENT_HEADER_BYTES, "segment image shorter than its header");
-        let mut offset = SEGMENT_HEADER_BYTES;
-        let fault = loop {
-            match FrameHeader::decode(&seg.bytes[offset..]) {
-                Ok((header, _)) if header.seq == expected => {
-                    offset += header.frame_bytes();
-                    expected += 1;
-                    frames += 1;
-                    if header.ends_group() {
-                        group_end = GroupEnd { segment: i, offset, expected, frames };
-                    }
-                }
-                Ok((header, _)) => {
-                    return Err(Corruption {
-                        segment: seg.path.to_path_buf(),
-                        offset: offset as u64,
-                        kind: CorruptionKind::SequenceGap { expected, found: header.seq },
-                    });
-                }
-                Err(fault) => break fault,
-            }
-        };
+    for (i, (seg, walk)) in segments.iter().zip(walks).enumerate() {
+        // A segment is only reached here when the one before ended where this one's
+        // first seq continues it (or it is the first): its walk started at `expected`.
+        debug_assert_eq!(seg.first_seq, expected);
+        if let Some(WalkGroupEnd { offset, frames: in_segment }) = walk.group_end {
+            group_end = GroupEnd { segment: i, offset, expected: expected + in_segment, frames: frames + in_segment };
+        }
+        expected += walk.frames;
+        frames += walk.frames;
+        let offset = walk.end;
+        if let Some(found) = walk.gap {
+            return Err(Corruption {
+                segment: seg.path.to_path_buf(),
+                offset: offset as u64,
+                kind: CorruptionKind::SequenceGap { expected, found },
+            });
+        }
+        let fault = walk.fault;
         ends.push(offset);
         let soft_end = matches!(fault, FrameFault::Zeroed | FrameFault::Truncated);
         let next_continues = segments.get(i + 1).is_some_and(|next| next.first_seq == expected);
@@ -116,6 +115,97 @@ pub fn scan(segments: &[SegmentImage<'_>]) -> Result<ScanOutcome, Corruption> {
         return finish_at_break(segments, segment, offset, expected, frames, FrameFault::IncompleteGroup, ends);
     }
     unreachable!("the last segment always ends in a break")
+}
+
+/// What reading one segment's frames in order found, on its own: each segment starts
+/// at its header and its first frame carries its first seq, so segments are walked
+/// independently (in parallel) and stitched together by [`scan`].
+#[derive(Debug, Clone, Copy)]
+struct Walk {
+    /// Frames that verified and carried the next seq.
+    frames: u64,
+    /// Offset just after them: where the walk stopped.
+    end: usize,
+    /// Why it stopped, when a frame there did not verify.
+    fault: FrameFault,
+    /// The seq of a verified frame found at `end` instead of the next one.
+    gap: Option<u64>,
+    /// The last frame that ended a commit group in this segment.
+    group_end: Option<WalkGroupEnd>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct WalkGroupEnd {
+    /// Offset just after the frame.
+    offset: usize,
+    /// Frames of this segment up to and including it.
+    frames: u64,
+}
+
+/// Verifies one segment's frames from its start, while each carries the next seq.
+fn walk(seg: &SegmentImage<'_>) -> Walk {
+    let mut walk = Walk { frames: 0, end: SEGMENT_HEADER_BYTES, fault: FrameFault::Zeroed, gap: None, group_end: None };
+    loop {
+        match FrameHeader::decode(&seg.bytes[walk.end..]) {
+            Ok((header, _)) if header.seq == seg.first_seq + walk.frames => {
+                walk.end += header.frame_bytes();
+                walk.frames += 1;
+                if header.ends_group() {
+                    walk.group_end = Some(WalkGroupEnd { offset: walk.end, frames: walk.frames });
+                }
+            }
+            Ok((header, _)) => {
+                walk.gap = Some(header.seq);
+                return walk;
+            }
+            Err(fault) => {
+                walk.fault = fault;
+                return walk;
+            }
+        }
+    }
+}
+
+/// Walks every segment, spreading them over the machine's cores: verifying BLAKE3
+/// checksums is most of what opening a long log costs, and segments do not depend on
+/// each other until they are stitched together.
+fn walk_all(segments: &[SegmentImage<'_>]) -> Vec<Walk> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(segments.len());
+    if threads <= 1 {
+        return segments.iter().map(walk).collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut walks: Vec<Option<Walk>> = vec![None; segments.len()];
+    std::thread::scope(|scope| {
+        // A thread that cannot be started is simply not there: its share is walked below.
+        let workers: Vec<_> = (0..threads)
+            .filter_map(|_| {
+                std::thread::Builder::new()
+                    .name("ledger-store-verify".into())
+                    .spawn_scoped(scope, || {
+                        let mut done = Vec::new();
+                        loop {
+                            // Relaxed: the counter only hands out distinct indices; the
+                            // results travel back through the join.
+                            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some(seg) = segments.get(i) else { return done };
+                            done.push((i, walk(seg)));
+                        }
+                    })
+                    .ok()
+            })
+            .collect();
+        for worker in workers {
+            // A walk is pure byte reading and does not panic; should a thread fail
+            // anyway, the segments it took are walked again below.
+            if let Ok(done) = worker.join() {
+                for (i, w) in done {
+                    walks[i] = Some(w);
+                }
+            }
+        }
+    });
+    walks.into_iter().zip(segments).map(|(w, seg)| w.unwrap_or_else(|| walk(seg))).collect()
 }
 
 /// A place where a commit group ended, and the scan's counts there.
