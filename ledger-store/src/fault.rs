@@ -88,7 +88,8 @@ struct Rule {
     /// 1-based: the `nth` call of `op` fails (and every later one when `sticky`).
     nth: u64,
     sticky: bool,
-    fault: Fault,
+    /// `None`: the power fails as the call starts.
+    fault: Option<Fault>,
 }
 
 #[derive(Debug, Default)]
@@ -136,13 +137,24 @@ impl SimulatedDisk {
 
     /// Fails the `nth` call (1-based, counted since attach) of `op` with `fault`.
     pub fn fail_nth(&self, op: StorageOp, nth: u64, fault: Fault) {
-        self.state.lock().rules.push(Rule { op, nth, sticky: false, fault });
+        self.state.lock().rules.push(Rule { op, nth, sticky: false, fault: Some(fault) });
     }
 
     /// Fails the `nth` call of `op` and every later one, until [`SimulatedDisk::heal`]
     /// (a disk that stays full until space is freed).
     pub fn fail_from(&self, op: StorageOp, nth: u64, fault: Fault) {
-        self.state.lock().rules.push(Rule { op, nth, sticky: true, fault });
+        self.state.lock().rules.push(Rule { op, nth, sticky: true, fault: Some(fault) });
+    }
+
+    /// The power fails as the `nth` call of `op` starts: as [`SimulatedDisk::crash`]
+    /// at that moment, a crash at a chosen point of a run.
+    pub fn crash_at(&self, op: StorageOp, nth: u64) {
+        self.state.lock().rules.push(Rule { op, nth, sticky: false, fault: None });
+    }
+
+    /// True once the power failed.
+    pub fn crashed(&self) -> bool {
+        self.state.lock().crashed
     }
 
     /// Removes every fault rule (space was freed, the device came back).
@@ -151,7 +163,9 @@ impl SimulatedDisk {
     }
 
     /// The machine stops: every later call fails with EIO and nothing more becomes
-    /// durable. Drop the log after this, then call [`SimulatedDisk::power_loss`].
+    /// durable; a call under way fails too, even if the operating system completed it
+    /// (its caller never learns of the success). Drop the log after this, then call
+    /// [`SimulatedDisk::power_loss`].
     pub fn crash(&self) {
         self.state.lock().crashed = true;
     }
@@ -247,18 +261,22 @@ impl FaultInjector for SimulatedDisk {
         };
         let hit = state.rules.iter().find(|r| r.op == op && (r.nth == n || (r.sticky && n > r.nth))).map(|r| r.fault);
         match hit {
-            Some(fault) => {
+            Some(Some(fault)) => {
                 state.faults_injected += 1;
                 Err(fault.error())
+            }
+            Some(None) => {
+                state.crashed = true;
+                Err(Fault::Eio.error())
             }
             None => Ok(()),
         }
     }
 
-    fn after(&self, op: StorageOp, path: &Path, range: Range<u64>) {
+    fn after(&self, op: StorageOp, path: &Path, range: Range<u64>) -> io::Result<()> {
         let mut state = self.state.lock();
         if state.crashed {
-            return;
+            return Err(Fault::Eio.error());
         }
         match op {
             StorageOp::SyncRange => state.synced.entry(path.to_path_buf()).or_default().push(range),
@@ -272,6 +290,7 @@ impl FaultInjector for SimulatedDisk {
             }
             _ => {}
         }
+        Ok(())
     }
 }
 

@@ -63,8 +63,11 @@ pub trait FaultInjector: Send + Sync + fmt::Debug {
 
     /// Called after the real call succeeded. `range` is the byte range written or
     /// synced (`0..u64::MAX` for a whole-file sync, empty for operations on names).
-    fn after(&self, op: StorageOp, path: &Path, range: Range<u64>) {
+    /// An error is returned to the caller instead of the success: the simulated
+    /// machine died while the call ran, so its effect must not be relied upon.
+    fn after(&self, op: StorageOp, path: &Path, range: Range<u64>) -> io::Result<()> {
         let _ = (op, path, range);
+        Ok(())
     }
 }
 
@@ -103,7 +106,7 @@ impl Storage {
         let Some(injector) = &self.injector else { return call() };
         injector.before(op, path)?;
         let out = call()?;
-        injector.after(op, path, range);
+        injector.after(op, path, range)?;
         Ok(out)
     }
 }

@@ -88,6 +88,8 @@ struct RunOutcome {
     acked: u64,
     unknown: Option<(u64, u64)>,
     refused: bool,
+    /// The power failed during the run (a planted `crash_at`).
+    power_cut: bool,
     open_failures: u64,
     append_failures: u64,
     snapshot_failures: u64,
@@ -95,28 +97,39 @@ struct RunOutcome {
 }
 
 /// Opens the log through `disk`; an injected failure while opening is reported as an
-/// I/O error, and once the disk is healed the next open succeeds.
-fn open(dir: &Path, disk: &Arc<SimulatedDisk>, out: &mut RunOutcome) -> Log {
+/// I/O error, and once the disk is healed the next open succeeds (unless the power
+/// failed during the open: then there is no log).
+fn open(dir: &Path, disk: &Arc<SimulatedDisk>, out: &mut RunOutcome) -> Option<Log> {
     let storage = Storage::with_injector(Arc::clone(disk) as _);
     match Log::open_with(dir, options(), storage.clone()) {
-        Ok(log) => log,
+        Ok(log) => Some(log),
         Err(e) => {
             assert!(matches!(e, OpenError::Io { .. }), "an injected fault while opening is an I/O error: {e}");
             out.open_failures += 1;
+            if disk.crashed() {
+                return None;
+            }
             disk.heal();
-            Log::open_with(dir, options(), storage).unwrap_or_else(|e| panic!("open after the fault: {e}"))
+            Some(Log::open_with(dir, options(), storage).unwrap_or_else(|e| panic!("open after the fault: {e}")))
         }
     }
 }
 
 /// Appends and commits `GROUPS_PER_RUN` groups of frames whose payload is a function of
 /// their seq, with snapshots and retention along the way, reacting to each failure as
-/// documented, until the log refuses writes or the run ends.
-fn run(dir: &Path, disk: &Arc<SimulatedDisk>, rng: &mut Rng) -> RunOutcome {
-    let mut out = RunOutcome::default();
-    let mut log = open(dir, disk, &mut out);
-    out.acked = log.committed_seq();
+/// documented, until the log refuses writes, the power fails, or the run ends.
+/// `acked` is the last seq acknowledged before.
+fn run(dir: &Path, disk: &Arc<SimulatedDisk>, rng: &mut Rng, acked: u64) -> RunOutcome {
+    let mut out = RunOutcome { acked, ..RunOutcome::default() };
+    let Some(mut log) = open(dir, disk, &mut out) else {
+        out.power_cut = true;
+        return out;
+    };
+    assert_eq!(log.committed_seq(), acked, "the log opens where the last run ended");
     'groups: for g in 1..=GROUPS_PER_RUN {
+        if disk.crashed() {
+            break;
+        }
         let first = log.next_seq();
         for _ in 0..=rng.below(GROUP_FRAMES_MAX) {
             let seq = log.next_seq();
@@ -139,6 +152,9 @@ fn run(dir: &Path, disk: &Arc<SimulatedDisk>, rng: &mut Rng) -> RunOutcome {
                         // Nothing changed: the same seq is next, the committed ones stand.
                         assert_eq!((log.next_seq(), log.committed_seq()), (seq, out.acked));
                         out.append_failures += 1;
+                        if disk.crashed() {
+                            break 'groups; // the group was never marked whole: it is lost
+                        }
                         tries += 1;
                         if tries == APPEND_RETRIES_MAX {
                             disk.heal();
@@ -175,6 +191,7 @@ fn run(dir: &Path, disk: &Arc<SimulatedDisk>, rng: &mut Rng) -> RunOutcome {
         }
     }
     // The power goes: nothing more reaches the disk, not even the drop's cleanup.
+    out.power_cut = disk.crashed();
     disk.crash();
     drop(log);
     out
@@ -217,7 +234,7 @@ fn each_fault_at_each_operation() {
     // A reference run without faults counts each operation's calls.
     let reference = tempfile::tempdir().unwrap();
     let disk = Arc::new(SimulatedDisk::attach(reference.path()).unwrap());
-    let out = run(reference.path(), &disk, &mut Rng(seed));
+    let out = run(reference.path(), &disk, &mut Rng(seed), 0);
     assert_eq!((out.refused, disk.faults_injected()), (false, 0));
     let calls: Vec<(StorageOp, u64)> = StorageOp::ALL.iter().map(|&op| (op, disk.calls(op))).collect();
     println!("calls in a run without faults: {calls:?}");
@@ -243,7 +260,7 @@ fn each_fault_at_each_operation() {
                 let dir = tempfile::tempdir().unwrap();
                 let disk = Arc::new(SimulatedDisk::attach(dir.path()).unwrap());
                 disk.fail_nth(op, nth, fault);
-                let out = run(dir.path(), &disk, &mut Rng(seed));
+                let out = run(dir.path(), &disk, &mut Rng(seed), 0);
                 disk.power_loss(mode).unwrap();
                 let last = check(dir.path(), &out, &ctx);
                 // The spare segment is prepared on a thread: a call near the end of the
@@ -425,7 +442,7 @@ fn random_faults_over_many_crash_cycles() {
     let mut rng = Rng(seed);
     let dir = tempfile::tempdir().unwrap();
     let (mut injected, mut refused, mut unknown_kept, mut unknown_lost, mut open_failures) = (0, 0, 0, 0, 0);
-    let (mut acked_total, mut before) = (0, 0);
+    let (mut acked_total, mut before, mut power_cuts) = (0, 0, 0);
     for cycle in 0..cycles {
         let disk = Arc::new(SimulatedDisk::attach(dir.path()).unwrap());
         // One to three faults at random calls of random operations; some stay (a full disk).
@@ -439,8 +456,15 @@ fn random_faults_over_many_crash_cycles() {
                 disk.fail_nth(op, nth, fault);
             }
         }
+        // One cycle in three, the power fails at a random call, mid-run.
+        if rng.below(3) == 0 {
+            let op = StorageOp::ALL[rng.below(StorageOp::ALL.len() as u64) as usize];
+            // A run makes a few dozen msyncs and a handful of every other call.
+            disk.crash_at(op, 1 + rng.below(if op == StorageOp::SyncRange { 40 } else { 8 }));
+        }
         let mode = if rng.below(2) == 0 { PowerLoss::Clean } else { PowerLoss::Torn { seed: rng.next() } };
-        let out = run(dir.path(), &disk, &mut rng);
+        let out = run(dir.path(), &disk, &mut rng, before);
+        power_cuts += u64::from(out.power_cut);
         disk.power_loss(mode).unwrap();
         let ctx = format!("{SEED_ENV}={seed}, cycle {cycle}, {mode:?}");
         let last = check(dir.path(), &out, &ctx);
@@ -458,8 +482,8 @@ fn random_faults_over_many_crash_cycles() {
     }
     println!(
         "random_faults_over_many_crash_cycles: {SEED_ENV}={seed} {cycles} cycles, {injected} faults injected, \
-         {open_failures} failed opens, {refused} logs refusing writes, failed groups kept whole {unknown_kept} / \
-         lost {unknown_lost}, {acked_total} frames acknowledged, in {:.1?}",
+         {open_failures} failed opens, {refused} logs refusing writes, {power_cuts} power cuts mid-run, failed \
+         groups kept whole {unknown_kept} / lost {unknown_lost}, {acked_total} frames acknowledged, in {:.1?}",
         started.elapsed()
     );
 }
