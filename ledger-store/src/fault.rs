@@ -106,7 +106,6 @@ struct State {
 
 /// A [`FaultInjector`] that fails chosen calls and can simulate a power loss; see the
 /// module documentation. Create one per crash cycle, before opening the log.
-#[derive(Debug)]
 pub struct SimulatedDisk {
     dir: PathBuf,
     /// Segment files as they were when the disk was attached: what was durable then.
@@ -245,6 +244,21 @@ impl SimulatedDisk {
             }
         }
         Ok(report)
+    }
+}
+
+impl std::fmt::Debug for SimulatedDisk {
+    /// A summary: the baseline holds whole files, too long to print.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = self.state.lock();
+        f.debug_struct("SimulatedDisk")
+            .field("dir", &self.dir)
+            .field("baseline_files", &self.baseline.len())
+            .field("rules", &state.rules)
+            .field("calls", &state.calls)
+            .field("faults_injected", &state.faults_injected)
+            .field("crashed", &state.crashed)
+            .finish_non_exhaustive()
     }
 }
 
