@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 use std::thread::JoinHandle;
 
 use crossbeam::channel::{self, Sender};
-use ledger_store::{Durability, Log, LogOptions};
+use ledger_store::{Durability, Log, LogOptions, Storage};
 use parking_lot::{Mutex, RwLock};
 
 use crate::codec::{self, Record};
@@ -128,11 +128,23 @@ impl Ledger {
     /// Opens (creating when missing) the ledger stored in `dir`: recovers the log,
     /// replays it into memory, and starts the sequencer.
     pub fn open(dir: impl AsRef<Path>, options: LedgerOptions) -> Result<Ledger, OpenError> {
+        Self::open_with_storage(dir, options, Storage::os())
+    }
+
+    /// As [`Ledger::open`], with the log's file-system calls going through `storage`:
+    /// the seam tests use to inject faults and simulate power loss
+    /// (`ledger_store::fault`). A separate constructor, so that [`LedgerOptions`]
+    /// stays a plain `Copy` value.
+    pub fn open_with_storage(
+        dir: impl AsRef<Path>,
+        options: LedgerOptions,
+        storage: Storage,
+    ) -> Result<Ledger, OpenError> {
         let mut log_options = LogOptions::new().durability(options.durability);
         if options.segment_bytes != 0 {
             log_options = log_options.segment_bytes(options.segment_bytes);
         }
-        let log = Log::open(dir.as_ref(), log_options)?;
+        let log = Log::open_with(dir.as_ref(), log_options, storage)?;
         let (state, snapshot_seq, snapshot_warnings) = load_snapshot(&log);
         let (mut state, transactions, batch_closes) = replay(&log, state)?;
         state.records.reserve(options.transactions_hint.saturating_sub(state.records.len()));

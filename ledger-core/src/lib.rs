@@ -48,6 +48,6 @@ pub use codec::DecodeError;
 pub use currency::Currency;
 pub use error::{CloseBatchError, OpenError, SnapshotError, SubmitError};
 pub use ledger::{Ledger, LedgerOptions, OpenReport, QUEUE_REQUESTS_MAX, SNAPSHOT_EVERY_RECORDS_DEFAULT, SubmitFuture};
-pub use ledger_store::Durability;
+pub use ledger_store::{Durability, FaultInjector, Storage, StorageOp, fault};
 pub use model::{Balance, BatchSummary, Kind, Reject, Tx, TxId, TxOutcome, TxRecord, TxState};
 pub use sequencer::{AGE_CHECK_INTERVAL_MAX, CutoverPolicy};

@@ -13,6 +13,10 @@
 //! durable is refused with an error that names the segment and offset. The on-disk
 //! format is documented byte by byte in `FORMAT.md`.
 //!
+//! Every file-system call that can fail goes through a [`Storage`] seam
+//! ([`Log::open_with`]): the operating system by default, a [`FaultInjector`] in tests,
+//! such as [`fault::SimulatedDisk`], which also simulates power loss.
+//!
 //! ```
 //! use ledger_store::{Durability, Log, LogOptions};
 //!
@@ -35,9 +39,11 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod error;
+pub mod fault;
 mod log;
 mod options;
 mod snapshot;
+mod storage;
 mod sync;
 
 pub use error::{
@@ -49,6 +55,7 @@ pub use options::{
     Durability, LogOptions, SEGMENT_BYTES_DEFAULT, SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN, SEGMENT_BYTES_MULTIPLE,
 };
 pub use snapshot::{SNAPSHOTS_KEPT, Snapshot, SnapshotError, SnapshotInfo};
+pub use storage::{FaultInjector, Storage, StorageOp};
 
 /// The byte-level format, for tools, tests and fuzzing: frame and segment-header
 /// codecs and the pure recovery scan. See `FORMAT.md`.

@@ -22,6 +22,7 @@ use memmap2::Mmap;
 
 use crate::error::IoFailure;
 use crate::log::segment::sync_dir;
+use crate::storage::{Storage, StorageOp};
 
 const MAGIC: [u8; 8] = *b"LEDGSNAP";
 const VERSION: u32 = 1;
@@ -101,7 +102,7 @@ fn hash(header32: &[u8], payload: &[u8]) -> [u8; 32] {
 
 /// Writes a snapshot covering `seq` atomically (temp file, sync, rename, directory
 /// sync), then removes all but the newest [`SNAPSHOTS_KEPT`].
-pub(crate) fn write(dir: &Path, seq: u64, payload: &[u8]) -> Result<SnapshotInfo, SnapshotError> {
+pub(crate) fn write(storage: &Storage, dir: &Path, seq: u64, payload: &[u8]) -> Result<SnapshotInfo, SnapshotError> {
     let path = dir.join(file_name(seq));
     let tmp = dir.join(format!("{}.tmp", file_name(seq)));
     let mut header = [0u8; HEADER_BYTES];
@@ -112,25 +113,42 @@ pub(crate) fn write(dir: &Path, seq: u64, payload: &[u8]) -> Result<SnapshotInfo
     header[24..32].copy_from_slice(&(payload.len() as u64).to_le_bytes());
     let sum = hash(&header[0..32], payload);
     header[32..64].copy_from_slice(&sum);
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)
+    let mut file = storage
+        .run(StorageOp::CreateFile, &tmp, 0..0, || {
+            OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)
+        })
         .map_err(IoFailure::at("create snapshot", &tmp))?;
-    file.write_all(&header).map_err(IoFailure::at("write snapshot", &tmp))?;
-    file.write_all(payload).map_err(IoFailure::at("write snapshot", &tmp))?;
-    file.sync_all().map_err(IoFailure::at("sync snapshot", &tmp))?;
-    fs::rename(&tmp, &path).map_err(IoFailure::at("rename snapshot", &path))?;
-    sync_dir(dir)?;
-    for old in list(dir)?.into_iter().skip(SNAPSHOTS_KEPT) {
-        fs::remove_file(&old.path).map_err(IoFailure::at("remove old snapshot", &old.path))?;
+    let total = (HEADER_BYTES + payload.len()) as u64;
+    let written = storage
+        .run(StorageOp::WriteFile, &tmp, 0..total, || file.write_all(&header).and_then(|()| file.write_all(payload)))
+        .map_err(IoFailure::at("write snapshot", &tmp))
+        .and_then(|()| {
+            storage
+                .run(StorageOp::SyncFile, &tmp, 0..u64::MAX, || file.sync_all())
+                .map_err(IoFailure::at("sync snapshot", &tmp))
+        })
+        .and_then(|()| {
+            storage
+                .run(StorageOp::Rename, &path, 0..0, || fs::rename(&tmp, &path))
+                .map_err(IoFailure::at("rename snapshot", &path))
+        });
+    if let Err(failure) = written {
+        // Give the space back; a leftover would also be removed by the next listing.
+        drop(file);
+        let _ = storage.run(StorageOp::RemoveFile, &tmp, 0..0, || fs::remove_file(&tmp));
+        return Err(failure.into());
+    }
+    sync_dir(storage, dir)?;
+    for old in list(storage, dir)?.into_iter().skip(SNAPSHOTS_KEPT) {
+        storage
+            .run(StorageOp::RemoveFile, &old.path, 0..0, || fs::remove_file(&old.path))
+            .map_err(IoFailure::at("remove old snapshot", &old.path))?;
     }
     Ok(SnapshotInfo { seq, path })
 }
 
 /// The snapshot files in `dir`, newest first. Leftover temp files are removed.
-pub(crate) fn list(dir: &Path) -> Result<Vec<SnapshotInfo>, IoFailure> {
+pub(crate) fn list(storage: &Storage, dir: &Path) -> Result<Vec<SnapshotInfo>, IoFailure> {
     let mut out = Vec::new();
     for entry in fs::read_dir(dir).map_err(IoFailure::at("list directory", dir))? {
         let entry = entry.map_err(IoFailure::at("list directory", dir))?;
@@ -138,7 +156,9 @@ pub(crate) fn list(dir: &Path) -> Result<Vec<SnapshotInfo>, IoFailure> {
         let Some(name) = name.to_str() else { continue };
         if name.starts_with(PREFIX) && name.ends_with(".snap.tmp") {
             let path = entry.path();
-            fs::remove_file(&path).map_err(IoFailure::at("remove unfinished snapshot", &path))?;
+            storage
+                .run(StorageOp::RemoveFile, &path, 0..0, || fs::remove_file(&path))
+                .map_err(IoFailure::at("remove unfinished snapshot", &path))?;
             continue;
         }
         let Some(digits) = name.strip_prefix(PREFIX).and_then(|n| n.strip_suffix(SUFFIX)) else { continue };
@@ -156,13 +176,15 @@ pub(crate) fn list(dir: &Path) -> Result<Vec<SnapshotInfo>, IoFailure> {
 /// Removes snapshots covering seqs beyond `last_seq`: after a crash cut the log back
 /// (possible with `Durability::None`), such a snapshot describes records that no
 /// longer exist, and new records will take their seqs. Returns how many were removed.
-pub(crate) fn remove_beyond(dir: &Path, last_seq: u64) -> Result<usize, IoFailure> {
-    let stale: Vec<SnapshotInfo> = list(dir)?.into_iter().filter(|s| s.seq > last_seq).collect();
+pub(crate) fn remove_beyond(storage: &Storage, dir: &Path, last_seq: u64) -> Result<usize, IoFailure> {
+    let stale: Vec<SnapshotInfo> = list(storage, dir)?.into_iter().filter(|s| s.seq > last_seq).collect();
     for info in &stale {
-        fs::remove_file(&info.path).map_err(IoFailure::at("remove stale snapshot", &info.path))?;
+        storage
+            .run(StorageOp::RemoveFile, &info.path, 0..0, || fs::remove_file(&info.path))
+            .map_err(IoFailure::at("remove stale snapshot", &info.path))?;
     }
     if !stale.is_empty() {
-        sync_dir(dir)?;
+        sync_dir(storage, dir)?;
     }
     Ok(stale.len())
 }

@@ -36,6 +36,13 @@ impl Shared {
         segments.drain(..keep_from).collect()
     }
 
+    /// Puts back at the front segments that [`Shared::split_front_before`] took but
+    /// retention could not remove, oldest first.
+    pub(crate) fn restore_front(&self, kept: Vec<Arc<Segment>>) {
+        let mut segments = self.segments.write();
+        segments.splice(0..0, kept);
+    }
+
     pub(crate) fn publish_seq(&self, seq: u64) {
         // Release: the segments' own published ends were stored (Release) before this,
         // so a reader that sees `seq` here finds every frame up to it published.

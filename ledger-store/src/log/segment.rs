@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use memmap2::MmapRaw;
 
 use crate::error::{HeaderFault, IoFailure, OpenError};
+use crate::storage::{Storage, StorageOp};
 use crate::sync::{AtomicUsize, Ordering};
 
 /// Bytes of the segment header; the first frame starts here.
@@ -117,24 +118,28 @@ impl Spare {
     ///
     /// The file is filled with real zeroes rather than `fallocate`d: extents that are
     /// allocated but unwritten would turn every later data sync into a metadata sync.
-    pub(crate) fn prepare(dir: &Path, tag: &str, segment_bytes: usize) -> Result<Spare, IoFailure> {
+    pub(crate) fn prepare(storage: &Storage, dir: &Path, tag: &str, segment_bytes: usize) -> Result<Spare, IoFailure> {
         let path = dir.join(format!("{tag}{TMP_SUFFIX}"));
         let io = IoFailure::at;
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)
+        let mut file = storage
+            .run(StorageOp::CreateFile, &path, 0..0, || {
+                OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path)
+            })
             .map_err(io("create segment", &path))?;
-        let zeroes = vec![0u8; ZERO_CHUNK_BYTES];
-        let mut left = segment_bytes;
-        while left > 0 {
-            let n = left.min(ZERO_CHUNK_BYTES);
-            file.write_all(&zeroes[..n]).map_err(io("preallocate segment", &path))?;
-            left -= n;
+        let filled = zero_fill(storage, &mut file, &path, 0, segment_bytes as u64)
+            .map_err(io("preallocate segment", &path))
+            .and_then(|()| {
+                storage
+                    .run(StorageOp::SyncFile, &path, 0..u64::MAX, || file.sync_all())
+                    .map_err(io("sync new segment", &path))
+            });
+        if let Err(failure) = filled {
+            // Give the space back (a full disk is the likely cause); the file was never
+            // part of the log, and open would remove it anyway.
+            drop(file);
+            let _ = storage.run(StorageOp::RemoveFile, &path, 0..0, || fs::remove_file(&path));
+            return Err(failure);
         }
-        file.sync_all().map_err(io("sync new segment", &path))?;
         Ok(Spare { file, path, segment_bytes })
     }
 
@@ -170,23 +175,53 @@ impl Segment {
     ///
     /// The file is filled with real zeroes rather than `fallocate`d: extents that are
     /// allocated but unwritten would turn every later data sync into a metadata sync.
-    pub(crate) fn create(dir: &Path, first_seq: u64, segment_bytes: usize) -> Result<Segment, IoFailure> {
-        let spare = Spare::prepare(dir, &format!("{first_seq:020}"), segment_bytes)?;
-        Self::from_spare(dir, spare, first_seq)
+    pub(crate) fn create(
+        storage: &Storage,
+        dir: &Path,
+        first_seq: u64,
+        segment_bytes: usize,
+    ) -> Result<Segment, IoFailure> {
+        let spare = Spare::prepare(storage, dir, &format!("{first_seq:020}"), segment_bytes)?;
+        Self::from_spare(storage, dir, spare, first_seq).map_err(|f| f.failure)
     }
 
     /// Turns a prepared spare file into the segment starting at `first_seq`: writes
     /// the header, syncs, renames it into place and syncs the directory. This is all a
     /// roll-over costs when a spare was prepared in the background.
-    pub(crate) fn from_spare(dir: &Path, spare: Spare, first_seq: u64) -> Result<Segment, IoFailure> {
+    ///
+    /// A failure before the rename removes the spare and leaves the log as it was; a
+    /// failed directory sync after it is reported as such (see [`RollFailure`]).
+    pub(crate) fn from_spare(
+        storage: &Storage,
+        dir: &Path,
+        spare: Spare,
+        first_seq: u64,
+    ) -> Result<Segment, RollFailure> {
         let Spare { file, path: tmp, segment_bytes } = spare;
         let path = dir.join(segment_file_name(first_seq));
         let header = SegmentHeader { first_seq, segment_bytes: segment_bytes as u64 }.encode();
-        file.write_all_at(&header, 0).map_err(IoFailure::at("write segment header", &tmp))?;
-        file.sync_data().map_err(IoFailure::at("sync new segment", &tmp))?;
-        fs::rename(&tmp, &path).map_err(IoFailure::at("rename new segment", &path))?;
-        sync_dir(dir)?;
+        let header_range = 0..SEGMENT_HEADER_BYTES as u64;
+        let named = storage
+            .run(StorageOp::WriteFile, &tmp, header_range, || file.write_all_at(&header, 0))
+            .map_err(IoFailure::at("write segment header", &tmp))
+            .and_then(|()| {
+                storage
+                    .run(StorageOp::SyncFile, &tmp, 0..u64::MAX, || file.sync_data())
+                    .map_err(IoFailure::at("sync new segment", &tmp))
+            })
+            .and_then(|()| {
+                storage
+                    .run(StorageOp::Rename, &path, 0..0, || fs::rename(&tmp, &path))
+                    .map_err(IoFailure::at("rename new segment", &path))
+            });
+        if let Err(failure) = named {
+            drop(file);
+            let _ = storage.run(StorageOp::RemoveFile, &tmp, 0..0, || fs::remove_file(&tmp));
+            return Err(RollFailure { failure, dir_sync_failed: false });
+        }
+        sync_dir(storage, dir).map_err(|failure| RollFailure { failure, dir_sync_failed: true })?;
         Self::map(file, path, first_seq, SEGMENT_HEADER_BYTES)
+            .map_err(|failure| RollFailure { failure, dir_sync_failed: false })
     }
 
     /// Opens and maps an existing segment after checking its header against its name.
@@ -194,7 +229,7 @@ impl Segment {
     /// The last segment may be shorter than its header says (a file cut short by a
     /// copy or a filesystem repair): it is zero-extended back to its size, and recovery
     /// then treats the missing bytes as a torn tail. Any other size mismatch is refused.
-    pub(crate) fn open(path: PathBuf, first_seq: u64, is_last: bool) -> Result<Segment, OpenError> {
+    pub(crate) fn open(storage: &Storage, path: PathBuf, first_seq: u64, is_last: bool) -> Result<Segment, OpenError> {
         let io = IoFailure::at;
         let mut file = OpenOptions::new().read(true).write(true).open(&path).map_err(io("open segment", &path))?;
         let len = file.metadata().map_err(io("stat segment", &path))?.len();
@@ -211,15 +246,11 @@ impl Segment {
             if !is_last {
                 return Err(bad(HeaderFault::NameOrSizeMismatch));
             }
-            file.seek(SeekFrom::Start(len)).map_err(io("extend short segment", &path))?;
-            let zeroes = vec![0u8; ZERO_CHUNK_BYTES];
-            let mut left = header.segment_bytes - len;
-            while left > 0 {
-                let n = usize::try_from(left).map_or(ZERO_CHUNK_BYTES, |left| left.min(ZERO_CHUNK_BYTES));
-                file.write_all(&zeroes[..n]).map_err(io("extend short segment", &path))?;
-                left -= n as u64;
-            }
-            file.sync_all().map_err(io("sync extended segment", &path))?;
+            zero_fill(storage, &mut file, &path, len, header.segment_bytes)
+                .map_err(io("extend short segment", &path))?;
+            storage
+                .run(StorageOp::SyncFile, &path, 0..u64::MAX, || file.sync_all())
+                .map_err(io("sync extended segment", &path))?;
         }
         Ok(Self::map(file, path, first_seq, 0)?)
     }
@@ -298,9 +329,35 @@ impl Segment {
 
     /// Writes back `[from, to)` to stable storage (msync, which on Linux is a data
     /// sync of that file range).
-    pub(crate) fn sync_range(&self, from: usize, to: usize) -> std::io::Result<()> {
-        if to > from { self.map.flush_range(from, to - from) } else { Ok(()) }
+    pub(crate) fn sync_range(&self, storage: &Storage, from: usize, to: usize) -> std::io::Result<()> {
+        if to <= from {
+            return Ok(());
+        }
+        storage.run(StorageOp::SyncRange, &self.path, from as u64..to as u64, || self.map.flush_range(from, to - from))
     }
+}
+
+/// Why a roll-over's new segment could not be put in place.
+#[derive(Debug)]
+pub(crate) struct RollFailure {
+    pub(crate) failure: IoFailure,
+    /// The segment was renamed into place but the directory sync failed: whether its
+    /// name is durable is unknown, and a failed sync is never retried.
+    pub(crate) dir_sync_failed: bool,
+}
+
+/// Writes zeroes over `[from, to)` of `file` with ordinary writes (real zeroes, not
+/// holes), a chunk per call.
+fn zero_fill(storage: &Storage, file: &mut File, path: &Path, from: u64, to: u64) -> std::io::Result<()> {
+    file.seek(SeekFrom::Start(from))?;
+    let zeroes = vec![0u8; ZERO_CHUNK_BYTES];
+    let mut at = from;
+    while at < to {
+        let n = usize::try_from(to - at).map_or(ZERO_CHUNK_BYTES, |left| left.min(ZERO_CHUNK_BYTES));
+        storage.run(StorageOp::WriteFile, path, at..at + n as u64, || file.write_all(&zeroes[..n]))?;
+        at += n as u64;
+    }
+    Ok(())
 }
 
 /// Reads as much of `buf` as the file holds from its start.
@@ -316,8 +373,10 @@ fn read_prefix(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
 }
 
 /// Makes a directory's entries (created, renamed or removed files) durable.
-pub(crate) fn sync_dir(dir: &Path) -> Result<(), IoFailure> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(IoFailure::at("sync directory", dir))
+pub(crate) fn sync_dir(storage: &Storage, dir: &Path) -> Result<(), IoFailure> {
+    storage
+        .run(StorageOp::SyncDir, dir, 0..0, || File::open(dir).and_then(|d| d.sync_all()))
+        .map_err(IoFailure::at("sync directory", dir))
 }
 
 #[cfg(test)]

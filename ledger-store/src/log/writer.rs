@@ -9,9 +9,10 @@ use crate::error::{AppendError, CommitError, IoFailure, OpenError, RetentionErro
 use crate::log::frame::{FLAG_GROUP_END, FRAME_HEADER_BYTES, FrameHeader, PAYLOAD_BYTES_MAX, frame_bytes};
 use crate::log::reader::{LogReader, Shared};
 use crate::log::recovery::{self, SegmentImage};
-use crate::log::segment::{self, SEGMENT_HEADER_BYTES, Segment, Spare};
+use crate::log::segment::{self, RollFailure, SEGMENT_HEADER_BYTES, Segment, Spare};
 use crate::options::{Durability, LogOptions};
 use crate::snapshot::{self, Snapshot, SnapshotError, SnapshotInfo};
+use crate::storage::{Storage, StorageOp};
 
 const LOCK_FILE_NAME: &str = "LOCK";
 
@@ -47,8 +48,8 @@ pub struct TornTailReport {
     pub segments_removed: usize,
 }
 
-fn remove_stale_snapshots(dir: &Path, last_seq: u64) -> Result<usize, OpenError> {
-    Ok(snapshot::remove_beyond(dir, last_seq)?)
+fn remove_stale_snapshots(storage: &Storage, dir: &Path, last_seq: u64) -> Result<usize, OpenError> {
+    Ok(snapshot::remove_beyond(storage, dir, last_seq)?)
 }
 
 impl Drop for Log {
@@ -57,7 +58,9 @@ impl Drop for Log {
         // remove it anyway). Frames appended but not committed are simply abandoned:
         // they were never acknowledged.
         if let Some(Ok(Ok(spare))) = self.spare.take().map(JoinHandle::join) {
-            let _ = fs::remove_file(spare.path());
+            let path = spare.path().to_path_buf();
+            drop(spare);
+            let _ = self.storage.run(StorageOp::RemoveFile, &path, 0..0, || fs::remove_file(&path));
         }
     }
 }
@@ -66,6 +69,7 @@ impl Drop for Log {
 #[derive(Debug, Clone)]
 pub struct SnapshotWriter {
     dir: PathBuf,
+    storage: Storage,
 }
 
 impl SnapshotWriter {
@@ -73,7 +77,7 @@ impl SnapshotWriter {
     /// two. The caller must only name a committed `seq`, and keep the log open while
     /// this runs.
     pub fn write(&self, seq: u64, payload: &[u8]) -> Result<SnapshotInfo, SnapshotError> {
-        snapshot::write(&self.dir, seq, payload)
+        snapshot::write(&self.storage, &self.dir, seq, payload)
     }
 }
 
@@ -111,6 +115,8 @@ pub struct Log {
     unsynced: Vec<Dirty>,
     failed: bool,
     recovery: RecoveryReport,
+    /// Where the file-system calls go (the operating system, or a test's injector).
+    storage: Storage,
     /// The next segment's file, being zero-filled in the background so that a
     /// roll-over does not stall the writer for the whole file's write and sync.
     spare: Option<JoinHandle<Result<Spare, IoFailure>>>,
@@ -122,6 +128,12 @@ impl Log {
     /// a torn tail is cut back to the last whole frame and reported in
     /// [`Log::recovery`]; damage beyond that is refused with [`OpenError::Corrupt`].
     pub fn open(dir: impl AsRef<Path>, options: LogOptions) -> Result<Log, OpenError> {
+        Self::open_with(dir, options, Storage::os())
+    }
+
+    /// As [`Log::open`], with the file-system calls going through `storage` (tests
+    /// inject faults there; see [`crate::fault`]).
+    pub fn open_with(dir: impl AsRef<Path>, options: LogOptions, storage: Storage) -> Result<Log, OpenError> {
         options.validate().map_err(|reason| OpenError::InvalidOptions { reason })?;
         let dir = dir.as_ref().to_path_buf();
         if dir.as_os_str().is_empty() {
@@ -164,14 +176,16 @@ impl Log {
             } else if segment::is_unfinished_segment(name) {
                 // A roll-over that crashed before its rename: never part of the log.
                 let path = entry.path();
-                fs::remove_file(&path).map_err(io("remove unfinished segment", &path))?;
+                storage
+                    .run(StorageOp::RemoveFile, &path, 0..0, || fs::remove_file(&path))
+                    .map_err(io("remove unfinished segment", &path))?;
             }
         }
         names.sort_unstable();
 
         if names.is_empty() {
-            let seg = Arc::new(Segment::create(&dir, 1, options.segment_bytes)?);
-            let stale_snapshots_removed = remove_stale_snapshots(&dir, 0)?;
+            let seg = Arc::new(Segment::create(&storage, &dir, 1, options.segment_bytes)?);
+            let stale_snapshots_removed = remove_stale_snapshots(&storage, &dir, 0)?;
             let report = RecoveryReport {
                 segments: 1,
                 frames: 0,
@@ -180,13 +194,18 @@ impl Log {
                 torn_tail: None,
                 stale_snapshots_removed,
             };
-            return Ok(Self::assemble(dir, options, lock, vec![seg], SEGMENT_HEADER_BYTES, 1, report));
+            return Ok(Self::assemble(dir, options, storage, lock, vec![seg], SEGMENT_HEADER_BYTES, 1, report));
         }
 
         let mut segments = Vec::with_capacity(names.len());
         let last = names.len() - 1;
         for (i, first_seq) in names.into_iter().enumerate() {
-            segments.push(Segment::open(dir.join(segment::segment_file_name(first_seq)), first_seq, i == last)?);
+            segments.push(Segment::open(
+                &storage,
+                dir.join(segment::segment_file_name(first_seq)),
+                first_seq,
+                i == last,
+            )?);
         }
         let outcome = {
             let images: Vec<SegmentImage<'_>> = segments
@@ -209,14 +228,16 @@ impl Log {
                 // SAFETY: the segment is not shared yet (no reader, no other writer),
                 // and the range lies inside it (recovery computed it from its bytes).
                 unsafe { seg.write_at(torn.offset, &zeroes) };
-                seg.sync_range(torn.offset, torn.dirty_end).map_err(io("sync cut tail", &seg.path))?;
+                seg.sync_range(&storage, torn.offset, torn.dirty_end).map_err(io("sync cut tail", &seg.path))?;
             }
             let removed = segments.split_off(torn.segment + 1);
             for seg in &removed {
-                fs::remove_file(&seg.path).map_err(io("remove torn segment", &seg.path))?;
+                storage
+                    .run(StorageOp::RemoveFile, &seg.path, 0..0, || fs::remove_file(&seg.path))
+                    .map_err(io("remove torn segment", &seg.path))?;
             }
             if !removed.is_empty() {
-                segment::sync_dir(&dir)?;
+                segment::sync_dir(&storage, &dir)?;
             }
             torn_report = Some(TornTailReport {
                 segment: segments[torn.segment].path.clone(),
@@ -229,7 +250,7 @@ impl Log {
         // Frames written before a crash with `Durability::None` may still be only in the
         // page cache; make what recovery kept durable before new frames claim it is.
         for (seg, &end) in segments.iter().zip(&outcome.ends) {
-            seg.sync_range(SEGMENT_HEADER_BYTES, end).map_err(io("sync recovered segment", &seg.path))?;
+            seg.sync_range(&storage, SEGMENT_HEADER_BYTES, end).map_err(io("sync recovered segment", &seg.path))?;
             seg.publish(end);
         }
         let write_end = outcome.ends[segments.len() - 1];
@@ -239,15 +260,17 @@ impl Log {
             first_seq,
             last_seq: outcome.last_seq,
             torn_tail: torn_report,
-            stale_snapshots_removed: remove_stale_snapshots(&dir, outcome.last_seq)?,
+            stale_snapshots_removed: remove_stale_snapshots(&storage, &dir, outcome.last_seq)?,
         };
         let segments = segments.into_iter().map(Arc::new).collect();
-        Ok(Self::assemble(dir, options, lock, segments, write_end, outcome.last_seq + 1, report))
+        Ok(Self::assemble(dir, options, storage, lock, segments, write_end, outcome.last_seq + 1, report))
     }
 
+    #[allow(clippy::too_many_arguments)] // one private constructor, called twice by open
     fn assemble(
         dir: PathBuf,
         options: LogOptions,
+        storage: Storage,
         lock: File,
         segments: Vec<Arc<Segment>>,
         write_end: usize,
@@ -270,6 +293,7 @@ impl Log {
             unsynced: Vec::new(),
             failed: false,
             recovery,
+            storage,
             spare: None,
             _lock: lock,
         }
@@ -288,6 +312,12 @@ impl Log {
     /// The options the log was opened with.
     pub fn options(&self) -> &LogOptions {
         &self.options
+    }
+
+    /// True once a sync (or a roll-over's directory sync) failed: the log then refuses
+    /// every write until it is reopened.
+    pub fn is_failed(&self) -> bool {
+        self.failed
     }
 
     /// A handle for reading committed frames from other threads.
@@ -374,21 +404,37 @@ impl Log {
         let dir = self.dir.clone();
         let segment_bytes = self.options.segment_bytes;
         let tag = format!("spare-{:020}", self.next_seq);
-        let prepare = move || Spare::prepare(&dir, &tag, segment_bytes);
+        let storage = self.storage.clone();
+        let prepare = move || Spare::prepare(&storage, &dir, &tag, segment_bytes);
         // If no thread can be started, the roll-over prepares the file itself.
         self.spare = std::thread::Builder::new().name("ledger-store-spare".into()).spawn(prepare).ok();
     }
 
     /// Starts a new segment at `next_seq`, from the spare prepared in the background
     /// when there is one. The old segment keeps its unused zero tail.
+    ///
+    /// A failure before the new segment is renamed into place (creating, filling or
+    /// syncing its file, its header, the rename) changes nothing: the spare is removed,
+    /// the append reports the error, and the next append tries again (so writing
+    /// resumes once, say, disk space was freed). A failed directory sync after the
+    /// rename leaves the new name's durability unknown and is never retried: the log
+    /// refuses writes from then on, as after a failed data sync.
     fn roll(&mut self) -> Result<(), AppendError> {
         let spare = match self.spare.take().map(JoinHandle::join) {
             Some(Ok(Ok(spare))) if spare.segment_bytes() == self.options.segment_bytes => spare,
             // None prepared, or its preparation failed or panicked: prepare it now, so
             // that an error (disk full, ...) is reported by this append.
-            _ => Spare::prepare(&self.dir, &format!("{:020}", self.next_seq), self.options.segment_bytes)?,
+            _ => {
+                Spare::prepare(&self.storage, &self.dir, &format!("{:020}", self.next_seq), self.options.segment_bytes)?
+            }
         };
-        let seg = Arc::new(Segment::from_spare(&self.dir, spare, self.next_seq)?);
+        let seg = match Segment::from_spare(&self.storage, &self.dir, spare, self.next_seq) {
+            Ok(seg) => Arc::new(seg),
+            Err(RollFailure { failure, dir_sync_failed }) => {
+                self.failed |= dir_sync_failed;
+                return Err(failure.into());
+            }
+        };
         self.shared.push_segment(Arc::clone(&seg));
         self.active = seg;
         self.write_end = SEGMENT_HEADER_BYTES;
@@ -463,7 +509,7 @@ impl Log {
         let extra: &[Dirty] = if pending { &self.pending } else { &[] };
         let result = self.unsynced.iter().chain(extra).try_for_each(|d| {
             d.segment
-                .sync_range(d.from, d.to)
+                .sync_range(&self.storage, d.from, d.to)
                 .map_err(|source| CommitError::Sync { path: d.segment.path.clone(), source })
         });
         if result.is_err() {
@@ -479,14 +525,22 @@ impl Log {
     /// Removes whole segments all of whose frames have sequence numbers below `seq`
     /// (retention after a snapshot). The active segment is never removed. Returns how
     /// many segment files were removed. Readers already reading a removed segment keep
-    /// their view of it.
+    /// their view of it. Segments are removed oldest first; on a failure the ones not
+    /// removed stay in the log (a later call removes them), so the log never has a hole.
     pub fn remove_segments_before(&mut self, seq: u64) -> Result<usize, RetentionError> {
         let removed = self.shared.split_front_before(seq);
-        for seg in &removed {
-            fs::remove_file(&seg.path).map_err(IoFailure::at("remove segment", &seg.path))?;
+        for (i, seg) in removed.iter().enumerate() {
+            let gone = self.storage.run(StorageOp::RemoveFile, &seg.path, 0..0, || fs::remove_file(&seg.path));
+            if let Err(source) = gone {
+                // The segments not removed stay in the log, oldest first: forgetting one
+                // whose file is still there would let a later retention remove a newer
+                // segment and leave a hole in the log on disk, which recovery refuses.
+                self.shared.restore_front(removed[i..].to_vec());
+                return Err(RetentionError::Io { op: "remove segment", path: seg.path.clone(), source });
+            }
         }
         if !removed.is_empty() {
-            segment::sync_dir(&self.dir)?;
+            segment::sync_dir(&self.storage, &self.dir)?;
         }
         Ok(removed.len())
     }
@@ -494,19 +548,19 @@ impl Log {
     /// A handle that writes snapshots beside this log from another thread (the log's
     /// directory lock covers them).
     pub fn snapshot_writer(&self) -> SnapshotWriter {
-        SnapshotWriter { dir: self.dir.clone() }
+        SnapshotWriter { dir: self.dir.clone(), storage: self.storage.clone() }
     }
 
     /// Writes a snapshot payload covering every frame up to `seq` (at most the last
     /// committed one) atomically beside the log; keeps the newest two.
     pub fn write_snapshot(&self, seq: u64, payload: &[u8]) -> Result<SnapshotInfo, SnapshotError> {
         assert!(seq <= self.committed_seq, "a snapshot covers committed frames only");
-        snapshot::write(&self.dir, seq, payload)
+        snapshot::write(&self.storage, &self.dir, seq, payload)
     }
 
     /// The snapshot files beside the log, newest first (not yet verified).
     pub fn snapshots(&self) -> Result<Vec<SnapshotInfo>, SnapshotError> {
-        Ok(snapshot::list(&self.dir)?)
+        Ok(snapshot::list(&self.storage, &self.dir)?)
     }
 
     /// Maps a snapshot and verifies its checksum; a damaged one is
