@@ -54,12 +54,15 @@ impl ApiError {
     }
 
     /// 503: the ledger could not commit (its outcome is unknown; never a false 2xx).
+    /// The engine's detail (file paths, OS errors) goes to the log only.
     pub fn ledger_unavailable(detail: impl std::fmt::Display) -> ApiError {
+        tracing::error!(%detail, "the ledger could not commit");
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "api_error",
             "ledger_unavailable",
-            format!("the ledger could not commit: {detail}"),
+            "the ledger could not commit this request and its outcome is unknown; \
+             retrying with the same Idempotency-Key (or transaction id) is safe",
         )
     }
 
