@@ -27,11 +27,20 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Verified API keys (see [`auth::KeyCache`]).
     pub key_cache: Arc<auth::KeyCache>,
+    /// How long a new session lasts (`--session-secs`, [`auth::SESSION_SECS`] unless set).
+    pub session_secs: i64,
 }
 
 impl AppState {
     pub fn new(db: Db, ledger: Ledger) -> AppState {
-        AppState { db, ledger, key_locks: Default::default(), metrics: Arc::default(), key_cache: Arc::default() }
+        AppState {
+            db,
+            ledger,
+            key_locks: Default::default(),
+            metrics: Arc::default(),
+            key_cache: Arc::default(),
+            session_secs: auth::SESSION_SECS,
+        }
     }
 }
 

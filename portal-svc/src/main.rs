@@ -20,6 +20,10 @@ struct Args {
     /// says which).
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    /// How long a session from a login lasts, in seconds (1 to a week; 12 hours by default).
+    #[arg(long, default_value_t = portal_svc::auth::SESSION_SECS,
+          value_parser = clap::value_parser!(i64).range(portal_svc::auth::SESSION_SECS_MIN..=portal_svc::auth::SESSION_SECS_MAX))]
+    session_secs: i64,
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -38,7 +42,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("created platform admin {email} with password {password}");
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(serve(args.listen, AppState::new(db, ledger.clone())))?;
+    let state = AppState { session_secs: args.session_secs, ..AppState::new(db, ledger.clone()) };
+    runtime.block_on(serve(args.listen, state))?;
     ledger.close()?;
     Ok(())
 }
