@@ -766,3 +766,34 @@ fn a_slow_body_is_cut_off() {
     let (_, page) = svc.request("GET", "/v1/tickets", Some(&ca), None);
     assert_eq!(page["data"], json!([]));
 }
+
+// ---------------------------------------------------------------------------------
+// Bounded state an anonymous caller can grow
+
+/// `GET /metrics` is public and labels requests by method and route: a request with a
+/// made-up method (any token is valid HTTP) must not add a label set of its own, or
+/// anyone could grow the registry, and every scrape, without end.
+#[test]
+fn metrics_labels_are_bounded_whatever_the_method() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(dir.path(), true);
+    for i in 0..20 {
+        let mut stream = connect(&svc);
+        let request = format!("MADEUP{i} /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).unwrap();
+        let (status, _) = read_response(stream, Duration::from_secs(10));
+        assert_eq!(status, 405, "MADEUP{i}");
+    }
+    let mut response = agent().get(&format!("{}/metrics", svc.base)).call().unwrap();
+    let metrics = response.body_mut().read_to_string().unwrap();
+    assert!(!metrics.contains("MADEUP"), "a client-chosen method became a label");
+    let counted = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("portal_http_requests_total{")
+                && l.contains("method=\"other\"")
+                && l.contains("status=\"405\"")
+        })
+        .unwrap_or_else(|| panic!("no `other` method counted:\n{metrics}"));
+    assert!(counted.ends_with(" 20"), "{counted}");
+}
