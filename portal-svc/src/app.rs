@@ -16,6 +16,10 @@ use crate::routes;
 
 /// Largest request body accepted: far above any legitimate request.
 pub const BODY_BYTES_MAX: usize = 64 << 10;
+/// Longest a client may take to send a request's head, and so also how long an idle
+/// keep-alive connection is kept: a connection that sends nothing, or its head a byte
+/// at a time, is closed after it (`main.rs` gives hyper this limit and its timer).
+pub const HEAD_SECS_MAX: u64 = 10;
 /// Longest a request body may take to arrive, from when its head was read: a body
 /// trickled in a byte at a time (slow loris) would otherwise hold its connection and
 /// task forever. [`BODY_BYTES_MAX`] in this time is 6.4 KB/s, below any real link.
