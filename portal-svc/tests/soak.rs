@@ -20,7 +20,7 @@
 //! Bounded: `PORTAL_SOAK_CYCLES` kill/restart cycles (default [`CYCLES_DEFAULT`],
 //! about half a minute). `PORTAL_SOAK_SEED` replays a seed (printed at the start;
 //! kill timing still depends on the machine). Long run:
-//! `PORTAL_SOAK_CYCLES=500 cargo test --release -p portal-svc --test soak -- --nocapture`.
+//! `PORTAL_SOAK_CYCLES=100 cargo test -p portal-svc --test soak -- --nocapture`.
 #![allow(clippy::unwrap_used)]
 
 mod common;
