@@ -16,6 +16,14 @@ use crate::routes;
 
 /// Largest request body accepted: far above any legitimate request.
 pub const BODY_BYTES_MAX: usize = 64 << 10;
+/// Longest a client may take to send a request's head, and so also how long an idle
+/// keep-alive connection is kept: a connection that sends nothing, or its head a byte
+/// at a time, is closed after it (`main.rs` gives hyper this limit and its timer).
+pub const HEAD_SECS_MAX: u64 = 10;
+/// Longest a request body may take to arrive, from when its head was read: a body
+/// trickled in a byte at a time (slow loris) would otherwise hold its connection and
+/// task forever. [`BODY_BYTES_MAX`] in this time is 6.4 KB/s, below any real link.
+pub const BODY_SECS_MAX: u64 = 10;
 
 /// What every handler can reach.
 #[derive(Debug, Clone)]
@@ -27,11 +35,20 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Verified API keys (see [`auth::KeyCache`]).
     pub key_cache: Arc<auth::KeyCache>,
+    /// How long a new session lasts (`--session-secs`, [`auth::SESSION_SECS`] unless set).
+    pub session_secs: i64,
 }
 
 impl AppState {
     pub fn new(db: Db, ledger: Ledger) -> AppState {
-        AppState { db, ledger, key_locks: Default::default(), metrics: Arc::default(), key_cache: Arc::default() }
+        AppState {
+            db,
+            ledger,
+            key_locks: Default::default(),
+            metrics: Arc::default(),
+            key_cache: Arc::default(),
+            session_secs: auth::SESSION_SECS,
+        }
     }
 }
 
@@ -60,8 +77,52 @@ pub fn router(state: AppState) -> Router {
     api::router(endpoints(), &state)
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
+        .layer(axum::middleware::from_fn(body_deadline))
         .layer(axum::middleware::map_response(error_body))
         .with_state(state)
+}
+
+/// Ends the request body at [`BODY_SECS_MAX`] after the head: the body stream then
+/// fails, so whichever extractor was reading it gives up, and the answer is 408
+/// `body_timeout` whatever that extractor made of the failure. Found by
+/// `tests/security.rs` (`a_slow_body_is_cut_off`): before, a body sent a byte a second
+/// was waited for without end.
+async fn body_deadline(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    use axum::body::HttpBody;
+    use futures_util::StreamExt;
+    if request.body().size_hint().exact() == Some(0) {
+        return next.run(request).await;
+    }
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(BODY_SECS_MAX);
+    let expired = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (parts, body) = request.into_parts();
+    let timed = futures_util::stream::unfold(
+        (body.into_data_stream(), Some(Arc::clone(&expired))),
+        move |(mut stream, expired)| async move {
+            let flag = expired?;
+            match tokio::time::timeout_at(deadline, stream.next()).await {
+                Ok(Some(frame)) => Some((frame, (stream, Some(flag)))),
+                Ok(None) => None,
+                Err(_) => {
+                    // Relaxed: read after `next.run` completes, which awaited this stream.
+                    flag.store(true, std::sync::atomic::Ordering::Relaxed);
+                    Some((Err(axum::Error::new("the request body took too long")), (stream, None)))
+                }
+            }
+        },
+    );
+    let response = next.run(axum::extract::Request::from_parts(parts, axum::body::Body::from_stream(timed))).await;
+    if expired.load(std::sync::atomic::Ordering::Relaxed) {
+        return ApiError {
+            status: StatusCode::REQUEST_TIMEOUT,
+            kind: "invalid_request_error",
+            code: "body_timeout",
+            message: format!("the request body did not arrive within {BODY_SECS_MAX} seconds"),
+            param: None,
+        }
+        .into_response();
+    }
+    response
 }
 
 /// Gives the error body to the errors axum answers by itself, which come as plain text

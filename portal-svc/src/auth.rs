@@ -14,8 +14,14 @@ use crate::app::AppState;
 use crate::db::now_secs;
 use crate::error::ApiError;
 
-/// How long a session token is valid.
+/// How long a session token is valid, unless `--session-secs` says otherwise.
 pub const SESSION_SECS: i64 = 12 * 3600;
+/// The bounds of `--session-secs`: at least a second (tests make sessions expire
+/// without waiting for hours), at most a week (a session is not a standing credential;
+/// that is what API keys are for).
+pub const SESSION_SECS_MIN: i64 = 1;
+/// See [`SESSION_SECS_MIN`].
+pub const SESSION_SECS_MAX: i64 = 7 * 24 * 3600;
 /// Failed logins for one email within [`LOGIN_WINDOW_SECS`] before further attempts
 /// are refused with 429 until the window passes.
 pub const LOGIN_FAILURES_MAX: i64 = 5;
@@ -212,7 +218,7 @@ fn dummy_hash() -> &'static str {
 }
 
 /// Verifies credentials (and the second factor when the user has MFA on) and opens a
-/// session; returns `(token, expires_at)`. A wrong password or a wrong code counts
+/// session of `session_secs`; returns `(token, expires_at)`. A wrong password or a wrong code counts
 /// towards throttling; a right password without a code does not (the client asks for
 /// one and retries).
 pub fn login(
@@ -220,6 +226,7 @@ pub fn login(
     email: &str,
     password: &str,
     otp: Option<&str>,
+    session_secs: i64,
 ) -> Result<(String, i64), ApiError> {
     let now = now_secs();
     conn.execute("DELETE FROM login_failures WHERE at < ?1", [now - LOGIN_WINDOW_SECS])?;
@@ -270,7 +277,7 @@ pub fn login(
     }
     tx.execute("DELETE FROM login_failures WHERE email = ?1", [email])?;
     let token = random_secret(32);
-    let expires_at = now + SESSION_SECS;
+    let expires_at = now + session_secs;
     tx.execute(
         "INSERT INTO sessions (token_hash, user_id, expires_at, created_at) VALUES (?1, ?2, ?3, ?4)",
         rusqlite::params![token_hash(&token), user_id, expires_at, now],

@@ -20,6 +20,10 @@ struct Args {
     /// says which).
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    /// How long a session from a login lasts, in seconds (1 to a week; 12 hours by default).
+    #[arg(long, default_value_t = portal_svc::auth::SESSION_SECS,
+          value_parser = clap::value_parser!(i64).range(portal_svc::auth::SESSION_SECS_MIN..=portal_svc::auth::SESSION_SECS_MAX))]
+    session_secs: i64,
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -38,19 +42,67 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("created platform admin {email} with password {password}");
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(serve(args.listen, AppState::new(db, ledger.clone())))?;
+    let state = AppState { session_secs: args.session_secs, ..AppState::new(db, ledger.clone()) };
+    runtime.block_on(serve(args.listen, state))?;
     ledger.close()?;
     Ok(())
 }
 
+/// Serves HTTP/1.1 on `listen` until SIGTERM/SIGINT, then stops accepting, lets each
+/// connection finish the request it is in and waits for them all.
+///
+/// The accept loop is this one rather than `axum::serve`, which gives hyper no timer,
+/// so hyper's limit on reading a request head never ran: a connection that sent
+/// nothing, or a head a byte at a time, was held open forever (found by
+/// `tests/security.rs`, `a_silent_or_slow_head_is_cut_off`). Here every connection
+/// has [`app::HEAD_SECS_MAX`] to send each request head, idle keep-alive included.
 async fn serve(listen: SocketAddr, state: AppState) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
     println!("listening on http://{addr}");
     std::io::stdout().flush()?;
     tracing::info!(%addr, "accepting connections");
-    axum::serve(listener, app::router(state)).with_graceful_shutdown(shutdown_signal()).await
+    let service = hyper_util::service::TowerToHyperService::new(app::router(state));
+    let (closing, closing_seen) = tokio::sync::watch::channel(false);
+    let mut connections = tokio::task::JoinSet::new();
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors, say: wait for some to close rather than spin.
+                    tracing::error!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(ACCEPT_RETRY_MS)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let (service, mut closing_seen) = (service.clone(), closing_seen.clone());
+        connections.spawn(async move {
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(std::time::Duration::from_secs(app::HEAD_SECS_MAX))
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            tokio::pin!(connection);
+            tokio::select! {
+                _ = connection.as_mut() => return,
+                _ = closing_seen.changed() => connection.as_mut().graceful_shutdown(),
+            }
+            let _ = connection.await;
+        });
+        while connections.try_join_next().is_some() {}
+    }
+    drop(listener);
+    let _ = closing.send(true);
+    while connections.join_next().await.is_some() {}
+    Ok(())
 }
+
+/// How long the accept loop waits after a failed accept before the next.
+const ACCEPT_RETRY_MS: u64 = 100;
 
 /// Resolves on SIGINT or SIGTERM; axum then drains in-flight requests.
 async fn shutdown_signal() {

@@ -34,7 +34,8 @@ async fn sign_in(state: &AppState, req: LoginRequest) -> ApiResult<(String, i64)
     if req.email.is_empty() || req.password.is_empty() {
         return Err(ApiError::invalid("missing_field", "email and password are required").with_param("email"));
     }
-    state.db.call(move |conn| auth::login(conn, &req.email, &req.password, req.otp.as_deref())).await
+    let session_secs = state.session_secs;
+    state.db.call(move |conn| auth::login(conn, &req.email, &req.password, req.otp.as_deref(), session_secs)).await
 }
 
 /// Exchanges credentials for a session token.
@@ -51,7 +52,7 @@ pub async fn login(State(state): State<AppState>, ApiJson(req): ApiJson<LoginReq
 /// the service answers none.)
 pub async fn open_session(State(state): State<AppState>, ApiJson(req): ApiJson<LoginRequest>) -> ApiResult<Response> {
     let (token, expires_at) = sign_in(&state, req).await?;
-    let cookie = auth::session_cookie(&token, auth::SESSION_SECS);
+    let cookie = auth::session_cookie(&token, state.session_secs);
     let body = json!({ "csrf_token": auth::csrf_token(&token), "expires_at": expires_at });
     Ok(([(header::SET_COOKIE, cookie), (header::CACHE_CONTROL, "no-store".to_string())], Json(body)).into_response())
 }

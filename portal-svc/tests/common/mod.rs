@@ -9,6 +9,17 @@ use serde_json::Value;
 pub const ADMIN_EMAIL: &str = "root@example.test";
 pub const ADMIN_PASSWORD: &str = "a long and correct password";
 
+/// How [`Service::start_with`] starts the binary beyond the defaults.
+#[derive(Debug, Default, Clone)]
+pub struct Launch {
+    /// More command-line arguments (`--session-secs 2`).
+    pub args: Vec<String>,
+    /// More environment (`RUST_LOG`).
+    pub env: Vec<(String, String)>,
+    /// A file that stderr is appended to (the service's logs), instead of nowhere.
+    pub stderr: Option<std::path::PathBuf>,
+}
+
 /// A running service; stopped (SIGTERM, then waited for) when dropped.
 pub struct Service {
     pub child: Child,
@@ -21,12 +32,26 @@ pub struct Service {
 impl Service {
     /// Starts the service on `dir`, with the admin from the environment when `admin`.
     pub fn start(dir: &std::path::Path, admin: bool) -> Service {
+        Service::start_with(dir, admin, &Launch::default())
+    }
+
+    /// [`Service::start`] with more arguments, environment and where stderr goes.
+    pub fn start_with(dir: &std::path::Path, admin: bool, launch: &Launch) -> Service {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_portal-svc"));
+        let stderr = match &launch.stderr {
+            Some(path) => Stdio::from(std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap()),
+            None if std::env::var_os("PORTAL_TEST_STDERR").is_some() => Stdio::inherit(),
+            None => Stdio::null(),
+        };
         cmd.args(["--data-dir", dir.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+            .args(&launch.args)
             .stdout(Stdio::piped())
-            .stderr(if std::env::var_os("PORTAL_TEST_STDERR").is_some() { Stdio::inherit() } else { Stdio::null() })
+            .stderr(stderr)
             .env_remove("PORTAL_ADMIN_EMAIL")
             .env_remove("PORTAL_ADMIN_PASSWORD");
+        for (name, value) in &launch.env {
+            cmd.env(name, value);
+        }
         if admin {
             cmd.env("PORTAL_ADMIN_EMAIL", ADMIN_EMAIL).env("PORTAL_ADMIN_PASSWORD", ADMIN_PASSWORD);
         }
