@@ -128,6 +128,23 @@ impl SimLedger {
         Ok(SimReply { pending })
     }
 
+    /// Publishes a shutdown (as [`Ledger::close`], without waiting): the group that
+    /// takes it commits what came before it, then the log is synced and closed and
+    /// every later request is refused.
+    ///
+    /// # Panics
+    /// When [`QUEUE_REQUESTS_MAX`] requests are queued already.
+    pub fn publish_shutdown(&self) -> Result<SimReply<Result<(), SubmitError>>, SubmitError> {
+        let (done, pending) = completion::pair();
+        self.publish(Request::Shutdown { done })?;
+        Ok(SimReply { pending })
+    }
+
+    /// Whether a shutdown was committed: steps do nothing any more.
+    pub fn is_stopped(&self) -> bool {
+        self.stopped
+    }
+
     /// Takes at most `requests_max` queued requests (at least one when any is queued)
     /// as one group and commits it as the sequencer thread would, then waits for a
     /// snapshot the group started. Returns how many requests it took.
@@ -167,8 +184,9 @@ impl SimLedger {
         }
         let mut batch = Vec::new();
         self.sequencer.drain(&mut batch, 0, requests_max.max(1));
-        if batch.iter().any(|r| matches!(r, Request::Shutdown { .. })) {
-            return; // not a request the simulation publishes; nothing to abandon
+        // A shutdown in the group ends it, as in `run_group`; it is never answered.
+        if let Some(at) = batch.iter().position(|r| matches!(r, Request::Shutdown { .. })) {
+            batch.truncate(at);
         }
         self.sequencer.abandon_group(batch, commit);
     }

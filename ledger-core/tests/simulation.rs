@@ -21,7 +21,8 @@
 //! digest: running a seed twice must give the same one.
 //!
 //! - `LEDGER_SIM_SEED=N` replays one seed (a failing run prints this line).
-//! - `LEDGER_SIM_SEEDS=N` runs N seeds (default 12) from a random first seed, printed;
+//! - `LEDGER_SIM_SEEDS=N` runs N seeds (default 12) from a random first seed, printed
+//!   (or from `LEDGER_SIM_SEED`);
 //!   `LEDGER_SIM_ACTIONS=N` sets the actions per seed (default 400). A long run:
 //!   `LEDGER_SIM_SEEDS=2000 cargo test --release -p ledger-core --test simulation -- --nocapture`
 #![allow(clippy::unwrap_used, clippy::cast_possible_truncation)] // test code, small values
@@ -144,6 +145,8 @@ struct Stats {
     torn_tails_reported: u64,
     frames_dropped: u64,
     clean_reopens: u64,
+    shutdowns: u64,
+    refused_after_shutdown: u64,
     snapshot_loads: u64,
     last_seq_max: u64,
     segments_max: usize,
@@ -174,6 +177,8 @@ impl Stats {
         self.torn_tails_reported += o.torn_tails_reported;
         self.frames_dropped += o.frames_dropped;
         self.clean_reopens += o.clean_reopens;
+        self.shutdowns += o.shutdowns;
+        self.refused_after_shutdown += o.refused_after_shutdown;
         self.snapshot_loads += o.snapshot_loads;
         self.last_seq_max = self.last_seq_max.max(o.last_seq_max);
         self.segments_max = self.segments_max.max(o.segments_max);
@@ -204,6 +209,19 @@ enum Published {
     Submit { producer: usize, txs: Vec<Tx>, reply: SubmitFuture },
     Close { client: u64, currency: Currency, reply: SimReply<Result<BatchSummary, CloseBatchError>> },
     Snapshot { reply: SimReply<Result<u64, SnapshotError>> },
+    Shutdown { reply: SimReply<Result<(), SubmitError>> },
+}
+
+impl Published {
+    /// Whether the engine answered this request (it must not have, when it was dropped).
+    fn answered(self) -> bool {
+        match self {
+            Published::Submit { reply, .. } => !matches!(reply.wait(), Err(SubmitError::Closed)),
+            Published::Close { reply, .. } => reply.wait().is_some(),
+            Published::Snapshot { reply } => reply.wait().is_some(),
+            Published::Shutdown { reply } => reply.wait().is_some(),
+        }
+    }
 }
 
 /// What the model says a request comes to.
@@ -211,6 +229,8 @@ enum Expect {
     Submit(Vec<(u32, Option<MTx>)>),
     Close(Option<(u64, MBatch)>),
     Snapshot,
+    /// Ends the group; nothing after it is judged.
+    Shutdown,
 }
 
 /// What one seed chose for the whole run.
@@ -247,6 +267,8 @@ struct Sim {
     model: Model,
     now: u64,
     queue: VecDeque<Published>,
+    /// Requests behind a shutdown, answered (refused) when the engine is dropped.
+    refused: Vec<Published>,
     /// Next id number of each producer.
     counters: Vec<u64>,
     /// Every transaction published, for resubmissions.
@@ -285,6 +307,7 @@ impl Sim {
             model,
             now,
             queue: VecDeque::new(),
+            refused: Vec::new(),
             counters: vec![0; setup.producers],
             history: Vec::new(),
             payments: Vec::new(),
@@ -488,6 +511,7 @@ impl Sim {
                 Expect::Close(model.close_at(*client, currency.c_bytes(), now))
             }
             Published::Snapshot { .. } => Expect::Snapshot,
+            Published::Shutdown { .. } => Expect::Shutdown,
         }
     }
 
@@ -503,8 +527,13 @@ impl Sim {
         let now = self.now;
         let mut line = format!("group of {taken} at {now}:");
         let mut snapshots = Vec::new();
+        let mut stopped = false;
         for _ in 0..taken {
             let published = self.queue.pop_front().expect("counted above");
+            if stopped {
+                self.refused.push(published);
+                continue;
+            }
             let expect = Sim::judge(&mut self.model, &published, now);
             match (published, expect) {
                 (Published::Submit { producer, txs, reply }, Expect::Submit(expect)) => {
@@ -539,8 +568,19 @@ impl Sim {
                     self.stats.snapshots_asked += 1;
                     snapshots.push(reply);
                 }
+                (Published::Shutdown { reply }, Expect::Shutdown) => {
+                    let got = reply.wait().ok_or("a shutdown was dropped unanswered")?;
+                    check!(got.is_ok(), "shutdown: {got:?}");
+                    stopped = true;
+                    let _ = write!(line, " shutdown");
+                }
                 _ => unreachable!("judge answers in kind"),
             }
+        }
+        check_eq!(self.engine().is_stopped(), stopped, "stopped after a shutdown");
+        if stopped {
+            // What was published after it is refused (seen once the engine is gone).
+            self.refused.extend(self.queue.drain(..));
         }
         // A snapshot covers the whole group it was asked in.
         for reply in snapshots {
@@ -591,17 +631,14 @@ impl Sim {
             Crash::BeforeSync { requests_max } | Crash::AfterSync { requests_max } => requests_max.min(queued),
         };
         for published in self.queue.iter().take(in_flight) {
-            Sim::judge(&mut after, published, self.now);
+            if let Expect::Shutdown = Sim::judge(&mut after, published, self.now) {
+                break;
+            }
         }
         self.engine.take().expect("open").crash(at);
         // Nobody was answered: the queue and the group in flight were dropped.
         for published in self.queue.drain(..) {
-            let answered = match published {
-                Published::Submit { reply, .. } => !matches!(reply.wait(), Err(SubmitError::Closed)),
-                Published::Close { reply, .. } => reply.wait().is_some(),
-                Published::Snapshot { reply } => reply.wait().is_some(),
-            };
-            check!(!answered, "a request was answered by a crashed engine ({at:?})");
+            check!(!published.answered(), "a request was answered by a crashed engine ({at:?})");
         }
         let torn = self.tear(&mark)?;
         let residue = written_past(self.dir.path(), &mark)?;
@@ -690,12 +727,31 @@ impl Sim {
         Ok(())
     }
 
-    /// Closes cleanly (committing what is queued), checks the log's frames, reopens.
+    /// Closes cleanly, checks the log's frames, reopens. Either as `Ledger::close`
+    /// does, with a shutdown request behind what is queued (and sometimes more
+    /// requests behind it, which are refused), or by committing the queue and then
+    /// closing.
     fn reopen_clean(&mut self) -> Result<(), String> {
+        if self.rng.percent(50) {
+            let reply = self.engine().publish_shutdown().map_err(|e| e.to_string())?;
+            self.queue.push_back(Published::Shutdown { reply });
+            if self.rng.percent(50) {
+                self.publish()?;
+            }
+            while !self.engine().is_stopped() {
+                let n = self.group_size();
+                self.step(n)?;
+            }
+            self.stats.shutdowns += 1;
+        }
         while !self.queue.is_empty() {
             self.step(usize::MAX)?;
         }
         self.engine.take().expect("open").close().map_err(|e| format!("close: {e}"))?;
+        for published in std::mem::take(&mut self.refused) {
+            self.stats.refused_after_shutdown += 1;
+            check!(!published.answered(), "a request queued after a shutdown was answered");
+        }
         self.check_log()?;
         self.stats.clean_reopens += 1;
         self.reopen()?;
@@ -981,8 +1037,8 @@ fn first_seed() -> u64 {
 #[test]
 fn seeded_schedules_agree_with_the_model_across_crashes() {
     let first = first_seed();
-    let seeds =
-        if std::env::var("LEDGER_SIM_SEED").is_ok() { 1 } else { env_u64("LEDGER_SIM_SEEDS").unwrap_or(SEEDS_DEFAULT) };
+    let one = if std::env::var("LEDGER_SIM_SEED").is_ok() { 1 } else { SEEDS_DEFAULT };
+    let seeds = env_u64("LEDGER_SIM_SEEDS").unwrap_or(one);
     let actions = actions();
     println!(
         "simulation: seeds {first}.. ({seeds} of them, {actions} actions each); replay one with LEDGER_SIM_SEED=N"
@@ -1001,6 +1057,7 @@ fn seeded_schedules_agree_with_the_model_across_crashes() {
         assert!(total.crashes_before_sync > 0 && total.crashes_after_sync > 0 && total.tears > 0, "{total:?}");
         assert!(total.unacked_groups_kept > 0 && total.unacked_groups_dropped > 0, "{total:?}");
         assert!(total.aged_closes > 0 && total.snapshot_loads > 0, "{total:?}");
+        assert!(total.shutdowns > 0 && total.refused_after_shutdown > 0, "{total:?}");
     }
 }
 
