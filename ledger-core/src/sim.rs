@@ -7,7 +7,7 @@
 //! caller decides: it publishes requests through [`SimLedger::ledger`] and the
 //! `publish_*` methods, then [`SimLedger::step`] takes a group of a chosen size off
 //! the queue and commits it exactly as the thread would (the same `run_group`). A
-//! seeded scheduler on top of this (see `tests/simulation.rs`) makes one seed decide
+//! seeded scheduler on top of this (see `tests/simulation/`) makes one seed decide
 //! everything. Nothing here is used by [`Ledger::open`], which is unchanged.
 
 use std::path::Path;
