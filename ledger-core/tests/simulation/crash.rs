@@ -1,12 +1,13 @@
 //! Crashes at chosen points of a group, torn tails, and reopening.
 
+use std::collections::BTreeMap;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use ledger_core::sim::{Crash, SimLedger};
 use ledger_store::format::{SEGMENT_HEADER_BYTES, SegmentImage, parse_segment_file_name, scan};
 
-use crate::{Expect, Published, Sim};
+use crate::{Expect, PAGE_BYTES, Published, Sim};
 
 impl Sim {
     pub(crate) fn crash(&mut self) -> Result<(), String> {
@@ -61,13 +62,68 @@ impl Sim {
             before_seq + 1,
             after_seq
         ));
-        self.reopen()?;
+        self.reopen(false)?;
+        self.model_synced();
         let report = self.engine().ledger().open_report().clone();
         // Bytes of a dropped group left on disk are a torn tail, cut and reported (a
         // tear that zeroed all of them leaves nothing to report).
         if residue && !kept {
             check!(report.log.torn_tail.is_some(), "an unacknowledged group was dropped without a torn-tail report");
         }
+        self.check_state()
+    }
+
+    /// A power loss with `Durability::None`: acknowledged groups were never synced, so
+    /// any page written since the last sync may be lost (zeroed), in any order. The
+    /// log must come back at a group's end, at or after the synced point, holding
+    /// exactly what the model held then.
+    pub(crate) fn power_loss(&mut self) -> Result<(), String> {
+        self.engine.take().expect("open").crash(Crash::Idle);
+        for published in self.queue.drain(..) {
+            check!(!published.answered(), "a request was answered by a crashed engine (power loss)");
+        }
+        let (synced_seq, mark) = self.synced.clone();
+        let segments = segments(self.dir.path())?;
+        let start = match &mark {
+            Some((path, _)) => segments.iter().position(|s| s == path).ok_or("the synced segment is gone")?,
+            None => 0,
+        };
+        let mut lost = 0u64;
+        for (i, path) in segments.iter().enumerate().skip(start) {
+            let lower = match &mark {
+                Some((_, end)) if i == start => *end,
+                _ => SEGMENT_HEADER_BYTES,
+            };
+            let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+            let upper = dirty_end(&bytes);
+            if upper <= lower {
+                continue;
+            }
+            let file = std::fs::OpenOptions::new().write(true).open(path).map_err(|e| e.to_string())?;
+            for page in lower / PAGE_BYTES..=(upper - 1) / PAGE_BYTES {
+                if !self.rng.percent(25) {
+                    continue;
+                }
+                let (from, to) = ((page * PAGE_BYTES).max(lower), ((page + 1) * PAGE_BYTES).min(upper));
+                lost += u64::from(bytes[from..to].iter().any(|&b| b != 0));
+                file.write_all_at(&vec![0; to - from], from as u64).map_err(|e| e.to_string())?;
+            }
+        }
+        self.stats.power_losses += 1;
+        self.stats.pages_lost += lost;
+        self.trace.event(format!("power loss: {lost} pages lost past seq {synced_seq}"));
+        self.reopen(true)?;
+        let end = self.engine().ledger().last_seq();
+        check!(end >= synced_seq, "synced records lost: the log ends at seq {end}, synced to {synced_seq}");
+        if lost == 0 {
+            check_eq!(end, self.model.last_seq, "log end when no page was lost");
+        }
+        let model = self.unsynced.get(&end).cloned().ok_or_else(|| {
+            format!("the log ends at seq {end}, inside a group (ends: {:?})", self.unsynced.keys().collect::<Vec<_>>())
+        })?;
+        self.stats.acked_records_lost += self.model.last_seq - end;
+        self.model = model;
+        self.model_synced();
         self.check_state()
     }
 
@@ -101,12 +157,17 @@ impl Sim {
         Ok(changed)
     }
 
-    pub(crate) fn reopen(&mut self) -> Result<(), String> {
+    /// Opens the engine again. Only after a power loss may a snapshot cover records
+    /// the log lost (`stale_ok`); otherwise snapshots cover acknowledged groups only.
+    pub(crate) fn reopen(&mut self, stale_ok: bool) -> Result<(), String> {
         let engine =
             SimLedger::open(self.dir.path(), self.setup.options, self.now).map_err(|e| format!("reopen: {e}"))?;
         let report = engine.ledger().open_report().clone();
         check!(report.snapshot_warnings.is_empty(), "snapshots skipped: {:?}", report.snapshot_warnings);
-        check_eq!(report.log.stale_snapshots_removed, 0, "no snapshot ever covers an unacknowledged group");
+        if !stale_ok {
+            check_eq!(report.log.stale_snapshots_removed, 0, "no snapshot ever covers an unacknowledged group");
+        }
+        self.stats.stale_snapshots_removed += report.log.stale_snapshots_removed as u64;
         if let Some(torn) = &report.log.torn_tail {
             self.stats.torn_tails_reported += 1;
             self.stats.frames_dropped += torn.frames_dropped;
@@ -119,8 +180,16 @@ impl Sim {
             "reopened: snapshot {:?}, replayed {} txs {} closes, {} frames to seq {}, torn {torn:?}",
             report.snapshot_seq, report.transactions, report.batch_closes, report.log.frames, report.log.last_seq
         ));
+        // Opening syncs what recovery kept: no power loss goes back past it any more.
+        let end = engine.ledger().last_seq();
+        self.synced = (end, Some(acknowledged_end(self.dir.path(), end)?));
         self.engine = Some(engine);
         Ok(())
+    }
+
+    /// The model as it stands is durable (just after a reopen).
+    fn model_synced(&mut self) {
+        self.unsynced = BTreeMap::from([(self.model.last_seq, self.model.clone())]);
     }
 
     /// Closes cleanly, checks the log's frames, reopens. Either as `Ledger::close`
@@ -150,7 +219,8 @@ impl Sim {
         }
         self.check_log()?;
         self.stats.clean_reopens += 1;
-        self.reopen()?;
+        self.reopen(false)?;
+        self.model_synced();
         check!(self.engine().ledger().open_report().log.torn_tail.is_none(), "a clean close left a torn tail");
         self.check_state()
     }

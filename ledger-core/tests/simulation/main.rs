@@ -9,6 +9,9 @@
 //! when the engine crashes: between groups, inside a group before its sync, or just
 //! after it before anyone was told, optionally tearing the unsynced tail of the last
 //! segment at a seeded byte offset past the last acknowledged frame. It then reopens.
+//! With `Durability::None` it also loses power: any page written since the last sync
+//! (a clean close or an open) may be lost, and the log must come back at a group's end
+//! at or after that point.
 //!
 //! The reference model (`common/model.rs`) judges every request of every group in the
 //! same order and must agree on every outcome, record and timestamp; after every reopen
@@ -30,9 +33,10 @@
 #[path = "../common/mod.rs"]
 mod common;
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt::Write as _;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use check::{same_batch, same_record};
@@ -50,6 +54,8 @@ const QUEUE_DEPTH_MAX: usize = 48;
 const RECENT_PAYMENTS: usize = 48;
 const SEEDS_DEFAULT: u64 = 12;
 const ACTIONS_DEFAULT: usize = 400;
+/// What a power loss loses or keeps: whole pages of the page cache.
+const PAGE_BYTES: usize = 4096;
 /// Trace lines kept to print when a seed fails.
 const TRACE_TAIL_LINES: usize = 40;
 
@@ -141,6 +147,11 @@ struct Sim {
     queue: VecDeque<Published>,
     /// Requests behind a shutdown, answered (refused) when the engine is dropped.
     refused: Vec<Published>,
+    /// With `Durability::None`: the model after every group since the last sync, by
+    /// last seq; a power loss may take the log back to any of them, never further.
+    unsynced: BTreeMap<u64, Model>,
+    /// The last seq made durable by a sync, and where its frames end on disk.
+    synced: (u64, Option<(PathBuf, usize)>),
     /// Next id number of each producer.
     counters: Vec<u64>,
     /// Every transaction published, for resubmissions.
@@ -171,7 +182,7 @@ impl Sim {
         trace.event(format!("seed {seed}: {setup:?}"));
         let engine = SimLedger::open(dir.path(), setup.options, now).map_err(|e| format!("open: {e}"))?;
         let model = Model { transactions_max: setup.options.cutover.transactions_max, ..Model::default() };
-        Ok(Sim {
+        let mut sim = Sim {
             rng,
             setup,
             dir,
@@ -180,13 +191,17 @@ impl Sim {
             now,
             queue: VecDeque::new(),
             refused: Vec::new(),
+            unsynced: BTreeMap::new(),
+            synced: (0, None),
             counters: vec![0; setup.producers],
             history: Vec::new(),
             payments: Vec::new(),
             ids: BTreeSet::new(),
             trace,
             stats: Stats { seeds: 1, ..Stats::default() },
-        })
+        };
+        sim.unsynced.insert(0, sim.model.clone());
+        Ok(sim)
     }
 
     fn engine(&self) -> &SimLedger {
@@ -235,6 +250,7 @@ impl Sim {
                 Ok(())
             }
             90..=94 => self.check_age(),
+            95..=97 if self.setup.options.durability == Durability::None && self.rng.percent(40) => self.power_loss(),
             95..=97 => self.crash(),
             _ => self.reopen_clean(),
         }
@@ -261,6 +277,13 @@ impl Sim {
         let now = self.now;
         self.engine_mut().set_now_ns(now);
         self.trace.event(format!("clock {now}"));
+    }
+
+    /// Remembers the state after a group, while a power loss could still undo it.
+    fn group_ended(&mut self) {
+        if self.setup.options.durability == Durability::None {
+            self.unsynced.insert(self.model.last_seq, self.model.clone());
+        }
     }
 
     // ----- the sequencer -----------------------------------------------------------
@@ -351,6 +374,7 @@ impl Sim {
         }
         check_eq!(self.engine().ledger().last_seq(), self.model.last_seq, "last seq after the group");
         self.trace.event(line);
+        self.group_ended();
         Ok(())
     }
 
@@ -369,6 +393,7 @@ impl Sim {
         }
         check_eq!(self.engine().ledger().last_seq(), self.model.last_seq, "last seq after the age check");
         self.trace.event(format!("age check at {}: closed {closed:?}", self.now));
+        self.group_ended();
         Ok(())
     }
 }
@@ -444,6 +469,7 @@ fn seeded_schedules_agree_with_the_model_across_crashes() {
         assert!(total.unacked_groups_kept > 0 && total.unacked_groups_dropped > 0, "{total:?}");
         assert!(total.aged_closes > 0 && total.snapshot_loads > 0, "{total:?}");
         assert!(total.shutdowns > 0 && total.refused_after_shutdown > 0, "{total:?}");
+        assert!(total.power_losses > 0, "{total:?}");
     }
 }
 

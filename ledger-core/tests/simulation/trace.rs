@@ -99,6 +99,10 @@ pub(crate) struct Stats {
     pub(crate) shutdowns: u64,
     pub(crate) refused_after_shutdown: u64,
     pub(crate) snapshot_loads: u64,
+    pub(crate) power_losses: u64,
+    pub(crate) pages_lost: u64,
+    pub(crate) acked_records_lost: u64,
+    pub(crate) stale_snapshots_removed: u64,
     pub(crate) last_seq_max: u64,
     pub(crate) segments_max: usize,
 }
@@ -131,6 +135,10 @@ impl Stats {
         self.shutdowns += o.shutdowns;
         self.refused_after_shutdown += o.refused_after_shutdown;
         self.snapshot_loads += o.snapshot_loads;
+        self.power_losses += o.power_losses;
+        self.pages_lost += o.pages_lost;
+        self.acked_records_lost += o.acked_records_lost;
+        self.stale_snapshots_removed += o.stale_snapshots_removed;
         self.last_seq_max = self.last_seq_max.max(o.last_seq_max);
         self.segments_max = self.segments_max.max(o.segments_max);
     }
