@@ -40,7 +40,7 @@ mod model;
 pub mod money;
 mod records;
 mod sequencer;
-/// Deterministic simulation hooks for this crate's tests; not a stable API.
+// Deterministic simulation hooks for this crate's tests; not a stable API.
 #[doc(hidden)]
 pub mod sim;
 mod snapshot;
