@@ -8,7 +8,8 @@
 //! `publish_*` methods, then [`SimLedger::step`] takes a group of a chosen size off
 //! the queue and commits it exactly as the thread would (the same `run_group`). A
 //! seeded scheduler on top of this (see `tests/simulation/`) makes one seed decide
-//! everything. Nothing here is used by [`Ledger::open`], which is unchanged.
+//! everything. [`Ledger::open`] opens the same way and then runs the same loop on its
+//! thread; nothing here is on its path.
 
 use std::path::Path;
 
