@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::hash::{DefaultHasher, Hasher};
 
 use ledger_core::{BatchSummary, TxId, TxRecord};
 
@@ -10,8 +11,8 @@ use crate::{Sim, jpy, usd};
 
 impl Sim {
     /// The log itself, read while the engine is closed: gapless seq from 1, one frame
-    /// per record the model committed.
-    pub(crate) fn check_log(&self) -> Result<(), String> {
+    /// per record the model committed; its files' bytes go into the trace.
+    pub(crate) fn check_log(&mut self) -> Result<(), String> {
         let options = ledger_store::LogOptions::new().segment_bytes(self.setup.options.segment_bytes);
         let log = ledger_store::Log::open(self.dir.path(), options).map_err(|e| format!("log open: {e}"))?;
         check!(log.recovery().torn_tail.is_none(), "a closed log has a torn tail");
@@ -23,6 +24,13 @@ impl Sim {
             expected += 1;
         }
         check_eq!(expected - 1, self.model.last_seq, "frames in the log");
+        drop(log);
+        // The bytes on disk are part of the trace too: a seed must write the same files.
+        let mut hasher = DefaultHasher::new();
+        for path in crate::crash::segments(self.dir.path())? {
+            hasher.write(&std::fs::read(&path).map_err(|e| e.to_string())?);
+        }
+        self.trace.event(format!("log of {} frames, bytes hash {:#018x}", expected - 1, hasher.finish()));
         Ok(())
     }
 
