@@ -24,7 +24,7 @@
 //! digest: running a seed twice must give the same one.
 //!
 //! - `LEDGER_SIM_SEED=N` replays one seed (a failing run prints this line).
-//! - `LEDGER_SIM_SEEDS=N` runs N seeds (default 12) from a random first seed, printed
+//! - `LEDGER_SIM_SEEDS=N` runs N seeds (default 20) from a random first seed, printed
 //!   (or from `LEDGER_SIM_SEED`);
 //!   `LEDGER_SIM_ACTIONS=N` sets the actions per seed (default 400). A long run:
 //!   `LEDGER_SIM_SEEDS=2000 cargo test --release -p ledger-core --test simulation -- --nocapture`
@@ -52,7 +52,7 @@ use trace::{Rng, Stats, Trace};
 const QUEUE_DEPTH_MAX: usize = 48;
 /// Producers pick references among this many of the newest payments.
 const RECENT_PAYMENTS: usize = 48;
-const SEEDS_DEFAULT: u64 = 12;
+const SEEDS_DEFAULT: u64 = 20;
 const ACTIONS_DEFAULT: usize = 400;
 /// What a power loss loses or keeps: whole pages of the page cache.
 const PAGE_BYTES: usize = 4096;
