@@ -140,11 +140,28 @@ impl Ledger {
         options: LedgerOptions,
         storage: Storage,
     ) -> Result<Ledger, OpenError> {
+        let (ledger, sequencer) = Ledger::open_unstarted(dir.as_ref(), options, storage)?;
+        let thread = std::thread::Builder::new()
+            .name("ledger-sequencer".into())
+            .spawn(move || sequencer.run())
+            .map_err(OpenError::Spawn)?;
+        *ledger.inner.sequencer.lock() = Some(thread);
+        Ok(ledger)
+    }
+
+    /// Opens as [`Ledger::open_with_storage`] does but hands the sequencer back instead
+    /// of starting its thread: the simulation (`crate::sim`) steps it from the caller's
+    /// thread.
+    pub(crate) fn open_unstarted(
+        dir: &Path,
+        options: LedgerOptions,
+        storage: Storage,
+    ) -> Result<(Ledger, Sequencer), OpenError> {
         let mut log_options = LogOptions::new().durability(options.durability);
         if options.segment_bytes != 0 {
             log_options = log_options.segment_bytes(options.segment_bytes);
         }
-        let log = Log::open_with(dir.as_ref(), log_options, storage)?;
+        let log = Log::open_with(dir, log_options, storage)?;
         let (state, snapshot_seq, snapshot_warnings) = load_snapshot(&log);
         let (mut state, transactions, batch_closes) = replay(&log, state)?;
         state.records.reserve(options.transactions_hint.saturating_sub(state.records.len()));
@@ -159,13 +176,8 @@ impl Ledger {
             transactions,
             batch_closes,
         };
-        let thread = std::thread::Builder::new()
-            .name("ledger-sequencer".into())
-            .spawn(move || sequencer.run())
-            .map_err(OpenError::Spawn)?;
-        Ok(Ledger {
-            inner: Arc::new(Inner { requests: Some(sender), state, sequencer: Mutex::new(Some(thread)), report }),
-        })
+        let inner = Inner { requests: Some(sender), state, sequencer: Mutex::new(None), report };
+        Ok((Ledger { inner: Arc::new(inner) }, sequencer))
     }
 
     /// What opening found.
@@ -173,7 +185,7 @@ impl Ledger {
         &self.inner.report
     }
 
-    fn send(&self, request: Request) -> Result<(), SubmitError> {
+    pub(crate) fn send(&self, request: Request) -> Result<(), SubmitError> {
         let sender = self.inner.requests.as_ref().ok_or(SubmitError::Closed)?;
         // Blocks while the queue is full: back-pressure on producers.
         sender.send(request).map_err(|_| SubmitError::Closed)

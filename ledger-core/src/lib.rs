@@ -41,6 +41,9 @@ mod model;
 pub mod money;
 mod records;
 mod sequencer;
+// Deterministic simulation hooks for this crate's tests; not a stable API.
+#[doc(hidden)]
+pub mod sim;
 mod snapshot;
 mod state;
 

@@ -5,6 +5,10 @@
 //! The single-writer, drain-what-is-published loop follows the LMAX Disruptor's
 //! batching effect: under load one pass takes many requests, so the cost of a sync is
 //! shared by all of them; with no load a lone request is committed at once.
+//!
+//! One turn of the loop is [`Sequencer::drain`] then [`Sequencer::run_group`], and the
+//! clock is a [`Clock`], so the simulation (`crate::sim`) can step the very same code
+//! from a test's thread with a clock it sets, and one seed decides every grouping.
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -21,7 +25,7 @@ use crate::currency::Currency;
 use crate::error::{CloseBatchError, SnapshotError, SubmitError};
 use crate::model::{BatchSummary, Tx, TxOutcome};
 use crate::snapshot;
-use crate::state::{Group, State};
+use crate::state::{Changes, Group, State};
 
 /// Stop draining more requests into a group once it holds this many commands (a single
 /// request is never split, so a group can exceed it by one request).
@@ -72,6 +76,25 @@ pub struct CutoverPolicy {
 /// Upper bound on how long an aged batch can stay open past its `age_max`.
 pub const AGE_CHECK_INTERVAL_MAX: Duration = Duration::from_secs(1);
 
+/// Where the sequencer reads the time for commit timestamps and the age cut-over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Clock {
+    /// The wall clock ([`now_ns`]): every ledger that runs its own thread.
+    Wall,
+    /// A time the caller sets (Unix nanoseconds): the deterministic simulation, where
+    /// one seed must decide every timestamp.
+    Fixed(u64),
+}
+
+impl Clock {
+    fn now_ns(self) -> u64 {
+        match self {
+            Clock::Wall => now_ns(),
+            Clock::Fixed(ns) => ns,
+        }
+    }
+}
+
 /// What one request's commands came to, before the group is durable.
 enum Reply {
     Submit(Vec<TxOutcome>),
@@ -85,6 +108,7 @@ pub(crate) struct Sequencer {
     pub(crate) state: Arc<RwLock<State>>,
     pub(crate) requests: Receiver<Request>,
     pub(crate) cutover: CutoverPolicy,
+    pub(crate) clock: Clock,
     /// Write a snapshot after this many records since the last one (0: never by itself).
     snapshot_every_records: u64,
     records_since_snapshot: u64,
@@ -108,6 +132,7 @@ impl Sequencer {
             state,
             requests,
             cutover,
+            clock: Clock::Wall,
             snapshot_every_records,
             records_since_snapshot: 0,
             snapshot_job: None,
@@ -139,36 +164,51 @@ impl Sequencer {
                     Err(_) => break,
                 },
             };
-            let mut commands = first.commands();
+            let commands = first.commands();
             batch.push(first);
-            while commands < GROUP_COMMANDS_MAX {
-                match self.requests.try_recv() {
-                    Ok(next) => {
-                        commands += next.commands();
-                        batch.push(next);
-                    }
-                    Err(_) => break,
-                }
-            }
-            // A shutdown ends the group: what came before it is committed, then stop.
-            let shutdown = batch.iter().position(|r| matches!(r, Request::Shutdown { .. }));
-            let rest = shutdown.map(|at| batch.split_off(at));
-            self.process(std::mem::take(&mut batch));
-            if let Some(mut rest) = rest {
-                let Request::Shutdown { done } = rest.remove(0) else { unreachable!("split at the shutdown") };
-                // Anything queued after the shutdown is refused: drop it (its waiters see Closed).
-                drop(rest);
-                done.complete(self.finish());
+            self.drain(&mut batch, commands, usize::MAX);
+            if !self.run_group(std::mem::take(&mut batch)) {
                 return;
             }
         }
         let _ = self.finish();
     }
 
+    /// Moves what is published into `batch` (holding `commands` commands so far) until
+    /// the queue is empty, the group reaches [`GROUP_COMMANDS_MAX`] commands, or it
+    /// holds `requests_max` requests.
+    pub(crate) fn drain(&self, batch: &mut Vec<Request>, mut commands: usize, requests_max: usize) {
+        while commands < GROUP_COMMANDS_MAX && batch.len() < requests_max {
+            match self.requests.try_recv() {
+                Ok(next) => {
+                    commands += next.commands();
+                    batch.push(next);
+                }
+                Err(_) => break,
+            }
+        }
+    }
+
+    /// Commits one group taken from the queue. A shutdown ends the group: what came
+    /// before it is committed, then the log is closed; returns false once stopped.
+    pub(crate) fn run_group(&mut self, mut batch: Vec<Request>) -> bool {
+        let shutdown = batch.iter().position(|r| matches!(r, Request::Shutdown { .. }));
+        let rest = shutdown.map(|at| batch.split_off(at));
+        self.process(batch);
+        if let Some(mut rest) = rest {
+            let Request::Shutdown { done } = rest.remove(0) else { unreachable!("split at the shutdown") };
+            // Anything queued after the shutdown is refused: drop it (its waiters see Closed).
+            drop(rest);
+            done.complete(self.finish());
+            return false;
+        }
+        true
+    }
+
     /// Closes every open batch whose first transaction is older than the policy's age.
-    fn close_aged_batches(&mut self) {
+    pub(crate) fn close_aged_batches(&mut self) {
         let Some(age) = self.cutover.age_max else { return };
-        let cutoff = now_ns().saturating_sub(u64::try_from(age.as_nanos()).unwrap_or(u64::MAX));
+        let cutoff = self.clock.now_ns().saturating_sub(u64::try_from(age.as_nanos()).unwrap_or(u64::MAX));
         let aged = self.state.read().open_batches_opened_before(cutoff);
         if aged.is_empty() {
             return;
@@ -181,7 +221,7 @@ impl Sequencer {
         self.process(requests);
     }
 
-    fn finish(&mut self) -> Result<(), SubmitError> {
+    pub(crate) fn finish(&mut self) -> Result<(), SubmitError> {
         if let Some(job) = self.snapshot_job.take() {
             let _ = job.join(); // the log must stay open while a snapshot is written
         }
@@ -202,48 +242,13 @@ impl Sequencer {
         let state = Arc::clone(&self.state);
         let (replies, changes, error) = {
             let committed = state.read();
-            let mut group = committed.group(requests.iter().map(Request::commands).sum());
-            let now = now_ns();
-            let mut replies = Vec::with_capacity(requests.len());
-            let mut error = None;
-            for request in &requests {
-                let reply = match request {
-                    Request::Submit { txs, .. } => {
-                        let mut outcomes = Vec::with_capacity(txs.len());
-                        for tx in txs {
-                            match self.submit_one(&mut group, tx, now) {
-                                Ok(outcome) => outcomes.push(outcome),
-                                Err(e) => {
-                                    error.get_or_insert(e);
-                                    break;
-                                }
-                            }
-                        }
-                        Reply::Submit(outcomes)
-                    }
-                    Request::CloseBatch { client_id, currency, .. } => {
-                        match self.close_one(&mut group, *client_id, *currency, now) {
-                            Ok(result) => Reply::CloseBatch(result),
-                            Err(e) => {
-                                error.get_or_insert(e);
-                                Reply::CloseBatch(Err(CloseBatchError::Empty))
-                            }
-                        }
-                    }
-                    Request::Snapshot { .. } => Reply::Snapshot,
-                    Request::Shutdown { .. } => unreachable!("shutdown is split off before processing"),
-                };
-                replies.push(reply);
-                if error.is_some() {
-                    break;
-                }
-            }
+            let (replies, changes, mut error) = self.judge(&committed, &requests);
             if error.is_none()
                 && let Err(e) = self.log.commit()
             {
                 error = Some(e.to_string());
             }
-            (replies, group.into_changes(), error)
+            (replies, changes, error)
         };
         if let Some(reason) = error {
             // Nothing of this group is acknowledged or applied; the log refuses writes.
@@ -275,6 +280,49 @@ impl Sequencer {
         }
     }
 
+    /// Judges a group's requests in order against `committed` and appends the accepted
+    /// records to the log, without committing them: the replies, the overlay to apply
+    /// once the group is durable, and the first append error (which ends the group).
+    fn judge(&mut self, committed: &State, requests: &[Request]) -> (Vec<Reply>, Changes, Option<String>) {
+        let mut group = committed.group(requests.iter().map(Request::commands).sum());
+        let now = self.clock.now_ns();
+        let mut replies = Vec::with_capacity(requests.len());
+        let mut error = None;
+        for request in requests {
+            let reply = match request {
+                Request::Submit { txs, .. } => {
+                    let mut outcomes = Vec::with_capacity(txs.len());
+                    for tx in txs {
+                        match self.submit_one(&mut group, tx, now) {
+                            Ok(outcome) => outcomes.push(outcome),
+                            Err(e) => {
+                                error.get_or_insert(e);
+                                break;
+                            }
+                        }
+                    }
+                    Reply::Submit(outcomes)
+                }
+                Request::CloseBatch { client_id, currency, .. } => {
+                    match self.close_one(&mut group, *client_id, *currency, now) {
+                        Ok(result) => Reply::CloseBatch(result),
+                        Err(e) => {
+                            error.get_or_insert(e);
+                            Reply::CloseBatch(Err(CloseBatchError::Empty))
+                        }
+                    }
+                }
+                Request::Snapshot { .. } => Reply::Snapshot,
+                Request::Shutdown { .. } => unreachable!("shutdown is split off before processing"),
+            };
+            replies.push(reply);
+            if error.is_some() {
+                break;
+            }
+        }
+        (replies, group.into_changes(), error)
+    }
+
     /// Starts a snapshot of the committed state: the sequencer only copies the state
     /// (memory-speed, under the read lock readers share); encoding it and writing and
     /// syncing the file happen on a background thread while commits go on. One runs at
@@ -302,6 +350,31 @@ impl Sequencer {
         // Without a thread the snapshot is skipped (the log holds everything); the
         // asked-for completions are dropped with the closure and report Closed.
         self.snapshot_job = std::thread::Builder::new().name("ledger-snapshot".into()).spawn(job).ok();
+    }
+
+    /// Simulation of a crash inside a group: judges and appends `requests` as
+    /// [`Sequencer::process`] would, then stops before the sync returned (`commit`
+    /// false: the frames are written but not marked as a whole group) or just after it
+    /// (`commit` true: durable, but nobody was told). Nothing is applied and every
+    /// waiter sees its request dropped; the caller then drops the sequencer unclosed.
+    pub(crate) fn abandon_group(&mut self, requests: Vec<Request>, commit: bool) {
+        if self.failed.is_some() {
+            return;
+        }
+        let state = Arc::clone(&self.state);
+        let committed = state.read();
+        let (_, _, error) = self.judge(&committed, &requests);
+        if commit && error.is_none() {
+            let _ = self.log.commit();
+        }
+    }
+
+    /// Waits for the snapshot being written in the background, if any, so that what
+    /// is on disk after a step does not depend on thread timing (simulation).
+    pub(crate) fn settle_snapshot(&mut self) {
+        if let Some(job) = self.snapshot_job.take() {
+            let _ = job.join();
+        }
     }
 
     /// Judges one transaction; appends its record when accepted (and a batch close

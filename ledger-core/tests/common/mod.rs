@@ -1,6 +1,8 @@
 //! Helpers shared by the scenario tests.
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used)] // each test file uses a subset
 
+pub mod model;
+
 use ledger_core::{Currency, Ledger, LedgerOptions, Reject, TxOutcome, TxRecord};
 
 pub fn usd() -> Currency {
