@@ -75,6 +75,24 @@ enum Effect {
     Adjust,
 }
 
+/// An accepted transaction, judged: how it moves money and, when it counts in a batch,
+/// its account's batch and balance with it counted (computed once, while judging that
+/// the sums fit, and stored as they are by [`Group::commit`]).
+#[derive(Debug, Clone, Copy)]
+struct Verdict {
+    effect: Effect,
+    counted: Option<Counted>,
+}
+
+/// An account's sums with one more transaction counted. `batch.batch_id` is 0 when the
+/// account has no open batch: committing opens one.
+#[derive(Debug, Clone, Copy)]
+struct Counted {
+    account: Account,
+    batch: BatchSummary,
+    balance: Balance,
+}
+
 /// The batch close found nothing to close.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct NothingToClose;
@@ -278,15 +296,15 @@ impl Group<'_> {
             });
         }
         Ok(match self.judge(tx) {
-            Ok((currency, effect)) => {
+            Ok(verdict) => {
                 let ts = self.next_timestamp(now_ns)?;
-                TxOutcome::Committed(self.commit(tx, currency, effect, seq, ts))
+                TxOutcome::Committed(self.commit(tx, verdict, seq, ts))
             }
             Err(reject) => TxOutcome::Rejected(reject),
         })
     }
 
-    fn judge(&self, tx: &Tx) -> Result<(Currency, Effect), Reject> {
+    fn judge(&self, tx: &Tx) -> Result<Verdict, Reject> {
         let kind = tx.kind().ok_or(Reject::InvalidKind)?;
         let auth_only = tx.flags & Tx::AUTH_ONLY != 0;
         if tx.flags & !Tx::KNOWN_FLAGS != 0 || (auth_only && kind != Kind::Payment) {
@@ -354,34 +372,37 @@ impl Group<'_> {
         };
         // Every sum the transaction changes must stay inside i64: overflow is a
         // rejection, never a wrap.
-        if counts_in_batch(effect) {
+        let counted = if counts_in_batch(effect) {
             let account = (tx.client_id, currency);
-            let batch =
-                self.open_batch_id(account).and_then(|id| self.batch(id)).unwrap_or_else(|| empty_batch(account));
-            add_to_batch(batch, effect, tx.amount).ok_or(Reject::InvalidAmount)?;
-            add_to_balance(self.balance(account), effect, tx.amount).ok_or(Reject::InvalidAmount)?;
-        }
-        Ok((currency, effect))
-    }
-
-    fn commit(&mut self, tx: &Tx, currency: Currency, effect: Effect, seq: u64, ts: u64) -> TxRecord {
-        assert!(seq > self.changes.last_seq && ts > self.changes.last_ts, "seq and commit time must increase");
-        let account = (tx.client_id, currency);
-        let mut batch_id = 0;
-        if counts_in_batch(effect) {
             let batch = match self.open_batch_id(account) {
                 Some(id) => self.batch(id).expect("an open batch exists"),
-                None => {
-                    let id = self.next_batch_id();
-                    self.changes.open.insert(account, Some(id));
-                    BatchSummary { batch_id: id, first_seq: seq, opened_ns: ts, ..empty_batch(account) }
-                }
+                None => empty_batch(account), // batch_id 0: commit opens one
             };
-            let mut batch = add_to_batch(batch, effect, tx.amount).expect("judged: sums fit");
+            let batch = add_to_batch(batch, effect, tx.amount).ok_or(Reject::InvalidAmount)?;
+            let balance = add_to_balance(self.balance(account), effect, tx.amount).ok_or(Reject::InvalidAmount)?;
+            Some(Counted { account, batch, balance })
+        } else {
+            None
+        };
+        Ok(Verdict { effect, counted })
+    }
+
+    /// Records a judged transaction. The sums judging computed are stored as they are,
+    /// so the account's overlay entries are looked up once per transaction, not twice.
+    fn commit(&mut self, tx: &Tx, verdict: Verdict, seq: u64, ts: u64) -> TxRecord {
+        assert!(seq > self.changes.last_seq && ts > self.changes.last_ts, "seq and commit time must increase");
+        let Verdict { effect, counted } = verdict;
+        let mut batch_id = 0;
+        if let Some(Counted { account, mut batch, balance }) = counted {
+            if batch.batch_id == 0 {
+                batch.batch_id = self.next_batch_id();
+                batch.first_seq = seq;
+                batch.opened_ns = ts;
+                self.changes.open.insert(account, Some(batch.batch_id));
+            }
             batch.last_seq = seq;
             batch_id = batch.batch_id;
             self.changes.batches.insert(batch_id, batch);
-            let balance = add_to_balance(self.balance(account), effect, tx.amount).expect("judged: sums fit");
             self.changes.balances.insert(account, balance);
         }
         let applied =
