@@ -111,8 +111,14 @@ impl Records {
 
     /// Position of the transaction with this id.
     pub(crate) fn find(&self, id: TxId) -> Option<u32> {
+        self.find_hashed(id, self.hash(id))
+    }
+
+    /// [`Records::find`] with the id's [`Records::hash`] already computed (the judging
+    /// code hashes an id once for its own overlay, this index and [`Records::push_hashed`]).
+    pub(crate) fn find_hashed(&self, id: TxId, hash: u64) -> Option<u32> {
         let packed = [id.lo(), id.hi()];
-        self.index.find(self.hash(id), |&p| self.rows[p as usize].id == packed).copied()
+        self.index.find(hash, |&p| self.rows[p as usize].id == packed).copied()
     }
 
     pub(crate) fn row(&self, pos: u32) -> Stored {
@@ -159,12 +165,20 @@ impl Records {
 
     /// Appends a new row; its id must not be held yet.
     pub(crate) fn push(&mut self, row: Stored) -> u32 {
+        let hash = self.hash(row.id());
+        self.push_hashed(row, hash)
+    }
+
+    /// [`Records::push`] with the row id's [`Records::hash`] already computed; a wrong
+    /// hash would hide the row from lookups, so callers take it from this `Records`.
+    pub(crate) fn push_hashed(&mut self, row: Stored, hash: u64) -> u32 {
+        debug_assert_eq!(hash, self.hash(row.id()), "the hash is this index's hash of the row's id");
         let pos = u32::try_from(self.rows.len()).expect("fewer than 2^32 transactions in memory");
         if self.index.len() == self.index.capacity() {
             self.rebuild_index((self.index.capacity() * 2).max(1024));
         }
         let Records { rows, index, hasher, by_client } = self;
-        index.insert_unique(hasher.hash_one(row.id()), pos, |&p| hasher.hash_one(rows[p as usize].id()));
+        index.insert_unique(hash, pos, |&p| hasher.hash_one(rows[p as usize].id()));
         by_client.entry(row.client_id).or_default().push(pos);
         rows.push(row);
         pos

@@ -6,7 +6,7 @@
 //! Replay on open runs the very same code over the records of the log, so live
 //! validation and recovery cannot disagree.
 
-use hashbrown::HashMap;
+use hashbrown::{HashMap, HashTable};
 
 use crate::currency::Currency;
 use crate::model::{Balance, BatchSummary, Kind, Reject, Tx, TxId, TxOutcome, TxRecord, TxState};
@@ -38,8 +38,11 @@ pub(crate) struct State {
 pub(crate) struct Changes {
     /// New transactions, at positions `base_len..` in order.
     new: Vec<Stored>,
-    /// Id -> position of the new transactions, for lookups within the group.
-    new_index: HashMap<TxId, u32>,
+    /// The hash of each new transaction's id under the state's index hasher: computed
+    /// once when it is judged, used by `new_index` and again when it is applied.
+    new_hashes: Vec<u64>,
+    /// Positions of the new transactions, by `new_hashes`, for lookups within the group.
+    new_index: HashTable<u32>,
     /// Committed rows the group changed (payments captured, voided, refunded).
     modified: HashMap<u32, Stored>,
     base_len: u32,
@@ -113,7 +116,8 @@ impl State {
             changes: Changes {
                 base_len,
                 new: Vec::with_capacity(commands),
-                new_index: HashMap::with_capacity(commands),
+                new_hashes: Vec::with_capacity(commands),
+                new_index: HashTable::with_capacity(commands),
                 last_seq: self.last_seq,
                 last_ts: self.last_ts,
                 ..Changes::default()
@@ -185,8 +189,12 @@ impl State {
         for (pos, row) in changes.modified {
             self.records.set(pos, row);
         }
-        for row in changes.new {
-            self.records.push(row);
+        if let (Some(row), Some(&hash)) = (changes.new.first(), changes.new_hashes.first()) {
+            // The hashes were computed with the hasher of the state judged on; this is it.
+            assert_eq!(hash, self.records.hash(row.id()), "a group applies to the state it was judged on");
+        }
+        for (row, hash) in changes.new.into_iter().zip(changes.new_hashes) {
+            self.records.push_hashed(row, hash);
         }
         let known = self.batches.len() as u64;
         let mut new_batches: Vec<BatchSummary> =
@@ -242,12 +250,21 @@ impl Group<'_> {
         row.unpack(ref_id)
     }
 
-    fn find(&self, id: TxId) -> Option<u32> {
-        self.changes.new_index.get(&id).copied().or_else(|| self.base.records.find(id))
+    /// Position of the transaction with this id; `hash` is the state's hash of it.
+    fn find(&self, id: TxId, hash: u64) -> Option<u32> {
+        let Changes { new, new_index, base_len, .. } = &self.changes;
+        new_index
+            .find(hash, |&p| new[(p - base_len) as usize].id() == id)
+            .copied()
+            .or_else(|| self.base.records.find_hashed(id, hash))
     }
 
     fn tx(&self, id: TxId) -> Option<Payment> {
-        self.find(id).map(|pos| Payment { pos, record: self.record(pos) })
+        self.tx_hashed(id, self.base.records.hash(id))
+    }
+
+    fn tx_hashed(&self, id: TxId, hash: u64) -> Option<Payment> {
+        self.find(id, hash).map(|pos| Payment { pos, record: self.record(pos) })
     }
 
     fn batch(&self, batch_id: u64) -> Option<BatchSummary> {
@@ -288,7 +305,8 @@ impl Group<'_> {
         if tx.id.is_none() || tx.client_id == 0 {
             return Ok(TxOutcome::Rejected(Reject::InvalidKind));
         }
-        if let Some(Payment { record: existing, .. }) = self.tx(tx.id) {
+        let hash = self.base.records.hash(tx.id);
+        if let Some(Payment { record: existing, .. }) = self.tx_hashed(tx.id, hash) {
             return Ok(if existing.tx == *tx {
                 TxOutcome::Exists(existing)
             } else {
@@ -298,7 +316,7 @@ impl Group<'_> {
         Ok(match self.judge(tx) {
             Ok(verdict) => {
                 let ts = self.next_timestamp(now_ns)?;
-                TxOutcome::Committed(self.commit(tx, verdict, seq, ts))
+                TxOutcome::Committed(self.commit(tx, hash, verdict, seq, ts))
             }
             Err(reject) => TxOutcome::Rejected(reject),
         })
@@ -389,7 +407,7 @@ impl Group<'_> {
 
     /// Records a judged transaction. The sums judging computed are stored as they are,
     /// so the account's overlay entries are looked up once per transaction, not twice.
-    fn commit(&mut self, tx: &Tx, verdict: Verdict, seq: u64, ts: u64) -> TxRecord {
+    fn commit(&mut self, tx: &Tx, hash: u64, verdict: Verdict, seq: u64, ts: u64) -> TxRecord {
         assert!(seq > self.changes.last_seq && ts > self.changes.last_ts, "seq and commit time must increase");
         let Verdict { effect, counted } = verdict;
         let mut batch_id = 0;
@@ -428,8 +446,10 @@ impl Group<'_> {
             }
         };
         let pos = self.changes.base_len + u32::try_from(self.changes.new.len()).expect("a group holds < 2^32 records");
-        self.changes.new.push(Stored::pack(&record, ref_pos));
-        self.changes.new_index.insert(tx.id, pos);
+        let Changes { new, new_hashes, new_index, base_len, .. } = &mut self.changes;
+        new.push(Stored::pack(&record, ref_pos));
+        new_hashes.push(hash);
+        new_index.insert_unique(hash, pos, |&p| new_hashes[(p - *base_len) as usize]);
         self.changes.last_seq = seq;
         self.changes.last_ts = ts;
         record
@@ -531,4 +551,40 @@ fn add_to_balance(mut b: Balance, effect: Effect, amount: i64) -> Option<Balance
         Effect::Authorize | Effect::Void(_) => {}
     }
     Some(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn usd() -> Currency {
+        Currency::from_code("USD").expect("USD")
+    }
+
+    #[test]
+    fn ids_judged_in_a_group_are_found_in_it_and_after_apply() {
+        let mut state = State::default();
+        let mut group = state.group(2);
+        let sale = Tx::sale(TxId(7), 1, 100, usd());
+        assert!(matches!(group.submit(&sale, 1, 10), Ok(TxOutcome::Committed(_))));
+        assert!(matches!(group.submit(&sale, 2, 11), Ok(TxOutcome::Exists(_))), "found in the overlay");
+        let refund = Tx::refund(TxId(8), TxId(7), 1, 40, usd());
+        assert!(matches!(group.submit(&refund, 2, 11), Ok(TxOutcome::Committed(_))));
+        let changes = group.into_changes();
+        state.apply(changes);
+        assert_eq!(state.lookup(TxId(7)).map(|r| r.refunded), Some(40), "found in the index after apply");
+        let mut group = state.group(1);
+        assert!(matches!(group.submit(&refund, 3, 12), Ok(TxOutcome::Exists(_))), "found in the state");
+    }
+
+    #[test]
+    #[should_panic(expected = "a group applies to the state it was judged on")]
+    fn a_group_applies_only_to_the_state_it_was_judged_on() {
+        // Same length, different index hasher: the ids' carried hashes would not find them.
+        let judged_on = State::default();
+        let mut other = State::default();
+        let mut group = judged_on.group(1);
+        assert!(matches!(group.submit(&Tx::sale(TxId(1), 1, 100, usd()), 1, 10), Ok(TxOutcome::Committed(_))));
+        other.apply(group.into_changes());
+    }
 }
