@@ -46,11 +46,23 @@ pub(crate) struct Changes {
     /// Committed rows the group changed (payments captured, voided, refunded).
     modified: HashMap<u32, Stored>,
     base_len: u32,
-    batches: HashMap<u64, BatchSummary>,
-    open: HashMap<Account, Option<u64>>,
-    balances: HashMap<Account, Balance>,
+    /// Each account the group changed, as the group leaves it: one probe finds
+    /// everything judging a transaction needs (its open batch and its balance).
+    accounts: HashMap<Account, AccountChange>,
+    /// Batches the group closed, as closed.
+    closed: Vec<BatchSummary>,
+    /// How many batches the group opened (their ids follow the state's last one).
+    opened: u64,
     last_seq: u64,
     last_ts: u64,
+}
+
+/// One account as a group leaves it.
+#[derive(Debug, Clone, Copy)]
+struct AccountChange {
+    /// The open batch with what the group counted in it; `None` when there is none.
+    open: Option<BatchSummary>,
+    balance: Balance,
 }
 
 /// A group being judged: the committed state plus this group's changes.
@@ -197,24 +209,30 @@ impl State {
             self.records.push_hashed(row, hash);
         }
         let known = self.batches.len() as u64;
-        let mut new_batches: Vec<BatchSummary> =
-            changes.batches.values().filter(|b| b.batch_id > known).copied().collect();
-        new_batches.sort_by_key(|b| b.batch_id);
-        for batch in changes.batches.values().filter(|b| b.batch_id <= known) {
-            self.batches[batch_index(batch.batch_id)] = *batch;
+        // Every batch the group touched appears once: closed, or open in its account.
+        let mut new_batches = Vec::with_capacity(usize::try_from(changes.opened).unwrap_or(0));
+        let touched = changes.closed.iter().chain(changes.accounts.values().filter_map(|a| a.open.as_ref()));
+        for batch in touched {
+            if batch.batch_id <= known {
+                self.batches[batch_index(batch.batch_id)] = *batch;
+            } else {
+                new_batches.push(*batch);
+            }
         }
+        assert_eq!(new_batches.len() as u64, changes.opened, "every batch the group opened is applied");
+        new_batches.sort_unstable_by_key(|b| b.batch_id);
         for batch in new_batches {
             assert_eq!(batch.batch_id, self.batches.len() as u64 + 1, "batch ids are dense");
             self.batches.push(batch);
             self.client_batches.entry(batch.client_id).or_default().push(batch.batch_id);
         }
-        for (account, open) in changes.open {
-            match open {
-                Some(id) => self.open.insert(account, id),
+        for (account, change) in changes.accounts {
+            match change.open {
+                Some(batch) => self.open.insert(account, batch.batch_id),
                 None => self.open.remove(&account),
             };
+            self.balances.insert(account, change.balance);
         }
-        self.balances.extend(changes.balances);
         assert!(changes.last_seq >= self.last_seq && changes.last_ts >= self.last_ts);
         self.last_seq = changes.last_seq;
         self.last_ts = changes.last_ts;
@@ -267,30 +285,21 @@ impl Group<'_> {
         self.find(id, hash).map(|pos| Payment { pos, record: self.record(pos) })
     }
 
-    fn batch(&self, batch_id: u64) -> Option<BatchSummary> {
-        self.changes.batches.get(&batch_id).copied().or_else(|| self.base.batch(batch_id))
-    }
-
-    fn open_batch_id(&self, account: Account) -> Option<u64> {
-        match self.changes.open.get(&account) {
-            Some(open) => *open,
-            None => self.base.open.get(&account).copied(),
-        }
+    /// The account as this group sees it: its open batch and its balance.
+    fn account(&self, account: Account) -> AccountChange {
+        self.changes.accounts.get(&account).copied().unwrap_or_else(|| AccountChange {
+            open: self.base.open.get(&account).map(|&id| self.base.batch(id).expect("an open batch exists")),
+            balance: self.base.balances.get(&account).copied().unwrap_or_default(),
+        })
     }
 
     fn next_batch_id(&self) -> u64 {
-        let known = self.base.batches.len() as u64;
-        let new = self.changes.batches.keys().filter(|&&id| id > known).count() as u64;
-        known + new + 1
+        self.base.batches.len() as u64 + self.changes.opened + 1
     }
 
-    fn balance(&self, account: Account) -> Balance {
-        self.changes.balances.get(&account).or_else(|| self.base.balances.get(&account)).copied().unwrap_or_default()
-    }
-
-    /// The open batch of an account with `summary` as it stood, and whether it is new.
+    /// The open batch of an account as this group sees it.
     pub(crate) fn open_batch(&self, client_id: u64, currency: Currency) -> Option<BatchSummary> {
-        self.open_batch_id((client_id, currency)).and_then(|id| self.batch(id))
+        self.account((client_id, currency)).open
     }
 
     /// The commit time of a record committed now: `now_ns`, or just after the previous
@@ -392,12 +401,10 @@ impl Group<'_> {
         // rejection, never a wrap.
         let counted = if counts_in_batch(effect) {
             let account = (tx.client_id, currency);
-            let batch = match self.open_batch_id(account) {
-                Some(id) => self.batch(id).expect("an open batch exists"),
-                None => empty_batch(account), // batch_id 0: commit opens one
-            };
+            let AccountChange { open, balance } = self.account(account);
+            let batch = open.unwrap_or_else(|| empty_batch(account)); // batch_id 0: commit opens one
             let batch = add_to_batch(batch, effect, tx.amount).ok_or(Reject::InvalidAmount)?;
-            let balance = add_to_balance(self.balance(account), effect, tx.amount).ok_or(Reject::InvalidAmount)?;
+            let balance = add_to_balance(balance, effect, tx.amount).ok_or(Reject::InvalidAmount)?;
             Some(Counted { account, batch, balance })
         } else {
             None
@@ -416,12 +423,11 @@ impl Group<'_> {
                 batch.batch_id = self.next_batch_id();
                 batch.first_seq = seq;
                 batch.opened_ns = ts;
-                self.changes.open.insert(account, Some(batch.batch_id));
+                self.changes.opened += 1;
             }
             batch.last_seq = seq;
             batch_id = batch.batch_id;
-            self.changes.batches.insert(batch_id, batch);
-            self.changes.balances.insert(account, balance);
+            self.changes.accounts.insert(account, AccountChange { open: Some(batch), balance });
         }
         let applied =
             TxRecord { tx: *tx, seq, batch_id, timestamp_ns: ts, state: TxState::Applied, captured: 0, refunded: 0 };
@@ -464,18 +470,17 @@ impl Group<'_> {
         now_ns: u64,
     ) -> Result<Result<BatchSummary, NothingToClose>, ClockExhausted> {
         let account = (client_id, currency);
-        let Some(mut batch) = self.open_batch_id(account).and_then(|id| self.batch(id)) else {
+        let AccountChange { open, mut balance } = self.account(account);
+        let Some(mut batch) = open else {
             return Ok(Err(NothingToClose));
         };
         assert!(seq > self.changes.last_seq, "seq must increase");
         let ts = self.next_timestamp(now_ns)?;
         batch.closed_ns = ts;
-        self.changes.batches.insert(batch.batch_id, batch);
-        self.changes.open.insert(account, None);
-        let mut balance = self.balance(account);
+        self.changes.closed.push(batch);
         // settled + open = net, and net fits: this cannot overflow.
         balance.settled_net = balance.settled_net.checked_add(batch.net).expect("settled net fits: it is at most net");
-        self.changes.balances.insert(account, balance);
+        self.changes.accounts.insert(account, AccountChange { open: None, balance });
         self.changes.last_seq = seq;
         self.changes.last_ts = ts;
         Ok(Ok(batch))
@@ -575,6 +580,35 @@ mod tests {
         assert_eq!(state.lookup(TxId(7)).map(|r| r.refunded), Some(40), "found in the index after apply");
         let mut group = state.group(1);
         assert!(matches!(group.submit(&refund, 3, 12), Ok(TxOutcome::Exists(_))), "found in the state");
+    }
+
+    #[test]
+    fn batches_opened_closed_and_reopened_in_one_group_apply_in_id_order() {
+        let mut state = State::default();
+        let mut group = state.group(4);
+        let sale = |id, client| Tx::sale(TxId(id), client, 100, usd());
+        assert!(matches!(group.submit(&sale(1, 1), 1, 10), Ok(TxOutcome::Committed(r)) if r.batch_id == 1));
+        assert!(matches!(group.submit(&sale(2, 2), 2, 11), Ok(TxOutcome::Committed(r)) if r.batch_id == 2));
+        assert!(matches!(group.close_batch(1, usd(), 3, 12), Ok(Ok(b)) if b.batch_id == 1 && b.closed_ns == 12));
+        assert_eq!(group.close_batch(1, usd(), 4, 13), Ok(Err(NothingToClose)));
+        assert!(matches!(group.submit(&sale(3, 1), 4, 13), Ok(TxOutcome::Committed(r)) if r.batch_id == 3));
+        assert_eq!(group.open_batch(1, usd()).map(|b| b.batch_id), Some(3));
+        state.apply(group.into_changes());
+        let ids: Vec<(u64, u64, u64)> = state.batches.iter().map(|b| (b.batch_id, b.client_id, b.closed_ns)).collect();
+        assert_eq!(ids, [(1, 1, 12), (2, 2, 0), (3, 1, 0)]);
+        assert_eq!(state.open_batch(1, usd()).map(|b| b.batch_id), Some(3));
+        let balance = state.balance(1, usd()).expect("client 1 has a balance");
+        assert_eq!((balance.net, balance.settled_net, balance.open_net), (200, 100, 100));
+
+        // A later group changes a batch the state already holds, in place.
+        let mut group = state.group(2);
+        assert!(matches!(group.submit(&sale(4, 2), 5, 14), Ok(TxOutcome::Committed(r)) if r.batch_id == 2));
+        assert!(matches!(group.close_batch(2, usd(), 6, 15), Ok(Ok(b)) if b.payment_total == 200));
+        state.apply(group.into_changes());
+        assert_eq!(state.batches.len(), 3);
+        assert_eq!(state.batch(2).map(|b| (b.payment_count, b.closed_ns)), Some((2, 15)));
+        assert_eq!(state.open_batch(2, usd()), None);
+        assert_eq!(state.balance(2, usd()).map(|b| b.settled_net), Some(200));
     }
 
     #[test]
