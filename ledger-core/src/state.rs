@@ -6,7 +6,8 @@
 //! Replay on open runs the very same code over the records of the log, so live
 //! validation and recovery cannot disagree.
 
-use hashbrown::{HashMap, HashTable};
+use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
+use std::hash::BuildHasher;
 
 use crate::currency::Currency;
 use crate::model::{Balance, BatchSummary, Kind, Reject, Tx, TxId, TxOutcome, TxRecord, TxState};
@@ -48,7 +49,10 @@ pub(crate) struct Changes {
     base_len: u32,
     /// Each account the group changed, as the group leaves it: one probe finds
     /// everything judging a transaction needs (its open batch and its balance).
-    accounts: HashMap<Account, AccountChange>,
+    /// Keyed by `account_hasher`'s hash of the account, which judging computes once and
+    /// commit reuses.
+    accounts: HashTable<(Account, AccountChange)>,
+    account_hasher: DefaultHashBuilder,
     /// Batches the group closed, as closed.
     closed: Vec<BatchSummary>,
     /// How many batches the group opened (their ids follow the state's last one).
@@ -104,6 +108,8 @@ struct Verdict {
 #[derive(Debug, Clone, Copy)]
 struct Counted {
     account: Account,
+    /// The account's hash in the overlay.
+    hash: u64,
     batch: BatchSummary,
     balance: Balance,
 }
@@ -211,7 +217,7 @@ impl State {
         let known = self.batches.len() as u64;
         // Every batch the group touched appears once: closed, or open in its account.
         let mut new_batches = Vec::with_capacity(usize::try_from(changes.opened).unwrap_or(0));
-        let touched = changes.closed.iter().chain(changes.accounts.values().filter_map(|a| a.open.as_ref()));
+        let touched = changes.closed.iter().chain(changes.accounts.iter().filter_map(|(_, a)| a.open.as_ref()));
         for batch in touched {
             if batch.batch_id <= known {
                 self.batches[batch_index(batch.batch_id)] = *batch;
@@ -286,11 +292,28 @@ impl Group<'_> {
     }
 
     /// The account as this group sees it: its open batch and its balance.
-    fn account(&self, account: Account) -> AccountChange {
-        self.changes.accounts.get(&account).copied().unwrap_or_else(|| AccountChange {
+    fn account_hash(&self, account: Account) -> u64 {
+        self.changes.account_hasher.hash_one(account)
+    }
+
+    /// The account as this group sees it; `hash` is its [`Group::account_hash`].
+    fn account(&self, account: Account, hash: u64) -> AccountChange {
+        let changed = self.changes.accounts.find(hash, |(a, _)| *a == account);
+        changed.map(|&(_, change)| change).unwrap_or_else(|| AccountChange {
             open: self.base.open.get(&account).map(|&id| self.base.batch(id).expect("an open batch exists")),
             balance: self.base.balances.get(&account).copied().unwrap_or_default(),
         })
+    }
+
+    /// Records the account as the group now leaves it; `hash` is its [`Group::account_hash`].
+    fn set_account(&mut self, account: Account, hash: u64, change: AccountChange) {
+        let Changes { accounts, account_hasher, .. } = &mut self.changes;
+        match accounts.find_mut(hash, |(a, _)| *a == account) {
+            Some((_, slot)) => *slot = change,
+            None => {
+                accounts.insert_unique(hash, (account, change), |(a, _)| account_hasher.hash_one(*a));
+            }
+        }
     }
 
     fn next_batch_id(&self) -> u64 {
@@ -299,7 +322,8 @@ impl Group<'_> {
 
     /// The open batch of an account as this group sees it.
     pub(crate) fn open_batch(&self, client_id: u64, currency: Currency) -> Option<BatchSummary> {
-        self.account((client_id, currency)).open
+        let account = (client_id, currency);
+        self.account(account, self.account_hash(account)).open
     }
 
     /// The commit time of a record committed now: `now_ns`, or just after the previous
@@ -401,11 +425,12 @@ impl Group<'_> {
         // rejection, never a wrap.
         let counted = if counts_in_batch(effect) {
             let account = (tx.client_id, currency);
-            let AccountChange { open, balance } = self.account(account);
+            let hash = self.account_hash(account);
+            let AccountChange { open, balance } = self.account(account, hash);
             let batch = open.unwrap_or_else(|| empty_batch(account)); // batch_id 0: commit opens one
             let batch = add_to_batch(batch, effect, tx.amount).ok_or(Reject::InvalidAmount)?;
             let balance = add_to_balance(balance, effect, tx.amount).ok_or(Reject::InvalidAmount)?;
-            Some(Counted { account, batch, balance })
+            Some(Counted { account, hash, batch, balance })
         } else {
             None
         };
@@ -418,7 +443,7 @@ impl Group<'_> {
         assert!(seq > self.changes.last_seq && ts > self.changes.last_ts, "seq and commit time must increase");
         let Verdict { effect, counted } = verdict;
         let mut batch_id = 0;
-        if let Some(Counted { account, mut batch, balance }) = counted {
+        if let Some(Counted { account, hash, mut batch, balance }) = counted {
             if batch.batch_id == 0 {
                 batch.batch_id = self.next_batch_id();
                 batch.first_seq = seq;
@@ -427,7 +452,7 @@ impl Group<'_> {
             }
             batch.last_seq = seq;
             batch_id = batch.batch_id;
-            self.changes.accounts.insert(account, AccountChange { open: Some(batch), balance });
+            self.set_account(account, hash, AccountChange { open: Some(batch), balance });
         }
         let applied =
             TxRecord { tx: *tx, seq, batch_id, timestamp_ns: ts, state: TxState::Applied, captured: 0, refunded: 0 };
@@ -470,7 +495,8 @@ impl Group<'_> {
         now_ns: u64,
     ) -> Result<Result<BatchSummary, NothingToClose>, ClockExhausted> {
         let account = (client_id, currency);
-        let AccountChange { open, mut balance } = self.account(account);
+        let hash = self.account_hash(account);
+        let AccountChange { open, mut balance } = self.account(account, hash);
         let Some(mut batch) = open else {
             return Ok(Err(NothingToClose));
         };
@@ -480,7 +506,7 @@ impl Group<'_> {
         self.changes.closed.push(batch);
         // settled + open = net, and net fits: this cannot overflow.
         balance.settled_net = balance.settled_net.checked_add(batch.net).expect("settled net fits: it is at most net");
-        self.changes.accounts.insert(account, AccountChange { open: None, balance });
+        self.set_account(account, hash, AccountChange { open: None, balance });
         self.changes.last_seq = seq;
         self.changes.last_ts = ts;
         Ok(Ok(batch))
