@@ -163,14 +163,9 @@ impl Records {
         self.index = index;
     }
 
-    /// Appends a new row; its id must not be held yet.
-    pub(crate) fn push(&mut self, row: Stored) -> u32 {
-        let hash = self.hash(row.id());
-        self.push_hashed(row, hash)
-    }
-
-    /// [`Records::push`] with the row id's [`Records::hash`] already computed; a wrong
-    /// hash would hide the row from lookups, so callers take it from this `Records`.
+    /// Appends a new row; its id must not be held yet. `hash` is this `Records`'
+    /// [`Records::hash`] of the row's id, computed once by the caller when it looked the
+    /// id up (a wrong hash would hide the row from lookups).
     pub(crate) fn push_hashed(&mut self, row: Stored, hash: u64) -> u32 {
         debug_assert_eq!(hash, self.hash(row.id()), "the hash is this index's hash of the row's id");
         let pos = u32::try_from(self.rows.len()).expect("fewer than 2^32 transactions in memory");
@@ -187,7 +182,8 @@ impl Records {
     /// Appends a committed record read from a snapshot, resolving its ref; refuses
     /// values no judged record has (the row keeps kind, flags and state in a byte).
     pub(crate) fn push_record(&mut self, record: &TxRecord) -> Result<u32, &'static str> {
-        if self.find(record.tx.id).is_some() {
+        let hash = self.hash(record.tx.id);
+        if self.find_hashed(record.tx.id, hash).is_some() {
             return Err("duplicate id");
         }
         if [record.tx.kind, record.tx.flags, record.state as u32].iter().any(|&v| u8::try_from(v).is_err()) {
@@ -195,7 +191,7 @@ impl Records {
         }
         let ref_pos =
             if record.tx.ref_id.is_none() { NO_REF } else { self.find(record.tx.ref_id).ok_or("ref not found")? };
-        Ok(self.push(Stored::pack(record, ref_pos)))
+        Ok(self.push_hashed(Stored::pack(record, ref_pos), hash))
     }
 
     /// The client's transactions with `seq > after_seq`, oldest first, at most `limit`.
