@@ -322,15 +322,44 @@ fn replay(log: &Log, mut state: State) -> Result<(State, u64, u64), OpenError> {
     state.records.reserve(usize::try_from(frames_after).unwrap_or(0));
     let mut cursor = log.reader().cursor(from).map_err(|e| OpenError::Replay { seq: from, detail: e.to_string() })?;
     let (mut transactions, mut closes) = (0u64, 0u64);
+    let mut read: Vec<(u64, Record)> = Vec::with_capacity(REPLAY_GROUP_RECORDS);
     loop {
-        let mut group = state.group(REPLAY_GROUP_RECORDS);
-        let mut records = 0;
-        while records < REPLAY_GROUP_RECORDS {
+        // A group's records are read and decoded first. A frame that cannot be read or
+        // decoded ends the group and its error is returned after the records before it
+        // are judged, so errors come in log order, as when records were read one by one.
+        read.clear();
+        let mut unreadable = None;
+        while read.len() < REPLAY_GROUP_RECORDS {
             let Some(frame) = cursor.next() else { break };
-            let frame = frame.map_err(|e| OpenError::Replay { seq: 0, detail: e.to_string() })?;
-            let seq = frame.seq;
+            let record = frame.map_err(|e| OpenError::Replay { seq: 0, detail: e.to_string() }).and_then(|frame| {
+                let seq = frame.seq;
+                codec::decode(frame.kind, frame.payload)
+                    .map(|r| (seq, r))
+                    .map_err(|source| OpenError::Decode { seq, source })
+            });
+            match record {
+                Ok(record) => read.push(record),
+                Err(e) => {
+                    unreadable = Some(e);
+                    break;
+                }
+            }
+        }
+        // Look every id up once before judging: these lookups do not depend on each
+        // other, so the CPU overlaps their cache misses (judging one record at a time
+        // takes them one after another), and judging then finds the index lines cached.
+        // A warm-up only: judging below looks each id up again, as a live submit does.
+        // Measured: replay of 2 M records 1.21 -> 1.10 s (9 pairs of runs).
+        for (_, record) in &read {
+            if let Record::Tx { tx, .. } = record {
+                std::hint::black_box(state.records.find(tx.id));
+            }
+        }
+        let records = read.len();
+        let mut group = state.group(records);
+        for &(seq, record) in &read {
             let mismatch = |detail: String| OpenError::Replay { seq, detail };
-            match codec::decode(frame.kind, frame.payload).map_err(|source| OpenError::Decode { seq, source })? {
+            match record {
                 Record::Tx { tx, timestamp_ns, batch_id } => {
                     match group.submit(&tx, seq, timestamp_ns) {
                         Ok(TxOutcome::Committed(r)) if r.timestamp_ns == timestamp_ns && r.batch_id == batch_id => {}
@@ -350,7 +379,9 @@ fn replay(log: &Log, mut state: State) -> Result<(State, u64, u64), OpenError> {
                     closes += 1;
                 }
             }
-            records += 1;
+        }
+        if let Some(e) = unreadable {
+            return Err(e);
         }
         let changes = group.into_changes();
         state.apply(changes);

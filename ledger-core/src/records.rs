@@ -111,8 +111,14 @@ impl Records {
 
     /// Position of the transaction with this id.
     pub(crate) fn find(&self, id: TxId) -> Option<u32> {
+        self.find_hashed(id, self.hash(id))
+    }
+
+    /// [`Records::find`] with the id's [`Records::hash`] already computed (the judging
+    /// code hashes an id once for its own overlay, this index and [`Records::push_hashed`]).
+    pub(crate) fn find_hashed(&self, id: TxId, hash: u64) -> Option<u32> {
         let packed = [id.lo(), id.hi()];
-        self.index.find(self.hash(id), |&p| self.rows[p as usize].id == packed).copied()
+        self.index.find(hash, |&p| self.rows[p as usize].id == packed).copied()
     }
 
     pub(crate) fn row(&self, pos: u32) -> Stored {
@@ -157,14 +163,17 @@ impl Records {
         self.index = index;
     }
 
-    /// Appends a new row; its id must not be held yet.
-    pub(crate) fn push(&mut self, row: Stored) -> u32 {
+    /// Appends a new row; its id must not be held yet. `hash` is this `Records`'
+    /// [`Records::hash`] of the row's id, computed once by the caller when it looked the
+    /// id up (a wrong hash would hide the row from lookups).
+    pub(crate) fn push_hashed(&mut self, row: Stored, hash: u64) -> u32 {
+        debug_assert_eq!(hash, self.hash(row.id()), "the hash is this index's hash of the row's id");
         let pos = u32::try_from(self.rows.len()).expect("fewer than 2^32 transactions in memory");
         if self.index.len() == self.index.capacity() {
             self.rebuild_index((self.index.capacity() * 2).max(1024));
         }
         let Records { rows, index, hasher, by_client } = self;
-        index.insert_unique(hasher.hash_one(row.id()), pos, |&p| hasher.hash_one(rows[p as usize].id()));
+        index.insert_unique(hash, pos, |&p| hasher.hash_one(rows[p as usize].id()));
         by_client.entry(row.client_id).or_default().push(pos);
         rows.push(row);
         pos
@@ -173,7 +182,8 @@ impl Records {
     /// Appends a committed record read from a snapshot, resolving its ref; refuses
     /// values no judged record has (the row keeps kind, flags and state in a byte).
     pub(crate) fn push_record(&mut self, record: &TxRecord) -> Result<u32, &'static str> {
-        if self.find(record.tx.id).is_some() {
+        let hash = self.hash(record.tx.id);
+        if self.find_hashed(record.tx.id, hash).is_some() {
             return Err("duplicate id");
         }
         if [record.tx.kind, record.tx.flags, record.state as u32].iter().any(|&v| u8::try_from(v).is_err()) {
@@ -181,7 +191,7 @@ impl Records {
         }
         let ref_pos =
             if record.tx.ref_id.is_none() { NO_REF } else { self.find(record.tx.ref_id).ok_or("ref not found")? };
-        Ok(self.push(Stored::pack(record, ref_pos)))
+        Ok(self.push_hashed(Stored::pack(record, ref_pos), hash))
     }
 
     /// The client's transactions with `seq > after_seq`, oldest first, at most `limit`.

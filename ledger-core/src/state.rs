@@ -6,7 +6,8 @@
 //! Replay on open runs the very same code over the records of the log, so live
 //! validation and recovery cannot disagree.
 
-use hashbrown::HashMap;
+use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
+use std::hash::BuildHasher;
 
 use crate::currency::Currency;
 use crate::model::{Balance, BatchSummary, Kind, Reject, Tx, TxId, TxOutcome, TxRecord, TxState};
@@ -38,16 +39,34 @@ pub(crate) struct State {
 pub(crate) struct Changes {
     /// New transactions, at positions `base_len..` in order.
     new: Vec<Stored>,
-    /// Id -> position of the new transactions, for lookups within the group.
-    new_index: HashMap<TxId, u32>,
+    /// The hash of each new transaction's id under the state's index hasher: computed
+    /// once when it is judged, used by `new_index` and again when it is applied.
+    new_hashes: Vec<u64>,
+    /// Positions of the new transactions, by `new_hashes`, for lookups within the group.
+    new_index: HashTable<u32>,
     /// Committed rows the group changed (payments captured, voided, refunded).
     modified: HashMap<u32, Stored>,
     base_len: u32,
-    batches: HashMap<u64, BatchSummary>,
-    open: HashMap<Account, Option<u64>>,
-    balances: HashMap<Account, Balance>,
+    /// Each account the group changed, as the group leaves it: one probe finds
+    /// everything judging a transaction needs (its open batch and its balance).
+    /// Keyed by `account_hasher`'s hash of the account, which judging computes once and
+    /// commit reuses.
+    accounts: HashTable<(Account, AccountChange)>,
+    account_hasher: DefaultHashBuilder,
+    /// Batches the group closed, as closed.
+    closed: Vec<BatchSummary>,
+    /// How many batches the group opened (their ids follow the state's last one).
+    opened: u64,
     last_seq: u64,
     last_ts: u64,
+}
+
+/// One account as a group leaves it.
+#[derive(Debug, Clone, Copy)]
+struct AccountChange {
+    /// The open batch with what the group counted in it; `None` when there is none.
+    open: Option<BatchSummary>,
+    balance: Balance,
 }
 
 /// A group being judged: the committed state plus this group's changes.
@@ -75,6 +94,26 @@ enum Effect {
     Adjust,
 }
 
+/// An accepted transaction, judged: how it moves money and, when it counts in a batch,
+/// its account's batch and balance with it counted (computed once, while judging that
+/// the sums fit, and stored as they are by [`Group::commit`]).
+#[derive(Debug, Clone, Copy)]
+struct Verdict {
+    effect: Effect,
+    counted: Option<Counted>,
+}
+
+/// An account's sums with one more transaction counted. `batch.batch_id` is 0 when the
+/// account has no open batch: committing opens one.
+#[derive(Debug, Clone, Copy)]
+struct Counted {
+    account: Account,
+    /// The account's hash in the overlay.
+    hash: u64,
+    batch: BatchSummary,
+    balance: Balance,
+}
+
 /// The batch close found nothing to close.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct NothingToClose;
@@ -95,7 +134,8 @@ impl State {
             changes: Changes {
                 base_len,
                 new: Vec::with_capacity(commands),
-                new_index: HashMap::with_capacity(commands),
+                new_hashes: Vec::with_capacity(commands),
+                new_index: HashTable::with_capacity(commands),
                 last_seq: self.last_seq,
                 last_ts: self.last_ts,
                 ..Changes::default()
@@ -167,28 +207,38 @@ impl State {
         for (pos, row) in changes.modified {
             self.records.set(pos, row);
         }
-        for row in changes.new {
-            self.records.push(row);
+        if let (Some(row), Some(&hash)) = (changes.new.first(), changes.new_hashes.first()) {
+            // The hashes were computed with the hasher of the state judged on; this is it.
+            assert_eq!(hash, self.records.hash(row.id()), "a group applies to the state it was judged on");
+        }
+        for (row, hash) in changes.new.into_iter().zip(changes.new_hashes) {
+            self.records.push_hashed(row, hash);
         }
         let known = self.batches.len() as u64;
-        let mut new_batches: Vec<BatchSummary> =
-            changes.batches.values().filter(|b| b.batch_id > known).copied().collect();
-        new_batches.sort_by_key(|b| b.batch_id);
-        for batch in changes.batches.values().filter(|b| b.batch_id <= known) {
-            self.batches[batch_index(batch.batch_id)] = *batch;
+        // Every batch the group touched appears once: closed, or open in its account.
+        let mut new_batches = Vec::with_capacity(usize::try_from(changes.opened).unwrap_or(0));
+        let touched = changes.closed.iter().chain(changes.accounts.iter().filter_map(|(_, a)| a.open.as_ref()));
+        for batch in touched {
+            if batch.batch_id <= known {
+                self.batches[batch_index(batch.batch_id)] = *batch;
+            } else {
+                new_batches.push(*batch);
+            }
         }
+        assert_eq!(new_batches.len() as u64, changes.opened, "every batch the group opened is applied");
+        new_batches.sort_unstable_by_key(|b| b.batch_id);
         for batch in new_batches {
             assert_eq!(batch.batch_id, self.batches.len() as u64 + 1, "batch ids are dense");
             self.batches.push(batch);
             self.client_batches.entry(batch.client_id).or_default().push(batch.batch_id);
         }
-        for (account, open) in changes.open {
-            match open {
-                Some(id) => self.open.insert(account, id),
+        for (account, change) in changes.accounts {
+            match change.open {
+                Some(batch) => self.open.insert(account, batch.batch_id),
                 None => self.open.remove(&account),
             };
+            self.balances.insert(account, change.balance);
         }
-        self.balances.extend(changes.balances);
         assert!(changes.last_seq >= self.last_seq && changes.last_ts >= self.last_ts);
         self.last_seq = changes.last_seq;
         self.last_ts = changes.last_ts;
@@ -224,38 +274,56 @@ impl Group<'_> {
         row.unpack(ref_id)
     }
 
-    fn find(&self, id: TxId) -> Option<u32> {
-        self.changes.new_index.get(&id).copied().or_else(|| self.base.records.find(id))
+    /// Position of the transaction with this id; `hash` is the state's hash of it.
+    fn find(&self, id: TxId, hash: u64) -> Option<u32> {
+        let Changes { new, new_index, base_len, .. } = &self.changes;
+        new_index
+            .find(hash, |&p| new[(p - base_len) as usize].id() == id)
+            .copied()
+            .or_else(|| self.base.records.find_hashed(id, hash))
     }
 
     fn tx(&self, id: TxId) -> Option<Payment> {
-        self.find(id).map(|pos| Payment { pos, record: self.record(pos) })
+        self.tx_hashed(id, self.base.records.hash(id))
     }
 
-    fn batch(&self, batch_id: u64) -> Option<BatchSummary> {
-        self.changes.batches.get(&batch_id).copied().or_else(|| self.base.batch(batch_id))
+    fn tx_hashed(&self, id: TxId, hash: u64) -> Option<Payment> {
+        self.find(id, hash).map(|pos| Payment { pos, record: self.record(pos) })
     }
 
-    fn open_batch_id(&self, account: Account) -> Option<u64> {
-        match self.changes.open.get(&account) {
-            Some(open) => *open,
-            None => self.base.open.get(&account).copied(),
+    /// The account as this group sees it: its open batch and its balance.
+    fn account_hash(&self, account: Account) -> u64 {
+        self.changes.account_hasher.hash_one(account)
+    }
+
+    /// The account as this group sees it; `hash` is its [`Group::account_hash`].
+    fn account(&self, account: Account, hash: u64) -> AccountChange {
+        let changed = self.changes.accounts.find(hash, |(a, _)| *a == account);
+        changed.map(|&(_, change)| change).unwrap_or_else(|| AccountChange {
+            open: self.base.open.get(&account).map(|&id| self.base.batch(id).expect("an open batch exists")),
+            balance: self.base.balances.get(&account).copied().unwrap_or_default(),
+        })
+    }
+
+    /// Records the account as the group now leaves it; `hash` is its [`Group::account_hash`].
+    fn set_account(&mut self, account: Account, hash: u64, change: AccountChange) {
+        let Changes { accounts, account_hasher, .. } = &mut self.changes;
+        match accounts.find_mut(hash, |(a, _)| *a == account) {
+            Some((_, slot)) => *slot = change,
+            None => {
+                accounts.insert_unique(hash, (account, change), |(a, _)| account_hasher.hash_one(*a));
+            }
         }
     }
 
     fn next_batch_id(&self) -> u64 {
-        let known = self.base.batches.len() as u64;
-        let new = self.changes.batches.keys().filter(|&&id| id > known).count() as u64;
-        known + new + 1
+        self.base.batches.len() as u64 + self.changes.opened + 1
     }
 
-    fn balance(&self, account: Account) -> Balance {
-        self.changes.balances.get(&account).or_else(|| self.base.balances.get(&account)).copied().unwrap_or_default()
-    }
-
-    /// The open batch of an account with `summary` as it stood, and whether it is new.
+    /// The open batch of an account as this group sees it.
     pub(crate) fn open_batch(&self, client_id: u64, currency: Currency) -> Option<BatchSummary> {
-        self.open_batch_id((client_id, currency)).and_then(|id| self.batch(id))
+        let account = (client_id, currency);
+        self.account(account, self.account_hash(account)).open
     }
 
     /// The commit time of a record committed now: `now_ns`, or just after the previous
@@ -270,7 +338,8 @@ impl Group<'_> {
         if tx.id.is_none() || tx.client_id == 0 {
             return Ok(TxOutcome::Rejected(Reject::InvalidKind));
         }
-        if let Some(Payment { record: existing, .. }) = self.tx(tx.id) {
+        let hash = self.base.records.hash(tx.id);
+        if let Some(Payment { record: existing, .. }) = self.tx_hashed(tx.id, hash) {
             return Ok(if existing.tx == *tx {
                 TxOutcome::Exists(existing)
             } else {
@@ -278,15 +347,15 @@ impl Group<'_> {
             });
         }
         Ok(match self.judge(tx) {
-            Ok((currency, effect)) => {
+            Ok(verdict) => {
                 let ts = self.next_timestamp(now_ns)?;
-                TxOutcome::Committed(self.commit(tx, currency, effect, seq, ts))
+                TxOutcome::Committed(self.commit(tx, hash, verdict, seq, ts))
             }
             Err(reject) => TxOutcome::Rejected(reject),
         })
     }
 
-    fn judge(&self, tx: &Tx) -> Result<(Currency, Effect), Reject> {
+    fn judge(&self, tx: &Tx) -> Result<Verdict, Reject> {
         let kind = tx.kind().ok_or(Reject::InvalidKind)?;
         let auth_only = tx.flags & Tx::AUTH_ONLY != 0;
         if tx.flags & !Tx::KNOWN_FLAGS != 0 || (auth_only && kind != Kind::Payment) {
@@ -354,35 +423,36 @@ impl Group<'_> {
         };
         // Every sum the transaction changes must stay inside i64: overflow is a
         // rejection, never a wrap.
-        if counts_in_batch(effect) {
+        let counted = if counts_in_batch(effect) {
             let account = (tx.client_id, currency);
-            let batch =
-                self.open_batch_id(account).and_then(|id| self.batch(id)).unwrap_or_else(|| empty_batch(account));
-            add_to_batch(batch, effect, tx.amount).ok_or(Reject::InvalidAmount)?;
-            add_to_balance(self.balance(account), effect, tx.amount).ok_or(Reject::InvalidAmount)?;
-        }
-        Ok((currency, effect))
+            let hash = self.account_hash(account);
+            let AccountChange { open, balance } = self.account(account, hash);
+            let batch = open.unwrap_or_else(|| empty_batch(account)); // batch_id 0: commit opens one
+            let batch = add_to_batch(batch, effect, tx.amount).ok_or(Reject::InvalidAmount)?;
+            let balance = add_to_balance(balance, effect, tx.amount).ok_or(Reject::InvalidAmount)?;
+            Some(Counted { account, hash, batch, balance })
+        } else {
+            None
+        };
+        Ok(Verdict { effect, counted })
     }
 
-    fn commit(&mut self, tx: &Tx, currency: Currency, effect: Effect, seq: u64, ts: u64) -> TxRecord {
+    /// Records a judged transaction. The sums judging computed are stored as they are,
+    /// so the account's overlay entries are looked up once per transaction, not twice.
+    fn commit(&mut self, tx: &Tx, hash: u64, verdict: Verdict, seq: u64, ts: u64) -> TxRecord {
         assert!(seq > self.changes.last_seq && ts > self.changes.last_ts, "seq and commit time must increase");
-        let account = (tx.client_id, currency);
+        let Verdict { effect, counted } = verdict;
         let mut batch_id = 0;
-        if counts_in_batch(effect) {
-            let batch = match self.open_batch_id(account) {
-                Some(id) => self.batch(id).expect("an open batch exists"),
-                None => {
-                    let id = self.next_batch_id();
-                    self.changes.open.insert(account, Some(id));
-                    BatchSummary { batch_id: id, first_seq: seq, opened_ns: ts, ..empty_batch(account) }
-                }
-            };
-            let mut batch = add_to_batch(batch, effect, tx.amount).expect("judged: sums fit");
+        if let Some(Counted { account, hash, mut batch, balance }) = counted {
+            if batch.batch_id == 0 {
+                batch.batch_id = self.next_batch_id();
+                batch.first_seq = seq;
+                batch.opened_ns = ts;
+                self.changes.opened += 1;
+            }
             batch.last_seq = seq;
             batch_id = batch.batch_id;
-            self.changes.batches.insert(batch_id, batch);
-            let balance = add_to_balance(self.balance(account), effect, tx.amount).expect("judged: sums fit");
-            self.changes.balances.insert(account, balance);
+            self.set_account(account, hash, AccountChange { open: Some(batch), balance });
         }
         let applied =
             TxRecord { tx: *tx, seq, batch_id, timestamp_ns: ts, state: TxState::Applied, captured: 0, refunded: 0 };
@@ -407,8 +477,10 @@ impl Group<'_> {
             }
         };
         let pos = self.changes.base_len + u32::try_from(self.changes.new.len()).expect("a group holds < 2^32 records");
-        self.changes.new.push(Stored::pack(&record, ref_pos));
-        self.changes.new_index.insert(tx.id, pos);
+        let Changes { new, new_hashes, new_index, base_len, .. } = &mut self.changes;
+        new.push(Stored::pack(&record, ref_pos));
+        new_hashes.push(hash);
+        new_index.insert_unique(hash, pos, |&p| new_hashes[(p - *base_len) as usize]);
         self.changes.last_seq = seq;
         self.changes.last_ts = ts;
         record
@@ -423,18 +495,18 @@ impl Group<'_> {
         now_ns: u64,
     ) -> Result<Result<BatchSummary, NothingToClose>, ClockExhausted> {
         let account = (client_id, currency);
-        let Some(mut batch) = self.open_batch_id(account).and_then(|id| self.batch(id)) else {
+        let hash = self.account_hash(account);
+        let AccountChange { open, mut balance } = self.account(account, hash);
+        let Some(mut batch) = open else {
             return Ok(Err(NothingToClose));
         };
         assert!(seq > self.changes.last_seq, "seq must increase");
         let ts = self.next_timestamp(now_ns)?;
         batch.closed_ns = ts;
-        self.changes.batches.insert(batch.batch_id, batch);
-        self.changes.open.insert(account, None);
-        let mut balance = self.balance(account);
+        self.changes.closed.push(batch);
         // settled + open = net, and net fits: this cannot overflow.
         balance.settled_net = balance.settled_net.checked_add(batch.net).expect("settled net fits: it is at most net");
-        self.changes.balances.insert(account, balance);
+        self.set_account(account, hash, AccountChange { open: None, balance });
         self.changes.last_seq = seq;
         self.changes.last_ts = ts;
         Ok(Ok(batch))
@@ -510,4 +582,69 @@ fn add_to_balance(mut b: Balance, effect: Effect, amount: i64) -> Option<Balance
         Effect::Authorize | Effect::Void(_) => {}
     }
     Some(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn usd() -> Currency {
+        Currency::from_code("USD").expect("USD")
+    }
+
+    #[test]
+    fn ids_judged_in_a_group_are_found_in_it_and_after_apply() {
+        let mut state = State::default();
+        let mut group = state.group(2);
+        let sale = Tx::sale(TxId(7), 1, 100, usd());
+        assert!(matches!(group.submit(&sale, 1, 10), Ok(TxOutcome::Committed(_))));
+        assert!(matches!(group.submit(&sale, 2, 11), Ok(TxOutcome::Exists(_))), "found in the overlay");
+        let refund = Tx::refund(TxId(8), TxId(7), 1, 40, usd());
+        assert!(matches!(group.submit(&refund, 2, 11), Ok(TxOutcome::Committed(_))));
+        let changes = group.into_changes();
+        state.apply(changes);
+        assert_eq!(state.lookup(TxId(7)).map(|r| r.refunded), Some(40), "found in the index after apply");
+        let mut group = state.group(1);
+        assert!(matches!(group.submit(&refund, 3, 12), Ok(TxOutcome::Exists(_))), "found in the state");
+    }
+
+    #[test]
+    fn batches_opened_closed_and_reopened_in_one_group_apply_in_id_order() {
+        let mut state = State::default();
+        let mut group = state.group(4);
+        let sale = |id, client| Tx::sale(TxId(id), client, 100, usd());
+        assert!(matches!(group.submit(&sale(1, 1), 1, 10), Ok(TxOutcome::Committed(r)) if r.batch_id == 1));
+        assert!(matches!(group.submit(&sale(2, 2), 2, 11), Ok(TxOutcome::Committed(r)) if r.batch_id == 2));
+        assert!(matches!(group.close_batch(1, usd(), 3, 12), Ok(Ok(b)) if b.batch_id == 1 && b.closed_ns == 12));
+        assert_eq!(group.close_batch(1, usd(), 4, 13), Ok(Err(NothingToClose)));
+        assert!(matches!(group.submit(&sale(3, 1), 4, 13), Ok(TxOutcome::Committed(r)) if r.batch_id == 3));
+        assert_eq!(group.open_batch(1, usd()).map(|b| b.batch_id), Some(3));
+        state.apply(group.into_changes());
+        let ids: Vec<(u64, u64, u64)> = state.batches.iter().map(|b| (b.batch_id, b.client_id, b.closed_ns)).collect();
+        assert_eq!(ids, [(1, 1, 12), (2, 2, 0), (3, 1, 0)]);
+        assert_eq!(state.open_batch(1, usd()).map(|b| b.batch_id), Some(3));
+        let balance = state.balance(1, usd()).expect("client 1 has a balance");
+        assert_eq!((balance.net, balance.settled_net, balance.open_net), (200, 100, 100));
+
+        // A later group changes a batch the state already holds, in place.
+        let mut group = state.group(2);
+        assert!(matches!(group.submit(&sale(4, 2), 5, 14), Ok(TxOutcome::Committed(r)) if r.batch_id == 2));
+        assert!(matches!(group.close_batch(2, usd(), 6, 15), Ok(Ok(b)) if b.payment_total == 200));
+        state.apply(group.into_changes());
+        assert_eq!(state.batches.len(), 3);
+        assert_eq!(state.batch(2).map(|b| (b.payment_count, b.closed_ns)), Some((2, 15)));
+        assert_eq!(state.open_batch(2, usd()), None);
+        assert_eq!(state.balance(2, usd()).map(|b| b.settled_net), Some(200));
+    }
+
+    #[test]
+    #[should_panic(expected = "a group applies to the state it was judged on")]
+    fn a_group_applies_only_to_the_state_it_was_judged_on() {
+        // Same length, different index hasher: the ids' carried hashes would not find them.
+        let judged_on = State::default();
+        let mut other = State::default();
+        let mut group = judged_on.group(1);
+        assert!(matches!(group.submit(&Tx::sale(TxId(1), 1, 100, usd()), 1, 10), Ok(TxOutcome::Committed(_))));
+        other.apply(group.into_changes());
+    }
 }
