@@ -27,6 +27,9 @@
 //! cheap. Which calls a seed's faults hit also depends on thread timing.
 #![allow(clippy::unwrap_used, clippy::cast_possible_truncation)] // tests: small values
 
+mod common;
+
+use common::rng::Rng;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
@@ -65,24 +68,6 @@ fn options() -> LedgerOptions {
 
 fn currencies() -> [Currency; 2] {
     [Currency::from_code("USD").unwrap(), Currency::from_code("EUR").unwrap()]
-}
-
-/// splitmix64.
-#[derive(Debug, Clone)]
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
 }
 
 fn seed() -> u64 {

@@ -40,6 +40,9 @@
 // A test fails by panicking: unwrap is the point; amounts and counts are small.
 #![allow(clippy::unwrap_used, clippy::cast_possible_truncation)]
 
+mod common;
+
+use common::rng::{Rng, mix};
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::ExitStatusExt;
@@ -97,32 +100,6 @@ fn check_options() -> LedgerOptions {
 
 fn currencies() -> [Currency; 2] {
     [Currency::from_code("EUR").unwrap(), Currency::from_code("USD").unwrap()]
-}
-
-/// splitmix64: a tiny deterministic generator.
-#[derive(Debug, Clone)]
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        mix(self.0)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    /// Uniform enough in `[lo, hi]`.
-    fn range(&mut self, lo: i64, hi: i64) -> i64 {
-        lo + self.below((hi - lo + 1) as u64) as i64
-    }
-}
-
-fn mix(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -191,17 +168,19 @@ impl Stream {
             (45..60, Some(p)) => {
                 // A capture; one in ten above the authorization (rejected).
                 let over = self.rng.below(10) == 0;
-                let amount = if over { p.amount + 1 } else { self.rng.range(1, p.amount) };
+                let amount = if over { p.amount + 1 } else { self.rng.range_i64(1, p.amount) };
                 Tx::capture(id, p.id, p.client, amount, p.currency)
             }
             (60..65, Some(p)) => Tx::void(id, p.id, p.client, p.currency),
-            (65..90, Some(p)) => Tx::refund(id, p.id, p.client, self.rng.range(1, (p.amount / 3).max(1)), p.currency),
+            (65..90, Some(p)) => {
+                Tx::refund(id, p.id, p.client, self.rng.range_i64(1, (p.amount / 3).max(1)), p.currency)
+            }
             (90.., _) => {
-                let amount = self.rng.range(1, 5_000);
+                let amount = self.rng.range_i64(1, 5_000);
                 Tx::adjustment(id, client, if self.rng.below(2) == 0 { amount } else { -amount }, currency)
             }
             (r, _) => {
-                let amount = self.rng.range(1, 100_000);
+                let amount = self.rng.range_i64(1, 100_000);
                 let tx = if r % 3 == 0 {
                     Tx::authorization(id, client, amount, currency)
                 } else {

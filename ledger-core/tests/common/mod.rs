@@ -2,6 +2,7 @@
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used)] // each test file uses a subset
 
 pub mod model;
+pub mod rng;
 
 use ledger_core::{Currency, Ledger, LedgerOptions, Reject, TxOutcome, TxRecord};
 

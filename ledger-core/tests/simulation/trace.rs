@@ -6,33 +6,7 @@ use crate::TRACE_TAIL_LINES;
 
 // ----- the seeded generator ------------------------------------------------------
 
-/// SplitMix64, written out here so that a seed replays the same run whatever version
-/// of a random-number crate the lock file holds.
-pub(crate) struct Rng(pub(crate) u64);
-
-impl Rng {
-    pub(crate) fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n` (0 when `n` is 0).
-    pub(crate) fn below(&mut self, n: u64) -> u64 {
-        if n == 0 { 0 } else { self.next() % n }
-    }
-
-    /// Uniform in `lo..=hi`.
-    pub(crate) fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.below(hi - lo + 1)
-    }
-
-    pub(crate) fn percent(&mut self, p: u64) -> bool {
-        self.below(100) < p
-    }
-}
+pub(crate) use crate::common::rng::Rng;
 
 // ----- the trace -----------------------------------------------------------------
 
