@@ -284,6 +284,11 @@ impl Sequencer {
     /// records to the log, without committing them: the replies, the overlay to apply
     /// once the group is durable, and the first append error (which ends the group).
     fn judge(&mut self, committed: &State, requests: &[Request]) -> (Vec<Reply>, Changes, Option<String>) {
+        let txs = requests.iter().flat_map(|r| match r {
+            Request::Submit { txs, .. } => txs.as_slice(),
+            _ => &[],
+        });
+        committed.records.warm(txs.map(|tx| tx.id));
         let mut group = committed.group(requests.iter().map(Request::commands).sum());
         let now = self.clock.now_ns();
         let mut replies = Vec::with_capacity(requests.len());
