@@ -33,6 +33,21 @@ fn agent() -> ureq::Agent {
 }
 
 /// A client with a client_admin user (signed in) and an API key.
+/// Signs the admin in as a browser does (`POST /v1/auth/session`): the whole
+/// `Set-Cookie` header and the body (`csrf_token`, `expires_at`).
+fn browser_sign_in(svc: &Service) -> (String, Value) {
+    let body = json!({ "email": ADMIN_EMAIL, "password": ADMIN_PASSWORD }).to_string();
+    let mut response = agent()
+        .post(&format!("{}/v1/auth/session", svc.base))
+        .header("Content-Type", "application/json")
+        .send(&body)
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let set_cookie = response.headers().get("set-cookie").unwrap().to_str().unwrap().to_string();
+    let session = serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
+    (set_cookie, session)
+}
+
 fn tenant(svc: &Service, admin: &str, name: &str) -> (i64, String, String) {
     let (client, key) = svc.client_with_key(admin, name);
     let email = format!("ca@{name}.test");
@@ -98,17 +113,9 @@ fn session_tokens_expire() {
     let expires_at = login["expires_at"].as_u64().unwrap();
     assert!((before + LIFE_SECS..=now() + LIFE_SECS).contains(&expires_at), "{expires_at}");
 
-    let body = json!({ "email": ADMIN_EMAIL, "password": ADMIN_PASSWORD }).to_string();
-    let mut response = agent()
-        .post(&format!("{}/v1/auth/session", svc.base))
-        .header("Content-Type", "application/json")
-        .send(&body)
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 200);
-    let set_cookie = response.headers().get("set-cookie").unwrap().to_str().unwrap().to_string();
+    let (set_cookie, _) = browser_sign_in(&svc);
     assert!(set_cookie.contains(&format!("Max-Age={LIFE_SECS}")), "{set_cookie}");
     let cookie = set_cookie.split(';').next().unwrap().to_string();
-    let _ = response.body_mut().read_to_string();
     let with_cookie = || {
         let mut r = agent().get(&format!("{}/v1/auth/session", svc.base)).header("Cookie", &cookie).call().unwrap();
         let status = r.status().as_u16();
@@ -307,15 +314,8 @@ fn no_secret_appears_in_the_logs_at_trace_level() {
     secrets.push(("session token after a recovery code".into(), reply["token"].as_str().unwrap().to_string()));
 
     // A browser session: the cookie and its CSRF token, used for a change.
-    let body = json!({ "email": ADMIN_EMAIL, "password": ADMIN_PASSWORD }).to_string();
-    let mut response = agent()
-        .post(&format!("{}/v1/auth/session", svc.base))
-        .header("Content-Type", "application/json")
-        .send(&body)
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 200);
-    let cookie = response.headers().get("set-cookie").unwrap().to_str().unwrap().split(';').next().unwrap().to_string();
-    let session: Value = serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
+    let (set_cookie, session) = browser_sign_in(&svc);
+    let cookie = set_cookie.split(';').next().unwrap().to_string();
     let csrf = session["csrf_token"].as_str().unwrap().to_string();
     secrets.push(("cookie session token".into(), cookie.split_once('=').unwrap().1.to_string()));
     secrets.push(("CSRF token".into(), csrf.clone()));
