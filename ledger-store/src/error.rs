@@ -182,6 +182,10 @@ pub enum CommitError {
     /// An earlier sync failed; the log refuses writes until it is reopened.
     #[error("the log failed earlier and refuses writes until reopened")]
     Failed,
+    /// The thread that checksums frames stopped before sealing the whole group (it
+    /// panicked): the group is not committed and the log refuses writes.
+    #[error("the frame sealing thread stopped before the group was sealed")]
+    SealingStopped,
 }
 
 /// Why a read failed.

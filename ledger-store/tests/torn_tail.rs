@@ -5,8 +5,10 @@
 mod common;
 
 use std::fs::{self, OpenOptions};
+use std::sync::Arc;
 
-use ledger_store::{Durability, Log, LogOptions};
+use ledger_store::fault::{Fault, SimulatedDisk};
+use ledger_store::{Durability, Log, LogOptions, Storage, StorageOp};
 
 const FRAMES: u64 = 12;
 
@@ -110,14 +112,19 @@ fn a_group_torn_across_a_roll_over_is_cut_in_both_segments() {
         end += ledger_store::format::frame_bytes(common::payload(seq).len());
     };
     let dir = tempfile::tempdir().unwrap();
-    let mut log = Log::open(dir.path(), options).unwrap();
+    let disk = Arc::new(SimulatedDisk::attach(dir.path()).unwrap());
+    let mut log = Log::open_with(dir.path(), options, Storage::with_injector(Arc::clone(&disk) as _)).unwrap();
     for seq in 1..=acked {
         log.append(1, &common::payload(seq)).unwrap();
         log.commit().unwrap();
     }
     for seq in acked + 1..=acked + 6 {
-        log.append(1, &common::payload(seq)).unwrap(); // the group, never committed
+        log.append(1, &common::payload(seq)).unwrap();
     }
+    // The group's commit seals its frames, then its sync fails: written whole, never
+    // acknowledged (as a crash during the sync would leave it).
+    disk.fail_nth(StorageOp::SyncRange, disk.calls(StorageOp::SyncRange) + 1, Fault::Eio);
+    assert!(log.commit().is_err());
     drop(log);
     let files = common::segment_files(dir.path());
     assert_eq!(files.len(), 2);

@@ -3,5 +3,6 @@
 pub(crate) mod frame;
 pub(crate) mod reader;
 pub(crate) mod recovery;
+pub(crate) mod seal;
 pub(crate) mod segment;
 pub(crate) mod writer;

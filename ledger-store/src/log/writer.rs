@@ -9,6 +9,7 @@ use crate::error::{AppendError, CommitError, IoFailure, OpenError, RetentionErro
 use crate::log::frame::{FLAG_GROUP_END, FRAME_HEADER_BYTES, FrameHeader, PAYLOAD_BYTES_MAX, frame_bytes};
 use crate::log::reader::{LogReader, Shared};
 use crate::log::recovery::{self, SegmentImage};
+use crate::log::seal::{self, CHUNK_BYTES, Sealer};
 use crate::log::segment::{self, RollFailure, SEGMENT_HEADER_BYTES, Segment, Spare};
 use crate::options::{Durability, LogOptions};
 use crate::snapshot::{self, Snapshot, SnapshotError, SnapshotInfo};
@@ -111,6 +112,14 @@ pub struct Log {
     /// Offset and header of the last frame appended since the last commit, in the
     /// active segment: the commit marks it as the group's end.
     last_frame: Option<(usize, FrameHeader)>,
+    /// Frames of the active segment from here to `write_end` are appended but not yet
+    /// sealed (checksummed) nor handed to the sealing thread.
+    unsealed_from: usize,
+    /// The thread that checksums appended frames beside the writer (see `seal.rs`);
+    /// started with the first group large enough to need it.
+    sealer: Option<Sealer>,
+    /// No sealing thread could be started: the writer seals everything itself.
+    seal_inline: bool,
     /// Committed, not yet synced (only with `Durability::None`).
     unsynced: Vec<Dirty>,
     failed: bool,
@@ -290,6 +299,9 @@ impl Log {
             synced_seq: next_seq - 1,
             pending: Vec::new(),
             last_frame: None,
+            unsealed_from: write_end,
+            sealer: None,
+            seal_inline: false,
             unsynced: Vec::new(),
             failed: false,
             recovery,
@@ -373,6 +385,11 @@ impl Log {
             self.prepare_spare();
         }
         let at = self.write_end;
+        if at - self.unsealed_from >= CHUNK_BYTES {
+            // Every frame before this one is whole and final (only the group's last
+            // frame is rewritten, at commit): let the sealing thread checksum them.
+            self.hand_over(at);
+        }
         let seq = self.next_seq;
         // `len <= payload_bytes_max() <= PAYLOAD_BYTES_MAX < u32::MAX`, checked above.
         let payload_len = u32::try_from(len).map_err(|_| AppendError::TooLarge { len, max })?;
@@ -381,12 +398,14 @@ impl Log {
         {
             // SAFETY: this `Log` is the directory's only writer (it holds the lock and
             // `&mut self`); `at` is the end of what was appended, at or above the
-            // published end; the roll-over check above keeps the frame inside the
-            // segment. The slice is dropped before the range is published.
+            // published end and above every range handed to the sealing thread; the
+            // roll-over check above keeps the frame inside the segment. The slice is
+            // dropped before the range is published or handed over.
             let payload = unsafe { self.active.slice_mut(at + FRAME_HEADER_BYTES, len) };
             fill(payload);
-            header.encode(payload, &mut head);
         }
+        // The checksum is filled in when the frame is sealed (see `seal.rs`).
+        header.encode_unsealed(&mut head);
         // SAFETY: as above; the header goes just below the payload.
         unsafe { self.active.write_at(at, &head) };
         self.write_end = at + size;
@@ -397,6 +416,22 @@ impl Log {
             _ => self.pending.push(Dirty { segment: Arc::clone(&self.active), from: at, to: self.write_end }),
         }
         Ok(seq)
+    }
+
+    /// Hands the unsealed frames of the active segment below `to` to the sealing
+    /// thread (started on first use), or seals them here when there is none.
+    fn hand_over(&mut self, to: usize) {
+        let from = std::mem::replace(&mut self.unsealed_from, to);
+        if self.sealer.is_none() && !self.seal_inline {
+            self.sealer = Sealer::start();
+            self.seal_inline = self.sealer.is_none();
+        }
+        match &mut self.sealer {
+            Some(sealer) => sealer.hand_over(&self.active, from, to),
+            // SAFETY: single writer; the range holds whole frames of the group being
+            // appended, unpublished, and was never handed over.
+            None => unsafe { seal::seal_here(&self.active, from, to) },
+        }
     }
 
     /// Starts zero-filling the next segment's file in the background.
@@ -435,9 +470,13 @@ impl Log {
                 return Err(failure.into());
             }
         };
+        // The old segment's last frames are followed by the one being appended: none
+        // is the group's end, all are final.
+        self.hand_over(self.write_end);
         self.shared.push_segment(Arc::clone(&seg));
         self.active = seg;
         self.write_end = SEGMENT_HEADER_BYTES;
+        self.unsealed_from = SEGMENT_HEADER_BYTES;
         Ok(())
     }
 
@@ -456,6 +495,17 @@ impl Log {
             return Ok(self.committed_seq);
         }
         self.mark_group_end();
+        // SAFETY: single writer; the tail holds whole frames of this group (the last
+        // one now final), unpublished, never handed over.
+        unsafe { seal::seal_here(&self.active, self.unsealed_from, self.write_end) };
+        self.unsealed_from = self.write_end;
+        if let Some(sealer) = &mut self.sealer
+            && !sealer.wait()
+        {
+            // Part of the group may be unsealed; it was never synced as committed.
+            self.failed = true;
+            return Err(CommitError::SealingStopped);
+        }
         if self.options.durability == Durability::SyncData {
             self.sync_ranges(true)?;
         }
@@ -478,20 +528,18 @@ impl Log {
         Ok(self.committed_seq)
     }
 
-    /// Sets [`FLAG_GROUP_END`] on the group's last frame (always in the active segment)
-    /// and re-checksums its header: recovery keeps a group only when it finds this mark.
+    /// Sets [`FLAG_GROUP_END`] on the group's last frame (always in the active segment,
+    /// and never yet handed to the sealing thread; the commit seals it next): recovery
+    /// keeps a group only when it finds this mark.
     fn mark_group_end(&mut self) {
         let Some((at, mut header)) = self.last_frame.take() else { return };
+        debug_assert!(at >= self.unsealed_from, "the group's last frame is still the writer's");
         header.flags |= FLAG_GROUP_END;
         let mut head = [0u8; FRAME_HEADER_BYTES];
-        {
-            // SAFETY: this `Log` is the only writer; the frame at `at` was appended by it
-            // to the active segment and is not yet published (it is in `pending`), so no
-            // reader looks at it; the slice is dropped before the header is rewritten.
-            let payload = unsafe { self.active.slice_mut(at + FRAME_HEADER_BYTES, header.payload_len as usize) };
-            header.encode(payload, &mut head);
-        }
-        // SAFETY: as above.
+        header.encode_unsealed(&mut head);
+        // SAFETY: this `Log` is the only writer; the frame at `at` was appended by it to
+        // the active segment, is not yet published (it is in `pending`), so no reader
+        // looks at it, and was not handed to the sealing thread.
         unsafe { self.active.write_at(at, &head) };
     }
 
