@@ -63,17 +63,19 @@ fn open(dir: &std::path::Path, durability: Durability) -> Ledger {
 /// the scheduled send time to the completion, so a stall is never hidden by a producer
 /// falling behind (no coordinated omission).
 fn latency() {
-    const PRODUCERS: u64 = 8;
+    let producers = env("LATENCY_PRODUCERS", 8);
     let offered = env("OFFERED_TX_PER_S", 100_000);
     let secs = env("LATENCY_SECS", 5);
     let dir = tempfile::tempdir().expect("temp dir");
     let hint = env("LATENCY_HINT_TXS", 0) as usize;
-    let options = LedgerOptions { transactions_hint: hint, snapshot_every_records: 0, ..LedgerOptions::default() };
+    let segment_bytes = env("LATENCY_SEGMENT_MIB", 64) as usize * 1024 * 1024;
+    let options =
+        LedgerOptions { transactions_hint: hint, snapshot_every_records: 0, segment_bytes, ..LedgerOptions::default() };
     let ledger = Ledger::open(dir.path(), options).expect("open");
-    let interval = Duration::from_nanos(1_000_000_000 * PRODUCERS / offered);
-    let per_producer = offered * secs / PRODUCERS;
+    let interval = Duration::from_nanos(1_000_000_000 * producers / offered);
+    let per_producer = offered * secs / producers;
     let start = Instant::now() + Duration::from_millis(50);
-    let workers: Vec<_> = (0..PRODUCERS)
+    let workers: Vec<_> = (0..producers)
         .map(|p| {
             let ledger = ledger.clone();
             let (sent, inflight) = std::sync::mpsc::channel::<(Instant, ledger_core::SubmitFuture)>();
@@ -107,7 +109,7 @@ fn latency() {
     let achieved = hist.len() as f64 / (start.elapsed().as_secs_f64());
     let us = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
     println!(
-        "latency, {PRODUCERS} producers, offered {offered} tx/s (completed {achieved:.0}/s), SyncData, submit to durable: p50 {:.0} us, p99 {:.0} us, p99.9 {:.0} us, max {:.0} us",
+        "latency, {producers} producers, offered {offered} tx/s (completed {achieved:.0}/s), SyncData, submit to durable: p50 {:.0} us, p99 {:.0} us, p99.9 {:.0} us, max {:.0} us",
         us(0.5),
         us(0.99),
         us(0.999),

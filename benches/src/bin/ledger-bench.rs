@@ -111,6 +111,12 @@ struct Args {
     /// The engine's `snapshot_every_records` (0: no snapshots during the run).
     #[arg(long, default_value_t = ledger_core::SNAPSHOT_EVERY_RECORDS_DEFAULT)]
     engine_snapshot_every: u64,
+    /// Calls the engine is given before the oldest is waited for, as concurrent callers
+    /// would (the sequencer then syncs one group while it judges the next). SQLite is
+    /// always driven one call at a time: one connection has one writer, and a second
+    /// call could only wait behind the first.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=64))]
+    engine_in_flight: u64,
     /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,
@@ -142,7 +148,8 @@ fn run_one(args: &Args, system: SystemName) -> Result<(), String> {
     let report = match system {
         SystemName::EngineDurable | SystemName::EngineNosync => {
             let durability = if system == SystemName::EngineDurable { Durability::SyncData } else { Durability::None };
-            engine::run(name, durability, args.engine_snapshot_every, &workload, &calls, &dir, &bar)
+            let in_flight = usize::try_from(args.engine_in_flight).map_err(|e| e.to_string())?;
+            engine::run(name, durability, args.engine_snapshot_every, in_flight, &workload, &calls, &dir, &bar)
         }
         SystemName::Sqlite => {
             let tuning = sqlite::Tuning {
@@ -226,6 +233,7 @@ fn run_all(args: &Args) -> Result<bool, String> {
             .args(["--batch", &args.batch.to_string()])
             .args(["--cutover", &args.cutover.to_string()])
             .args(["--engine-snapshot-every", &args.engine_snapshot_every.to_string()])
+            .args(["--engine-in-flight", &args.engine_in_flight.to_string()])
             .args(["--sqlite-cache-mib", &args.sqlite_cache_mib.to_string()])
             .args(["--sqlite-page-size", &args.sqlite_page_size.to_string()])
             .args(["--sqlite-checkpoint-pages", &args.sqlite_checkpoint_pages.to_string()])
@@ -254,6 +262,7 @@ fn run_all(args: &Args) -> Result<bool, String> {
             "batch": args.batch,
             "cutover": args.cutover,
             "engine_snapshot_every": args.engine_snapshot_every,
+            "engine_in_flight": args.engine_in_flight,
             "sqlite_cache_mib": args.sqlite_cache_mib,
             "sqlite_page_size": args.sqlite_page_size,
             "sqlite_checkpoint_pages": args.sqlite_checkpoint_pages,

@@ -3,7 +3,7 @@
 //! snapshot every 2^20 records unless `--engine-snapshot-every` says otherwise), memory
 //! sized for the run (`transactions_hint`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
@@ -16,12 +16,13 @@ use ledger_core::{BatchSummary, CloseBatchError, Currency, Durability, Ledger, L
 use ledger_store::format::{SEGMENT_HEADER_BYTES, frame_bytes};
 use serde_json::Value;
 
-use crate::run::{self, End, System};
+use crate::run::{self, End, Sent, System};
 use crate::workload::{Call, Workload};
 
 struct Engine<'l> {
     ledger: &'l Ledger,
     accounts: Vec<(u64, Currency)>,
+    sent: VecDeque<Sent>,
 }
 
 /// A batch close in flight.
@@ -48,6 +49,15 @@ impl System for Engine<'_> {
     fn submit(&mut self, txs: Vec<Tx>) -> Result<Vec<u32>, String> {
         let outcomes = self.ledger.submit_async(txs).wait().map_err(|e| format!("engine submit: {e}"))?;
         Ok(outcomes.iter().map(TxOutcome::code).collect())
+    }
+
+    fn send(&mut self, txs: Vec<Tx>) -> Result<(), String> {
+        self.sent.push_back(Sent::Waiting(self.ledger.submit_async(txs)));
+        Ok(())
+    }
+
+    fn sent(&mut self) -> &mut VecDeque<Sent> {
+        &mut self.sent
     }
 
     /// Every account's close is queued at once (the first poll of each future sends
@@ -132,6 +142,7 @@ pub(crate) fn run(
     name: &str,
     durability: Durability,
     snapshot_every_records: u64,
+    in_flight: usize,
     workload: &Workload,
     calls: &[Call],
     dir: &Path,
@@ -145,8 +156,8 @@ pub(crate) fn run(
         ..LedgerOptions::default()
     };
     let ledger = Ledger::open(dir, options).map_err(|e| format!("opening the engine in {}: {e}", dir.display()))?;
-    let mut engine = Engine { ledger: &ledger, accounts: workload.accounts() };
-    let measured = run::drive(&mut engine, workload, calls, bar)?;
+    let mut engine = Engine { ledger: &ledger, accounts: workload.accounts(), sent: VecDeque::new() };
+    let measured = run::drive(&mut engine, workload, calls, in_flight, bar)?;
     bar.finish_and_clear();
     let check = check(&ledger, workload);
     ledger.close().map_err(|e| format!("closing the engine: {e}"))?;
@@ -156,8 +167,8 @@ pub(crate) fn run(
     let log_bytes = log_bytes(dir)?;
     let used_bytes = log_bytes + other_file_bytes(dir)?;
     let notes = format!(
-        "ledger-core {durability:?}: group commit of each call (msync{}), 64 MiB preallocated segments, \
-         snapshot every {} records, transactions_hint {}",
+        "ledger-core {durability:?}: group commit of each call (msync{}), {in_flight} call(s) in flight, \
+         64 MiB preallocated segments, snapshot every {} records, transactions_hint {}",
         if durability == Durability::None { " skipped" } else { " of the group's range" },
         options.snapshot_every_records,
         options.transactions_hint,

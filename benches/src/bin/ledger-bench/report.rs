@@ -222,7 +222,8 @@ impl Summary {
             "peak RSS: VmHWM of the run's own process (the engine's mapped log pages count in it); anon: the \
              largest anonymous RSS seen between calls. disk B/tx: bytes of the files left after close / committed transactions (the engine's segments are \
              preallocated, 64 MiB each); used B/tx: the engine's log up to its end plus its snapshots, SQLite's \
-             pages in use. tx/s counts submit calls and cut-overs, not workload generation."
+             pages in use. tx/s counts submit calls and cut-overs, not workload generation \
+             (with calls in flight the engine's time includes it: it overlaps the commits)."
         );
         for run in &self.runs {
             let _ = writeln!(t, "{}: {}", name(run), run["notes"].as_str().unwrap_or(""));

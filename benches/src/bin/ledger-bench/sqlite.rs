@@ -18,6 +18,7 @@
 //! It keeps no per-client index of transactions (the engine keeps one, for listing a
 //! client's transactions): that would cost SQLite another B-tree insert per commit.
 
+use std::collections::VecDeque;
 use std::path::Path;
 
 use indicatif::ProgressBar;
@@ -25,7 +26,7 @@ use ledger_core::{Kind, Reject, Tx};
 use rusqlite::{Connection, OptionalExtension, Statement, params};
 use serde_json::Value;
 
-use crate::run::{self, End, System};
+use crate::run::{self, End, Sent, System};
 use crate::workload::{CURRENCIES, Call, Workload};
 
 /// ISO 4217 numeric codes, how the currency is stored.
@@ -147,6 +148,7 @@ struct Found {
 
 struct Sqlite<'c> {
     s: Statements<'c>,
+    sent: VecDeque<Sent>,
 }
 
 impl Sqlite<'_> {
@@ -249,6 +251,10 @@ impl Sqlite<'_> {
 }
 
 impl System for Sqlite<'_> {
+    fn sent(&mut self) -> &mut VecDeque<Sent> {
+        &mut self.sent
+    }
+
     fn submit(&mut self, txs: Vec<Tx>) -> Result<Vec<u32>, String> {
         self.s.begin.execute([]).map_err(sql)?;
         let now = now_ns();
@@ -327,8 +333,8 @@ pub(crate) fn run(
     conn.pragma_update(None, "wal_autocheckpoint", i64::try_from(checkpoint_pages).unwrap_or(1000)).map_err(sql)?;
     conn.execute_batch(SCHEMA).map_err(sql)?;
     let (measured, check, used_bytes) = {
-        let mut sqlite = Sqlite { s: Statements::prepare(&conn).map_err(sql)? };
-        let measured = run::drive(&mut sqlite, workload, calls, bar)?;
+        let mut sqlite = Sqlite { s: Statements::prepare(&conn).map_err(sql)?, sent: VecDeque::new() };
+        let measured = run::drive(&mut sqlite, workload, calls, 1, bar)?;
         bar.finish_and_clear();
         let pages: i64 = conn.pragma_query_value(None, "page_count", |r| r.get(0)).map_err(sql)?;
         let free: i64 = conn.pragma_query_value(None, "freelist_count", |r| r.get(0)).map_err(sql)?;
