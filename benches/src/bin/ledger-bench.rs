@@ -149,7 +149,9 @@ fn run_one(args: &Args, system: SystemName) -> Result<(), String> {
         SystemName::EngineDurable | SystemName::EngineNosync => {
             let durability = if system == SystemName::EngineDurable { Durability::SyncData } else { Durability::None };
             let in_flight = usize::try_from(args.engine_in_flight).map_err(|e| e.to_string())?;
-            engine::run(name, durability, args.engine_snapshot_every, in_flight, &workload, &calls, &dir, &bar)
+            let settings =
+                engine::Settings { durability, snapshot_every_records: args.engine_snapshot_every, in_flight };
+            engine::run(name, &settings, &workload, &calls, &dir, &bar)
         }
         SystemName::Sqlite => {
             let tuning = sqlite::Tuning {

@@ -138,16 +138,23 @@ fn other_file_bytes(dir: &Path) -> Result<u64, String> {
     Ok(bytes)
 }
 
+/// How the engine is run.
+pub(crate) struct Settings {
+    pub(crate) durability: Durability,
+    pub(crate) snapshot_every_records: u64,
+    /// Calls given to it before the oldest is waited for.
+    pub(crate) in_flight: usize,
+}
+
 pub(crate) fn run(
     name: &str,
-    durability: Durability,
-    snapshot_every_records: u64,
-    in_flight: usize,
+    settings: &Settings,
     workload: &Workload,
     calls: &[Call],
     dir: &Path,
     bar: &ProgressBar,
 ) -> Result<Value, String> {
+    let &Settings { durability, snapshot_every_records, in_flight } = settings;
     let transactions = calls.iter().map(|c| c.len).sum::<u64>();
     let options = LedgerOptions {
         durability,
