@@ -345,8 +345,7 @@ impl Sequencer {
         let writer = self.log.snapshot_writer();
         let job = move || {
             let seq = copy.last_seq();
-            let bytes = snapshot::encode(&copy);
-            drop(copy);
+            let bytes = snapshot::encode(copy);
             let result = writer.write(seq, &bytes).map(|_| seq).map_err(|e| SnapshotError::Write(e.to_string()));
             for done in asked {
                 done.complete(result.clone());

@@ -3,6 +3,7 @@
 //! replays only the log after it; a damaged one is skipped with a warning.
 
 use rkyv::rancor::Error as RkyvError;
+use rkyv::util::AlignedVec;
 
 use crate::codec::TxFrame;
 use crate::consistency;
@@ -65,8 +66,11 @@ struct BalanceRow {
     settled_net: i64,
 }
 
-/// Archives the state.
-pub(crate) fn encode(state: &State) -> Vec<u8> {
+/// Archives the state, consuming it: the sequencer hands over its copy, which is
+/// dropped as soon as the rows are taken from it, so that the copy, the rows and the
+/// archive are never all in memory at once. The archive is written into a buffer of
+/// its final size (no doubling as it grows, no copy out of it).
+pub(crate) fn encode(state: State) -> AlignedVec {
     let snapshot = SnapshotV1 {
         version: SNAPSHOT_VERSION,
         last_seq: state.last_seq,
@@ -118,8 +122,18 @@ pub(crate) fn encode(state: &State) -> Vec<u8> {
             })
             .collect(),
     };
+    drop(state);
+    let size = size_of::<ArchivedSnapshotV1>()
+        + snapshot.records.len() * size_of::<ArchivedRecordRow>()
+        + snapshot.batches.len() * size_of::<ArchivedBatchRow>()
+        + snapshot.open.len() * size_of::<ArchivedOpenRow>()
+        + snapshot.balances.len() * size_of::<ArchivedBalanceRow>()
+        + 4 * 16; // each vector's alignment padding, at most
     // Plain vectors of fixed-size rows always serialize.
-    rkyv::to_bytes::<RkyvError>(&snapshot).expect("a snapshot always serializes").into_vec()
+    let bytes = rkyv::api::high::to_bytes_in::<_, RkyvError>(&snapshot, AlignedVec::with_capacity(size))
+        .expect("a snapshot always serializes");
+    debug_assert!(bytes.len() <= size, "the archive's size was estimated short: {} > {size}", bytes.len());
+    bytes
 }
 
 /// Rebuilds the state from an archived snapshot, checking that it hangs together.
