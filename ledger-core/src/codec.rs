@@ -7,6 +7,8 @@
 //! replaying the records through the same code that judged them.
 
 use rkyv::rancor::Error as RkyvError;
+use rkyv::ser::allocator::SubAllocator;
+use rkyv::ser::writer::Buffer;
 use rkyv::util::AlignedVec;
 
 use crate::currency::Currency;
@@ -96,7 +98,27 @@ impl ArchivedTxFrame {
     }
 }
 
+/// Bytes of an archived transaction record: every one has this fixed size.
+pub(crate) const TX_FRAME_BYTES: usize = size_of::<ArchivedTxFrame>();
+
+/// Archives `frame` straight into `out`, exactly [`TX_FRAME_BYTES`] long and 16-byte
+/// aligned (a frame's payload in the log's mapping): no buffer in between, no
+/// allocation, no copy.
+///
+/// # Panics
+/// If `out` is not [`TX_FRAME_BYTES`] long (a bug of the caller, never of the input).
+pub(crate) fn encode_tx_into(frame: &TxFrame, out: &mut [u8]) {
+    assert_eq!(out.len(), TX_FRAME_BYTES, "a transaction record has a fixed size");
+    // Plain fixed-size fields into a slice of exactly their archived size cannot fail.
+    let written =
+        rkyv::api::low::to_bytes_in_with_alloc::<_, _, RkyvError>(frame, Buffer::from(out), SubAllocator::empty())
+            .expect("a TxFrame fits its archived size")
+            .len();
+    assert_eq!(written, TX_FRAME_BYTES, "a transaction record has a fixed size");
+}
+
 /// Serializes a record into `buf` (reused between calls), returning the bytes.
+#[cfg(test)]
 pub(crate) fn encode_tx(frame: &TxFrame, buf: AlignedVec) -> AlignedVec {
     let mut buf = buf;
     buf.clear();
@@ -143,6 +165,11 @@ mod tests {
         let tx = Tx::refund(TxId(u128::MAX - 5), TxId(77), 9, 1234, usd).with_device(3).with_user_data(u64::MAX);
         let bytes = encode_tx(&TxFrame::new(&tx, 42, 7), AlignedVec::new());
         assert_eq!(bytes.len(), 96, "a transaction record is a fixed 96 bytes");
+        assert_eq!(TX_FRAME_BYTES, 96);
+        let mut in_place = AlignedVec::<16>::new();
+        in_place.resize(TX_FRAME_BYTES, 0xAA); // whatever the slice held is overwritten
+        encode_tx_into(&TxFrame::new(&tx, 42, 7), &mut in_place);
+        assert_eq!(in_place.as_slice(), bytes.as_slice(), "archived in place, byte for byte the same");
         assert_eq!(decode(FRAME_TX, &bytes), Ok(Record::Tx { tx, timestamp_ns: 42, batch_id: 7 }));
         let close = CloseFrame { client_id: 9, currency: usd.c_bytes(), batch_id: 7, timestamp_ns: 43 };
         let bytes = encode_close(&close, AlignedVec::new());

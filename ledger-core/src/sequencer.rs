@@ -387,11 +387,11 @@ impl Sequencer {
         let seq = self.log.next_seq();
         let outcome = group.submit(tx, seq, now).map_err(|e| e.to_string())?;
         if let TxOutcome::Committed(record) = &outcome {
-            self.buf = codec::encode_tx(
-                &TxFrame::new(&record.tx, record.timestamp_ns, record.batch_id),
-                std::mem::take(&mut self.buf),
-            );
-            let appended = self.log.append(FRAME_TX, &self.buf).map_err(|e| e.to_string())?;
+            let frame = TxFrame::new(&record.tx, record.timestamp_ns, record.batch_id);
+            let appended = self
+                .log
+                .append_in_place(FRAME_TX, codec::TX_FRAME_BYTES, |out| codec::encode_tx_into(&frame, out))
+                .map_err(|e| e.to_string())?;
             assert_eq!(appended, seq, "the log assigns the seq the group judged with");
             if record.batch_id != 0
                 && let (Some(max), Some(currency)) = (self.cutover.transactions_max, tx.currency())
