@@ -132,3 +132,46 @@ impl Drop for Sealer {
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests
+mod tests {
+    use super::*;
+    use crate::log::frame::{FRAME_HEADER_BYTES, FrameHeader};
+    use crate::log::segment::SEGMENT_HEADER_BYTES;
+    use crate::storage::Storage;
+
+    fn frame(segment: &Segment, at: usize, seq: u64, payload_len: u32) -> usize {
+        let header = FrameHeader { seq, synced_seq: 0, payload_len, kind: 1, flags: 0 };
+        let mut head = [0u8; FRAME_HEADER_BYTES];
+        header.encode_unsealed(&mut head);
+        // SAFETY: the test is the segment's only user; the range is inside it.
+        unsafe { segment.write_at(at, &head) };
+        at + header.frame_bytes()
+    }
+
+    #[test]
+    fn ranges_handed_over_are_sealed_and_a_stopped_thread_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let segment = Arc::new(Segment::create(&Storage::os(), dir.path(), 1, 1 << 20).unwrap());
+        let mut sealer = Sealer::start().unwrap();
+        let mut end = SEGMENT_HEADER_BYTES;
+        for seq in 1..=3 {
+            end = frame(&segment, end, seq, 40);
+        }
+        sealer.hand_over(&segment, SEGMENT_HEADER_BYTES, end);
+        assert!(sealer.wait(), "a healthy thread seals what it is handed");
+        let bytes = segment.bytes_unpublished_for_recovery();
+        let (h, _) = FrameHeader::decode(&bytes[SEGMENT_HEADER_BYTES..]).unwrap();
+        assert_eq!(h.seq, 1, "the first frame verifies");
+
+        // A range that does not hold whole frames (a bug of the writer) makes the
+        // thread panic: the commit waiting for it must learn that its group is not
+        // sealed, and every later wait too.
+        let bad = frame(&segment, end, 4, 4096);
+        sealer.hand_over(&segment, end, bad - 64);
+        assert!(!sealer.wait(), "a range the thread never finished is reported");
+        sealer.hand_over(&segment, SEGMENT_HEADER_BYTES, end);
+        assert!(!sealer.wait(), "the thread stays reported as stopped");
+    }
+}
