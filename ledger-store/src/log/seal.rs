@@ -2,7 +2,7 @@
 //!
 //! BLAKE3 over each frame is about half of what an append costs the writer. The writer
 //! therefore appends frames with their checksum left zero and hands whole ranges of
-//! them (a [`CHUNK_BYTES`] at a time) to a sealing thread, which fills the checksums in
+//! them ([`CHUNK_BYTES`] at a time) to a sealing thread, which fills the checksums in
 //! while the writer goes on judging and appending the next transactions. A commit
 //! seals the group's last, short range itself, waits for every range it handed over,
 //! and only then syncs and publishes: no unsealed frame is ever synced as part of a
@@ -25,7 +25,7 @@ use crate::log::segment::Segment;
 
 /// Bytes of frames the writer accumulates before handing them to the sealing thread:
 /// large enough that a hand-off (a channel send, perhaps a wake-up) is a small part of
-/// hashing it (~450 transaction frames), small enough that the last range, which the
+/// hashing it (512 transaction frames of 128 bytes), small enough that the last range, which the
 /// commit waits for, is short.
 pub(crate) const CHUNK_BYTES: usize = 64 * 1024;
 
