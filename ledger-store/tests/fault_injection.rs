@@ -31,7 +31,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use common::payload;
+use common::{Rng, payload};
 use ledger_store::fault::{ENOSPC, Fault, PowerLoss, SimulatedDisk};
 use ledger_store::{AppendError, CommitError, Durability, Log, LogOptions, OpenError, Storage, StorageOp};
 
@@ -54,23 +54,6 @@ const APPEND_RETRIES_MAX: u32 = 4;
 
 fn options() -> LogOptions {
     LogOptions::new().segment_bytes(SEGMENT_BYTES).durability(Durability::SyncData)
-}
-
-/// splitmix64.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
 }
 
 fn seed() -> u64 {

@@ -26,6 +26,8 @@
 // A test fails by panicking: unwrap is the point here.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
@@ -33,6 +35,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::{Rng, mix};
 use ledger_store::{Durability, Log, LogOptions};
 
 /// Set in the child: the log directory.
@@ -59,28 +62,6 @@ const KEEP_SEGMENTS: usize = 32;
 
 fn options() -> LogOptions {
     LogOptions::new().segment_bytes(SEGMENT_BYTES).durability(Durability::SyncData)
-}
-
-/// splitmix64: a tiny, good-enough deterministic generator.
-#[derive(Debug)]
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        mix(self.0)
-    }
-
-    /// Uniform enough in `[0, n)` for a test.
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-fn mix(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 /// The kind that child number `generation` writes for `seq` (never 0).

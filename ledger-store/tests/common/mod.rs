@@ -71,3 +71,26 @@ pub fn write_log(dir: &Path, options: LogOptions, frames: u64, per_commit: u64) 
     }
     log.close().expect("close");
 }
+
+/// splitmix64: a tiny, seeded, good-enough generator for the tests' choices.
+#[derive(Debug)]
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        mix(self.0)
+    }
+
+    /// Uniform enough in `[0, n)` for a test (0 when `n` is 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+/// splitmix64's finalizer: a well-spread hash of `z`.
+pub fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
