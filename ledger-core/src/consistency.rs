@@ -3,18 +3,18 @@
 //! transactions add up to, and every transaction is one the judging code could have
 //! committed.
 //!
-//! A snapshot is checked with this before it is used. Its BLAKE3 checksum already
-//! catches accidental damage, so this guards against the rest: a file written by a bug,
-//! or crafted, whose checksum verifies. Replaying the log's tail over a state that does
-//! not hang together would trip the engine's own assertions (a batch's net that no
-//! longer fits, a ref that is not a payment), or worse, go on from wrong totals. The
-//! check is one pass over the rows plus a map per batch and per account: linear, a small
-//! fraction of what loading the snapshot costs.
+//! A checkpoint's books (batches, open batches, balances) are checked with
+//! [`check_books`] before it is used: its BLAKE3 checksum already catches accidental
+//! damage, so this guards against the rest, a file written by a bug, or crafted, whose
+//! checksum verifies. Replaying the log's tail over books that do not hang together
+//! would trip the engine's own assertions (a batch's net that no longer fits), or
+//! worse, go on from wrong totals. That check is linear in the batches, never in
+//! history. [`check`] is the whole check, every transaction of every tier against the
+//! books, linear in history: the tests and the simulation run it after every reopen.
 
 use hashbrown::HashMap;
 
-use crate::model::{Balance, BatchSummary, Kind, Tx, TxRecord, TxState};
-use crate::records::NO_REF;
+use crate::model::{Balance, BatchSummary, Kind, Tx, TxId, TxRecord, TxState};
 use crate::state::{Account, State};
 
 /// Sums of one batch as its transactions make them (wide: a bad input cannot overflow).
@@ -37,27 +37,29 @@ struct PaymentSums {
     refunded: i128,
 }
 
-/// `Ok` when `state` hangs together; otherwise what first does not.
-pub(crate) fn check(state: &State) -> Result<(), String> {
-    let rows = state.records.len();
+/// `Ok` when the books of `state` and `records`, every transaction it holds in seq
+/// order (`State::all_records`), hang together; otherwise what first does not.
+pub(crate) fn check(state: &State, records: &[TxRecord]) -> Result<(), String> {
+    let rows = records.len();
     let mut batches: HashMap<u64, BatchSums> = HashMap::new();
-    let mut payments: HashMap<u32, PaymentSums> = HashMap::new();
+    let mut payments: HashMap<usize, PaymentSums> = HashMap::new();
+    let mut positions: HashMap<TxId, usize> = HashMap::with_capacity(rows);
     let (mut last_seq, mut last_ts) = (0u64, 0u64);
-    for pos in 0..rows {
-        let pos = u32::try_from(pos).map_err(|_| "too many records")?;
-        let r = state.records.get(pos);
+    for (pos, r) in records.iter().enumerate() {
         let at = |what: &str| format!("record at seq {}: {what}", r.seq);
         if r.seq <= last_seq || r.timestamp_ns <= last_ts {
             return Err(at("seq and commit time must increase"));
         }
         (last_seq, last_ts) = (r.seq, r.timestamp_ns);
+        if positions.insert(r.tx.id, pos).is_some() {
+            return Err(at("its id is committed twice"));
+        }
         let kind = check_fields(&r.tx).map_err(&at)?;
-        let ref_pos = state.records.row(pos).ref_pos;
         if kind.has_ref() {
-            if ref_pos == NO_REF || ref_pos >= pos {
+            let Some(&ref_pos) = positions.get(&r.tx.ref_id).filter(|&&p| p < pos) else {
                 return Err(at("its ref is not an earlier transaction"));
-            }
-            let p = state.records.get(ref_pos);
+            };
+            let p = &records[ref_pos];
             if p.tx.kind != Kind::Payment as u32 || p.tx.client_id != r.tx.client_id || p.tx.currency != r.tx.currency {
                 return Err(at("its ref is not a payment of the same client and currency"));
             }
@@ -76,7 +78,7 @@ pub(crate) fn check(state: &State) -> Result<(), String> {
                     sums.refunded += i128::from(r.tx.amount);
                 }
             }
-        } else if ref_pos != NO_REF {
+        } else if !r.tx.ref_id.is_none() {
             return Err(at("has a ref where its kind takes none"));
         }
         let counts = matches!(kind, Kind::Capture | Kind::Refund | Kind::Adjustment)
@@ -108,17 +110,56 @@ pub(crate) fn check(state: &State) -> Result<(), String> {
     if last_seq > state.last_seq || last_ts > state.last_ts {
         return Err("a record lies beyond the state's last seq or time".into());
     }
-    for pos in 0..rows {
-        let pos = u32::try_from(pos).map_err(|_| "too many records")?;
-        let r = state.records.get(pos);
+    for (pos, r) in records.iter().enumerate() {
         if r.tx.kind == Kind::Payment as u32 {
-            check_payment(&r, payments.get(&pos).copied().unwrap_or_default())
+            check_payment(r, payments.get(&pos).copied().unwrap_or_default())
                 .map_err(|e| format!("payment at seq {}: {e}", r.seq))?;
         } else if (r.state, r.captured, r.refunded) != (TxState::Applied, 0, 0) {
             return Err(format!("record at seq {}: a non-payment is not simply applied", r.seq));
         }
     }
     check_batches(state, &batches, rows)?;
+    check_balances(state)
+}
+
+/// `Ok` when the books of a checkpoint hang together without its transactions: batch
+/// ids dense and each batch one account's, the open batches exactly the batches
+/// without a close time (each its account's), nothing past the last seq and time, and
+/// every balance the sum of its account's batches.
+pub(crate) fn check_books(state: &State) -> Result<(), String> {
+    let mut open = 0usize;
+    for (i, b) in state.batches.iter().enumerate() {
+        let at = |what: &str| format!("batch {}: {what}", b.batch_id);
+        if b.batch_id != i as u64 + 1 {
+            return Err(at("batch ids are not dense"));
+        }
+        if b.first_seq == 0 || b.first_seq > b.last_seq || b.last_seq > state.last_seq {
+            return Err(at("its seqs are out of range"));
+        }
+        let count = b.payment_count.checked_add(b.refund_count).and_then(|c| c.checked_add(b.adjustment_count));
+        if count.is_none_or(|c| c == 0 || c > b.last_seq - b.first_seq + 1) {
+            return Err(at("its counts do not fit its seqs"));
+        }
+        let net = i128::from(b.payment_total) - i128::from(b.refund_total) + i128::from(b.adjustment_total);
+        if net != i128::from(b.net) {
+            return Err(at("its net is not its totals'"));
+        }
+        if b.opened_ns > state.last_ts
+            || b.closed_ns > state.last_ts
+            || (b.closed_ns != 0 && b.closed_ns <= b.opened_ns)
+        {
+            return Err(at("its times are out of range"));
+        }
+        if b.is_open() {
+            open += 1;
+            if state.open.get(&(b.client_id, b.currency)) != Some(&b.batch_id) {
+                return Err(at("open, but not its account's open batch"));
+            }
+        }
+    }
+    if open != state.open.len() {
+        return Err("an account's open batch is closed or missing".into());
+    }
     check_balances(state)
 }
 
@@ -263,7 +304,6 @@ mod tests {
     use super::*;
     use crate::currency::Currency;
     use crate::model::{TxId, TxOutcome};
-    use crate::records::Stored;
 
     fn usd() -> Currency {
         Currency::from_code("USD").expect("USD")
@@ -307,51 +347,75 @@ mod tests {
     }
 
     /// Replaces the record at `pos` with `change` applied to it.
-    fn tamper_record(state: &mut State, pos: u32, change: impl FnOnce(&mut TxRecord)) {
-        let mut r = state.records.get(pos);
-        change(&mut r);
-        let row = Stored::pack(&r, state.records.row(pos).ref_pos);
-        state.records.set(pos, row);
+    fn tamper_record(records: &mut [TxRecord], pos: usize, change: impl FnOnce(&mut TxRecord)) {
+        change(&mut records[pos]);
     }
 
     #[test]
     fn a_state_the_judging_code_built_hangs_together() {
         let state = committed();
         assert_eq!((state.records.len(), state.batches.len(), state.last_seq), (9, 3, 10));
-        assert_eq!(check(&state), Ok(()));
-        assert_eq!(check(&State::default()), Ok(()));
+        assert_eq!(check(&state, &state.all_records()), Ok(()));
+        assert_eq!(check_books(&state), Ok(()));
+        assert_eq!(check(&State::default(), &[]), Ok(()));
     }
 
     #[test]
-    fn every_derived_number_that_disagrees_is_found() {
+    fn books_that_disagree_are_found_without_the_transactions() {
         type Tamper = Box<dyn Fn(&mut State)>;
         let cases: Vec<(&str, Tamper)> = vec![
-            ("batch total", Box::new(|s| s.batches[0].payment_total += 1)),
-            ("batch count", Box::new(|s| s.batches[0].refund_count += 1)),
             ("batch net", Box::new(|s| s.batches[1].net = i64::MAX)),
-            ("batch seqs", Box::new(|s| s.batches[0].last_seq += 1)),
+            ("batch seqs", Box::new(|s| s.batches[0].last_seq = s.last_seq + 1)),
+            ("batch counts", Box::new(|s| s.batches[0].payment_count = 100)),
             ("batch reopened", Box::new(|s| s.batches[0].closed_ns = 0)),
-            ("batch closed before its last transaction", Box::new(|s| s.batches[0].closed_ns = 1)),
             ("open batch forgotten", Box::new(|s| s.open.clear())),
             ("balance", Box::new(|s| s.balances.values_mut().for_each(|b| b.settled_net += 1))),
             ("balance missing", Box::new(|s| s.balances.clear())),
-            ("a seq unaccounted for", Box::new(|s| s.last_seq += 1)),
-            ("last time before a record", Box::new(|s| s.last_ts = 1)),
-            ("payment refunded", Box::new(|s| tamper_record(s, 0, |r| r.refunded = 0))),
-            ("payment state", Box::new(|s| tamper_record(s, 0, |r| r.state = TxState::Refunded))),
-            ("capture amount", Box::new(|s| tamper_record(s, 1, |r| r.captured = 900))),
-            ("void undone", Box::new(|s| tamper_record(s, 3, |r| r.state = TxState::Authorized))),
-            ("adjustment of zero", Box::new(|s| tamper_record(s, 8, |r| r.tx.amount = 0))),
-            ("unknown kind", Box::new(|s| tamper_record(s, 8, |r| r.tx.kind = 9))),
-            ("flags on a refund", Box::new(|s| tamper_record(s, 5, |r| r.tx.flags = Tx::AUTH_ONLY))),
-            ("refund moved to another batch", Box::new(|s| tamper_record(s, 5, |r| r.batch_id = 2))),
-            ("time going back", Box::new(|s| tamper_record(s, 2, |r| r.timestamp_ns = 1))),
-            ("another client's transaction in a batch", Box::new(|s| tamper_record(s, 6, |r| r.tx.client_id = 7))),
+            ("last time before a batch", Box::new(|s| s.last_ts = 1)),
         ];
         for (what, tamper) in cases {
             let mut state = committed();
             tamper(&mut state);
-            assert!(check(&state).is_err(), "not found: {what}");
+            assert!(check_books(&state).is_err(), "not found: {what}");
+        }
+    }
+
+    #[test]
+    fn every_derived_number_that_disagrees_is_found() {
+        type Tamper = Box<dyn Fn(&mut State, &mut Vec<TxRecord>)>;
+        let cases: Vec<(&str, Tamper)> = vec![
+            ("batch total", Box::new(|s, _| s.batches[0].payment_total += 1)),
+            ("batch count", Box::new(|s, _| s.batches[0].refund_count += 1)),
+            ("batch net", Box::new(|s, _| s.batches[1].net = i64::MAX)),
+            ("batch seqs", Box::new(|s, _| s.batches[0].last_seq += 1)),
+            ("batch reopened", Box::new(|s, _| s.batches[0].closed_ns = 0)),
+            ("batch closed before its last transaction", Box::new(|s, _| s.batches[0].closed_ns = 1)),
+            ("open batch forgotten", Box::new(|s, _| s.open.clear())),
+            ("balance", Box::new(|s, _| s.balances.values_mut().for_each(|b| b.settled_net += 1))),
+            ("balance missing", Box::new(|s, _| s.balances.clear())),
+            ("a seq unaccounted for", Box::new(|s, _| s.last_seq += 1)),
+            ("last time before a record", Box::new(|s, _| s.last_ts = 1)),
+            ("payment refunded", Box::new(|_, r| tamper_record(r, 0, |r| r.refunded = 0))),
+            ("payment state", Box::new(|_, r| tamper_record(r, 0, |r| r.state = TxState::Refunded))),
+            ("capture amount", Box::new(|_, r| tamper_record(r, 1, |r| r.captured = 900))),
+            ("void undone", Box::new(|_, r| tamper_record(r, 3, |r| r.state = TxState::Authorized))),
+            ("adjustment of zero", Box::new(|_, r| tamper_record(r, 8, |r| r.tx.amount = 0))),
+            ("unknown kind", Box::new(|_, r| tamper_record(r, 8, |r| r.tx.kind = 9))),
+            ("flags on a refund", Box::new(|_, r| tamper_record(r, 5, |r| r.tx.flags = Tx::AUTH_ONLY))),
+            ("refund moved to another batch", Box::new(|_, r| tamper_record(r, 5, |r| r.batch_id = 2))),
+            ("time going back", Box::new(|_, r| tamper_record(r, 2, |r| r.timestamp_ns = 1))),
+            ("another client's transaction in a batch", Box::new(|_, r| tamper_record(r, 6, |r| r.tx.client_id = 7))),
+            ("an id twice", Box::new(|_, r| tamper_record(r, 6, |r| r.tx.id = TxId::from_parts(1, 0)))),
+            (
+                "a refund of a later payment",
+                Box::new(|_, r| tamper_record(r, 5, |r| r.tx.ref_id = TxId::from_parts(7, 0))),
+            ),
+        ];
+        for (what, tamper) in cases {
+            let mut state = committed();
+            let mut records = state.all_records();
+            tamper(&mut state, &mut records);
+            assert!(check(&state, &records).is_err(), "not found: {what}");
         }
     }
 }

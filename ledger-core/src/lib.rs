@@ -31,7 +31,9 @@
 //! ```
 #![deny(unsafe_code)]
 
+mod checkpoint;
 mod codec;
+mod cold;
 mod completion;
 mod consistency;
 mod currency;
@@ -44,13 +46,16 @@ mod sequencer;
 // Deterministic simulation hooks for this crate's tests; not a stable API.
 #[doc(hidden)]
 pub mod sim;
-mod snapshot;
 mod state;
 
+pub use checkpoint::CheckpointStats;
 pub use codec::DecodeError;
 pub use currency::Currency;
 pub use error::{CloseBatchError, OpenError, SnapshotError, SubmitError};
-pub use ledger::{Ledger, LedgerOptions, OpenReport, QUEUE_REQUESTS_MAX, SNAPSHOT_EVERY_RECORDS_DEFAULT, SubmitFuture};
+pub use ledger::{
+    HOT_BYTES_MAX_DEFAULT, HistoryQuery, Ledger, LedgerOptions, OpenReport, QUEUE_REQUESTS_MAX,
+    SNAPSHOT_EVERY_RECORDS_DEFAULT, SubmitFuture, TierStats,
+};
 pub use ledger_store::{Durability, FaultInjector, Storage, StorageOp, fault};
 pub use model::{Balance, BatchSummary, Kind, Reject, Tx, TxId, TxOutcome, TxRecord, TxState};
 pub use sequencer::{AGE_CHECK_INTERVAL_MAX, CutoverPolicy};

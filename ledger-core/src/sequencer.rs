@@ -16,15 +16,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam::channel::{Receiver, RecvTimeoutError};
 use ledger_store::Log;
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use rkyv::util::AlignedVec;
 
+use crate::checkpoint::{self, Book, Books, Job};
 use crate::codec::{self, CloseFrame, FRAME_BATCH_CLOSE, FRAME_TX, TxFrame};
 use crate::completion::{self, Completer};
 use crate::currency::Currency;
 use crate::error::{CloseBatchError, SnapshotError, SubmitError};
 use crate::model::{BatchSummary, Tx, TxOutcome};
-use crate::snapshot;
 use crate::state::{Changes, Group, State};
 
 /// Stop draining more requests into a group once it holds this many commands (a single
@@ -43,7 +43,7 @@ pub(crate) enum Request {
         currency: Currency,
         done: Completer<Result<BatchSummary, CloseBatchError>>,
     },
-    /// Write a snapshot of the state now; replies with the seq it covers.
+    /// Write a checkpoint of the state now; replies with the seq it covers.
     Snapshot {
         done: Completer<Result<u64, SnapshotError>>,
     },
@@ -109,11 +109,17 @@ pub(crate) struct Sequencer {
     pub(crate) requests: Receiver<Request>,
     pub(crate) cutover: CutoverPolicy,
     pub(crate) clock: Clock,
-    /// Write a snapshot after this many records since the last one (0: never by itself).
-    snapshot_every_records: u64,
-    records_since_snapshot: u64,
-    /// The snapshot being encoded and written in the background, if any.
-    snapshot_job: Option<JoinHandle<()>>,
+    /// Start a checkpoint after this many records since the last one (0: never by
+    /// itself), or once the hot tier's estimated heap reaches half of
+    /// `hot_bytes_max` (the frozen tier, as large, lives beside it while it is written).
+    checkpoint_every_records: u64,
+    hot_bytes_max: usize,
+    records_since_checkpoint: u64,
+    /// The checkpoint being written in the background, if any.
+    checkpoint_job: Option<JoinHandle<Result<u64, checkpoint::Failed>>>,
+    /// A checkpoint that failed, to be tried again when the next one comes due.
+    checkpoint_retry: Option<Job>,
+    pub(crate) book: Arc<Mutex<Book>>,
     buf: AlignedVec,
     /// Set after a failed append or sync: the log's state on disk is unknown.
     failed: Option<String>,
@@ -125,7 +131,9 @@ impl Sequencer {
         state: Arc<RwLock<State>>,
         requests: Receiver<Request>,
         cutover: CutoverPolicy,
-        snapshot_every_records: u64,
+        checkpoint_every_records: u64,
+        hot_bytes_max: usize,
+        book: Arc<Mutex<Book>>,
     ) -> Self {
         Sequencer {
             log,
@@ -133,9 +141,12 @@ impl Sequencer {
             requests,
             cutover,
             clock: Clock::Wall,
-            snapshot_every_records,
-            records_since_snapshot: 0,
-            snapshot_job: None,
+            checkpoint_every_records,
+            hot_bytes_max,
+            records_since_checkpoint: 0,
+            checkpoint_job: None,
+            checkpoint_retry: None,
+            book,
             buf: AlignedVec::new(),
             failed: None,
         }
@@ -222,8 +233,8 @@ impl Sequencer {
     }
 
     pub(crate) fn finish(&mut self) -> Result<(), SubmitError> {
-        if let Some(job) = self.snapshot_job.take() {
-            let _ = job.join(); // the log must stay open while a snapshot is written
+        if let Some(job) = self.checkpoint_job.take() {
+            let _ = job.join(); // the log must stay open while a checkpoint is written
         }
         if let Some(reason) = &self.failed {
             return Err(SubmitError::Failed(reason.clone()));
@@ -258,14 +269,15 @@ impl Sequencer {
             }
             return;
         }
-        let records = {
+        let (records, hot_bytes) = {
             let mut committed = state.write();
             let before = committed.last_seq();
             committed.apply(changes);
-            committed.last_seq() - before
+            (committed.last_seq() - before, committed.records.heap_bytes())
         };
-        self.records_since_snapshot += records;
-        let due = self.snapshot_every_records > 0 && self.records_since_snapshot >= self.snapshot_every_records;
+        self.records_since_checkpoint += records;
+        let due = (self.checkpoint_every_records > 0 && self.records_since_checkpoint >= self.checkpoint_every_records)
+            || (self.hot_bytes_max > 0 && hot_bytes >= self.hot_bytes_max / 2);
         let mut asked = Vec::new();
         for (request, reply) in requests.into_iter().zip(replies) {
             match (request, reply) {
@@ -276,7 +288,7 @@ impl Sequencer {
             }
         }
         if !asked.is_empty() || due {
-            self.start_snapshot(asked);
+            self.start_checkpoint(asked);
         }
     }
 
@@ -288,7 +300,7 @@ impl Sequencer {
             Request::Submit { txs, .. } => txs.as_slice(),
             _ => &[],
         });
-        committed.records.warm(txs.map(|tx| tx.id));
+        committed.warm(txs.map(|tx| tx.id));
         let mut group = committed.group(requests.iter().map(Request::commands).sum());
         let now = self.clock.now_ns();
         let mut replies = Vec::with_capacity(requests.len());
@@ -328,32 +340,66 @@ impl Sequencer {
         (replies, group.into_changes(), error)
     }
 
-    /// Starts a snapshot of the committed state: the sequencer only copies the state
-    /// (memory-speed, under the read lock readers share); encoding it and writing and
-    /// syncing the file happen on a background thread while commits go on. One runs at
-    /// a time: an automatic one that comes due while another runs waits for the next
-    /// group; an asked-for one waits for the running one to finish first.
-    fn start_snapshot(&mut self, asked: Vec<Completer<Result<u64, SnapshotError>>>) {
-        if let Some(job) = self.snapshot_job.take_if(|job| job.is_finished() || !asked.is_empty()) {
-            let _ = job.join();
+    /// Starts a checkpoint: freezes the hot tier and copies the books (memory-speed,
+    /// under the write lock, between groups); a background thread writes the run, merges
+    /// runs, writes the checkpoint file and installs the result while commits go on.
+    /// One runs at a time: an automatic one that comes due while another runs waits for
+    /// the next group; an asked-for one waits for the running one to finish first. A
+    /// failed one is retried (with the same frozen tier) when the next one comes due.
+    fn start_checkpoint(&mut self, asked: Vec<Completer<Result<u64, SnapshotError>>>) {
+        if let Some(job) = self.checkpoint_job.take_if(|job| job.is_finished() || !asked.is_empty()) {
+            // The thread never panics (the job catches it): a join error cannot happen.
+            if let Ok(Err(failed)) = job.join() {
+                self.checkpoint_retry = Some(failed.0);
+            }
         }
-        if self.snapshot_job.is_some() {
+        if self.checkpoint_job.is_some() {
             return; // automatic, and one is still running
         }
-        let copy = self.state.read().clone();
-        self.records_since_snapshot = 0;
-        let writer = self.log.snapshot_writer();
-        let job = move || {
-            let seq = copy.last_seq();
-            let bytes = snapshot::encode(copy);
-            let result = writer.write(seq, &bytes).map(|_| seq).map_err(|e| SnapshotError::Write(e.to_string()));
-            for done in asked {
-                done.complete(result.clone());
+        let cx = checkpoint::Context {
+            writer: self.log.snapshot_writer(),
+            state: Arc::clone(&self.state),
+            book: Arc::clone(&self.book),
+        };
+        if !asked.is_empty()
+            && let Some(job) = self.checkpoint_retry.take()
+        {
+            // An asked-for checkpoint covers the state now: the one that failed goes
+            // first, here, and if it fails again so does the asked one.
+            if let Err(failed) = checkpoint::run(job, &cx, Vec::new()) {
+                let (failed, e) = *failed;
+                self.checkpoint_retry = Some(failed);
+                for done in asked {
+                    done.complete(Err(SnapshotError::Write(e.clone())));
+                }
+                return;
+            }
+        }
+        let job = match self.checkpoint_retry.take() {
+            Some(job) => job,
+            None => {
+                let mut state = self.state.write();
+                let fresh = state.records.new_like();
+                let frozen = Arc::new(std::mem::replace(&mut state.records, fresh));
+                state.frozen = Some(Arc::clone(&frozen));
+                Job { frozen, books: Books::of(&state), cold: state.cold.clone() }
             }
         };
-        // Without a thread the snapshot is skipped (the log holds everything); the
-        // asked-for completions are dropped with the closure and report Closed.
-        self.snapshot_job = std::thread::Builder::new().name("ledger-snapshot".into()).spawn(job).ok();
+        self.records_since_checkpoint = 0;
+        let spare = job.clone();
+        let spawned = std::thread::Builder::new()
+            .name("ledger-checkpoint".into())
+            .spawn(move || checkpoint::run(job, &cx, asked));
+        match spawned {
+            Ok(handle) => self.checkpoint_job = Some(handle),
+            Err(e) => {
+                // No thread: keep the job for the next try (the log holds everything).
+                let mut book = self.book.lock();
+                book.stats.failures += 1;
+                book.stats.last_error = Some(format!("starting the checkpoint thread: {e}"));
+                self.checkpoint_retry = Some(spare);
+            }
+        }
     }
 
     /// Simulation of a crash inside a group: judges and appends `requests` as
@@ -373,11 +419,13 @@ impl Sequencer {
         }
     }
 
-    /// Waits for the snapshot being written in the background, if any, so that what
+    /// Waits for the checkpoint being written in the background, if any, so that what
     /// is on disk after a step does not depend on thread timing (simulation).
     pub(crate) fn settle_snapshot(&mut self) {
-        if let Some(job) = self.snapshot_job.take() {
-            let _ = job.join();
+        if let Some(job) = self.checkpoint_job.take()
+            && let Ok(Err(failed)) = job.join()
+        {
+            self.checkpoint_retry = Some(failed.0);
         }
     }
 

@@ -8,19 +8,30 @@
 
 use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
 use std::hash::BuildHasher;
+use std::sync::Arc;
 
+use crate::cold::Cold;
 use crate::currency::Currency;
 use crate::model::{Balance, BatchSummary, Kind, Reject, Tx, TxId, TxOutcome, TxRecord, TxState};
-use crate::records::{NO_REF, Records, Stored};
+use crate::records::{Records, Stored};
 
 pub(crate) type Account = (u64, Currency);
 
 /// Committed state. Readers see it through a lock the sequencer takes only to apply a
-/// durable group.
-#[derive(Debug, Default, Clone)]
+/// durable group (and a checkpoint, to swap tiers).
+///
+/// Transactions live in three tiers, newest first: `records` (committed since the last
+/// checkpoint began, in memory), `frozen` (the tier a checkpoint is writing out, in
+/// memory until its run is on disk) and `cold` (runs on disk). A lookup asks them in
+/// that order and the first answer is the transaction as it stands now.
+#[derive(Debug, Default)]
 pub(crate) struct State {
-    /// Every committed transaction, compactly, with its index.
+    /// The hot tier.
     pub(crate) records: Records,
+    /// The tier a checkpoint is writing out, if one is.
+    pub(crate) frozen: Option<Arc<Records>>,
+    /// The runs on disk.
+    pub(crate) cold: Cold,
     /// Every batch; `batch_id` is the position + 1.
     pub(crate) batches: Vec<BatchSummary>,
     /// The open batch of each account that has one.
@@ -44,8 +55,11 @@ pub(crate) struct Changes {
     new_hashes: Vec<u64>,
     /// Positions of the new transactions, by `new_hashes`, for lookups within the group.
     new_index: HashTable<u32>,
-    /// Committed rows the group changed (payments captured, voided, refunded).
+    /// Hot rows the group changed (payments captured, voided, refunded).
     modified: HashMap<u32, Stored>,
+    /// Older transactions (frozen or cold, or already promoted) the group changed, hashed
+    /// with the state's index hasher; applied as promoted rows of the hot tier.
+    promoted: HashTable<Stored>,
     base_len: u32,
     /// Each account the group changed, as the group leaves it: one probe finds
     /// everything judging a transaction needs (its open batch and its balance).
@@ -76,10 +90,20 @@ pub(crate) struct Group<'s> {
     changes: Changes,
 }
 
-/// A transaction found by id: its position and record.
+/// Where a transaction found by id lives.
+#[derive(Debug, Clone, Copy)]
+enum Loc {
+    /// A row of the hot tier, or new in this group: its position.
+    Pos(u32),
+    /// An older transaction (promoted, frozen or cold): changed by id.
+    Older,
+}
+
+/// A transaction found by id: where it lives, its id's hash and its record.
 #[derive(Debug, Clone, Copy)]
 struct Payment {
-    pos: u32,
+    loc: Loc,
+    hash: u64,
     record: TxRecord,
 }
 
@@ -147,17 +171,108 @@ impl State {
         self.last_seq
     }
 
+    /// Transactions committed, in every tier: every seq is a transaction or a batch
+    /// close, and each closed batch was closed by one record.
     pub(crate) fn transaction_count(&self) -> usize {
-        self.records.len()
+        let closes = self.batches.iter().filter(|b| !b.is_open()).count() as u64;
+        usize::try_from(self.last_seq - closes).unwrap_or(usize::MAX)
+    }
+
+    /// An older transaction as it stands now: promoted in the hot tier, else in the
+    /// frozen tier, else in the runs. `hash` is the hot tier's hash of the id (the
+    /// frozen tier hashes the same way).
+    fn older(&self, id: TxId, hash: u64) -> Option<Stored> {
+        self.records
+            .promoted_hashed(id, hash)
+            .or_else(|| self.frozen.as_ref().and_then(|f| f.get_hashed(id, hash)))
+            .or_else(|| self.cold.get(id))
+    }
+
+    /// The transaction with this id as it stands now, from whichever tier has it.
+    pub(crate) fn find_row(&self, id: TxId) -> Option<Stored> {
+        let hash = self.records.hash(id);
+        match self.records.find_hashed(id, hash) {
+            Some(pos) => Some(self.records.row(pos)),
+            None => self.older(id, hash),
+        }
     }
 
     pub(crate) fn lookup(&self, id: TxId) -> Option<TxRecord> {
-        self.records.lookup(id)
+        self.find_row(id).map(|row| row.unpack())
+    }
+
+    /// Every transaction of every tier as it stands now, in seq order: linear in
+    /// history, for checks (tests, the simulation, a full consistency check).
+    pub(crate) fn all_records(&self) -> Vec<TxRecord> {
+        let mut newest: HashMap<TxId, Stored> = HashMap::new();
+        for run in self.cold.runs.iter().rev() {
+            for pos in 0..run.table.len() {
+                let row = run.row(pos);
+                newest.insert(row.id(), row);
+            }
+        }
+        for tier in self.frozen.as_deref().into_iter().chain(std::iter::once(&self.records)) {
+            for row in tier.rows().iter().chain(tier.promoted()) {
+                newest.insert(row.id(), *row);
+            }
+        }
+        let mut out: Vec<TxRecord> = newest.into_values().map(|row| row.unpack()).collect();
+        out.sort_unstable_by_key(|r| r.seq);
+        out
+    }
+
+    /// Looks every id up once, for nothing but the cache: these lookups do not depend
+    /// on each other, so the CPU overlaps their misses (judging one transaction at a
+    /// time takes them one after another), and judging then finds the index lines, rows
+    /// and the runs' Bloom blocks cached. Replay and the sequencer call it on a group
+    /// before judging it.
+    pub(crate) fn warm(&self, ids: impl Iterator<Item = TxId>) {
+        for id in ids {
+            let hash = self.records.hash(id);
+            self.records.warm_hashed(id, hash);
+            if let Some(frozen) = &self.frozen {
+                frozen.warm_hashed(id, hash);
+            }
+            self.cold.warm(id);
+        }
+    }
+
+    /// The client's transactions with seq in `seqs` and commit time in `times`, oldest
+    /// first (newest first when `newest_first`), at most `limit`, each as it stands now.
+    /// Cost: each tier gives at most `limit` candidates (binary searches in the runs'
+    /// client index), then each of the page's transactions is looked up: proportional
+    /// to the page, not to the client's history.
+    pub(crate) fn history(
+        &self,
+        client_id: u64,
+        seqs: std::ops::Range<u64>,
+        times: std::ops::Range<u64>,
+        newest_first: bool,
+        limit: usize,
+    ) -> Vec<TxRecord> {
+        if limit == 0 || seqs.is_empty() || times.is_empty() {
+            return Vec::new();
+        }
+        let mut candidates: Vec<(u64, TxId)> = Vec::new();
+        let tiers = std::iter::once(&self.records).chain(self.frozen.as_deref());
+        for tier in tiers {
+            let rows = tier.client_rows(client_id, seqs.clone(), times.clone(), newest_first, limit);
+            candidates.extend(rows.iter().map(|r| (r.seq, r.id())));
+        }
+        self.cold.client_candidates(client_id, seqs, times, newest_first, limit, &mut candidates);
+        if newest_first {
+            candidates.sort_unstable_by_key(|c| std::cmp::Reverse(c.0));
+        } else {
+            candidates.sort_unstable_by_key(|c| c.0);
+        }
+        candidates.dedup_by_key(|c| c.0); // a promoted transaction is in two tiers at one seq
+        candidates.truncate(limit);
+        candidates.into_iter().filter_map(|(_, id)| self.lookup(id)).collect()
     }
 
     /// The client's transactions with `seq > after_seq`, oldest first, at most `limit`.
     pub(crate) fn list(&self, client_id: u64, after_seq: u64, limit: usize) -> Vec<TxRecord> {
-        self.records.list(client_id, after_seq, limit)
+        self.history(client_id, after_seq.saturating_add(1)..u64::MAX, 0..u64::MAX, false, limit)
     }
 
     pub(crate) fn batch(&self, batch_id: u64) -> Option<BatchSummary> {
@@ -207,6 +322,10 @@ impl State {
         for (pos, row) in changes.modified {
             self.records.set(pos, row);
         }
+        for row in changes.promoted {
+            let hash = self.records.hash(row.id());
+            self.records.promote(row, hash);
+        }
         if let (Some(row), Some(&hash)) = (changes.new.first(), changes.new_hashes.first()) {
             // The hashes were computed with the hasher of the state judged on; this is it.
             assert_eq!(hash, self.records.hash(row.id()), "a group applies to the state it was judged on");
@@ -251,7 +370,7 @@ impl Group<'_> {
         self.changes
     }
 
-    /// The row at `pos` as this group sees it.
+    /// The row at `pos` (hot or new) as this group sees it.
     fn row(&self, pos: u32) -> Stored {
         match pos.checked_sub(self.changes.base_len) {
             Some(new) => self.changes.new[new as usize],
@@ -259,28 +378,42 @@ impl Group<'_> {
         }
     }
 
-    fn set_row(&mut self, pos: u32, row: Stored) {
-        match pos.checked_sub(self.changes.base_len) {
-            Some(new) => self.changes.new[new as usize] = row,
-            None => {
-                self.changes.modified.insert(pos, row);
+    fn set_row(&mut self, loc: Loc, hash: u64, row: Stored) {
+        match loc {
+            Loc::Pos(pos) => match pos.checked_sub(self.changes.base_len) {
+                Some(new) => self.changes.new[new as usize] = row,
+                None => {
+                    self.changes.modified.insert(pos, row);
+                }
+            },
+            Loc::Older => {
+                let Changes { promoted, .. } = &mut self.changes;
+                match promoted.find_mut(hash, |s| s.id() == row.id()) {
+                    Some(slot) => *slot = row,
+                    None => {
+                        // Every entry was inserted with its hash: nothing is rehashed wrongly.
+                        let base = self.base;
+                        promoted.insert_unique(hash, row, |s| base.records.hash(s.id()));
+                    }
+                }
             }
         }
     }
 
-    fn record(&self, pos: u32) -> TxRecord {
-        let row = self.row(pos);
-        let ref_id = if row.ref_pos == NO_REF { TxId::NONE } else { self.row(row.ref_pos).id() };
-        row.unpack(ref_id)
-    }
-
-    /// Position of the transaction with this id; `hash` is the state's hash of it.
-    fn find(&self, id: TxId, hash: u64) -> Option<u32> {
-        let Changes { new, new_index, base_len, .. } = &self.changes;
-        new_index
-            .find(hash, |&p| new[(p - base_len) as usize].id() == id)
-            .copied()
-            .or_else(|| self.base.records.find_hashed(id, hash))
+    /// Where the transaction with this id lives and its row as this group sees it;
+    /// `hash` is the state's hash of it.
+    fn find(&self, id: TxId, hash: u64) -> Option<(Loc, Stored)> {
+        let Changes { new, new_index, base_len, promoted, .. } = &self.changes;
+        if let Some(&p) = new_index.find(hash, |&p| new[(p - base_len) as usize].id() == id) {
+            return Some((Loc::Pos(p), new[(p - base_len) as usize]));
+        }
+        if let Some(pos) = self.base.records.find_hashed(id, hash) {
+            return Some((Loc::Pos(pos), self.row(pos)));
+        }
+        if let Some(row) = promoted.find(hash, |s| s.id() == id) {
+            return Some((Loc::Older, *row));
+        }
+        self.base.older(id, hash).map(|row| (Loc::Older, row))
     }
 
     fn tx(&self, id: TxId) -> Option<Payment> {
@@ -288,7 +421,7 @@ impl Group<'_> {
     }
 
     fn tx_hashed(&self, id: TxId, hash: u64) -> Option<Payment> {
-        self.find(id, hash).map(|pos| Payment { pos, record: self.record(pos) })
+        self.find(id, hash).map(|(loc, row)| Payment { loc, hash, record: row.unpack() })
     }
 
     /// The account as this group sees it: its open batch and its balance.
@@ -456,29 +589,29 @@ impl Group<'_> {
         }
         let applied =
             TxRecord { tx: *tx, seq, batch_id, timestamp_ns: ts, state: TxState::Applied, captured: 0, refunded: 0 };
-        let (record, ref_pos) = match effect {
-            Effect::Sale => (TxRecord { state: TxState::Captured, captured: tx.amount, ..applied }, NO_REF),
-            Effect::Authorize => (TxRecord { state: TxState::Authorized, ..applied }, NO_REF),
-            Effect::Adjust => (applied, NO_REF),
-            Effect::Capture(Payment { pos, record: p }) => {
+        let record = match effect {
+            Effect::Sale => TxRecord { state: TxState::Captured, captured: tx.amount, ..applied },
+            Effect::Authorize => TxRecord { state: TxState::Authorized, ..applied },
+            Effect::Adjust => applied,
+            Effect::Capture(Payment { loc, hash, record: p }) => {
                 let payment = TxRecord { state: TxState::Captured, captured: tx.amount, batch_id, ..p };
-                self.set_row(pos, Stored::pack(&payment, self.row(pos).ref_pos));
-                (applied, pos)
+                self.set_row(loc, hash, Stored::pack(&payment));
+                applied
             }
-            Effect::Void(Payment { pos, record: p }) => {
-                self.set_row(pos, Stored::pack(&TxRecord { state: TxState::Voided, ..p }, self.row(pos).ref_pos));
-                (applied, pos)
+            Effect::Void(Payment { loc, hash, record: p }) => {
+                self.set_row(loc, hash, Stored::pack(&TxRecord { state: TxState::Voided, ..p }));
+                applied
             }
-            Effect::Refund(Payment { pos, record: p }) => {
+            Effect::Refund(Payment { loc, hash, record: p }) => {
                 let refunded = p.refunded + tx.amount; // judged: fits, and <= captured
                 let state = if refunded == p.captured { TxState::Refunded } else { TxState::PartiallyRefunded };
-                self.set_row(pos, Stored::pack(&TxRecord { refunded, state, ..p }, self.row(pos).ref_pos));
-                (applied, pos)
+                self.set_row(loc, hash, Stored::pack(&TxRecord { refunded, state, ..p }));
+                applied
             }
         };
         let pos = self.changes.base_len + u32::try_from(self.changes.new.len()).expect("a group holds < 2^32 records");
         let Changes { new, new_hashes, new_index, base_len, .. } = &mut self.changes;
-        new.push(Stored::pack(&record, ref_pos));
+        new.push(Stored::pack(&record));
         new_hashes.push(hash);
         new_index.insert_unique(hash, pos, |&p| new_hashes[(p - *base_len) as usize]);
         self.changes.last_seq = seq;

@@ -527,4 +527,6 @@ fn a_failed_snapshot_write_is_only_a_warning() {
     let ledger = Ledger::open(dir.path(), quiet).unwrap();
     assert_eq!(ledger.open_report().snapshot_seq, Some(seq));
     assert_eq!(ledger.transaction_count(), 5);
+    assert_eq!(ledger.tiers().hot_transactions, 0, "nothing replayed: every transaction is in the cold tier");
+    assert_eq!(ledger.check_consistency(), Ok(5));
 }

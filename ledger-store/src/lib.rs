@@ -45,6 +45,7 @@ mod options;
 mod snapshot;
 mod storage;
 mod sync;
+pub mod table;
 
 pub use error::{
     AppendError, CommitError, Corruption, CorruptionKind, Error, HeaderFault, OpenError, ReadError, RetentionError,

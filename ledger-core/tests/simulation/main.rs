@@ -132,6 +132,10 @@ impl Setup {
             cutover,
             snapshot_every_records: if rng.percent(50) { 0 } else { rng.range(8, 120) },
             transactions_hint: 0,
+            // A tiny memory budget half the time: checkpoints every few transactions, so
+            // judging against frozen and cold payments, promotions and run merges
+            // happen in nearly every seed.
+            hot_bytes_max: if rng.percent(50) { rng.range(2, 60) as usize * 260 } else { 0 },
         };
         Setup { producers: rng.range(1, 5) as usize, clients: rng.range(1, 3), options }
     }

@@ -80,6 +80,16 @@ impl SnapshotWriter {
     pub fn write(&self, seq: u64, payload: &[u8]) -> Result<SnapshotInfo, SnapshotError> {
         snapshot::write(&self.storage, &self.dir, seq, payload)
     }
+
+    /// The log's directory (tables the engine writes beside the log go here too).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The storage seam the log's file-system calls go through.
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
 }
 
 /// A byte range of one segment written but not yet committed, or not yet synced.

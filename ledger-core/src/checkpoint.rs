@@ -1,0 +1,569 @@
+//! Checkpoints: what the engine writes so that opening replays only the log after one,
+//! at a cost proportional to what changed since the last one, never to history.
+//!
+//! A checkpoint at seq K is taken between groups: the sequencer freezes the hot tier
+//! (the transactions committed since the previous checkpoint, plus the older payments
+//! whose state changed meanwhile) and copies the books (batches, open batches,
+//! balances); a background thread then writes the frozen tier as one new cold run
+//! (`ledger_store::table`), merges runs of about the same size, writes the checkpoint
+//! file (the books and the list of runs, through the log's snapshot files: atomic and
+//! verified with BLAKE3) and only then swaps the frozen tier for the new runs in the
+//! state readers see. A failed attempt is reported ([`CheckpointStats`]) and retried
+//! with the same frozen tier; the log keeps everything after the last good checkpoint,
+//! so nothing depends on it succeeding.
+//!
+//! Payload layout (little-endian, fixed-size rows, no offsets, so no size limit):
+//! magic `LEDGCKPT`, version `u32`, 4 zero bytes, last seq, last time, next run id,
+//! then four counted sections: runs (`id u64`, `entries u64`), batches (14 words
+//! each), open batches (`client u64`, `currency [4]`, 4 zero, `batch u64`), balances
+//! (`client u64`, `currency [4]`, 4 zero, captured, refunded, adjusted, net, settled).
+
+use std::collections::{BTreeSet, VecDeque};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hashbrown::HashMap;
+use ledger_store::table::{KEY_BYTES, TableBuilder};
+use ledger_store::{SnapshotWriter, Storage};
+use parking_lot::{Mutex, RwLock};
+
+use crate::cold::{Cold, Run, parse_run_file_name, run_file_name};
+use crate::completion::Completer;
+use crate::consistency;
+use crate::currency::Currency;
+use crate::error::SnapshotError;
+use crate::model::{Balance, BatchSummary};
+use crate::records::{ENTRY_BYTES, Records, Stored, key_of};
+use crate::state::{Account, State};
+
+const MAGIC: [u8; 8] = *b"LEDGCKPT";
+/// Format of the payload. Version 1 was the whole-state rkyv snapshot of earlier
+/// releases: it is skipped with a warning and the log replayed instead (which is the
+/// migration: the log's format did not change).
+const VERSION: u32 = 2;
+/// Runs merged at once: when this many of the newest runs are of one size class
+/// (a power of [`MERGE_FANIN`] in entries), they become one run of the next class, so a
+/// lookup probes at most `MERGE_FANIN - 1` runs per class (a handful for billions).
+pub(crate) const MERGE_FANIN: usize = 4;
+
+/// The books of a checkpoint: everything but the transactions.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Books {
+    pub(crate) last_seq: u64,
+    pub(crate) last_ts: u64,
+    pub(crate) batches: Vec<BatchSummary>,
+    pub(crate) open: HashMap<Account, u64>,
+    pub(crate) balances: HashMap<Account, Balance>,
+}
+
+impl Books {
+    pub(crate) fn of(state: &State) -> Books {
+        Books {
+            last_seq: state.last_seq,
+            last_ts: state.last_ts,
+            batches: state.batches.clone(),
+            open: state.open.clone(),
+            balances: state.balances.clone(),
+        }
+    }
+}
+
+/// How checkpoints have gone, for operators and benchmarks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CheckpointStats {
+    /// Checkpoints written since open.
+    pub written: u64,
+    /// Attempts that failed (each reported here and retried).
+    pub failures: u64,
+    /// The last failure's message, until a checkpoint succeeds again.
+    pub last_error: Option<String>,
+    /// Seq the newest checkpoint covers (0: none yet).
+    pub seq: u64,
+    /// How long the newest one took on its thread (run, merges, file).
+    pub duration: Duration,
+    /// Bytes of the newest run written (0 when it had no transaction).
+    pub run_bytes: u64,
+    /// Bytes of the newest checkpoint file's payload.
+    pub file_bytes: u64,
+    /// Run merges done since open, and the entries they wrote.
+    pub merges: u64,
+    pub merged_entries: u64,
+}
+
+/// State shared by the sequencer and its checkpoint threads.
+#[derive(Debug, Default)]
+pub(crate) struct Book {
+    pub(crate) next_run_id: u64,
+    /// Run ids of the checkpoints on disk, oldest first (at most the two kept).
+    pub(crate) kept: VecDeque<Vec<u64>>,
+    pub(crate) stats: CheckpointStats,
+}
+
+/// One checkpoint to write: the frozen tier, the books at `books.last_seq`, and the runs
+/// as they were when it was frozen (only checkpoints change them).
+#[derive(Debug, Clone)]
+pub(crate) struct Job {
+    pub(crate) frozen: Arc<Records>,
+    pub(crate) books: Books,
+    pub(crate) cold: Cold,
+}
+
+/// What a failed job hands back so that it can be retried.
+pub(crate) type Failed = Box<(Job, String)>;
+
+/// Everything a job's thread needs.
+pub(crate) struct Context {
+    pub(crate) writer: SnapshotWriter,
+    pub(crate) state: Arc<RwLock<State>>,
+    pub(crate) book: Arc<Mutex<Book>>,
+}
+
+/// Writes `job` and installs it; completes `asked` with the seq covered or the error.
+/// Never panics: a panic inside is caught and reported as a failure, with the job
+/// handed back for a retry.
+pub(crate) fn run(job: Job, cx: &Context, asked: Vec<Completer<Result<u64, SnapshotError>>>) -> Result<u64, Failed> {
+    let started = Instant::now();
+    let result = catch_unwind(AssertUnwindSafe(|| write(&job, cx)))
+        .unwrap_or_else(|panic| Err(format!("checkpoint thread panicked: {}", panic_message(&panic))));
+    let mut book = cx.book.lock();
+    match result {
+        Ok(written) => {
+            book.stats.written += 1;
+            book.stats.last_error = None;
+            book.stats.seq = job.books.last_seq;
+            book.stats.duration = started.elapsed();
+            book.stats.run_bytes = written.run_bytes;
+            book.stats.file_bytes = written.file_bytes;
+            book.stats.merges += written.merges;
+            book.stats.merged_entries += written.merged_entries;
+            drop(book);
+            for done in asked {
+                done.complete(Ok(job.books.last_seq));
+            }
+            Ok(job.books.last_seq)
+        }
+        Err(e) => {
+            book.stats.failures += 1;
+            book.stats.last_error = Some(e.clone());
+            drop(book);
+            for done in asked {
+                done.complete(Err(SnapshotError::Write(e.clone())));
+            }
+            Err(Box::new((job, e)))
+        }
+    }
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
+struct Written {
+    run_bytes: u64,
+    file_bytes: u64,
+    merges: u64,
+    merged_entries: u64,
+}
+
+fn write(job: &Job, cx: &Context) -> Result<Written, String> {
+    let dir = cx.writer.dir().to_path_buf();
+    let storage = cx.writer.storage().clone();
+    let next_id = || {
+        let mut book = cx.book.lock();
+        book.next_run_id += 1;
+        book.next_run_id
+    };
+    let mut runs = job.cold.runs.clone();
+    let mut run_bytes = 0;
+    if job.frozen.len() + job.frozen.promoted_len() > 0 {
+        let run = build_run(&job.frozen, &storage, &dir, next_id())?;
+        run_bytes = run.table.file_bytes();
+        runs.insert(0, Arc::new(run));
+    }
+    let (mut merges, mut merged_entries) = (0, 0);
+    while let Some(n) = mergeable(&runs) {
+        let merged = merge_runs(&runs[..n], &storage, &dir, next_id())?;
+        merges += 1;
+        merged_entries += merged.table.len() as u64;
+        runs.splice(..n, [Arc::new(merged)]);
+    }
+    let ids: Vec<u64> = runs.iter().map(|r| r.id).collect();
+    let entries: Vec<u64> = runs.iter().map(|r| r.table.len() as u64).collect();
+    let next_run_id = cx.book.lock().next_run_id;
+    let payload = encode(&job.books, &ids, &entries, next_run_id);
+    cx.writer.write(job.books.last_seq, &payload).map_err(|e| format!("writing the checkpoint: {e}"))?;
+    {
+        let mut state = cx.state.write();
+        let ours = state.frozen.as_ref().is_some_and(|f| Arc::ptr_eq(f, &job.frozen));
+        assert!(ours, "the frozen tier a checkpoint writes is the state's until it is installed");
+        state.cold = Cold { runs };
+        state.frozen = None;
+    }
+    // Runs that no kept checkpoint names are removed: merged away, or from a failed try.
+    let keep: BTreeSet<u64> = {
+        let mut book = cx.book.lock();
+        book.kept.push_back(ids);
+        while book.kept.len() > ledger_store::SNAPSHOTS_KEPT {
+            book.kept.pop_front();
+        }
+        book.kept.iter().flatten().copied().collect()
+    };
+    remove_unreferenced_runs(&storage, &dir, &keep).map_err(|e| format!("removing old runs: {e}"))?;
+    Ok(Written { run_bytes, file_bytes: payload.len() as u64, merges, merged_entries })
+}
+
+/// How many of the newest runs to merge now, if any: [`MERGE_FANIN`] of one class.
+fn mergeable(runs: &[Arc<Run>]) -> Option<usize> {
+    let class = |r: &Arc<Run>| (r.table.len().max(1) as u64).ilog(MERGE_FANIN as u64);
+    let first = class(runs.first()?);
+    let same = runs.iter().take_while(|r| class(r) <= first).count();
+    (same >= MERGE_FANIN).then_some(MERGE_FANIN)
+}
+
+/// Writes the frozen tier as run `id`: its rows and promoted rows sorted by id, and the
+/// client index (client, seq, commit time).
+fn build_run(frozen: &Records, storage: &Storage, dir: &Path, id: u64) -> Result<Run, String> {
+    let mut rows: Vec<&Stored> = frozen.rows().iter().chain(frozen.promoted()).collect();
+    rows.sort_unstable_by_key(|r| key_of(r.id()));
+    let name = run_file_name(id);
+    let mut builder = TableBuilder::create(storage, dir, &name, ENTRY_BYTES, rows.len() as u64)
+        .map_err(|e| format!("creating run {name}: {e}"))?;
+    for row in &rows {
+        builder.push_entry(&row.entry()).map_err(|e| e.to_string())?;
+    }
+    rows.sort_unstable_by_key(|r| (r.client_id, r.seq));
+    for row in &rows {
+        builder
+            .push_secondary(row.client_id, row.seq, row.timestamp_ns, &key_of(row.id()))
+            .map_err(|e| e.to_string())?;
+    }
+    let info = builder.finish().map_err(|e| e.to_string())?;
+    open_run(&info.path, id)
+}
+
+/// Merges `inputs` (newest first) into run `id`: on an id in several, the newest wins.
+fn merge_runs(inputs: &[Arc<Run>], storage: &Storage, dir: &Path, id: u64) -> Result<Run, String> {
+    let upper: u64 = inputs.iter().map(|r| r.table.len() as u64).sum();
+    let name = run_file_name(id);
+    let mut builder = TableBuilder::create(storage, dir, &name, ENTRY_BYTES, upper)
+        .map_err(|e| format!("creating run {name}: {e}"))?;
+    // k-way merge by key; k is MERGE_FANIN, so a linear scan for the smallest is enough.
+    let mut at = vec![0usize; inputs.len()];
+    loop {
+        let mut best: Option<(usize, &[u8])> = None;
+        for (i, run) in inputs.iter().enumerate() {
+            if at[i] < run.table.len() {
+                let key = &run.table.entry(at[i])[..KEY_BYTES];
+                if best.is_none_or(|(_, b)| key < b) {
+                    best = Some((i, key)); // ties keep the earlier (newer) input
+                }
+            }
+        }
+        let Some((i, key)) = best else { break };
+        builder.push_entry(inputs[i].table.entry(at[i])).map_err(|e| e.to_string())?;
+        let key: [u8; KEY_BYTES] = key.try_into().map_err(|_| "key size")?;
+        for (j, run) in inputs.iter().enumerate() {
+            if at[j] < run.table.len() && run.table.entry(at[j])[..KEY_BYTES] == key {
+                at[j] += 1;
+            }
+        }
+    }
+    let mut sat = vec![0usize; inputs.len()];
+    loop {
+        let mut best: Option<(usize, (u64, u64))> = None;
+        for (i, run) in inputs.iter().enumerate() {
+            if sat[i] < run.table.secondary_len() {
+                let (g, o, _, _) = run.table.secondary_at(sat[i]);
+                if best.is_none_or(|(_, b)| (g, o) < b) {
+                    best = Some((i, (g, o)));
+                }
+            }
+        }
+        let Some((i, (g, o))) = best else { break };
+        let (_, _, aux, key) = inputs[i].table.secondary_at(sat[i]);
+        builder.push_secondary(g, o, aux, &key).map_err(|e| e.to_string())?;
+        for (j, run) in inputs.iter().enumerate() {
+            if sat[j] < run.table.secondary_len() {
+                let (gj, oj, _, _) = run.table.secondary_at(sat[j]);
+                if (gj, oj) == (g, o) {
+                    sat[j] += 1;
+                }
+            }
+        }
+    }
+    let info = builder.finish().map_err(|e| e.to_string())?;
+    open_run(&info.path, id)
+}
+
+/// Opens and verifies run `id` at `path`.
+pub(crate) fn open_run(path: &Path, id: u64) -> Result<Run, String> {
+    let table = ledger_store::table::Table::open(path).map_err(|e| e.to_string())?;
+    Ok(Run { id, table })
+}
+
+/// Removes run files of `dir` that `keep` does not name, and unfinished ones.
+pub(crate) fn remove_unreferenced_runs(storage: &Storage, dir: &Path, keep: &BTreeSet<u64>) -> std::io::Result<usize> {
+    let mut removed = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let unfinished = name.starts_with("run-") && name.ends_with(".tbl.tmp");
+        let stale = parse_run_file_name(name).is_some_and(|id| !keep.contains(&id));
+        if unfinished || stale {
+            ledger_store::table::remove_table(storage, &entry.path()).map_err(std::io::Error::other)?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+/// A checkpoint as read back.
+#[derive(Debug)]
+pub(crate) struct Decoded {
+    pub(crate) books: Books,
+    pub(crate) runs: Vec<(u64, u64)>,
+    pub(crate) next_run_id: u64,
+}
+
+fn put(out: &mut Vec<u8>, w: u64) {
+    out.extend_from_slice(&w.to_le_bytes());
+}
+
+fn put_account(out: &mut Vec<u8>, (client, currency): Account) {
+    put(out, client);
+    out.extend_from_slice(&currency.c_bytes());
+    out.extend_from_slice(&[0; 4]);
+}
+
+pub(crate) fn encode(books: &Books, run_ids: &[u64], run_entries: &[u64], next_run_id: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64 + run_ids.len() * 16 + books.batches.len() * 112 + books.balances.len() * 56);
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&VERSION.to_le_bytes());
+    out.extend_from_slice(&[0; 4]);
+    for w in [books.last_seq, books.last_ts, next_run_id, run_ids.len() as u64] {
+        put(&mut out, w);
+    }
+    for (id, entries) in run_ids.iter().zip(run_entries) {
+        put(&mut out, *id);
+        put(&mut out, *entries);
+    }
+    put(&mut out, books.batches.len() as u64);
+    for b in &books.batches {
+        put(&mut out, b.batch_id);
+        put_account(&mut out, (b.client_id, b.currency));
+        for w in
+            [b.first_seq, b.last_seq, b.opened_ns, b.closed_ns, b.payment_count, b.refund_count, b.adjustment_count]
+        {
+            put(&mut out, w);
+        }
+        for v in [b.payment_total, b.refund_total, b.adjustment_total, b.net] {
+            put(&mut out, v as u64);
+        }
+    }
+    let mut open: Vec<(&Account, &u64)> = books.open.iter().collect();
+    open.sort_unstable_by_key(|(_, id)| **id);
+    put(&mut out, open.len() as u64);
+    for (account, id) in open {
+        put_account(&mut out, *account);
+        put(&mut out, *id);
+    }
+    let mut balances: Vec<(&Account, &Balance)> = books.balances.iter().collect();
+    balances.sort_unstable_by_key(|(a, _)| (a.0, a.1.c_bytes()));
+    put(&mut out, balances.len() as u64);
+    for (account, b) in balances {
+        put_account(&mut out, *account);
+        for v in [b.captured, b.refunded, b.adjusted, b.net, b.settled_net] {
+            put(&mut out, v as u64);
+        }
+    }
+    out
+}
+
+/// Reads fixed-size little-endian words off a payload, refusing to read past its end.
+struct Reader<'a> {
+    bytes: &'a [u8],
+}
+
+impl Reader<'_> {
+    fn take(&mut self, n: usize) -> Result<&[u8], String> {
+        if self.bytes.len() < n {
+            return Err("checkpoint payload cut short".into());
+        }
+        let (head, rest) = self.bytes.split_at(n);
+        self.bytes = rest;
+        Ok(head)
+    }
+
+    fn word(&mut self) -> Result<u64, String> {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(self.take(8)?);
+        Ok(u64::from_le_bytes(w))
+    }
+
+    fn count(&mut self, row_bytes: usize) -> Result<usize, String> {
+        let n = self.word()?;
+        let fits = usize::try_from(n).ok().filter(|n| n.checked_mul(row_bytes).is_some_and(|b| b <= self.bytes.len()));
+        fits.ok_or_else(|| "checkpoint section longer than the payload".into())
+    }
+
+    fn account(&mut self) -> Result<Account, String> {
+        let client = self.word()?;
+        let mut c = [0u8; 4];
+        c.copy_from_slice(self.take(4)?);
+        if self.take(4)? != [0; 4] {
+            return Err("checkpoint padding is not zero".into());
+        }
+        Ok((client, Currency::from_c_bytes(c).ok_or("unknown currency in checkpoint")?))
+    }
+}
+
+pub(crate) fn decode(payload: &[u8], seq: u64) -> Result<Decoded, String> {
+    let mut r = Reader { bytes: payload };
+    if r.take(8)? != MAGIC {
+        return Err("not a checkpoint (an earlier release's snapshot?)".into());
+    }
+    let mut v = [0u8; 4];
+    v.copy_from_slice(r.take(4)?);
+    if u32::from_le_bytes(v) != VERSION {
+        return Err(format!("checkpoint version {} is not {VERSION}", u32::from_le_bytes(v)));
+    }
+    r.take(4)?;
+    let (last_seq, last_ts, next_run_id) = (r.word()?, r.word()?, r.word()?);
+    if last_seq != seq {
+        return Err("checkpoint covers another seq than its file says".into());
+    }
+    let mut runs = Vec::new();
+    for _ in 0..r.count(16)? {
+        runs.push((r.word()?, r.word()?));
+    }
+    if runs.iter().any(|&(id, _)| id == 0 || id > next_run_id) {
+        return Err("checkpoint names a run beyond its next run id".into());
+    }
+    let mut books = Books { last_seq, last_ts, ..Books::default() };
+    for _ in 0..r.count(112)? {
+        let batch_id = r.word()?;
+        let (client_id, currency) = r.account()?;
+        let w: Vec<u64> = (0..11).map(|_| r.word()).collect::<Result<_, _>>()?;
+        books.batches.push(BatchSummary {
+            batch_id,
+            client_id,
+            currency,
+            first_seq: w[0],
+            last_seq: w[1],
+            opened_ns: w[2],
+            closed_ns: w[3],
+            payment_count: w[4],
+            refund_count: w[5],
+            adjustment_count: w[6],
+            payment_total: w[7] as i64,
+            refund_total: w[8] as i64,
+            adjustment_total: w[9] as i64,
+            net: w[10] as i64,
+        });
+    }
+    for _ in 0..r.count(24)? {
+        let account = r.account()?;
+        if books.open.insert(account, r.word()?).is_some() {
+            return Err("checkpoint names an account's open batch twice".into());
+        }
+    }
+    for _ in 0..r.count(56)? {
+        let account = r.account()?;
+        let w: Vec<u64> = (0..5).map(|_| r.word()).collect::<Result<_, _>>()?;
+        let balance = Balance {
+            captured: w[0] as i64,
+            refunded: w[1] as i64,
+            adjusted: w[2] as i64,
+            net: w[3] as i64,
+            settled_net: w[4] as i64,
+            open_net: 0,
+        };
+        if books.balances.insert(account, balance).is_some() {
+            return Err("checkpoint names an account's balance twice".into());
+        }
+    }
+    if !r.bytes.is_empty() {
+        return Err("checkpoint payload has bytes past its sections".into());
+    }
+    Ok(Decoded { books, runs, next_run_id })
+}
+
+/// The state a decoded checkpoint describes, its runs opened (and verified) from `dir`;
+/// refused when a run is missing or damaged, or the books do not hang together.
+pub(crate) fn load(decoded: Decoded, dir: &Path) -> Result<State, String> {
+    let mut runs = Vec::with_capacity(decoded.runs.len());
+    for &(id, entries) in &decoded.runs {
+        let path = dir.join(run_file_name(id));
+        let run = open_run(&path, id)?;
+        if run.table.len() as u64 != entries {
+            return Err(format!(
+                "{}: holds {} entries, the checkpoint says {entries}",
+                path.display(),
+                run.table.len()
+            ));
+        }
+        runs.push(Arc::new(run));
+    }
+    let Books { last_seq, last_ts, batches, open, balances } = decoded.books;
+    let mut state = State { last_seq, last_ts, batches, open, balances, cold: Cold { runs }, ..State::default() };
+    for b in &state.batches {
+        state.client_batches.entry(b.client_id).or_default().push(b.batch_id);
+    }
+    consistency::check_books(&state).map_err(|e| format!("does not hang together: {e}"))?;
+    Ok(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn books_survive_encoding_and_damage_is_refused() {
+        let usd = Currency::from_code("USD").expect("USD");
+        let mut books = Books { last_seq: 9, last_ts: 99, ..Books::default() };
+        books.batches.push(BatchSummary {
+            batch_id: 1,
+            client_id: 7,
+            currency: usd,
+            first_seq: 1,
+            last_seq: 9,
+            opened_ns: 5,
+            closed_ns: 0,
+            payment_count: 2,
+            payment_total: 300,
+            refund_count: 1,
+            refund_total: 50,
+            adjustment_count: 0,
+            adjustment_total: 0,
+            net: 250,
+        });
+        books.open.insert((7, usd), 1);
+        books.balances.insert(
+            (7, usd),
+            Balance { captured: 300, refunded: 50, adjusted: 0, net: 250, settled_net: 0, open_net: 0 },
+        );
+        let bytes = encode(&books, &[3, 5], &[10, 20], 6);
+        let d = decode(&bytes, 9).expect("decodes");
+        assert_eq!((d.runs.clone(), d.next_run_id), (vec![(3, 10), (5, 20)], 6));
+        assert_eq!(d.books.batches, books.batches);
+        assert_eq!(d.books.open, books.open);
+        assert_eq!(d.books.balances, books.balances);
+        assert!(decode(&bytes, 8).is_err(), "another seq");
+        for cut in 0..bytes.len() {
+            assert!(decode(&bytes[..cut], 9).is_err(), "cut at {cut}");
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(decode(&longer, 9).is_err(), "trailing bytes");
+        let mut huge = bytes.clone();
+        huge[48..56].copy_from_slice(&u64::MAX.to_le_bytes()); // run count
+        assert!(decode(&huge, 9).is_err(), "a count past the payload");
+    }
+}

@@ -1,0 +1,125 @@
+//! The cold tier: the transactions that left memory, in immutable runs on disk
+//! (`ledger_store::table` files, one 112-byte entry per transaction keyed by its id,
+//! a secondary index by client, seq and commit time, and a Bloom filter).
+//!
+//! Each checkpoint writes the frozen tier as one new run; runs of about the same size
+//! are merged (newest wins on an id), so a lookup probes a few Bloom filters, one cache
+//! line each, and searches at most the runs whose filter passes. A run holds a
+//! transaction as it stood when the run was written; a later capture, void or refund of
+//! it is promoted into the tier in memory and written with the next run, which shadows
+//! the older copy until a merge folds them.
+
+use std::sync::Arc;
+
+use ledger_store::table::{Table, key_hash};
+
+use crate::model::TxId;
+use crate::records::{Stored, key_of};
+
+/// File name of run `id`.
+pub(crate) fn run_file_name(id: u64) -> String {
+    format!("run-{id:020}.tbl")
+}
+
+/// The id of a run from its file name.
+pub(crate) fn parse_run_file_name(name: &str) -> Option<u64> {
+    let digits = name.strip_prefix("run-")?.strip_suffix(".tbl")?;
+    if digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit()) { digits.parse().ok() } else { None }
+}
+
+/// One run: a verified table and its id (runs are numbered as they are written).
+#[derive(Debug)]
+pub(crate) struct Run {
+    pub(crate) id: u64,
+    pub(crate) table: Table,
+}
+
+impl Run {
+    /// The row at `pos`.
+    pub(crate) fn row(&self, pos: usize) -> Stored {
+        Stored::from_entry(self.table.entry(pos)).expect("a verified run holds rows this version wrote")
+    }
+}
+
+/// The runs, newest first.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Cold {
+    pub(crate) runs: Vec<Arc<Run>>,
+}
+
+impl Cold {
+    /// The newest copy of the transaction with this id.
+    pub(crate) fn get(&self, id: TxId) -> Option<Stored> {
+        if self.runs.is_empty() {
+            return None;
+        }
+        let key = key_of(id);
+        let hash = key_hash(&key);
+        self.runs.iter().find_map(|run| run.table.find_hashed(&key, hash).map(|pos| run.row(pos)))
+    }
+
+    /// Touches the Bloom blocks this id's lookup will read (see `State::warm`).
+    pub(crate) fn warm(&self, id: TxId) {
+        if self.runs.is_empty() {
+            return;
+        }
+        let hash = key_hash(&key_of(id));
+        for run in &self.runs {
+            run.table.prefetch_hashed(hash);
+        }
+    }
+
+    /// Entries over all runs (a transaction promoted into a newer run counts twice
+    /// until a merge folds it).
+    pub(crate) fn entries(&self) -> u64 {
+        self.runs.iter().map(|r| r.table.len() as u64).sum()
+    }
+
+    /// Bytes of the run files.
+    pub(crate) fn bytes(&self) -> u64 {
+        self.runs.iter().map(|r| r.table.file_bytes()).sum()
+    }
+
+    /// The client's `(seq, id)` in each run with seq in `seqs` and commit time in
+    /// `times`, at most `limit` per run from the chosen end (the caller merges them and
+    /// removes the copies of promoted transactions, which share a seq).
+    pub(crate) fn client_candidates(
+        &self,
+        client_id: u64,
+        seqs: std::ops::Range<u64>,
+        times: std::ops::Range<u64>,
+        newest_first: bool,
+        limit: usize,
+        out: &mut Vec<(u64, TxId)>,
+    ) {
+        for run in &self.runs {
+            let range = run.table.secondary_bounds(client_id, seqs.clone(), times.clone());
+            let take = |pos: usize| {
+                let (_, seq, _, key) = run.table.secondary_at(pos);
+                let mut hi = [0u8; 8];
+                let mut lo = [0u8; 8];
+                hi.copy_from_slice(&key[..8]);
+                lo.copy_from_slice(&key[8..]);
+                (seq, TxId::from_parts(u64::from_be_bytes(lo), u64::from_be_bytes(hi)))
+            };
+            if newest_first {
+                out.extend(range.rev().take(limit).map(take));
+            } else {
+                out.extend(range.take(limit).map(take));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_file_names_round_trip() {
+        assert_eq!(run_file_name(42), "run-00000000000000000042.tbl");
+        assert_eq!(parse_run_file_name(&run_file_name(42)), Some(42));
+        assert_eq!(parse_run_file_name("run-42.tbl"), None);
+        assert_eq!(parse_run_file_name("run-00000000000000000042.tbl.tmp"), None);
+    }
+}
