@@ -26,11 +26,12 @@ pub const QUEUE_REQUESTS_MAX: usize = 4096;
 /// Default checkpoint interval in records, so a reopen replays at most about this many
 /// records on top of the newest checkpoint (about 0.5 s at the measured replay rate).
 pub const SNAPSHOT_EVERY_RECORDS_DEFAULT: u64 = 1 << 20;
-/// Default budget for the transactions held in memory (the hot tier plus the frozen
-/// tier a checkpoint is writing out): 512 MiB, a checkpoint starting once the hot tier
-/// reaches half of it. With the books and the caches this suits a service that gives
-/// the ledger about 1 GiB.
-pub const HOT_BYTES_MAX_DEFAULT: usize = 512 << 20;
+/// Default budget for the transactions held in memory: 384 MiB. A checkpoint starts
+/// once the hot tier reaches half of it, and the sequencer waits for the running one
+/// when the hot tier reaches all of it, so rows in memory peak at 1.5 times the budget
+/// (hot plus frozen). With the books, the queue and the page cache's share this suits a
+/// service that gives the ledger about 1 GiB.
+pub const HOT_BYTES_MAX_DEFAULT: usize = 384 << 20;
 /// Records replayed per group on open (each group is applied as the sequencer would).
 const REPLAY_GROUP_RECORDS: usize = 8190;
 
@@ -52,9 +53,10 @@ pub struct LedgerOptions {
     /// sequencer thread, a pause of milliseconds per doubling at millions of
     /// transactions; sizing up front avoids those pauses.
     pub transactions_hint: usize,
-    /// Heap budget for transactions in memory (hot and frozen tiers), in bytes; a
-    /// checkpoint starts once the hot tier reaches half of it. 0: the default,
-    /// [`HOT_BYTES_MAX_DEFAULT`]. Older transactions live in the cold tier on disk.
+    /// Heap budget for the transactions in memory, in bytes: a checkpoint starts once
+    /// the hot tier reaches half of it, and commits wait for the running checkpoint
+    /// when it reaches all of it (rows in memory peak at 1.5 times this). 0: the
+    /// default, [`HOT_BYTES_MAX_DEFAULT`]. Older transactions live in the cold tier.
     pub hot_bytes_max: usize,
 }
 

@@ -288,6 +288,12 @@ impl Sequencer {
             }
         }
         if !asked.is_empty() || due {
+            if self.hot_bytes_max > 0 && hot_bytes >= self.hot_bytes_max {
+                // Back-pressure: the hot tier is at its budget while the previous
+                // checkpoint still writes; wait for it, so memory stays bounded (at most
+                // the budget in the hot tier plus half of it frozen).
+                self.settle_snapshot();
+            }
             self.start_checkpoint(asked);
         }
     }

@@ -85,11 +85,19 @@ fn step() -> impl Strategy<Value = Step> {
 
 // ----- the comparison ------------------------------------------------------------
 
+/// A tiny memory budget: a checkpoint every few transactions, so lookups, refunds,
+/// captures and resubmissions reach frozen and cold transactions, and runs merge.
 fn options() -> LedgerOptions {
-    LedgerOptions { durability: Durability::None, segment_bytes: 64 << 10, ..LedgerOptions::default() }
+    LedgerOptions {
+        durability: Durability::None,
+        segment_bytes: 64 << 10,
+        hot_bytes_max: 8 * 130,
+        ..LedgerOptions::default()
+    }
 }
 
 fn compare_all(ledger: &Ledger, model: &Model) -> Result<(), TestCaseError> {
+    prop_assert_eq!(ledger.check_consistency(), Ok(model.txs.len() as u64));
     for (id, m) in &model.txs {
         let r = ledger.lookup(TxId(*id)).ok_or_else(|| TestCaseError::fail(format!("tx {id} missing")))?;
         prop_assert_eq!(r.tx, m.tx);

@@ -184,6 +184,16 @@ typedef struct {
    0 = default
    */
   uint64_t segment_bytes;
+  /*
+   Bytes of memory for recent transactions (the hot tier); older ones live in the
+   cold tier on disk. 0 = default (384 MiB; rows in memory peak at 1.5 times it).
+   */
+  uint64_t hot_bytes_max;
+  /*
+   Records between checkpoints (each bounds what a reopen replays). 0 = default
+   (1048576).
+   */
+  uint64_t checkpoint_every_records;
 } ledger_options;
 
 /*

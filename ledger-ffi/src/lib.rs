@@ -110,6 +110,12 @@ pub struct ledger_options {
     pub reserved: u32,
     /// 0 = default
     pub segment_bytes: u64,
+    /// Bytes of memory for recent transactions (the hot tier); older ones live in the
+    /// cold tier on disk. 0 = default (384 MiB; rows in memory peak at 1.5 times it).
+    pub hot_bytes_max: u64,
+    /// Records between checkpoints (each bounds what a reopen replays). 0 = default
+    /// (1048576).
+    pub checkpoint_every_records: u64,
 }
 
 /// A transaction to submit.
@@ -437,7 +443,14 @@ pub unsafe extern "C" fn ledger_open(
         }
         let segment_bytes = usize::try_from(opts.segment_bytes)
             .map_err(|_| fail(LEDGER_ERR_INVALID_ARGUMENT, "segment_bytes is too large"))?;
-        let options = LedgerOptions { durability, segment_bytes, ..LedgerOptions::default() };
+        let hot_bytes_max = usize::try_from(opts.hot_bytes_max)
+            .map_err(|_| fail(LEDGER_ERR_INVALID_ARGUMENT, "hot_bytes_max is too large"))?;
+        let defaults = LedgerOptions::default();
+        let snapshot_every_records = match opts.checkpoint_every_records {
+            0 => defaults.snapshot_every_records,
+            n => n,
+        };
+        let options = LedgerOptions { durability, segment_bytes, hot_bytes_max, snapshot_every_records, ..defaults };
         let ledger = Ledger::open(dir, options).map_err(|e| open_failure(&e))?;
         *slot = Box::into_raw(Box::new(ledger { inner: ledger }));
         Ok(())

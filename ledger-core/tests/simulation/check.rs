@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::hash::{DefaultHasher, Hasher};
 
-use ledger_core::{BatchSummary, TxId, TxRecord};
+use ledger_core::{BatchSummary, HistoryQuery, TxId, TxRecord};
 
 use crate::common::model::{AUTHORIZED, CAPTURED, MBatch, MTx, PARTIALLY_REFUNDED, REFUNDED, VOIDED};
 use crate::{Sim, jpy, usd};
@@ -69,6 +69,23 @@ impl Sim {
         let closed = m.batches.iter().filter(|b| b.closed).count();
         // Every seq is a transaction or a batch close, each once: gapless.
         check_eq!(records.len() + closed, ledger.last_seq() as usize, "records + closes = last seq");
+        // Every tier's transactions against the books, and each client's history newest
+        // first is its history oldest first reversed, page by page.
+        check_eq!(ledger.check_consistency(), Ok(m.txs.len() as u64), "consistency of every tier");
+        for client in 1..=self.setup.clients {
+            let oldest = ledger.list(client, 0, usize::MAX);
+            let mut newest = Vec::new();
+            let mut before = u64::MAX;
+            loop {
+                let query = HistoryQuery { seqs: 1..before, ..HistoryQuery::newest_first(3) };
+                let page = ledger.history(client, &query);
+                let Some(last) = page.last() else { break };
+                before = last.seq;
+                newest.extend(page);
+            }
+            newest.reverse();
+            check!(newest == oldest, "client {client}: newest-first pages differ from the oldest-first list");
+        }
         // Batch totals are the sum of their transactions.
         let mut sums: BTreeMap<u64, [(u64, i128); 3]> = BTreeMap::new();
         for r in &records {

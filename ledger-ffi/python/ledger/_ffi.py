@@ -114,6 +114,8 @@ class ledger_options(Structure):
         ("sync", c_uint32),
         ("reserved", c_uint32),
         ("segment_bytes", c_uint64),
+        ("hot_bytes_max", c_uint64),
+        ("checkpoint_every_records", c_uint64),
     ]
 
 
@@ -179,7 +181,7 @@ class ledger_balance(Structure):
 # The sizes the Rust side asserts (ledger-ffi/src/lib.rs); a mismatch here would mean a
 # wrong declaration above, so refuse to load rather than corrupt memory.
 assert ctypes.sizeof(ledger_id) == 16
-assert ctypes.sizeof(ledger_options) == 16
+assert ctypes.sizeof(ledger_options) == 32
 assert ctypes.sizeof(ledger_tx) == 80
 assert ctypes.sizeof(ledger_tx_record) == 128
 assert ctypes.sizeof(ledger_batch_summary) == 112

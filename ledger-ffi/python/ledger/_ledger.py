@@ -135,6 +135,9 @@ class Ledger:
     return only once its transactions are on stable storage; ``"none"`` leaves write-back
     to the OS (a process kill loses nothing, an OS crash may lose the tail).
     ``segment_bytes`` sizes new log segment files (0: the library's default, 64 MiB).
+    ``hot_bytes_max`` bounds the memory for recent transactions (0: the default, 384
+    MiB; older ones are in the cold tier on disk) and ``checkpoint_every_records`` the
+    records between checkpoints, which bounds what a reopen replays (0: 1048576).
 
     One ``Ledger`` may be used from many Python threads at once: every call releases the
     GIL while in the library. ``close()`` (or leaving a ``with`` block) waits for calls in
@@ -145,7 +148,12 @@ class Ledger:
     """
 
     def __init__(
-        self, path: Union[str, bytes, "os.PathLike[str]"], sync: Union[str, int] = "always", segment_bytes: int = 0
+        self,
+        path: Union[str, bytes, "os.PathLike[str]"],
+        sync: Union[str, int] = "always",
+        segment_bytes: int = 0,
+        hot_bytes_max: int = 0,
+        checkpoint_every_records: int = 0,
     ) -> None:
         self._handle: Optional[ctypes._Pointer] = None  # type: ignore[name-defined]
         self._cond = threading.Condition(threading.Lock())
@@ -155,7 +163,13 @@ class Ledger:
         raw_path = os.fsencode(path)
         if b"\0" in raw_path:
             raise InvalidArgumentError(_BAD, "the path contains a NUL byte")
-        options = _ffi.ledger_options(_sync_code(sync), 0, check_u64(segment_bytes, "segment_bytes"))
+        options = _ffi.ledger_options(
+            _sync_code(sync),
+            0,
+            check_u64(segment_bytes, "segment_bytes"),
+            check_u64(hot_bytes_max, "hot_bytes_max"),
+            check_u64(checkpoint_every_records, "checkpoint_every_records"),
+        )
         handle = _ffi.ledger_p()
         _call(_lib.ledger_open, raw_path, byref(options), byref(handle))
         self.path = path

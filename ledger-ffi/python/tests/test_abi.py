@@ -73,7 +73,7 @@ def test_struct_sizes_are_those_the_library_asserts():
     sizes = {s.__name__: ctypes.sizeof(s) for s in STRUCTS}
     assert sizes == {
         "ledger_id": 16,
-        "ledger_options": 16,
+        "ledger_options": 32,
         "ledger_tx": 80,
         "ledger_tx_record": 128,
         "ledger_batch_summary": 112,

@@ -200,3 +200,21 @@ def test_reopen_from_a_snapshot(tmp_path):
                 Tx.sale(last_sale, 1 + last_sale % 16, 1000, "USD", user_data=last_sale),
             ]
         ) == [TxResult.OK, TxResult.EXCEEDS_REF_AMOUNT, TxResult.OK, TxResult.EXISTS]
+
+
+def test_a_tiny_memory_budget_keeps_old_payments_exact(tmp_path):
+    """hot_bytes_max and checkpoint_every_records reach the engine: thousands of sales go
+    through checkpoints into the cold tier; after a reopen the first one is still EXISTS
+    and refundable, and one past its capture is refused."""
+    path = tmp_path / "ledger"
+    opts = dict(sync="none", segment_bytes=SEGMENT, hot_bytes_max=64 * 1024, checkpoint_every_records=100)
+    with Ledger(path, **opts) as book:
+        sales = [Tx.sale(i, 1 + i % 3, 100 + i, "USD") for i in range(1, 3001)]
+        for start in range(0, len(sales), 100):
+            assert book.submit(sales[start : start + 100]) == [TxResult.OK] * 100
+    assert any(p.name.startswith("run-") for p in path.iterdir()), "runs were written"
+    with Ledger(path, **opts) as book:
+        assert book.submit([sales[0]]) == [TxResult.EXISTS]
+        assert book.submit([Tx.refund(10_001, 1, 2, 60, "USD")]) == [TxResult.OK]
+        assert book.submit([Tx.refund(10_002, 1, 2, 42, "USD")]) == [TxResult.EXCEEDS_REF_AMOUNT]
+        assert book.lookup(1).refunded == 60

@@ -35,8 +35,10 @@
 
 _Static_assert(sizeof(ledger_id) == 16, "ledger_id is two uint64_t");
 _Static_assert(offsetof(ledger_id, lo) == 0 && offsetof(ledger_id, hi) == 8, "ledger_id is {lo, hi}");
-_Static_assert(sizeof(ledger_options) == 16, "ledger_options layout");
-_Static_assert(offsetof(ledger_options, reserved) == 4 && offsetof(ledger_options, segment_bytes) == 8,
+_Static_assert(sizeof(ledger_options) == 32, "ledger_options layout");
+_Static_assert(offsetof(ledger_options, reserved) == 4 && offsetof(ledger_options, segment_bytes) == 8 &&
+                   offsetof(ledger_options, hot_bytes_max) == 16 &&
+                   offsetof(ledger_options, checkpoint_every_records) == 24,
                "ledger_options layout");
 _Static_assert(sizeof(ledger_tx) == 80, "ledger_tx layout");
 _Static_assert(offsetof(ledger_tx, ref) == 16 && offsetof(ledger_tx, client_id) == 32 &&
@@ -454,6 +456,49 @@ static void test_open_defaults_creates_parents(const char *dir) {
     }
     ledger_tx_record r = LOOKUP(l, id);
     CHECK_EQ_I(r.tx.amount, 1999);
+    ledger_close(l);
+}
+
+/* A tiny memory budget: thousands of transactions go through checkpoints into the cold
+   tier; after a reopen the very first payment is still EXISTS and still refundable. */
+static void test_tiny_hot_budget_keeps_old_payments_exact(const char *dir) {
+    char path[PATH_MAX];
+    join_path(path, sizeof path, dir, "ledger");
+    ledger_options o = test_options();
+    o.sync = LEDGER_SYNC_NONE;
+    o.hot_bytes_max = 64 * 1024;
+    o.checkpoint_every_records = 100;
+    ledger *l = NULL;
+    if (!CHECK_OK(ledger_open(path, &o, &l))) {
+        return;
+    }
+    enum { N = 4000, CALL = 50 };
+    ledger_tx txs[CALL];
+    uint32_t results[CALL];
+    for (uint64_t i = 0; i < N; i += CALL) {
+        for (uint64_t j = 0; j < CALL; j++) {
+            txs[j] = sale(mkid(7, i + j + 1), 1 + (i + j) % 3, 100 + (int64_t)(i + j));
+        }
+        if (!CHECK_OK(ledger_submit(l, txs, CALL, results))) {
+            ledger_close(l);
+            return;
+        }
+        for (uint64_t j = 0; j < CALL; j++) {
+            CHECK_EQ_U(results[j], LEDGER_TX_OK);
+        }
+    }
+    ledger_close(l);
+    l = NULL;
+    if (!CHECK_OK(ledger_open(path, &o, &l))) {
+        return;
+    }
+    ledger_tx first = sale(mkid(7, 1), 1 + 0 % 3, 100);
+    EXPECT_TX(l, first, LEDGER_TX_EXISTS);
+    EXPECT_TX(l, refund(mkid(8, 1), mkid(7, 1), 1, 60), LEDGER_TX_OK);
+    EXPECT_TX(l, refund(mkid(8, 2), mkid(7, 1), 1, 41), LEDGER_TX_EXCEEDS_REF_AMOUNT);
+    ledger_tx_record r = LOOKUP(l, mkid(7, 1));
+    CHECK_EQ_U(r.state, LEDGER_STATE_PARTIALLY_REFUNDED);
+    CHECK_EQ_I(r.refunded, 60);
     ledger_close(l);
 }
 
@@ -2604,6 +2649,7 @@ static const test_case CASES[] = {
     {"abi_constants_and_version", test_abi_constants_and_version},
     {"open_defaults_creates_parents", test_open_defaults_creates_parents},
     {"sync_none_persists_after_close", test_sync_none_persists_after_close},
+    {"tiny_hot_budget_keeps_old_payments_exact", test_tiny_hot_budget_keeps_old_payments_exact},
     {"status_invalid_argument_null_pointers", test_status_invalid_argument_null_pointers},
     {"status_invalid_argument_options", test_status_invalid_argument_options},
     {"status_io_path_is_regular_file", test_status_io_path_is_regular_file},

@@ -1,0 +1,141 @@
+//! The bounded-memory tiers: transactions that left memory are judged exactly as
+//! before (resubmissions, refunds and captures of old payments), across checkpoints,
+//! run merges and reopens, and history pages come out right from every tier.
+
+use ledger_core::{
+    Currency, Durability, HistoryQuery, Kind, Ledger, LedgerOptions, Reject, Tx, TxId, TxOutcome, TxRecord, TxState,
+};
+
+fn usd() -> Currency {
+    Currency::from_code("USD").expect("USD")
+}
+
+/// A budget of a few dozen transactions in memory: a checkpoint every ~20.
+fn tiny() -> LedgerOptions {
+    LedgerOptions {
+        durability: Durability::None,
+        segment_bytes: 256 << 10,
+        snapshot_every_records: 0,
+        hot_bytes_max: 40 * 130,
+        ..LedgerOptions::default()
+    }
+}
+
+fn committed(outcome: &TxOutcome) -> TxRecord {
+    match outcome {
+        TxOutcome::Committed(r) => *r,
+        other => panic!("expected a commit, got {other:?}"),
+    }
+}
+
+#[test]
+fn old_payments_are_judged_exactly_after_they_leave_memory() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ledger = Ledger::open(dir.path(), tiny()).expect("open");
+    let sales: Vec<Tx> =
+        (1..=3000u128).map(|i| Tx::sale(TxId(i), 1 + (i as u64 % 3), 1000 + i as i64, usd())).collect();
+    for chunk in sales.chunks(7) {
+        assert!(ledger.submit(chunk).expect("submit").iter().all(|o| matches!(o, TxOutcome::Committed(_))));
+    }
+    let auth = Tx::authorization(TxId(9001), 2, 5000, usd());
+    committed(&ledger.submit(&[auth]).expect("auth")[0]);
+    for i in 0..200u128 {
+        ledger.submit(&[Tx::sale(TxId(10_000 + i), 3, 1, usd())]).expect("filler");
+    }
+    let tiers = ledger.tiers();
+    assert!(tiers.cold_runs >= 1 && tiers.cold_entries >= 3000, "{tiers:?}");
+    assert!(tiers.hot_transactions < 100, "the hot tier stays within its budget: {tiers:?}");
+    let stats = ledger.checkpoint_stats();
+    assert!(stats.written > 50 && stats.merges > 0 && stats.failures == 0, "{stats:?}");
+
+    // The first payment is long cold: a resubmission is Exists, a changed one is refused.
+    assert!(matches!(ledger.submit(&[sales[0]]).expect("resubmit")[0], TxOutcome::Exists(r) if r.tx == sales[0]));
+    let changed = Tx { amount: 1, ..sales[0] };
+    assert_eq!(ledger.submit(&[changed]).expect("changed")[0], TxOutcome::Rejected(Reject::ExistsWithDifferentFields));
+    // Refunded twice across checkpoints, then refused past what was captured.
+    let captured = sales[0].amount;
+    committed(&ledger.submit(&[Tx::refund(TxId(20_001), TxId(1), 2, 400, usd())]).expect("refund")[0]);
+    for i in 0..100u128 {
+        ledger.submit(&[Tx::sale(TxId(30_000 + i), 3, 1, usd())]).expect("filler");
+    }
+    let second = Tx::refund(TxId(20_002), TxId(1), 2, captured - 400, usd());
+    committed(&ledger.submit(&[second]).expect("refund")[0]);
+    let over = Tx::refund(TxId(20_003), TxId(1), 2, 1, usd());
+    assert_eq!(ledger.submit(&[over]).expect("over-refund")[0], TxOutcome::Rejected(Reject::ExceedsRefAmount));
+    let first = ledger.lookup(TxId(1)).expect("first payment");
+    assert_eq!((first.state, first.refunded), (TxState::Refunded, captured));
+    // Another client's old payment does not exist for this one.
+    let foreign = Tx::refund(TxId(20_004), TxId(2), 1, 1, usd());
+    assert_eq!(ledger.submit(&[foreign]).expect("foreign")[0], TxOutcome::Rejected(Reject::RefNotFound));
+    // An authorization from before many checkpoints is captured once, then refused.
+    let capture = Tx::capture(TxId(20_005), TxId(9001), 2, 4000, usd());
+    assert_eq!(committed(&ledger.submit(&[capture]).expect("capture")[0]).tx.kind, Kind::Capture as u32);
+    let again = Tx::capture(TxId(20_006), TxId(9001), 2, 100, usd());
+    assert_eq!(ledger.submit(&[again]).expect("capture twice")[0], TxOutcome::Rejected(Reject::RefWrongState));
+    let count = ledger.transaction_count() as u64;
+    assert_eq!(ledger.check_consistency(), Ok(count));
+    let before: Vec<TxRecord> = (1..=3).flat_map(|c| ledger.list(c, 0, usize::MAX)).collect();
+    ledger.close().expect("close");
+
+    // Reopened: the newest checkpoint and the log after it; the same answers.
+    let ledger = Ledger::open(dir.path(), tiny()).expect("reopen");
+    let report = ledger.open_report();
+    assert!(report.snapshot_seq.is_some() && report.snapshot_warnings.is_empty(), "{report:?}");
+    assert!(report.transactions < 100, "replayed only the log after the checkpoint: {report:?}");
+    assert_eq!(ledger.check_consistency(), Ok(count));
+    let after: Vec<TxRecord> = (1..=3).flat_map(|c| ledger.list(c, 0, usize::MAX)).collect();
+    assert_eq!(after, before);
+    assert!(matches!(ledger.submit(&[sales[1]]).expect("resubmit")[0], TxOutcome::Exists(_)));
+    committed(&ledger.submit(&[Tx::refund(TxId(20_007), TxId(2), 3, 1, usd())]).expect("refund after reopen")[0]);
+    ledger.close().expect("close");
+}
+
+#[test]
+fn history_pages_from_every_tier_match_the_whole_list() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ledger = Ledger::open(dir.path(), tiny()).expect("open");
+    for i in 1..=1500u128 {
+        let client = 1 + (i as u64 * 7 % 4);
+        let tx = if i % 5 == 0 && i > 10 {
+            Tx::refund(TxId(100_000 + i), TxId(i - 4 * (i % 3 + 1)), client, 1, usd())
+        } else {
+            Tx::sale(TxId(i), client, 100, usd())
+        };
+        ledger.submit(&[tx]).expect("submit"); // refunds of another client's payment are refused: fine
+    }
+    for client in 1..=4u64 {
+        let all = ledger.list(client, 0, usize::MAX);
+        assert!(all.len() > 200 && all.windows(2).all(|w| w[0].seq < w[1].seq));
+        // Oldest first in pages of 17 by seq cursor.
+        let mut paged = Vec::new();
+        let mut after = 0;
+        loop {
+            let page = ledger.list(client, after, 17);
+            let Some(last) = page.last() else { break };
+            after = last.seq;
+            paged.extend(page);
+        }
+        assert_eq!(paged, all, "client {client}: oldest-first pages");
+        // Newest first in pages of 13.
+        let mut newest = Vec::new();
+        let mut before = u64::MAX;
+        loop {
+            let page = ledger.history(client, &HistoryQuery { seqs: 1..before, ..HistoryQuery::newest_first(13) });
+            let Some(last) = page.last() else { break };
+            before = last.seq;
+            newest.extend(page);
+        }
+        newest.reverse();
+        assert_eq!(newest, all, "client {client}: newest-first pages");
+        // A time range: exactly the transactions committed in it, either order.
+        let (from, to) = (all[all.len() / 3].timestamp_ns, all[2 * all.len() / 3].timestamp_ns);
+        let want: Vec<TxRecord> = all.iter().filter(|r| (from..to).contains(&r.timestamp_ns)).copied().collect();
+        let query = HistoryQuery { times: from..to, ..HistoryQuery::oldest_first(usize::MAX) };
+        assert_eq!(ledger.history(client, &query), want, "client {client}: by time");
+        let query = HistoryQuery { times: from..to, ..HistoryQuery::newest_first(5) };
+        let want_newest: Vec<TxRecord> = want.iter().rev().take(5).copied().collect();
+        assert_eq!(ledger.history(client, &query), want_newest, "client {client}: by time, newest first");
+    }
+    assert!(ledger.tiers().cold_runs >= 1);
+    ledger.close().expect("close");
+}
