@@ -57,6 +57,7 @@ fn long_history_mode_on_a_small_history() {
         assert!(positive(&w["tx_per_s"]) && positive(&w["call_ms"]["p99"]), "{w}");
         assert!(n(&w["memory"]["anon_rss_kib"]) > 0 && n(&w["memory"]["rss_kib"]) > 0, "{w}");
         assert!(n(&w["memory"]["peak_rss_kib"]) >= n(&w["memory"]["rss_kib"]), "{w}");
+        assert!(n(&w["anon_peak_rss_kib"]) > 0, "{w}");
         assert!(n(&w["disk"]["file_bytes"]) > 0, "{w}");
         assert!(w["engine"].is_object(), "the engine-statistics hook reports: {w}");
     }
@@ -66,7 +67,11 @@ fn long_history_mode_on_a_small_history() {
     let expected = windows[3]["tx_per_s"].as_f64().expect("rate") / windows[0]["tx_per_s"].as_f64().expect("rate");
     assert!((ratio - expected).abs() < 1e-9 * expected, "{ratio} vs {expected}");
     assert!(positive(&s["tx_per_s"]) && positive(&s["call_ms"]["p50"]));
-    assert!(n(&s["memory"]["peak_anon_rss_kib"]) > 0 && n(&s["memory"]["peak_rss_kib"]) > 0);
+    let memory = &s["memory"];
+    let window_peaks = windows.iter().map(|w| n(&w["anon_peak_rss_kib"])).max();
+    assert_eq!(Some(n(&memory["peak_anon_rss_kib"])), window_peaks, "{memory}");
+    assert!(n(&memory["peak_anon_rss_kib_with_reopen"]) >= n(&memory["peak_anon_rss_kib"]), "{memory}");
+    assert!(n(&memory["peak_rss_kib"]) > 0, "{memory}");
     assert!(n(&s["disk"]["file_bytes"]) > 0);
 
     // The reopen: timed, the first payment still EXISTS and can be refunded.

@@ -11,6 +11,9 @@
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use clap::Args;
@@ -27,6 +30,8 @@ use crate::workload::calls;
 const TRANSACTIONS_DEFAULT: u64 = 40_000_000;
 const WINDOW_TXS_DEFAULT: u64 = 2_000_000;
 const CALL_TXS_DEFAULT: u64 = 8190;
+/// How often the sampling thread reads the anonymous RSS.
+const ANON_SAMPLE_PERIOD_MS: u64 = 5;
 
 /// Arguments of `ledger-bench long`.
 #[derive(Debug, Clone, Args)]
@@ -84,6 +89,52 @@ impl Memory {
     }
 }
 
+/// The largest anonymous RSS seen, sampled on its own thread every
+/// `ANON_SAMPLE_PERIOD_MS`, so a peak inside a call (a snapshot's copy of the state,
+/// made on the engine's thread) is seen too, not only the values between calls.
+#[derive(Debug)]
+struct AnonPeak {
+    stop: Arc<AtomicBool>,
+    peak_kib: Arc<AtomicU64>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl AnonPeak {
+    fn start() -> Result<AnonPeak, String> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let peak_kib = Arc::new(AtomicU64::new(0));
+        let (thread_stop, thread_peak) = (Arc::clone(&stop), Arc::clone(&peak_kib));
+        let thread = std::thread::Builder::new()
+            .name("anon-rss-sampler".into())
+            .spawn(move || {
+                // Relaxed: each atomic is a value of its own; nothing else is published
+                // through it (the final read comes after the join).
+                while !thread_stop.load(Ordering::Relaxed) {
+                    thread_peak.fetch_max(run::status_kib("RssAnon:").unwrap_or(0), Ordering::Relaxed);
+                    std::thread::sleep(Duration::from_millis(ANON_SAMPLE_PERIOD_MS));
+                }
+            })
+            .map_err(|e| format!("starting the sampling thread: {e}"))?;
+        Ok(AnonPeak { stop, peak_kib, thread: Some(thread) })
+    }
+
+    /// The peak since the last `take` (or the start), also counting `seen_kib`; starts
+    /// the next period from now.
+    fn take(&self, seen_kib: u64) -> u64 {
+        let now = run::status_kib("RssAnon:").unwrap_or(0);
+        self.peak_kib.swap(0, Ordering::Relaxed).max(seen_kib).max(now)
+    }
+}
+
+impl Drop for AnonPeak {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
@@ -107,36 +158,46 @@ fn disk_json(d: Disk) -> Value {
 /// HOOK (issue 14): the engine's own statistics, printed with every window and at the
 /// end. The engine exposes none through the C ABI yet; once ledger-core has
 /// checkpoints, print their count, sizes and times here (and the hot and cold tiers'
-/// bytes). Until then this reports what the directory shows from outside: the files
-/// that are not log segments (today's snapshots, `snapshot-<seq>.snap`, whose newest
-/// name stops advancing when snapshots fail), with their bytes.
+/// bytes). Until then this reports what the directory shows from outside: today's
+/// snapshots (`snapshot-<seq>.snap`: the newest stops advancing when snapshots fail)
+/// and any other files that are neither log segments (`.seg`, spares being prepared
+/// `.seg.tmp`) nor the lock.
 fn engine_stats(dir: &Path) -> Value {
-    let mut files = 0u64;
-    let mut bytes = 0u64;
+    let (mut snapshots, mut snapshot_bytes, mut other, mut other_bytes) = (0u64, 0u64, 0u64, 0u64);
     let mut newest: Option<String> = None;
     if let Ok(entries) = std::fs::read_dir(dir) {
         for entry in entries.filter_map(Result::ok) {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name.ends_with(".seg") || name == "LOCK" {
+            let bytes = entry.metadata().map_or(0, |m| m.len());
+            if name.ends_with(".seg") || name.ends_with(".seg.tmp") || name == "LOCK" {
                 continue;
             }
-            files += 1;
-            bytes += entry.metadata().map_or(0, |m| m.len());
-            if newest.as_ref().is_none_or(|n| name > *n) {
-                newest = Some(name);
+            if name.starts_with("snapshot-") && name.ends_with(".snap") {
+                snapshots += 1;
+                snapshot_bytes += bytes;
+                // 20-digit seqs: the greatest name is the newest snapshot.
+                if newest.as_ref().is_none_or(|n| name > *n) {
+                    newest = Some(name);
+                }
+            } else {
+                other += 1;
+                other_bytes += bytes;
             }
         }
     }
     json!({"source": "directory listing (the engine exposes no statistics yet)",
-           "other_files": files, "other_file_bytes": bytes, "newest_other_file": newest})
+           "snapshots": snapshots, "snapshot_bytes": snapshot_bytes, "newest_snapshot": newest,
+           "other_files": other, "other_file_bytes": other_bytes})
 }
 
 fn engine_stats_line(stats: &Value) -> String {
     format!(
-        "engine: {} non-log file(s), {:.1} MiB, newest {}",
+        "engine: {} snapshot(s) {:.1} MiB, newest {}; {} other file(s) {:.1} MiB",
+        stats["snapshots"],
+        stats["snapshot_bytes"].as_u64().unwrap_or(0) as f64 / 1_048_576.0,
+        stats["newest_snapshot"].as_str().unwrap_or("-"),
         stats["other_files"],
         stats["other_file_bytes"].as_u64().unwrap_or(0) as f64 / 1_048_576.0,
-        stats["newest_other_file"].as_str().unwrap_or("-"),
     )
 }
 
@@ -150,7 +211,10 @@ struct Window {
     /// The window's wall time (generation and sampling included).
     wall_secs: f64,
     calls_us: Histogram<u64>,
+    /// At the window's end.
     memory: Memory,
+    /// The largest anonymous RSS during the window (sampled; see [`AnonPeak`]).
+    anon_peak_kib: u64,
     disk: Disk,
     engine: Value,
 }
@@ -164,6 +228,7 @@ impl Window {
             wall_secs: 0.0,
             calls_us: histogram()?,
             memory: Memory::default(),
+            anon_peak_kib: 0,
             disk: Disk::default(),
             engine: Value::Null,
         })
@@ -184,6 +249,7 @@ impl Window {
             "calls": self.calls_us.len(),
             "call_ms": {"p50": ms(&self.calls_us, 0.5), "p99": ms(&self.calls_us, 0.99)},
             "memory": self.memory.to_json(),
+            "anon_peak_rss_kib": self.anon_peak_kib,
             "disk": disk_json(self.disk),
             "engine": self.engine,
         })
@@ -191,8 +257,8 @@ impl Window {
 
     fn line(&self, index: usize, count: usize) -> String {
         format!(
-            "window {}/{count} [{}..{}): {:.0} tx/s; call p50 {:.1} ms, p99 {:.1} ms; RSS {:.0} MiB, anon {:.0} MiB, \
-             peak {:.0} MiB; disk {:.1} MiB; {}",
+            "window {}/{count} [{}..{}): {:.0} tx/s; call p50 {:.1} ms, p99 {:.1} ms; RSS {:.0} MiB, anon {:.0} MiB \
+             (window peak {:.0}), peak RSS {:.0} MiB; disk {:.1} MiB; {}",
             index + 1,
             self.first,
             self.first + self.transactions,
@@ -201,6 +267,7 @@ impl Window {
             ms(&self.calls_us, 0.99),
             mib(self.memory.rss_kib),
             mib(self.memory.anon_kib),
+            mib(self.anon_peak_kib),
             mib(self.memory.hwm_kib),
             self.disk.file_bytes as f64 / 1_048_576.0,
             engine_stats_line(&self.engine),
@@ -265,6 +332,9 @@ fn code_name(code: usize) -> String {
 struct Reopen {
     secs: f64,
     memory: Memory,
+    /// The largest anonymous RSS from the end of the run through the close, the reopen
+    /// and the check.
+    anon_peak_kib: u64,
     /// The very first payment resubmitted: its code (must be `EXISTS`).
     resubmit_code: u32,
     /// A refund of it: its code (must be `OK`), and the payment's refunded amount
@@ -283,7 +353,7 @@ impl Reopen {
 }
 
 /// Closes and reopens the ledger, timing the reopen, then checks the first payment.
-fn reopen_and_check(dir: &Path, history: &mut History) -> Result<Reopen, String> {
+fn reopen_and_check(dir: &Path, history: &mut History, anon: &AnonPeak) -> Result<Reopen, String> {
     let started = Instant::now();
     let mut ledger = CLedger::open(dir)?;
     let secs = started.elapsed().as_secs_f64();
@@ -301,7 +371,8 @@ fn reopen_and_check(dir: &Path, history: &mut History) -> Result<Reopen, String>
     let refund_code = result[0];
     let refunded_after = refunded(&ledger)?;
     ledger.close()?;
-    Ok(Reopen { secs, memory, resubmit_code, refund_code, refunded_before, refunded_after })
+    let anon_peak_kib = anon.take(memory.anon_kib);
+    Ok(Reopen { secs, memory, anon_peak_kib, resubmit_code, refund_code, refunded_before, refunded_after })
 }
 
 /// Where the ledger lives, and whether it is removed after.
@@ -358,7 +429,8 @@ pub(crate) fn main(args: &LongArgs) -> Result<bool, String> {
     let mut counts = Counts::default();
     let mut all_calls_us = histogram()?;
     let mut windows: Vec<Window> = Vec::with_capacity(window_count);
-    let mut peak_anon_kib = 0u64;
+    let mut calls_anon_kib = 0u64;
+    let anon = AnonPeak::start()?;
     let (mut txs, mut shapes, mut results) = (Vec::<ledger_tx>::new(), Vec::<Shape>::new(), Vec::<u32>::new());
     let mut window: Option<(Instant, Window)> = None;
     let run_started = Instant::now();
@@ -386,11 +458,12 @@ pub(crate) fn main(args: &LongArgs) -> Result<bool, String> {
         for (&shape, &code) in shapes.iter().zip(&results) {
             counts.add(shape, code)?;
         }
-        peak_anon_kib = peak_anon_kib.max(run::status_kib("RssAnon:").unwrap_or(0));
+        calls_anon_kib = calls_anon_kib.max(run::status_kib("RssAnon:").unwrap_or(0));
         // `calls` cuts a call at every multiple of the window (its "cut-over").
         if call.cut_over_after || call.start + call.len == args.transactions {
             w.wall_secs = window_started.elapsed().as_secs_f64();
             w.memory = Memory::now();
+            w.anon_peak_kib = anon.take(std::mem::take(&mut calls_anon_kib));
             w.disk = run::disk_usage(&dir)?;
             w.engine = engine_stats(&dir);
             let (_, done) = window.take().ok_or("a window is open")?;
@@ -400,6 +473,7 @@ pub(crate) fn main(args: &LongArgs) -> Result<bool, String> {
     }
     let wall_secs = run_started.elapsed().as_secs_f64();
     let memory_end = Memory::now();
+    let peak_anon_kib = windows.iter().map(|w| w.anon_peak_kib).max().unwrap_or(0);
     let engine_end = engine_stats(&dir);
     eprintln!("end of the run: {}", engine_stats_line(&engine_end));
 
@@ -409,7 +483,8 @@ pub(crate) fn main(args: &LongArgs) -> Result<bool, String> {
     let disk = run::disk_usage(&dir)?;
     let peak_rss_kib = run::status_kib("VmHWM:").unwrap_or(0);
     eprintln!("closed in {close_secs:.2} s; reopening");
-    let reopen = reopen_and_check(&dir, &mut history)?;
+    let reopen = reopen_and_check(&dir, &mut history, &anon)?;
+    drop(anon);
 
     let first = windows.first().ok_or("no window")?;
     let last = windows.last().ok_or("no window")?;
@@ -445,13 +520,20 @@ pub(crate) fn main(args: &LongArgs) -> Result<bool, String> {
         "last_window": last.to_json(windows.len() - 1),
         "last_over_first": last.tx_per_s() / first.tx_per_s().max(1e-9),
         "windows": windows.iter().enumerate().map(|(i, w)| w.to_json(i)).collect::<Vec<_>>(),
-        "memory": {"peak_anon_rss_kib": peak_anon_kib, "peak_rss_kib": peak_rss_kib, "end": memory_end.to_json()},
+        "memory": {
+            "peak_anon_rss_kib": peak_anon_kib,
+            "peak_anon_rss_kib_with_reopen": peak_anon_kib.max(reopen.anon_peak_kib),
+            "peak_rss_kib": peak_rss_kib,
+            "end": memory_end.to_json(),
+            "anon_sample_period_ms": ANON_SAMPLE_PERIOD_MS,
+        },
         "engine": engine_end,
         "close_secs": close_secs,
         "disk": disk_json(disk),
         "reopen": {
             "secs": reopen.secs,
             "memory": reopen.memory.to_json(),
+            "anon_peak_rss_kib": reopen.anon_peak_kib,
             "first_payment_resubmitted": code_name(usize::try_from(reopen.resubmit_code).unwrap_or(usize::MAX)),
             "refund_of_first_payment": code_name(usize::try_from(reopen.refund_code).unwrap_or(usize::MAX)),
             "refunded_before": reopen.refunded_before,
@@ -504,13 +586,13 @@ fn table(s: &Value) -> String {
     let _ = writeln!(t);
     let _ = writeln!(
         t,
-        "{:>6} {:>12} {:>10} {:>8} {:>8} {:>9} {:>9} {:>9} {:>10}  engine",
-        "window", "first tx", "tx/s", "p50 ms", "p99 ms", "RSS MiB", "anon MiB", "peak MiB", "disk MiB"
+        "{:>6} {:>12} {:>10} {:>8} {:>8} {:>9} {:>9} {:>10} {:>9} {:>10}  engine",
+        "window", "first tx", "tx/s", "p50 ms", "p99 ms", "RSS MiB", "anon MiB", "anon peak", "peak MiB", "disk MiB"
     );
     for w in s["windows"].as_array().into_iter().flatten() {
         let _ = writeln!(
             t,
-            "{:>6} {:>12} {:>10.0} {:>8.1} {:>8.1} {:>9.0} {:>9.0} {:>9.0} {:>10.1}  {}",
+            "{:>6} {:>12} {:>10.0} {:>8.1} {:>8.1} {:>9.0} {:>9.0} {:>10.0} {:>9.0} {:>10.1}  {}",
             num(w, &["index"]) + 1.0,
             w["first"].as_u64().unwrap_or(0),
             num(w, &["tx_per_s"]),
@@ -518,6 +600,7 @@ fn table(s: &Value) -> String {
             num(w, &["call_ms", "p99"]),
             num(w, &["memory", "rss_kib"]) / 1024.0,
             num(w, &["memory", "anon_rss_kib"]) / 1024.0,
+            num(w, &["anon_peak_rss_kib"]) / 1024.0,
             num(w, &["memory", "peak_rss_kib"]) / 1024.0,
             num(w, &["disk", "file_bytes"]) / 1_048_576.0,
             engine_stats_line(&w["engine"]),
@@ -537,8 +620,11 @@ fn table(s: &Value) -> String {
     );
     let _ = writeln!(
         t,
-        "memory: anonymous RSS peak {:.0} MiB (sampled after every call), peak RSS (VmHWM) {:.0} MiB",
+        "memory: anonymous RSS peak {:.0} MiB during the run, {:.0} MiB with the close and reopen (sampled every {} ms \
+         and after every call); peak RSS (VmHWM, mapped log pages included) {:.0} MiB",
         num(s, &["memory", "peak_anon_rss_kib"]) / 1024.0,
+        num(s, &["memory", "peak_anon_rss_kib_with_reopen"]) / 1024.0,
+        s["memory"]["anon_sample_period_ms"],
         num(s, &["memory", "peak_rss_kib"]) / 1024.0,
     );
     let _ = writeln!(
