@@ -17,9 +17,22 @@
 //! ```text
 //! cargo run --release -p ledger-benches --bin ledger-bench -- [--transactions N] [--dir DIR] [--json]
 //! ```
+//!
+//! `ledger-bench long` is the other mode: the engine alone over a long history, through
+//! the C ABI (issue 14); see `ledger-bench/long.rs`.
+//!
+//! ```text
+//! cargo run --release -p ledger-benches --bin ledger-bench -- long [--transactions N] [--window N] [--data-dir DIR] [--json]
+//! ```
 
+#[path = "ledger-bench/cabi.rs"]
+mod cabi;
 #[path = "ledger-bench/engine.rs"]
 mod engine;
+#[path = "ledger-bench/history.rs"]
+mod history;
+#[path = "ledger-bench/long.rs"]
+mod long;
 #[path = "ledger-bench/report.rs"]
 mod report;
 #[path = "ledger-bench/run.rs"]
@@ -33,7 +46,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 use ledger_core::Durability;
 use serde_json::{Value, json};
 
@@ -72,11 +85,22 @@ fn parse_seed(s: &str) -> Result<u64, String> {
     parsed.map_err(|e| format!("not a u64 (decimal or 0x hex): {e}"))
 }
 
+/// The other modes; without one, the comparative benchmark runs.
+#[derive(Debug, Clone, Subcommand)]
+enum Mode {
+    /// The engine alone over a long history, through the C ABI with its default options
+    /// (durable), one writer: rate per window, memory, disk, then the reopen's time and
+    /// a check of the first payment (issue 14).
+    Long(long::LongArgs),
+}
+
 /// The comparative benchmark: this engine (durable and without sync) against SQLite on
 /// the same seeded workload.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "ledger-bench", version)]
+#[command(name = "ledger-bench", version, args_conflicts_with_subcommands = true)]
 struct Args {
+    #[command(subcommand)]
+    mode: Option<Mode>,
     /// Transactions in the workload.
     #[arg(long, default_value_t = 2_000_000)]
     transactions: u64,
@@ -293,12 +317,17 @@ fn run_all(args: &Args) -> Result<bool, String> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let result = match args.run_one {
-        Some(system) => run_one(&args, system).map(|()| true),
-        None => run_all(&args),
+    let result = match (&args.mode, args.run_one) {
+        (Some(Mode::Long(long)), _) => long::main(long),
+        (None, Some(system)) => run_one(&args, system).map(|()| true),
+        (None, None) => run_all(&args),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
+        Ok(false) if args.mode.is_some() => {
+            eprintln!("ledger-bench: a check failed (see the report above)");
+            ExitCode::FAILURE
+        }
         Ok(false) => {
             eprintln!("ledger-bench: the runs disagree (see MISMATCH above)");
             ExitCode::FAILURE

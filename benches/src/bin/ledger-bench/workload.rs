@@ -37,7 +37,7 @@ pub(crate) enum Shape {
 }
 
 /// The finalizer of splitmix64 (Steele, Lea, Flood 2014): a bijective 64-bit mixer.
-fn mix64(mut z: u64) -> u64 {
+pub(crate) fn mix64(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
@@ -45,16 +45,16 @@ fn mix64(mut z: u64) -> u64 {
 
 /// A splitmix64 stream: the small, fast PRNG the workload draws from.
 #[derive(Debug)]
-struct Draws(u64);
+pub(crate) struct Draws(pub(crate) u64);
 
 impl Draws {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         mix64(self.0)
     }
 
     /// Uniform enough in `0..n` (n > 0; the modulo bias is below 2^-40 for our n).
-    fn below(&mut self, n: u64) -> u64 {
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
         self.next() % n.max(1)
     }
 
