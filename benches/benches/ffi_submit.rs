@@ -76,7 +76,7 @@ fn bench(c: &mut Criterion) {
         // The C ABI.
         let dir = tempfile::tempdir().expect("temp dir");
         let path = CString::new(dir.path().to_str().expect("utf-8 temp path")).expect("no NUL");
-        let opts = ledger_options { sync, reserved: 0, segment_bytes: 0 };
+        let opts = ledger_options { sync, ..ledger_options::default() };
         let mut handle = std::ptr::null_mut();
         // SAFETY: valid NUL-terminated path, options and out pointer.
         assert_eq!(unsafe { ledger::ledger_open(path.as_ptr(), &opts, &mut handle) }, LEDGER_OK);

@@ -233,7 +233,7 @@ struct Run {
 
 fn open_ffi(dir: &Path) -> *mut ledger {
     let path = CString::new(dir.to_str().expect("a UTF-8 scratch path")).expect("no NUL in the path");
-    let opts = ledger_options { sync: LEDGER_SYNC_NONE, reserved: 0, segment_bytes: SEGMENT_BYTES };
+    let opts = ledger_options { sync: LEDGER_SYNC_NONE, segment_bytes: SEGMENT_BYTES, ..ledger_options::default() };
     let mut handle: *mut ledger = std::ptr::null_mut();
     // SAFETY: a NUL-terminated path, a valid options struct, a valid out pointer.
     let st = unsafe { ledger_open(path.as_ptr(), &opts, &mut handle) };
@@ -438,7 +438,7 @@ impl Run {
         }
         let dir = scratch_dir();
         let path = CString::new(dir.path().to_str().expect("UTF-8")).expect("no NUL");
-        let opts = ledger_options { sync, reserved, segment_bytes };
+        let opts = ledger_options { sync, reserved, segment_bytes, ..ledger_options::default() };
         let mut handle: *mut ledger = std::ptr::dangling_mut();
         // SAFETY: valid pointers.
         let st = unsafe { ledger_open(path.as_ptr(), &opts, &mut handle) };

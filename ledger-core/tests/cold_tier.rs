@@ -33,7 +33,7 @@ fn old_payments_are_judged_exactly_after_they_leave_memory() {
     let dir = tempfile::tempdir().expect("temp dir");
     let ledger = Ledger::open(dir.path(), tiny()).expect("open");
     let sales: Vec<Tx> =
-        (1..=3000u128).map(|i| Tx::sale(TxId(i), 1 + (i as u64 % 3), 1000 + i as i64, usd())).collect();
+        (1..=3000u64).map(|i| Tx::sale(TxId(u128::from(i)), 1 + i % 3, 1000 + i as i64, usd())).collect();
     for chunk in sales.chunks(7) {
         assert!(ledger.submit(chunk).expect("submit").iter().all(|o| matches!(o, TxOutcome::Committed(_))));
     }
@@ -94,12 +94,13 @@ fn old_payments_are_judged_exactly_after_they_leave_memory() {
 fn history_pages_from_every_tier_match_the_whole_list() {
     let dir = tempfile::tempdir().expect("temp dir");
     let ledger = Ledger::open(dir.path(), tiny()).expect("open");
-    for i in 1..=1500u128 {
-        let client = 1 + (i as u64 * 7 % 4);
+    for i in 1..=1500u64 {
+        let client = 1 + (i * 7 % 4);
+        let id = u128::from(i);
         let tx = if i % 5 == 0 && i > 10 {
-            Tx::refund(TxId(100_000 + i), TxId(i - 4 * (i % 3 + 1)), client, 1, usd())
+            Tx::refund(TxId(100_000 + id), TxId(id - 4 * (id % 3 + 1)), client, 1, usd())
         } else {
-            Tx::sale(TxId(i), client, 100, usd())
+            Tx::sale(TxId(id), client, 100, usd())
         };
         ledger.submit(&[tx]).expect("submit"); // refunds of another client's payment are refused: fine
     }
