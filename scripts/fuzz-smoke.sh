@@ -7,7 +7,7 @@
 #
 # CI budget: 140 s of fuzzing in all on two cores, one target at a time (the slower,
 # stateful targets get more): segment_recovery 25, record_decoder 35, ffi_submit 30,
-# portal_request 35, money_parse 15. The build before it (release, instrumented, the
+# portal_request 35, money_parse 15, cold_files 20. The build before it (release, instrumented, the
 # portal and SQLite included) takes about 5 minutes from a cold cache on two cores.
 #
 # Each target starts from its committed seeds (fuzz/seeds/<target>) and regressions
@@ -50,6 +50,7 @@ budget() {
     ffi_submit) echo 30 ;;
     portal_request) echo 35 ;;
     money_parse) echo 15 ;;
+    cold_files) echo 20 ;;
     *) echo 30 ;;
   esac
 }

@@ -9,6 +9,7 @@
 //! | [`ffi_submit`](mod@ffi_submit) | `ledger_tx` arrays, counts and null/non-null pointers to the C ABI | a second engine through the Rust API, and the reference model |
 //! | [`portal_request`](mod@portal_request) | HTTP requests to the portal's router, in process | response invariants: no 5xx, JSON error bodies, no money moved by a 4xx, no other client's data |
 //! | [`money_parse`](mod@money_parse) | decimal strings to `parse_minor`/`format_minor` | an exact integer reference |
+//! | [`cold_files`](mod@cold_files) | bytes as cold-tier tables (raw, or valid with a byte changed) and checkpoint payloads | tables open only intact, then find every key; decoders never panic |
 //!
 //! Shared pieces: [`model`] (the reference ledger), [`records`] (the engine's record
 //! format re-implemented), [`check`] (state comparison and invariants over an open
@@ -16,6 +17,7 @@
 //! (reported bugs of the code under test that fuzzing steps around until they are fixed).
 
 pub mod check;
+pub mod cold_files;
 pub mod ffi_submit;
 pub mod input;
 pub mod known_bugs;
@@ -66,6 +68,7 @@ pub const TARGETS: &[Target] = &[
         seeds_pinned: false,
     },
     Target { name: "money_parse", run: money_parse::money_parse, seeds: money_parse::seed_inputs, seeds_pinned: true },
+    Target { name: "cold_files", run: cold_files::cold_files, seeds: cold_files::seed_inputs, seeds_pinned: true },
 ];
 
 /// The target of this name.

@@ -86,6 +86,8 @@ pub struct Real {
     pub at_snapshot: Model,
     /// Ids of its transactions.
     pub ids: Vec<u128>,
+    /// The cold-tier run files the snapshot (a checkpoint) names: written beside it.
+    pub runs: Vec<(std::ffi::OsString, Vec<u8>)>,
 }
 
 fn cur(code: &str) -> Currency {
@@ -140,6 +142,14 @@ fn build_real() -> Real {
         let frame = frame.expect("a frame");
         frames.push((frame.kind, frame.payload.to_vec()));
     }
+    let mut runs = Vec::new();
+    for entry in std::fs::read_dir(dir.path()).expect("list the directory") {
+        let entry = entry.expect("a directory entry");
+        let name = entry.file_name();
+        if name.to_str().is_some_and(|n| n.starts_with("run-") && n.ends_with(".tbl")) {
+            runs.push((name, std::fs::read(entry.path()).expect("read a run")));
+        }
+    }
     let info = log.snapshots().expect("list snapshots").into_iter().find(|s| s.seq == snapshot_seq);
     let snapshot = log.read_snapshot(&info.expect("the snapshot")).expect("read the snapshot").payload().to_vec();
     let mut at_snapshot = Model::default();
@@ -159,7 +169,7 @@ fn build_real() -> Real {
             replay_one(&mut at_snapshot, *kind, payload).expect("the real log replays");
         }
     }
-    Real { frames, snapshot_seq, snapshot, at_snapshot, ids }
+    Real { frames, snapshot_seq, snapshot, at_snapshot, ids, runs }
 }
 
 /// The real log (built on first use).
@@ -411,6 +421,9 @@ fn write(dir: &std::path::Path, built: &Built) {
     log.commit().expect("commit");
     if let Some((seq, payload)) = &built.snapshot {
         log.write_snapshot(*seq, payload).expect("write the snapshot");
+        for (name, bytes) in &real().runs {
+            std::fs::write(dir.join(name), bytes).expect("write a run");
+        }
     }
     log.close().expect("close the log");
 }

@@ -85,6 +85,11 @@ fn money_parse_seeds_and_regressions() {
 
 /// Every `fuzz_targets/*.rs` is in `TARGETS` (and so replayed above), and back.
 #[test]
+fn cold_files_seeds_and_regressions() {
+    seeds_and_regressions("cold_files");
+}
+
+#[test]
 fn every_fuzz_target_is_replayed() {
     let mut files: Vec<String> = std::fs::read_dir(root().join("fuzz_targets"))
         .expect("fuzz_targets/")

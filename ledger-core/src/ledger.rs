@@ -382,10 +382,10 @@ impl Ledger {
 /// A page of a client's history for [`Ledger::history`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HistoryQuery {
-    /// Seqs to include (half-open): a cursor is `after + 1..u64::MAX` oldest first, or
-    /// `1..before` newest first.
+    /// Seqs to include (half-open; an end of `u64::MAX` is no bound): a cursor is
+    /// `after + 1..u64::MAX` oldest first, or `1..before` newest first.
     pub seqs: std::ops::Range<u64>,
-    /// Commit times to include, Unix ns (half-open).
+    /// Commit times to include, Unix ns (half-open; an end of `u64::MAX` is no bound).
     pub times: std::ops::Range<u64>,
     /// Newest first instead of oldest first.
     pub newest_first: bool,

@@ -316,9 +316,10 @@ impl Records {
         let start = positions
             .partition_point(|p| row(p).seq < seqs.start)
             .max(positions.partition_point(|p| row(p).timestamp_ns < times.start));
+        // An end of u64::MAX is no bound at all (a commit time can be u64::MAX).
         let end = positions
-            .partition_point(|p| row(p).seq < seqs.end)
-            .min(positions.partition_point(|p| row(p).timestamp_ns < times.end));
+            .partition_point(|p| seqs.end == u64::MAX || row(p).seq < seqs.end)
+            .min(positions.partition_point(|p| times.end == u64::MAX || row(p).timestamp_ns < times.end));
         let window = &positions[start..end.max(start)];
         if newest_first {
             window.iter().rev().take(limit).map(|p| *row(p)).collect()

@@ -596,7 +596,8 @@ impl Table {
     }
 
     /// Positions of the secondary entries of `group` with `order` in `orders` and
-    /// `aux` in `auxes` (both half-open), in order: two binary searches for each end.
+    /// `aux` in `auxes` (both half-open, an end of `u64::MAX` meaning no upper bound),
+    /// in order: two binary searches for each end.
     pub fn secondary_bounds(
         &self,
         group: u64,
@@ -606,9 +607,10 @@ impl Table {
         let first = self
             .partition(|g, o, _| (g, o) < (group, orders.start))
             .max(self.partition(|g, _, a| g < group || (g == group && a < auxes.start)));
+        // An end of u64::MAX is no bound at all (so u64::MAX itself is included).
         let end = self
-            .partition(|g, o, _| (g, o) < (group, orders.end))
-            .min(self.partition(|g, _, a| g < group || (g == group && a < auxes.end)));
+            .partition(|g, o, _| g < group || (g == group && (orders.end == u64::MAX || o < orders.end)))
+            .min(self.partition(|g, _, a| g < group || (g == group && (auxes.end == u64::MAX || a < auxes.end))));
         first..end.max(first)
     }
 
