@@ -244,7 +244,7 @@ fn build_run(frozen: &Records, storage: &Storage, dir: &Path, id: u64) -> Result
             .map_err(|e| e.to_string())?;
     }
     let info = builder.finish().map_err(|e| e.to_string())?;
-    open_run(&info.path, id)
+    open_written_run(&info, id)
 }
 
 /// Merges `inputs` (newest first) into run `id`: on an id in several, the newest wins.
@@ -298,7 +298,13 @@ fn merge_runs(inputs: &[Arc<Run>], storage: &Storage, dir: &Path, id: u64) -> Re
         }
     }
     let info = builder.finish().map_err(|e| e.to_string())?;
-    open_run(&info.path, id)
+    open_written_run(&info, id)
+}
+
+/// Maps run `id` just written (its chunks were hashed as they were written).
+fn open_written_run(info: &ledger_store::table::TableInfo, id: u64) -> Result<Run, String> {
+    let table = ledger_store::table::Table::open_written(info).map_err(|e| e.to_string())?;
+    Ok(Run { id, table })
 }
 
 /// Opens and verifies run `id` at `path`.
