@@ -5,12 +5,18 @@
 //! (the transactions committed since the previous checkpoint, plus the older payments
 //! whose state changed meanwhile) and copies the books (batches, open batches,
 //! balances); a background thread then writes the frozen tier as one new cold run
-//! (`ledger_store::table`), merges runs of about the same size, writes the checkpoint
-//! file (the books and the list of runs, through the log's snapshot files: atomic and
-//! verified with BLAKE3) and only then swaps the frozen tier for the new runs in the
-//! state readers see. A failed attempt is reported ([`CheckpointStats`]) and retried
-//! with the same frozen tier; the log keeps everything after the last good checkpoint,
-//! so nothing depends on it succeeding.
+//! (`ledger_store::table`), writes the checkpoint file (the books and the list of runs,
+//! through the log's snapshot files: atomic and verified with BLAKE3) and only then
+//! swaps the frozen tier for the new run in the state readers see. A failed attempt is
+//! reported ([`CheckpointStats`]) and retried with the same frozen tier; the log keeps
+//! everything after the last good checkpoint, so nothing depends on it succeeding.
+//!
+//! Runs are merged by a thread of their own ([`merger`]), so that a long merge never
+//! holds a checkpoint up: [`MERGE_FANIN`] adjacent runs of one size class become one
+//! (newest wins on an id), installed in place of its inputs; the next checkpoint names
+//! it. The list of runs is the [`Book`]'s, under its lock (taken before the state's).
+//! A run file is removed only once no kept checkpoint file names it and it is not in
+//! the list: so a fallback to the older checkpoint always finds its runs.
 //!
 //! Payload layout (little-endian, fixed-size rows, no offsets, so no size limit):
 //! magic `LEDGCKPT`, version `u32`, 4 zero bytes, last seq, last time, next run id,
@@ -20,9 +26,12 @@
 
 use std::collections::{BTreeSet, VecDeque};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+
+use crossbeam::channel::{Receiver, Sender};
 
 use hashbrown::HashMap;
 use ledger_store::table::{KEY_BYTES, TableBuilder};
@@ -90,24 +99,45 @@ pub struct CheckpointStats {
     /// Run merges done since open, and the entries they wrote.
     pub merges: u64,
     pub merged_entries: u64,
+    /// Merges that failed (each reported in `last_merge_error` and tried again later).
+    pub merge_failures: u64,
+    pub last_merge_error: Option<String>,
 }
 
-/// State shared by the sequencer and its checkpoint threads.
+/// State shared by the sequencer, its checkpoint threads and the merger.
 #[derive(Debug, Default)]
 pub(crate) struct Book {
     pub(crate) next_run_id: u64,
     /// Run ids of the checkpoints on disk, oldest first (at most the two kept).
     pub(crate) kept: VecDeque<Vec<u64>>,
+    /// The runs, newest first: what the next checkpoint names and the state reads.
+    pub(crate) runs: Vec<Arc<Run>>,
+    /// The id of the run a merge is writing, if one is.
+    pub(crate) merging: Option<u64>,
     pub(crate) stats: CheckpointStats,
 }
 
-/// One checkpoint to write: the frozen tier, the books at `books.last_seq`, and the runs
-/// as they were when it was frozen (only checkpoints change them).
+impl Book {
+    fn take_run_id(&mut self) -> u64 {
+        self.next_run_id += 1;
+        self.next_run_id
+    }
+
+    /// Run ids that must stay on disk: named by a kept checkpoint, in the list, or
+    /// being written by a merge.
+    fn keep(&self) -> BTreeSet<u64> {
+        let mut keep: BTreeSet<u64> = self.kept.iter().flatten().copied().collect();
+        keep.extend(self.runs.iter().map(|r| r.id));
+        keep.extend(self.merging);
+        keep
+    }
+}
+
+/// One checkpoint to write: the frozen tier and the books at `books.last_seq`.
 #[derive(Debug, Clone)]
 pub(crate) struct Job {
     pub(crate) frozen: Arc<Records>,
     pub(crate) books: Books,
-    pub(crate) cold: Cold,
 }
 
 /// What a failed job hands back so that it can be retried.
@@ -118,6 +148,8 @@ pub(crate) struct Context {
     pub(crate) writer: SnapshotWriter,
     pub(crate) state: Arc<RwLock<State>>,
     pub(crate) book: Arc<Mutex<Book>>,
+    /// Wakes the merger after a new run (none: no merger thread could be started).
+    pub(crate) merger: Option<Sender<()>>,
 }
 
 /// Writes `job` and installs it; completes `asked` with the seq covered or the error.
@@ -136,9 +168,10 @@ pub(crate) fn run(job: Job, cx: &Context, asked: Vec<Completer<Result<u64, Snaps
             book.stats.duration = started.elapsed();
             book.stats.run_bytes = written.run_bytes;
             book.stats.file_bytes = written.file_bytes;
-            book.stats.merges += written.merges;
-            book.stats.merged_entries += written.merged_entries;
             drop(book);
+            if let Some(merger) = &cx.merger {
+                let _ = merger.try_send(()); // a wake-up already pending is as good
+            }
             for done in asked {
                 done.complete(Ok(job.books.last_seq));
             }
@@ -167,63 +200,129 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
 struct Written {
     run_bytes: u64,
     file_bytes: u64,
-    merges: u64,
-    merged_entries: u64,
 }
 
 fn write(job: &Job, cx: &Context) -> Result<Written, String> {
     let dir = cx.writer.dir().to_path_buf();
     let storage = cx.writer.storage().clone();
-    let next_id = || {
-        let mut book = cx.book.lock();
-        book.next_run_id += 1;
-        book.next_run_id
-    };
-    let mut runs = job.cold.runs.clone();
+    let mut run = None;
     let mut run_bytes = 0;
     if job.frozen.len() + job.frozen.promoted_len() > 0 {
-        let run = build_run(&job.frozen, &storage, &dir, next_id())?;
-        run_bytes = run.table.file_bytes();
-        runs.insert(0, Arc::new(run));
+        let id = cx.book.lock().take_run_id();
+        let built = build_run(&job.frozen, &storage, &dir, id)?;
+        run_bytes = built.table.file_bytes();
+        run = Some(Arc::new(built));
     }
-    let (mut merges, mut merged_entries) = (0, 0);
-    while let Some(n) = mergeable(&runs) {
-        let merged = merge_runs(&runs[..n], &storage, &dir, next_id())?;
-        merges += 1;
-        merged_entries += merged.table.len() as u64;
-        runs.splice(..n, [Arc::new(merged)]);
+    let mut book = cx.book.lock();
+    let added = run.is_some();
+    if let Some(run) = run {
+        book.runs.insert(0, run);
     }
-    let ids: Vec<u64> = runs.iter().map(|r| r.id).collect();
-    let entries: Vec<u64> = runs.iter().map(|r| r.table.len() as u64).collect();
-    let next_run_id = cx.book.lock().next_run_id;
-    let payload = encode(&job.books, &ids, &entries, next_run_id);
-    cx.writer.write(job.books.last_seq, &payload).map_err(|e| format!("writing the checkpoint: {e}"))?;
+    let ids: Vec<u64> = book.runs.iter().map(|r| r.id).collect();
+    let entries: Vec<u64> = book.runs.iter().map(|r| r.table.len() as u64).collect();
+    let payload = encode(&job.books, &ids, &entries, book.next_run_id);
+    if let Err(e) = cx.writer.write(job.books.last_seq, &payload) {
+        if added {
+            book.runs.remove(0); // not named by any checkpoint: the retry builds it again
+        }
+        return Err(format!("writing the checkpoint: {e}"));
+    }
     {
         let mut state = cx.state.write();
         let ours = state.frozen.as_ref().is_some_and(|f| Arc::ptr_eq(f, &job.frozen));
         assert!(ours, "the frozen tier a checkpoint writes is the state's until it is installed");
-        state.cold = Cold { runs };
+        state.cold = Cold { runs: book.runs.clone() };
         state.frozen = None;
     }
+    book.kept.push_back(ids);
+    while book.kept.len() > ledger_store::SNAPSHOTS_KEPT {
+        book.kept.pop_front();
+    }
     // Runs that no kept checkpoint names are removed: merged away, or from a failed try.
-    let keep: BTreeSet<u64> = {
-        let mut book = cx.book.lock();
-        book.kept.push_back(ids);
-        while book.kept.len() > ledger_store::SNAPSHOTS_KEPT {
-            book.kept.pop_front();
-        }
-        book.kept.iter().flatten().copied().collect()
-    };
-    remove_unreferenced_runs(&storage, &dir, &keep).map_err(|e| format!("removing old runs: {e}"))?;
-    Ok(Written { run_bytes, file_bytes: payload.len() as u64, merges, merged_entries })
+    let keep = book.keep();
+    drop(book);
+    remove_unreferenced_runs(&storage, &dir, &keep, false).map_err(|e| format!("removing old runs: {e}"))?;
+    Ok(Written { run_bytes, file_bytes: payload.len() as u64 })
 }
 
-/// How many of the newest runs to merge now, if any: [`MERGE_FANIN`] of one class.
-fn mergeable(runs: &[Arc<Run>]) -> Option<usize> {
+/// Which runs to merge now, if any: the first [`MERGE_FANIN`] of the first (newest)
+/// stretch of at least that many adjacent runs of one size class (a power of
+/// [`MERGE_FANIN`] in entries).
+pub(crate) fn mergeable(runs: &[Arc<Run>]) -> Option<std::ops::Range<usize>> {
     let class = |r: &Arc<Run>| (r.table.len().max(1) as u64).ilog(MERGE_FANIN as u64);
-    let first = class(runs.first()?);
-    let same = runs.iter().take_while(|r| class(r) <= first).count();
-    (same >= MERGE_FANIN).then_some(MERGE_FANIN)
+    let mut start = 0;
+    while start < runs.len() {
+        let c = class(&runs[start]);
+        let len = runs[start..].iter().take_while(|r| class(r) == c).count();
+        if len >= MERGE_FANIN {
+            return Some(start..start + MERGE_FANIN);
+        }
+        start += len;
+    }
+    None
+}
+
+/// What the merger needs.
+pub(crate) struct Merger {
+    pub(crate) dir: PathBuf,
+    pub(crate) storage: Storage,
+    pub(crate) state: Arc<RwLock<State>>,
+    pub(crate) book: Arc<Mutex<Book>>,
+    /// Set when the ledger closes or is dropped: a merge in progress gives up.
+    pub(crate) stop: Arc<AtomicBool>,
+}
+
+/// The merger's thread: after each wake-up, merges while [`mergeable`] finds runs to
+/// merge; ends when its wake-up channel closes or `stop` is set. A failed merge is
+/// counted and reported in the stats and tried again at the next wake-up; it never
+/// ends the thread.
+pub(crate) fn merger(m: &Merger, wake: &Receiver<()>) {
+    while wake.recv().is_ok() {
+        loop {
+            if m.stop.load(Ordering::Acquire) {
+                return;
+            }
+            let result = catch_unwind(AssertUnwindSafe(|| merge_once(m)))
+                .unwrap_or_else(|panic| Err(format!("merge panicked: {}", panic_message(&panic))));
+            match result {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(e) => {
+                    let mut book = m.book.lock();
+                    book.merging = None;
+                    if !m.stop.load(Ordering::Acquire) {
+                        book.stats.merge_failures += 1;
+                        book.stats.last_merge_error = Some(e);
+                    }
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Merges one set of runs and installs the result; false when there was none to merge.
+pub(crate) fn merge_once(m: &Merger) -> Result<bool, String> {
+    let (inputs, id) = {
+        let mut book = m.book.lock();
+        let Some(range) = mergeable(&book.runs) else { return Ok(false) };
+        let id = book.take_run_id();
+        book.merging = Some(id);
+        (book.runs[range].to_vec(), id)
+    };
+    let merged = merge_runs(&inputs, &m.storage, &m.dir, id, &m.stop)?;
+    let entries = merged.table.len() as u64;
+    let mut book = m.book.lock();
+    book.merging = None;
+    // Checkpoints only add runs at the front, so the inputs are still adjacent.
+    let at = book.runs.iter().position(|r| Arc::ptr_eq(r, &inputs[0])).ok_or("merged runs vanished")?;
+    let still = book.runs[at..].iter().zip(&inputs).filter(|(a, b)| Arc::ptr_eq(a, b)).count() == inputs.len();
+    assert!(still, "the runs a merge read are still adjacent in the list");
+    book.runs.splice(at..at + inputs.len(), [Arc::new(merged)]);
+    book.stats.merges += 1;
+    book.stats.merged_entries += entries;
+    m.state.write().cold = Cold { runs: book.runs.clone() };
+    Ok(true)
 }
 
 /// Writes the frozen tier as run `id`: its rows and promoted rows sorted by id, and the
@@ -248,7 +347,8 @@ fn build_run(frozen: &Records, storage: &Storage, dir: &Path, id: u64) -> Result
 }
 
 /// Merges `inputs` (newest first) into run `id`: on an id in several, the newest wins.
-fn merge_runs(inputs: &[Arc<Run>], storage: &Storage, dir: &Path, id: u64) -> Result<Run, String> {
+/// Gives up (removing its unfinished file) when `stop` is set.
+fn merge_runs(inputs: &[Arc<Run>], storage: &Storage, dir: &Path, id: u64, stop: &AtomicBool) -> Result<Run, String> {
     let upper: u64 = inputs.iter().map(|r| r.table.len() as u64).sum();
     let name = run_file_name(id);
     let mut builder = TableBuilder::create(storage, dir, &name, ENTRY_BYTES, upper)
@@ -266,6 +366,9 @@ fn merge_runs(inputs: &[Arc<Run>], storage: &Storage, dir: &Path, id: u64) -> Re
             }
         }
         let Some((i, key)) = best else { break };
+        if builder.entries().is_multiple_of(1 << 16) && stop.load(Ordering::Acquire) {
+            return Err("stopped: the ledger is closing".into());
+        }
         builder.push_entry(inputs[i].table.entry(at[i])).map_err(|e| e.to_string())?;
         let key: [u8; KEY_BYTES] = key.try_into().map_err(|_| "key size")?;
         for (j, run) in inputs.iter().enumerate() {
@@ -313,16 +416,22 @@ pub(crate) fn open_run(path: &Path, id: u64) -> Result<Run, String> {
     Ok(Run { id, table })
 }
 
-/// Removes run files of `dir` that `keep` does not name, and unfinished ones.
-pub(crate) fn remove_unreferenced_runs(storage: &Storage, dir: &Path, keep: &BTreeSet<u64>) -> std::io::Result<usize> {
+/// Removes run files of `dir` that `keep` does not name, and (at open, `unfinished`)
+/// the temporary files of runs a crash interrupted.
+pub(crate) fn remove_unreferenced_runs(
+    storage: &Storage,
+    dir: &Path,
+    keep: &BTreeSet<u64>,
+    unfinished: bool,
+) -> std::io::Result<usize> {
     let mut removed = 0;
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        let unfinished = name.starts_with("run-") && name.ends_with(".tbl.tmp");
+        let temporary = unfinished && name.starts_with("run-") && name.ends_with(".tbl.tmp");
         let stale = parse_run_file_name(name).is_some_and(|id| !keep.contains(&id));
-        if unfinished || stale {
+        if temporary || stale {
             ledger_store::table::remove_table(storage, &entry.path()).map_err(std::io::Error::other)?;
             removed += 1;
         }
@@ -518,7 +627,8 @@ pub(crate) fn load(decoded: Decoded, dir: &Path) -> Result<State, String> {
         runs.push(Arc::new(run));
     }
     let Books { last_seq, last_ts, batches, open, balances } = decoded.books;
-    let mut state = State { last_seq, last_ts, batches, open, balances, cold: Cold { runs }, ..State::default() };
+    let cold = Cold { runs };
+    let mut state = State { last_seq, last_ts, batches, open, balances, cold, ..State::default() };
     for b in &state.batches {
         state.client_batches.entry(b.client_id).or_default().push(b.batch_id);
     }

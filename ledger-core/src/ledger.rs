@@ -189,9 +189,13 @@ impl Ledger {
         state.records.reserve(hint.saturating_sub(state.records.len()));
         let state = Arc::new(RwLock::new(state));
         let book = Arc::new(Mutex::new(book));
-        let keep: std::collections::BTreeSet<u64> = book.lock().kept.iter().flatten().copied().collect();
+        let keep: std::collections::BTreeSet<u64> = {
+            let mut book = book.lock();
+            book.runs = state.read().cold.runs.clone();
+            book.kept.iter().flatten().copied().chain(book.runs.iter().map(|r| r.id)).collect()
+        };
         let writer = log.snapshot_writer();
-        let runs_removed = match checkpoint::remove_unreferenced_runs(writer.storage(), writer.dir(), &keep) {
+        let runs_removed = match checkpoint::remove_unreferenced_runs(writer.storage(), writer.dir(), &keep, true) {
             Ok(n) => n as u64,
             Err(e) => {
                 snapshot_warnings.push(format!("removing run files no checkpoint names: {e}"));

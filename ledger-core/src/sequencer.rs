@@ -14,10 +14,11 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crossbeam::channel::{Receiver, RecvTimeoutError};
+use crossbeam::channel::{Receiver, RecvTimeoutError, Sender};
 use ledger_store::Log;
 use parking_lot::{Mutex, RwLock};
 use rkyv::util::AlignedVec;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::checkpoint::{self, Book, Books, Job};
 use crate::codec::{self, CloseFrame, FRAME_BATCH_CLOSE, FRAME_TX, TxFrame};
@@ -120,6 +121,9 @@ pub(crate) struct Sequencer {
     /// A checkpoint that failed, to be tried again when the next one comes due.
     checkpoint_retry: Option<Job>,
     pub(crate) book: Arc<Mutex<Book>>,
+    /// The merger thread, its wake-up channel and its stop flag.
+    merger: Option<(Sender<()>, JoinHandle<()>)>,
+    merger_stop: Arc<AtomicBool>,
     buf: AlignedVec,
     /// Set after a failed append or sync: the log's state on disk is unknown.
     failed: Option<String>,
@@ -135,7 +139,34 @@ impl Sequencer {
         hot_bytes_max: usize,
         book: Arc<Mutex<Book>>,
     ) -> Self {
+        let merger_stop = Arc::new(AtomicBool::new(false));
+        let m = checkpoint::Merger {
+            dir: log.snapshot_writer().dir().to_path_buf(),
+            storage: log.snapshot_writer().storage().clone(),
+            state: Arc::clone(&state),
+            book: Arc::clone(&book),
+            stop: Arc::clone(&merger_stop),
+        };
+        let (wake, woken) = crossbeam::channel::bounded(1);
+        let merger = std::thread::Builder::new()
+            .name("ledger-merger".into())
+            .spawn(move || checkpoint::merger(&m, &woken))
+            .map(|thread| (wake.clone(), thread));
+        let merger = match merger {
+            Ok(merger) => {
+                let _ = wake.try_send(()); // runs a checkpoint left unmerged
+                Some(merger)
+            }
+            Err(e) => {
+                let mut b = book.lock();
+                b.stats.merge_failures += 1;
+                b.stats.last_merge_error = Some(format!("starting the merger thread: {e}"));
+                None
+            }
+        };
         Sequencer {
+            merger,
+            merger_stop,
             log,
             state,
             requests,
@@ -236,6 +267,7 @@ impl Sequencer {
         if let Some(job) = self.checkpoint_job.take() {
             let _ = job.join(); // the log must stay open while a checkpoint is written
         }
+        self.stop_merger();
         if let Some(reason) = &self.failed {
             return Err(SubmitError::Failed(reason.clone()));
         }
@@ -366,6 +398,7 @@ impl Sequencer {
             writer: self.log.snapshot_writer(),
             state: Arc::clone(&self.state),
             book: Arc::clone(&self.book),
+            merger: self.merger.as_ref().map(|(wake, _)| wake.clone()),
         };
         if !asked.is_empty()
             && let Some(job) = self.checkpoint_retry.take()
@@ -388,7 +421,7 @@ impl Sequencer {
                 let fresh = state.records.new_like();
                 let frozen = Arc::new(std::mem::replace(&mut state.records, fresh));
                 state.frozen = Some(Arc::clone(&frozen));
-                Job { frozen, books: Books::of(&state), cold: state.cold.clone() }
+                Job { frozen, books: Books::of(&state) }
             }
         };
         self.records_since_checkpoint = 0;
@@ -482,6 +515,29 @@ impl Sequencer {
         let appended = self.log.append(FRAME_BATCH_CLOSE, &self.buf).map_err(|e| e.to_string())?;
         assert_eq!(appended, seq, "the log assigns the seq the group judged with");
         Ok(Ok(summary))
+    }
+}
+
+impl Sequencer {
+    /// Stops the merger (a merge in progress gives up and removes its unfinished file)
+    /// and waits for it.
+    fn stop_merger(&mut self) {
+        self.merger_stop.store(true, Ordering::Release);
+        if let Some((wake, thread)) = self.merger.take() {
+            drop(wake);
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Sequencer {
+    fn drop(&mut self) {
+        // Also when the sequencer is dropped without a shutdown (a simulated crash): no
+        // thread of this instance may still write into the directory after it.
+        if let Some(job) = self.checkpoint_job.take() {
+            let _ = job.join();
+        }
+        self.stop_merger();
     }
 }
 

@@ -280,7 +280,9 @@ impl TableBuilder {
         self.written += pending.len() as u64;
         self.pending.clear();
         if self.written - self.synced >= SYNC_EVERY_BYTES {
-            storage.run(StorageOp::SyncFile, tmp, 0..u64::MAX, || file.sync_data()).map_err(IoFailure::at("sync table", tmp))?;
+            storage
+                .run(StorageOp::SyncFile, tmp, 0..u64::MAX, || file.sync_data())
+                .map_err(IoFailure::at("sync table", tmp))?;
             self.synced = self.written;
         }
         Ok(())
@@ -443,7 +445,11 @@ impl Table {
     pub fn open_written(info: &TableInfo) -> Result<Table, TableError> {
         let table = Table::open_checked(&info.path, false)?;
         if table.file_bytes() != info.bytes || table.len() as u64 != info.entries {
-            return Err(TableError::Damaged { path: info.path.clone(), offset: 0, reason: "not the table just written" });
+            return Err(TableError::Damaged {
+                path: info.path.clone(),
+                offset: 0,
+                reason: "not the table just written",
+            });
         }
         Ok(table)
     }
