@@ -102,6 +102,10 @@ pub struct CheckpointStats {
     /// Merges that failed (each reported in `last_merge_error` and tried again later).
     pub merge_failures: u64,
     pub last_merge_error: Option<String>,
+    /// Removals of unreferenced run files that failed after a checkpoint was installed
+    /// (tried again after the next one, and at open).
+    pub cleanup_failures: u64,
+    pub last_cleanup_error: Option<String>,
 }
 
 /// State shared by the sequencer, its checkpoint threads and the merger.
@@ -239,9 +243,14 @@ fn write(job: &Job, cx: &Context) -> Result<Written, String> {
         book.kept.pop_front();
     }
     // Runs that no kept checkpoint names are removed: merged away, or from a failed try.
+    // The checkpoint is installed by now: a failed removal is reported, not a failure
+    // (the files go at the next checkpoint, or at open).
     let keep = book.keep();
+    if let Err(e) = remove_unreferenced_runs(&storage, &dir, &keep, false) {
+        book.stats.cleanup_failures += 1;
+        book.stats.last_cleanup_error = Some(format!("removing old runs: {e}"));
+    }
     drop(book);
-    remove_unreferenced_runs(&storage, &dir, &keep, false).map_err(|e| format!("removing old runs: {e}"))?;
     Ok(Written { run_bytes, file_bytes: payload.len() as u64 })
 }
 

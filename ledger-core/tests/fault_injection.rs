@@ -285,6 +285,12 @@ fn random_faults_with_power_loss_keep_every_acknowledged_call() {
                 .collect();
             handles.into_iter().map(|h| h.join().unwrap()).collect()
         });
+        // A failed checkpoint or merge is reported and retried, never a panic caught
+        // on its thread (which would leave a checkpoint that can never install).
+        let stats = ledger.checkpoint_stats();
+        for error in [&stats.last_error, &stats.last_merge_error, &stats.last_cleanup_error].into_iter().flatten() {
+            assert!(!error.contains("panicked"), "{ctx}: {error}");
+        }
         // The power goes: nothing more reaches the disk, not even the close's sync.
         totals.power_cuts += u64::from(disk.crashed());
         disk.crash();
