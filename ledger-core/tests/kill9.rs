@@ -89,6 +89,9 @@ fn options() -> LedgerOptions {
         segment_bytes: SEGMENT_BYTES,
         snapshot_every_records: SNAPSHOT_EVERY_RECORDS,
         cutover: CUTOVER,
+        // A small memory budget: checkpoints (a run each) and merges run all the time,
+        // so kills land while a run or a merge is half written.
+        hot_bytes_max: 400 * 130,
         ..LedgerOptions::default()
     }
 }
