@@ -351,6 +351,17 @@ fn build_run(frozen: &Records, storage: &Storage, dir: &Path, id: u64) -> Result
             .push_secondary(row.client_id, row.seq, row.timestamp_ns, &key_of(row.id()))
             .map_err(|e| e.to_string())?;
     }
+    // The second index finds a payment's captures, voids and refunds: (the hash of the
+    // ref's key, seq, time, id); a hash shared by two refs is told apart on lookup.
+    let mut refs: Vec<(u64, u64, u64, [u8; KEY_BYTES])> = rows
+        .iter()
+        .filter(|r| !r.ref_id().is_none())
+        .map(|r| (ref_group(r.ref_id()), r.seq, r.timestamp_ns, key_of(r.id())))
+        .collect();
+    refs.sort_unstable_by_key(|&(g, seq, _, _)| (g, seq));
+    for (g, seq, ts, key) in &refs {
+        builder.push_second(*g, *seq, *ts, key).map_err(|e| e.to_string())?;
+    }
     let info = builder.finish().map_err(|e| e.to_string())?;
     open_written_run(&info, id)
 }
@@ -386,37 +397,58 @@ fn merge_runs(inputs: &[Arc<Run>], storage: &Storage, dir: &Path, id: u64, stop:
             }
         }
     }
-    let mut sat = vec![0usize; inputs.len()];
+    // Each secondary index is merged on its own: by (group, order), a copy of one
+    // transaction in several inputs (a promoted payment) written once.
+    let first: Vec<std::ops::Range<usize>> =
+        inputs.iter().map(|r| 0..r.table.secondary_len() - r.table.second_len()).collect();
+    let second: Vec<std::ops::Range<usize>> =
+        inputs.iter().map(|r| r.table.secondary_len() - r.table.second_len()..r.table.secondary_len()).collect();
+    merge_index(inputs, first, |g, o, a, k| builder.push_secondary(g, o, a, k))?;
+    merge_index(inputs, second, |g, o, a, k| builder.push_second(g, o, a, k))?;
+    let info = builder.finish().map_err(|e| e.to_string())?;
+    open_written_run(&info, id)
+}
+
+/// k-way merge of one secondary index of `inputs` (its positions in each), by
+/// `(group, order)`, equal ones written once.
+fn merge_index(
+    inputs: &[Arc<Run>],
+    mut at: Vec<std::ops::Range<usize>>,
+    mut push: impl FnMut(u64, u64, u64, &[u8; KEY_BYTES]) -> Result<(), ledger_store::table::TableError>,
+) -> Result<(), String> {
     loop {
         let mut best: Option<(usize, (u64, u64))> = None;
         for (i, run) in inputs.iter().enumerate() {
-            if sat[i] < run.table.secondary_len() {
-                let (g, o, _, _) = run.table.secondary_at(sat[i]);
+            if let Some(pos) = at[i].clone().next() {
+                let (g, o, _, _) = run.table.secondary_at(pos);
                 if best.is_none_or(|(_, b)| (g, o) < b) {
                     best = Some((i, (g, o)));
                 }
             }
         }
-        let Some((i, (g, o))) = best else { break };
-        let (_, _, aux, key) = inputs[i].table.secondary_at(sat[i]);
-        builder.push_secondary(g, o, aux, &key).map_err(|e| e.to_string())?;
+        let Some((i, (g, o))) = best else { return Ok(()) };
+        let (_, _, aux, key) = inputs[i].table.secondary_at(at[i].start);
+        push(g, o, aux, &key).map_err(|e| e.to_string())?;
         for (j, run) in inputs.iter().enumerate() {
-            if sat[j] < run.table.secondary_len() {
-                let (gj, oj, _, _) = run.table.secondary_at(sat[j]);
+            if let Some(pos) = at[j].clone().next() {
+                let (gj, oj, _, _) = run.table.secondary_at(pos);
                 if (gj, oj) == (g, o) {
-                    sat[j] += 1;
+                    at[j].start += 1;
                 }
             }
         }
     }
-    let info = builder.finish().map_err(|e| e.to_string())?;
-    open_written_run(&info, id)
 }
 
 /// Maps run `id` just written (its chunks were hashed as they were written).
 fn open_written_run(info: &ledger_store::table::TableInfo, id: u64) -> Result<Run, String> {
     let table = ledger_store::table::Table::open_written(info).map_err(|e| e.to_string())?;
     Ok(Run { id, table })
+}
+
+/// The group of a payment's follow-ups in a run's second index.
+pub(crate) fn ref_group(payment: crate::model::TxId) -> u64 {
+    ledger_store::table::key_hash(&key_of(payment))
 }
 
 /// Opens and verifies run `id` at `path`.

@@ -80,6 +80,18 @@ impl Cold {
         self.runs.iter().map(|r| r.table.file_bytes()).sum()
     }
 
+    /// The ids of the transactions in each run whose ref hashes like the payment's
+    /// (`checkpoint::ref_group`): its captures, voids and refunds, and now and then
+    /// another payment's, which the caller tells apart by the ref.
+    pub(crate) fn follow_up_candidates(&self, group: u64, out: &mut Vec<(u64, TxId)>) {
+        for run in &self.runs {
+            for pos in run.table.second_bounds(group, 0..u64::MAX, 0..u64::MAX) {
+                let (_, seq, _, key) = run.table.secondary_at(pos);
+                out.push((seq, id_of_key(&key)));
+            }
+        }
+    }
+
     /// The client's `(seq, id)` in each run with seq in `seqs` and commit time in
     /// `times`, at most `limit` per run from the chosen end (the caller merges them and
     /// removes the copies of promoted transactions, which share a seq).
@@ -96,11 +108,7 @@ impl Cold {
             let range = run.table.secondary_bounds(client_id, seqs.clone(), times.clone());
             let take = |pos: usize| {
                 let (_, seq, _, key) = run.table.secondary_at(pos);
-                let mut hi = [0u8; 8];
-                let mut lo = [0u8; 8];
-                hi.copy_from_slice(&key[..8]);
-                lo.copy_from_slice(&key[8..]);
-                (seq, TxId::from_parts(u64::from_be_bytes(lo), u64::from_be_bytes(hi)))
+                (seq, id_of_key(&key))
             };
             if newest_first {
                 out.extend(range.rev().take(limit).map(take));
@@ -109,6 +117,15 @@ impl Cold {
             }
         }
     }
+}
+
+/// The id a run's key holds (see `records::key_of`).
+fn id_of_key(key: &[u8; 16]) -> TxId {
+    let mut hi = [0u8; 8];
+    let mut lo = [0u8; 8];
+    hi.copy_from_slice(&key[..8]);
+    lo.copy_from_slice(&key[8..]);
+    TxId::from_parts(u64::from_be_bytes(lo), u64::from_be_bytes(hi))
 }
 
 #[cfg(test)]

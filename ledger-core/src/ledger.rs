@@ -274,6 +274,12 @@ impl Ledger {
         self.inner.state.read().list(client_id, after_seq, limit)
     }
 
+    /// The captures, voids and refunds of the payment `id`, in commit order, from
+    /// every tier's index of refs: its cost follows how many there are, never history.
+    pub fn follow_ups(&self, id: TxId) -> Vec<TxRecord> {
+        self.inner.state.read().follow_ups(id)
+    }
+
     /// A page of the client's history: transactions with seq in `query.seqs` and commit
     /// time in `query.times`, oldest or newest first, at most `query.limit`, each as it
     /// stands now. Its cost is proportional to the page (binary searches in each run's

@@ -83,6 +83,11 @@ impl Stored {
         TxId::from_parts(self.id[0], self.id[1])
     }
 
+    /// The payment a capture, void or refund refers to ([`TxId::NONE`] for none).
+    pub(crate) fn ref_id(&self) -> TxId {
+        TxId::from_parts(self.ref_id[0], self.ref_id[1])
+    }
+
     pub(crate) fn unpack(&self) -> TxRecord {
         TxRecord {
             tx: Tx {
@@ -179,6 +184,8 @@ pub(crate) struct Records {
     hasher: DefaultHashBuilder,
     /// Client -> positions of its transactions, in seq order.
     by_client: HashMap<u64, Vec<u32>>,
+    /// Payment -> positions of its captures, voids and refunds in this tier, in order.
+    by_ref: HashMap<TxId, Vec<u32>>,
     /// Older transactions (committed before this tier began) as they stand now, hashed
     /// like `index`.
     promoted: HashTable<Stored>,
@@ -294,11 +301,19 @@ impl Records {
         if self.index.len() == self.index.capacity() {
             self.rebuild_index((self.index.capacity() * 2).max(1024));
         }
-        let Records { rows, index, hasher, by_client, .. } = self;
+        let Records { rows, index, hasher, by_client, by_ref, .. } = self;
         index.insert_unique(hash, pos, |&p| hasher.hash_one(rows[p as usize].id()));
         by_client.entry(row.client_id).or_default().push(pos);
+        if !row.ref_id().is_none() {
+            by_ref.entry(row.ref_id()).or_default().push(pos);
+        }
         rows.push(row);
         pos
+    }
+
+    /// The captures, voids and refunds of `payment` in this tier, in seq order.
+    pub(crate) fn follow_ups(&self, payment: TxId) -> impl Iterator<Item = Stored> + '_ {
+        self.by_ref.get(&payment).into_iter().flatten().map(|&p| self.rows[p as usize])
     }
 
     /// The client's rows with seq in `seqs` and commit time in `times`, in seq order

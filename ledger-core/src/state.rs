@@ -270,6 +270,22 @@ impl State {
         candidates.into_iter().filter_map(|(_, id)| self.lookup(id)).collect()
     }
 
+    /// The captures, voids and refunds of `payment`, in seq order, each as committed:
+    /// from each tier's ref index, never a scan of history.
+    pub(crate) fn follow_ups(&self, payment: TxId) -> Vec<TxRecord> {
+        let mut found: Vec<Stored> = self.records.follow_ups(payment).collect();
+        if let Some(frozen) = &self.frozen {
+            found.extend(frozen.follow_ups(payment));
+        }
+        let mut candidates = Vec::new();
+        self.cold.follow_up_candidates(crate::checkpoint::ref_group(payment), &mut candidates);
+        let cold = candidates.into_iter().filter_map(|(_, id)| self.find_row(id)).filter(|r| r.ref_id() == payment);
+        found.extend(cold);
+        found.sort_unstable_by_key(|r| r.seq);
+        found.dedup_by_key(|r| r.seq);
+        found.into_iter().map(|r| r.unpack()).collect()
+    }
+
     /// The client's transactions with `seq > after_seq`, oldest first, at most `limit`.
     pub(crate) fn list(&self, client_id: u64, after_seq: u64, limit: usize) -> Vec<TxRecord> {
         self.history(client_id, after_seq.saturating_add(1)..u64::MAX, 0..u64::MAX, false, limit)

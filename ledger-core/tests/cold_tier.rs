@@ -72,6 +72,11 @@ fn old_payments_are_judged_exactly_after_they_leave_memory() {
     assert_eq!(committed(&ledger.submit(&[capture]).expect("capture")[0]).tx.kind, Kind::Capture as u32);
     let again = Tx::capture(TxId(20_006), TxId(9001), 2, 100, usd());
     assert_eq!(ledger.submit(&[again]).expect("capture twice")[0], TxOutcome::Rejected(Reject::RefWrongState));
+    // A payment's follow-ups come from the runs' ref index and the tiers in memory.
+    let ids = |v: Vec<TxRecord>| v.iter().map(|r| r.tx.id).collect::<Vec<_>>();
+    assert_eq!(ids(ledger.follow_ups(TxId(1))), [TxId(20_001), TxId(20_002)]);
+    assert_eq!(ids(ledger.follow_ups(TxId(9001))), [TxId(20_005)]);
+    assert!(ledger.follow_ups(TxId(3)).is_empty() && ledger.follow_ups(TxId(424_242)).is_empty());
     let count = ledger.transaction_count() as u64;
     assert_eq!(ledger.check_consistency(), Ok(count));
     let before: Vec<TxRecord> = (1..=3).flat_map(|c| ledger.list(c, 0, usize::MAX)).collect();
@@ -86,6 +91,8 @@ fn old_payments_are_judged_exactly_after_they_leave_memory() {
     let after: Vec<TxRecord> = (1..=3).flat_map(|c| ledger.list(c, 0, usize::MAX)).collect();
     assert_eq!(after, before);
     assert!(matches!(ledger.submit(&[sales[1]]).expect("resubmit")[0], TxOutcome::Exists(_)));
+    let ids = |v: Vec<TxRecord>| v.iter().map(|r| r.tx.id).collect::<Vec<_>>();
+    assert_eq!(ids(ledger.follow_ups(TxId(1))), [TxId(20_001), TxId(20_002)], "after the reopen");
     committed(&ledger.submit(&[Tx::refund(TxId(20_007), TxId(2), 3, 1, usd())]).expect("refund after reopen")[0]);
     ledger.close().expect("close");
 }
@@ -136,6 +143,13 @@ fn history_pages_from_every_tier_match_the_whole_list() {
         let query = HistoryQuery { times: from..to, ..HistoryQuery::newest_first(5) };
         let want_newest: Vec<TxRecord> = want.iter().rev().take(5).copied().collect();
         assert_eq!(ledger.history(client, &query), want_newest, "client {client}: by time, newest first");
+    }
+    // Every payment's follow-ups, from the ref indexes, are exactly those a scan finds.
+    let everything: Vec<TxRecord> = (1..=4).flat_map(|c| ledger.list(c, 0, usize::MAX)).collect();
+    for p in everything.iter().filter(|r| r.tx.ref_id.is_none()) {
+        let mut want: Vec<TxRecord> = everything.iter().filter(|r| r.tx.ref_id == p.tx.id).copied().collect();
+        want.sort_unstable_by_key(|r| r.seq);
+        assert_eq!(ledger.follow_ups(p.tx.id), want, "follow-ups of {:?}", p.tx.id);
     }
     assert!(ledger.tiers().cold_runs >= 1);
     ledger.close().expect("close");

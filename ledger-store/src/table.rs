@@ -14,9 +14,9 @@
 //!
 //! | section | bytes | content |
 //! | --- | --- | --- |
-//! | header | 64 | magic `LEDGTBL1`, version `u32`, `E` `u32`, entries `u64`, secondary entries `u64`, Bloom blocks `u64`, body bytes `u64`, 16 reserved (0) |
+//! | header | 64 | magic `LEDGTBL1`, version `u32`, `E` `u32`, entries `u64`, secondary entries `u64` (both indexes), Bloom blocks `u64`, body bytes `u64`, entries of the second index `u64`, 8 reserved (0) |
 //! | entries | n × E | sorted by their first 16 bytes (the key), unsigned, byte by byte |
-//! | secondary | s × 40 | `group u64`, `order u64`, `aux u64`, `key [16]`, sorted by `(group, order)`; within a group `aux` never decreases as `order` grows |
+//! | secondary | s × 40 | `group u64`, `order u64`, `aux u64`, `key [16]`: the first index's entries then the second's, each sorted by `(group, order)`; within a group `aux` never decreases as `order` grows |
 //! | Bloom | b × 64 | blocked Bloom filter over the keys: one 512-bit block per key, [`BLOOM_PROBES`] bits set in it |
 //! | chunk sums | c × 32 | BLAKE3 of each [`CHUNK_BYTES`] of the body (entries to Bloom), the last one short |
 //! | footer | 64 | magic `LEDGTBLF`, body bytes `u64`, chunks `u64`, 8 reserved (0), BLAKE3 of the header, the chunk sums and the footer's first 32 bytes |
@@ -172,6 +172,8 @@ pub struct TableBuilder {
     entries_max: u64,
     entries: u64,
     secondary: u64,
+    /// Entries of the second index (pushed after all of the first's).
+    second: u64,
     last_key: Option<Key>,
     last_secondary: Option<(u64, u64, u64)>,
     bloom: Vec<u8>,
@@ -225,6 +227,7 @@ impl TableBuilder {
             entries_max,
             entries: 0,
             secondary: 0,
+            second: 0,
             last_key: None,
             last_secondary: None,
             bloom: vec![0u8; usize::try_from(bloom_blocks).unwrap_or(usize::MAX) * BLOOM_BLOCK_BYTES],
@@ -314,10 +317,28 @@ impl TableBuilder {
         self.body_bytes(entry)
     }
 
-    /// Appends a secondary entry; `(group, order)` must be greater than the previous
-    /// one's, and within a group `aux` must not decrease (a second order, such as a
-    /// time that grows with a sequence number, searchable by [`Table::secondary_bounds`]).
+    /// Appends an entry of the first secondary index; `(group, order)` must be greater
+    /// than the previous one's, and within a group `aux` must not decrease (a second
+    /// order, such as a time that grows with a sequence number, searchable by
+    /// [`Table::secondary_bounds`]).
     pub fn push_secondary(&mut self, group: u64, order: u64, aux: u64, key: &Key) -> Result<(), TableError> {
+        if self.second > 0 {
+            return Err(self.misuse("first index entries after the second's"));
+        }
+        self.push_index_entry(group, order, aux, key)
+    }
+
+    /// Appends an entry of the second secondary index, after every entry of the first;
+    /// the same order rules, searchable by [`Table::second_bounds`].
+    pub fn push_second(&mut self, group: u64, order: u64, aux: u64, key: &Key) -> Result<(), TableError> {
+        if self.second == 0 {
+            self.last_secondary = None; // a new index starts its own order
+        }
+        self.second += 1;
+        self.push_index_entry(group, order, aux, key)
+    }
+
+    fn push_index_entry(&mut self, group: u64, order: u64, aux: u64, key: &Key) -> Result<(), TableError> {
         if let Some((g, o, a)) = self.last_secondary
             && ((g, o) >= (group, order) || (g == group && a > aux))
         {
@@ -355,6 +376,7 @@ impl TableBuilder {
         header[24..32].copy_from_slice(&self.secondary.to_le_bytes());
         header[32..40].copy_from_slice(&self.bloom_blocks.to_le_bytes());
         header[40..48].copy_from_slice(&body.to_le_bytes());
+        header[48..56].copy_from_slice(&self.second.to_le_bytes());
         let sums: Vec<u8> = self.sums.iter().flatten().copied().collect();
         let mut footer = [0u8; FOOTER_BYTES];
         footer[0..8].copy_from_slice(&FOOTER_MAGIC);
@@ -420,6 +442,8 @@ pub struct Table {
     entry_bytes: usize,
     entries: usize,
     secondary: usize,
+    /// Entries of the second index: the last ones of the secondary section.
+    second: usize,
     bloom_blocks: u64,
     entries_at: usize,
     secondary_at: usize,
@@ -512,6 +536,11 @@ impl Table {
         let (Ok(entries), Ok(secondary)) = (usize::try_from(entries), usize::try_from(secondary)) else {
             return Err(damaged(16, "more entries than memory"));
         };
+        let second = word(header, 48);
+        if second > secondary as u64 || header[56..64] != [0; 8] {
+            return Err(damaged(48, "bad second index count or reserved bytes"));
+        }
+        let second = second as usize; // at most `secondary`, a usize
         let entries_at = HEADER_BYTES;
         let secondary_at = entries_at + entries * entry_bytes;
         let bloom_at = secondary_at + secondary * SECONDARY_BYTES;
@@ -521,6 +550,7 @@ impl Table {
             entry_bytes,
             entries,
             secondary,
+            second,
             bloom_blocks,
             entries_at,
             secondary_at,
@@ -633,34 +663,62 @@ impl Table {
         (word(bytes, 0), word(bytes, 8), word(bytes, 16), key)
     }
 
-    /// Positions of the secondary entries of `group` with `order` in `orders` and
+    /// Positions of the first index's entries of `group` with `order` in `orders` and
     /// `aux` in `auxes` (both half-open, an end of `u64::MAX` meaning no upper bound),
-    /// in order: two binary searches for each end.
+    /// in order: two binary searches for each end. Positions are for
+    /// [`Table::secondary_at`].
     pub fn secondary_bounds(
         &self,
         group: u64,
         orders: std::ops::Range<u64>,
         auxes: std::ops::Range<u64>,
     ) -> std::ops::Range<usize> {
+        self.bounds_in(0..self.secondary - self.second, group, orders, auxes)
+    }
+
+    /// As [`Table::secondary_bounds`], in the second index.
+    pub fn second_bounds(
+        &self,
+        group: u64,
+        orders: std::ops::Range<u64>,
+        auxes: std::ops::Range<u64>,
+    ) -> std::ops::Range<usize> {
+        self.bounds_in(self.secondary - self.second..self.secondary, group, orders, auxes)
+    }
+
+    fn bounds_in(
+        &self,
+        index: std::ops::Range<usize>,
+        group: u64,
+        orders: std::ops::Range<u64>,
+        auxes: std::ops::Range<u64>,
+    ) -> std::ops::Range<usize> {
         let first = self
-            .partition(|g, o, _| (g, o) < (group, orders.start))
-            .max(self.partition(|g, _, a| g < group || (g == group && a < auxes.start)));
+            .partition(&index, |g, o, _| (g, o) < (group, orders.start))
+            .max(self.partition(&index, |g, _, a| g < group || (g == group && a < auxes.start)));
         // An end of u64::MAX is no bound at all (so u64::MAX itself is included).
         let end = self
-            .partition(|g, o, _| g < group || (g == group && (orders.end == u64::MAX || o < orders.end)))
-            .min(self.partition(|g, _, a| g < group || (g == group && (auxes.end == u64::MAX || a < auxes.end))));
+            .partition(&index, |g, o, _| g < group || (g == group && (orders.end == u64::MAX || o < orders.end)))
+            .min(
+                self.partition(&index, |g, _, a| g < group || (g == group && (auxes.end == u64::MAX || a < auxes.end))),
+            );
         first..end.max(first)
     }
 
-    /// The first secondary position where `before` turns false.
-    fn partition(&self, before: impl Fn(u64, u64, u64) -> bool) -> usize {
-        let (mut lo, mut hi) = (0usize, self.secondary);
+    /// The first position of `index` where `before` turns false.
+    fn partition(&self, index: &std::ops::Range<usize>, before: impl Fn(u64, u64, u64) -> bool) -> usize {
+        let (mut lo, mut hi) = (index.start, index.end);
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
             let (g, o, a, _) = self.secondary_at(mid);
             if before(g, o, a) { lo = mid + 1 } else { hi = mid }
         }
         lo
+    }
+
+    /// Entries of the second index.
+    pub fn second_len(&self) -> usize {
+        self.second
     }
 }
 
@@ -736,6 +794,9 @@ mod tests {
         for (g, o) in &sec {
             b.push_secondary(*g, *o, o * 10, &key(*o)).expect("test step");
         }
+        for i in 0..100u64 {
+            b.push_second(i / 10, i, i, &key(i)).expect("test step");
+        }
         let info = b.finish().expect("test step");
         assert_eq!(info.entries, n);
         let t = Table::open(&info.path).expect("test step");
@@ -760,7 +821,13 @@ mod tests {
         assert_eq!(mid.len(), (100..200).filter(|i| i % 7 == 3).count());
         let by_aux = t.secondary_bounds(3, 150..u64::MAX, 1000..1900);
         assert_eq!(by_aux.len(), (150..190).filter(|i| i % 7 == 3).count(), "both bounds apply");
-        assert!(t.secondary_bounds(99, all.clone(), all).is_empty());
+        assert!(t.secondary_bounds(99, all.clone(), all.clone()).is_empty());
+        assert_eq!(t.second_len(), 100);
+        let r = t.second_bounds(3, all.clone(), all.clone());
+        assert_eq!(r.clone().map(|p| t.secondary_at(p).1).collect::<Vec<_>>(), (30..40).collect::<Vec<_>>());
+        assert_eq!(t.second_bounds(3, 35..u64::MAX, all.clone()).len(), 5);
+        assert!(t.second_bounds(3, all.clone(), all.clone()).all(|p| t.secondary_at(p).0 == 3));
+        assert_eq!(t.secondary_bounds(3, all.clone(), all).len(), (0..n).filter(|i| i % 7 == 3).count());
     }
 
     #[test]
