@@ -536,11 +536,10 @@ impl Table {
         let (Ok(entries), Ok(secondary)) = (usize::try_from(entries), usize::try_from(secondary)) else {
             return Err(damaged(16, "more entries than memory"));
         };
-        let second = word(header, 48);
-        if second > secondary as u64 || header[56..64] != [0; 8] {
+        let second = usize::try_from(word(header, 48)).unwrap_or(usize::MAX);
+        if second > secondary || header[56..64] != [0; 8] {
             return Err(damaged(48, "bad second index count or reserved bytes"));
         }
-        let second = second as usize; // at most `secondary`, a usize
         let entries_at = HEADER_BYTES;
         let secondary_at = entries_at + entries * entry_bytes;
         let bloom_at = secondary_at + secondary * SECONDARY_BYTES;
