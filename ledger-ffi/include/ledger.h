@@ -333,6 +333,48 @@ typedef struct {
   int64_t open_net;
 } ledger_balance;
 
+/*
+ The engine's memory tiers and checkpoints now (`ledger_stats`), for operators and
+ benchmarks.
+ */
+typedef struct {
+  /*
+   Transactions committed, in every tier.
+   */
+  uint64_t transactions;
+  /*
+   Transactions in memory since the last checkpoint began, and their estimated heap
+   bytes (what `hot_bytes_max` bounds).
+   */
+  uint64_t hot_transactions;
+  uint64_t hot_bytes;
+  /*
+   Transactions of the tier a checkpoint is writing out.
+   */
+  uint64_t frozen_transactions;
+  /*
+   Runs on disk, their entries and bytes.
+   */
+  uint64_t cold_runs;
+  uint64_t cold_entries;
+  uint64_t cold_bytes;
+  /*
+   Checkpoints written since open, failed attempts, the newest one's seq, how long
+   it took (ns) and its run's bytes.
+   */
+  uint64_t checkpoints;
+  uint64_t checkpoint_failures;
+  uint64_t checkpoint_seq;
+  uint64_t checkpoint_ns;
+  uint64_t checkpoint_run_bytes;
+  /*
+   Run merges since open and the entries they wrote; failed merges.
+   */
+  uint64_t merges;
+  uint64_t merged_entries;
+  uint64_t merge_failures;
+} ledger_stats;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -431,6 +473,15 @@ int ledger_balance_get(ledger *l,
                        uint64_t client_id,
                        const char *currency,
                        ledger_balance *out_balance);
+
+/*
+ The engine's tiers and checkpoints now. A failed checkpoint or merge is counted
+ here (and retried by the engine); its message is not kept here.
+
+ # Safety
+ `l` is a live handle; `out_stats` valid for writing one `ledger_stats`.
+ */
+int ledger_stats_get(ledger *l, ledger_stats *out_stats);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -203,6 +203,36 @@ pub struct ledger_balance {
     pub open_net: i64,
 }
 
+/// The engine's memory tiers and checkpoints now (`ledger_stats`), for operators and
+/// benchmarks.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ledger_stats {
+    /// Transactions committed, in every tier.
+    pub transactions: u64,
+    /// Transactions in memory since the last checkpoint began, and their estimated heap
+    /// bytes (what `hot_bytes_max` bounds).
+    pub hot_transactions: u64,
+    pub hot_bytes: u64,
+    /// Transactions of the tier a checkpoint is writing out.
+    pub frozen_transactions: u64,
+    /// Runs on disk, their entries and bytes.
+    pub cold_runs: u64,
+    pub cold_entries: u64,
+    pub cold_bytes: u64,
+    /// Checkpoints written since open, failed attempts, the newest one's seq, how long
+    /// it took (ns) and its run's bytes.
+    pub checkpoints: u64,
+    pub checkpoint_failures: u64,
+    pub checkpoint_seq: u64,
+    pub checkpoint_ns: u64,
+    pub checkpoint_run_bytes: u64,
+    /// Run merges since open and the entries they wrote; failed merges.
+    pub merges: u64,
+    pub merged_entries: u64,
+    pub merge_failures: u64,
+}
+
 // ----- the landing pad ------------------------------------------------------------
 
 /// A failed call: its status and the message `ledger_last_error` will return.
@@ -633,6 +663,39 @@ pub unsafe extern "C" fn ledger_balance_get(
     })
 }
 
+/// The engine's tiers and checkpoints now. A failed checkpoint or merge is counted
+/// here (and retried by the engine); its message is not kept here.
+///
+/// # Safety
+/// `l` is a live handle; `out_stats` valid for writing one `ledger_stats`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ledger_stats_get(l: *mut ledger, out_stats: *mut ledger_stats) -> c_int {
+    landing(|| {
+        // SAFETY: the caller's contract on `l` and `out_stats`.
+        let (ledger, slot) = unsafe { (handle(l)?, out(out_stats, "out")?) };
+        let tiers = ledger.tiers();
+        let c = ledger.checkpoint_stats();
+        *slot = ledger_stats {
+            transactions: ledger.transaction_count() as u64,
+            hot_transactions: tiers.hot_transactions,
+            hot_bytes: tiers.hot_heap_bytes,
+            frozen_transactions: tiers.frozen_transactions,
+            cold_runs: tiers.cold_runs,
+            cold_entries: tiers.cold_entries,
+            cold_bytes: tiers.cold_bytes,
+            checkpoints: c.written,
+            checkpoint_failures: c.failures,
+            checkpoint_seq: c.seq,
+            checkpoint_ns: u64::try_from(c.duration.as_nanos()).unwrap_or(u64::MAX),
+            checkpoint_run_bytes: c.run_bytes,
+            merges: c.merges,
+            merged_entries: c.merged_entries,
+            merge_failures: c.merge_failures,
+        };
+        Ok(())
+    })
+}
+
 // The codes above are the contract's; tie them to the engine's so they cannot drift.
 const _: () = {
     assert!(Reject::ExistsWithDifferentFields as u32 == LEDGER_TX_EXISTS_DIFFERENT);
@@ -646,6 +709,8 @@ const _: () = {
     assert!(std::mem::size_of::<ledger_tx>() == 80);
     assert!(std::mem::size_of::<ledger_tx_record>() == 128);
     assert!(std::mem::size_of::<ledger_batch_summary>() == 112);
+    assert!(std::mem::size_of::<ledger_stats>() == 15 * 8);
+    assert!(std::mem::size_of::<ledger_options>() == 32);
 };
 
 #[cfg(test)]

@@ -178,10 +178,34 @@ class ledger_balance(Structure):
     ]
 
 
+class ledger_stats(Structure):
+    _fields_ = [
+        (name, c_uint64)
+        for name in (
+            "transactions",
+            "hot_transactions",
+            "hot_bytes",
+            "frozen_transactions",
+            "cold_runs",
+            "cold_entries",
+            "cold_bytes",
+            "checkpoints",
+            "checkpoint_failures",
+            "checkpoint_seq",
+            "checkpoint_ns",
+            "checkpoint_run_bytes",
+            "merges",
+            "merged_entries",
+            "merge_failures",
+        )
+    ]
+
+
 # The sizes the Rust side asserts (ledger-ffi/src/lib.rs); a mismatch here would mean a
 # wrong declaration above, so refuse to load rather than corrupt memory.
 assert ctypes.sizeof(ledger_id) == 16
 assert ctypes.sizeof(ledger_options) == 32
+assert ctypes.sizeof(ledger_stats) == 120
 assert ctypes.sizeof(ledger_tx) == 80
 assert ctypes.sizeof(ledger_tx_record) == 128
 assert ctypes.sizeof(ledger_batch_summary) == 112
@@ -285,6 +309,8 @@ lib.ledger_batch_get.restype = c_int
 
 lib.ledger_balance_get.argtypes = [ledger_p, c_uint64, c_char_p, POINTER(ledger_balance)]
 lib.ledger_balance_get.restype = c_int
+lib.ledger_stats_get.argtypes = [ledger_p, POINTER(ledger_stats)]
+lib.ledger_stats_get.restype = c_int
 
 #: The functions of the header this module declares.
 FUNCTIONS = (
@@ -298,6 +324,7 @@ FUNCTIONS = (
     "ledger_batch_close",
     "ledger_batch_get",
     "ledger_balance_get",
+    "ledger_stats_get",
 )
 
 

@@ -7,7 +7,7 @@ import ctypes
 import os
 import threading
 from ctypes import byref, c_char, c_size_t
-from typing import Any, Iterable, Iterator, List, Optional, Union
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Union
 
 from . import _ffi
 from .errors import InvalidArgumentError, NotFoundError, error_for_status
@@ -372,6 +372,17 @@ class Ledger:
         finally:
             self._leave()
         return batch_from_fields(BATCH_STRUCT.unpack_from(summary))
+
+    def stats(self) -> Dict[str, int]:
+        """The engine's memory tiers and checkpoints now (``ledger_stats_get``): the
+        transactions in memory and on disk, checkpoints and merges done and failed."""
+        stats = _ffi.ledger_stats()
+        handle = self._enter()
+        try:
+            _call(_lib.ledger_stats_get, handle, byref(stats))
+        finally:
+            self._leave()
+        return {name: getattr(stats, name) for name, _ in _ffi.ledger_stats._fields_}
 
     def balance(self, client_id: int, currency: str) -> Balance:
         """The client's balance in ``currency`` (all zero before any transaction counted)."""

@@ -25,6 +25,7 @@ STRUCTS = [
     _ffi.ledger_tx_record,
     _ffi.ledger_batch_summary,
     _ffi.ledger_balance,
+    _ffi.ledger_stats,
 ]
 
 needs_header = pytest.mark.skipif(not HEADER.is_file(), reason="ledger.h is not next to these tests")
@@ -78,6 +79,7 @@ def test_struct_sizes_are_those_the_library_asserts():
         "ledger_tx_record": 128,
         "ledger_batch_summary": 112,
         "ledger_balance": 48,
+        "ledger_stats": 120,
     }
 
 

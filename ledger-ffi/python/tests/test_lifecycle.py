@@ -214,6 +214,10 @@ def test_a_tiny_memory_budget_keeps_old_payments_exact(tmp_path):
             assert book.submit(sales[start : start + 100]) == [TxResult.OK] * 100
     assert any(p.name.startswith("run-") for p in path.iterdir()), "runs were written"
     with Ledger(path, **opts) as book:
+        stats = book.stats()
+        assert stats["transactions"] == 3000 and stats["cold_runs"] >= 1, stats
+        assert stats["cold_entries"] + stats["hot_transactions"] >= 3000, stats
+        assert stats["hot_bytes"] <= 64 * 1024 + 100 * 130, stats
         assert book.submit([sales[0]]) == [TxResult.EXISTS]
         assert book.submit([Tx.refund(10_001, 1, 2, 60, "USD")]) == [TxResult.OK]
         assert book.submit([Tx.refund(10_002, 1, 2, 42, "USD")]) == [TxResult.EXCEEDS_REF_AMOUNT]

@@ -40,6 +40,7 @@ _Static_assert(offsetof(ledger_options, reserved) == 4 && offsetof(ledger_option
                    offsetof(ledger_options, hot_bytes_max) == 16 &&
                    offsetof(ledger_options, checkpoint_every_records) == 24,
                "ledger_options layout");
+_Static_assert(sizeof(ledger_stats) == 120, "ledger_stats layout");
 _Static_assert(sizeof(ledger_tx) == 80, "ledger_tx layout");
 _Static_assert(offsetof(ledger_tx, ref) == 16 && offsetof(ledger_tx, client_id) == 32 &&
                    offsetof(ledger_tx, device_id) == 40 && offsetof(ledger_tx, amount) == 48 &&
@@ -487,6 +488,15 @@ static void test_tiny_hot_budget_keeps_old_payments_exact(const char *dir) {
             CHECK_EQ_U(results[j], LEDGER_TX_OK);
         }
     }
+    ledger_stats st;
+    if (CHECK_OK(ledger_stats_get(l, &st))) {
+        CHECK_EQ_U(st.transactions, N);
+        CHECK(st.checkpoints >= 1 && st.cold_runs >= 1);
+        CHECK(st.cold_entries + st.frozen_transactions + st.hot_transactions >= N);
+        CHECK(st.hot_bytes <= o.hot_bytes_max + 64 * 1024); /* at most the budget and one call */
+        CHECK_EQ_U(st.checkpoint_failures, 0);
+    }
+    CHECK_STATUS(ledger_stats_get(l, NULL), LEDGER_ERR_INVALID_ARGUMENT);
     ledger_close(l);
     l = NULL;
     if (!CHECK_OK(ledger_open(path, &o, &l))) {

@@ -62,6 +62,18 @@ impl CLedger {
         }
     }
 
+    /// `ledger_stats_get`: the engine's tiers and checkpoints now.
+    pub(crate) fn stats(&self) -> Result<ledger::ledger_stats, String> {
+        let mut stats = ledger::ledger_stats::default();
+        // SAFETY: the handle is open; `stats` is valid for writing one `ledger_stats`.
+        let status = unsafe { ledger::ledger_stats_get(self.handle, &mut stats) };
+        if status == LEDGER_OK {
+            Ok(stats)
+        } else {
+            Err(format!("ledger_stats_get: status {status}: {}", last_error()))
+        }
+    }
+
     /// `ledger_close`: commits what is queued, stops the engine, releases the directory.
     /// It returns no status; a failure is only in `ledger_last_error`, which is
     /// returned here if it changed.

@@ -162,42 +162,51 @@ fn disk_json(d: Disk) -> Value {
 /// snapshots (`snapshot-<seq>.snap`: the newest stops advancing when snapshots fail)
 /// and any other files that are neither log segments (`.seg`, spares being prepared
 /// `.seg.tmp`) nor the lock.
-fn engine_stats(dir: &Path) -> Value {
-    let (mut snapshots, mut snapshot_bytes, mut other, mut other_bytes) = (0u64, 0u64, 0u64, 0u64);
-    let mut newest: Option<String> = None;
+/// The engine's own statistics (`ledger_stats_get`): tiers in memory and on disk,
+/// checkpoints (count, the newest one's time and run size) and merges; plus the
+/// checkpoint files in the directory.
+fn engine_stats(ledger: &CLedger, dir: &Path) -> Value {
+    let (mut checkpoints, mut checkpoint_bytes) = (0u64, 0u64);
     if let Ok(entries) = std::fs::read_dir(dir) {
         for entry in entries.filter_map(Result::ok) {
             let name = entry.file_name().to_string_lossy().into_owned();
-            let bytes = entry.metadata().map_or(0, |m| m.len());
-            if name.ends_with(".seg") || name.ends_with(".seg.tmp") || name == "LOCK" {
-                continue;
-            }
             if name.starts_with("snapshot-") && name.ends_with(".snap") {
-                snapshots += 1;
-                snapshot_bytes += bytes;
-                // 20-digit seqs: the greatest name is the newest snapshot.
-                if newest.as_ref().is_none_or(|n| name > *n) {
-                    newest = Some(name);
-                }
-            } else {
-                other += 1;
-                other_bytes += bytes;
+                checkpoints += 1;
+                checkpoint_bytes += entry.metadata().map_or(0, |m| m.len());
             }
         }
     }
-    json!({"source": "directory listing (the engine exposes no statistics yet)",
-           "snapshots": snapshots, "snapshot_bytes": snapshot_bytes, "newest_snapshot": newest,
-           "other_files": other, "other_file_bytes": other_bytes})
+    let Ok(s) = ledger.stats() else { return json!({"error": "ledger_stats_get failed"}) };
+    json!({
+        "hot_transactions": s.hot_transactions, "hot_bytes": s.hot_bytes,
+        "frozen_transactions": s.frozen_transactions,
+        "cold_runs": s.cold_runs, "cold_entries": s.cold_entries, "cold_bytes": s.cold_bytes,
+        "checkpoints": s.checkpoints, "checkpoint_failures": s.checkpoint_failures,
+        "checkpoint_seq": s.checkpoint_seq, "checkpoint_ms": s.checkpoint_ns as f64 / 1e6,
+        "checkpoint_run_bytes": s.checkpoint_run_bytes,
+        "merges": s.merges, "merged_entries": s.merged_entries, "merge_failures": s.merge_failures,
+        "checkpoint_files": checkpoints, "checkpoint_file_bytes": checkpoint_bytes,
+    })
 }
 
 fn engine_stats_line(stats: &Value) -> String {
+    let mib = |key: &str| stats[key].as_u64().unwrap_or(0) as f64 / 1_048_576.0;
     format!(
-        "engine: {} snapshot(s) {:.1} MiB, newest {}; {} other file(s) {:.1} MiB",
-        stats["snapshots"],
-        stats["snapshot_bytes"].as_u64().unwrap_or(0) as f64 / 1_048_576.0,
-        stats["newest_snapshot"].as_str().unwrap_or("-"),
-        stats["other_files"],
-        stats["other_file_bytes"].as_u64().unwrap_or(0) as f64 / 1_048_576.0,
+        "engine: hot {} tx ({:.0} MiB), frozen {}; cold {} runs, {} entries, {:.0} MiB; {} checkpoints \
+         (newest at seq {}: {:.0} ms, run {:.0} MiB; {} failed), {} merges ({} failed)",
+        stats["hot_transactions"],
+        mib("hot_bytes"),
+        stats["frozen_transactions"],
+        stats["cold_runs"],
+        stats["cold_entries"],
+        mib("cold_bytes"),
+        stats["checkpoints"],
+        stats["checkpoint_seq"],
+        stats["checkpoint_ms"].as_f64().unwrap_or(0.0),
+        mib("checkpoint_run_bytes"),
+        stats["checkpoint_failures"],
+        stats["merges"],
+        stats["merge_failures"],
     )
 }
 
@@ -465,7 +474,7 @@ pub(crate) fn main(args: &LongArgs) -> Result<bool, String> {
             w.memory = Memory::now();
             w.anon_peak_kib = anon.take(std::mem::take(&mut calls_anon_kib));
             w.disk = run::disk_usage(&dir)?;
-            w.engine = engine_stats(&dir);
+            w.engine = engine_stats(&ledger, &dir);
             let (_, done) = window.take().ok_or("a window is open")?;
             eprintln!("{}", done.line(windows.len(), window_count));
             windows.push(done);
@@ -474,7 +483,7 @@ pub(crate) fn main(args: &LongArgs) -> Result<bool, String> {
     let wall_secs = run_started.elapsed().as_secs_f64();
     let memory_end = Memory::now();
     let peak_anon_kib = windows.iter().map(|w| w.anon_peak_kib).max().unwrap_or(0);
-    let engine_end = engine_stats(&dir);
+    let engine_end = engine_stats(&ledger, &dir);
     eprintln!("end of the run: {}", engine_stats_line(&engine_end));
 
     let closing = Instant::now();
