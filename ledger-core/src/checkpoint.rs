@@ -56,6 +56,8 @@ const VERSION: u32 = 2;
 /// (a power of [`MERGE_FANIN`] in entries), they become one run of the next class, so a
 /// lookup probes at most `MERGE_FANIN - 1` runs per class (a handful for billions).
 pub(crate) const MERGE_FANIN: usize = 4;
+/// Rows gathered at a time when a run is built (see `build_run`).
+const GATHER_ROWS: usize = 4096;
 
 /// The books of a checkpoint: everything but the transactions.
 #[derive(Debug, Clone, Default)]
@@ -337,20 +339,37 @@ pub(crate) fn merge_once(m: &Merger) -> Result<bool, String> {
 /// Writes the frozen tier as run `id`: its rows and promoted rows sorted by id, and the
 /// client index (client, seq, commit time).
 fn build_run(frozen: &Records, storage: &Storage, dir: &Path, id: u64) -> Result<Run, String> {
-    let mut rows: Vec<&Stored> = frozen.rows().iter().chain(frozen.promoted()).collect();
-    rows.sort_unstable_by_key(|r| key_of(r.id()));
+    let rows: Vec<&Stored> = frozen.rows().iter().chain(frozen.promoted()).collect();
+    // Sorted as plain numbers with the row's position beside them: comparisons never
+    // chase a pointer into the rows (measured: sorting the rows by reference took a
+    // third of the checkpoint thread's time).
+    let numeric = |r: &Stored| (u128::from(r.id().hi()) << 64) | u128::from(r.id().lo());
+    let mut by_id: Vec<(u128, u32)> = rows.iter().zip(0u32..).map(|(r, i)| (numeric(r), i)).collect();
+    by_id.sort_unstable();
     let name = run_file_name(id);
     let mut builder = TableBuilder::create(storage, dir, &name, ENTRY_BYTES, rows.len() as u64)
         .map_err(|e| format!("creating run {name}: {e}"))?;
-    for row in &rows {
-        builder.push_entry(&row.entry()).map_err(|e| e.to_string())?;
+    // The rows are read in id order, a cache (and TLB) miss each: gathered a block at a
+    // time in a tight loop whose loads do not depend on each other, so the CPU overlaps
+    // the misses, then encoded from the block (measured: encoding straight from the
+    // scattered rows took 60% of the checkpoint thread's time).
+    let mut block: Vec<Stored> = Vec::with_capacity(GATHER_ROWS);
+    for ids in by_id.chunks(GATHER_ROWS) {
+        block.clear();
+        block.extend(ids.iter().map(|&(_, i)| *rows[i as usize]));
+        for row in &block {
+            builder.push_entry(&row.entry()).map_err(|e| e.to_string())?;
+        }
     }
-    rows.sort_unstable_by_key(|r| (r.client_id, r.seq));
-    for row in &rows {
-        builder
-            .push_secondary(row.client_id, row.seq, row.timestamp_ns, &key_of(row.id()))
-            .map_err(|e| e.to_string())?;
+    drop(by_id);
+    // Everything the client index needs rides in the sorted tuples: no row is read.
+    let mut by_client: Vec<(u64, u64, u64, u128)> =
+        rows.iter().map(|r| (r.client_id, r.seq, r.timestamp_ns, numeric(r))).collect();
+    by_client.sort_unstable_by_key(|&(client, seq, _, _)| (client, seq));
+    for &(client, seq, ts, id) in &by_client {
+        builder.push_secondary(client, seq, ts, &id.to_be_bytes()).map_err(|e| e.to_string())?;
     }
+    drop(by_client);
     // The second index finds a payment's captures, voids and refunds: (the hash of the
     // ref's key, seq, time, id); a hash shared by two refs is told apart on lookup.
     let mut refs: Vec<(u64, u64, u64, [u8; KEY_BYTES])> = rows

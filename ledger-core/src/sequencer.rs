@@ -418,7 +418,11 @@ impl Sequencer {
             Some(job) => job,
             None => {
                 let mut state = self.state.write();
-                let fresh = state.records.new_like();
+                let mut fresh = state.records.new_like();
+                // Room for as many as the tier being frozen: the index is not rebuilt
+                // doubling by doubling on the sequencer (measured: 1.6% of its time);
+                // untouched room costs address space, not memory.
+                fresh.reserve(state.records.len());
                 let frozen = Arc::new(std::mem::replace(&mut state.records, fresh));
                 state.frozen = Some(Arc::clone(&frozen));
                 Job { frozen, books: Books::of(&state) }

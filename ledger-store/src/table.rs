@@ -188,6 +188,9 @@ pub struct TableBuilder {
     chunk: blake3::Hasher,
     chunk_fill: usize,
     sums: Vec<[u8; 32]>,
+    /// Set once the body is whole and hashed: what `finish` flushes after it (chunk
+    /// sums, footer) is not body.
+    body_hashed: bool,
 }
 
 impl std::fmt::Debug for TableBuilder {
@@ -239,6 +242,7 @@ impl TableBuilder {
             chunk: blake3::Hasher::new(),
             chunk_fill: 0,
             sums: Vec::new(),
+            body_hashed: false,
         };
         // The header is written last, in place; its room now.
         builder.pending.extend_from_slice(&[0u8; HEADER_BYTES]);
@@ -250,9 +254,19 @@ impl TableBuilder {
     }
 
     /// Appends body bytes: checksummed per chunk, buffered, written a megabyte at a time.
-    fn body_bytes(&mut self, mut bytes: &[u8]) -> Result<(), TableError> {
+    fn body_bytes(&mut self, bytes: &[u8]) -> Result<(), TableError> {
         self.pending.extend_from_slice(bytes);
         self.body += bytes.len() as u64;
+        if self.pending.len() >= WRITE_BUFFER_BYTES {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Hashes the body bytes of `pending` (from `from`) into the chunk sums, in large
+    /// slices (BLAKE3's wide SIMD path), not one small entry at a time.
+    fn hash_pending(&mut self, from: usize) {
+        let mut bytes = &self.pending[from..];
         while !bytes.is_empty() {
             let take = (CHUNK_BYTES - self.chunk_fill).min(bytes.len());
             self.chunk.update(&bytes[..take]);
@@ -264,15 +278,16 @@ impl TableBuilder {
                 self.chunk_fill = 0;
             }
         }
-        if self.pending.len() >= WRITE_BUFFER_BYTES {
-            self.flush()?;
-        }
-        Ok(())
     }
 
     fn flush(&mut self) -> Result<(), TableError> {
         if self.pending.is_empty() {
             return Ok(());
+        }
+        // The header's room leads the first buffer: it is not body, so not hashed here.
+        let header_room = if self.written == 0 { HEADER_BYTES } else { 0 };
+        if !self.body_hashed {
+            self.hash_pending(header_room);
         }
         let Some(file) = self.file.as_mut() else { return Err(self.misuse("already finished")) };
         let (storage, tmp, pending) = (&self.storage, &self.tmp, &self.pending);
@@ -364,6 +379,9 @@ impl TableBuilder {
     pub fn finish(mut self) -> Result<TableInfo, TableError> {
         let bloom = std::mem::take(&mut self.bloom);
         self.body_bytes(&bloom)?;
+        let header_room = if self.written == 0 { HEADER_BYTES } else { 0 };
+        self.hash_pending(header_room);
+        self.body_hashed = true;
         if self.chunk_fill > 0 {
             self.sums.push(*self.chunk.finalize().as_bytes());
         }
