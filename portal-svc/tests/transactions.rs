@@ -200,11 +200,24 @@ fn lists_filter_by_status_kind_device_currency_period_and_amount() {
     pay(json!({ "kind": "payment", "amount": "1.00", "currency": "USD" }));
     svc.post_keyed("/v1/transactions", &b_key, None, &sale("5.00"));
 
-    let ids = |query: &str| -> Vec<String> {
+    let listed = |query: &str| -> Vec<String> {
         let (status, page) = svc.request("GET", &format!("/v1/transactions?{query}"), Some(&key), None);
         assert_eq!(status, 200, "{query}: {page}");
         page["data"].as_array().unwrap().iter().map(|t| t["id"].as_str().unwrap().to_string()).collect()
     };
+    // Oldest first where the assertions below name an order; newest first is the default.
+    let ids = |query: &str| listed(&format!("order=oldest&{query}"));
+    let mut newest = listed("limit=100");
+    assert_eq!(newest.len(), 6, "the client's six transactions");
+    newest.reverse();
+    assert_eq!(newest, ids("limit=100"), "the default order is newest first");
+    let (status, body) = svc.request("GET", "/v1/transactions?order=sideways", Some(&key), None);
+    assert_eq!((status, body["error"]["param"].as_str()), (400, Some("order")), "{body}");
+    // Newest-first pages go on from their cursor to older transactions.
+    let (_, page) = svc.request("GET", "/v1/transactions?limit=4", Some(&key), None);
+    let next = page["next_starting_after"].as_str().unwrap().to_string();
+    let older = listed(&format!("limit=100&starting_after={next}"));
+    assert_eq!(older, newest[..2].iter().rev().cloned().collect::<Vec<_>>(), "the two oldest, newest first");
     assert_eq!(ids("status=authorized"), [auth.as_str()]);
     assert_eq!(ids("status=partially_refunded"), [big.as_str()]);
     assert_eq!(ids("kind=refund"), [refund.as_str()]);
@@ -219,13 +232,13 @@ fn lists_filter_by_status_kind_device_currency_period_and_amount() {
     assert!(ids(&format!("device_id={device}&currency=JPY")).is_empty());
 
     // Pages of a filtered list go on from next_starting_after.
-    let (_, first) = svc.request("GET", "/v1/transactions?kind=payment&limit=2", Some(&key), None);
+    let (_, first) = svc.request("GET", "/v1/transactions?order=oldest&kind=payment&limit=2", Some(&key), None);
     assert_eq!((first["data"].as_array().unwrap().len(), first["has_more"].as_bool()), (2, Some(true)));
     let next = first["next_starting_after"].as_str().unwrap();
     assert_eq!(next, big, "the last one shown");
     let rest = ids(&format!("kind=payment&limit=10&starting_after={next}"));
     assert_eq!(rest.len(), 3, "{rest:?}");
-    let (_, last) = svc.request("GET", "/v1/transactions?kind=payment&limit=10", Some(&key), None);
+    let (_, last) = svc.request("GET", "/v1/transactions?order=oldest&kind=payment&limit=10", Some(&key), None);
     assert_eq!((last["has_more"].as_bool(), last["next_starting_after"].clone()), (Some(false), Value::Null));
 
     for (query, code, param) in [

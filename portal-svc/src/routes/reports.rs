@@ -15,7 +15,7 @@ use axum::http::{Method, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing;
 use ledger_core::money::format_minor;
-use ledger_core::{Currency, Kind, Tx, TxRecord};
+use ledger_core::{Currency, HistoryQuery, Kind, Tx, TxRecord};
 use rusqlite::params;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -253,23 +253,22 @@ impl Filter {
     }
 }
 
-/// Streams the caller's transactions in `[from, to)` through `emit`, oldest first.
-/// Commit times strictly increase with seq, so the scan stops at the first one past
-/// `to`. Runs on a blocking thread; `emit` returning false (the client went away)
-/// stops it.
+/// Streams the caller's transactions in `[from, to)` through `emit`, oldest first. The
+/// engine pages the period itself (`Ledger::history` by commit time), so a report
+/// reads only its period, never the client's history before it. Runs on a blocking
+/// thread; `emit` returning false (the client went away) stops it.
 fn scan(state: &AppState, client_id: u64, from: i64, to: i64, filter: Filter, mut emit: impl FnMut(&TxRecord) -> bool) {
     let from_ns = u64::try_from(from.max(0)).unwrap_or(0).saturating_mul(1_000_000_000);
     let to_ns = u64::try_from(to.max(0)).unwrap_or(0).saturating_mul(1_000_000_000);
-    let mut after = 0;
+    let mut next_seq = 1;
     loop {
-        let page = state.ledger.list(client_id, after, SCAN_PAGE);
+        let query =
+            HistoryQuery { seqs: next_seq..u64::MAX, times: from_ns..to_ns, newest_first: false, limit: SCAN_PAGE };
+        let page = state.ledger.history(client_id, &query);
         let Some(last) = page.last() else { return };
-        after = last.seq;
+        next_seq = last.seq + 1;
         for r in &page {
-            if r.timestamp_ns >= to_ns {
-                return;
-            }
-            if r.timestamp_ns >= from_ns && filter.keeps(r) && !emit(r) {
+            if filter.keeps(r) && !emit(r) {
                 return;
             }
         }

@@ -8,7 +8,7 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use ledger_core::money::{format_minor, parse_minor};
-use ledger_core::{Currency, Kind, Reject, Tx, TxId, TxOutcome, TxRecord, TxState};
+use ledger_core::{Currency, HistoryQuery, Kind, Reject, Tx, TxId, TxOutcome, TxRecord, TxState};
 use rusqlite::{OptionalExtension, params};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -431,6 +431,8 @@ pub async fn get(
 pub struct ListQuery {
     limit: Option<usize>,
     starting_after: Option<String>,
+    /// `newest` (the default) or `oldest` first.
+    order: Option<String>,
     status: Option<String>,
     kind: Option<String>,
     device_id: Option<u64>,
@@ -534,9 +536,11 @@ impl ListFilter {
     }
 }
 
-/// `GET /v1/transactions?limit=&starting_after=&status=&kind=&device_id=&currency=&from=&to=&amount_min=&amount_max=`:
-/// oldest first. `next_starting_after` is where the next page starts when `has_more`
-/// (the last transaction read, which a filtered page may not show).
+/// `GET /v1/transactions?limit=&starting_after=&order=&status=&kind=&device_id=&currency=&from=&to=&amount_min=&amount_max=`:
+/// newest first (`order=oldest` for oldest first). The period is paged by the engine
+/// (`Ledger::history` by commit time), so a list of last week reads last week only.
+/// `next_starting_after` is where the next page starts when `has_more` (the last
+/// transaction read, which a filtered page may not show).
 pub async fn list(
     State(state): State<AppState>,
     principal: Principal,
@@ -546,28 +550,41 @@ pub async fn list(
     let client_id = principal.ledger_client()?;
     let Query(query) = query.map_err(|e| ApiError::invalid("invalid_query", e.body_text()))?;
     let limit = page_limit(query.limit)?;
-    let filter = ListFilter::parse(&query)?;
-    let mut after_seq = match query.starting_after.as_deref() {
-        None => 0,
-        Some(id) => own_transaction(&state, client_id, id).map_err(|e| e.with_param("starting_after"))?.seq,
+    let newest_first = match query.order.as_deref() {
+        None | Some("newest") => true,
+        Some("oldest") => false,
+        Some(_) => {
+            return Err(ApiError::invalid("invalid_order", "order is newest or oldest").with_param("order"));
+        }
     };
+    let filter = ListFilter::parse(&query)?;
+    // The cursor: seqs after it in the list's order.
+    let mut cursor = match query.starting_after.as_deref() {
+        None => None,
+        Some(id) => Some(own_transaction(&state, client_id, id).map_err(|e| e.with_param("starting_after"))?.seq),
+    };
+    let times = filter.from_ns..filter.to_ns.unwrap_or(u64::MAX);
     let (mut records, mut scanned, mut last_read, mut exhausted) = (Vec::new(), 0usize, None, false);
     'scan: while records.len() <= limit {
         if scanned >= LIST_SCAN_MAX {
             break;
         }
-        let page = state.ledger.list(client_id, after_seq, LIST_SCAN_PAGE.min(LIST_SCAN_MAX - scanned));
+        let seqs = match (newest_first, cursor) {
+            (true, Some(before)) => 1..before,
+            (true, None) => 1..u64::MAX,
+            (false, Some(after)) => after.saturating_add(1)..u64::MAX,
+            (false, None) => 1..u64::MAX,
+        };
+        let page_limit = LIST_SCAN_PAGE.min(LIST_SCAN_MAX - scanned);
+        let page = state
+            .ledger
+            .history(client_id, &HistoryQuery { seqs, times: times.clone(), newest_first, limit: page_limit });
         let Some(last) = page.last() else {
             exhausted = true;
             break;
         };
-        after_seq = last.seq;
+        cursor = Some(last.seq);
         for r in page {
-            // Commit times increase with seq: nothing after the period's end can match.
-            if filter.to_ns.is_some_and(|to| r.timestamp_ns >= to) {
-                exhausted = true;
-                break 'scan;
-            }
             scanned += 1;
             if filter.keeps(&r) {
                 records.push(r);
@@ -592,31 +609,11 @@ pub async fn list(
     Ok(Json(json!({ "data": data, "has_more": has_more, "next_starting_after": next.map(tx_id_string) })))
 }
 
-/// The captures, voids and refunds of `payment`, in commit order. They follow it in
-/// the client's list, and the payment's own totals say when all are found (one
-/// capture when it was an authorization that got captured, one void when voided,
-/// refunds summing to what was refunded), so the scan stops there.
+/// The captures, voids and refunds of `payment`, in commit order: from the engine's
+/// index of refs (`Ledger::follow_ups`), so a payment from long ago costs what its own
+/// follow-ups cost, not a scan of everything after it.
 pub fn follow_ups(state: &AppState, payment: &TxRecord) -> Vec<TxRecord> {
-    let need_capture = payment.tx.flags & Tx::AUTH_ONLY != 0 && payment.captured > 0;
-    let need_void = payment.state == TxState::Voided;
-    let (mut captured, mut voided, mut refunded) = (false, false, 0i64);
-    let mut found = Vec::new();
-    let mut after = payment.seq;
-    while !(captured == need_capture && voided == need_void && refunded == payment.refunded) {
-        let page = state.ledger.list(payment.tx.client_id, after, 1024);
-        let Some(last) = page.last() else { break };
-        after = last.seq;
-        for r in page.into_iter().filter(|r| r.tx.ref_id == payment.tx.id) {
-            match Kind::from_code(r.tx.kind) {
-                Some(Kind::Capture) => captured = true,
-                Some(Kind::Void) => voided = true,
-                Some(Kind::Refund) => refunded = refunded.saturating_add(r.tx.amount),
-                _ => {}
-            }
-            found.push(r);
-        }
-    }
-    found
+    state.ledger.follow_ups(payment.tx.id)
 }
 
 /// `GET /v1/transactions/{id}/history`: the payment the transaction belongs to, its
@@ -687,12 +684,13 @@ pub fn endpoints() -> Vec<Endpoint> {
             Method::GET,
             "/v1/transactions",
             Access::member(Role::Viewer),
-            "List transactions, oldest first, filtered by status, kind, device, currency, period and amount",
+            "List transactions, newest first (order=oldest for oldest first), filtered by status, kind, device, currency, period and amount",
             routing::get(list),
         )
         .query(&[
             "limit",
             "starting_after",
+            "order",
             "status",
             "kind",
             "device_id",
