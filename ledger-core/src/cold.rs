@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use ledger_store::table::{Table, key_hash};
 
+use crate::ledger::HistoryQuery;
 use crate::model::TxId;
 use crate::records::{Stored, key_of};
 
@@ -92,18 +93,12 @@ impl Cold {
         }
     }
 
-    /// The client's `(seq, id)` in each run with seq in `seqs` and commit time in
-    /// `times`, at most `limit` per run from the chosen end (the caller merges them and
+    /// The client's `(seq, id)` in each run that the query asks for, at most its limit
+    /// per run from the chosen end (the caller merges them and
     /// removes the copies of promoted transactions, which share a seq).
-    pub(crate) fn client_candidates(
-        &self,
-        client_id: u64,
-        seqs: std::ops::Range<u64>,
-        times: std::ops::Range<u64>,
-        newest_first: bool,
-        limit: usize,
-        out: &mut Vec<(u64, TxId)>,
-    ) {
+    pub(crate) fn client_candidates(&self, client_id: u64, query: &HistoryQuery, out: &mut Vec<(u64, TxId)>) {
+        let HistoryQuery { seqs, times, newest_first, limit } = query;
+        let (newest_first, limit) = (*newest_first, *limit);
         for run in &self.runs {
             let range = run.table.secondary_bounds(client_id, seqs.clone(), times.clone());
             let take = |pos: usize| {

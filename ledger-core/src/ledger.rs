@@ -285,13 +285,7 @@ impl Ledger {
     /// stands now. Its cost is proportional to the page (binary searches in each run's
     /// client index, then one lookup per transaction), never to the client's history.
     pub fn history(&self, client_id: u64, query: &HistoryQuery) -> Vec<TxRecord> {
-        self.inner.state.read().history(
-            client_id,
-            query.seqs.clone(),
-            query.times.clone(),
-            query.newest_first,
-            query.limit,
-        )
+        self.inner.state.read().history(client_id, query)
     }
 
     /// A batch by id.

@@ -13,6 +13,7 @@
 use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
 use std::hash::BuildHasher;
 
+use crate::ledger::HistoryQuery;
 use crate::model::{Tx, TxId, TxRecord, TxState};
 
 /// Bytes of a row as stored in a cold table ([`Stored::entry`]).
@@ -316,16 +317,11 @@ impl Records {
         self.by_ref.get(&payment).into_iter().flatten().map(|&p| self.rows[p as usize])
     }
 
-    /// The client's rows with seq in `seqs` and commit time in `times`, in seq order
-    /// (newest first when `newest_first`), at most `limit`.
-    pub(crate) fn client_rows(
-        &self,
-        client_id: u64,
-        seqs: std::ops::Range<u64>,
-        times: std::ops::Range<u64>,
-        newest_first: bool,
-        limit: usize,
-    ) -> Vec<Stored> {
+    /// The client's rows the query asks for, in seq order (newest first when it says
+    /// so), at most its limit.
+    pub(crate) fn client_rows(&self, client_id: u64, query: &HistoryQuery) -> Vec<Stored> {
+        let HistoryQuery { seqs, times, newest_first, limit } = query;
+        let (newest_first, limit) = (*newest_first, *limit);
         let Some(positions) = self.by_client.get(&client_id) else { return Vec::new() };
         let row = |p: &u32| &self.rows[*p as usize];
         let start = positions

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use crate::cold::Cold;
 use crate::currency::Currency;
+use crate::ledger::HistoryQuery;
 use crate::model::{Balance, BatchSummary, Kind, Reject, Tx, TxId, TxOutcome, TxRecord, TxState};
 use crate::records::{Records, Stored};
 
@@ -237,36 +238,28 @@ impl State {
         }
     }
 
-    /// The client's transactions with seq in `seqs` and commit time in `times`, oldest
-    /// first (newest first when `newest_first`), at most `limit`, each as it stands now.
-    /// Cost: each tier gives at most `limit` candidates (binary searches in the runs'
-    /// client index), then each of the page's transactions is looked up: proportional
-    /// to the page, not to the client's history.
-    pub(crate) fn history(
-        &self,
-        client_id: u64,
-        seqs: std::ops::Range<u64>,
-        times: std::ops::Range<u64>,
-        newest_first: bool,
-        limit: usize,
-    ) -> Vec<TxRecord> {
-        if limit == 0 || seqs.is_empty() || times.is_empty() {
+    /// The client's transactions the query asks for (seqs, commit times), oldest first
+    /// or newest first, at most its limit, each as it stands now. Cost: each tier gives
+    /// at most `limit` candidates (binary searches in the runs' client index), then each
+    /// of the page's transactions is looked up: proportional to the page, not to the
+    /// client's history.
+    pub(crate) fn history(&self, client_id: u64, query: &HistoryQuery) -> Vec<TxRecord> {
+        if query.limit == 0 || query.seqs.is_empty() || query.times.is_empty() {
             return Vec::new();
         }
         let mut candidates: Vec<(u64, TxId)> = Vec::new();
         let tiers = std::iter::once(&self.records).chain(self.frozen.as_deref());
         for tier in tiers {
-            let rows = tier.client_rows(client_id, seqs.clone(), times.clone(), newest_first, limit);
-            candidates.extend(rows.iter().map(|r| (r.seq, r.id())));
+            candidates.extend(tier.client_rows(client_id, query).iter().map(|r| (r.seq, r.id())));
         }
-        self.cold.client_candidates(client_id, seqs, times, newest_first, limit, &mut candidates);
-        if newest_first {
+        self.cold.client_candidates(client_id, query, &mut candidates);
+        if query.newest_first {
             candidates.sort_unstable_by_key(|c| std::cmp::Reverse(c.0));
         } else {
             candidates.sort_unstable_by_key(|c| c.0);
         }
         candidates.dedup_by_key(|c| c.0); // a promoted transaction is in two tiers at one seq
-        candidates.truncate(limit);
+        candidates.truncate(query.limit);
         candidates.into_iter().filter_map(|(_, id)| self.lookup(id)).collect()
     }
 
@@ -288,7 +281,8 @@ impl State {
 
     /// The client's transactions with `seq > after_seq`, oldest first, at most `limit`.
     pub(crate) fn list(&self, client_id: u64, after_seq: u64, limit: usize) -> Vec<TxRecord> {
-        self.history(client_id, after_seq.saturating_add(1)..u64::MAX, 0..u64::MAX, false, limit)
+        let query = HistoryQuery { seqs: after_seq.saturating_add(1)..u64::MAX, ..HistoryQuery::oldest_first(limit) };
+        self.history(client_id, &query)
     }
 
     pub(crate) fn batch(&self, batch_id: u64) -> Option<BatchSummary> {
