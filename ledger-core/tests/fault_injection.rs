@@ -519,11 +519,25 @@ fn a_failed_snapshot_write_is_only_a_warning() {
     let quiet = LedgerOptions { snapshot_every_records: 0, ..options() };
     let ledger = Ledger::open_with_storage(dir.path(), quiet, Storage::with_injector(Arc::clone(&disk) as _)).unwrap();
     ledger.submit(&[sale(1, 100)]).unwrap();
-    for op in [StorageOp::CreateFile, StorageOp::WriteFile, StorageOp::SyncFile, StorageOp::Rename] {
+    // Each file operation of a checkpoint fails once: the run's create, write, sync,
+    // rename and directory sync, then the checkpoint file's. Each failure is an error
+    // for the caller who asked, counted in the stats, and the next try succeeds.
+    let ops = [StorageOp::CreateFile, StorageOp::WriteFile, StorageOp::SyncFile, StorageOp::Rename, StorageOp::SyncDir];
+    for (i, op) in ops.into_iter().enumerate() {
         disk.fail_nth(op, disk.calls(op) + 1, Fault::Enospc);
         assert!(matches!(ledger.snapshot(), Err(SnapshotError::Write(_))), "{op:?}");
+        assert_eq!(ledger.checkpoint_stats().failures, i as u64 + 1, "{op:?} is counted");
+        assert!(ledger.checkpoint_stats().last_error.is_some(), "{op:?} is reported");
         ledger.submit(&[sale(u128::from(disk.calls(StorageOp::SyncRange)) + 100, 1)]).unwrap();
     }
+    let seq = ledger.snapshot().unwrap();
+    assert_eq!(seq, ledger.last_seq());
+    assert_eq!(ledger.checkpoint_stats().last_error, None, "a success clears the error");
+    // Removing old runs fails after a checkpoint installed: reported, not a failure.
+    ledger.submit(&[sale(7_000, 1)]).unwrap();
+    ledger.snapshot().unwrap();
+    ledger.submit(&[sale(7_001, 1)]).unwrap();
+    disk.fail_nth(StorageOp::RemoveFile, disk.calls(StorageOp::RemoveFile) + 1, Fault::Eio);
     let seq = ledger.snapshot().unwrap();
     assert_eq!(seq, ledger.last_seq());
     ledger.close().unwrap();
@@ -532,7 +546,13 @@ fn a_failed_snapshot_write_is_only_a_warning() {
     assert!(!names.iter().any(|n| n.ends_with(".tmp")), "failed snapshots leave no temp file: {names:?}");
     let ledger = Ledger::open(dir.path(), quiet).unwrap();
     assert_eq!(ledger.open_report().snapshot_seq, Some(seq));
-    assert_eq!(ledger.transaction_count(), 5);
+    assert_eq!(ledger.transaction_count(), 8);
     assert_eq!(ledger.tiers().hot_transactions, 0, "nothing replayed: every transaction is in the cold tier");
-    assert_eq!(ledger.check_consistency(), Ok(5));
+    assert_eq!(ledger.check_consistency(), Ok(8));
+    // Runs the failed tries left (a run named before its directory sync failed) and
+    // runs merged away are gone: only those a kept checkpoint names remain.
+    let runs = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name().to_str().is_some_and(|n| n.starts_with("run-")));
+    assert!(runs.count() <= 2 * ledger.tiers().cold_runs as usize + 2, "stale runs removed");
 }

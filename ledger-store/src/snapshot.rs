@@ -101,7 +101,8 @@ fn hash(header32: &[u8], payload: &[u8]) -> [u8; 32] {
 }
 
 /// Writes a snapshot covering `seq` atomically (temp file, sync, rename, directory
-/// sync), then removes all but the newest [`SNAPSHOTS_KEPT`].
+/// sync), then removes all but the newest [`SNAPSHOTS_KEPT`] (best effort: the write
+/// has succeeded once the new one is named and its directory synced).
 pub(crate) fn write(storage: &Storage, dir: &Path, seq: u64, payload: &[u8]) -> Result<SnapshotInfo, SnapshotError> {
     let path = dir.join(file_name(seq));
     let tmp = dir.join(format!("{}.tmp", file_name(seq)));
@@ -139,10 +140,13 @@ pub(crate) fn write(storage: &Storage, dir: &Path, seq: u64, payload: &[u8]) -> 
         return Err(failure.into());
     }
     sync_dir(storage, dir)?;
-    for old in list(storage, dir)?.into_iter().skip(SNAPSHOTS_KEPT) {
-        storage
-            .run(StorageOp::RemoveFile, &old.path, 0..0, || fs::remove_file(&old.path))
-            .map_err(IoFailure::at("remove old snapshot", &old.path))?;
+    // The new snapshot is in place: from here nothing fails the write. An old one that
+    // cannot be listed or removed now is removed by a later write (readers take the
+    // newest that verifies, so an extra old one changes nothing).
+    if let Ok(all) = list(storage, dir) {
+        for old in all.into_iter().skip(SNAPSHOTS_KEPT) {
+            let _ = storage.run(StorageOp::RemoveFile, &old.path, 0..0, || fs::remove_file(&old.path));
+        }
     }
     Ok(SnapshotInfo { seq, path })
 }
