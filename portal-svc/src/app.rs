@@ -37,6 +37,9 @@ pub struct AppState {
     pub key_cache: Arc<auth::KeyCache>,
     /// How long a new session lasts (`--session-secs`, [`auth::SESSION_SECS`] unless set).
     pub session_secs: i64,
+    /// The key that encrypts secrets at rest (a random one unless `main` loads the
+    /// data directory's; see [`crate::secrets`]).
+    pub keyring: Arc<crate::secrets::Keyring>,
 }
 
 impl AppState {
@@ -48,6 +51,7 @@ impl AppState {
             metrics: Arc::default(),
             key_cache: Arc::default(),
             session_secs: auth::SESSION_SECS,
+            keyring: Arc::new(crate::secrets::Keyring::random()),
         }
     }
 }
@@ -119,6 +123,7 @@ async fn body_deadline(request: axum::extract::Request, next: axum::middleware::
             code: "body_timeout",
             message: format!("the request body did not arrive within {BODY_SECS_MAX} seconds"),
             param: None,
+            retry_after_secs: None,
         }
         .into_response();
     }
@@ -155,7 +160,7 @@ async fn error_body(response: Response) -> Response {
             ("api_error", "internal_error", "internal error".to_string())
         }
     };
-    let mut answer = ApiError { status, kind, code, message, param: None }.into_response();
+    let mut answer = ApiError { status, kind, code, message, param: None, retry_after_secs: None }.into_response();
     for (name, value) in &parts.headers {
         if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
             answer.headers_mut().append(name.clone(), value.clone());

@@ -223,6 +223,7 @@ fn dummy_hash() -> &'static str {
 /// one and retries).
 pub fn login(
     conn: &mut rusqlite::Connection,
+    ring: &crate::secrets::Keyring,
     email: &str,
     password: &str,
     otp: Option<&str>,
@@ -242,6 +243,7 @@ pub fn login(
             code: "too_many_login_attempts",
             message: "too many failed logins; try again later".into(),
             param: None,
+            retry_after_secs: None,
         });
     }
     let user: Option<(i64, String)> = conn
@@ -268,7 +270,7 @@ pub fn login(
                 ApiError::unauthenticated("mfa_required", "this account needs a one-time code (otp)").with_param("otp")
             );
         };
-        if !crate::mfa::accept(&tx, user_id, email, otp)? {
+        if !crate::mfa::accept(&tx, ring, user_id, email, otp)? {
             tx.execute("INSERT INTO login_failures (email, at) VALUES (?1, ?2)", rusqlite::params![email, now])?;
             tx.commit()?;
             return Err(ApiError::unauthenticated("invalid_otp", "the one-time code is wrong or was already used")
@@ -355,6 +357,7 @@ pub fn check_csrf(headers: &axum::http::HeaderMap, session_token: &str) -> Resul
                  (GET /v1/auth/session gives it)"
             ),
             param: None,
+            retry_after_secs: None,
         })
     }
 }

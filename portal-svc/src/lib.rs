@@ -22,3 +22,4 @@ pub mod extract;
 pub mod idempotency;
 pub mod mfa;
 pub mod routes;
+pub mod secrets;

@@ -113,8 +113,10 @@ fn session_tokens_expire() {
     let expires_at = login["expires_at"].as_u64().unwrap();
     assert!((before + LIFE_SECS..=now() + LIFE_SECS).contains(&expires_at), "{expires_at}");
 
-    let (set_cookie, _) = browser_sign_in(&svc);
+    let (set_cookie, browser) = browser_sign_in(&svc);
     assert!(set_cookie.contains(&format!("Max-Age={LIFE_SECS}")), "{set_cookie}");
+    // The browser signed in later (a second later on a loaded machine): its own end.
+    let cookie_expires_at = browser["expires_at"].as_u64().unwrap();
     let cookie = set_cookie.split(';').next().unwrap().to_string();
     let with_cookie = || {
         let mut r = agent().get(&format!("{}/v1/auth/session", svc.base)).header("Cookie", &cookie).call().unwrap();
@@ -125,9 +127,11 @@ fn session_tokens_expire() {
     // Valid until expires_at.
     if now() < expires_at {
         assert_eq!(svc.request("GET", "/v1/users/me", Some(&token), None).0, 200);
+    }
+    if now() < cookie_expires_at {
         assert_eq!(with_cookie().0, 200);
     }
-    while now() <= expires_at {
+    while now() <= expires_at.max(cookie_expires_at) {
         std::thread::sleep(Duration::from_millis(200));
     }
     let (status, reply) = svc.request("GET", "/v1/users/me", Some(&token), None);
@@ -852,4 +856,221 @@ fn metrics_labels_are_bounded_whatever_the_method() {
         })
         .unwrap_or_else(|| panic!("no `other` method counted:\n{metrics}"));
     assert!(counted.ends_with(" 20"), "{counted}");
+}
+
+// ---------------------------------------------------------------------------------
+// Secrets at rest (issue 15)
+
+/// Every file under `dir`, recursively, with its mode; directories too (`is_dir`).
+fn walk(dir: &std::path::Path, out: &mut Vec<(std::path::PathBuf, u32, bool)>) {
+    use std::os::unix::fs::PermissionsExt;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let meta = entry.metadata().unwrap();
+        out.push((entry.path(), meta.permissions().mode() & 0o777, meta.is_dir()));
+        if meta.is_dir() {
+            walk(&entry.path(), out);
+        }
+    }
+}
+
+/// Asserts every file under `dir` is 0600 and every directory 0700 (`dir` included).
+fn assert_private(dir: &std::path::Path) -> usize {
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(dir).unwrap().permissions().mode() & 0o777, 0o700, "{}", dir.display());
+    let mut entries = Vec::new();
+    walk(dir, &mut entries);
+    for (path, mode, is_dir) in &entries {
+        let wanted = if *is_dir { 0o700 } else { 0o600 };
+        assert_eq!(*mode, wanted, "{} is {mode:o}", path.display());
+    }
+    entries.len()
+}
+
+/// A client admin enrols in MFA and verifies it with the code of the step before now;
+/// returns the generator and the recovery codes.
+fn enrol_mfa(svc: &Service, token: &str) -> (TOTP, Vec<String>, String) {
+    let (status, enrol) = svc.post("/v1/users/me/mfa", token, json!({}));
+    assert_eq!(status, 200, "{enrol}");
+    let secret = enrol["secret"].as_str().unwrap().to_string();
+    let totp = TOTP::new_unchecked(
+        Algorithm::SHA1,
+        6,
+        0,
+        30,
+        Secret::Encoded(secret.clone()).to_bytes().unwrap(),
+        None,
+        String::new(),
+    );
+    let (status, reply) = svc.post("/v1/users/me/mfa/verify", token, json!({ "otp": totp.generate(now() - 30) }));
+    assert_eq!(status, 200, "{reply}");
+    let codes = enrol["recovery_codes"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_string()).collect();
+    (totp, codes, secret)
+}
+
+fn login_otp(svc: &Service, email: &str, otp: &str) -> (u16, Value) {
+    let body = json!({ "email": email, "password": PASSWORD, "otp": otp }).to_string();
+    svc.request("POST", "/v1/auth/login", None, Some(&body))
+}
+
+/// Every byte of every file under `dir`, but the zeros that end a file (the ledger's
+/// segments are preallocated: 64 MiB of them would make the search slow).
+fn all_bytes(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut entries = Vec::new();
+    walk(dir, &mut entries);
+    entries
+        .into_iter()
+        .filter(|e| !e.2)
+        .map(|(p, _, _)| {
+            let mut bytes = std::fs::read(&p).unwrap();
+            let end = bytes.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1);
+            bytes.truncate(end);
+            (p.clone(), bytes)
+        })
+        .collect()
+}
+
+fn assert_nowhere(files: &[(std::path::PathBuf, Vec<u8>)], what: &str, secret: &[u8]) {
+    assert!(secret.len() >= 8, "{what} is too short to look for");
+    for (path, bytes) in files {
+        assert!(!bytes.windows(secret.len()).any(|w| w == secret), "the {what} is in {}", path.display());
+    }
+}
+
+/// Files under the data directory are created 0600 and directories 0700 (the
+/// database with its -wal and -shm, the key file, the ledger's segments); a looser mode
+/// found at start is tightened.
+#[test]
+fn files_under_the_data_dir_are_private_and_loose_modes_are_fixed_at_start() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let svc = Service::start(&data, true);
+    let admin = svc.token(ADMIN_EMAIL, ADMIN_PASSWORD);
+    let (_, client_admin, key) = tenant(&svc, &admin, "modes");
+    enrol_mfa(&svc, &client_admin);
+    let (status, _) =
+        svc.post("/v1/transactions", &key, json!({ "kind": "payment", "amount": "1.00", "currency": "USD" }));
+    assert_eq!(status, 201);
+    let names: Vec<String> = {
+        let mut entries = Vec::new();
+        walk(&data, &mut entries);
+        entries.iter().map(|e| e.0.file_name().unwrap().to_string_lossy().to_string()).collect()
+    };
+    for expected in ["portal.db", "portal.db-wal", "portal.db-shm", "secret.key", "ledger"] {
+        assert!(names.iter().any(|n| n == expected), "no {expected} among {names:?}");
+    }
+    assert!(assert_private(&data) > 5);
+    assert!(svc.stop());
+
+    std::fs::set_permissions(data.join("portal.db"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(data.join("ledger"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let log = dir.path().join("service.log");
+    let svc = Service::start_with(&data, true, &Launch { stderr: Some(log.clone()), ..Launch::default() });
+    assert_private(&data);
+    assert!(svc.stop());
+    let printed = std::fs::read_to_string(&log).unwrap();
+    assert!(printed.contains("mode tightened") && printed.contains("portal.db"), "{printed}");
+}
+
+/// No secret the API ever returned (passwords sent, session tokens, API keys, the TOTP
+/// secret in base32 and raw, recovery codes) is anywhere in the bytes under the data
+/// directory, while the service runs and after it stopped.
+#[test]
+fn no_secret_the_api_returned_is_stored_in_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(dir.path(), true);
+    let admin = svc.token(ADMIN_EMAIL, ADMIN_PASSWORD);
+    let (_, client_admin, key) = tenant(&svc, &admin, "clear");
+    let (totp, recovery, secret) = enrol_mfa(&svc, &client_admin);
+    let (status, reply) = login_otp(&svc, "ca@clear.test", &totp.generate(now()));
+    assert_eq!(status, 200, "{reply}");
+    let mfa_session = reply["token"].as_str().unwrap().to_string();
+    let (status, _) =
+        svc.post("/v1/transactions", &key, json!({ "kind": "payment", "amount": "2.00", "currency": "USD" }));
+    assert_eq!(status, 201);
+    let mut secrets: Vec<(&str, Vec<u8>)> = vec![
+        ("admin password", ADMIN_PASSWORD.into()),
+        ("user password", PASSWORD.into()),
+        ("admin token", admin.clone().into_bytes()),
+        ("client admin token", client_admin.clone().into_bytes()),
+        ("token after MFA", mfa_session.into_bytes()),
+        ("API key", key.clone().into_bytes()),
+        ("API key secret", key.as_bytes()["sk_".len()..].to_vec()),
+        ("TOTP secret", secret.clone().into_bytes()),
+        ("TOTP secret bytes", Secret::Encoded(secret.clone()).to_bytes().unwrap()),
+        ("TOTP secret in lower case", secret.to_lowercase().into_bytes()),
+    ];
+    for code in &recovery {
+        secrets.push(("recovery code", code.clone().into_bytes()));
+    }
+    let running = all_bytes(dir.path());
+    for (what, s) in &secrets {
+        assert_nowhere(&running, what, s);
+    }
+    assert!(svc.stop());
+    let stopped = all_bytes(dir.path());
+    for (what, s) in &secrets {
+        assert_nowhere(&stopped, what, s);
+    }
+}
+
+/// A database from before encryption (the TOTP secret in clear) is encrypted at the
+/// next start, and MFA keeps working; `rotate-key` replaces the key file and the secret
+/// still works under the new key; a service is never started on a lost key.
+#[test]
+fn clear_mfa_secrets_are_encrypted_at_start_and_the_key_rotates() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(dir.path(), true);
+    let admin = svc.token(ADMIN_EMAIL, ADMIN_PASSWORD);
+    tenant(&svc, &admin, "rotate");
+    let client_admin = svc.token("ca@rotate.test", PASSWORD);
+    let (totp, _, secret) = enrol_mfa(&svc, &client_admin);
+    assert!(svc.stop());
+
+    // As a version before encryption stored it.
+    let db = rusqlite::Connection::open(dir.path().join("portal.db")).unwrap();
+    let stored: String =
+        db.query_row("SELECT mfa_secret FROM users WHERE email = 'ca@rotate.test'", [], |r| r.get(0)).unwrap();
+    assert!(stored.starts_with("v1:") && !stored.contains(&secret), "{stored}");
+    db.execute("UPDATE users SET mfa_secret = ?1 WHERE email = 'ca@rotate.test'", [&secret]).unwrap();
+    drop(db);
+
+    let svc = Service::start(dir.path(), true);
+    let (status, reply) = login_otp(&svc, "ca@rotate.test", &totp.generate(now()));
+    assert_eq!(status, 200, "{reply}");
+    assert!(svc.stop());
+    assert_nowhere(&all_bytes(dir.path()), "TOTP secret", secret.as_bytes());
+
+    let old_key = std::fs::read_to_string(dir.path().join("secret.key")).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portal-svc"))
+        .args(["rotate-key", "--data-dir", dir.path().to_str().unwrap()])
+        .env_remove("PORTAL_SECRET_KEY")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let new_key = std::fs::read_to_string(dir.path().join("secret.key")).unwrap();
+    assert_ne!(old_key, new_key);
+    assert!(!dir.path().join("secret.key.next").exists());
+    assert_private(dir.path());
+    let svc = Service::start(dir.path(), true);
+    let (status, reply) = login_otp(&svc, "ca@rotate.test", &totp.generate(now() + 30));
+    assert_eq!(status, 200, "{reply}");
+    // While it runs, the data directory is locked: no rotation beside it.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portal-svc"))
+        .args(["rotate-key", "--data-dir", dir.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(svc.stop());
+
+    // The old key cannot read what the new one sealed: the service refuses to start.
+    std::fs::write(dir.path().join("secret.key"), old_key).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portal-svc"))
+        .args(["--data-dir", dir.path().to_str().unwrap(), "--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not loaded"), "{}", String::from_utf8_lossy(&out.stderr));
 }

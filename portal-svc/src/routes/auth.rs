@@ -34,8 +34,11 @@ async fn sign_in(state: &AppState, req: LoginRequest) -> ApiResult<(String, i64)
     if req.email.is_empty() || req.password.is_empty() {
         return Err(ApiError::invalid("missing_field", "email and password are required").with_param("email"));
     }
-    let session_secs = state.session_secs;
-    state.db.call(move |conn| auth::login(conn, &req.email, &req.password, req.otp.as_deref(), session_secs)).await
+    let (session_secs, ring) = (state.session_secs, std::sync::Arc::clone(&state.keyring));
+    state
+        .db
+        .call(move |conn| auth::login(conn, &ring, &req.email, &req.password, req.otp.as_deref(), session_secs))
+        .await
 }
 
 /// Exchanges credentials for a session token.
@@ -148,6 +151,7 @@ fn signed_in_user(principal: &Principal) -> Result<(i64, String), ApiError> {
 /// once a code is verified; while it is on, enrolment again is a 409.
 async fn mfa_enrol(State(state): State<AppState>, principal: Principal) -> ApiResult<Json<Value>> {
     let (user_id, email) = signed_in_user(&principal)?;
+    let ring = std::sync::Arc::clone(&state.keyring);
     let response = state
         .db
         .call(move |conn| {
@@ -160,7 +164,7 @@ async fn mfa_enrol(State(state): State<AppState>, principal: Principal) -> ApiRe
             let codes = mfa::new_recovery_codes();
             tx.execute(
                 "UPDATE users SET mfa_secret = ?1, mfa_last_step = NULL WHERE id = ?2",
-                params![secret, user_id],
+                params![ring.seal(user_id, &secret), user_id],
             )?;
             tx.execute("DELETE FROM mfa_recovery_codes WHERE user_id = ?1", [user_id])?;
             for code in &codes {
@@ -212,6 +216,7 @@ async fn mfa_verify(
 ) -> ApiResult<Json<Value>> {
     let (user_id, email) = signed_in_user(&principal)?;
     let otp = req.otp;
+    let ring = std::sync::Arc::clone(&state.keyring);
     state
         .db
         .call(move |conn| {
@@ -226,7 +231,7 @@ async fn mfa_verify(
             }
             // Only a TOTP code proves the authenticator works; recovery codes don't count here.
             let is_totp = otp.len() == mfa::DIGITS && otp.bytes().all(|b| b.is_ascii_digit());
-            if !is_totp || !mfa::accept(&tx, user_id, &email, &otp)? {
+            if !is_totp || !mfa::accept(&tx, &ring, user_id, &email, &otp)? {
                 return Err(ApiError::unauthenticated("invalid_otp", "the one-time code is wrong or was already used")
                     .with_param("otp"));
             }
