@@ -40,6 +40,8 @@ pub struct AppState {
     /// The key that encrypts secrets at rest (a random one unless `main` loads the
     /// data directory's; see [`crate::secrets`]).
     pub keyring: Arc<crate::secrets::Keyring>,
+    /// Failed sign-ins per source address per window (`--login-failures-per-address`).
+    pub addr_failures_max: i64,
 }
 
 impl AppState {
@@ -52,6 +54,7 @@ impl AppState {
             key_cache: Arc::default(),
             session_secs: auth::SESSION_SECS,
             keyring: Arc::new(crate::secrets::Keyring::random()),
+            addr_failures_max: auth::ADDR_FAILURES_MAX,
         }
     }
 }
@@ -62,6 +65,8 @@ pub fn endpoints() -> Vec<Endpoint> {
         routes::health::endpoints(),
         routes::auth::endpoints(),
         routes::clients::endpoints(),
+        routes::users::endpoints(),
+        routes::audit::endpoints(),
         routes::transactions::endpoints(),
         routes::batches::endpoints(),
         routes::reports::endpoints(),

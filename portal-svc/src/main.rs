@@ -28,6 +28,11 @@ struct Args {
     #[arg(long, default_value_t = portal_svc::auth::SESSION_SECS,
           value_parser = clap::value_parser!(i64).range(portal_svc::auth::SESSION_SECS_MIN..=portal_svc::auth::SESSION_SECS_MAX))]
     session_secs: i64,
+    /// Failed sign-ins from one source address, over every email, in 15 minutes before
+    /// that address is answered 429 (raise it when many users share one address).
+    #[arg(long, default_value_t = portal_svc::auth::ADDR_FAILURES_MAX,
+          value_parser = clap::value_parser!(i64).range(1..=1_000_000))]
+    login_failures_per_address: i64,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -82,6 +87,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let state = AppState {
         session_secs: args.session_secs,
+        addr_failures_max: args.login_failures_per_address,
         keyring: std::sync::Arc::new(keyring),
         ..AppState::new(db, ledger.clone())
     };
@@ -107,14 +113,14 @@ async fn serve(listen: SocketAddr, state: AppState) -> std::io::Result<()> {
     println!("listening on http://{addr}");
     std::io::stdout().flush()?;
     tracing::info!(%addr, "accepting connections");
-    let service = hyper_util::service::TowerToHyperService::new(app::router(state));
+    let router = app::router(state);
     let (closing, closing_seen) = tokio::sync::watch::channel(false);
     let mut connections = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
     loop {
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     // Out of file descriptors, say: wait for some to close rather than spin.
                     tracing::error!(error = %e, "accept failed");
@@ -124,7 +130,14 @@ async fn serve(listen: SocketAddr, state: AppState) -> std::io::Result<()> {
             },
             () = &mut shutdown => break,
         };
-        let (service, mut closing_seen) = (service.clone(), closing_seen.clone());
+        let (stream, peer) = stream;
+        // Each request carries its source address (sign-in throttling by address).
+        let inner = hyper_util::service::TowerToHyperService::new(router.clone());
+        let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+            request.extensions_mut().insert(portal_svc::auth::PeerAddr(peer.ip()));
+            hyper::service::Service::call(&inner, request)
+        });
+        let mut closing_seen = closing_seen.clone();
         connections.spawn(async move {
             let connection = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())

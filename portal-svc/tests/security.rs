@@ -1,9 +1,9 @@
-//! The security review of issue 8 as tests, one per claim, over real HTTP against the
+//! The security review of issues 8 and 15 as tests, one per claim, over real HTTP against the
 //! real binary. Claims already proven elsewhere are named here rather than copied:
 //!
 //! - every route checks role and client: `tests/access.rs` walks `/openapi.json` and
 //!   calls every route with every role, an API key and another client's objects;
-//! - five failed logins for one email are throttled even for the right password:
+//! - ten failed logins for one email are throttled even for the right password:
 //!   `tests/auth_flows.rs` (`repeated_failures_are_throttled_even_for_the_right_password`),
 //!   and wrong TOTP codes count too: `tests/mfa.rs`;
 //! - a revoked key is refused (after being used, so cached): `tests/clients_and_keys.rs`;
@@ -1073,4 +1073,182 @@ fn clear_mfa_secrets_are_encrypted_at_start_and_the_key_rotates() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not loaded"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+// ---------------------------------------------------------------------------------
+// Lockout, throttling and the audit trail (issue 15)
+
+/// Sends a sign-in; returns the status, the `Retry-After` header and the body.
+fn sign_in_raw(svc: &Service, email: &str, password: &str) -> (u16, Option<u64>, Value) {
+    let mut response = agent()
+        .post(&format!("{}/v1/auth/login", svc.base))
+        .header("Content-Type", "application/json")
+        .send(&json!({ "email": email, "password": password }).to_string())
+        .unwrap();
+    let retry = response.headers().get("retry-after").map(|v| v.to_str().unwrap().parse::<u64>().unwrap());
+    let status = response.status().as_u16();
+    (status, retry, serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap())
+}
+
+/// The audit entries the token may see for `query` (e.g. `action=auth.`), newest first.
+fn audit(svc: &Service, token: &str, query: &str) -> Vec<Value> {
+    let (status, body) = svc.request("GET", &format!("/v1/audit?limit=100&{query}"), Some(token), None);
+    assert_eq!(status, 200, "{body}");
+    body["data"].as_array().unwrap().clone()
+}
+
+/// Ten failures in a row lock the account (PCI DSS 8.3.4): the right password is then
+/// refused with 429 and a `Retry-After` of about 30 minutes, across a restart, until an
+/// administrator unlocks it; then it works at once. Every failure and the lock are
+/// audited.
+#[test]
+fn a_locked_account_refuses_the_right_password_until_an_admin_unlocks_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(dir.path(), true);
+    let admin = svc.token(ADMIN_EMAIL, ADMIN_PASSWORD);
+    let (client, client_admin, _) = tenant(&svc, &admin, "lock");
+    let (status, user) = svc.post(
+        "/v1/users",
+        &client_admin,
+        json!({ "email": "op@lock.test", "password": PASSWORD, "role": "operator", "client_id": client }),
+    );
+    assert_eq!(status, 201, "{user}");
+    let id = user["id"].as_i64().unwrap();
+    for i in 0..portal_svc::auth::LOGIN_FAILURES_MAX {
+        let (status, retry, reply) = sign_in_raw(&svc, "op@lock.test", &format!("wrong guess {i}"));
+        assert_eq!((status, retry, error_code(&reply).as_str()), (401, None, "invalid_credentials"), "attempt {i}");
+    }
+    let (status, retry, reply) = sign_in_raw(&svc, "op@lock.test", PASSWORD);
+    assert_eq!((status, error_code(&reply).as_str()), (429, "too_many_login_attempts"));
+    let lock_secs = u64::try_from(portal_svc::auth::LOCK_SECS).unwrap();
+    assert!(retry.is_some_and(|r| (lock_secs - 60..=lock_secs).contains(&r)), "Retry-After {retry:?}");
+    assert!(lock_secs >= 30 * 60);
+
+    drop(svc);
+    let svc = Service::start(dir.path(), true);
+    let (status, retry, _) = sign_in_raw(&svc, "op@lock.test", PASSWORD);
+    assert_eq!(status, 429, "the lock survives a restart");
+    assert!(retry.is_some());
+    let client_admin = svc.token("ca@lock.test", PASSWORD);
+    let failures = audit(&svc, &client_admin, "action=auth.login_failed");
+    assert_eq!(failures.len(), 10);
+    assert!(failures.iter().all(|e| e["outcome"] == "failed" && e["resource_id"] == id.to_string().as_str()));
+    let locks = audit(&svc, &client_admin, "action=auth.lock");
+    assert_eq!((locks.len(), locks[0]["actor_type"].as_str()), (1, Some("system")));
+
+    // Another client's admin cannot unlock it (not found); its own can.
+    let admin = svc.token(ADMIN_EMAIL, ADMIN_PASSWORD);
+    let (_, other_admin, _) = tenant(&svc, &admin, "other");
+    let (status, _) = svc.post(&format!("/v1/users/{id}/unlock"), &other_admin, json!({}));
+    assert_eq!(status, 404);
+    let (status, reply) = svc.post(&format!("/v1/users/{id}/unlock"), &client_admin, json!({}));
+    assert_eq!((status, reply["locked"].as_bool()), (200, Some(false)), "{reply}");
+    let (status, _, reply) = sign_in_raw(&svc, "op@lock.test", PASSWORD);
+    assert_eq!(status, 200, "{reply}");
+    let unlocks = audit(&svc, &client_admin, "action=user.unlock");
+    assert_eq!(unlocks.len(), 1);
+    let sign_ins = audit(&svc, &client_admin, "action=auth.login");
+    assert!(sign_ins.iter().any(|e| e["actor_id"] == id && e["outcome"] == "ok"), "{sign_ins:?}");
+}
+
+/// One password tried over many emails from one address is throttled across all of
+/// them (`--login-failures-per-address`, here 5): the sixth answer is 429 with
+/// `Retry-After`, whatever the email, the right password included.
+#[test]
+fn spraying_from_one_address_is_throttled() {
+    let dir = tempfile::tempdir().unwrap();
+    let launch = Launch { args: vec!["--login-failures-per-address".into(), "5".into()], ..Launch::default() };
+    let svc = Service::start_with(dir.path(), true, &launch);
+    for i in 0..5 {
+        let (status, _, _) = sign_in_raw(&svc, &format!("user{i}@spray.test"), "Summer2026!");
+        assert_eq!(status, 401);
+    }
+    let (status, retry, reply) = sign_in_raw(&svc, "user5@spray.test", "Summer2026!");
+    assert_eq!((status, error_code(&reply).as_str()), (429, "too_many_login_attempts"));
+    assert!(retry.is_some_and(|r| (1..=900).contains(&r)), "Retry-After {retry:?}");
+    let (status, retry, _) = sign_in_raw(&svc, ADMIN_EMAIL, ADMIN_PASSWORD);
+    assert_eq!(status, 429);
+    assert!(retry.is_some());
+}
+
+/// Money actions are audited with their actor, amount and outcome, refusals included:
+/// a refund past the captured amount (422) is an entry with outcome `refused`.
+#[test]
+fn a_refused_refund_is_audited_as_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(dir.path(), true);
+    let admin = svc.token(ADMIN_EMAIL, ADMIN_PASSWORD);
+    let (_, client_admin, key) = tenant(&svc, &admin, "refund");
+    let (status, payment) =
+        svc.post("/v1/transactions", &key, json!({ "kind": "payment", "amount": "10.00", "currency": "USD" }));
+    assert_eq!(status, 201);
+    let pid = payment["id"].as_str().unwrap();
+    let (status, reply) = svc.post(&format!("/v1/transactions/{pid}/refunds"), &key, json!({ "amount": "10.01" }));
+    assert_eq!((status, error_code(&reply).as_str()), (422, "refund_exceeds_captured"));
+    let (status, refund) =
+        svc.post(&format!("/v1/transactions/{pid}/refunds"), &client_admin, json!({ "amount": "4.00" }));
+    assert_eq!(status, 201);
+    let (status, _) = svc.post("/v1/batches/close", &key, json!({ "currency": "USD" }));
+    assert_eq!(status, 200);
+
+    let refunds = audit(&svc, &client_admin, "action=transaction.refund");
+    assert_eq!(refunds.len(), 2, "{refunds:?}");
+    let (ok, refused) = (&refunds[0], &refunds[1]);
+    assert_eq!(
+        (refused["outcome"].as_str(), refused["actor_type"].as_str(), refused["resource_id"].as_str()),
+        (Some("refused"), Some("api_key"), Some(pid))
+    );
+    assert_eq!(refused["detail"]["amount"], "10.01");
+    assert_eq!(refused["detail"]["code"], "refund_exceeds_captured");
+    assert_eq!((ok["outcome"].as_str(), ok["actor_type"].as_str()), (Some("ok"), Some("user")));
+    assert_eq!(ok["resource_id"], refund["id"]);
+    assert_eq!((ok["detail"]["amount"].as_str(), ok["detail"]["currency"].as_str()), (Some("4.00"), Some("USD")));
+    let payments = audit(&svc, &client_admin, "action=transaction.payment");
+    assert_eq!((payments.len(), payments[0]["resource_id"].as_str()), (1, Some(pid)));
+    assert_eq!(audit(&svc, &client_admin, "action=batch.close")[0]["detail"]["net"], "6.00");
+    assert_eq!(audit(&svc, &client_admin, "outcome=refused").len(), 1);
+    // Another client sees none of it.
+    let (_, other_admin, _) = tenant(&svc, &admin, "elsewhere");
+    assert!(audit(&svc, &other_admin, "action=transaction.").is_empty());
+}
+
+/// The audit trail is a hash chain: an entry edited in the database, or removed, is
+/// found by `GET /v1/audit/verify` after a restart.
+#[test]
+fn an_edited_or_removed_audit_entry_is_detected_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(dir.path(), true);
+    let admin = svc.token(ADMIN_EMAIL, ADMIN_PASSWORD);
+    let (_, client_admin, key) = tenant(&svc, &admin, "chain");
+    for amount in ["1.00", "2.00", "3.00"] {
+        let (status, _) =
+            svc.post("/v1/transactions", &key, json!({ "kind": "payment", "amount": amount, "currency": "USD" }));
+        assert_eq!(status, 201);
+    }
+    let (status, verdict) = svc.request("GET", "/v1/audit/verify", Some(&admin), None);
+    assert_eq!((status, verdict["ok"].as_bool(), verdict["first_bad_id"].clone()), (200, Some(true), Value::Null));
+    let entries = verdict["entries"].as_u64().unwrap();
+    assert!(entries >= 6, "{verdict}");
+    assert_eq!(svc.request("GET", "/v1/audit/verify", Some(&client_admin), None).0, 403);
+    let payments = audit(&svc, &admin, "action=transaction.payment");
+    let (second, third) = (payments[1]["id"].as_i64().unwrap(), payments[0]["id"].as_i64().unwrap());
+    assert!(svc.stop());
+
+    let db = rusqlite::Connection::open(dir.path().join("portal.db")).unwrap();
+    db.execute("UPDATE audit_log SET detail = replace(detail, '2.00', '0.02') WHERE id = ?1", [second]).unwrap();
+    drop(db);
+    let svc = Service::start(dir.path(), true);
+    let admin = svc.token(ADMIN_EMAIL, ADMIN_PASSWORD);
+    let (_, verdict) = svc.request("GET", "/v1/audit/verify", Some(&admin), None);
+    assert_eq!((verdict["ok"].as_bool(), verdict["first_bad_id"].as_i64()), (Some(false), Some(second)), "{verdict}");
+    assert!(svc.stop());
+
+    let db = rusqlite::Connection::open(dir.path().join("portal.db")).unwrap();
+    db.execute("UPDATE audit_log SET detail = replace(detail, '0.02', '2.00') WHERE id = ?1", [second]).unwrap();
+    db.execute("DELETE FROM audit_log WHERE id = ?1", [second]).unwrap();
+    drop(db);
+    let svc = Service::start(dir.path(), true);
+    let admin = svc.token(ADMIN_EMAIL, ADMIN_PASSWORD);
+    let (_, verdict) = svc.request("GET", "/v1/audit/verify", Some(&admin), None);
+    assert_eq!((verdict["ok"].as_bool(), verdict["first_bad_id"].as_i64()), (Some(false), Some(third)), "{verdict}");
 }

@@ -29,21 +29,41 @@ pub struct LoginRequest {
     otp: Option<String>,
 }
 
+/// The request's source address as the throttle counts it.
+fn source(peer: Option<Extension<auth::PeerAddr>>) -> String {
+    peer.map_or_else(|| "unknown".to_string(), |Extension(auth::PeerAddr(ip))| ip.to_string())
+}
+
 /// Checks the credentials (and second factor) and opens a session: `(token, expires_at)`.
-async fn sign_in(state: &AppState, req: LoginRequest) -> ApiResult<(String, i64)> {
+async fn sign_in(state: &AppState, addr: String, req: LoginRequest) -> ApiResult<(String, i64)> {
     if req.email.is_empty() || req.password.is_empty() {
         return Err(ApiError::invalid("missing_field", "email and password are required").with_param("email"));
     }
-    let (session_secs, ring) = (state.session_secs, std::sync::Arc::clone(&state.keyring));
+    let ring = std::sync::Arc::clone(&state.keyring);
+    let (session_secs, addr_failures_max) = (state.session_secs, state.addr_failures_max);
     state
         .db
-        .call(move |conn| auth::login(conn, &ring, &req.email, &req.password, req.otp.as_deref(), session_secs))
+        .call(move |conn| {
+            let attempt = auth::Attempt {
+                email: &req.email,
+                password: &req.password,
+                otp: req.otp.as_deref(),
+                addr,
+                session_secs,
+                addr_failures_max,
+            };
+            auth::login(conn, &ring, &attempt).map(|s| (s.token, s.expires_at))
+        })
         .await
 }
 
 /// Exchanges credentials for a session token.
-pub async fn login(State(state): State<AppState>, ApiJson(req): ApiJson<LoginRequest>) -> ApiResult<Json<Value>> {
-    let (token, expires_at) = sign_in(&state, req).await?;
+pub async fn login(
+    State(state): State<AppState>,
+    peer: Option<Extension<auth::PeerAddr>>,
+    ApiJson(req): ApiJson<LoginRequest>,
+) -> ApiResult<Json<Value>> {
+    let (token, expires_at) = sign_in(&state, source(peer), req).await?;
     Ok(Json(json!({ "token": token, "expires_at": expires_at })))
 }
 
@@ -53,8 +73,12 @@ pub async fn login(State(state): State<AppState>, ApiJson(req): ApiJson<LoginReq
 /// send back in `X-CSRF-Token`. (A cross-site form cannot post here: the body must
 /// be JSON, which only a same-origin script can send without a CORS preflight, and
 /// the service answers none.)
-pub async fn open_session(State(state): State<AppState>, ApiJson(req): ApiJson<LoginRequest>) -> ApiResult<Response> {
-    let (token, expires_at) = sign_in(&state, req).await?;
+pub async fn open_session(
+    State(state): State<AppState>,
+    peer: Option<Extension<auth::PeerAddr>>,
+    ApiJson(req): ApiJson<LoginRequest>,
+) -> ApiResult<Response> {
+    let (token, expires_at) = sign_in(&state, source(peer), req).await?;
     let cookie = auth::session_cookie(&token, state.session_secs);
     let body = json!({ "csrf_token": auth::csrf_token(&token), "expires_at": expires_at });
     Ok(([(header::SET_COOKIE, cookie), (header::CACHE_CONTROL, "no-store".to_string())], Json(body)).into_response())
