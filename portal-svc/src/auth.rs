@@ -58,6 +58,8 @@ pub struct Attempt<'a> {
 pub struct SignedIn {
     pub token: String,
     pub expires_at: i64,
+    /// What the user must do first, if anything (see [`Restriction`]).
+    pub restriction: Option<Restriction>,
 }
 
 /// A role, from most to least powerful.
@@ -434,8 +436,21 @@ pub fn login(
             .in_client(user.client_id)
             .detail(serde_json::json!({ "address": attempt.addr, "mfa": mfa_enabled }))],
     )?;
+    let (must_change, mfa_required): (bool, bool) = tx.query_row(
+        "SELECT u.must_change_password, coalesce(c.mfa_required, 0) FROM users u
+         LEFT JOIN clients c ON c.id = u.client_id WHERE u.id = ?1",
+        [user.id],
+        |row| Ok((row.get::<_, i64>(0)? != 0, row.get::<_, i64>(1)? != 0)),
+    )?;
     tx.commit()?;
-    Ok(SignedIn { token, expires_at })
+    let restriction = if must_change {
+        Some(Restriction::PasswordChange)
+    } else if mfa_required && !mfa_enabled {
+        Some(Restriction::MfaEnrollment)
+    } else {
+        None
+    };
+    Ok(SignedIn { token, expires_at, restriction })
 }
 
 fn bearer(parts: &Parts) -> Option<&str> {
@@ -521,6 +536,61 @@ pub struct Session {
     pub expires_at: i64,
     /// Whether the session token came in the cookie rather than `Authorization`.
     pub via_cookie: bool,
+    /// What is stored of the session's token (its BLAKE3 hash).
+    pub token_hash: Vec<u8>,
+    /// What the user must do before anything else, if anything.
+    pub restriction: Option<Restriction>,
+}
+
+/// A session's user as authentication reads it: id, email, role, client, session end,
+/// must change the password, MFA on, MFA required by the client.
+type SessionRow = (i64, String, String, Option<i64>, i64, bool, bool, bool);
+
+/// What a signed-in user must do before the session may do anything else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Restriction {
+    /// An administrator set a temporary password: change it (403 `password_change_required`).
+    PasswordChange,
+    /// The user's client requires MFA and the user has none: enrol (403 `mfa_enrollment_required`).
+    MfaEnrollment,
+}
+
+impl Restriction {
+    /// The routes a restricted session may call: who it is, its session, signing out,
+    /// changing the password and enrolling in MFA.
+    const ALLOWED: [(&'static str, &'static str); 6] = [
+        ("GET", "/v1/users/me"),
+        ("GET", "/v1/auth/session"),
+        ("POST", "/v1/auth/logout"),
+        ("POST", "/v1/users/me/password"),
+        ("POST", "/v1/users/me/mfa"),
+        ("POST", "/v1/users/me/mfa/verify"),
+    ];
+
+    /// The 403 for a call of `method` `route` (a route template) outside [`Restriction::ALLOWED`].
+    pub fn check(self, method: &axum::http::Method, route: &str) -> Result<(), ApiError> {
+        if Restriction::ALLOWED.iter().any(|(m, r)| *m == method.as_str() && *r == route) {
+            return Ok(());
+        }
+        let (code, message) = match self {
+            Restriction::PasswordChange => (
+                "password_change_required",
+                "an administrator set a temporary password: change it first (POST /v1/users/me/password)",
+            ),
+            Restriction::MfaEnrollment => {
+                ("mfa_enrollment_required", "your organisation requires MFA: enrol first (POST /v1/users/me/mfa)")
+            }
+        };
+        Err(ApiError { code, ..ApiError::forbidden(message) })
+    }
+
+    /// The name the API shows (`GET /v1/users/me`, the sign-in answer).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Restriction::PasswordChange => "password_change",
+            Restriction::MfaEnrollment => "mfa_enrollment",
+        }
+    }
 }
 
 /// Ends the session of `token` (a no-op when there is none).
@@ -606,28 +676,52 @@ pub async fn authenticate_session(parts: &Parts, state: &AppState) -> Result<(Pr
     // The token is looked up by its hash: an equality match on a 256-bit digest,
     // so timing reveals nothing about valid tokens.
     let hash = token_hash(&token);
-    let (principal, expires_at) = state
+    let stored_hash = hash.clone();
+    let (principal, expires_at, restriction) = state
         .db
         .call(move |conn| {
-            let row: Option<(i64, String, String, Option<i64>, i64)> = conn
-                .query_row(
-                    "SELECT u.id, u.email, u.role, u.client_id, s.expires_at FROM sessions s JOIN users u ON u.id = s.user_id
-                     WHERE s.token_hash = ?1 AND s.expires_at > ?2",
-                    rusqlite::params![hash, now_secs()],
-                    |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?)),
-                )
+            // A deactivated user's sessions are refused here even if one outlived the
+            // deactivation (which deletes them).
+            let row: Option<SessionRow> = conn
+                .prepare_cached(
+                    "SELECT u.id, u.email, u.role, u.client_id, s.expires_at, u.must_change_password,
+                            u.mfa_enabled, coalesce(c.mfa_required, 0)
+                     FROM sessions s JOIN users u ON u.id = s.user_id LEFT JOIN clients c ON c.id = u.client_id
+                     WHERE s.token_hash = ?1 AND s.expires_at > ?2 AND u.active = 1",
+                )?
+                .query_row(rusqlite::params![hash, now_secs()], |row| {
+                    Ok((
+                        row.get(0)?,
+                        row.get(1)?,
+                        row.get(2)?,
+                        row.get(3)?,
+                        row.get(4)?,
+                        row.get::<_, i64>(5)? != 0,
+                        row.get::<_, i64>(6)? != 0,
+                        row.get::<_, i64>(7)? != 0,
+                    ))
+                })
                 .optional()?;
-            let (user_id, email, role, client_id, expires_at) =
+            let (user_id, email, role, client_id, expires_at, must_change, mfa_enabled, mfa_required) =
                 row.ok_or_else(|| ApiError::unauthenticated("invalid_token", "the token is unknown or expired"))?;
             let role = Role::parse(&role).ok_or_else(|| ApiError::internal("unknown role in the database"))?;
-            Ok((Principal { actor: Actor::User { id: user_id, email }, role, client_id }, expires_at))
+            let restriction = if must_change {
+                Some(Restriction::PasswordChange)
+            } else if mfa_required && !mfa_enabled {
+                Some(Restriction::MfaEnrollment)
+            } else {
+                None
+            };
+            Ok((Principal { actor: Actor::User { id: user_id, email }, role, client_id }, expires_at, restriction))
         })
         .await?;
     // Checked after the session, so an expired cookie is a 401 (sign in again), not a 403.
     if via_cookie && changes_state(&parts.method) {
         check_csrf(&parts.headers, &token)?;
     }
-    Ok((principal, Some(Session { csrf_token: csrf_token(&token), expires_at, via_cookie })))
+    let session =
+        Session { csrf_token: csrf_token(&token), expires_at, via_cookie, token_hash: stored_hash, restriction };
+    Ok((principal, Some(session)))
 }
 
 #[cfg(test)]

@@ -186,6 +186,8 @@ const MIGRATIONS: &[&str] = &[
     UPDATE audit_log SET resource_type = substr(resource, 1, instr(resource, ':') - 1),
         resource_id = substr(resource, instr(resource, ':') + 1) WHERE instr(resource, ':') > 0;
     CREATE INDEX audit_log_action ON audit_log(action, id);",
+    // 8 (issue 15): a client may require MFA of all its users.
+    "ALTER TABLE clients ADD COLUMN mfa_required INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// A shared handle on the metadata database.

@@ -21,5 +21,6 @@ pub mod error;
 pub mod extract;
 pub mod idempotency;
 pub mod mfa;
+pub mod password;
 pub mod routes;
 pub mod secrets;

@@ -1252,3 +1252,174 @@ fn an_edited_or_removed_audit_entry_is_detected_after_a_restart() {
     let (_, verdict) = svc.request("GET", "/v1/audit/verify", Some(&admin), None);
     assert_eq!((verdict["ok"].as_bool(), verdict["first_bad_id"].as_i64()), (Some(false), Some(third)), "{verdict}");
 }
+
+// ---------------------------------------------------------------------------------
+// User lifecycle (issue 15)
+
+/// A client with an admin and an operator; returns (client id, admin token, operator
+/// id, operator email).
+fn staffed(svc: &Service, admin: &str, name: &str) -> (i64, String, i64, String) {
+    let (client, client_admin, _) = tenant(svc, admin, name);
+    let email = format!("op@{name}.test");
+    let (status, user) = svc.post(
+        "/v1/users",
+        &client_admin,
+        json!({ "email": email, "password": PASSWORD, "role": "operator", "client_id": client }),
+    );
+    assert_eq!(status, 201, "{user}");
+    (client, client_admin, user["id"].as_i64().unwrap(), email)
+}
+
+/// A deactivated user's token is refused on its next request and so is its sign-in;
+/// reactivated, the user signs in again (the old token stays dead). A client admin
+/// cannot deactivate itself, nor another client's user.
+#[test]
+fn a_deactivated_users_token_is_refused_on_its_next_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(dir.path(), true);
+    let admin = svc.token(ADMIN_EMAIL, ADMIN_PASSWORD);
+    let (_, client_admin, id, email) = staffed(&svc, &admin, "leaver");
+    let token = svc.token(&email, PASSWORD);
+    assert_eq!(svc.request("GET", "/v1/transactions", Some(&token), None).0, 200);
+    let (_, other_admin, _) = tenant(&svc, &admin, "bystander");
+    assert_eq!(svc.post(&format!("/v1/users/{id}/deactivate"), &other_admin, json!({})).0, 404);
+    let (status, me) = svc.request("GET", "/v1/users/me", Some(&client_admin), None);
+    assert_eq!(status, 200);
+    let own = me["id"].as_i64().unwrap();
+    let (status, reply) = svc.post(&format!("/v1/users/{own}/deactivate"), &client_admin, json!({}));
+    assert_eq!((status, error_code(&reply).as_str()), (409, "own_account"));
+
+    let (status, user) = svc.post(&format!("/v1/users/{id}/deactivate"), &client_admin, json!({}));
+    assert_eq!((status, user["active"].as_bool()), (200, Some(false)), "{user}");
+    let (status, reply) = svc.request("GET", "/v1/transactions", Some(&token), None);
+    assert_eq!((status, error_code(&reply).as_str()), (401, "invalid_token"));
+    let (status, reply) = svc.login(&email, PASSWORD);
+    assert_eq!((status, error_code(&reply).as_str()), (401, "invalid_credentials"));
+
+    let (status, user) = svc.post(&format!("/v1/users/{id}/reactivate"), &client_admin, json!({}));
+    assert_eq!((status, user["active"].as_bool()), (200, Some(true)));
+    assert_eq!(svc.request("GET", "/v1/transactions", Some(&token), None).0, 401, "the old session stays ended");
+    let token = svc.token(&email, PASSWORD);
+    assert_eq!(svc.request("GET", "/v1/transactions", Some(&token), None).0, 200);
+    let actions: Vec<String> =
+        audit(&svc, &client_admin, "action=user.").iter().map(|e| e["action"].as_str().unwrap().to_string()).collect();
+    assert!(actions.contains(&"user.deactivate".into()) && actions.contains(&"user.reactivate".into()), "{actions:?}");
+    let failed = audit(&svc, &client_admin, "action=auth.login_failed");
+    assert_eq!(failed[0]["detail"]["reason"], "deactivated");
+}
+
+/// Changing one's password needs the current one (a wrong one is a counted, audited
+/// failure), refuses weak new ones, and ends every other session of the user.
+#[test]
+fn a_password_change_needs_the_current_one_and_ends_the_other_sessions() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(dir.path(), true);
+    let admin = svc.token(ADMIN_EMAIL, ADMIN_PASSWORD);
+    let (_, client_admin, _, email) = staffed(&svc, &admin, "change");
+    let (here, there) = (svc.token(&email, PASSWORD), svc.token(&email, PASSWORD));
+    let change = |current: &str, new: &str| {
+        svc.post("/v1/users/me/password", &here, json!({ "current_password": current, "new_password": new }))
+    };
+    let (status, reply) = change("not the password", "a brand new passphrase");
+    assert_eq!((status, error_code(&reply).as_str()), (401, "invalid_credentials"));
+    for weak in ["short", "Password2026!", "123456789012"] {
+        let (status, reply) = change(PASSWORD, weak);
+        assert_eq!((status, error_code(&reply).as_str()), (400, "weak_password"), "{weak}");
+    }
+    let (status, reply) = change(PASSWORD, "a brand new passphrase");
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(svc.request("GET", "/v1/users/me", Some(&there), None).0, 401, "the other session ended");
+    assert_eq!(svc.request("GET", "/v1/users/me", Some(&here), None).0, 200, "this one goes on");
+    assert_eq!(svc.login(&email, PASSWORD).0, 401);
+    assert_eq!(svc.login(&email, "a brand new passphrase").0, 200);
+    let failures = audit(&svc, &client_admin, "action=auth.login_failed");
+    assert!(failures.iter().any(|e| e["detail"]["reason"] == "wrong_current_password"), "{failures:?}");
+    assert_eq!(audit(&svc, &client_admin, "action=user.password_change").len(), 1);
+}
+
+/// An administrator's temporary password ends the user's sessions, and the next
+/// session can do nothing but change it; an MFA reset lets the user in without a code;
+/// sessions are listed and ended one by one or all at once.
+#[test]
+fn temporary_passwords_mfa_reset_and_sessions_by_an_administrator() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(dir.path(), true);
+    let admin = svc.token(ADMIN_EMAIL, ADMIN_PASSWORD);
+    let (_, client_admin, id, email) = staffed(&svc, &admin, "reset");
+    let old = svc.token(&email, PASSWORD);
+    let (status, reply) = svc.post(&format!("/v1/users/{id}/password"), &client_admin, json!({ "password": "short" }));
+    assert_eq!((status, error_code(&reply).as_str()), (400, "weak_password"));
+    let (status, user) =
+        svc.post(&format!("/v1/users/{id}/password"), &client_admin, json!({ "password": "temporary but long 7" }));
+    assert_eq!((status, user["password_change_required"].as_bool()), (200, Some(true)), "{user}");
+    assert_eq!(svc.request("GET", "/v1/users/me", Some(&old), None).0, 401);
+    let (status, login) = svc.login(&email, "temporary but long 7");
+    assert_eq!((status, login["restriction"].as_str()), (200, Some("password_change")), "{login}");
+    let temp = login["token"].as_str().unwrap();
+    let (status, reply) = svc.request("GET", "/v1/transactions", Some(temp), None);
+    assert_eq!((status, error_code(&reply).as_str()), (403, "password_change_required"));
+    let (status, _) = svc.post(
+        "/v1/users/me/password",
+        temp,
+        json!({ "current_password": "temporary but long 7", "new_password": "my very own passphrase" }),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(svc.request("GET", "/v1/transactions", Some(temp), None).0, 200);
+
+    // MFA reset: the user's authenticator is lost.
+    let (_, _, _) = enrol_mfa(&svc, temp);
+    let body = json!({ "email": email, "password": "my very own passphrase" }).to_string();
+    let (status, reply) = svc.request("POST", "/v1/auth/login", None, Some(&body));
+    assert_eq!((status, error_code(&reply).as_str()), (401, "mfa_required"));
+    let (status, user) = svc.post(&format!("/v1/users/{id}/mfa/reset"), &client_admin, json!({}));
+    assert_eq!((status, user["mfa_enabled"].as_bool()), (200, Some(false)));
+    let second = svc.token(&email, "my very own passphrase");
+
+    let (status, sessions) = svc.request("GET", &format!("/v1/users/{id}/sessions"), Some(&client_admin), None);
+    assert_eq!(status, 200);
+    let sessions = sessions["data"].as_array().unwrap().clone();
+    assert_eq!(sessions.len(), 2, "{sessions:?}");
+    assert!(sessions.iter().all(|s| !temp.starts_with(s["id"].as_str().unwrap())), "an id is not the token");
+    let one = sessions[0]["id"].as_str().unwrap();
+    let (status, _) = svc.request("DELETE", &format!("/v1/users/{id}/sessions/{one}"), Some(&client_admin), None);
+    assert_eq!(status, 200);
+    let alive =
+        [temp, second.as_str()].iter().filter(|t| svc.request("GET", "/v1/users/me", Some(t), None).0 == 200).count();
+    assert_eq!(alive, 1);
+    let (status, _) = svc.request("DELETE", &format!("/v1/users/{id}/sessions"), Some(&client_admin), None);
+    assert_eq!(status, 200);
+    assert!([temp, second.as_str()].iter().all(|t| svc.request("GET", "/v1/users/me", Some(t), None).0 == 401));
+    let actions: Vec<String> =
+        audit(&svc, &client_admin, "").iter().map(|e| e["action"].as_str().unwrap().to_string()).collect();
+    for action in
+        ["user.password_reset", "user.password_change", "mfa.reset", "user.session_revoke", "user.sessions_revoke"]
+    {
+        assert!(actions.iter().any(|a| a == action), "{action} not in {actions:?}");
+    }
+}
+
+/// A client that requires MFA: its users without MFA can do nothing but enrol.
+#[test]
+fn a_client_that_requires_mfa_sends_its_users_to_enrol_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(dir.path(), true);
+    let admin = svc.token(ADMIN_EMAIL, ADMIN_PASSWORD);
+    let (client, client_admin, _, email) = staffed(&svc, &admin, "strict");
+    let (status, settings) = svc.request(
+        "PATCH",
+        &format!("/v1/clients/{client}"),
+        Some(&client_admin),
+        Some(&json!({ "mfa_required": true }).to_string()),
+    );
+    assert_eq!((status, settings["mfa_required"].as_bool()), (200, Some(true)), "{settings}");
+    let (status, login) = svc.login(&email, PASSWORD);
+    assert_eq!((status, login["restriction"].as_str()), (200, Some("mfa_enrollment")));
+    let token = login["token"].as_str().unwrap();
+    let (status, reply) = svc.request("GET", "/v1/transactions", Some(token), None);
+    assert_eq!((status, error_code(&reply).as_str()), (403, "mfa_enrollment_required"));
+    enrol_mfa(&svc, token);
+    assert_eq!(svc.request("GET", "/v1/transactions", Some(token), None).0, 200);
+    // Other clients are untouched.
+    let (_, other_admin, _) = tenant(&svc, &admin, "relaxed");
+    assert_eq!(svc.request("GET", "/v1/transactions", Some(&other_admin), None).0, 200);
+}

@@ -34,8 +34,8 @@ fn source(peer: Option<Extension<auth::PeerAddr>>) -> String {
     peer.map_or_else(|| "unknown".to_string(), |Extension(auth::PeerAddr(ip))| ip.to_string())
 }
 
-/// Checks the credentials (and second factor) and opens a session: `(token, expires_at)`.
-async fn sign_in(state: &AppState, addr: String, req: LoginRequest) -> ApiResult<(String, i64)> {
+/// Checks the credentials (and second factor) and opens a session.
+async fn sign_in(state: &AppState, addr: String, req: LoginRequest) -> ApiResult<auth::SignedIn> {
     if req.email.is_empty() || req.password.is_empty() {
         return Err(ApiError::invalid("missing_field", "email and password are required").with_param("email"));
     }
@@ -52,7 +52,7 @@ async fn sign_in(state: &AppState, addr: String, req: LoginRequest) -> ApiResult
                 session_secs,
                 addr_failures_max,
             };
-            auth::login(conn, &ring, &attempt).map(|s| (s.token, s.expires_at))
+            auth::login(conn, &ring, &attempt)
         })
         .await
 }
@@ -63,8 +63,12 @@ pub async fn login(
     peer: Option<Extension<auth::PeerAddr>>,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> ApiResult<Json<Value>> {
-    let (token, expires_at) = sign_in(&state, source(peer), req).await?;
-    Ok(Json(json!({ "token": token, "expires_at": expires_at })))
+    let signed_in = sign_in(&state, source(peer), req).await?;
+    Ok(Json(json!({
+        "token": signed_in.token,
+        "expires_at": signed_in.expires_at,
+        "restriction": signed_in.restriction.map(auth::Restriction::as_str),
+    })))
 }
 
 /// `POST /v1/auth/session`: the same sign-in as [`login`], for a browser. The session
@@ -78,9 +82,13 @@ pub async fn open_session(
     peer: Option<Extension<auth::PeerAddr>>,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> ApiResult<Response> {
-    let (token, expires_at) = sign_in(&state, source(peer), req).await?;
-    let cookie = auth::session_cookie(&token, state.session_secs);
-    let body = json!({ "csrf_token": auth::csrf_token(&token), "expires_at": expires_at });
+    let signed_in = sign_in(&state, source(peer), req).await?;
+    let cookie = auth::session_cookie(&signed_in.token, state.session_secs);
+    let body = json!({
+        "csrf_token": auth::csrf_token(&signed_in.token),
+        "expires_at": signed_in.expires_at,
+        "restriction": signed_in.restriction.map(auth::Restriction::as_str),
+    });
     Ok(([(header::SET_COOKIE, cookie), (header::CACHE_CONTROL, "no-store".to_string())], Json(body)).into_response())
 }
 
@@ -100,6 +108,7 @@ async fn current_session(
         "csrf_token": session.csrf_token,
         "expires_at": session.expires_at,
         "via_cookie": session.via_cookie,
+        "restriction": session.restriction.map(auth::Restriction::as_str),
         "user": user,
     });
     Ok(([(header::CACHE_CONTROL, "no-store")], Json(body)).into_response())

@@ -20,8 +20,8 @@ use crate::extract::{ApiJson, ApiPath, fetch_limit, page};
 use axum::http::Method;
 use axum::routing;
 
-/// Shortest password accepted for a new user.
-pub const PASSWORD_CHARS_MIN: usize = 12;
+/// Shortest password accepted for a new user (see [`crate::password`]).
+pub const PASSWORD_CHARS_MIN: usize = crate::password::PASSWORD_CHARS_MIN;
 /// Longest name accepted for clients and applications.
 const NAME_CHARS_MAX: usize = 200;
 
@@ -35,7 +35,61 @@ fn name_arg(name: &str, param: &'static str) -> Result<String, ApiError> {
 }
 
 fn client_json(id: i64, name: &str, created_at: i64) -> Value {
-    json!({ "id": id, "object": "client", "name": name, "created_at": created_at })
+    json!({ "id": id, "object": "client", "name": name, "created_at": created_at, "mfa_required": false })
+}
+
+/// A client row (`id, name, created_at, mfa_required`) as the API shows it.
+fn client_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Value> {
+    let mut client = client_json(row.get(0)?, &row.get::<_, String>(1)?, row.get(2)?);
+    client["mfa_required"] = json!(row.get::<_, i64>(3)? != 0);
+    Ok(client)
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClientSettings {
+    /// Every user of the client must enrol in MFA before doing anything else.
+    mfa_required: Option<bool>,
+}
+
+/// `PATCH /v1/clients/{id}`: the client's settings (its client admins, or a platform
+/// admin). Takes effect on each user's next request.
+pub async fn update_client(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(req): ApiJson<ClientSettings>,
+) -> ApiResult<Json<Value>> {
+    if !principal.sees_client(id) {
+        return Err(ApiError::not_found("no such client"));
+    }
+    principal.require_user(Role::ClientAdmin)?;
+    let client = state
+        .db
+        .call(move |conn| {
+            let tx = crate::db::write_tx(conn)?;
+            let before: Option<bool> = tx
+                .query_row("SELECT mfa_required FROM clients WHERE id = ?1", [id], |r| Ok(r.get::<_, i64>(0)? != 0))
+                .optional()?;
+            let before = before.ok_or_else(|| ApiError::not_found("no such client"))?;
+            if let Some(required) = req.mfa_required
+                && required != before
+            {
+                tx.execute("UPDATE clients SET mfa_required = ?1 WHERE id = ?2", params![required, id])?;
+                audit::append(
+                    &tx,
+                    &[audit::Entry::by(&principal, "client.settings", "client", id)
+                        .in_client(Some(id))
+                        .detail(json!({ "mfa_required": required }))],
+                )?;
+            }
+            let client =
+                tx.query_row("SELECT id, name, created_at, mfa_required FROM clients WHERE id = ?1", [id], client_row)?;
+            tx.commit()?;
+            Ok(client)
+        })
+        .await?;
+    Ok(Json(client))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -72,11 +126,10 @@ pub async fn list_clients(State(state): State<AppState>, principal: Principal) -
     let data = state
         .db
         .call(move |conn| {
-            let mut stmt =
-                conn.prepare("SELECT id, name, created_at FROM clients WHERE ?1 OR id = ?2 ORDER BY id LIMIT 1000")?;
-            let rows = stmt.query_map(params![principal.role == Role::Admin, principal.client_id], |row| {
-                Ok(client_json(row.get(0)?, &row.get::<_, String>(1)?, row.get(2)?))
-            })?;
+            let mut stmt = conn.prepare(
+                "SELECT id, name, created_at, mfa_required FROM clients WHERE ?1 OR id = ?2 ORDER BY id LIMIT 1000",
+            )?;
+            let rows = stmt.query_map(params![principal.role == Role::Admin, principal.client_id], client_row)?;
             Ok(rows.collect::<Result<Vec<Value>, _>>()?)
         })
         .await?;
@@ -96,9 +149,7 @@ pub async fn get_client(
         .db
         .call(move |conn| {
             Ok(conn
-                .query_row("SELECT id, name, created_at FROM clients WHERE id = ?1", [id], |row| {
-                    Ok(client_json(row.get(0)?, &row.get::<_, String>(1)?, row.get(2)?))
-                })
+                .query_row("SELECT id, name, created_at, mfa_required FROM clients WHERE id = ?1", [id], client_row)
                 .optional()?)
         })
         .await?;
@@ -131,13 +182,7 @@ pub async fn create_user(
     {
         return Err(ApiError::invalid("invalid_email", "email is not an email address").with_param("email"));
     }
-    if req.password.chars().count() < PASSWORD_CHARS_MIN {
-        return Err(ApiError::invalid(
-            "weak_password",
-            format!("password needs at least {PASSWORD_CHARS_MIN} characters"),
-        )
-        .with_param("password"));
-    }
+    crate::password::check(&req.password)?;
     let client_id = match (principal.role, role) {
         (Role::Admin, Role::Admin) if req.client_id.is_some() => {
             return Err(
@@ -206,10 +251,14 @@ fn user_json(row: &rusqlite::Row<'_>) -> rusqlite::Result<Value> {
         "client_id": row.get::<_, Option<i64>>(3)?,
         "mfa_enabled": row.get::<_, i64>(4)? != 0,
         "created_at": row.get::<_, i64>(5)?,
+        "active": row.get::<_, i64>(6)? != 0,
+        "password_change_required": row.get::<_, i64>(7)? != 0,
+        "locked": row.get::<_, Option<i64>>(8)?.is_some_and(|until| until > now_secs()),
     }))
 }
 
-const USER_COLUMNS: &str = "id, email, role, client_id, mfa_enabled, created_at";
+const USER_COLUMNS: &str =
+    "id, email, role, client_id, mfa_enabled, created_at, active, must_change_password, locked_until";
 
 #[derive(Debug, Deserialize)]
 pub struct UserListQuery {
@@ -469,6 +518,14 @@ pub fn endpoints() -> Vec<Endpoint> {
             "Get a client",
             routing::get(get_client),
         ),
+        Endpoint::new(
+            Method::PATCH,
+            "/v1/clients/{id}",
+            Access::platform(Role::ClientAdmin),
+            "Change a client's settings (mfa_required)",
+            routing::patch(update_client),
+        )
+        .body::<ClientSettings>(),
         Endpoint::new(
             Method::POST,
             "/v1/users",
