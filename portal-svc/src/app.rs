@@ -42,6 +42,9 @@ pub struct AppState {
     pub keyring: Arc<crate::secrets::Keyring>,
     /// Failed sign-ins per source address per window (`--login-failures-per-address`).
     pub addr_failures_max: i64,
+    /// The BLAKE3 hash of the token `GET /metrics` requires (`PORTAL_METRICS_TOKEN`);
+    /// `None`: metrics are off.
+    pub metrics_token: Option<[u8; 32]>,
 }
 
 impl AppState {
@@ -55,6 +58,7 @@ impl AppState {
             session_secs: auth::SESSION_SECS,
             keyring: Arc::new(crate::secrets::Keyring::random()),
             addr_failures_max: auth::ADDR_FAILURES_MAX,
+            metrics_token: None,
         }
     }
 }

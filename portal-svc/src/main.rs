@@ -74,6 +74,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Ok(());
     }
     let (keyring, _) = secrets::load(&args.data_dir)?;
+    let metrics_token = match std::env::var(portal_svc::routes::health::METRICS_TOKEN_ENV) {
+        Ok(token) if token.chars().count() >= portal_svc::routes::health::METRICS_TOKEN_CHARS_MIN => {
+            Some(*blake3::hash(token.as_bytes()).as_bytes())
+        }
+        Ok(_) => {
+            return Err(format!(
+                "{} needs at least {} characters",
+                portal_svc::routes::health::METRICS_TOKEN_ENV,
+                portal_svc::routes::health::METRICS_TOKEN_CHARS_MIN
+            )
+            .into());
+        }
+        Err(_) => None,
+    };
     let ledger = Ledger::open(args.data_dir.join("ledger"), LedgerOptions::default())?;
     let db = Db::open(&args.data_dir.join("portal.db"))?;
     db.call_blocking(|conn| secrets::seal_all(conn, &keyring)).map_err(|e| e.message)??;
@@ -88,6 +102,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let state = AppState {
         session_secs: args.session_secs,
         addr_failures_max: args.login_failures_per_address,
+        metrics_token,
         keyring: std::sync::Arc::new(keyring),
         ..AppState::new(db, ledger.clone())
     };

@@ -830,13 +830,14 @@ fn a_silent_or_slow_head_is_cut_off() {
 // ---------------------------------------------------------------------------------
 // Bounded state an anonymous caller can grow
 
-/// `GET /metrics` is public and labels requests by method and route: a request with a
-/// made-up method (any token is valid HTTP) must not add a label set of its own, or
-/// anyone could grow the registry, and every scrape, without end.
+/// `GET /metrics` labels requests by method and route: a request with a made-up
+/// method (any token is valid HTTP) must not add a label set of its own, or anyone
+/// could grow the registry, and every scrape, without end.
 #[test]
 fn metrics_labels_are_bounded_whatever_the_method() {
     let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start(dir.path(), true);
+    let launch = Launch { env: vec![("PORTAL_METRICS_TOKEN".into(), METRICS_TOKEN.into())], ..Launch::default() };
+    let svc = Service::start_with(dir.path(), true, &launch);
     for i in 0..20 {
         let mut stream = connect(&svc);
         let request = format!("MADEUP{i} /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
@@ -844,7 +845,11 @@ fn metrics_labels_are_bounded_whatever_the_method() {
         let (status, _) = read_response(stream, Duration::from_secs(10));
         assert_eq!(status, 405, "MADEUP{i}");
     }
-    let mut response = agent().get(&format!("{}/metrics", svc.base)).call().unwrap();
+    let mut response = agent()
+        .get(&format!("{}/metrics", svc.base))
+        .header("Authorization", &format!("Bearer {METRICS_TOKEN}"))
+        .call()
+        .unwrap();
     let metrics = response.body_mut().read_to_string().unwrap();
     assert!(!metrics.contains("MADEUP"), "a client-chosen method became a label");
     let counted = metrics
@@ -856,6 +861,37 @@ fn metrics_labels_are_bounded_whatever_the_method() {
         })
         .unwrap_or_else(|| panic!("no `other` method counted:\n{metrics}"));
     assert!(counted.ends_with(" 20"), "{counted}");
+}
+
+const METRICS_TOKEN: &str = "metrics token for the operators";
+
+/// `GET /metrics` (platform-wide counts) needs its own token: not anyone, not a user's
+/// session (even a platform admin's), not an API key; and it is off without a token.
+#[test]
+fn metrics_need_their_own_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let launch = Launch { env: vec![("PORTAL_METRICS_TOKEN".into(), METRICS_TOKEN.into())], ..Launch::default() };
+    let svc = Service::start_with(dir.path(), true, &launch);
+    let admin = svc.token(ADMIN_EMAIL, ADMIN_PASSWORD);
+    let (_, key) = svc.client_with_key(&admin, "scraper");
+    for token in [None, Some(admin.as_str()), Some(key.as_str()), Some("metrics token for the operator")] {
+        let (status, reply) = svc.request("GET", "/metrics", token, None);
+        assert_eq!((status, error_code(&reply).as_str()), (401, "invalid_metrics_token"), "{token:?}");
+    }
+    let (status, text) = svc.request("GET", "/metrics", Some(METRICS_TOKEN), None);
+    assert_eq!(status, 200);
+    assert!(text.as_str().unwrap().contains("portal_http_requests_total"));
+    drop(svc);
+    let svc = Service::start(dir.path(), true);
+    assert_eq!(svc.request("GET", "/metrics", Some(METRICS_TOKEN), None).0, 404, "off without a token");
+    drop(svc);
+    let launch = Launch { env: vec![("PORTAL_METRICS_TOKEN".into(), "short".into())], ..Launch::default() };
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portal-svc"))
+        .args(["--data-dir", dir.path().to_str().unwrap(), "--listen", "127.0.0.1:0"])
+        .envs(launch.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "a guessable metrics token is refused at start");
 }
 
 // ---------------------------------------------------------------------------------
