@@ -66,7 +66,9 @@ export async function renderReports(view, ctx) {
         [GROUPS.find(([g]) => g === params.group_by)[1], label],
         ['Currency', (g) => g.currency],
         ['Count', (g) => String(g.count), { num: true }],
-        ['Amount', (g) => money(g.amount, g.currency), { num: true }],
+        ['Captured', (g) => money(g.captured, g.currency), { num: true }],
+        ['Refunded', (g) => money(g.refunded, g.currency), { num: true }],
+        ['Adjusted', (g) => money(g.adjusted, g.currency), { num: true }],
         ['Net', (g) => money(g.net, g.currency), { num: true }],
       ], groups, { empty: 'No transactions in this period.' })));
 }

@@ -198,7 +198,7 @@ pub async fn reconciliation(
         && totals
             == [i128::from(batch.payment_total), i128::from(batch.refund_total), i128::from(batch.adjustment_total)]
         && net == i128::from(batch.net);
-    let money = |v: i128| i64::try_from(v).map_or_else(|_| v.to_string(), |v| format_minor(v, batch.currency));
+    let money = |v: i128| crate::routes::reports::format_minor_wide(v, batch.currency);
     Ok(Json(json!({
         "object": "reconciliation",
         "batch": batch_json(&batch),

@@ -89,35 +89,58 @@ fn format_arg(format: Option<&str>) -> Result<Format, ApiError> {
     }
 }
 
-/// What a transaction does to the money: sales, captures and adjustments add, refunds
-/// subtract; authorizations and voids move nothing.
-fn net_effect(r: &TxRecord) -> i64 {
-    match Kind::from_code(r.tx.kind) {
-        Some(Kind::Payment) if r.tx.flags & Tx::AUTH_ONLY == 0 => r.tx.amount,
-        Some(Kind::Capture | Kind::Adjustment) => r.tx.amount,
-        Some(Kind::Refund) => -r.tx.amount,
-        _ => 0,
+/// `minor` units of `currency` as a decimal string, for sums past the `i64` range
+/// (`format_minor` takes an `i64`): a report over many transactions must not stop at
+/// the int64 maximum, nor wrap.
+pub(crate) fn format_minor_wide(minor: i128, currency: Currency) -> String {
+    if let Ok(small) = i64::try_from(minor) {
+        return format_minor(small, currency);
     }
+    let digits = currency.exponent();
+    let scale = 10u128.pow(digits);
+    let (sign, abs) = if minor < 0 { ("-", minor.unsigned_abs()) } else { ("", minor.unsigned_abs()) };
+    if digits == 0 {
+        return format!("{sign}{abs}");
+    }
+    format!("{sign}{}.{:0width$}", abs / scale, abs % scale, width = digits as usize)
 }
 
+/// Money per group, in the balance's terms, so a report reconciles with
+/// `GET /v1/balance`: `captured` is what payments took in (sales, and captures of
+/// authorizations; an authorization or a void takes nothing, and a payment is not
+/// counted again with its capture), `refunded` what refunds gave back (positive),
+/// `adjusted` the adjustments (signed), `net` = captured - refunded + adjusted.
+/// `amount` is `captured`, the volume. Summed in `i128`: no total saturates.
 #[derive(Debug, Default, Clone, Copy)]
 struct Sums {
     count: u64,
-    amount: i64,
-    net: i64,
+    captured: i128,
+    refunded: i128,
+    adjusted: i128,
 }
 
 impl Sums {
     fn add(&mut self, r: &TxRecord) {
         self.count += 1;
-        self.amount = self.amount.saturating_add(r.tx.amount);
-        self.net = self.net.saturating_add(net_effect(r));
+        let amount = i128::from(r.tx.amount);
+        match Kind::from_code(r.tx.kind) {
+            Some(Kind::Payment) if r.tx.flags & Tx::AUTH_ONLY == 0 => self.captured += amount,
+            Some(Kind::Capture) => self.captured += amount,
+            Some(Kind::Refund) => self.refunded += amount,
+            Some(Kind::Adjustment) => self.adjusted += amount,
+            _ => {}
+        }
+    }
+
+    fn net(&self) -> i128 {
+        self.captured - self.refunded + self.adjusted
     }
 }
 
 /// Totals of a report, grouped four ways, each per currency.
 #[derive(Debug, Default)]
 struct Totals {
+    by_currency: BTreeMap<((), String), Sums>,
     by_day: BTreeMap<(String, String), Sums>,
     by_kind: BTreeMap<(&'static str, String), Sums>,
     by_status: BTreeMap<(&'static str, String), Sums>,
@@ -128,6 +151,7 @@ impl Totals {
     fn add(&mut self, r: &TxRecord) {
         let currency = r.tx.currency().map_or_else(|| "???".to_string(), |c| c.code().to_string());
         let secs = i64::try_from(r.timestamp_ns / 1_000_000_000).unwrap_or(i64::MAX);
+        self.by_currency.entry(((), currency.clone())).or_default().add(r);
         self.by_day.entry((day_of(secs), currency.clone())).or_default().add(r);
         self.by_kind.entry((kind_name(r.tx.kind), currency.clone())).or_default().add(r);
         self.by_status.entry((state_name(r.state), currency.clone())).or_default().add(r);
@@ -137,14 +161,28 @@ impl Totals {
     fn group<K>(map: &BTreeMap<(K, String), Sums>, key: &str, show: impl Fn(&K) -> Value) -> Vec<Value> {
         map.iter()
             .map(|((k, currency), s)| {
-                let money = |v: i64| Currency::from_code(currency).map_or_else(|| v.to_string(), |c| format_minor(v, c));
-                json!({ key: show(k), "currency": currency, "count": s.count, "amount": money(s.amount), "net": money(s.net) })
+                let money =
+                    |v: i128| Currency::from_code(currency).map_or_else(|| v.to_string(), |c| format_minor_wide(v, c));
+                let mut group = json!({
+                    "currency": currency,
+                    "count": s.count,
+                    "amount": money(s.captured),
+                    "captured": money(s.captured),
+                    "refunded": money(s.refunded),
+                    "adjusted": money(s.adjusted),
+                    "net": money(s.net()),
+                });
+                if !key.is_empty() {
+                    group[key] = show(k);
+                }
+                group
             })
             .collect()
     }
 
     fn json(&self) -> Value {
         json!({
+            "by_currency": Totals::group(&self.by_currency, "", |()| Value::Null),
             "by_day": Totals::group(&self.by_day, "day", |d| json!(d)),
             "by_kind": Totals::group(&self.by_kind, "kind", |k| json!(k)),
             "by_status": Totals::group(&self.by_status, "status", |s| json!(s)),
@@ -352,7 +390,7 @@ async fn transactions_report(
                 ));
             }
             (Format::Csv, Some(by)) => {
-                chunk.push_str(&format!("{},currency,count,amount,net\n", by.key()));
+                chunk.push_str(&format!("{},currency,count,amount,captured,refunded,adjusted,net\n", by.key()));
                 for g in totals.groups(by) {
                     let key = match &g[by.key()] {
                         Value::String(s) => s.clone(),
@@ -361,10 +399,13 @@ async fn transactions_report(
                     };
                     let field = |k: &str| g[k].as_str().map(str::to_string).unwrap_or_else(|| g[k].to_string());
                     chunk.push_str(&format!(
-                        "{key},{},{},{},{}\n",
+                        "{key},{},{},{},{},{},{},{}\n",
                         field("currency"),
                         field("count"),
                         field("amount"),
+                        field("captured"),
+                        field("refunded"),
+                        field("adjusted"),
                         field("net")
                     ));
                 }
@@ -506,4 +547,19 @@ pub fn endpoints() -> Vec<Endpoint> {
         )
         .query(&["from", "to", "format", "client_id"]),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wide_sums_keep_their_decimals_past_the_i64_range() {
+        let usd = Currency::from_code("USD").expect("USD");
+        let jpy = Currency::from_code("JPY").expect("JPY");
+        assert_eq!(format_minor_wide(1234, usd), "12.34");
+        assert_eq!(format_minor_wide(i128::from(i64::MAX) + 1, usd), "92233720368547758.08");
+        assert_eq!(format_minor_wide(-(i128::from(i64::MAX) + 2), usd), "-92233720368547758.09");
+        assert_eq!(format_minor_wide(i128::from(i64::MAX) * 2, jpy), "18446744073709551614");
+    }
 }
