@@ -211,6 +211,11 @@ pub struct MetaWrite {
     pub idempotency: Option<(i64, String, Vec<u8>, u16, String)>,
     /// The money action's audit entry (chained in the group's order).
     pub audit: Option<crate::audit::Entry>,
+    /// `(ledger id, client, description)` written before the ledger commit, replacing
+    /// any: a crash between the commit and the answer cannot lose it.
+    pub description_ahead: Option<(Vec<u8>, i64, String)>,
+    /// A ledger id whose description written ahead is dropped (the ledger refused it).
+    pub forget_description: Option<Vec<u8>>,
 }
 
 #[derive(Debug)]
@@ -323,8 +328,17 @@ fn commit_meta(conn: &mut Connection, group: &[MetaJob]) -> Result<(), rusqlite:
             "INSERT OR IGNORE INTO idempotency (client_id, key, fingerprint, status, response, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?;
+        let mut ahead = tx
+            .prepare_cached("INSERT OR REPLACE INTO tx_meta (ledger_id, client_id, description) VALUES (?1, ?2, ?3)")?;
+        let mut forget = tx.prepare_cached("DELETE FROM tx_meta WHERE ledger_id = ?1")?;
         let now = now_secs();
         for job in group {
+            if let Some((id, client, description)) = &job.write.description_ahead {
+                ahead.execute(rusqlite::params![id, client, description])?;
+            }
+            if let Some(id) = &job.write.forget_description {
+                forget.execute([id])?;
+            }
             if let Some((id, client, description)) = &job.write.description {
                 describe.execute(rusqlite::params![id, client, description])?;
             }

@@ -213,6 +213,20 @@ async fn commit(
     let tx = make(id);
     let kind = tx.kind().unwrap_or(Kind::Payment);
     let on_ref = (!tx.ref_id.is_none()).then_some(tx.ref_id);
+    // The description goes to disk before the ledger commit, so a crash between the
+    // commit and its answer keeps it (it was lost: issue 15). Not over an existing
+    // transaction's: a retry with another body is refused by the ledger below.
+    let ahead = match &description {
+        Some(d) if state.ledger.lookup(id).is_none() => {
+            let write = MetaWrite {
+                description_ahead: Some((id.0.to_le_bytes().to_vec(), client, d.clone())),
+                ..MetaWrite::default()
+            };
+            state.db.write_meta(write).await?;
+            true
+        }
+        _ => false,
+    };
     let outcome = match state.ledger.submit_async(vec![tx]).await {
         Ok(outcome) => outcome,
         Err(e) => {
@@ -230,7 +244,11 @@ async fn commit(
         Some(TxOutcome::Rejected(reject)) => {
             let error = ledger_reject(*reject, kind);
             let entry = money_entry(principal, &tx, on_ref, "refused", Some(error.code));
-            state.db.write_meta(MetaWrite { audit: Some(entry), ..MetaWrite::default() }).await?;
+            let forget = (ahead && *reject != Reject::ExistsWithDifferentFields).then(|| id.0.to_le_bytes().to_vec());
+            state
+                .db
+                .write_meta(MetaWrite { audit: Some(entry), forget_description: forget, ..MetaWrite::default() })
+                .await?;
             return Err(error);
         }
         None => return Err(ApiError::internal("the ledger returned no outcome")),
@@ -243,6 +261,7 @@ async fn commit(
             description: description.map(|d| (ledger_id, client, d)),
             idempotency: key.map(|k| (client, k, fingerprint, 201, stored_body)),
             audit: Some(money_entry(principal, &record.tx, Some(record.tx.id), "ok", None)),
+            ..MetaWrite::default()
         })
         .await?;
     Ok(if was_there { replayed(201, body) } else { (StatusCode::CREATED, json_response(body)).into_response() })
