@@ -45,6 +45,8 @@ pub struct AppState {
     /// The BLAKE3 hash of the token `GET /metrics` requires (`PORTAL_METRICS_TOKEN`);
     /// `None`: metrics are off.
     pub metrics_token: Option<[u8; 32]>,
+    /// Clients' settings already read (see [`crate::settings::SettingsCache`]).
+    pub settings: Arc<crate::settings::SettingsCache>,
 }
 
 impl AppState {
@@ -59,6 +61,7 @@ impl AppState {
             keyring: Arc::new(crate::secrets::Keyring::random()),
             addr_failures_max: auth::ADDR_FAILURES_MAX,
             metrics_token: None,
+            settings: Arc::default(),
         }
     }
 }

@@ -188,6 +188,12 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX audit_log_action ON audit_log(action, id);",
     // 8 (issue 15): a client may require MFA of all its users.
     "ALTER TABLE clients ADD COLUMN mfa_required INTEGER NOT NULL DEFAULT 0;",
+    // 9 (issue 15): a client's time zone (a UTC offset), daily settlement cut-over (and
+    // the local day it last ran) and allowed currencies (comma-separated; NULL: all).
+    "ALTER TABLE clients ADD COLUMN utc_offset_minutes INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE clients ADD COLUMN settlement_cutover TEXT;
+    ALTER TABLE clients ADD COLUMN cutover_done_day TEXT;
+    ALTER TABLE clients ADD COLUMN allowed_currencies TEXT;",
 ];
 
 /// A shared handle on the metadata database.

@@ -24,3 +24,4 @@ pub mod mfa;
 pub mod password;
 pub mod routes;
 pub mod secrets;
+pub mod settings;

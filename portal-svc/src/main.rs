@@ -106,7 +106,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         keyring: std::sync::Arc::new(keyring),
         ..AppState::new(db, ledger.clone())
     };
+    // Each client's daily settlement cut-over closes its open batches by itself.
+    runtime.spawn(portal_svc::settings::cutover_task(state.clone()));
     runtime.block_on(serve(args.listen, state))?;
+    // Stops the cut-over task (it may be between two awaits) before the ledger closes.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(SHUTDOWN_TASKS_SECS));
     ledger.close()?;
     Ok(())
 }
@@ -172,6 +176,9 @@ async fn serve(listen: SocketAddr, state: AppState) -> std::io::Result<()> {
     while connections.join_next().await.is_some() {}
     Ok(())
 }
+
+/// How long background tasks may take to stop once the connections are drained.
+const SHUTDOWN_TASKS_SECS: u64 = 5;
 
 /// How long the accept loop waits after a failed accept before the next.
 const ACCEPT_RETRY_MS: u64 = 100;

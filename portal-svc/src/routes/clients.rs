@@ -35,14 +35,26 @@ fn name_arg(name: &str, param: &'static str) -> Result<String, ApiError> {
 }
 
 fn client_json(id: i64, name: &str, created_at: i64) -> Value {
-    json!({ "id": id, "object": "client", "name": name, "created_at": created_at, "mfa_required": false })
+    let mut client = json!({ "id": id, "object": "client", "name": name, "created_at": created_at });
+    with_settings(&mut client, &crate::settings::Settings::default());
+    client
 }
 
-/// A client row (`id, name, created_at, mfa_required`) as the API shows it.
-fn client_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Value> {
-    let mut client = client_json(row.get(0)?, &row.get::<_, String>(1)?, row.get(2)?);
-    client["mfa_required"] = json!(row.get::<_, i64>(3)? != 0);
+fn with_settings(client: &mut Value, settings: &crate::settings::Settings) {
+    if let (Some(client), Value::Object(settings)) = (client.as_object_mut(), settings.json()) {
+        client.extend(settings);
+    }
+}
+
+/// A client row (`id, name, created_at`) with its settings, as the API shows it.
+fn client_row(conn: &rusqlite::Connection, row: (i64, String, i64)) -> Result<Value, ApiError> {
+    let mut client = client_json(row.0, &row.1, row.2);
+    with_settings(&mut client, &crate::settings::load(conn, row.0)?.unwrap_or_default());
     Ok(client)
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    <Value as serde::Deserialize>::deserialize(d).map(Some)
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -50,6 +62,14 @@ fn client_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Value> {
 pub struct ClientSettings {
     /// Every user of the client must enrol in MFA before doing anything else.
     mfa_required: Option<bool>,
+    /// A UTC offset: `UTC`, `+HH:MM`, `-HH:MM`. Reports' days and the cut-over follow it.
+    time_zone: Option<String>,
+    /// `HH:MM` local time at which open batches close by themselves each day; `null`: never.
+    #[serde(default, deserialize_with = "present")]
+    settlement_cutover: Option<Value>,
+    /// ISO 4217 codes payments may use; `null`: all.
+    #[serde(default, deserialize_with = "present")]
+    allowed_currencies: Option<Value>,
 }
 
 /// `PATCH /v1/clients/{id}`: the client's settings (its client admins, or a platform
@@ -64,28 +84,65 @@ pub async fn update_client(
         return Err(ApiError::not_found("no such client"));
     }
     principal.require_user(Role::ClientAdmin)?;
+    let offset = req.time_zone.as_deref().map(crate::settings::parse_offset).transpose()?;
+    let cutover = match &req.settlement_cutover {
+        None => None,
+        Some(Value::Null) => Some(None),
+        Some(Value::String(text)) => {
+            let (h, m) = crate::settings::parse_cutover(text)?;
+            Some(Some(format!("{h:02}:{m:02}")))
+        }
+        Some(_) => return Err(crate::settings::parse_cutover("").err().unwrap_or_else(|| ApiError::internal("parse"))),
+    };
+    let currencies = match &req.allowed_currencies {
+        None => None,
+        Some(Value::Null) => Some(None),
+        Some(Value::Array(codes)) => {
+            let codes: Vec<String> = codes.iter().map(|c| c.as_str().unwrap_or_default().to_string()).collect();
+            let parsed = crate::settings::parse_currencies(&codes)?;
+            Some(Some(parsed.iter().map(|c| c.code()).collect::<Vec<_>>().join(",")))
+        }
+        Some(_) => {
+            return Err(crate::settings::parse_currencies(&[]).err().unwrap_or_else(|| ApiError::internal("parse")));
+        }
+    };
+    let cache = std::sync::Arc::clone(&state.settings);
     let client = state
         .db
         .call(move |conn| {
             let tx = crate::db::write_tx(conn)?;
-            let before: Option<bool> = tx
-                .query_row("SELECT mfa_required FROM clients WHERE id = ?1", [id], |r| Ok(r.get::<_, i64>(0)? != 0))
+            let row: Option<(i64, String, i64)> = tx
+                .query_row("SELECT id, name, created_at FROM clients WHERE id = ?1", [id], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
                 .optional()?;
-            let before = before.ok_or_else(|| ApiError::not_found("no such client"))?;
-            if let Some(required) = req.mfa_required
-                && required != before
-            {
+            let row = row.ok_or_else(|| ApiError::not_found("no such client"))?;
+            if let Some(required) = req.mfa_required {
                 tx.execute("UPDATE clients SET mfa_required = ?1 WHERE id = ?2", params![required, id])?;
-                audit::append(
-                    &tx,
-                    &[audit::Entry::by(&principal, "client.settings", "client", id)
-                        .in_client(Some(id))
-                        .detail(json!({ "mfa_required": required }))],
+            }
+            if let Some(offset) = offset {
+                tx.execute("UPDATE clients SET utc_offset_minutes = ?1 WHERE id = ?2", params![offset, id])?;
+            }
+            if let Some(cutover) = &cutover {
+                // A new cut-over time applies from today on.
+                tx.execute(
+                    "UPDATE clients SET settlement_cutover = ?1, cutover_done_day = NULL WHERE id = ?2",
+                    params![cutover, id],
                 )?;
             }
-            let client =
-                tx.query_row("SELECT id, name, created_at, mfa_required FROM clients WHERE id = ?1", [id], client_row)?;
+            if let Some(currencies) = &currencies {
+                tx.execute("UPDATE clients SET allowed_currencies = ?1 WHERE id = ?2", params![currencies, id])?;
+            }
+            let settings = crate::settings::load(&tx, id)?.unwrap_or_default();
+            audit::append(
+                &tx,
+                &[audit::Entry::by(&principal, "client.settings", "client", id)
+                    .in_client(Some(id))
+                    .detail(settings.json())],
+            )?;
+            let client = client_row(&tx, row)?;
             tx.commit()?;
+            cache.put(id, settings);
             Ok(client)
         })
         .await?;
@@ -126,11 +183,14 @@ pub async fn list_clients(State(state): State<AppState>, principal: Principal) -
     let data = state
         .db
         .call(move |conn| {
-            let mut stmt = conn.prepare(
-                "SELECT id, name, created_at, mfa_required FROM clients WHERE ?1 OR id = ?2 ORDER BY id LIMIT 1000",
-            )?;
-            let rows = stmt.query_map(params![principal.role == Role::Admin, principal.client_id], client_row)?;
-            Ok(rows.collect::<Result<Vec<Value>, _>>()?)
+            let mut stmt =
+                conn.prepare("SELECT id, name, created_at FROM clients WHERE ?1 OR id = ?2 ORDER BY id LIMIT 1000")?;
+            let rows = stmt
+                .query_map(params![principal.role == Role::Admin, principal.client_id], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })?
+                .collect::<Result<Vec<(i64, String, i64)>, _>>()?;
+            rows.into_iter().map(|row| client_row(conn, row)).collect::<Result<Vec<Value>, _>>()
         })
         .await?;
     Ok(Json(json!({ "data": data, "has_more": false })))
@@ -148,9 +208,12 @@ pub async fn get_client(
     let client = state
         .db
         .call(move |conn| {
-            Ok(conn
-                .query_row("SELECT id, name, created_at, mfa_required FROM clients WHERE id = ?1", [id], client_row)
-                .optional()?)
+            let row: Option<(i64, String, i64)> = conn
+                .query_row("SELECT id, name, created_at FROM clients WHERE id = ?1", [id], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .optional()?;
+            row.map(|row| client_row(conn, row)).transpose()
         })
         .await?;
     client.map(Json).ok_or_else(|| ApiError::not_found("no such client"))
@@ -522,7 +585,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             Method::PATCH,
             "/v1/clients/{id}",
             Access::platform(Role::ClientAdmin),
-            "Change a client's settings (mfa_required)",
+            "Change a client's settings: mfa_required, time_zone, settlement_cutover, allowed_currencies",
             routing::patch(update_client),
         )
         .body::<ClientSettings>(),

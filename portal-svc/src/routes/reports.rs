@@ -56,8 +56,19 @@ pub(crate) fn parse_moment(text: &str, end: bool, param: &'static str) -> Result
 
 /// The period `[from, to)` of a query, in Unix seconds.
 fn period(from: Option<&str>, to: Option<&str>) -> Result<(i64, i64), ApiError> {
-    let to = to.map(|t| parse_moment(t, true, "to")).transpose()?.unwrap_or_else(|| now_secs() + 1);
-    let from = from.map(|f| parse_moment(f, false, "from")).transpose()?.unwrap_or(to - 30 * DAY_SECS);
+    period_in(from, to, 0)
+}
+
+/// [`period`] where a date is a day in a zone `offset_secs` east of UTC (the client's
+/// time zone): its local midnight.
+fn period_in(from: Option<&str>, to: Option<&str>, offset_secs: i64) -> Result<(i64, i64), ApiError> {
+    let local = |text: &str, end: bool, param: &'static str| -> Result<i64, ApiError> {
+        let secs = parse_moment(text, end, param)?;
+        let is_date = time::Date::parse(text.trim(), format_description!("[year]-[month]-[day]")).is_ok();
+        Ok(if is_date { secs - offset_secs } else { secs })
+    };
+    let to = to.map(|t| local(t, true, "to")).transpose()?.unwrap_or_else(|| now_secs() + 1);
+    let from = from.map(|f| local(f, false, "from")).transpose()?.unwrap_or(to - 30 * DAY_SECS);
     if from >= to {
         return Err(ApiError::invalid("invalid_period", "from must be before to").with_param("from"));
     }
@@ -140,6 +151,8 @@ impl Sums {
 /// Totals of a report, grouped four ways, each per currency.
 #[derive(Debug, Default)]
 struct Totals {
+    /// The client's time zone, seconds east of UTC: days are its days.
+    offset_secs: i64,
     by_currency: BTreeMap<((), String), Sums>,
     by_day: BTreeMap<(String, String), Sums>,
     by_kind: BTreeMap<(&'static str, String), Sums>,
@@ -152,7 +165,7 @@ impl Totals {
         let currency = r.tx.currency().map_or_else(|| "???".to_string(), |c| c.code().to_string());
         let secs = i64::try_from(r.timestamp_ns / 1_000_000_000).unwrap_or(i64::MAX);
         self.by_currency.entry(((), currency.clone())).or_default().add(r);
-        self.by_day.entry((day_of(secs), currency.clone())).or_default().add(r);
+        self.by_day.entry((day_of(secs + self.offset_secs), currency.clone())).or_default().add(r);
         self.by_kind.entry((kind_name(r.tx.kind), currency.clone())).or_default().add(r);
         self.by_status.entry((state_name(r.state), currency.clone())).or_default().add(r);
         self.by_device.entry((r.tx.device_id, currency)).or_default().add(r);
@@ -322,7 +335,9 @@ async fn transactions_report(
 ) -> ApiResult<Response> {
     let client_id = principal.ledger_client()?;
     let Query(query) = query.map_err(|e| ApiError::invalid("invalid_query", e.body_text()))?;
-    let (from, to) = period(query.from.as_deref(), query.to.as_deref())?;
+    let settings = crate::settings::of(&state, i64::try_from(client_id).map_err(ApiError::internal)?).await?;
+    let offset_secs = i64::from(settings.utc_offset_minutes) * 60;
+    let (from, to) = period_in(query.from.as_deref(), query.to.as_deref(), offset_secs)?;
     let format = format_arg(query.format.as_deref())?;
     let grouping = query.group_by.as_deref().map(Grouping::parse).transpose()?;
     let kind = match query.kind.as_deref() {
@@ -352,7 +367,7 @@ async fn transactions_report(
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(8);
     let scan_state = state.clone();
     tokio::task::spawn_blocking(move || {
-        let mut totals = Totals::default();
+        let mut totals = Totals { offset_secs, ..Totals::default() };
         let mut chunk = String::with_capacity(64 << 10);
         let send = |chunk: &mut String| tx.blocking_send(Bytes::from(std::mem::take(chunk))).is_ok();
         let mut count: u64 = 0;
@@ -360,7 +375,8 @@ async fn transactions_report(
             (Format::Csv, None) => chunk.push_str(CSV_HEADER),
             (Format::Json, _) => {
                 chunk.push_str(&format!(
-                    r#"{{"object":"report","from":{from},"to":{to},"rows":{}"#,
+                    r#"{{"object":"report","from":{from},"to":{to},"time_zone":"{}","rows":{}"#,
+                    settings.time_zone(),
                     if with_rows { "[" } else { "null" }
                 ));
             }
@@ -421,7 +437,11 @@ async fn transactions_report(
         Format::Json => ("application/json", None),
         Format::Csv => (
             "text/csv; charset=utf-8",
-            Some(format!("attachment; filename=\"transactions-{}-{}.csv\"", day_of(from), day_of(to - 1))),
+            Some(format!(
+                "attachment; filename=\"transactions-{}-{}.csv\"",
+                day_of(from + offset_secs),
+                day_of(to - 1 + offset_secs)
+            )),
         ),
     };
     let mut response = ([(header::CONTENT_TYPE, content_type)], body).into_response();

@@ -331,6 +331,8 @@ pub async fn create(
     let client_id = principal.ledger_client()?;
     let req: NewTransaction = json_body(&body)?;
     let currency = currency_arg(&req.currency)?;
+    let client = i64::try_from(client_id).map_err(ApiError::internal)?;
+    crate::settings::of(&state, client).await?.check_currency(currency)?;
     let amount = amount_arg(&req.amount, currency)?;
     let description = description_arg(req.description)?;
     let device_id = req.device_id.unwrap_or(0);
