@@ -1243,6 +1243,12 @@ fn a_refused_refund_is_audited_as_refused() {
     assert_eq!((payments.len(), payments[0]["resource_id"].as_str()), (1, Some(pid)));
     assert_eq!(audit(&svc, &client_admin, "action=batch.close")[0]["detail"]["net"], "6.00");
     assert_eq!(audit(&svc, &client_admin, "outcome=refused").len(), 1);
+    let (status, csv) = svc.request("GET", "/v1/audit?outcome=refused&format=csv", Some(&client_admin), None);
+    assert_eq!(status, 200);
+    let lines: Vec<&str> = csv.as_str().unwrap().lines().collect();
+    assert_eq!(lines[0], "id,at,actor_type,actor_id,actor,client_id,action,resource_type,resource_id,outcome,detail");
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(lines[1].contains(",transaction.refund,transaction,") && lines[1].contains(",refused,\"{"), "{}", lines[1]);
     // Another client sees none of it.
     let (_, other_admin, _) = tenant(&svc, &admin, "elsewhere");
     assert!(audit(&svc, &other_admin, "action=transaction.").is_empty());

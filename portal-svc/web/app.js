@@ -12,6 +12,7 @@ import { renderReports } from './page-reports.js';
 import { renderDevices, renderDevice, renderGroup } from './page-devices.js';
 import { renderTickets, renderTicket } from './page-tickets.js';
 import { renderAdmin } from './page-admin.js';
+import { renderActivity } from './page-activity.js';
 
 const member = (user) => can(user, 'viewer');
 const manager = (user) => can(user, 'client_admin') || isPlatformAdmin(user);
@@ -31,6 +32,7 @@ const ROUTES = [
   { path: /^\/tickets$/, who: member, render: renderTickets, nav: 'Support', href: '#/tickets' },
   { path: /^\/tickets\/(\d+)$/, who: member, render: renderTicket, section: '#/tickets' },
   { path: /^\/admin$/, who: manager, render: renderAdmin, nav: 'Administration', href: '#/admin' },
+  { path: /^\/activity$/, who: manager, render: renderActivity, nav: 'Activity', href: '#/activity' },
   { path: /^\/account$/, who: anyone, render: renderAccount, title: 'Account', href: '#/account' },
 ];
 

@@ -121,6 +121,7 @@ const BADGES = {
   captured: 'good', applied: 'good', matches: 'good', mismatch: 'bad', on: 'good', active: 'good', revoked: 'bad', online: 'good', completed: 'good', installed: 'good', resolved: 'good', closed: 'info',
   authorized: 'info', open: 'info', in_progress: 'info', waiting: 'warn', pending: 'warn',
   partially_refunded: 'warn', refunded: 'warn', voided: 'bad', offline: 'bad', failed: 'bad', cancelled: 'bad',
+  ok: 'good', refused: 'warn', deactivated: 'bad', locked: 'bad', password_change: 'warn',
 };
 
 /** A status as a badge (the word itself, so colour is never the only signal). */

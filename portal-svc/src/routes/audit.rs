@@ -4,7 +4,8 @@
 
 use axum::Json;
 use axum::extract::{Query, State};
-use axum::http::Method;
+use axum::http::{Method, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing;
 use rusqlite::params;
 use serde::Deserialize;
@@ -34,6 +35,8 @@ pub struct AuditQuery {
     to: Option<i64>,
     /// Platform admins: one client's entries.
     client_id: Option<i64>,
+    /// `json` (default) or `csv` (the page's entries, with a header line).
+    format: Option<String>,
 }
 
 /// One entry as the API shows it.
@@ -60,7 +63,7 @@ async fn list(
     State(state): State<AppState>,
     principal: Principal,
     query: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     principal.require_user(Role::ClientAdmin)?;
     let Query(q) = query.map_err(|e| ApiError::invalid("invalid_query", e.body_text()))?;
     let limit = page_limit(q.limit)?;
@@ -76,6 +79,11 @@ async fn list(
     {
         return Err(ApiError::invalid("invalid_outcome", "outcome is ok, refused or failed").with_param("outcome"));
     }
+    let csv = match q.format.as_deref() {
+        None | Some("json") => false,
+        Some("csv") => true,
+        Some(_) => return Err(ApiError::invalid("invalid_format", "format is json or csv").with_param("format")),
+    };
     let (action, family) = match q.action {
         Some(a) if a.ends_with('.') => (None, Some(format!("{a}%"))),
         other => (other, None),
@@ -114,7 +122,44 @@ async fn list(
             Ok(rows.collect::<Result<Vec<Value>, _>>()?)
         })
         .await?;
-    Ok(Json(page(data, limit)))
+    if csv {
+        return Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], to_csv(&data, limit)).into_response());
+    }
+    Ok(Json(page(data, limit)).into_response())
+}
+
+/// Entries as CSV: a header line, then one line per entry (at most `limit`), every
+/// text field quoted as needed and kept from being read as a spreadsheet formula.
+fn to_csv(data: &[Value], limit: usize) -> String {
+    const COLUMNS: [&str; 11] = [
+        "id",
+        "at",
+        "actor_type",
+        "actor_id",
+        "actor",
+        "client_id",
+        "action",
+        "resource_type",
+        "resource_id",
+        "outcome",
+        "detail",
+    ];
+    let mut out = COLUMNS.join(",");
+    out.push('\n');
+    for entry in data.iter().take(limit) {
+        let fields: Vec<String> = COLUMNS
+            .iter()
+            .map(|c| match &entry[*c] {
+                Value::Null => String::new(),
+                Value::String(s) => crate::routes::reports::csv_field(s),
+                Value::Object(_) => crate::routes::reports::csv_field(&entry[*c].to_string()),
+                other => other.to_string(),
+            })
+            .collect();
+        out.push_str(&fields.join(","));
+        out.push('\n');
+    }
+    out
 }
 
 /// `GET /v1/audit/verify`: `{ok, entries, first_bad_id, head}`. Reads on a connection
@@ -153,6 +198,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             "from",
             "to",
             "client_id",
+            "format",
         ]),
         Endpoint::new(
             Method::GET,

@@ -542,7 +542,7 @@ async fn activity_report(
 
 /// A CSV field, quoted when it holds a separator, a quote or a line break; a leading
 /// `=`, `+`, `-` or `@` is prefixed with `'` so spreadsheets don't run it as a formula.
-fn csv_field(s: &str) -> String {
+pub(crate) fn csv_field(s: &str) -> String {
     let s = if s.starts_with(['=', '+', '-', '@']) { format!("'{s}") } else { s.to_string() };
     if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s }
 }

@@ -5,7 +5,9 @@
 // A scenario a person would follow: sign in (with the keyboard), see the dashboard,
 // refund in the page a payment made through the API, close the batch and reconcile
 // it, export a report as CSV, register a device and follow a firmware rollout, open a
-// ticket and add a note, create and revoke an API key, turn on two-factor sign-in
+// ticket and add a note, create and revoke an API key, set the client's settings,
+// deactivate and reactivate a user, find the refused refund in the activity page and
+// export it, turn on two-factor sign-in
 // and sign in again with a code; then what a viewer may not do, the platform admin's
 // view, a phone-sized screen, and the CSRF token refused missing from the page
 // itself. Every page is saved as a screenshot. Any console error, failed asset or
@@ -179,6 +181,11 @@ async function main() {
       await usd.locator('[data-stat="today-refunds"]').filter({ hasText: '0.00 USD' }).waitFor();
       await page.getByRole('img', { name: 'Volume by day, EUR' }).or(page.getByRole('img', { name: 'Volume by day, USD' })).waitFor();
       await page.getByRole('region', { name: 'Open batches' }).getByRole('link', { name: 'USD' }).waitFor();
+      // The top value's label is whole, inside the chart (it was cut to "37.26 EUR").
+      for (const label of await page.locator('svg.chart text.axis-max').all()) {
+        const x = await label.evaluate((t) => t.getBBox().x);
+        check(x >= 0, `the label ${await label.textContent()} starts at x=${x}, outside the chart`);
+      }
       await shot(page, 'dashboard');
     });
 
@@ -364,7 +371,46 @@ async function main() {
       await page.getByRole('form', { name: 'Role of viewer@cafe.test' }).getByRole('combobox').selectOption('viewer');
       await page.getByRole('form', { name: 'Role of viewer@cafe.test' }).getByRole('button', { name: 'Change' }).click();
       await page.getByText('viewer@cafe.test is now Viewer.').waitFor();
+
+      // The client's settings.
+      const settings = page.getByRole('region', { name: 'Settings of Corner Cafe' });
+      await settings.getByLabel('Time zone (UTC offset)').fill('+01:00');
+      await settings.getByLabel('Allowed currencies').fill('usd, EUR');
+      await settings.getByRole('button', { name: 'Save settings' }).click();
+      await page.getByText('Settings of Corner Cafe saved.').waitFor();
+      const shown = (await api('GET', `/v1/clients/${client.id}`, { token: admin, expect: 200 })).body;
+      check(shown.time_zone === '+01:00' && JSON.stringify(shown.allowed_currencies) === '["USD","EUR"]' && shown.settlement_cutover === null && shown.mfa_required === false, JSON.stringify(shown));
+
+      // A user's lifecycle: deactivated (refused at once), then reactivated.
+      await page.getByRole('button', { name: 'Deactivate viewer@cafe.test' }).click();
+      await confirm(page, 'Deactivate');
+      await page.getByText('viewer@cafe.test deactivated.').waitFor();
+      await api('POST', '/v1/auth/login', { body: { email: 'viewer@cafe.test', password: PASSWORD }, expect: 401 });
+      await shot(page, 'admin-user-deactivated');
+      await page.getByRole('button', { name: 'Reactivate viewer@cafe.test' }).click();
+      await confirm(page, 'Reactivate');
+      await page.getByText('viewer@cafe.test reactivated.').waitFor();
+      await api('POST', '/v1/auth/login', { body: { email: 'viewer@cafe.test', password: PASSWORD }, expect: 200 });
+      check((await page.getByRole('button', { name: /Deactivate manager@cafe\.test/ }).count()) === 0, 'nobody deactivates themselves');
       await shot(page, 'admin');
+    });
+
+    await step('the activity page: the refused refund, filtered and exported as CSV', page, async () => {
+      await nav(page, 'Activity').click();
+      await page.getByRole('heading', { name: 'Activity' }).waitFor();
+      await page.getByLabel('Action').selectOption('transaction.');
+      await page.getByLabel('Outcome').selectOption('refused');
+      await page.getByRole('button', { name: 'Show' }).click();
+      await rows(page, 1);
+      const row = page.getByRole('region', { name: 'Audit trail' }).locator('tbody tr');
+      check((await row.textContent()).includes('transaction.refund') && (await row.textContent()).includes('refund_exceeds_captured'), await row.textContent());
+      await shot(page, 'activity');
+      const [download] = await Promise.all([page.waitForEvent('download'), page.getByRole('link', { name: 'Export (CSV)' }).click()]);
+      const file = join(SHOTS, 'activity.csv');
+      await download.saveAs(file);
+      const lines = (await readFile(file, 'utf8')).trim().split('\n');
+      check(lines[0] === 'id,at,actor_type,actor_id,actor,client_id,action,resource_type,resource_id,outcome,detail', lines[0]);
+      check(lines.length === 2 && lines[1].includes(',transaction.refund,') && lines[1].includes(',refused,'), lines.join('\n'));
     });
 
     await step('turn on two-factor sign-in with the QR code, sign out, sign in with a code', page, async () => {
@@ -402,6 +448,7 @@ async function main() {
       const viewer = await newPage(browser);
       await signIn(viewer, 'viewer@cafe.test', PASSWORD);
       check((await nav(viewer, 'Administration').count()) === 0, 'no administration');
+      check((await nav(viewer, 'Activity').count()) === 0, 'no activity');
       await viewer.goto(`${BASE}/#/transactions/${sale.id}`);
       await viewer.getByRole('region', { name: 'History' }).waitFor();
       check((await viewer.getByRole('button', { name: 'Refund…' }).count()) === 0, 'no refund');
@@ -429,6 +476,19 @@ async function main() {
       await root.getByRole('region', { name: 'Users of Corner Cafe' }).getByText('manager@cafe.test').waitFor();
       await shot(root, 'platform-admin');
       await root.context().close();
+    });
+
+    await step('a chart keeps its top value label whole (4345.26 EUR)', page, async () => {
+      await api('POST', '/v1/transactions', { token: till, key: 'order-1099', body: { kind: 'payment', amount: '4337.26', currency: 'EUR' }, expect: 201 });
+      await page.goto(`${BASE}/#/`);
+      const chart = page.getByRole('img', { name: 'Volume by day, EUR' });
+      await chart.waitFor();
+      const label = chart.locator('text.axis-max');
+      const text = (await label.textContent()).trim();
+      check(text === '4345.26 EUR', text);
+      const x = await label.evaluate((t) => t.getBBox().x);
+      check(x >= 0, `the label "${text}" starts at x=${x}, outside the chart`);
+      await shot(page, 'dashboard-large-values');
     });
 
     await step('a phone-sized screen', null, async () => {
