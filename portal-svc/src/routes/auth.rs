@@ -117,7 +117,12 @@ async fn current_session(
 /// `POST /v1/auth/logout`: ends the request's session, whether it came as a bearer
 /// token or the cookie (which then needs the CSRF token, like any change), and clears
 /// the cookie. Answers 200 when there was no session, so signing out twice is fine.
-async fn logout(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
+async fn logout(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    // Read so the connection stays usable (an unread body makes hyper close it).
+    _body: axum::body::Bytes,
+) -> ApiResult<Response> {
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -182,7 +187,12 @@ fn signed_in_user(principal: &Principal) -> Result<(i64, String), ApiError> {
 
 /// `POST /v1/users/me/mfa`: starts (or restarts) TOTP enrolment. MFA is enforced only
 /// once a code is verified; while it is on, enrolment again is a 409.
-async fn mfa_enrol(State(state): State<AppState>, principal: Principal) -> ApiResult<Json<Value>> {
+async fn mfa_enrol(
+    State(state): State<AppState>,
+    principal: Principal,
+    // Read so the connection stays usable (an unread body makes hyper close it).
+    _body: axum::body::Bytes,
+) -> ApiResult<Json<Value>> {
     let (user_id, email) = signed_in_user(&principal)?;
     let ring = std::sync::Arc::clone(&state.keyring);
     let response = state

@@ -527,6 +527,8 @@ pub async fn revoke_application(
     State(state): State<AppState>,
     principal: Principal,
     ApiPath((client_id, app_id)): ApiPath<(i64, i64)>,
+    // Read so the connection stays usable (an unread body makes hyper close it).
+    _body: axum::body::Bytes,
 ) -> ApiResult<Json<Value>> {
     may_manage_applications(&principal, client_id)?;
     let now = now_secs();

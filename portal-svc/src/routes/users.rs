@@ -4,6 +4,7 @@
 //! the password. Each change is audited in the same SQLite transaction.
 
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::Method;
 use axum::routing;
@@ -74,6 +75,8 @@ async fn unlock(
     State(state): State<AppState>,
     principal: Principal,
     ApiPath(id): ApiPath<i64>,
+    // Read so the connection stays usable (an unread body makes hyper close it).
+    _body: Bytes,
 ) -> ApiResult<Json<Value>> {
     principal.require_user(Role::ClientAdmin)?;
     let user = state
@@ -146,6 +149,8 @@ async fn deactivate(
     State(state): State<AppState>,
     principal: Principal,
     ApiPath(id): ApiPath<i64>,
+    // Read so the connection stays usable (an unread body makes hyper close it).
+    _body: Bytes,
 ) -> ApiResult<Json<Value>> {
     not_self(&principal, id)?;
     lifecycle(&state, principal, id, "user.deactivate", move |tx, _| {
@@ -161,6 +166,8 @@ async fn reactivate(
     State(state): State<AppState>,
     principal: Principal,
     ApiPath(id): ApiPath<i64>,
+    // Read so the connection stays usable (an unread body makes hyper close it).
+    _body: Bytes,
 ) -> ApiResult<Json<Value>> {
     not_self(&principal, id)?;
     lifecycle(&state, principal, id, "user.reactivate", move |tx, _| {
@@ -176,6 +183,8 @@ async fn mfa_reset(
     State(state): State<AppState>,
     principal: Principal,
     ApiPath(id): ApiPath<i64>,
+    // Read so the connection stays usable (an unread body makes hyper close it).
+    _body: Bytes,
 ) -> ApiResult<Json<Value>> {
     lifecycle(&state, principal, id, "mfa.reset", move |tx, _| {
         tx.execute("UPDATE users SET mfa_secret = NULL, mfa_enabled = 0, mfa_last_step = NULL WHERE id = ?1", [id])?;
@@ -254,6 +263,8 @@ async fn revoke_sessions(
     State(state): State<AppState>,
     principal: Principal,
     ApiPath(id): ApiPath<i64>,
+    // Read so the connection stays usable (an unread body makes hyper close it).
+    _body: Bytes,
 ) -> ApiResult<Json<Value>> {
     lifecycle(&state, principal, id, "user.sessions_revoke", move |tx, _| {
         let ended = tx.execute("DELETE FROM sessions WHERE user_id = ?1", [id])?;
@@ -267,6 +278,7 @@ async fn revoke_session(
     State(state): State<AppState>,
     principal: Principal,
     ApiPath((id, session)): ApiPath<(i64, String)>,
+    _body: Bytes,
 ) -> ApiResult<Json<Value>> {
     if session.len() != 16 || !session.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(ApiError::not_found("no such session"));
