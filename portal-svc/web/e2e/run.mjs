@@ -491,6 +491,24 @@ async function main() {
       await shot(page, 'dashboard-large-values');
     });
 
+    await step('a temporary password set by an administrator must be changed first', null, async () => {
+      const temp = (await api('POST', '/v1/users', { token: admin, body: { email: 'temp@cafe.test', password: PASSWORD, role: 'viewer', client_id: client.id }, expect: 201 })).body;
+      await api('POST', `/v1/users/${temp.id}/password`, { token: admin, body: { password: 'temporary password 42' }, expect: 200 });
+      const p = await newPage(browser);
+      await signIn(p, 'temp@cafe.test', 'temporary password 42');
+      await p.locator('#restriction').filter({ hasText: 'temporary password' }).waitFor();
+      await shot(p, 'temporary-password');
+      await p.goto(`${BASE}/#/transactions`);
+      await p.getByRole('heading', { name: 'Account' }).waitFor();
+      await p.locator('#restriction').waitFor();
+      await p.getByLabel('Current password').fill('temporary password 42');
+      await p.getByLabel('New password').fill('a password of my own');
+      await p.getByRole('button', { name: 'Change password' }).click();
+      await p.getByRole('heading', { name: 'Dashboard' }).waitFor();
+      await api('POST', '/v1/auth/login', { body: { email: 'temp@cafe.test', password: 'a password of my own' }, expect: 200 });
+      await p.context().close();
+    });
+
     await step('a phone-sized screen', null, async () => {
       const phone = await newPage(browser, { viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
       await signIn(phone, 'viewer@cafe.test', PASSWORD);
