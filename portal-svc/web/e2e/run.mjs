@@ -203,6 +203,16 @@ async function main() {
       await page.getByRole('button', { name: 'Filter' }).click();
       await page.getByRole('alert').filter({ hasText: 'amount_min needs currency' }).waitFor();
       await shot(page, 'transactions-filter-error');
+      // Found by its id; times carry their zone.
+      await nav(page, 'Transactions').click();
+      await page.waitForURL(/#\/transactions$/);
+      await page.getByLabel('Transaction id').fill(sale.id);
+      await page.getByLabel('Transaction id').press('Enter');
+      await page.getByRole('heading', { name: 'Payment of 12.50 USD' }).waitFor();
+      await page.getByText(sale.id, { exact: true }).waitFor();
+      const created = await page.locator('dl.facts dd').nth(7).textContent();
+      check(/(UTC|GMT|[A-Z]{2,5})([+-]\d{1,2}(:\d{2})?)?$/.test(created.trim()), `a time without its zone: ${created}`);
+      await nav(page, 'Transactions').click();
     });
 
     await step('refund a payment made through the API, with confirmation', page, async () => {
@@ -316,6 +326,12 @@ async function main() {
     });
 
     let ticketId;
+    await step('a transaction shows its device by serial, not its number', page, async () => {
+      await api('POST', '/v1/transactions', { token: till, key: 'order-1050', body: { kind: 'payment', amount: '3.00', currency: 'USD', device_id: deviceId }, expect: 201 });
+      await nav(page, 'Transactions').click();
+      await page.getByRole('region', { name: 'Transactions' }).getByRole('link', { name: 'T-1001', exact: true }).waitFor();
+    });
+
     await step('open a ticket, comment, start work and add a note', page, async () => {
       await nav(page, 'Support').click();
       await page.getByLabel('Subject').fill('T-1001 drops off the Wi-Fi');
