@@ -163,3 +163,24 @@ fn the_settlement_cutover_closes_open_batches_by_itself() {
     std::thread::sleep(std::time::Duration::from_millis(2 * 2_000 + 500));
     assert_eq!(open(&key), 1);
 }
+
+/// The platform admin's cross-client view: each client with its number of users and
+/// its captured volume per currency; a client admin's list carries neither.
+#[test]
+fn the_platform_admin_sees_each_clients_users_and_volume() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(dir.path(), true);
+    let admin = svc.token(ADMIN_EMAIL, ADMIN_PASSWORD);
+    let (id, client_admin, key) = client(&svc, &admin, "volume");
+    for amount in ["10.00", "2.50"] {
+        let (status, _) =
+            svc.post("/v1/transactions", &key, json!({ "kind": "payment", "amount": amount, "currency": "USD" }));
+        assert_eq!(status, 201);
+    }
+    let (_, list) = svc.request("GET", "/v1/clients", Some(&admin), None);
+    let row = list["data"].as_array().unwrap().iter().find(|c| c["id"] == id).unwrap().clone();
+    assert_eq!(row["user_count"], 1, "{row}");
+    assert_eq!(row["volume"], json!([{ "currency": "USD", "captured": "12.50", "net": "12.50" }]));
+    let (_, own) = svc.request("GET", "/v1/clients", Some(&client_admin), None);
+    assert!(own["data"][0].get("volume").is_none() && own["data"][0].get("user_count").is_none(), "{own}");
+}

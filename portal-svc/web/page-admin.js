@@ -4,7 +4,7 @@
 // revoking one stops the key.
 
 import { get, post, patch, del, query } from './api.js';
-import { h, mount, when, badge, table, field, select, onSubmit, confirmDialog, flash, pageHeader, isPlatformAdmin, ROLE_NAMES } from './ui.js';
+import { h, mount, when, money, badge, table, field, select, onSubmit, confirmDialog, flash, pageHeader, isPlatformAdmin, ROLE_NAMES } from './ui.js';
 
 const CLIENT_ROLES = ['client_admin', 'operator', 'viewer'];
 
@@ -42,7 +42,8 @@ function clientsSection(clients, chosen, ctx) {
       ['Client', (c) => (c.id === chosen
         ? h('strong', { 'aria-current': 'true' }, `${c.name} (selected)`)
         : h('a', { href: `#/admin?client=${c.id}` }, c.name))],
-      ['Id', (c) => `#${c.id}`],
+      ['Users', (c) => String(c.user_count ?? '')],
+      ['Volume (captured)', (c) => (c.volume || []).map((v) => money(v.captured, v.currency)).join(', ') || '—'],
       ['Created', (c) => when(c.created_at)],
     ], clients, { empty: 'No client yet.' }),
     form);

@@ -180,7 +180,8 @@ pub async fn create_client(
 
 /// `GET /v1/clients`: the clients the caller may see.
 pub async fn list_clients(State(state): State<AppState>, principal: Principal) -> ApiResult<Json<Value>> {
-    let data = state
+    let platform = principal.role == Role::Admin;
+    let mut data: Vec<Value> = state
         .db
         .call(move |conn| {
             let mut stmt =
@@ -190,9 +191,38 @@ pub async fn list_clients(State(state): State<AppState>, principal: Principal) -
                     Ok((r.get(0)?, r.get(1)?, r.get(2)?))
                 })?
                 .collect::<Result<Vec<(i64, String, i64)>, _>>()?;
-            rows.into_iter().map(|row| client_row(conn, row)).collect::<Result<Vec<Value>, _>>()
+            let mut clients = rows.into_iter().map(|row| client_row(conn, row)).collect::<Result<Vec<Value>, _>>()?;
+            if platform {
+                // The platform's cross-client view: how many users each client has.
+                for client in &mut clients {
+                    let id = client["id"].as_i64().unwrap_or_default();
+                    let users: i64 =
+                        conn.query_row("SELECT count(*) FROM users WHERE client_id = ?1", [id], |r| r.get(0))?;
+                    client["user_count"] = json!(users);
+                }
+            }
+            Ok(clients)
         })
         .await?;
+    if platform {
+        // And its volume per currency, from the ledger's balances (in memory).
+        for client in &mut data {
+            let id = u64::try_from(client["id"].as_i64().unwrap_or_default()).unwrap_or_default();
+            let volume: Vec<Value> = state
+                .ledger
+                .balances(id)
+                .into_iter()
+                .map(|(currency, b)| {
+                    json!({
+                        "currency": currency.code(),
+                        "captured": ledger_core::money::format_minor(b.captured, currency),
+                        "net": ledger_core::money::format_minor(b.net, currency),
+                    })
+                })
+                .collect();
+            client["volume"] = json!(volume);
+        }
+    }
     Ok(Json(json!({ "data": data, "has_more": false })))
 }
 

@@ -488,6 +488,11 @@ async function main() {
       const root = await newPage(browser);
       await signIn(root, ADMIN_EMAIL, ADMIN_PASSWORD);
       await root.getByRole('region', { name: 'Clients' }).getByText('Corner Cafe (selected)').waitFor();
+      // The cross-client view: each client's users and volume.
+      const row = root.getByRole('region', { name: 'Clients' }).locator('tbody tr').filter({ hasText: 'Corner Cafe' });
+      check((await row.locator('td').nth(1).textContent()).trim() === '2', await row.textContent());
+      check((await row.locator('td').nth(2).textContent()).includes('USD'), await row.textContent());
+      await root.getByRole('link', { name: 'Activity' }).waitFor();
       check((await nav(root, 'Dashboard').count()) === 0, 'no client pages for the platform admin');
       await root.getByRole('region', { name: 'Users of Corner Cafe' }).getByText('manager@cafe.test').waitFor();
       await shot(root, 'platform-admin');
