@@ -222,7 +222,7 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
 /// Authenticates and checks `access` before the handler (and its body parsing) runs,
 /// so a caller without the right gets 401/403 whatever it sent. The principal is left
 /// in the request's extensions for the handler.
-async fn guard(access: Access, state: AppState, request: Request, next: Next) -> Response {
+async fn guard(access: Access, route: &'static str, state: AppState, request: Request, next: Next) -> Response {
     if access == Access::Public {
         return next.run(request).await;
     }
@@ -232,6 +232,12 @@ async fn guard(access: Access, state: AppState, request: Request, next: Next) ->
         Err(e) => return refuse(e, body).await,
     };
     if let Err(e) = access.check(&principal) {
+        return refuse(e, body).await;
+    }
+    // A temporary password to change, or MFA the client requires: nothing else first.
+    if let Some(restriction) = session.as_ref().and_then(|s| s.restriction)
+        && let Err(e) = restriction.check(&parts.method, route)
+    {
         return refuse(e, body).await;
     }
     parts.extensions.insert(principal);
@@ -252,9 +258,9 @@ async fn refuse(error: ApiError, body: axum::body::Body) -> Response {
 pub fn router(endpoints: Vec<Endpoint>, state: &AppState) -> axum::Router<AppState> {
     let mut router = axum::Router::new();
     for endpoint in endpoints {
-        let access = endpoint.access;
+        let (access, route) = (endpoint.access, endpoint.path);
         let layer = from_fn_with_state(state.clone(), move |State(state): State<AppState>, request, next| {
-            guard(access, state, request, next)
+            guard(access, route, state, request, next)
         });
         router = router.route(endpoint.path, endpoint.route.route_layer(layer));
     }

@@ -37,6 +37,16 @@ pub struct AppState {
     pub key_cache: Arc<auth::KeyCache>,
     /// How long a new session lasts (`--session-secs`, [`auth::SESSION_SECS`] unless set).
     pub session_secs: i64,
+    /// The key that encrypts secrets at rest (a random one unless `main` loads the
+    /// data directory's; see [`crate::secrets`]).
+    pub keyring: Arc<crate::secrets::Keyring>,
+    /// Failed sign-ins per source address per window (`--login-failures-per-address`).
+    pub addr_failures_max: i64,
+    /// The BLAKE3 hash of the token `GET /metrics` requires (`PORTAL_METRICS_TOKEN`);
+    /// `None`: metrics are off.
+    pub metrics_token: Option<[u8; 32]>,
+    /// Clients' settings already read (see [`crate::settings::SettingsCache`]).
+    pub settings: Arc<crate::settings::SettingsCache>,
 }
 
 impl AppState {
@@ -48,6 +58,10 @@ impl AppState {
             metrics: Arc::default(),
             key_cache: Arc::default(),
             session_secs: auth::SESSION_SECS,
+            keyring: Arc::new(crate::secrets::Keyring::random()),
+            addr_failures_max: auth::ADDR_FAILURES_MAX,
+            metrics_token: None,
+            settings: Arc::default(),
         }
     }
 }
@@ -58,6 +72,8 @@ pub fn endpoints() -> Vec<Endpoint> {
         routes::health::endpoints(),
         routes::auth::endpoints(),
         routes::clients::endpoints(),
+        routes::users::endpoints(),
+        routes::audit::endpoints(),
         routes::transactions::endpoints(),
         routes::batches::endpoints(),
         routes::reports::endpoints(),
@@ -119,6 +135,7 @@ async fn body_deadline(request: axum::extract::Request, next: axum::middleware::
             code: "body_timeout",
             message: format!("the request body did not arrive within {BODY_SECS_MAX} seconds"),
             param: None,
+            retry_after_secs: None,
         }
         .into_response();
     }
@@ -155,7 +172,7 @@ async fn error_body(response: Response) -> Response {
             ("api_error", "internal_error", "internal error".to_string())
         }
     };
-    let mut answer = ApiError { status, kind, code, message, param: None }.into_response();
+    let mut answer = ApiError { status, kind, code, message, param: None, retry_after_secs: None }.into_response();
     for (name, value) in &parts.headers {
         if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
             answer.headers_mut().append(name.clone(), value.clone());

@@ -11,6 +11,7 @@ use rusqlite::OptionalExtension;
 use subtle::ConstantTimeEq;
 
 use crate::app::AppState;
+use crate::audit;
 use crate::db::now_secs;
 use crate::error::ApiError;
 
@@ -22,11 +23,44 @@ pub const SESSION_SECS: i64 = 12 * 3600;
 pub const SESSION_SECS_MIN: i64 = 1;
 /// See [`SESSION_SECS_MIN`].
 pub const SESSION_SECS_MAX: i64 = 7 * 24 * 3600;
-/// Failed logins for one email within [`LOGIN_WINDOW_SECS`] before further attempts
-/// are refused with 429 until the window passes.
-pub const LOGIN_FAILURES_MAX: i64 = 5;
-/// The throttling window.
-pub const LOGIN_WINDOW_SECS: i64 = 15 * 60;
+/// Consecutive failed sign-ins that lock an account (PCI DSS 8.3.4: at most 10); an
+/// email with no account is refused the same way, so the answers do not tell them apart.
+pub const LOGIN_FAILURES_MAX: i64 = 10;
+/// How long a lock lasts unless an administrator unlocks it (PCI DSS: at least 30 min).
+pub const LOCK_SECS: i64 = 30 * 60;
+/// Failed sign-ins from one source address, over every email, within
+/// [`ADDR_WINDOW_SECS`] before that address is throttled (429) whatever it sends,
+/// unless `--login-failures-per-address` says otherwise.
+pub const ADDR_FAILURES_MAX: i64 = 30;
+/// The window of [`ADDR_FAILURES_MAX`].
+pub const ADDR_WINDOW_SECS: i64 = 15 * 60;
+
+/// The source address of the request, put in its extensions by the accept loop.
+/// (No `X-Forwarded-For` is trusted: the service is its own front.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerAddr(pub std::net::IpAddr);
+
+/// A sign-in attempt.
+#[derive(Debug)]
+pub struct Attempt<'a> {
+    pub email: &'a str,
+    pub password: &'a str,
+    pub otp: Option<&'a str>,
+    /// The source address (`unknown` when the request came without one).
+    pub addr: String,
+    pub session_secs: i64,
+    /// Failed attempts per address per [`ADDR_WINDOW_SECS`].
+    pub addr_failures_max: i64,
+}
+
+/// A session opened by [`login`].
+#[derive(Debug)]
+pub struct SignedIn {
+    pub token: String,
+    pub expires_at: i64,
+    /// What the user must do first, if anything (see [`Restriction`]).
+    pub restriction: Option<Restriction>,
+}
 
 /// A role, from most to least powerful.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -217,73 +251,206 @@ fn dummy_hash() -> &'static str {
     DUMMY.get_or_init(|| hash_password("not a real password").unwrap_or_default())
 }
 
-/// Verifies credentials (and the second factor when the user has MFA on) and opens a
-/// session of `session_secs`; returns `(token, expires_at)`. A wrong password or a wrong code counts
-/// towards throttling; a right password without a code does not (the client asks for
-/// one and retries).
-pub fn login(
-    conn: &mut rusqlite::Connection,
-    email: &str,
-    password: &str,
-    otp: Option<&str>,
-    session_secs: i64,
-) -> Result<(String, i64), ApiError> {
-    let now = now_secs();
-    conn.execute("DELETE FROM login_failures WHERE at < ?1", [now - LOGIN_WINDOW_SECS])?;
-    let failures: i64 = conn.query_row(
-        "SELECT count(*) FROM login_failures WHERE email = ?1 AND at >= ?2",
-        rusqlite::params![email, now - LOGIN_WINDOW_SECS],
+/// The account row sign-in reads.
+struct Account {
+    id: i64,
+    password_hash: String,
+    active: bool,
+    locked_until: Option<i64>,
+    client_id: Option<i64>,
+}
+
+fn account(conn: &rusqlite::Connection, email: &str) -> rusqlite::Result<Option<Account>> {
+    conn.prepare_cached("SELECT id, password_hash, active, locked_until, client_id FROM users WHERE email = ?1")?
+        .query_row([email], |row| {
+            Ok(Account {
+                id: row.get(0)?,
+                password_hash: row.get(1)?,
+                active: row.get::<_, i64>(2)? != 0,
+                locked_until: row.get(3)?,
+                client_id: row.get(4)?,
+            })
+        })
+        .optional()
+}
+
+/// Seconds until sign-in from `addr` is allowed again; 0 when it is now.
+fn addr_wait(conn: &rusqlite::Connection, addr: &str, max: i64, now: i64) -> rusqlite::Result<i64> {
+    let since = now - ADDR_WINDOW_SECS;
+    let count: i64 = conn.query_row(
+        "SELECT count(*) FROM login_failures WHERE addr = ?1 AND at >= ?2",
+        rusqlite::params![addr, since],
         |row| row.get(0),
     )?;
-    if failures >= LOGIN_FAILURES_MAX {
-        return Err(ApiError {
-            status: axum::http::StatusCode::TOO_MANY_REQUESTS,
-            kind: "rate_limit_error",
-            code: "too_many_login_attempts",
-            message: "too many failed logins; try again later".into(),
-            param: None,
-        });
+    if count < max {
+        return Ok(0);
     }
-    let user: Option<(i64, String)> = conn
-        .query_row("SELECT id, password_hash FROM users WHERE email = ?1", [email], |row| {
-            Ok((row.get(0)?, row.get(1)?))
-        })
-        .optional()?;
+    // Allowed again when enough of the window's failures have aged out of it.
+    let pivot: i64 = conn.query_row(
+        "SELECT at FROM login_failures WHERE addr = ?1 AND at >= ?2 ORDER BY at LIMIT 1 OFFSET ?3",
+        rusqlite::params![addr, since, count - max],
+        |row| row.get(0),
+    )?;
+    Ok((pivot + ADDR_WINDOW_SECS - now).max(1))
+}
+
+/// Seconds until the account (or the email without one) may sign in again; 0 when now.
+fn lock_wait(conn: &rusqlite::Connection, email: &str, account: Option<&Account>, now: i64) -> rusqlite::Result<i64> {
+    if let Some(a) = account {
+        return Ok(a.locked_until.map_or(0, |until| (until - now).max(0)));
+    }
+    let recent: Vec<i64> = conn
+        .prepare_cached("SELECT at FROM login_failures WHERE email = ?1 AND at >= ?2 ORDER BY at DESC LIMIT ?3")?
+        .query_map(rusqlite::params![email, now - LOCK_SECS, LOGIN_FAILURES_MAX], |row| row.get(0))?
+        .collect::<Result<_, _>>()?;
+    Ok(match recent.last() {
+        Some(tenth) if i64::try_from(recent.len()).unwrap_or(0) >= LOGIN_FAILURES_MAX => {
+            (tenth + LOCK_SECS - now).max(1)
+        }
+        _ => 0,
+    })
+}
+
+/// The answer to a locked or throttled sign-in.
+fn throttled(wait: i64) -> ApiError {
+    ApiError::throttled("too_many_login_attempts", "too many failed sign-ins; try again later", wait)
+}
+
+/// Records a failed attempt for `email` from `addr` (and on the account when there is
+/// one: the tenth in a row locks it for [`LOCK_SECS`]), with its audit entries, and
+/// commits. `reason` goes into the audit entry only.
+pub fn record_failure(
+    tx: rusqlite::Transaction<'_>,
+    email: &str,
+    addr: &str,
+    account: Option<(i64, Option<i64>)>,
+    reason: &str,
+) -> Result<(), ApiError> {
+    let now = now_secs();
+    tx.execute(
+        "INSERT INTO login_failures (email, at, addr) VALUES (?1, ?2, ?3)",
+        rusqlite::params![email, now, addr],
+    )?;
+    let detail = serde_json::json!({ "email": email, "address": addr, "reason": reason });
+    let mut entries = vec![
+        audit::Entry::anonymous("user", account.map(|a| a.0), email, "auth.login_failed")
+            .in_client(account.and_then(|a| a.1))
+            .outcome("failed")
+            .detail(detail),
+    ];
+    if let Some((id, client)) = account {
+        let (failed, locked_until): (i64, Option<i64>) =
+            tx.query_row("SELECT failed_logins, locked_until FROM users WHERE id = ?1", [id], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?;
+        // A lock that has run out starts a new count.
+        let failed = if locked_until.is_some_and(|u| u <= now) { 1 } else { failed + 1 };
+        let lock = failed >= LOGIN_FAILURES_MAX && locked_until.is_none_or(|u| u <= now);
+        let until = if lock { Some(now + LOCK_SECS) } else { locked_until.filter(|u| *u > now) };
+        tx.execute(
+            "UPDATE users SET failed_logins = ?1, locked_until = ?2 WHERE id = ?3",
+            rusqlite::params![failed, until, id],
+        )?;
+        entries[0] = entries[0].clone().on("user", id);
+        if lock {
+            entries.push(
+                audit::Entry::anonymous("system", None, "system", "auth.lock")
+                    .on("user", id)
+                    .in_client(client)
+                    .outcome("ok")
+                    .detail(serde_json::json!({ "failures": failed, "locked_until": now + LOCK_SECS })),
+            );
+        }
+    }
+    audit::append(&tx, &entries)?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Verifies credentials (and the second factor when the user has MFA on) and opens a
+/// session. Refused with 429 and `Retry-After`, before any password is checked: an
+/// account locked by [`LOGIN_FAILURES_MAX`] failures in a row (until [`LOCK_SECS`] pass
+/// or an administrator unlocks it), and an address past its failures per
+/// [`ADDR_WINDOW_SECS`]. A wrong password, a wrong code or a deactivated account is a
+/// failure (401, counted, audited); a right password without a code is not (the client
+/// asks for one and retries).
+pub fn login(
+    conn: &mut rusqlite::Connection,
+    ring: &crate::secrets::Keyring,
+    attempt: &Attempt<'_>,
+) -> Result<SignedIn, ApiError> {
+    let (email, now) = (attempt.email, now_secs());
+    conn.execute("DELETE FROM login_failures WHERE at < ?1", [now - LOCK_SECS.max(ADDR_WINDOW_SECS)])?;
+    let wait = addr_wait(conn, &attempt.addr, attempt.addr_failures_max, now)?;
+    if wait > 0 {
+        return Err(throttled(wait));
+    }
+    let user = account(conn, email)?;
+    let wait = lock_wait(conn, email, user.as_ref(), now)?;
+    if wait > 0 {
+        return Err(throttled(wait));
+    }
     let verified = match &user {
-        Some((_, hash)) => verify_password(password, hash),
+        Some(a) => verify_password(attempt.password, &a.password_hash),
         None => {
-            let _ = verify_password(password, dummy_hash());
+            let _ = verify_password(attempt.password, dummy_hash());
             false
         }
     };
-    let Some((user_id, _)) = user.filter(|_| verified) else {
-        conn.execute("INSERT INTO login_failures (email, at) VALUES (?1, ?2)", rusqlite::params![email, now])?;
-        return Err(ApiError::unauthenticated("invalid_credentials", "the email or password is wrong"));
-    };
     let tx = crate::db::write_tx(conn)?;
-    let (_, mfa_enabled, _) = crate::mfa::state(&tx, user_id)?;
+    let refused = || ApiError::unauthenticated("invalid_credentials", "the email or password is wrong");
+    let Some(user) = user.filter(|_| verified) else {
+        let known = account(&tx, email)?.map(|a| (a.id, a.client_id));
+        record_failure(tx, email, &attempt.addr, known, "wrong_password")?;
+        return Err(refused());
+    };
+    if !user.active {
+        record_failure(tx, email, &attempt.addr, Some((user.id, user.client_id)), "deactivated")?;
+        return Err(refused());
+    }
+    let (_, mfa_enabled, _) = crate::mfa::state(&tx, user.id)?;
     if mfa_enabled {
-        let Some(otp) = otp.filter(|o| !o.trim().is_empty()) else {
+        let Some(otp) = attempt.otp.filter(|o| !o.trim().is_empty()) else {
             return Err(
                 ApiError::unauthenticated("mfa_required", "this account needs a one-time code (otp)").with_param("otp")
             );
         };
-        if !crate::mfa::accept(&tx, user_id, email, otp)? {
-            tx.execute("INSERT INTO login_failures (email, at) VALUES (?1, ?2)", rusqlite::params![email, now])?;
-            tx.commit()?;
+        if !crate::mfa::accept(&tx, ring, user.id, email, otp)? {
+            record_failure(tx, email, &attempt.addr, Some((user.id, user.client_id)), "wrong_otp")?;
             return Err(ApiError::unauthenticated("invalid_otp", "the one-time code is wrong or was already used")
                 .with_param("otp"));
         }
     }
     tx.execute("DELETE FROM login_failures WHERE email = ?1", [email])?;
+    tx.execute("UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = ?1", [user.id])?;
     let token = random_secret(32);
-    let expires_at = now + session_secs;
+    let expires_at = now + attempt.session_secs;
     tx.execute(
         "INSERT INTO sessions (token_hash, user_id, expires_at, created_at) VALUES (?1, ?2, ?3, ?4)",
-        rusqlite::params![token_hash(&token), user_id, expires_at, now],
+        rusqlite::params![token_hash(&token), user.id, expires_at, now],
+    )?;
+    audit::append(
+        &tx,
+        &[audit::Entry::anonymous("user", Some(user.id), email, "auth.login")
+            .on("user", user.id)
+            .in_client(user.client_id)
+            .detail(serde_json::json!({ "address": attempt.addr, "mfa": mfa_enabled }))],
+    )?;
+    let (must_change, mfa_required): (bool, bool) = tx.query_row(
+        "SELECT u.must_change_password, coalesce(c.mfa_required, 0) FROM users u
+         LEFT JOIN clients c ON c.id = u.client_id WHERE u.id = ?1",
+        [user.id],
+        |row| Ok((row.get::<_, i64>(0)? != 0, row.get::<_, i64>(1)? != 0)),
     )?;
     tx.commit()?;
-    Ok((token, expires_at))
+    let restriction = if must_change {
+        Some(Restriction::PasswordChange)
+    } else if mfa_required && !mfa_enabled {
+        Some(Restriction::MfaEnrollment)
+    } else {
+        None
+    };
+    Ok(SignedIn { token, expires_at, restriction })
 }
 
 fn bearer(parts: &Parts) -> Option<&str> {
@@ -355,6 +522,7 @@ pub fn check_csrf(headers: &axum::http::HeaderMap, session_token: &str) -> Resul
                  (GET /v1/auth/session gives it)"
             ),
             param: None,
+            retry_after_secs: None,
         })
     }
 }
@@ -368,6 +536,61 @@ pub struct Session {
     pub expires_at: i64,
     /// Whether the session token came in the cookie rather than `Authorization`.
     pub via_cookie: bool,
+    /// What is stored of the session's token (its BLAKE3 hash).
+    pub token_hash: Vec<u8>,
+    /// What the user must do before anything else, if anything.
+    pub restriction: Option<Restriction>,
+}
+
+/// A session's user as authentication reads it: id, email, role, client, session end,
+/// must change the password, MFA on, MFA required by the client.
+type SessionRow = (i64, String, String, Option<i64>, i64, bool, bool, bool);
+
+/// What a signed-in user must do before the session may do anything else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Restriction {
+    /// An administrator set a temporary password: change it (403 `password_change_required`).
+    PasswordChange,
+    /// The user's client requires MFA and the user has none: enrol (403 `mfa_enrollment_required`).
+    MfaEnrollment,
+}
+
+impl Restriction {
+    /// The routes a restricted session may call: who it is, its session, signing out,
+    /// changing the password and enrolling in MFA.
+    const ALLOWED: [(&'static str, &'static str); 6] = [
+        ("GET", "/v1/users/me"),
+        ("GET", "/v1/auth/session"),
+        ("POST", "/v1/auth/logout"),
+        ("POST", "/v1/users/me/password"),
+        ("POST", "/v1/users/me/mfa"),
+        ("POST", "/v1/users/me/mfa/verify"),
+    ];
+
+    /// The 403 for a call of `method` `route` (a route template) outside [`Restriction::ALLOWED`].
+    pub fn check(self, method: &axum::http::Method, route: &str) -> Result<(), ApiError> {
+        if Restriction::ALLOWED.iter().any(|(m, r)| *m == method.as_str() && *r == route) {
+            return Ok(());
+        }
+        let (code, message) = match self {
+            Restriction::PasswordChange => (
+                "password_change_required",
+                "an administrator set a temporary password: change it first (POST /v1/users/me/password)",
+            ),
+            Restriction::MfaEnrollment => {
+                ("mfa_enrollment_required", "your organisation requires MFA: enrol first (POST /v1/users/me/mfa)")
+            }
+        };
+        Err(ApiError { code, ..ApiError::forbidden(message) })
+    }
+
+    /// The name the API shows (`GET /v1/users/me`, the sign-in answer).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Restriction::PasswordChange => "password_change",
+            Restriction::MfaEnrollment => "mfa_enrollment",
+        }
+    }
 }
 
 /// Ends the session of `token` (a no-op when there is none).
@@ -453,28 +676,52 @@ pub async fn authenticate_session(parts: &Parts, state: &AppState) -> Result<(Pr
     // The token is looked up by its hash: an equality match on a 256-bit digest,
     // so timing reveals nothing about valid tokens.
     let hash = token_hash(&token);
-    let (principal, expires_at) = state
+    let stored_hash = hash.clone();
+    let (principal, expires_at, restriction) = state
         .db
         .call(move |conn| {
-            let row: Option<(i64, String, String, Option<i64>, i64)> = conn
-                .query_row(
-                    "SELECT u.id, u.email, u.role, u.client_id, s.expires_at FROM sessions s JOIN users u ON u.id = s.user_id
-                     WHERE s.token_hash = ?1 AND s.expires_at > ?2",
-                    rusqlite::params![hash, now_secs()],
-                    |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?)),
-                )
+            // A deactivated user's sessions are refused here even if one outlived the
+            // deactivation (which deletes them).
+            let row: Option<SessionRow> = conn
+                .prepare_cached(
+                    "SELECT u.id, u.email, u.role, u.client_id, s.expires_at, u.must_change_password,
+                            u.mfa_enabled, coalesce(c.mfa_required, 0)
+                     FROM sessions s JOIN users u ON u.id = s.user_id LEFT JOIN clients c ON c.id = u.client_id
+                     WHERE s.token_hash = ?1 AND s.expires_at > ?2 AND u.active = 1",
+                )?
+                .query_row(rusqlite::params![hash, now_secs()], |row| {
+                    Ok((
+                        row.get(0)?,
+                        row.get(1)?,
+                        row.get(2)?,
+                        row.get(3)?,
+                        row.get(4)?,
+                        row.get::<_, i64>(5)? != 0,
+                        row.get::<_, i64>(6)? != 0,
+                        row.get::<_, i64>(7)? != 0,
+                    ))
+                })
                 .optional()?;
-            let (user_id, email, role, client_id, expires_at) =
+            let (user_id, email, role, client_id, expires_at, must_change, mfa_enabled, mfa_required) =
                 row.ok_or_else(|| ApiError::unauthenticated("invalid_token", "the token is unknown or expired"))?;
             let role = Role::parse(&role).ok_or_else(|| ApiError::internal("unknown role in the database"))?;
-            Ok((Principal { actor: Actor::User { id: user_id, email }, role, client_id }, expires_at))
+            let restriction = if must_change {
+                Some(Restriction::PasswordChange)
+            } else if mfa_required && !mfa_enabled {
+                Some(Restriction::MfaEnrollment)
+            } else {
+                None
+            };
+            Ok((Principal { actor: Actor::User { id: user_id, email }, role, client_id }, expires_at, restriction))
         })
         .await?;
     // Checked after the session, so an expired cookie is a 401 (sign in again), not a 403.
     if via_cookie && changes_state(&parts.method) {
         check_csrf(&parts.headers, &token)?;
     }
-    Ok((principal, Some(Session { csrf_token: csrf_token(&token), expires_at, via_cookie })))
+    let session =
+        Session { csrf_token: csrf_token(&token), expires_at, via_cookie, token_hash: stored_hash, restriction };
+    Ok((principal, Some(session)))
 }
 
 #[cfg(test)]

@@ -163,12 +163,46 @@ const MIGRATIONS: &[&str] = &[
         at INTEGER NOT NULL
     );
     CREATE INDEX audit_log_client ON audit_log(client_id, at);",
+    // 7 (issue 15): account lockout and the source address of failed sign-ins; user
+    // lifecycle; the audit log's actor, outcome, detail and hash chain (entries from
+    // before are chained at start by `audit::seal_legacy`).
+    "ALTER TABLE users ADD COLUMN active INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE users ADD COLUMN must_change_password INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE users ADD COLUMN failed_logins INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE users ADD COLUMN locked_until INTEGER;
+    ALTER TABLE login_failures ADD COLUMN addr TEXT;
+    CREATE INDEX login_failures_addr ON login_failures(addr, at);
+    ALTER TABLE audit_log ADD COLUMN actor_type TEXT NOT NULL DEFAULT 'user';
+    ALTER TABLE audit_log ADD COLUMN actor_id INTEGER;
+    ALTER TABLE audit_log ADD COLUMN resource_type TEXT;
+    ALTER TABLE audit_log ADD COLUMN resource_id TEXT;
+    ALTER TABLE audit_log ADD COLUMN outcome TEXT NOT NULL DEFAULT 'ok';
+    ALTER TABLE audit_log ADD COLUMN detail TEXT;
+    ALTER TABLE audit_log ADD COLUMN hash BLOB;
+    UPDATE audit_log SET actor_type = 'api_key', actor_id = CAST(substr(actor, 13) AS INTEGER)
+        WHERE actor LIKE 'application:%';
+    UPDATE audit_log SET actor_id = (SELECT id FROM users WHERE users.email = audit_log.actor)
+        WHERE actor_type = 'user';
+    UPDATE audit_log SET resource_type = substr(resource, 1, instr(resource, ':') - 1),
+        resource_id = substr(resource, instr(resource, ':') + 1) WHERE instr(resource, ':') > 0;
+    CREATE INDEX audit_log_action ON audit_log(action, id);",
+    // 8 (issue 15): a client may require MFA of all its users.
+    "ALTER TABLE clients ADD COLUMN mfa_required INTEGER NOT NULL DEFAULT 0;",
+    // 9 (issue 15): a client's time zone (a UTC offset), daily settlement cut-over (and
+    // the local day it last ran) and allowed currencies (comma-separated; NULL: all).
+    "ALTER TABLE clients ADD COLUMN utc_offset_minutes INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE clients ADD COLUMN settlement_cutover TEXT;
+    ALTER TABLE clients ADD COLUMN cutover_done_day TEXT;
+    ALTER TABLE clients ADD COLUMN allowed_currencies TEXT;",
 ];
 
 /// A shared handle on the metadata database.
 #[derive(Debug, Clone)]
 pub struct Db {
     conn: Arc<Mutex<Connection>>,
+    /// Where the database is, for readers that must not hold the shared connection
+    /// for long (the audit chain's verification).
+    path: Arc<std::path::PathBuf>,
     /// The group-committing writer of what money requests keep beside the ledger.
     meta: std::sync::mpsc::Sender<MetaJob>,
 }
@@ -181,6 +215,13 @@ pub struct MetaWrite {
     pub description: Option<(Vec<u8>, i64, String)>,
     /// `(client, key, fingerprint, status, response)`.
     pub idempotency: Option<(i64, String, Vec<u8>, u16, String)>,
+    /// The money action's audit entry (chained in the group's order).
+    pub audit: Option<crate::audit::Entry>,
+    /// `(ledger id, client, description)` written before the ledger commit, replacing
+    /// any: a crash between the commit and the answer cannot lose it.
+    pub description_ahead: Option<(Vec<u8>, i64, String)>,
+    /// A ledger id whose description written ahead is dropped (the ledger refused it).
+    pub forget_description: Option<Vec<u8>>,
 }
 
 #[derive(Debug)]
@@ -197,6 +238,8 @@ fn connect(path: &Path) -> Result<Connection, rusqlite::Error> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // Deleted or overwritten content is zeroed, not left in free pages.
+    conn.pragma_update(None, "secure_delete", "ON")?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     Ok(conn)
 }
@@ -207,13 +250,14 @@ impl Db {
     pub fn open(path: &Path) -> Result<Db, rusqlite::Error> {
         let mut conn = connect(path)?;
         migrate(&mut conn)?;
+        crate::audit::seal_legacy(&mut conn)?;
         let writer = connect(path)?;
         let (meta, jobs) = std::sync::mpsc::channel();
         std::thread::Builder::new()
             .name("portal-meta-writer".into())
             .spawn(move || meta_writer(writer, &jobs))
             .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
-        Ok(Db { conn: Arc::new(Mutex::new(conn)), meta })
+        Ok(Db { conn: Arc::new(Mutex::new(conn)), path: Arc::new(path.to_path_buf()), meta })
     }
 
     /// Stores `write` durably: requests arriving together share one SQLite transaction
@@ -237,6 +281,17 @@ impl Db {
         })
         .await
         .map_err(ApiError::internal)?
+    }
+
+    /// Runs `f` on the blocking pool with a connection of its own, opened for this call:
+    /// for long reads that must not hold the shared connection.
+    pub async fn call_own<T, F>(&self, f: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, ApiError> + Send + 'static,
+    {
+        let path = Arc::clone(&self.path);
+        tokio::task::spawn_blocking(move || f(&mut connect(&path)?)).await.map_err(ApiError::internal)?
     }
 
     /// Runs `f` with the connection on the calling thread (start-up only).
@@ -279,8 +334,17 @@ fn commit_meta(conn: &mut Connection, group: &[MetaJob]) -> Result<(), rusqlite:
             "INSERT OR IGNORE INTO idempotency (client_id, key, fingerprint, status, response, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?;
+        let mut ahead = tx
+            .prepare_cached("INSERT OR REPLACE INTO tx_meta (ledger_id, client_id, description) VALUES (?1, ?2, ?3)")?;
+        let mut forget = tx.prepare_cached("DELETE FROM tx_meta WHERE ledger_id = ?1")?;
         let now = now_secs();
         for job in group {
+            if let Some((id, client, description)) = &job.write.description_ahead {
+                ahead.execute(rusqlite::params![id, client, description])?;
+            }
+            if let Some(id) = &job.write.forget_description {
+                forget.execute([id])?;
+            }
             if let Some((id, client, description)) = &job.write.description {
                 describe.execute(rusqlite::params![id, client, description])?;
             }
@@ -288,6 +352,10 @@ fn commit_meta(conn: &mut Connection, group: &[MetaJob]) -> Result<(), rusqlite:
                 remember.execute(rusqlite::params![client, key, fingerprint, status, response, now])?;
             }
         }
+    }
+    let entries: Vec<crate::audit::Entry> = group.iter().filter_map(|job| job.write.audit.clone()).collect();
+    if !entries.is_empty() {
+        crate::audit::append(&tx, &entries)?;
     }
     tx.commit()
 }

@@ -16,11 +16,13 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub param: Option<&'static str>,
+    /// Seconds to answer in `Retry-After` (throttled answers, 429).
+    pub retry_after_secs: Option<u64>,
 }
 
 impl ApiError {
     fn new(status: StatusCode, kind: &'static str, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, kind, code, message: message.into(), param: None }
+        ApiError { status, kind, code, message: message.into(), param: None, retry_after_secs: None }
     }
 
     /// 400: malformed or invalid input.
@@ -51,6 +53,13 @@ impl ApiError {
     /// 422: a valid request that the ledger refuses.
     pub fn refused(code: &'static str, message: impl Into<String>) -> ApiError {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, "ledger_error", code, message)
+    }
+
+    /// 429 with `Retry-After: retry_after_secs` (at least 1).
+    pub fn throttled(code: &'static str, message: impl Into<String>, retry_after_secs: i64) -> ApiError {
+        let mut e = Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", code, message);
+        e.retry_after_secs = Some(u64::try_from(retry_after_secs.max(1)).unwrap_or(1));
+        e
     }
 
     /// 503: the ledger could not commit (its outcome is unknown; never a false 2xx).
@@ -85,7 +94,11 @@ impl IntoResponse for ApiError {
         if let Some(param) = self.param {
             error["param"] = json!(param);
         }
-        (self.status, Json(json!({ "error": error }))).into_response()
+        let mut response = (self.status, Json(json!({ "error": error }))).into_response();
+        if let Some(secs) = self.retry_after_secs {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(secs));
+        }
+        response
     }
 }
 

@@ -23,6 +23,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
                 code: "body_too_large",
                 message: format!("the request body exceeds {} bytes", crate::app::BODY_BYTES_MAX),
                 param: None,
+                retry_after_secs: None,
             }),
             Err(rejection) => Err(ApiError::invalid("invalid_json", rejection.body_text())),
         }

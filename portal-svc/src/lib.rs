@@ -11,6 +11,12 @@
 //! response; batches (close, list, get, reconciliation) and balances; support tickets
 //! (state machine, assignment, comments). Reports, devices, notes, MFA, the audit log,
 //! `/metrics` and `/openapi.json` come next; see `ARCHITECTURE.md`.
+//!
+//! Issue 15 (a payments security audit): secrets at rest (`secrets`), PCI lockout and
+//! per-address throttling (`auth`), a hash-chained audit trail of every action
+//! (`audit`, `routes::audit`), the user lifecycle and password policy
+//! (`routes::users`, `password`), client settings with the settlement cut-over
+//! (`settings`), and `/metrics` behind its own token.
 
 pub mod api;
 pub mod app;
@@ -21,4 +27,7 @@ pub mod error;
 pub mod extract;
 pub mod idempotency;
 pub mod mfa;
+pub mod password;
 pub mod routes;
+pub mod secrets;
+pub mod settings;

@@ -9,13 +9,17 @@ use clap::Parser;
 use ledger_core::{Ledger, LedgerOptions};
 use portal_svc::app::{self, AppState};
 use portal_svc::db::Db;
+use portal_svc::secrets;
 
 #[derive(Debug, Parser)]
 #[command(version, about = "The ledger's portal service")]
 struct Args {
-    /// Where everything is stored: DIR/ledger (the log) and DIR/portal.db (metadata).
-    #[arg(long, default_value = "./portal-data")]
+    /// Where everything is stored: DIR/ledger (the log), DIR/portal.db (metadata) and
+    /// DIR/secret.key (the key of secrets at rest, unless PORTAL_SECRET_KEY gives it).
+    #[arg(long, default_value = "./portal-data", global = true)]
     data_dir: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Address to listen on (port 0 picks a free port; the line `listening on ...`
     /// says which).
     #[arg(long, default_value = "127.0.0.1:8080")]
@@ -24,6 +28,30 @@ struct Args {
     #[arg(long, default_value_t = portal_svc::auth::SESSION_SECS,
           value_parser = clap::value_parser!(i64).range(portal_svc::auth::SESSION_SECS_MIN..=portal_svc::auth::SESSION_SECS_MAX))]
     session_secs: i64,
+    /// Failed sign-ins from one source address, over every email, in 15 minutes before
+    /// that address is answered 429 (raise it when many users share one address).
+    #[arg(long, default_value_t = portal_svc::auth::ADDR_FAILURES_MAX,
+          value_parser = clap::value_parser!(i64).range(1..=1_000_000))]
+    login_failures_per_address: i64,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Re-encrypt every secret at rest under a new key (the service must be stopped):
+    /// DIR/secret.key is replaced; with PORTAL_SECRET_KEY set, the new key is taken from
+    /// PORTAL_SECRET_KEY_NEW and the variable must then be replaced by it.
+    RotateKey,
+}
+
+/// The file a running service holds locked, so `rotate-key` cannot run beside it.
+const LOCK_FILE: &str = "portal.lock";
+
+/// Locks `DIR/portal.lock` for the life of the returned file.
+fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, Box<dyn std::error::Error>> {
+    let path = dir.join(LOCK_FILE);
+    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path)?;
+    file.try_lock().map_err(|e| format!("{} is in use by another portal-svc ({e})", dir.display()))?;
+    Ok(file)
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -34,16 +62,55 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .with_writer(std::io::stderr)
         .init();
-    std::fs::create_dir_all(&args.data_dir)?;
+    // Before anything is created: every file 0600 and directory 0700 from its creation.
+    secrets::private_umask();
+    secrets::tighten_modes(&args.data_dir)?;
+    let _lock = lock_data_dir(&args.data_dir)?;
+    if let Some(Command::RotateKey) = args.command {
+        let mut conn = rusqlite::Connection::open(args.data_dir.join("portal.db"))?;
+        conn.pragma_update(None, "secure_delete", "ON")?;
+        let id = secrets::rotate(&args.data_dir, &mut conn)?;
+        println!("secrets re-encrypted under key {id}");
+        return Ok(());
+    }
+    let (keyring, _) = secrets::load(&args.data_dir)?;
+    let metrics_token = match std::env::var(portal_svc::routes::health::METRICS_TOKEN_ENV) {
+        Ok(token) if token.chars().count() >= portal_svc::routes::health::METRICS_TOKEN_CHARS_MIN => {
+            Some(*blake3::hash(token.as_bytes()).as_bytes())
+        }
+        Ok(_) => {
+            return Err(format!(
+                "{} needs at least {} characters",
+                portal_svc::routes::health::METRICS_TOKEN_ENV,
+                portal_svc::routes::health::METRICS_TOKEN_CHARS_MIN
+            )
+            .into());
+        }
+        Err(_) => None,
+    };
     let ledger = Ledger::open(args.data_dir.join("ledger"), LedgerOptions::default())?;
     let db = Db::open(&args.data_dir.join("portal.db"))?;
+    db.call_blocking(|conn| secrets::seal_all(conn, &keyring)).map_err(|e| e.message)??;
+    secrets::finish_rotation(&args.data_dir)?;
+    // The engine made its files after the walk above, under the umask: check them too.
+    secrets::tighten_modes(&args.data_dir)?;
     if let Some((email, password)) = app::bootstrap_admin(&db).map_err(|e| e.message)? {
         // Printed once, on stdout only (never logged): the one way to learn it.
         println!("created platform admin {email} with password {password}");
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let state = AppState { session_secs: args.session_secs, ..AppState::new(db, ledger.clone()) };
+    let state = AppState {
+        session_secs: args.session_secs,
+        addr_failures_max: args.login_failures_per_address,
+        metrics_token,
+        keyring: std::sync::Arc::new(keyring),
+        ..AppState::new(db, ledger.clone())
+    };
+    // Each client's daily settlement cut-over closes its open batches by itself.
+    runtime.spawn(portal_svc::settings::cutover_task(state.clone()));
     runtime.block_on(serve(args.listen, state))?;
+    // Stops the cut-over task (it may be between two awaits) before the ledger closes.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(SHUTDOWN_TASKS_SECS));
     ledger.close()?;
     Ok(())
 }
@@ -59,18 +126,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 async fn serve(listen: SocketAddr, state: AppState) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
+    // The handlers are installed before the line is printed: a SIGTERM sent as soon as
+    // it is seen drains, rather than killing the process by the default action.
+    let shutdown = shutdown_signal(terminate_signal());
     println!("listening on http://{addr}");
     std::io::stdout().flush()?;
     tracing::info!(%addr, "accepting connections");
-    let service = hyper_util::service::TowerToHyperService::new(app::router(state));
+    let router = app::router(state);
     let (closing, closing_seen) = tokio::sync::watch::channel(false);
     let mut connections = tokio::task::JoinSet::new();
-    let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
     loop {
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     // Out of file descriptors, say: wait for some to close rather than spin.
                     tracing::error!(error = %e, "accept failed");
@@ -80,7 +149,14 @@ async fn serve(listen: SocketAddr, state: AppState) -> std::io::Result<()> {
             },
             () = &mut shutdown => break,
         };
-        let (service, mut closing_seen) = (service.clone(), closing_seen.clone());
+        let (stream, peer) = stream;
+        // Each request carries its source address (sign-in throttling by address).
+        let inner = hyper_util::service::TowerToHyperService::new(router.clone());
+        let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+            request.extensions_mut().insert(portal_svc::auth::PeerAddr(peer.ip()));
+            hyper::service::Service::call(&inner, request)
+        });
+        let mut closing_seen = closing_seen.clone();
         connections.spawn(async move {
             let connection = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
@@ -101,24 +177,35 @@ async fn serve(listen: SocketAddr, state: AppState) -> std::io::Result<()> {
     Ok(())
 }
 
+/// How long background tasks may take to stop once the connections are drained.
+const SHUTDOWN_TASKS_SECS: u64 = 5;
+
 /// How long the accept loop waits after a failed accept before the next.
 const ACCEPT_RETRY_MS: u64 = 100;
 
-/// Resolves on SIGINT or SIGTERM; axum then drains in-flight requests.
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+/// The SIGTERM stream, registered now (`None` if it cannot be).
+fn terminate_signal() -> Option<tokio::signal::unix::Signal> {
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok()
+}
+
+/// Resolves on SIGINT or SIGTERM; the accept loop then drains in-flight requests.
+fn shutdown_signal(terminate: Option<tokio::signal::unix::Signal>) -> impl std::future::Future<Output = ()> {
+    // ctrl_c registers its handler when first polled; register it now through a
+    // signal stream of its own, like SIGTERM.
+    let interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).ok();
+    async move {
+        let wait = |s: Option<tokio::signal::unix::Signal>| async move {
+            match s {
+                Some(mut s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
             }
-            Err(_) => std::future::pending::<()>().await,
+        };
+        tokio::select! {
+            _ = wait(interrupt) => {},
+            _ = wait(terminate) => {},
         }
-    };
-    tokio::select! {
-        _ = interrupt => {},
-        _ = terminate => {},
+        tracing::info!("shutting down: draining in-flight requests");
     }
-    tracing::info!("shutting down: draining in-flight requests");
 }

@@ -78,7 +78,7 @@ pub fn recovery_hash(code: &str) -> Vec<u8> {
     blake3::derive_key("portal-svc mfa recovery code v1", normalized.as_bytes()).to_vec()
 }
 
-/// The MFA state of a user: `(secret, enabled, last accepted step)`.
+/// The MFA state of a user: `(secret as stored (encrypted), enabled, last accepted step)`.
 pub fn state(conn: &Connection, user_id: i64) -> Result<(Option<String>, bool, Option<i64>), ApiError> {
     Ok(conn
         .query_row("SELECT mfa_secret, mfa_enabled, mfa_last_step FROM users WHERE id = ?1", [user_id], |row| {
@@ -90,9 +90,17 @@ pub fn state(conn: &Connection, user_id: i64) -> Result<(Option<String>, bool, O
 
 /// Accepts `otp` for the user once: a TOTP code of a step after the last accepted one
 /// (recorded), or an unused recovery code (marked used). Call inside a transaction.
-pub fn accept(conn: &Connection, user_id: i64, account: &str, otp: &str) -> Result<bool, ApiError> {
+/// The stored secret is decrypted with `ring` (see [`crate::secrets`]).
+pub fn accept(
+    conn: &Connection,
+    ring: &crate::secrets::Keyring,
+    user_id: i64,
+    account: &str,
+    otp: &str,
+) -> Result<bool, ApiError> {
     let (secret, _, last_step) = state(conn, user_id)?;
     let Some(secret) = secret else { return Ok(false) };
+    let secret = ring.open(user_id, &secret).map_err(ApiError::internal)?;
     let otp = otp.trim();
     if otp.len() == DIGITS && otp.bytes().all(|b| b.is_ascii_digit()) {
         let now = u64::try_from(now_secs()).unwrap_or(0);

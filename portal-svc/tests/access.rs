@@ -195,6 +195,8 @@ fn another_clients_objects_are_not_found_on_every_route() {
             ("device-groups", "id") => group["id"].to_string(),
             ("rollouts", "id") => rollout["id"].to_string(),
             ("users", "id") => user_a["id"].to_string(),
+            // Any well-formed session id: the user is another client's, so 404 first.
+            ("users", "session_id") => "0123456789abcdef".to_string(),
             _ => panic!("no isolation case for /v1/{first}/.../{{{param}}}: add one"),
         }
     };
@@ -205,9 +207,11 @@ fn another_clients_objects_are_not_found_on_every_route() {
             ("POST", p) if p.ends_with("/heartbeat") => json!({ "firmware_version": "9.9", "diagnostics": {} }),
             ("POST", p) if p.ends_with("/firmware") => json!({ "version": "3.0" }),
             ("POST", p) if p.ends_with("/applications") => json!({ "name": "x" }),
+            ("POST", p) if p.ends_with("/password") => json!({ "password": "a long enough password" }),
             ("PUT", _) => json!({ "group_id": null }),
             ("PATCH", p) if p.starts_with("/v1/tickets") => json!({ "status": "closed" }),
             ("PATCH", p) if p.starts_with("/v1/users") => json!({ "role": "viewer" }),
+            ("PATCH", p) if p.starts_with("/v1/clients") => json!({ "mfa_required": true }),
             ("PATCH", _) => json!({ "name": "renamed", "config": {} }),
             _ => json!({}),
         }

@@ -468,6 +468,19 @@ fn rollouts_advance_with_heartbeats_and_a_new_one_cancels_the_old() {
     assert_eq!(statuses, vec![(up, "installed"), (d2, "installed"), (d3, "failed")]);
     let (_, group) = w.get(&format!("/v1/device-groups/{gid}"), &w.a_viewer);
     assert_eq!((&group["latest_rollout"]["id"], &group["device_count"]), (&json!(rid), &json!(3)));
+    // The list shows the same (the Devices page read "undefined" there: issue 15).
+    let (_, groups) = w.get("/v1/device-groups", &w.a_viewer);
+    let listed = groups["data"].as_array().unwrap().iter().find(|g| g["id"] == json!(gid)).unwrap().clone();
+    assert_eq!((&listed["latest_rollout"]["id"], &listed["device_count"]), (&json!(rid), &json!(3)), "{listed}");
+
+    // The failed device retries and reports the version: installed, even though the
+    // rollout has completed (it stayed failed: issue 15).
+    w.beat(d3, "2.0", json!({}));
+    let (_, done) = w.get(&rollout_path, &w.a_viewer);
+    assert_eq!(
+        (done["status"].as_str(), &done["progress"]),
+        (Some("completed"), &json!({ "pending": 0, "installed": 3, "failed": 0, "total": 3 }))
+    );
 
     // A new rollout cancels the group's in-progress one.
     let (_, first) = w.post(&format!("/v1/device-groups/{gid}/firmware"), &w.a_admin, json!({ "version": "3.0" }));

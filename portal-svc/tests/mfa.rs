@@ -102,7 +102,7 @@ fn wrong_codes_count_towards_throttling_and_keys_have_no_mfa() {
 
     // Guessing codes with the right password is throttled like guessing passwords.
     let mut throttled = false;
-    for guess in 0..6 {
+    for guess in 0..=portal_svc::auth::LOGIN_FAILURES_MAX {
         let guess = format!("{:06}", 100_000 + guess);
         let (status, body) = login_otp(&svc, Some(&guess));
         if status == 429 {
@@ -112,7 +112,7 @@ fn wrong_codes_count_towards_throttling_and_keys_have_no_mfa() {
         }
         assert_eq!(status, 401, "{body}");
     }
-    assert!(throttled, "six wrong codes in a row are throttled");
+    assert!(throttled, "wrong codes in a row lock the account like wrong passwords");
 
     let (_, key) = svc.client_with_key(&token, "acme");
     let (status, body) = svc.post("/v1/users/me/mfa", &key, json!({}));

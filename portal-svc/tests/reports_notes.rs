@@ -179,8 +179,9 @@ fn transactions_report_totals_rows_and_csv() {
     let by_kind = report["totals"]["by_kind"].as_array().unwrap();
     let refund = by_kind.iter().find(|g| g["kind"] == "refund").unwrap();
     assert_eq!(
-        (refund["count"].as_u64(), refund["amount"].as_str(), refund["net"].as_str()),
-        (Some(1), Some("4.00"), Some("-4.00"))
+        (refund["count"].as_u64(), refund["amount"].as_str(), refund["refunded"].as_str(), refund["net"].as_str()),
+        (Some(1), Some("0.00"), Some("4.00"), Some("-4.00")),
+        "a refund takes nothing in: it gives back"
     );
     let by_status = report["totals"]["by_status"].as_array().unwrap();
     assert!(by_status.iter().any(|g| g["status"] == "partially_refunded" && g["count"] == 1), "{by_status:?}");
@@ -205,9 +206,10 @@ fn transactions_report_totals_rows_and_csv() {
     assert!(lines[4].contains(",refund,applied,4.00,USD,"), "{}", lines[4]);
     let (_, grouped) = svc.request("GET", "/v1/reports/transactions?format=csv&group_by=kind", Some(&key), None);
     let grouped = grouped.as_str().unwrap().to_string();
-    assert!(grouped.starts_with("kind,currency,count,amount,net\n"), "{grouped}");
+    assert!(grouped.starts_with("kind,currency,count,amount,captured,refunded,adjusted,net\n"), "{grouped}");
     assert!(
-        grouped.contains("payment,USD,2,12.50,12.50\n") && grouped.contains("refund,USD,1,4.00,-4.00\n"),
+        grouped.contains("payment,USD,2,12.50,12.50,0.00,0.00,12.50\n")
+            && grouped.contains("refund,USD,1,0.00,0.00,4.00,0.00,-4.00\n"),
         "{grouped}"
     );
 
@@ -253,4 +255,70 @@ fn activity_report_reads_the_audit_log() {
     // Operators (and API keys) do not read the audit log.
     let (status, _) = svc.request("GET", "/v1/reports/activity", Some(&key), None);
     assert_eq!(status, 403);
+}
+
+/// Issue 15: the report's money is in the balance's terms, so its totals reconcile with
+/// `GET /v1/balance`: an authorization, a void, or a payment with its capture are not
+/// counted as volume twice, refunds count against it; and a total past the int64
+/// maximum is neither clipped nor wrapped.
+#[test]
+fn report_totals_reconcile_with_the_balance() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(dir.path(), true);
+    let admin = svc.token(ADMIN_EMAIL, ADMIN_PASSWORD);
+    let (_, key) = svc.client_with_key(&admin, "books");
+    let sale = pay(&svc, &key, "100.00", "USD", json!({}));
+    let auth = pay(&svc, &key, "50.00", "USD", json!({ "capture": false }));
+    let voided = pay(&svc, &key, "20.00", "USD", json!({ "capture": false }));
+    pay(&svc, &key, "7.00", "EUR", json!({}));
+    let post = |path: String, body: Value| {
+        let (status, reply) = svc.post(&path, &key, body);
+        assert_eq!(status, 201, "{path}: {reply}");
+    };
+    post(format!("/v1/transactions/{}/capture", auth["id"].as_str().unwrap()), json!({ "amount": "30.00" }));
+    post(format!("/v1/transactions/{}/void", voided["id"].as_str().unwrap()), json!({}));
+    post(format!("/v1/transactions/{}/refunds", sale["id"].as_str().unwrap()), json!({ "amount": "10.00" }));
+    let (status, _) = svc.post(
+        &format!("/v1/transactions/{}/refunds", sale["id"].as_str().unwrap()),
+        &key,
+        json!({ "amount": "95.00" }),
+    );
+    assert_eq!(status, 422);
+    for amount in ["-5.00", "2.50"] {
+        let (status, _) =
+            svc.post("/v1/transactions", &key, json!({ "kind": "adjustment", "amount": amount, "currency": "USD" }));
+        assert_eq!(status, 201);
+    }
+    // Past the int64 maximum counted the old way (authorization plus capture).
+    let big = pay(&svc, &key, "5000000000000000000", "JPY", json!({ "capture": false }));
+    post(format!("/v1/transactions/{}/capture", big["id"].as_str().unwrap()), json!({}));
+
+    let (status, balance) = svc.request("GET", "/v1/balance", Some(&key), None);
+    assert_eq!(status, 200);
+    let (status, report) = svc.request("GET", "/v1/reports/transactions?rows=false", Some(&key), None);
+    assert_eq!(status, 200, "{report}");
+    let totals = report["totals"]["by_currency"].as_array().unwrap();
+    let balances = balance["data"].as_array().unwrap();
+    assert_eq!(totals.len(), 3, "{totals:?}");
+    for b in balances {
+        let t = totals.iter().find(|t| t["currency"] == b["currency"]).unwrap();
+        for field in ["captured", "refunded", "adjusted", "net"] {
+            assert_eq!(t[field], b[field], "{field} of {}: report {t} balance {b}", b["currency"]);
+        }
+    }
+    let usd = totals.iter().find(|t| t["currency"] == "USD").unwrap();
+    assert_eq!((usd["amount"].as_str(), usd["net"].as_str()), (Some("130.00"), Some("117.50")));
+    let jpy = totals.iter().find(|t| t["currency"] == "JPY").unwrap();
+    assert_eq!(jpy["captured"], "5000000000000000000");
+    // Each grouping adds up to the same totals.
+    for group in ["by_day", "by_kind", "by_status"] {
+        let net: f64 = report["totals"][group]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|g| g["currency"] == "USD")
+            .map(|g| g["net"].as_str().unwrap().parse::<f64>().unwrap())
+            .sum();
+        assert!((net - 117.5).abs() < 1e-9, "{group}: {net}");
+    }
 }

@@ -1,9 +1,9 @@
-//! The security review of issue 8 as tests, one per claim, over real HTTP against the
+//! The security review of issues 8 and 15 as tests, one per claim, over real HTTP against the
 //! real binary. Claims already proven elsewhere are named here rather than copied:
 //!
 //! - every route checks role and client: `tests/access.rs` walks `/openapi.json` and
 //!   calls every route with every role, an API key and another client's objects;
-//! - five failed logins for one email are throttled even for the right password:
+//! - ten failed logins for one email are throttled even for the right password:
 //!   `tests/auth_flows.rs` (`repeated_failures_are_throttled_even_for_the_right_password`),
 //!   and wrong TOTP codes count too: `tests/mfa.rs`;
 //! - a revoked key is refused (after being used, so cached): `tests/clients_and_keys.rs`;
@@ -113,8 +113,10 @@ fn session_tokens_expire() {
     let expires_at = login["expires_at"].as_u64().unwrap();
     assert!((before + LIFE_SECS..=now() + LIFE_SECS).contains(&expires_at), "{expires_at}");
 
-    let (set_cookie, _) = browser_sign_in(&svc);
+    let (set_cookie, browser) = browser_sign_in(&svc);
     assert!(set_cookie.contains(&format!("Max-Age={LIFE_SECS}")), "{set_cookie}");
+    // The browser signed in later (a second later on a loaded machine): its own end.
+    let cookie_expires_at = browser["expires_at"].as_u64().unwrap();
     let cookie = set_cookie.split(';').next().unwrap().to_string();
     let with_cookie = || {
         let mut r = agent().get(&format!("{}/v1/auth/session", svc.base)).header("Cookie", &cookie).call().unwrap();
@@ -125,9 +127,11 @@ fn session_tokens_expire() {
     // Valid until expires_at.
     if now() < expires_at {
         assert_eq!(svc.request("GET", "/v1/users/me", Some(&token), None).0, 200);
+    }
+    if now() < cookie_expires_at {
         assert_eq!(with_cookie().0, 200);
     }
-    while now() <= expires_at {
+    while now() <= expires_at.max(cookie_expires_at) {
         std::thread::sleep(Duration::from_millis(200));
     }
     let (status, reply) = svc.request("GET", "/v1/users/me", Some(&token), None);
@@ -826,13 +830,14 @@ fn a_silent_or_slow_head_is_cut_off() {
 // ---------------------------------------------------------------------------------
 // Bounded state an anonymous caller can grow
 
-/// `GET /metrics` is public and labels requests by method and route: a request with a
-/// made-up method (any token is valid HTTP) must not add a label set of its own, or
-/// anyone could grow the registry, and every scrape, without end.
+/// `GET /metrics` labels requests by method and route: a request with a made-up
+/// method (any token is valid HTTP) must not add a label set of its own, or anyone
+/// could grow the registry, and every scrape, without end.
 #[test]
 fn metrics_labels_are_bounded_whatever_the_method() {
     let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start(dir.path(), true);
+    let launch = Launch { env: vec![("PORTAL_METRICS_TOKEN".into(), METRICS_TOKEN.into())], ..Launch::default() };
+    let svc = Service::start_with(dir.path(), true, &launch);
     for i in 0..20 {
         let mut stream = connect(&svc);
         let request = format!("MADEUP{i} /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
@@ -840,7 +845,11 @@ fn metrics_labels_are_bounded_whatever_the_method() {
         let (status, _) = read_response(stream, Duration::from_secs(10));
         assert_eq!(status, 405, "MADEUP{i}");
     }
-    let mut response = agent().get(&format!("{}/metrics", svc.base)).call().unwrap();
+    let mut response = agent()
+        .get(&format!("{}/metrics", svc.base))
+        .header("Authorization", &format!("Bearer {METRICS_TOKEN}"))
+        .call()
+        .unwrap();
     let metrics = response.body_mut().read_to_string().unwrap();
     assert!(!metrics.contains("MADEUP"), "a client-chosen method became a label");
     let counted = metrics
@@ -852,4 +861,607 @@ fn metrics_labels_are_bounded_whatever_the_method() {
         })
         .unwrap_or_else(|| panic!("no `other` method counted:\n{metrics}"));
     assert!(counted.ends_with(" 20"), "{counted}");
+}
+
+const METRICS_TOKEN: &str = "metrics token for the operators";
+
+/// `GET /metrics` (platform-wide counts) needs its own token: not anyone, not a user's
+/// session (even a platform admin's), not an API key; and it is off without a token.
+#[test]
+fn metrics_need_their_own_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let launch = Launch { env: vec![("PORTAL_METRICS_TOKEN".into(), METRICS_TOKEN.into())], ..Launch::default() };
+    let svc = Service::start_with(dir.path(), true, &launch);
+    let admin = svc.token(ADMIN_EMAIL, ADMIN_PASSWORD);
+    let (_, key) = svc.client_with_key(&admin, "scraper");
+    for token in [None, Some(admin.as_str()), Some(key.as_str()), Some("metrics token for the operator")] {
+        let (status, reply) = svc.request("GET", "/metrics", token, None);
+        assert_eq!((status, error_code(&reply).as_str()), (401, "invalid_metrics_token"), "{token:?}");
+    }
+    let (status, text) = svc.request("GET", "/metrics", Some(METRICS_TOKEN), None);
+    assert_eq!(status, 200);
+    assert!(text.as_str().unwrap().contains("portal_http_requests_total"));
+    drop(svc);
+    let svc = Service::start(dir.path(), true);
+    assert_eq!(svc.request("GET", "/metrics", Some(METRICS_TOKEN), None).0, 404, "off without a token");
+    drop(svc);
+    let launch = Launch { env: vec![("PORTAL_METRICS_TOKEN".into(), "short".into())], ..Launch::default() };
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portal-svc"))
+        .args(["--data-dir", dir.path().to_str().unwrap(), "--listen", "127.0.0.1:0"])
+        .envs(launch.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "a guessable metrics token is refused at start");
+}
+
+// ---------------------------------------------------------------------------------
+// Secrets at rest (issue 15)
+
+/// Every file under `dir`, recursively, with its mode; directories too (`is_dir`).
+fn walk(dir: &std::path::Path, out: &mut Vec<(std::path::PathBuf, u32, bool)>) {
+    use std::os::unix::fs::PermissionsExt;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let meta = entry.metadata().unwrap();
+        out.push((entry.path(), meta.permissions().mode() & 0o777, meta.is_dir()));
+        if meta.is_dir() {
+            walk(&entry.path(), out);
+        }
+    }
+}
+
+/// Asserts every file under `dir` is 0600 and every directory 0700 (`dir` included).
+fn assert_private(dir: &std::path::Path) -> usize {
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(dir).unwrap().permissions().mode() & 0o777, 0o700, "{}", dir.display());
+    let mut entries = Vec::new();
+    walk(dir, &mut entries);
+    for (path, mode, is_dir) in &entries {
+        let wanted = if *is_dir { 0o700 } else { 0o600 };
+        assert_eq!(*mode, wanted, "{} is {mode:o}", path.display());
+    }
+    entries.len()
+}
+
+/// A client admin enrols in MFA and verifies it with the code of the step before now;
+/// returns the generator and the recovery codes.
+fn enrol_mfa(svc: &Service, token: &str) -> (TOTP, Vec<String>, String) {
+    let (status, enrol) = svc.post("/v1/users/me/mfa", token, json!({}));
+    assert_eq!(status, 200, "{enrol}");
+    let secret = enrol["secret"].as_str().unwrap().to_string();
+    let totp = TOTP::new_unchecked(
+        Algorithm::SHA1,
+        6,
+        0,
+        30,
+        Secret::Encoded(secret.clone()).to_bytes().unwrap(),
+        None,
+        String::new(),
+    );
+    let (status, reply) = svc.post("/v1/users/me/mfa/verify", token, json!({ "otp": totp.generate(now() - 30) }));
+    assert_eq!(status, 200, "{reply}");
+    let codes = enrol["recovery_codes"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_string()).collect();
+    (totp, codes, secret)
+}
+
+fn login_otp(svc: &Service, email: &str, otp: &str) -> (u16, Value) {
+    let body = json!({ "email": email, "password": PASSWORD, "otp": otp }).to_string();
+    svc.request("POST", "/v1/auth/login", None, Some(&body))
+}
+
+/// Every byte of every file under `dir`, but the zeros that end a file (the ledger's
+/// segments are preallocated: 64 MiB of them would make the search slow).
+fn all_bytes(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut entries = Vec::new();
+    walk(dir, &mut entries);
+    entries
+        .into_iter()
+        .filter(|e| !e.2)
+        .map(|(p, _, _)| {
+            let mut bytes = std::fs::read(&p).unwrap();
+            let end = bytes.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1);
+            bytes.truncate(end);
+            (p.clone(), bytes)
+        })
+        .collect()
+}
+
+fn assert_nowhere(files: &[(std::path::PathBuf, Vec<u8>)], what: &str, secret: &[u8]) {
+    assert!(secret.len() >= 8, "{what} is too short to look for");
+    for (path, bytes) in files {
+        assert!(!bytes.windows(secret.len()).any(|w| w == secret), "the {what} is in {}", path.display());
+    }
+}
+
+/// Files under the data directory are created 0600 and directories 0700 (the
+/// database with its -wal and -shm, the key file, the ledger's segments); a looser mode
+/// found at start is tightened.
+#[test]
+fn files_under_the_data_dir_are_private_and_loose_modes_are_fixed_at_start() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let svc = Service::start(&data, true);
+    let admin = svc.token(ADMIN_EMAIL, ADMIN_PASSWORD);
+    let (_, client_admin, key) = tenant(&svc, &admin, "modes");
+    enrol_mfa(&svc, &client_admin);
+    let (status, _) =
+        svc.post("/v1/transactions", &key, json!({ "kind": "payment", "amount": "1.00", "currency": "USD" }));
+    assert_eq!(status, 201);
+    let names: Vec<String> = {
+        let mut entries = Vec::new();
+        walk(&data, &mut entries);
+        entries.iter().map(|e| e.0.file_name().unwrap().to_string_lossy().to_string()).collect()
+    };
+    for expected in ["portal.db", "portal.db-wal", "portal.db-shm", "secret.key", "ledger"] {
+        assert!(names.iter().any(|n| n == expected), "no {expected} among {names:?}");
+    }
+    assert!(assert_private(&data) > 5);
+    assert!(svc.stop());
+
+    std::fs::set_permissions(data.join("portal.db"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(data.join("ledger"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let log = dir.path().join("service.log");
+    let svc = Service::start_with(&data, true, &Launch { stderr: Some(log.clone()), ..Launch::default() });
+    assert_private(&data);
+    assert!(svc.stop());
+    let printed = std::fs::read_to_string(&log).unwrap();
+    assert!(printed.contains("mode tightened") && printed.contains("portal.db"), "{printed}");
+}
+
+/// No secret the API ever returned (passwords sent, session tokens, API keys, the TOTP
+/// secret in base32 and raw, recovery codes) is anywhere in the bytes under the data
+/// directory, while the service runs and after it stopped.
+#[test]
+fn no_secret_the_api_returned_is_stored_in_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(dir.path(), true);
+    let admin = svc.token(ADMIN_EMAIL, ADMIN_PASSWORD);
+    let (_, client_admin, key) = tenant(&svc, &admin, "clear");
+    let (totp, recovery, secret) = enrol_mfa(&svc, &client_admin);
+    let (status, reply) = login_otp(&svc, "ca@clear.test", &totp.generate(now()));
+    assert_eq!(status, 200, "{reply}");
+    let mfa_session = reply["token"].as_str().unwrap().to_string();
+    let (status, _) =
+        svc.post("/v1/transactions", &key, json!({ "kind": "payment", "amount": "2.00", "currency": "USD" }));
+    assert_eq!(status, 201);
+    let mut secrets: Vec<(&str, Vec<u8>)> = vec![
+        ("admin password", ADMIN_PASSWORD.into()),
+        ("user password", PASSWORD.into()),
+        ("admin token", admin.clone().into_bytes()),
+        ("client admin token", client_admin.clone().into_bytes()),
+        ("token after MFA", mfa_session.into_bytes()),
+        ("API key", key.clone().into_bytes()),
+        ("API key secret", key.as_bytes()["sk_".len()..].to_vec()),
+        ("TOTP secret", secret.clone().into_bytes()),
+        ("TOTP secret bytes", Secret::Encoded(secret.clone()).to_bytes().unwrap()),
+        ("TOTP secret in lower case", secret.to_lowercase().into_bytes()),
+    ];
+    for code in &recovery {
+        secrets.push(("recovery code", code.clone().into_bytes()));
+    }
+    let running = all_bytes(dir.path());
+    for (what, s) in &secrets {
+        assert_nowhere(&running, what, s);
+    }
+    assert!(svc.stop());
+    let stopped = all_bytes(dir.path());
+    for (what, s) in &secrets {
+        assert_nowhere(&stopped, what, s);
+    }
+}
+
+/// A database from before encryption (the TOTP secret in clear) is encrypted at the
+/// next start, and MFA keeps working; `rotate-key` replaces the key file and the secret
+/// still works under the new key; a service is never started on a lost key.
+#[test]
+fn clear_mfa_secrets_are_encrypted_at_start_and_the_key_rotates() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(dir.path(), true);
+    let admin = svc.token(ADMIN_EMAIL, ADMIN_PASSWORD);
+    tenant(&svc, &admin, "rotate");
+    let client_admin = svc.token("ca@rotate.test", PASSWORD);
+    let (totp, _, secret) = enrol_mfa(&svc, &client_admin);
+    assert!(svc.stop());
+
+    // As a version before encryption stored it.
+    let db = rusqlite::Connection::open(dir.path().join("portal.db")).unwrap();
+    let stored: String =
+        db.query_row("SELECT mfa_secret FROM users WHERE email = 'ca@rotate.test'", [], |r| r.get(0)).unwrap();
+    assert!(stored.starts_with("v1:") && !stored.contains(&secret), "{stored}");
+    db.execute("UPDATE users SET mfa_secret = ?1 WHERE email = 'ca@rotate.test'", [&secret]).unwrap();
+    drop(db);
+
+    let svc = Service::start(dir.path(), true);
+    let (status, reply) = login_otp(&svc, "ca@rotate.test", &totp.generate(now()));
+    assert_eq!(status, 200, "{reply}");
+    assert!(svc.stop());
+    assert_nowhere(&all_bytes(dir.path()), "TOTP secret", secret.as_bytes());
+
+    let old_key = std::fs::read_to_string(dir.path().join("secret.key")).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portal-svc"))
+        .args(["rotate-key", "--data-dir", dir.path().to_str().unwrap()])
+        .env_remove("PORTAL_SECRET_KEY")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let new_key = std::fs::read_to_string(dir.path().join("secret.key")).unwrap();
+    assert_ne!(old_key, new_key);
+    assert!(!dir.path().join("secret.key.next").exists());
+    assert_private(dir.path());
+    let svc = Service::start(dir.path(), true);
+    let (status, reply) = login_otp(&svc, "ca@rotate.test", &totp.generate(now() + 30));
+    assert_eq!(status, 200, "{reply}");
+    // While it runs, the data directory is locked: no rotation beside it.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portal-svc"))
+        .args(["rotate-key", "--data-dir", dir.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(svc.stop());
+
+    // The old key cannot read what the new one sealed: the service refuses to start.
+    std::fs::write(dir.path().join("secret.key"), old_key).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portal-svc"))
+        .args(["--data-dir", dir.path().to_str().unwrap(), "--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not loaded"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+// ---------------------------------------------------------------------------------
+// Lockout, throttling and the audit trail (issue 15)
+
+/// Sends a sign-in; returns the status, the `Retry-After` header and the body.
+fn sign_in_raw(svc: &Service, email: &str, password: &str) -> (u16, Option<u64>, Value) {
+    let mut response = agent()
+        .post(&format!("{}/v1/auth/login", svc.base))
+        .header("Content-Type", "application/json")
+        .send(&json!({ "email": email, "password": password }).to_string())
+        .unwrap();
+    let retry = response.headers().get("retry-after").map(|v| v.to_str().unwrap().parse::<u64>().unwrap());
+    let status = response.status().as_u16();
+    (status, retry, serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap())
+}
+
+/// The audit entries the token may see for `query` (e.g. `action=auth.`), newest first.
+fn audit(svc: &Service, token: &str, query: &str) -> Vec<Value> {
+    let (status, body) = svc.request("GET", &format!("/v1/audit?limit=100&{query}"), Some(token), None);
+    assert_eq!(status, 200, "{body}");
+    body["data"].as_array().unwrap().clone()
+}
+
+/// Ten failures in a row lock the account (PCI DSS 8.3.4): the right password is then
+/// refused with 429 and a `Retry-After` of about 30 minutes, across a restart, until an
+/// administrator unlocks it; then it works at once. Every failure and the lock are
+/// audited.
+#[test]
+fn a_locked_account_refuses_the_right_password_until_an_admin_unlocks_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(dir.path(), true);
+    let admin = svc.token(ADMIN_EMAIL, ADMIN_PASSWORD);
+    let (client, client_admin, _) = tenant(&svc, &admin, "lock");
+    let (status, user) = svc.post(
+        "/v1/users",
+        &client_admin,
+        json!({ "email": "op@lock.test", "password": PASSWORD, "role": "operator", "client_id": client }),
+    );
+    assert_eq!(status, 201, "{user}");
+    let id = user["id"].as_i64().unwrap();
+    for i in 0..portal_svc::auth::LOGIN_FAILURES_MAX {
+        let (status, retry, reply) = sign_in_raw(&svc, "op@lock.test", &format!("wrong guess {i}"));
+        assert_eq!((status, retry, error_code(&reply).as_str()), (401, None, "invalid_credentials"), "attempt {i}");
+    }
+    let (status, retry, reply) = sign_in_raw(&svc, "op@lock.test", PASSWORD);
+    assert_eq!((status, error_code(&reply).as_str()), (429, "too_many_login_attempts"));
+    let lock_secs = u64::try_from(portal_svc::auth::LOCK_SECS).unwrap();
+    assert!(retry.is_some_and(|r| (lock_secs - 60..=lock_secs).contains(&r)), "Retry-After {retry:?}");
+    assert!(lock_secs >= 30 * 60);
+
+    drop(svc);
+    let svc = Service::start(dir.path(), true);
+    let (status, retry, _) = sign_in_raw(&svc, "op@lock.test", PASSWORD);
+    assert_eq!(status, 429, "the lock survives a restart");
+    assert!(retry.is_some());
+    let client_admin = svc.token("ca@lock.test", PASSWORD);
+    let failures = audit(&svc, &client_admin, "action=auth.login_failed");
+    assert_eq!(failures.len(), 10);
+    assert!(failures.iter().all(|e| e["outcome"] == "failed" && e["resource_id"] == id.to_string().as_str()));
+    let locks = audit(&svc, &client_admin, "action=auth.lock");
+    assert_eq!((locks.len(), locks[0]["actor_type"].as_str()), (1, Some("system")));
+
+    // Another client's admin cannot unlock it (not found); its own can.
+    let admin = svc.token(ADMIN_EMAIL, ADMIN_PASSWORD);
+    let (_, other_admin, _) = tenant(&svc, &admin, "other");
+    let (status, _) = svc.post(&format!("/v1/users/{id}/unlock"), &other_admin, json!({}));
+    assert_eq!(status, 404);
+    let (status, reply) = svc.post(&format!("/v1/users/{id}/unlock"), &client_admin, json!({}));
+    assert_eq!((status, reply["locked"].as_bool()), (200, Some(false)), "{reply}");
+    let (status, _, reply) = sign_in_raw(&svc, "op@lock.test", PASSWORD);
+    assert_eq!(status, 200, "{reply}");
+    let unlocks = audit(&svc, &client_admin, "action=user.unlock");
+    assert_eq!(unlocks.len(), 1);
+    let sign_ins = audit(&svc, &client_admin, "action=auth.login");
+    assert!(sign_ins.iter().any(|e| e["actor_id"] == id && e["outcome"] == "ok"), "{sign_ins:?}");
+}
+
+/// One password tried over many emails from one address is throttled across all of
+/// them (`--login-failures-per-address`, here 5): the sixth answer is 429 with
+/// `Retry-After`, whatever the email, the right password included.
+#[test]
+fn spraying_from_one_address_is_throttled() {
+    let dir = tempfile::tempdir().unwrap();
+    let launch = Launch { args: vec!["--login-failures-per-address".into(), "5".into()], ..Launch::default() };
+    let svc = Service::start_with(dir.path(), true, &launch);
+    for i in 0..5 {
+        let (status, _, _) = sign_in_raw(&svc, &format!("user{i}@spray.test"), "Summer2026!");
+        assert_eq!(status, 401);
+    }
+    let (status, retry, reply) = sign_in_raw(&svc, "user5@spray.test", "Summer2026!");
+    assert_eq!((status, error_code(&reply).as_str()), (429, "too_many_login_attempts"));
+    assert!(retry.is_some_and(|r| (1..=900).contains(&r)), "Retry-After {retry:?}");
+    let (status, retry, _) = sign_in_raw(&svc, ADMIN_EMAIL, ADMIN_PASSWORD);
+    assert_eq!(status, 429);
+    assert!(retry.is_some());
+}
+
+/// Money actions are audited with their actor, amount and outcome, refusals included:
+/// a refund past the captured amount (422) is an entry with outcome `refused`.
+#[test]
+fn a_refused_refund_is_audited_as_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(dir.path(), true);
+    let admin = svc.token(ADMIN_EMAIL, ADMIN_PASSWORD);
+    let (_, client_admin, key) = tenant(&svc, &admin, "refund");
+    let (status, payment) =
+        svc.post("/v1/transactions", &key, json!({ "kind": "payment", "amount": "10.00", "currency": "USD" }));
+    assert_eq!(status, 201);
+    let pid = payment["id"].as_str().unwrap();
+    let (status, reply) = svc.post(&format!("/v1/transactions/{pid}/refunds"), &key, json!({ "amount": "10.01" }));
+    assert_eq!((status, error_code(&reply).as_str()), (422, "refund_exceeds_captured"));
+    let (status, refund) =
+        svc.post(&format!("/v1/transactions/{pid}/refunds"), &client_admin, json!({ "amount": "4.00" }));
+    assert_eq!(status, 201);
+    let (status, _) = svc.post("/v1/batches/close", &key, json!({ "currency": "USD" }));
+    assert_eq!(status, 200);
+
+    let refunds = audit(&svc, &client_admin, "action=transaction.refund");
+    assert_eq!(refunds.len(), 2, "{refunds:?}");
+    let (ok, refused) = (&refunds[0], &refunds[1]);
+    assert_eq!(
+        (refused["outcome"].as_str(), refused["actor_type"].as_str(), refused["resource_id"].as_str()),
+        (Some("refused"), Some("api_key"), Some(pid))
+    );
+    assert_eq!(refused["detail"]["amount"], "10.01");
+    assert_eq!(refused["detail"]["code"], "refund_exceeds_captured");
+    assert_eq!((ok["outcome"].as_str(), ok["actor_type"].as_str()), (Some("ok"), Some("user")));
+    assert_eq!(ok["resource_id"], refund["id"]);
+    assert_eq!((ok["detail"]["amount"].as_str(), ok["detail"]["currency"].as_str()), (Some("4.00"), Some("USD")));
+    let payments = audit(&svc, &client_admin, "action=transaction.payment");
+    assert_eq!((payments.len(), payments[0]["resource_id"].as_str()), (1, Some(pid)));
+    assert_eq!(audit(&svc, &client_admin, "action=batch.close")[0]["detail"]["net"], "6.00");
+    assert_eq!(audit(&svc, &client_admin, "outcome=refused").len(), 1);
+    let (status, csv) = svc.request("GET", "/v1/audit?outcome=refused&format=csv", Some(&client_admin), None);
+    assert_eq!(status, 200);
+    let lines: Vec<&str> = csv.as_str().unwrap().lines().collect();
+    assert_eq!(lines[0], "id,at,actor_type,actor_id,actor,client_id,action,resource_type,resource_id,outcome,detail");
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(lines[1].contains(",transaction.refund,transaction,") && lines[1].contains(",refused,\"{"), "{}", lines[1]);
+    // Another client sees none of it.
+    let (_, other_admin, _) = tenant(&svc, &admin, "elsewhere");
+    assert!(audit(&svc, &other_admin, "action=transaction.").is_empty());
+}
+
+/// The audit trail is a hash chain: an entry edited in the database, or removed, is
+/// found by `GET /v1/audit/verify` after a restart.
+#[test]
+fn an_edited_or_removed_audit_entry_is_detected_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(dir.path(), true);
+    let admin = svc.token(ADMIN_EMAIL, ADMIN_PASSWORD);
+    let (_, client_admin, key) = tenant(&svc, &admin, "chain");
+    for amount in ["1.00", "2.00", "3.00"] {
+        let (status, _) =
+            svc.post("/v1/transactions", &key, json!({ "kind": "payment", "amount": amount, "currency": "USD" }));
+        assert_eq!(status, 201);
+    }
+    let (status, verdict) = svc.request("GET", "/v1/audit/verify", Some(&admin), None);
+    assert_eq!((status, verdict["ok"].as_bool(), verdict["first_bad_id"].clone()), (200, Some(true), Value::Null));
+    let entries = verdict["entries"].as_u64().unwrap();
+    assert!(entries >= 6, "{verdict}");
+    assert_eq!(svc.request("GET", "/v1/audit/verify", Some(&client_admin), None).0, 403);
+    let payments = audit(&svc, &admin, "action=transaction.payment");
+    let (second, third) = (payments[1]["id"].as_i64().unwrap(), payments[0]["id"].as_i64().unwrap());
+    assert!(svc.stop());
+
+    let db = rusqlite::Connection::open(dir.path().join("portal.db")).unwrap();
+    db.execute("UPDATE audit_log SET detail = replace(detail, '2.00', '0.02') WHERE id = ?1", [second]).unwrap();
+    drop(db);
+    let svc = Service::start(dir.path(), true);
+    let admin = svc.token(ADMIN_EMAIL, ADMIN_PASSWORD);
+    let (_, verdict) = svc.request("GET", "/v1/audit/verify", Some(&admin), None);
+    assert_eq!((verdict["ok"].as_bool(), verdict["first_bad_id"].as_i64()), (Some(false), Some(second)), "{verdict}");
+    assert!(svc.stop());
+
+    let db = rusqlite::Connection::open(dir.path().join("portal.db")).unwrap();
+    db.execute("UPDATE audit_log SET detail = replace(detail, '0.02', '2.00') WHERE id = ?1", [second]).unwrap();
+    db.execute("DELETE FROM audit_log WHERE id = ?1", [second]).unwrap();
+    drop(db);
+    let svc = Service::start(dir.path(), true);
+    let admin = svc.token(ADMIN_EMAIL, ADMIN_PASSWORD);
+    let (_, verdict) = svc.request("GET", "/v1/audit/verify", Some(&admin), None);
+    assert_eq!((verdict["ok"].as_bool(), verdict["first_bad_id"].as_i64()), (Some(false), Some(third)), "{verdict}");
+}
+
+// ---------------------------------------------------------------------------------
+// User lifecycle (issue 15)
+
+/// A client with an admin and an operator; returns (client id, admin token, operator
+/// id, operator email).
+fn staffed(svc: &Service, admin: &str, name: &str) -> (i64, String, i64, String) {
+    let (client, client_admin, _) = tenant(svc, admin, name);
+    let email = format!("op@{name}.test");
+    let (status, user) = svc.post(
+        "/v1/users",
+        &client_admin,
+        json!({ "email": email, "password": PASSWORD, "role": "operator", "client_id": client }),
+    );
+    assert_eq!(status, 201, "{user}");
+    (client, client_admin, user["id"].as_i64().unwrap(), email)
+}
+
+/// A deactivated user's token is refused on its next request and so is its sign-in;
+/// reactivated, the user signs in again (the old token stays dead). A client admin
+/// cannot deactivate itself, nor another client's user.
+#[test]
+fn a_deactivated_users_token_is_refused_on_its_next_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(dir.path(), true);
+    let admin = svc.token(ADMIN_EMAIL, ADMIN_PASSWORD);
+    let (_, client_admin, id, email) = staffed(&svc, &admin, "leaver");
+    let token = svc.token(&email, PASSWORD);
+    assert_eq!(svc.request("GET", "/v1/transactions", Some(&token), None).0, 200);
+    let (_, other_admin, _) = tenant(&svc, &admin, "bystander");
+    assert_eq!(svc.post(&format!("/v1/users/{id}/deactivate"), &other_admin, json!({})).0, 404);
+    let (status, me) = svc.request("GET", "/v1/users/me", Some(&client_admin), None);
+    assert_eq!(status, 200);
+    let own = me["id"].as_i64().unwrap();
+    let (status, reply) = svc.post(&format!("/v1/users/{own}/deactivate"), &client_admin, json!({}));
+    assert_eq!((status, error_code(&reply).as_str()), (409, "own_account"));
+
+    let (status, user) = svc.post(&format!("/v1/users/{id}/deactivate"), &client_admin, json!({}));
+    assert_eq!((status, user["active"].as_bool()), (200, Some(false)), "{user}");
+    let (status, reply) = svc.request("GET", "/v1/transactions", Some(&token), None);
+    assert_eq!((status, error_code(&reply).as_str()), (401, "invalid_token"));
+    let (status, reply) = svc.login(&email, PASSWORD);
+    assert_eq!((status, error_code(&reply).as_str()), (401, "invalid_credentials"));
+
+    let (status, user) = svc.post(&format!("/v1/users/{id}/reactivate"), &client_admin, json!({}));
+    assert_eq!((status, user["active"].as_bool()), (200, Some(true)));
+    assert_eq!(svc.request("GET", "/v1/transactions", Some(&token), None).0, 401, "the old session stays ended");
+    let token = svc.token(&email, PASSWORD);
+    assert_eq!(svc.request("GET", "/v1/transactions", Some(&token), None).0, 200);
+    let actions: Vec<String> =
+        audit(&svc, &client_admin, "action=user.").iter().map(|e| e["action"].as_str().unwrap().to_string()).collect();
+    assert!(actions.contains(&"user.deactivate".into()) && actions.contains(&"user.reactivate".into()), "{actions:?}");
+    let failed = audit(&svc, &client_admin, "action=auth.login_failed");
+    assert_eq!(failed[0]["detail"]["reason"], "deactivated");
+}
+
+/// Changing one's password needs the current one (a wrong one is a counted, audited
+/// failure), refuses weak new ones, and ends every other session of the user.
+#[test]
+fn a_password_change_needs_the_current_one_and_ends_the_other_sessions() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(dir.path(), true);
+    let admin = svc.token(ADMIN_EMAIL, ADMIN_PASSWORD);
+    let (_, client_admin, _, email) = staffed(&svc, &admin, "change");
+    let (here, there) = (svc.token(&email, PASSWORD), svc.token(&email, PASSWORD));
+    let change = |current: &str, new: &str| {
+        svc.post("/v1/users/me/password", &here, json!({ "current_password": current, "new_password": new }))
+    };
+    let (status, reply) = change("not the password", "a brand new passphrase");
+    assert_eq!((status, error_code(&reply).as_str()), (401, "invalid_credentials"));
+    for weak in ["short", "Password2026!", "123456789012"] {
+        let (status, reply) = change(PASSWORD, weak);
+        assert_eq!((status, error_code(&reply).as_str()), (400, "weak_password"), "{weak}");
+    }
+    let (status, reply) = change(PASSWORD, "a brand new passphrase");
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(svc.request("GET", "/v1/users/me", Some(&there), None).0, 401, "the other session ended");
+    assert_eq!(svc.request("GET", "/v1/users/me", Some(&here), None).0, 200, "this one goes on");
+    assert_eq!(svc.login(&email, PASSWORD).0, 401);
+    assert_eq!(svc.login(&email, "a brand new passphrase").0, 200);
+    let failures = audit(&svc, &client_admin, "action=auth.login_failed");
+    assert!(failures.iter().any(|e| e["detail"]["reason"] == "wrong_current_password"), "{failures:?}");
+    assert_eq!(audit(&svc, &client_admin, "action=user.password_change").len(), 1);
+}
+
+/// An administrator's temporary password ends the user's sessions, and the next
+/// session can do nothing but change it; an MFA reset lets the user in without a code;
+/// sessions are listed and ended one by one or all at once.
+#[test]
+fn temporary_passwords_mfa_reset_and_sessions_by_an_administrator() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(dir.path(), true);
+    let admin = svc.token(ADMIN_EMAIL, ADMIN_PASSWORD);
+    let (_, client_admin, id, email) = staffed(&svc, &admin, "reset");
+    let old = svc.token(&email, PASSWORD);
+    let (status, reply) = svc.post(&format!("/v1/users/{id}/password"), &client_admin, json!({ "password": "short" }));
+    assert_eq!((status, error_code(&reply).as_str()), (400, "weak_password"));
+    let (status, user) =
+        svc.post(&format!("/v1/users/{id}/password"), &client_admin, json!({ "password": "temporary but long 7" }));
+    assert_eq!((status, user["password_change_required"].as_bool()), (200, Some(true)), "{user}");
+    assert_eq!(svc.request("GET", "/v1/users/me", Some(&old), None).0, 401);
+    let (status, login) = svc.login(&email, "temporary but long 7");
+    assert_eq!((status, login["restriction"].as_str()), (200, Some("password_change")), "{login}");
+    let temp = login["token"].as_str().unwrap();
+    let (status, reply) = svc.request("GET", "/v1/transactions", Some(temp), None);
+    assert_eq!((status, error_code(&reply).as_str()), (403, "password_change_required"));
+    let (status, _) = svc.post(
+        "/v1/users/me/password",
+        temp,
+        json!({ "current_password": "temporary but long 7", "new_password": "my very own passphrase" }),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(svc.request("GET", "/v1/transactions", Some(temp), None).0, 200);
+
+    // MFA reset: the user's authenticator is lost.
+    let (_, _, _) = enrol_mfa(&svc, temp);
+    let body = json!({ "email": email, "password": "my very own passphrase" }).to_string();
+    let (status, reply) = svc.request("POST", "/v1/auth/login", None, Some(&body));
+    assert_eq!((status, error_code(&reply).as_str()), (401, "mfa_required"));
+    let (status, user) = svc.post(&format!("/v1/users/{id}/mfa/reset"), &client_admin, json!({}));
+    assert_eq!((status, user["mfa_enabled"].as_bool()), (200, Some(false)));
+    let second = svc.token(&email, "my very own passphrase");
+
+    let (status, sessions) = svc.request("GET", &format!("/v1/users/{id}/sessions"), Some(&client_admin), None);
+    assert_eq!(status, 200);
+    let sessions = sessions["data"].as_array().unwrap().clone();
+    assert_eq!(sessions.len(), 2, "{sessions:?}");
+    assert!(sessions.iter().all(|s| !temp.starts_with(s["id"].as_str().unwrap())), "an id is not the token");
+    let one = sessions[0]["id"].as_str().unwrap();
+    let (status, _) = svc.request("DELETE", &format!("/v1/users/{id}/sessions/{one}"), Some(&client_admin), None);
+    assert_eq!(status, 200);
+    let alive =
+        [temp, second.as_str()].iter().filter(|t| svc.request("GET", "/v1/users/me", Some(t), None).0 == 200).count();
+    assert_eq!(alive, 1);
+    let (status, _) = svc.request("DELETE", &format!("/v1/users/{id}/sessions"), Some(&client_admin), None);
+    assert_eq!(status, 200);
+    assert!([temp, second.as_str()].iter().all(|t| svc.request("GET", "/v1/users/me", Some(t), None).0 == 401));
+    let actions: Vec<String> =
+        audit(&svc, &client_admin, "").iter().map(|e| e["action"].as_str().unwrap().to_string()).collect();
+    for action in
+        ["user.password_reset", "user.password_change", "mfa.reset", "user.session_revoke", "user.sessions_revoke"]
+    {
+        assert!(actions.iter().any(|a| a == action), "{action} not in {actions:?}");
+    }
+}
+
+/// A client that requires MFA: its users without MFA can do nothing but enrol.
+#[test]
+fn a_client_that_requires_mfa_sends_its_users_to_enrol_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(dir.path(), true);
+    let admin = svc.token(ADMIN_EMAIL, ADMIN_PASSWORD);
+    let (client, client_admin, _, email) = staffed(&svc, &admin, "strict");
+    let (status, settings) = svc.request(
+        "PATCH",
+        &format!("/v1/clients/{client}"),
+        Some(&client_admin),
+        Some(&json!({ "mfa_required": true }).to_string()),
+    );
+    assert_eq!((status, settings["mfa_required"].as_bool()), (200, Some(true)), "{settings}");
+    let (status, login) = svc.login(&email, PASSWORD);
+    assert_eq!((status, login["restriction"].as_str()), (200, Some("mfa_enrollment")));
+    let token = login["token"].as_str().unwrap();
+    let (status, reply) = svc.request("GET", "/v1/transactions", Some(token), None);
+    assert_eq!((status, error_code(&reply).as_str()), (403, "mfa_enrollment_required"));
+    enrol_mfa(&svc, token);
+    assert_eq!(svc.request("GET", "/v1/transactions", Some(token), None).0, 200);
+    // Other clients are untouched.
+    let (_, other_admin, _) = tenant(&svc, &admin, "relaxed");
+    assert_eq!(svc.request("GET", "/v1/transactions", Some(&other_admin), None).0, 200);
 }

@@ -72,8 +72,13 @@ fn tickets_follow_their_state_machine_and_stay_within_the_client() {
     let (status, c) = svc.post(&format!("{path}/comments"), &a, json!({ "body": "Replaced the cable." }));
     assert_eq!(status, 201, "{c}");
     assert!(c["author"].as_str().unwrap().starts_with("application:"), "an API key's comments name its application");
+    let (status, second) = svc.post(&format!("{path}/comments"), &a, json!({ "body": "Works now." }));
+    assert_eq!(status, 201, "{second}");
     let (_, full) = svc.request("GET", &path, Some(&a), None);
-    assert_eq!(full["comments"].as_array().unwrap().len(), 1);
+    let comments = full["comments"].as_array().unwrap();
+    assert_eq!(comments.len(), 2);
+    // The answer names the comment, not the audit entry written with it (issue 15).
+    assert_eq!((&comments[0]["id"], &comments[1]["id"]), (&c["id"], &second["id"]), "{full}");
 
     // Viewers read but do not write; another client sees nothing.
     let viewer_token = svc.token("viewer@a.test", "twelve chars at least");

@@ -257,3 +257,50 @@ fn lists_filter_by_status_kind_device_currency_period_and_amount() {
     let (_, other) = svc.request("GET", &format!("/v1/transactions?device_id={device}"), Some(&b_key), None);
     assert_eq!(other["data"], json!([]), "another client's device filters nothing in");
 }
+
+/// Issue 15: a payment that the ledger commits but whose answer is cut off (here the
+/// metadata written after the commit fails, as a crash there would lose it) keeps its
+/// description: it is on disk before the commit. A refused payment leaves none behind.
+#[test]
+fn a_committed_payment_keeps_its_description_when_its_answer_is_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(dir.path(), true);
+    let admin = svc.token(ADMIN_EMAIL, ADMIN_PASSWORD);
+    let (_, key) = svc.client_with_key(&admin, "cutoff");
+    assert!(svc.stop());
+    // Everything written after the commit with the stored response fails.
+    let db = rusqlite::Connection::open(dir.path().join("portal.db")).unwrap();
+    db.execute_batch("CREATE TRIGGER cut_off BEFORE INSERT ON idempotency BEGIN SELECT RAISE(ABORT, 'cut off'); END;")
+        .unwrap();
+    drop(db);
+    let svc = Service::start(dir.path(), true);
+    let body = json!({ "kind": "payment", "amount": "3.00", "currency": "USD", "description": "Table 4, two soups" });
+    let (status, _, reply) = svc.post_keyed("/v1/transactions", &key, Some("order-77"), &body.to_string());
+    assert_eq!(status, 500, "{reply}");
+    let (status, list) = svc.request("GET", "/v1/transactions", Some(&key), None);
+    assert_eq!(status, 200);
+    let data = list["data"].as_array().unwrap();
+    assert_eq!(data.len(), 1, "the ledger committed it: {list}");
+    assert_eq!(data[0]["description"], "Table 4, two soups");
+    // The retry replays it from the ledger, description included.
+    assert!(svc.stop());
+    let db = rusqlite::Connection::open(dir.path().join("portal.db")).unwrap();
+    db.execute_batch("DROP TRIGGER cut_off;").unwrap();
+    let svc = Service::start(dir.path(), true);
+    let (status, replayed, again) = svc.post_keyed("/v1/transactions", &key, Some("order-77"), &body.to_string());
+    assert_eq!((status, replayed, again["description"].as_str()), (201, true, Some("Table 4, two soups")));
+    // A payment the ledger refuses (its total would leave the representable range)
+    // leaves no description behind.
+    let big = |note: &str| json!({ "kind": "payment", "amount": "9000000000000000000", "currency": "JPY", "description": note });
+    assert_eq!(svc.post("/v1/transactions", &key, big("first")).0, 201);
+    let (status, reply) = svc.post("/v1/transactions", &key, big("refused"));
+    assert_eq!((status, error_code(&reply).as_str()), (422, "amount_out_of_range"));
+    let kept: Vec<String> = db
+        .prepare("SELECT description FROM tx_meta ORDER BY description")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(kept, ["Table 4, two soups", "first"]);
+}

@@ -86,7 +86,7 @@ fn the_cookie_session_signs_in_and_the_csrf_token_guards_every_change() {
     let body = reply.json();
     let mut keys: Vec<&str> = body.as_object().unwrap().keys().map(String::as_str).collect();
     keys.sort_unstable();
-    assert_eq!(keys, ["csrf_token", "expires_at"], "{body}");
+    assert_eq!(keys, ["csrf_token", "expires_at", "restriction"], "{body}");
     assert!(!reply.text.contains(token), "the session token is in the body");
     assert_ne!(csrf, token);
     assert_eq!(reply.header("cache-control"), Some("no-store"));
@@ -153,7 +153,7 @@ fn the_cookie_session_signs_in_and_the_csrf_token_guards_every_change() {
     assert_eq!(status, 200);
     let mut keys: Vec<&str> = login.as_object().unwrap().keys().map(String::as_str).collect();
     keys.sort_unstable();
-    assert_eq!(keys, ["expires_at", "token"]);
+    assert_eq!(keys, ["expires_at", "restriction", "token"]);
 
     // Signing out: the cookie needs the CSRF token here too; then the cookie is dead.
     let refused = send(&svc, "POST", "/v1/auth/logout", &[("Cookie", &cookie)], None);

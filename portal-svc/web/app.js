@@ -12,6 +12,7 @@ import { renderReports } from './page-reports.js';
 import { renderDevices, renderDevice, renderGroup } from './page-devices.js';
 import { renderTickets, renderTicket } from './page-tickets.js';
 import { renderAdmin } from './page-admin.js';
+import { renderActivity } from './page-activity.js';
 
 const member = (user) => can(user, 'viewer');
 const manager = (user) => can(user, 'client_admin') || isPlatformAdmin(user);
@@ -31,10 +32,13 @@ const ROUTES = [
   { path: /^\/tickets$/, who: member, render: renderTickets, nav: 'Support', href: '#/tickets' },
   { path: /^\/tickets\/(\d+)$/, who: member, render: renderTicket, section: '#/tickets' },
   { path: /^\/admin$/, who: manager, render: renderAdmin, nav: 'Administration', href: '#/admin' },
+  { path: /^\/activity$/, who: manager, render: renderActivity, nav: 'Activity', href: '#/activity' },
   { path: /^\/account$/, who: anyone, render: renderAccount, title: 'Account', href: '#/account' },
 ];
 
 let user = null;
+/** What the session must do before anything else (`password_change`, `mfa_enrollment`). */
+let restriction = null;
 let leaving = [];
 let renderCount = 0;
 
@@ -95,6 +99,8 @@ async function route() {
     return;
   }
   const [page, m] = match;
+  // A restricted session may only use its account page until it has done what it must.
+  if (restriction && path !== '/account') return navigate('#/account');
   if (!page.who(user)) {
     if (path === '/') return navigate(home());
     mount(main, h('h1', {}, 'Not available'), h('p', {}, 'Your role does not give access to this page.'));
@@ -111,6 +117,14 @@ async function route() {
     params: m.slice(1).map(decodeURIComponent),
     query,
     navigate,
+    restriction,
+    // After the account page lifted the restriction: read the session again, and go
+    // home when `goHome` (not after an MFA enrolment, whose recovery codes are on screen).
+    lifted: async (goHome) => {
+      const session = await currentSession();
+      restriction = session ? session.restriction || null : null;
+      if (goHome) navigate(home());
+    },
     refresh: () => route(),
     onLeave: (stop) => leaving.push(stop),
     current: () => count === renderCount,
@@ -137,6 +151,7 @@ function showSignIn(message) {
   clearFlash();
   renderSignIn(document.getElementById('main'), message, async (session) => {
     user = session.user;
+    restriction = session.restriction || null;
     renderShell();
     clearFlash();
     const target = !location.hash || location.hash === '#' ? home() : location.hash;
@@ -171,6 +186,7 @@ async function start() {
     return;
   }
   user = session.user;
+  restriction = session.restriction || null;
   renderShell();
   if (!location.hash) location.hash = home();
   else await route();

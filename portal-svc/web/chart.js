@@ -6,6 +6,9 @@ import { h } from './ui.js';
 const WIDTH = 720;
 const HEIGHT = 260;
 const PAD = { top: 16, right: 12, bottom: 48, left: 64 };
+/** Width of a label character at most (the chart's font), and the room around a label. */
+const CHAR_W = 8;
+const LABEL_PAD = 14;
 
 /**
  * @param {string} title what the chart shows (its accessible name)
@@ -18,7 +21,11 @@ export function barChart(title, points, unit = '') {
   const max = Math.max(0, ...numbers);
   const min = Math.min(0, ...numbers);
   const span = max - min || 1;
-  const plotW = WIDTH - PAD.left - PAD.right;
+  // The value labels sit left of the plot, right-aligned: the plot starts after the
+  // longest of them ("4337.26 EUR" was cut to "37.26 EUR" with a fixed margin).
+  const axisLabels = [`${format(max)} ${unit}`.trim(), min < 0 ? `${format(min)} ${unit}`.trim() : '', '0'];
+  const left = Math.max(PAD.left, LABEL_PAD + CHAR_W * Math.max(...axisLabels.map((l) => l.length)));
+  const plotW = WIDTH - left - PAD.right;
   const plotH = HEIGHT - PAD.top - PAD.bottom;
   const y = (v) => PAD.top + ((max - v) / span) * plotH;
   const slot = plotW / points.length;
@@ -29,13 +36,13 @@ export function barChart(title, points, unit = '') {
     preserveAspectRatio: 'xMidYMid meet',
   },
   h('svg:title', {}, title),
-  h('svg:line', { class: 'axis', x1: PAD.left, x2: WIDTH - PAD.right, y1: y(0), y2: y(0) }),
-  h('svg:text', { x: PAD.left - 6, y: y(max) + 4, 'text-anchor': 'end' }, `${format(max)} ${unit}`.trim()),
-  min < 0 ? h('svg:text', { x: PAD.left - 6, y: y(min) + 4, 'text-anchor': 'end' }, `${format(min)} ${unit}`.trim()) : null,
-  h('svg:text', { x: PAD.left - 6, y: y(0) + 4, 'text-anchor': 'end' }, '0'),
+  h('svg:line', { class: 'axis', x1: left, x2: WIDTH - PAD.right, y1: y(0), y2: y(0) }),
+  h('svg:text', { x: left - 6, y: y(max) + 4, 'text-anchor': 'end', class: 'axis-max' }, axisLabels[0]),
+  min < 0 ? h('svg:text', { x: left - 6, y: y(min) + 4, 'text-anchor': 'end' }, axisLabels[1]) : null,
+  h('svg:text', { x: left - 6, y: y(0) + 4, 'text-anchor': 'end' }, '0'),
   points.map((p, i) => {
     const v = numbers[i];
-    const x = PAD.left + i * slot + (slot - barW) / 2;
+    const x = left + i * slot + (slot - barW) / 2;
     const top = y(Math.max(v, 0));
     const height = Math.max(v === 0 ? 0 : 1, Math.abs(y(v) - y(0)));
     return h('svg:g', {},

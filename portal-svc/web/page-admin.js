@@ -1,8 +1,10 @@
-// Administration: clients (platform admins), a client's users and their roles, and its
-// applications: creating one shows its API key once; revoking one stops the key.
+// Administration: clients (platform admins), a client's settings, its users (roles and
+// lifecycle: deactivate, reactivate, unlock, reset two-factor, end sessions, a
+// temporary password) and its applications: creating one shows its API key once;
+// revoking one stops the key.
 
 import { get, post, patch, del, query } from './api.js';
-import { h, mount, when, badge, table, field, select, onSubmit, confirmDialog, flash, pageHeader, isPlatformAdmin, ROLE_NAMES } from './ui.js';
+import { h, mount, when, money, badge, table, field, select, onSubmit, confirmDialog, flash, pageHeader, isPlatformAdmin, ROLE_NAMES } from './ui.js';
 
 const CLIENT_ROLES = ['client_admin', 'operator', 'viewer'];
 
@@ -19,7 +21,7 @@ export async function renderAdmin(view, ctx) {
       get(`/v1/users${query({ client_id: client.id, limit: 100 })}`),
       get(`/v1/clients/${client.id}/applications`),
     ]);
-    parts.push(usersSection(client, users.data, ctx), applicationsSection(client, apps.data, ctx));
+    parts.push(settingsSection(client, ctx), usersSection(client, users.data, ctx), applicationsSection(client, apps.data, ctx));
   } else if (platform) {
     parts.push(h('p', { class: 'empty' }, 'Create a client to manage its users and applications.'));
   }
@@ -40,10 +42,82 @@ function clientsSection(clients, chosen, ctx) {
       ['Client', (c) => (c.id === chosen
         ? h('strong', { 'aria-current': 'true' }, `${c.name} (selected)`)
         : h('a', { href: `#/admin?client=${c.id}` }, c.name))],
-      ['Id', (c) => `#${c.id}`],
+      ['Users', (c) => String(c.user_count ?? '')],
+      ['Volume (captured)', (c) => (c.volume || []).map((v) => money(v.captured, v.currency)).join(', ') || '—'],
       ['Created', (c) => when(c.created_at)],
     ], clients, { empty: 'No client yet.' }),
     form);
+}
+
+function settingsSection(client, ctx) {
+  const form = h('form', { class: 'stack', 'aria-labelledby': 'settings-title' },
+    h('div', { class: 'row' },
+      field('Time zone (UTC offset)', h('input', { name: 'time_zone', value: client.time_zone || '+00:00', required: true, pattern: 'UTC|\\+[0-9]{2}:[0-9]{2}|-[0-9]{2}:[0-9]{2}', size: 7 }), 'Reports\' days and the cut-over follow it, e.g. +01:00.'),
+      field('Daily settlement cut-over', h('input', { name: 'settlement_cutover', type: 'time', value: client.settlement_cutover || '' }), 'Open batches close by themselves after it; empty: never.'),
+      field('Allowed currencies', h('input', { name: 'allowed_currencies', value: (client.allowed_currencies || []).join(', '), placeholder: 'all' }), 'ISO codes, comma-separated; empty: all.')),
+    h('label', { class: 'check' }, h('input', { type: 'checkbox', name: 'mfa_required', checked: Boolean(client.mfa_required) }), ' Every user must use two-factor sign-in'),
+    h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary' }, 'Save settings')));
+  onSubmit(form, (v) => {
+    const codes = (v.allowed_currencies || '').split(',').map((c) => c.trim().toUpperCase()).filter(Boolean);
+    return patch(`/v1/clients/${client.id}`, {
+      time_zone: v.time_zone,
+      settlement_cutover: v.settlement_cutover ? v.settlement_cutover.slice(0, 5) : null,
+      allowed_currencies: codes.length ? codes : null,
+      mfa_required: v.mfa_required === 'on',
+    });
+  }, () => {
+    flash(`Settings of ${client.name} saved.`);
+    ctx.refresh();
+  });
+  return h('section', { class: 'card', 'aria-labelledby': 'settings-title' },
+    h('h2', { id: 'settings-title' }, `Settings of ${client.name}`), form);
+}
+
+/** A user's state as words: deactivated, locked, to change the password, or active. */
+function userState(u) {
+  if (u.active === false) return badge('deactivated');
+  if (u.locked) return badge('locked');
+  if (u.password_change_required) return badge('password_change');
+  return badge('active');
+}
+
+/** The lifecycle buttons of a user the caller manages (never its own account). */
+function lifecycleCell(u, ctx) {
+  if (u.id === ctx.user.id || u.role === 'admin') return '';
+  const act = (label, title, body, confirmText, run, done, danger = false) => {
+    const button = h('button', { type: 'button', class: danger ? 'danger' : '', 'aria-label': `${label} ${u.email}` }, `${label}…`);
+    button.addEventListener('click', async () => {
+      const ok = await confirmDialog({ title, danger, confirm: confirmText, body: h('p', {}, body) });
+      if (!ok) return;
+      try {
+        await run();
+        flash(done);
+        ctx.refresh();
+      } catch (error) {
+        flash(`${error.message} (${error.code})`, 'error');
+      }
+    });
+    return button;
+  };
+  const buttons = [];
+  if (u.active === false) {
+    buttons.push(act('Reactivate', `Reactivate ${u.email}?`, 'They can sign in again.', 'Reactivate',
+      () => post(`/v1/users/${u.id}/reactivate`), `${u.email} reactivated.`));
+  } else {
+    buttons.push(act('Deactivate', `Deactivate ${u.email}?`, 'Their sessions end now and they cannot sign in until reactivated.', 'Deactivate',
+      () => post(`/v1/users/${u.id}/deactivate`), `${u.email} deactivated.`, true));
+  }
+  if (u.locked) {
+    buttons.push(act('Unlock', `Unlock ${u.email}?`, 'Their account was locked after failed sign-ins; confirm who they are first.', 'Unlock',
+      () => post(`/v1/users/${u.id}/unlock`), `${u.email} unlocked.`));
+  }
+  if (u.mfa_enabled) {
+    buttons.push(act('Reset two-factor', `Reset two-factor sign-in of ${u.email}?`, 'For a lost authenticator: they sign in with the password alone and set it up again.', 'Reset',
+      () => post(`/v1/users/${u.id}/mfa/reset`), `Two-factor sign-in of ${u.email} reset.`, true));
+  }
+  buttons.push(act('End sessions', `End every session of ${u.email}?`, 'They are signed out everywhere.', 'End sessions',
+    () => del(`/v1/users/${u.id}/sessions`), `Sessions of ${u.email} ended.`));
+  return h('div', { class: 'actions' }, buttons);
 }
 
 function usersSection(client, users, ctx) {
@@ -63,7 +137,7 @@ function usersSection(client, users, ctx) {
   const create = h('form', { class: 'stack', 'aria-labelledby': 'new-user-title' },
     h('h3', { id: 'new-user-title' }, 'Add a user'),
     field('Email', h('input', { name: 'email', type: 'email', required: true, autocomplete: 'off' })),
-    field('Password', h('input', { name: 'password', type: 'password', required: true, minlength: 12, autocomplete: 'new-password' }), 'At least 12 characters; give it to the person safely.'),
+    field('Password', h('input', { name: 'password', type: 'password', required: true, minlength: 12, autocomplete: 'new-password' }), 'At least 12 characters, not a common one; give it to the person safely.'),
     field('Role', select('role', roles.map((r) => [r, r === 'admin' ? 'Platform admin (no client)' : ROLE_NAMES[r]]), 'viewer')),
     h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary' }, 'Add user')));
   onSubmit(create, (v) => post('/v1/users', {
@@ -78,7 +152,9 @@ function usersSection(client, users, ctx) {
       ['Email', (u) => (u.id === ctx.user.id ? `${u.email} (you)` : u.email)],
       ['Role', roleCell],
       ['Two-factor', (u) => badge(u.mfa_enabled ? 'on' : 'off')],
+      ['Status', userState],
       ['Added', (u) => when(u.created_at)],
+      ['', (u) => lifecycleCell(u, ctx)],
     ], users, { empty: 'No user yet.' }),
     create);
 }

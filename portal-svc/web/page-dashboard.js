@@ -43,7 +43,7 @@ export async function renderDashboard(view) {
         h('h2', {}, `Today, ${c}`),
         h('div', { class: 'grid' },
           stat('Volume', money(volume(today, c), c), `${count} transactions`, 'today-volume'),
-          stat('Refunds', money(figure(refunds, key, 'amount'), c), null, 'today-refunds'),
+          stat('Refunds', money(figure(refunds, key, 'refunded'), c), null, 'today-refunds'),
           stat('Net', money(figure(all, key, 'net'), c), null, 'today-net')));
     })
     : [h('section', { class: 'card' }, h('h2', {}, 'Today'), h('p', { class: 'empty' }, 'No transactions in the last two weeks.'))];

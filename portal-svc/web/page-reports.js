@@ -18,10 +18,14 @@ export async function renderReports(view, ctx) {
     kind: ctx.query.get('kind') || '',
   };
   const filter = { from: params.from, to: params.to, currency: params.currency, kind: params.kind };
-  const report = await get(`/v1/reports/transactions${query({ ...filter, rows: 'false' })}`);
+  const [report, devices] = await Promise.all([
+    get(`/v1/reports/transactions${query({ ...filter, rows: 'false' })}`),
+    params.group_by === 'device' ? get('/v1/devices?limit=100') : { data: [] },
+  ]);
+  const serial = new Map(devices.data.map((d) => [d.id, d.serial]));
   const groups = report.totals[`by_${params.group_by}`] || [];
   const key = KEY[params.group_by];
-  const label = (g) => (g[key] === null ? 'no device' : params.group_by === 'device' ? `#${g[key]}` : String(g[key]));
+  const label = (g) => (g[key] === null ? 'no device' : params.group_by === 'device' ? serial.get(g[key]) || `#${g[key]}` : String(g[key]));
 
   const form = h('form', { class: 'card', 'aria-label': 'Report settings' },
     h('div', { class: 'row' },
@@ -66,7 +70,9 @@ export async function renderReports(view, ctx) {
         [GROUPS.find(([g]) => g === params.group_by)[1], label],
         ['Currency', (g) => g.currency],
         ['Count', (g) => String(g.count), { num: true }],
-        ['Amount', (g) => money(g.amount, g.currency), { num: true }],
+        ['Captured', (g) => money(g.captured, g.currency), { num: true }],
+        ['Refunded', (g) => money(g.refunded, g.currency), { num: true }],
+        ['Adjusted', (g) => money(g.adjusted, g.currency), { num: true }],
         ['Net', (g) => money(g.net, g.currency), { num: true }],
       ], groups, { empty: 'No transactions in this period.' })));
 }

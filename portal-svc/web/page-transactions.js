@@ -38,6 +38,15 @@ export async function renderTransactions(view, ctx) {
     ctx.navigate(`#/transactions${query(values)}`);
   });
 
+  // Find one transaction by its id (from a receipt, a support call, a log line).
+  const find = h('form', { class: 'row', role: 'search', 'aria-label': 'Find a transaction' },
+    field('Transaction id', h('input', { name: 'id', required: true, pattern: 'tx_[0-9a-f]{32}', placeholder: 'tx_…', size: 38, class: 'mono', autocomplete: 'off' })),
+    h('div', { class: 'actions' }, h('button', { type: 'submit' }, 'Find')));
+  find.addEventListener('submit', (event) => {
+    event.preventDefault();
+    ctx.navigate(`#/transactions/${encodeURIComponent(new FormData(find).get('id').trim())}`);
+  });
+  const serial = new Map(devices.data.map((d) => [d.id, d.serial]));
   const here = (extra) => `#/transactions${query({ ...filters, ...extra })}`;
   const pager = h('div', { class: 'pager' },
     after ? h('a', { href: here({}) }, '« First page') : null,
@@ -48,6 +57,7 @@ export async function renderTransactions(view, ctx) {
 
   mount(view,
     pageHeader('Transactions'),
+    find,
     form,
     h('section', { class: 'card', 'aria-label': 'Transactions' },
       table([
@@ -57,7 +67,7 @@ export async function renderTransactions(view, ctx) {
         ['Status', (t) => badge(t.status)],
         ['Amount', (t) => money(t.amount, t.currency), { num: true }],
         ['Refunded', (t) => (t.kind === 'payment' ? money(t.refunded, t.currency) : ''), { num: true }],
-        ['Device', (t) => (t.device_id ? h('a', { href: `#/devices/${t.device_id}` }, `#${t.device_id}`) : '')],
+        ['Device', (t) => (t.device_id ? h('a', { href: `#/devices/${t.device_id}` }, serial.get(t.device_id) || `#${t.device_id}`) : '')],
         ['Description', (t) => t.description || ''],
       ], page.data, {
         empty: page.has_more ? 'No match in the part of the history read so far; go on to the next page.' : 'No transaction matches.',
@@ -68,6 +78,7 @@ export async function renderTransactions(view, ctx) {
 export async function renderTransaction(view, ctx) {
   const [id] = ctx.params;
   const [tx, history] = await Promise.all([get(`/v1/transactions/${encodeURIComponent(id)}`), get(`/v1/transactions/${encodeURIComponent(id)}/history`)]);
+  const device = tx.device_id ? await get(`/v1/devices/${tx.device_id}`).catch(() => null) : null;
   const payment = history.payment;
   const isRoot = payment && payment.id === tx.id;
 
@@ -81,7 +92,7 @@ export async function renderTransaction(view, ctx) {
         tx.kind === 'payment' ? [h('dt', {}, 'Captured'), h('dd', {}, money(tx.captured, tx.currency)),
           h('dt', {}, 'Refunded'), h('dd', { id: 'tx-refunded' }, money(tx.refunded, tx.currency))] : null,
         !isRoot && payment ? [h('dt', {}, 'Of payment'), h('dd', {}, h('a', { href: `#/transactions/${payment.id}`, class: 'mono' }, payment.id))] : null,
-        h('dt', {}, 'Device'), h('dd', {}, tx.device_id ? h('a', { href: `#/devices/${tx.device_id}` }, `#${tx.device_id}`) : '—'),
+        h('dt', {}, 'Device'), h('dd', {}, tx.device_id ? h('a', { href: `#/devices/${tx.device_id}` }, device ? device.serial : `#${tx.device_id}`) : '—'),
         h('dt', {}, 'Batch'), h('dd', {}, tx.batch_id ? h('a', { href: `#/batches/${tx.batch_id}` }, `#${tx.batch_id}`) : '—'),
         h('dt', {}, 'Created'), h('dd', {}, when(tx.created_at)),
         h('dt', {}, 'Sequence'), h('dd', {}, String(tx.seq)),

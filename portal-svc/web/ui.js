@@ -104,11 +104,11 @@ export function sum(amounts) {
   return fromMinor(total.units, total.scale);
 }
 
-/** Unix seconds as a local date and time. */
+/** Unix seconds as a local date and time, with the zone it is in (`CET`, `GMT+1`). */
 export function when(secs) {
   if (secs === null || secs === undefined) return '—';
   const d = new Date(secs * 1000);
-  return d.toLocaleString(undefined, { year: 'numeric', month: 'short', day: '2-digit', hour: '2-digit', minute: '2-digit' });
+  return d.toLocaleString(undefined, { year: 'numeric', month: 'short', day: '2-digit', hour: '2-digit', minute: '2-digit', timeZoneName: 'short' });
 }
 
 /** A date input's value (`YYYY-MM-DD`, UTC) `days` from today. */
@@ -121,6 +121,7 @@ const BADGES = {
   captured: 'good', applied: 'good', matches: 'good', mismatch: 'bad', on: 'good', active: 'good', revoked: 'bad', online: 'good', completed: 'good', installed: 'good', resolved: 'good', closed: 'info',
   authorized: 'info', open: 'info', in_progress: 'info', waiting: 'warn', pending: 'warn',
   partially_refunded: 'warn', refunded: 'warn', voided: 'bad', offline: 'bad', failed: 'bad', cancelled: 'bad',
+  ok: 'good', refused: 'warn', deactivated: 'bad', locked: 'bad', password_change: 'warn',
 };
 
 /** A status as a badge (the word itself, so colour is never the only signal). */

@@ -29,19 +29,46 @@ pub struct LoginRequest {
     otp: Option<String>,
 }
 
-/// Checks the credentials (and second factor) and opens a session: `(token, expires_at)`.
-async fn sign_in(state: &AppState, req: LoginRequest) -> ApiResult<(String, i64)> {
+/// The request's source address as the throttle counts it.
+fn source(peer: Option<Extension<auth::PeerAddr>>) -> String {
+    peer.map_or_else(|| "unknown".to_string(), |Extension(auth::PeerAddr(ip))| ip.to_string())
+}
+
+/// Checks the credentials (and second factor) and opens a session.
+async fn sign_in(state: &AppState, addr: String, req: LoginRequest) -> ApiResult<auth::SignedIn> {
     if req.email.is_empty() || req.password.is_empty() {
         return Err(ApiError::invalid("missing_field", "email and password are required").with_param("email"));
     }
-    let session_secs = state.session_secs;
-    state.db.call(move |conn| auth::login(conn, &req.email, &req.password, req.otp.as_deref(), session_secs)).await
+    let ring = std::sync::Arc::clone(&state.keyring);
+    let (session_secs, addr_failures_max) = (state.session_secs, state.addr_failures_max);
+    state
+        .db
+        .call(move |conn| {
+            let attempt = auth::Attempt {
+                email: &req.email,
+                password: &req.password,
+                otp: req.otp.as_deref(),
+                addr,
+                session_secs,
+                addr_failures_max,
+            };
+            auth::login(conn, &ring, &attempt)
+        })
+        .await
 }
 
 /// Exchanges credentials for a session token.
-pub async fn login(State(state): State<AppState>, ApiJson(req): ApiJson<LoginRequest>) -> ApiResult<Json<Value>> {
-    let (token, expires_at) = sign_in(&state, req).await?;
-    Ok(Json(json!({ "token": token, "expires_at": expires_at })))
+pub async fn login(
+    State(state): State<AppState>,
+    peer: Option<Extension<auth::PeerAddr>>,
+    ApiJson(req): ApiJson<LoginRequest>,
+) -> ApiResult<Json<Value>> {
+    let signed_in = sign_in(&state, source(peer), req).await?;
+    Ok(Json(json!({
+        "token": signed_in.token,
+        "expires_at": signed_in.expires_at,
+        "restriction": signed_in.restriction.map(auth::Restriction::as_str),
+    })))
 }
 
 /// `POST /v1/auth/session`: the same sign-in as [`login`], for a browser. The session
@@ -50,10 +77,18 @@ pub async fn login(State(state): State<AppState>, ApiJson(req): ApiJson<LoginReq
 /// send back in `X-CSRF-Token`. (A cross-site form cannot post here: the body must
 /// be JSON, which only a same-origin script can send without a CORS preflight, and
 /// the service answers none.)
-pub async fn open_session(State(state): State<AppState>, ApiJson(req): ApiJson<LoginRequest>) -> ApiResult<Response> {
-    let (token, expires_at) = sign_in(&state, req).await?;
-    let cookie = auth::session_cookie(&token, state.session_secs);
-    let body = json!({ "csrf_token": auth::csrf_token(&token), "expires_at": expires_at });
+pub async fn open_session(
+    State(state): State<AppState>,
+    peer: Option<Extension<auth::PeerAddr>>,
+    ApiJson(req): ApiJson<LoginRequest>,
+) -> ApiResult<Response> {
+    let signed_in = sign_in(&state, source(peer), req).await?;
+    let cookie = auth::session_cookie(&signed_in.token, state.session_secs);
+    let body = json!({
+        "csrf_token": auth::csrf_token(&signed_in.token),
+        "expires_at": signed_in.expires_at,
+        "restriction": signed_in.restriction.map(auth::Restriction::as_str),
+    });
     Ok(([(header::SET_COOKIE, cookie), (header::CACHE_CONTROL, "no-store".to_string())], Json(body)).into_response())
 }
 
@@ -73,6 +108,7 @@ async fn current_session(
         "csrf_token": session.csrf_token,
         "expires_at": session.expires_at,
         "via_cookie": session.via_cookie,
+        "restriction": session.restriction.map(auth::Restriction::as_str),
         "user": user,
     });
     Ok(([(header::CACHE_CONTROL, "no-store")], Json(body)).into_response())
@@ -81,7 +117,12 @@ async fn current_session(
 /// `POST /v1/auth/logout`: ends the request's session, whether it came as a bearer
 /// token or the cookie (which then needs the CSRF token, like any change), and clears
 /// the cookie. Answers 200 when there was no session, so signing out twice is fine.
-async fn logout(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
+async fn logout(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    // Read so the connection stays usable (an unread body makes hyper close it).
+    _body: axum::body::Bytes,
+) -> ApiResult<Response> {
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -146,8 +187,14 @@ fn signed_in_user(principal: &Principal) -> Result<(i64, String), ApiError> {
 
 /// `POST /v1/users/me/mfa`: starts (or restarts) TOTP enrolment. MFA is enforced only
 /// once a code is verified; while it is on, enrolment again is a 409.
-async fn mfa_enrol(State(state): State<AppState>, principal: Principal) -> ApiResult<Json<Value>> {
+async fn mfa_enrol(
+    State(state): State<AppState>,
+    principal: Principal,
+    // Read so the connection stays usable (an unread body makes hyper close it).
+    _body: axum::body::Bytes,
+) -> ApiResult<Json<Value>> {
     let (user_id, email) = signed_in_user(&principal)?;
+    let ring = std::sync::Arc::clone(&state.keyring);
     let response = state
         .db
         .call(move |conn| {
@@ -160,7 +207,7 @@ async fn mfa_enrol(State(state): State<AppState>, principal: Principal) -> ApiRe
             let codes = mfa::new_recovery_codes();
             tx.execute(
                 "UPDATE users SET mfa_secret = ?1, mfa_last_step = NULL WHERE id = ?2",
-                params![secret, user_id],
+                params![ring.seal(user_id, &secret), user_id],
             )?;
             tx.execute("DELETE FROM mfa_recovery_codes WHERE user_id = ?1", [user_id])?;
             for code in &codes {
@@ -212,6 +259,7 @@ async fn mfa_verify(
 ) -> ApiResult<Json<Value>> {
     let (user_id, email) = signed_in_user(&principal)?;
     let otp = req.otp;
+    let ring = std::sync::Arc::clone(&state.keyring);
     state
         .db
         .call(move |conn| {
@@ -226,7 +274,7 @@ async fn mfa_verify(
             }
             // Only a TOTP code proves the authenticator works; recovery codes don't count here.
             let is_totp = otp.len() == mfa::DIGITS && otp.bytes().all(|b| b.is_ascii_digit());
-            if !is_totp || !mfa::accept(&tx, user_id, &email, &otp)? {
+            if !is_totp || !mfa::accept(&tx, &ring, user_id, &email, &otp)? {
                 return Err(ApiError::unauthenticated("invalid_otp", "the one-time code is wrong or was already used")
                     .with_param("otp"));
             }

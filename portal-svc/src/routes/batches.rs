@@ -54,11 +54,30 @@ pub async fn close(
     let currency = Currency::from_code(&req.currency).ok_or_else(|| {
         ApiError::invalid("invalid_currency", "currency must be an upper-case ISO 4217 code").with_param("currency")
     })?;
-    match state.ledger.close_batch_async(client_id, currency).await {
-        Ok(summary) => Ok(Json(batch_json(&summary))),
-        Err(CloseBatchError::Empty) => Err(ApiError::not_found("the open batch holds no transaction")),
-        Err(e) => Err(ApiError::ledger_unavailable(e)),
+    let entry = |outcome: &'static str, detail: Value| {
+        crate::audit::Entry::by(&principal, "batch.close", "batch", "").outcome(outcome).detail(detail)
+    };
+    let (result, audit) = match state.ledger.close_batch_async(client_id, currency).await {
+        Ok(summary) => {
+            let body = batch_json(&summary);
+            let audit =
+                entry("ok", json!({ "currency": body["currency"], "net": body["net"] })).on("batch", summary.batch_id);
+            (Ok(Json(body)), audit)
+        }
+        Err(CloseBatchError::Empty) => (
+            Err(ApiError::not_found("the open batch holds no transaction")),
+            entry("refused", json!({ "currency": currency.code(), "code": "not_found" })),
+        ),
+        Err(e) => (
+            Err(ApiError::ledger_unavailable(e)),
+            entry("failed", json!({ "currency": currency.code(), "code": "ledger_unavailable" })),
+        ),
+    };
+    let written = state.db.write_meta(crate::db::MetaWrite { audit: Some(audit), ..Default::default() }).await;
+    if result.is_ok() {
+        written?;
     }
+    result
 }
 
 #[derive(Debug, Deserialize)]
@@ -179,7 +198,7 @@ pub async fn reconciliation(
         && totals
             == [i128::from(batch.payment_total), i128::from(batch.refund_total), i128::from(batch.adjustment_total)]
         && net == i128::from(batch.net);
-    let money = |v: i128| i64::try_from(v).map_or_else(|_| v.to_string(), |v| format_minor(v, batch.currency));
+    let money = |v: i128| crate::routes::reports::format_minor_wide(v, batch.currency);
     Ok(Json(json!({
         "object": "reconciliation",
         "batch": batch_json(&batch),

@@ -20,8 +20,8 @@ use crate::extract::{ApiJson, ApiPath, fetch_limit, page};
 use axum::http::Method;
 use axum::routing;
 
-/// Shortest password accepted for a new user.
-pub const PASSWORD_CHARS_MIN: usize = 12;
+/// Shortest password accepted for a new user (see [`crate::password`]).
+pub const PASSWORD_CHARS_MIN: usize = crate::password::PASSWORD_CHARS_MIN;
 /// Longest name accepted for clients and applications.
 const NAME_CHARS_MAX: usize = 200;
 
@@ -35,7 +35,118 @@ fn name_arg(name: &str, param: &'static str) -> Result<String, ApiError> {
 }
 
 fn client_json(id: i64, name: &str, created_at: i64) -> Value {
-    json!({ "id": id, "object": "client", "name": name, "created_at": created_at })
+    let mut client = json!({ "id": id, "object": "client", "name": name, "created_at": created_at });
+    with_settings(&mut client, &crate::settings::Settings::default());
+    client
+}
+
+fn with_settings(client: &mut Value, settings: &crate::settings::Settings) {
+    if let (Some(client), Value::Object(settings)) = (client.as_object_mut(), settings.json()) {
+        client.extend(settings);
+    }
+}
+
+/// A client row (`id, name, created_at`) with its settings, as the API shows it.
+fn client_row(conn: &rusqlite::Connection, row: (i64, String, i64)) -> Result<Value, ApiError> {
+    let mut client = client_json(row.0, &row.1, row.2);
+    with_settings(&mut client, &crate::settings::load(conn, row.0)?.unwrap_or_default());
+    Ok(client)
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    <Value as serde::Deserialize>::deserialize(d).map(Some)
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClientSettings {
+    /// Every user of the client must enrol in MFA before doing anything else.
+    mfa_required: Option<bool>,
+    /// A UTC offset: `UTC`, `+HH:MM`, `-HH:MM`. Reports' days and the cut-over follow it.
+    time_zone: Option<String>,
+    /// `HH:MM` local time at which open batches close by themselves each day; `null`: never.
+    #[serde(default, deserialize_with = "present")]
+    settlement_cutover: Option<Value>,
+    /// ISO 4217 codes payments may use; `null`: all.
+    #[serde(default, deserialize_with = "present")]
+    allowed_currencies: Option<Value>,
+}
+
+/// `PATCH /v1/clients/{id}`: the client's settings (its client admins, or a platform
+/// admin). Takes effect on each user's next request.
+pub async fn update_client(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(req): ApiJson<ClientSettings>,
+) -> ApiResult<Json<Value>> {
+    if !principal.sees_client(id) {
+        return Err(ApiError::not_found("no such client"));
+    }
+    principal.require_user(Role::ClientAdmin)?;
+    let offset = req.time_zone.as_deref().map(crate::settings::parse_offset).transpose()?;
+    let cutover = match &req.settlement_cutover {
+        None => None,
+        Some(Value::Null) => Some(None),
+        Some(Value::String(text)) => {
+            let (h, m) = crate::settings::parse_cutover(text)?;
+            Some(Some(format!("{h:02}:{m:02}")))
+        }
+        Some(_) => return Err(crate::settings::parse_cutover("").err().unwrap_or_else(|| ApiError::internal("parse"))),
+    };
+    let currencies = match &req.allowed_currencies {
+        None => None,
+        Some(Value::Null) => Some(None),
+        Some(Value::Array(codes)) => {
+            let codes: Vec<String> = codes.iter().map(|c| c.as_str().unwrap_or_default().to_string()).collect();
+            let parsed = crate::settings::parse_currencies(&codes)?;
+            Some(Some(parsed.iter().map(|c| c.code()).collect::<Vec<_>>().join(",")))
+        }
+        Some(_) => {
+            return Err(crate::settings::parse_currencies(&[]).err().unwrap_or_else(|| ApiError::internal("parse")));
+        }
+    };
+    let cache = std::sync::Arc::clone(&state.settings);
+    let client = state
+        .db
+        .call(move |conn| {
+            let tx = crate::db::write_tx(conn)?;
+            let row: Option<(i64, String, i64)> = tx
+                .query_row("SELECT id, name, created_at FROM clients WHERE id = ?1", [id], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .optional()?;
+            let row = row.ok_or_else(|| ApiError::not_found("no such client"))?;
+            if let Some(required) = req.mfa_required {
+                tx.execute("UPDATE clients SET mfa_required = ?1 WHERE id = ?2", params![required, id])?;
+            }
+            if let Some(offset) = offset {
+                tx.execute("UPDATE clients SET utc_offset_minutes = ?1 WHERE id = ?2", params![offset, id])?;
+            }
+            if let Some(cutover) = &cutover {
+                // A new cut-over time applies from today on.
+                tx.execute(
+                    "UPDATE clients SET settlement_cutover = ?1, cutover_done_day = NULL WHERE id = ?2",
+                    params![cutover, id],
+                )?;
+            }
+            if let Some(currencies) = &currencies {
+                tx.execute("UPDATE clients SET allowed_currencies = ?1 WHERE id = ?2", params![currencies, id])?;
+            }
+            let settings = crate::settings::load(&tx, id)?.unwrap_or_default();
+            audit::append(
+                &tx,
+                &[audit::Entry::by(&principal, "client.settings", "client", id)
+                    .in_client(Some(id))
+                    .detail(settings.json())],
+            )?;
+            let client = client_row(&tx, row)?;
+            tx.commit()?;
+            cache.put(id, settings);
+            Ok(client)
+        })
+        .await?;
+    Ok(Json(client))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -69,17 +180,49 @@ pub async fn create_client(
 
 /// `GET /v1/clients`: the clients the caller may see.
 pub async fn list_clients(State(state): State<AppState>, principal: Principal) -> ApiResult<Json<Value>> {
-    let data = state
+    let platform = principal.role == Role::Admin;
+    let mut data: Vec<Value> = state
         .db
         .call(move |conn| {
             let mut stmt =
                 conn.prepare("SELECT id, name, created_at FROM clients WHERE ?1 OR id = ?2 ORDER BY id LIMIT 1000")?;
-            let rows = stmt.query_map(params![principal.role == Role::Admin, principal.client_id], |row| {
-                Ok(client_json(row.get(0)?, &row.get::<_, String>(1)?, row.get(2)?))
-            })?;
-            Ok(rows.collect::<Result<Vec<Value>, _>>()?)
+            let rows = stmt
+                .query_map(params![principal.role == Role::Admin, principal.client_id], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })?
+                .collect::<Result<Vec<(i64, String, i64)>, _>>()?;
+            let mut clients = rows.into_iter().map(|row| client_row(conn, row)).collect::<Result<Vec<Value>, _>>()?;
+            if platform {
+                // The platform's cross-client view: how many users each client has.
+                for client in &mut clients {
+                    let id = client["id"].as_i64().unwrap_or_default();
+                    let users: i64 =
+                        conn.query_row("SELECT count(*) FROM users WHERE client_id = ?1", [id], |r| r.get(0))?;
+                    client["user_count"] = json!(users);
+                }
+            }
+            Ok(clients)
         })
         .await?;
+    if platform {
+        // And its volume per currency, from the ledger's balances (in memory).
+        for client in &mut data {
+            let id = u64::try_from(client["id"].as_i64().unwrap_or_default()).unwrap_or_default();
+            let volume: Vec<Value> = state
+                .ledger
+                .balances(id)
+                .into_iter()
+                .map(|(currency, b)| {
+                    json!({
+                        "currency": currency.code(),
+                        "captured": ledger_core::money::format_minor(b.captured, currency),
+                        "net": ledger_core::money::format_minor(b.net, currency),
+                    })
+                })
+                .collect();
+            client["volume"] = json!(volume);
+        }
+    }
     Ok(Json(json!({ "data": data, "has_more": false })))
 }
 
@@ -95,11 +238,12 @@ pub async fn get_client(
     let client = state
         .db
         .call(move |conn| {
-            Ok(conn
-                .query_row("SELECT id, name, created_at FROM clients WHERE id = ?1", [id], |row| {
-                    Ok(client_json(row.get(0)?, &row.get::<_, String>(1)?, row.get(2)?))
+            let row: Option<(i64, String, i64)> = conn
+                .query_row("SELECT id, name, created_at FROM clients WHERE id = ?1", [id], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
                 })
-                .optional()?)
+                .optional()?;
+            row.map(|row| client_row(conn, row)).transpose()
         })
         .await?;
     client.map(Json).ok_or_else(|| ApiError::not_found("no such client"))
@@ -131,13 +275,7 @@ pub async fn create_user(
     {
         return Err(ApiError::invalid("invalid_email", "email is not an email address").with_param("email"));
     }
-    if req.password.chars().count() < PASSWORD_CHARS_MIN {
-        return Err(ApiError::invalid(
-            "weak_password",
-            format!("password needs at least {PASSWORD_CHARS_MIN} characters"),
-        )
-        .with_param("password"));
-    }
+    crate::password::check(&req.password)?;
     let client_id = match (principal.role, role) {
         (Role::Admin, Role::Admin) if req.client_id.is_some() => {
             return Err(
@@ -206,10 +344,14 @@ fn user_json(row: &rusqlite::Row<'_>) -> rusqlite::Result<Value> {
         "client_id": row.get::<_, Option<i64>>(3)?,
         "mfa_enabled": row.get::<_, i64>(4)? != 0,
         "created_at": row.get::<_, i64>(5)?,
+        "active": row.get::<_, i64>(6)? != 0,
+        "password_change_required": row.get::<_, i64>(7)? != 0,
+        "locked": row.get::<_, Option<i64>>(8)?.is_some_and(|until| until > now_secs()),
     }))
 }
 
-const USER_COLUMNS: &str = "id, email, role, client_id, mfa_enabled, created_at";
+const USER_COLUMNS: &str =
+    "id, email, role, client_id, mfa_enabled, created_at, active, must_change_password, locked_until";
 
 #[derive(Debug, Deserialize)]
 pub struct UserListQuery {
@@ -415,6 +557,8 @@ pub async fn revoke_application(
     State(state): State<AppState>,
     principal: Principal,
     ApiPath((client_id, app_id)): ApiPath<(i64, i64)>,
+    // Read so the connection stays usable (an unread body makes hyper close it).
+    _body: axum::body::Bytes,
 ) -> ApiResult<Json<Value>> {
     may_manage_applications(&principal, client_id)?;
     let now = now_secs();
@@ -469,6 +613,14 @@ pub fn endpoints() -> Vec<Endpoint> {
             "Get a client",
             routing::get(get_client),
         ),
+        Endpoint::new(
+            Method::PATCH,
+            "/v1/clients/{id}",
+            Access::platform(Role::ClientAdmin),
+            "Change a client's settings: mfa_required, time_zone, settlement_cutover, allowed_currencies",
+            routing::patch(update_client),
+        )
+        .body::<ClientSettings>(),
         Endpoint::new(
             Method::POST,
             "/v1/users",

@@ -395,7 +395,9 @@ pub async fn heartbeat(
 
 /// Moves the device's pending entries in in-progress rollouts to `installed` (it runs
 /// the rollout's version) or `failed` (it reported a failed update), and settles the
-/// rollouts it touched.
+/// rollouts it touched. A `failed` entry, in a rollout in progress or completed, becomes
+/// `installed` when the device later reports the rollout's version (a retry that
+/// worked: it used to stay failed, issue 15).
 fn advance_rollouts(
     conn: &Connection,
     client_id: i64,
@@ -404,15 +406,18 @@ fn advance_rollouts(
     update_failed: bool,
     now: i64,
 ) -> Result<(), ApiError> {
-    let pending: Vec<(i64, String)> = {
+    let pending: Vec<(i64, String, String)> = {
         let mut stmt = conn.prepare(
-            "SELECT r.id, r.version FROM rollouts r JOIN rollout_devices rd ON rd.rollout_id = r.id
-             WHERE r.client_id = ?1 AND r.status = 'in_progress' AND rd.device_id = ?2 AND rd.status = 'pending'",
+            "SELECT r.id, r.version, rd.status FROM rollouts r JOIN rollout_devices rd ON rd.rollout_id = r.id
+             WHERE r.client_id = ?1 AND rd.device_id = ?2
+               AND ((r.status = 'in_progress' AND rd.status = 'pending')
+                    OR (r.status IN ('in_progress', 'completed') AND rd.status = 'failed' AND r.version = ?3))",
         )?;
-        stmt.query_map(params![client_id, device_id], |row| Ok((row.get(0)?, row.get(1)?)))?
+        stmt.query_map(params![client_id, device_id, firmware], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
             .collect::<Result<_, _>>()?
     };
-    for (rollout_id, version) in pending {
+    for (rollout_id, version, was) in pending {
+        let was: String = was;
         let outcome = if version == firmware {
             "installed"
         } else if update_failed {
@@ -422,8 +427,8 @@ fn advance_rollouts(
         };
         conn.execute(
             "UPDATE rollout_devices SET status = ?1, updated_at = ?2
-             WHERE rollout_id = ?3 AND device_id = ?4 AND status = 'pending'",
-            params![outcome, now, rollout_id, device_id],
+             WHERE rollout_id = ?3 AND device_id = ?4 AND status = ?5",
+            params![outcome, now, rollout_id, device_id, was],
         )?;
         settle_rollout(conn, client_id, rollout_id, now)?;
     }
@@ -608,12 +613,14 @@ pub async fn list_groups(
     let data = state
         .db
         .call(move |conn| {
-            let mut stmt = conn.prepare(&format!(
-                "SELECT {GROUP_COLUMNS} FROM device_groups WHERE client_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3"
-            ))?;
-            let rows =
-                stmt.query_map(params![client_id, query.starting_after.unwrap_or(0), fetch_limit(limit)], group_json)?;
-            Ok(rows.collect::<Result<Vec<Value>, _>>()?)
+            let mut stmt =
+                conn.prepare("SELECT id FROM device_groups WHERE client_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3")?;
+            let ids = stmt
+                .query_map(params![client_id, query.starting_after.unwrap_or(0), fetch_limit(limit)], |r| r.get(0))?
+                .collect::<Result<Vec<i64>, _>>()?;
+            // Each with its device count and latest rollout, as GET of one shows it (the
+            // Devices page showed "undefined" without them: issue 15).
+            ids.into_iter().map(|id| load_group(conn, client_id, id)).collect::<Result<Vec<Value>, _>>()
         })
         .await?;
     Ok(Json(page(data, limit)))

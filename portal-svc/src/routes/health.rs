@@ -3,9 +3,10 @@
 use std::sync::OnceLock;
 
 use axum::extract::State;
-use axum::http::{Method, header};
+use axum::http::{HeaderMap, Method, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
+use subtle::ConstantTimeEq;
 
 use crate::api::{Access, Endpoint};
 use crate::app::AppState;
@@ -27,9 +28,29 @@ async fn openapi() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/json")], body.as_str())
 }
 
+/// The environment variable that holds the token `GET /metrics` requires.
+pub const METRICS_TOKEN_ENV: &str = "PORTAL_METRICS_TOKEN";
+/// Shortest metrics token accepted (a guessable one would make the protection moot).
+pub const METRICS_TOKEN_CHARS_MIN: usize = 16;
+
 /// `GET /metrics`: Prometheus text format. Aggregates only (requests and latencies
-/// per route, ledger counters): nothing per client, nothing secret.
-async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+/// per route, ledger counters): nothing per client, nothing secret; still platform-wide
+/// volumes, so only for operators: it needs `Authorization: Bearer` with the token of
+/// [`METRICS_TOKEN_ENV`] (compared in constant time; a user's token or API key is not
+/// it), and without one configured it is off (404).
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<impl IntoResponse, ApiError> {
+    let Some(expected) = state.metrics_token.as_ref() else {
+        return Err(ApiError::not_found(format!("metrics are off: start the service with {METRICS_TOKEN_ENV} set")));
+    };
+    let sent = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .unwrap_or_default();
+    if !bool::from(blake3::hash(sent.as_bytes()).as_bytes().ct_eq(expected.as_slice())) {
+        return Err(ApiError::unauthenticated("invalid_metrics_token", "send Authorization: Bearer METRICS_TOKEN"));
+    }
     let mut text = String::new();
     prometheus_client::encoding::text::encode_registry(&mut text, &state.metrics.registry)
         .map_err(ApiError::internal)?;
@@ -59,6 +80,12 @@ pub fn endpoints() -> Vec<Endpoint> {
     vec![
         Endpoint::new(Method::GET, "/healthz", Access::Public, "Liveness", get(healthz)),
         Endpoint::new(Method::GET, "/openapi.json", Access::Public, "This API's OpenAPI 3 document", get(openapi)),
-        Endpoint::new(Method::GET, "/metrics", Access::Public, "Prometheus metrics (aggregates only)", get(metrics)),
+        Endpoint::new(
+            Method::GET,
+            "/metrics",
+            Access::Public,
+            "Prometheus metrics (aggregates only), with the metrics token as Bearer",
+            get(metrics),
+        ),
     ]
 }

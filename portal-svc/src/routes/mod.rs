@@ -1,6 +1,7 @@
 //! HTTP routes, one module per resource; each declares its endpoints for the route
 //! table (`crate::api`).
 
+pub mod audit;
 pub mod auth;
 pub mod batches;
 pub mod clients;
@@ -10,4 +11,5 @@ pub mod notes;
 pub mod reports;
 pub mod tickets;
 pub mod transactions;
+pub mod users;
 pub mod web;

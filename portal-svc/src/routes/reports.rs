@@ -56,8 +56,19 @@ pub(crate) fn parse_moment(text: &str, end: bool, param: &'static str) -> Result
 
 /// The period `[from, to)` of a query, in Unix seconds.
 fn period(from: Option<&str>, to: Option<&str>) -> Result<(i64, i64), ApiError> {
-    let to = to.map(|t| parse_moment(t, true, "to")).transpose()?.unwrap_or_else(|| now_secs() + 1);
-    let from = from.map(|f| parse_moment(f, false, "from")).transpose()?.unwrap_or(to - 30 * DAY_SECS);
+    period_in(from, to, 0)
+}
+
+/// [`period`] where a date is a day in a zone `offset_secs` east of UTC (the client's
+/// time zone): its local midnight.
+fn period_in(from: Option<&str>, to: Option<&str>, offset_secs: i64) -> Result<(i64, i64), ApiError> {
+    let local = |text: &str, end: bool, param: &'static str| -> Result<i64, ApiError> {
+        let secs = parse_moment(text, end, param)?;
+        let is_date = time::Date::parse(text.trim(), format_description!("[year]-[month]-[day]")).is_ok();
+        Ok(if is_date { secs - offset_secs } else { secs })
+    };
+    let to = to.map(|t| local(t, true, "to")).transpose()?.unwrap_or_else(|| now_secs() + 1);
+    let from = from.map(|f| local(f, false, "from")).transpose()?.unwrap_or(to - 30 * DAY_SECS);
     if from >= to {
         return Err(ApiError::invalid("invalid_period", "from must be before to").with_param("from"));
     }
@@ -89,35 +100,60 @@ fn format_arg(format: Option<&str>) -> Result<Format, ApiError> {
     }
 }
 
-/// What a transaction does to the money: sales, captures and adjustments add, refunds
-/// subtract; authorizations and voids move nothing.
-fn net_effect(r: &TxRecord) -> i64 {
-    match Kind::from_code(r.tx.kind) {
-        Some(Kind::Payment) if r.tx.flags & Tx::AUTH_ONLY == 0 => r.tx.amount,
-        Some(Kind::Capture | Kind::Adjustment) => r.tx.amount,
-        Some(Kind::Refund) => -r.tx.amount,
-        _ => 0,
+/// `minor` units of `currency` as a decimal string, for sums past the `i64` range
+/// (`format_minor` takes an `i64`): a report over many transactions must not stop at
+/// the int64 maximum, nor wrap.
+pub(crate) fn format_minor_wide(minor: i128, currency: Currency) -> String {
+    if let Ok(small) = i64::try_from(minor) {
+        return format_minor(small, currency);
     }
+    let digits = currency.exponent();
+    let scale = 10u128.pow(digits);
+    let (sign, abs) = if minor < 0 { ("-", minor.unsigned_abs()) } else { ("", minor.unsigned_abs()) };
+    if digits == 0 {
+        return format!("{sign}{abs}");
+    }
+    format!("{sign}{}.{:0width$}", abs / scale, abs % scale, width = digits as usize)
 }
 
+/// Money per group, in the balance's terms, so a report reconciles with
+/// `GET /v1/balance`: `captured` is what payments took in (sales, and captures of
+/// authorizations; an authorization or a void takes nothing, and a payment is not
+/// counted again with its capture), `refunded` what refunds gave back (positive),
+/// `adjusted` the adjustments (signed), `net` = captured - refunded + adjusted.
+/// `amount` is `captured`, the volume. Summed in `i128`: no total saturates.
 #[derive(Debug, Default, Clone, Copy)]
 struct Sums {
     count: u64,
-    amount: i64,
-    net: i64,
+    captured: i128,
+    refunded: i128,
+    adjusted: i128,
 }
 
 impl Sums {
     fn add(&mut self, r: &TxRecord) {
         self.count += 1;
-        self.amount = self.amount.saturating_add(r.tx.amount);
-        self.net = self.net.saturating_add(net_effect(r));
+        let amount = i128::from(r.tx.amount);
+        match Kind::from_code(r.tx.kind) {
+            Some(Kind::Payment) if r.tx.flags & Tx::AUTH_ONLY == 0 => self.captured += amount,
+            Some(Kind::Capture) => self.captured += amount,
+            Some(Kind::Refund) => self.refunded += amount,
+            Some(Kind::Adjustment) => self.adjusted += amount,
+            _ => {}
+        }
+    }
+
+    fn net(&self) -> i128 {
+        self.captured - self.refunded + self.adjusted
     }
 }
 
 /// Totals of a report, grouped four ways, each per currency.
 #[derive(Debug, Default)]
 struct Totals {
+    /// The client's time zone, seconds east of UTC: days are its days.
+    offset_secs: i64,
+    by_currency: BTreeMap<((), String), Sums>,
     by_day: BTreeMap<(String, String), Sums>,
     by_kind: BTreeMap<(&'static str, String), Sums>,
     by_status: BTreeMap<(&'static str, String), Sums>,
@@ -128,7 +164,8 @@ impl Totals {
     fn add(&mut self, r: &TxRecord) {
         let currency = r.tx.currency().map_or_else(|| "???".to_string(), |c| c.code().to_string());
         let secs = i64::try_from(r.timestamp_ns / 1_000_000_000).unwrap_or(i64::MAX);
-        self.by_day.entry((day_of(secs), currency.clone())).or_default().add(r);
+        self.by_currency.entry(((), currency.clone())).or_default().add(r);
+        self.by_day.entry((day_of(secs + self.offset_secs), currency.clone())).or_default().add(r);
         self.by_kind.entry((kind_name(r.tx.kind), currency.clone())).or_default().add(r);
         self.by_status.entry((state_name(r.state), currency.clone())).or_default().add(r);
         self.by_device.entry((r.tx.device_id, currency)).or_default().add(r);
@@ -137,14 +174,28 @@ impl Totals {
     fn group<K>(map: &BTreeMap<(K, String), Sums>, key: &str, show: impl Fn(&K) -> Value) -> Vec<Value> {
         map.iter()
             .map(|((k, currency), s)| {
-                let money = |v: i64| Currency::from_code(currency).map_or_else(|| v.to_string(), |c| format_minor(v, c));
-                json!({ key: show(k), "currency": currency, "count": s.count, "amount": money(s.amount), "net": money(s.net) })
+                let money =
+                    |v: i128| Currency::from_code(currency).map_or_else(|| v.to_string(), |c| format_minor_wide(v, c));
+                let mut group = json!({
+                    "currency": currency,
+                    "count": s.count,
+                    "amount": money(s.captured),
+                    "captured": money(s.captured),
+                    "refunded": money(s.refunded),
+                    "adjusted": money(s.adjusted),
+                    "net": money(s.net()),
+                });
+                if !key.is_empty() {
+                    group[key] = show(k);
+                }
+                group
             })
             .collect()
     }
 
     fn json(&self) -> Value {
         json!({
+            "by_currency": Totals::group(&self.by_currency, "", |()| Value::Null),
             "by_day": Totals::group(&self.by_day, "day", |d| json!(d)),
             "by_kind": Totals::group(&self.by_kind, "kind", |k| json!(k)),
             "by_status": Totals::group(&self.by_status, "status", |s| json!(s)),
@@ -283,7 +334,9 @@ async fn transactions_report(
 ) -> ApiResult<Response> {
     let client_id = principal.ledger_client()?;
     let Query(query) = query.map_err(|e| ApiError::invalid("invalid_query", e.body_text()))?;
-    let (from, to) = period(query.from.as_deref(), query.to.as_deref())?;
+    let settings = crate::settings::of(&state, i64::try_from(client_id).map_err(ApiError::internal)?).await?;
+    let offset_secs = i64::from(settings.utc_offset_minutes) * 60;
+    let (from, to) = period_in(query.from.as_deref(), query.to.as_deref(), offset_secs)?;
     let format = format_arg(query.format.as_deref())?;
     let grouping = query.group_by.as_deref().map(Grouping::parse).transpose()?;
     let kind = match query.kind.as_deref() {
@@ -313,7 +366,7 @@ async fn transactions_report(
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(8);
     let scan_state = state.clone();
     tokio::task::spawn_blocking(move || {
-        let mut totals = Totals::default();
+        let mut totals = Totals { offset_secs, ..Totals::default() };
         let mut chunk = String::with_capacity(64 << 10);
         let send = |chunk: &mut String| tx.blocking_send(Bytes::from(std::mem::take(chunk))).is_ok();
         let mut count: u64 = 0;
@@ -321,7 +374,8 @@ async fn transactions_report(
             (Format::Csv, None) => chunk.push_str(CSV_HEADER),
             (Format::Json, _) => {
                 chunk.push_str(&format!(
-                    r#"{{"object":"report","from":{from},"to":{to},"rows":{}"#,
+                    r#"{{"object":"report","from":{from},"to":{to},"time_zone":"{}","rows":{}"#,
+                    settings.time_zone(),
                     if with_rows { "[" } else { "null" }
                 ));
             }
@@ -351,7 +405,7 @@ async fn transactions_report(
                 ));
             }
             (Format::Csv, Some(by)) => {
-                chunk.push_str(&format!("{},currency,count,amount,net\n", by.key()));
+                chunk.push_str(&format!("{},currency,count,amount,captured,refunded,adjusted,net\n", by.key()));
                 for g in totals.groups(by) {
                     let key = match &g[by.key()] {
                         Value::String(s) => s.clone(),
@@ -360,10 +414,13 @@ async fn transactions_report(
                     };
                     let field = |k: &str| g[k].as_str().map(str::to_string).unwrap_or_else(|| g[k].to_string());
                     chunk.push_str(&format!(
-                        "{key},{},{},{},{}\n",
+                        "{key},{},{},{},{},{},{},{}\n",
                         field("currency"),
                         field("count"),
                         field("amount"),
+                        field("captured"),
+                        field("refunded"),
+                        field("adjusted"),
                         field("net")
                     ));
                 }
@@ -379,7 +436,11 @@ async fn transactions_report(
         Format::Json => ("application/json", None),
         Format::Csv => (
             "text/csv; charset=utf-8",
-            Some(format!("attachment; filename=\"transactions-{}-{}.csv\"", day_of(from), day_of(to - 1))),
+            Some(format!(
+                "attachment; filename=\"transactions-{}-{}.csv\"",
+                day_of(from + offset_secs),
+                day_of(to - 1 + offset_secs)
+            )),
         ),
     };
     let mut response = ([(header::CONTENT_TYPE, content_type)], body).into_response();
@@ -480,7 +541,7 @@ async fn activity_report(
 
 /// A CSV field, quoted when it holds a separator, a quote or a line break; a leading
 /// `=`, `+`, `-` or `@` is prefixed with `'` so spreadsheets don't run it as a formula.
-fn csv_field(s: &str) -> String {
+pub(crate) fn csv_field(s: &str) -> String {
     let s = if s.starts_with(['=', '+', '-', '@']) { format!("'{s}") } else { s.to_string() };
     if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s }
 }
@@ -505,4 +566,19 @@ pub fn endpoints() -> Vec<Endpoint> {
         )
         .query(&["from", "to", "format", "client_id"]),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wide_sums_keep_their_decimals_past_the_i64_range() {
+        let usd = Currency::from_code("USD").expect("USD");
+        let jpy = Currency::from_code("JPY").expect("JPY");
+        assert_eq!(format_minor_wide(1234, usd), "12.34");
+        assert_eq!(format_minor_wide(i128::from(i64::MAX) + 1, usd), "92233720368547758.08");
+        assert_eq!(format_minor_wide(-(i128::from(i64::MAX) + 2), usd), "-92233720368547758.09");
+        assert_eq!(format_minor_wide(i128::from(i64::MAX) * 2, jpy), "18446744073709551614");
+    }
 }

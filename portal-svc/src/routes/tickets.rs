@@ -277,12 +277,17 @@ pub async fn comment(
         .call(move |conn| {
             load(conn, client_id, id)?;
             let now = now_secs();
-            conn.execute(
+            let tx = crate::db::write_tx(conn)?;
+            tx.execute(
                 "INSERT INTO ticket_comments (ticket_id, author, body, created_at) VALUES (?1, ?2, ?3, ?4)",
                 params![id, by, body, now],
             )?;
-            audit::record(conn, &principal, "ticket.comment", &format!("ticket:{id}"))?;
-            Ok(json!({ "id": conn.last_insert_rowid(), "object": "comment", "ticket_id": id, "author": by, "body": body, "created_at": now }))
+            // Read before the audit entry is inserted, which would be the last row then
+            // (the answer carried the audit entry's id: issue 15).
+            let comment_id = tx.last_insert_rowid();
+            audit::record(&tx, &principal, "ticket.comment", &format!("ticket:{id}"))?;
+            tx.commit()?;
+            Ok(json!({ "id": comment_id, "object": "comment", "ticket_id": id, "author": by, "body": body, "created_at": now }))
         })
         .await?;
     Ok((StatusCode::CREATED, Json(comment)))

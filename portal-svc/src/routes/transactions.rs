@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 
 use crate::api::{Access, Endpoint};
 use crate::app::AppState;
+use crate::audit::Entry;
 use crate::auth::{Principal, Role};
 use crate::db::MetaWrite;
 use crate::error::{ApiError, ApiResult};
@@ -133,9 +134,36 @@ fn amount_arg(text: &str, currency: Currency) -> Result<i64, ApiError> {
     parse_minor(text, currency).map_err(|e| ApiError::invalid("invalid_amount", e.to_string()).with_param("amount"))
 }
 
-/// Submits one transaction and answers, applying the Idempotency-Key rules.
+/// The audit entry of a money action by `principal`: `transaction.KIND` on the new
+/// transaction (or, refused, on the payment it refers to), with amount and currency.
+fn money_entry(principal: &Principal, tx: &Tx, on: Option<TxId>, outcome: &'static str, code: Option<&str>) -> Entry {
+    let kind = kind_name(tx.kind);
+    let currency = tx.currency();
+    let mut detail = json!({
+        "amount": currency.map_or_else(|| tx.amount.to_string(), |c| format_minor(tx.amount, c)),
+        "currency": currency.map(|c| c.code().to_string()),
+    });
+    if !tx.ref_id.is_none() {
+        detail["ref_id"] = json!(tx_id_string(tx.ref_id));
+    }
+    if let Some(code) = code {
+        detail["code"] = json!(code);
+    }
+    let entry = Entry::by(principal, &format!("transaction.{kind}"), "transaction", "").outcome(outcome).detail(detail);
+    match on {
+        Some(id) => entry.on("transaction", tx_id_string(id)),
+        None => Entry { resource_id: None, ..entry },
+    }
+}
+
+/// Submits one transaction and answers, applying the Idempotency-Key rules. Every
+/// outcome but a replay is audited through the metadata writer's group commit: the
+/// new transaction, a refusal by the ledger (422, 404, 409) as `refused`, a ledger
+/// that could not commit as `failed`.
+#[allow(clippy::too_many_arguments)] // each is one part of the request
 async fn commit(
     state: &AppState,
+    principal: &Principal,
     client_id: u64,
     headers: &HeaderMap,
     fingerprint: Vec<u8>,
@@ -184,26 +212,58 @@ async fn commit(
     let id = key.as_deref().map_or_else(idempotency::random_id, |k| idempotency::ledger_id(client, k));
     let tx = make(id);
     let kind = tx.kind().unwrap_or(Kind::Payment);
-    let outcome = state.ledger.submit_async(vec![tx]).await.map_err(ApiError::ledger_unavailable)?;
+    let on_ref = (!tx.ref_id.is_none()).then_some(tx.ref_id);
+    // The description goes to disk before the ledger commit, so a crash between the
+    // commit and its answer keeps it (it was lost: issue 15). Not over an existing
+    // transaction's: a retry with another body is refused by the ledger below.
+    let ahead = match &description {
+        Some(d) if state.ledger.lookup(id).is_none() => {
+            let write = MetaWrite {
+                description_ahead: Some((id.0.to_le_bytes().to_vec(), client, d.clone())),
+                ..MetaWrite::default()
+            };
+            state.db.write_meta(write).await?;
+            true
+        }
+        _ => false,
+    };
+    let outcome = match state.ledger.submit_async(vec![tx]).await {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            // Best effort: the storage that failed may be the database's too.
+            let entry = money_entry(principal, &tx, on_ref, "failed", Some("ledger_unavailable"));
+            let _ = state.db.write_meta(MetaWrite { audit: Some(entry), ..MetaWrite::default() }).await;
+            return Err(ApiError::ledger_unavailable(e));
+        }
+    };
     let (record, was_there) = match outcome.first() {
         Some(TxOutcome::Committed(r)) => (*r, false),
-        // The transaction was committed before, but its response was not stored (a
-        // crash in between): answer from the ledger, which is the truth.
+        // The transaction was committed before, but its response (and audit entry) was
+        // not stored (a crash in between): answer from the ledger, which is the truth.
         Some(TxOutcome::Exists(r)) => (*r, true),
-        Some(TxOutcome::Rejected(reject)) => return Err(ledger_reject(*reject, kind)),
+        Some(TxOutcome::Rejected(reject)) => {
+            let error = ledger_reject(*reject, kind);
+            let entry = money_entry(principal, &tx, on_ref, "refused", Some(error.code));
+            let forget = (ahead && *reject != Reject::ExistsWithDifferentFields).then(|| id.0.to_le_bytes().to_vec());
+            state
+                .db
+                .write_meta(MetaWrite { audit: Some(entry), forget_description: forget, ..MetaWrite::default() })
+                .await?;
+            return Err(error);
+        }
         None => return Err(ApiError::internal("the ledger returned no outcome")),
     };
     let body = tx_json(&record, description.as_deref()).to_string();
     let (stored_body, ledger_id) = (body.clone(), record.tx.id.0.to_le_bytes().to_vec());
-    if description.is_some() || key.is_some() {
-        state
-            .db
-            .write_meta(MetaWrite {
-                description: description.map(|d| (ledger_id, client, d)),
-                idempotency: key.map(|k| (client, k, fingerprint, 201, stored_body)),
-            })
-            .await?;
-    }
+    state
+        .db
+        .write_meta(MetaWrite {
+            description: description.map(|d| (ledger_id, client, d)),
+            idempotency: key.map(|k| (client, k, fingerprint, 201, stored_body)),
+            audit: Some(money_entry(principal, &record.tx, Some(record.tx.id), "ok", None)),
+            ..MetaWrite::default()
+        })
+        .await?;
     Ok(if was_there { replayed(201, body) } else { (StatusCode::CREATED, json_response(body)).into_response() })
 }
 
@@ -271,6 +331,8 @@ pub async fn create(
     let client_id = principal.ledger_client()?;
     let req: NewTransaction = json_body(&body)?;
     let currency = currency_arg(&req.currency)?;
+    let client = i64::try_from(client_id).map_err(ApiError::internal)?;
+    crate::settings::of(&state, client).await?.check_currency(currency)?;
     let amount = amount_arg(&req.amount, currency)?;
     let description = description_arg(req.description)?;
     let device_id = req.device_id.unwrap_or(0);
@@ -305,8 +367,8 @@ pub async fn create(
         }
         _ => return Err(ApiError::invalid("invalid_kind", "kind is payment or adjustment").with_param("kind")),
     };
-    commit(&state, client_id, &headers, idempotency::fingerprint("POST", "/v1/transactions", &body), make, description)
-        .await
+    let fingerprint = idempotency::fingerprint("POST", "/v1/transactions", &body);
+    commit(&state, &principal, client_id, &headers, fingerprint, make, description).await
 }
 
 /// The caller's transaction `id`, as it stands (another client's is not found).
@@ -398,7 +460,7 @@ async fn follow_up(
         _ => return Err(ApiError::not_found("no such route")),
     };
     let path = format!("/v1/transactions/{id}/{action}");
-    commit(state, client_id, headers, idempotency::fingerprint("POST", &path, &body), make, None).await
+    commit(state, principal, client_id, headers, idempotency::fingerprint("POST", &path, &body), make, None).await
 }
 
 async fn description_of(state: &AppState, id: TxId) -> ApiResult<Option<String>> {

@@ -5,7 +5,9 @@
 // A scenario a person would follow: sign in (with the keyboard), see the dashboard,
 // refund in the page a payment made through the API, close the batch and reconcile
 // it, export a report as CSV, register a device and follow a firmware rollout, open a
-// ticket and add a note, create and revoke an API key, turn on two-factor sign-in
+// ticket and add a note, create and revoke an API key, set the client's settings,
+// deactivate and reactivate a user, find the refused refund in the activity page and
+// export it, turn on two-factor sign-in
 // and sign in again with a code; then what a viewer may not do, the platform admin's
 // view, a phone-sized screen, and the CSRF token refused missing from the page
 // itself. Every page is saved as a screenshot. Any console error, failed asset or
@@ -179,6 +181,11 @@ async function main() {
       await usd.locator('[data-stat="today-refunds"]').filter({ hasText: '0.00 USD' }).waitFor();
       await page.getByRole('img', { name: 'Volume by day, EUR' }).or(page.getByRole('img', { name: 'Volume by day, USD' })).waitFor();
       await page.getByRole('region', { name: 'Open batches' }).getByRole('link', { name: 'USD' }).waitFor();
+      // The top value's label is whole, inside the chart (it was cut to "37.26 EUR").
+      for (const label of await page.locator('svg.chart text.axis-max').all()) {
+        const x = await label.evaluate((t) => t.getBBox().x);
+        check(x >= 0, `the label ${await label.textContent()} starts at x=${x}, outside the chart`);
+      }
       await shot(page, 'dashboard');
     });
 
@@ -196,6 +203,16 @@ async function main() {
       await page.getByRole('button', { name: 'Filter' }).click();
       await page.getByRole('alert').filter({ hasText: 'amount_min needs currency' }).waitFor();
       await shot(page, 'transactions-filter-error');
+      // Found by its id; times carry their zone.
+      await nav(page, 'Transactions').click();
+      await page.waitForURL(/#\/transactions$/);
+      await page.getByLabel('Transaction id').fill(sale.id);
+      await page.getByLabel('Transaction id').press('Enter');
+      await page.getByRole('heading', { name: 'Payment of 12.50 USD' }).waitFor();
+      await page.getByText(sale.id, { exact: true }).waitFor();
+      const created = await page.locator('dl.facts dd').nth(7).textContent();
+      check(/(UTC|GMT|[A-Z]{2,5})([+-]\d{1,2}(:\d{2})?)?$/.test(created.trim()), `a time without its zone: ${created}`);
+      await nav(page, 'Transactions').click();
     });
 
     await step('refund a payment made through the API, with confirmation', page, async () => {
@@ -309,6 +326,12 @@ async function main() {
     });
 
     let ticketId;
+    await step('a transaction shows its device by serial, not its number', page, async () => {
+      await api('POST', '/v1/transactions', { token: till, key: 'order-1050', body: { kind: 'payment', amount: '3.00', currency: 'USD', device_id: deviceId }, expect: 201 });
+      await nav(page, 'Transactions').click();
+      await page.getByRole('region', { name: 'Transactions' }).getByRole('link', { name: 'T-1001', exact: true }).waitFor();
+    });
+
     await step('open a ticket, comment, start work and add a note', page, async () => {
       await nav(page, 'Support').click();
       await page.getByLabel('Subject').fill('T-1001 drops off the Wi-Fi');
@@ -364,7 +387,46 @@ async function main() {
       await page.getByRole('form', { name: 'Role of viewer@cafe.test' }).getByRole('combobox').selectOption('viewer');
       await page.getByRole('form', { name: 'Role of viewer@cafe.test' }).getByRole('button', { name: 'Change' }).click();
       await page.getByText('viewer@cafe.test is now Viewer.').waitFor();
+
+      // The client's settings.
+      const settings = page.getByRole('region', { name: 'Settings of Corner Cafe' });
+      await settings.getByLabel('Time zone (UTC offset)').fill('+01:00');
+      await settings.getByLabel('Allowed currencies').fill('usd, EUR');
+      await settings.getByRole('button', { name: 'Save settings' }).click();
+      await page.getByText('Settings of Corner Cafe saved.').waitFor();
+      const shown = (await api('GET', `/v1/clients/${client.id}`, { token: admin, expect: 200 })).body;
+      check(shown.time_zone === '+01:00' && JSON.stringify(shown.allowed_currencies) === '["USD","EUR"]' && shown.settlement_cutover === null && shown.mfa_required === false, JSON.stringify(shown));
+
+      // A user's lifecycle: deactivated (refused at once), then reactivated.
+      await page.getByRole('button', { name: 'Deactivate viewer@cafe.test' }).click();
+      await confirm(page, 'Deactivate');
+      await page.getByText('viewer@cafe.test deactivated.').waitFor();
+      await api('POST', '/v1/auth/login', { body: { email: 'viewer@cafe.test', password: PASSWORD }, expect: 401 });
+      await shot(page, 'admin-user-deactivated');
+      await page.getByRole('button', { name: 'Reactivate viewer@cafe.test' }).click();
+      await confirm(page, 'Reactivate');
+      await page.getByText('viewer@cafe.test reactivated.').waitFor();
+      await api('POST', '/v1/auth/login', { body: { email: 'viewer@cafe.test', password: PASSWORD }, expect: 200 });
+      check((await page.getByRole('button', { name: /Deactivate manager@cafe\.test/ }).count()) === 0, 'nobody deactivates themselves');
       await shot(page, 'admin');
+    });
+
+    await step('the activity page: the refused refund, filtered and exported as CSV', page, async () => {
+      await nav(page, 'Activity').click();
+      await page.getByRole('heading', { name: 'Activity' }).waitFor();
+      await page.getByLabel('Action').selectOption('transaction.');
+      await page.getByLabel('Outcome').selectOption('refused');
+      await page.getByRole('button', { name: 'Show' }).click();
+      await rows(page, 1);
+      const row = page.getByRole('region', { name: 'Audit trail' }).locator('tbody tr');
+      check((await row.textContent()).includes('transaction.refund') && (await row.textContent()).includes('refund_exceeds_captured'), await row.textContent());
+      await shot(page, 'activity');
+      const [download] = await Promise.all([page.waitForEvent('download'), page.getByRole('link', { name: 'Export (CSV)' }).click()]);
+      const file = join(SHOTS, 'activity.csv');
+      await download.saveAs(file);
+      const lines = (await readFile(file, 'utf8')).trim().split('\n');
+      check(lines[0] === 'id,at,actor_type,actor_id,actor,client_id,action,resource_type,resource_id,outcome,detail', lines[0]);
+      check(lines.length === 2 && lines[1].includes(',transaction.refund,') && lines[1].includes(',refused,'), lines.join('\n'));
     });
 
     await step('turn on two-factor sign-in with the QR code, sign out, sign in with a code', page, async () => {
@@ -402,6 +464,7 @@ async function main() {
       const viewer = await newPage(browser);
       await signIn(viewer, 'viewer@cafe.test', PASSWORD);
       check((await nav(viewer, 'Administration').count()) === 0, 'no administration');
+      check((await nav(viewer, 'Activity').count()) === 0, 'no activity');
       await viewer.goto(`${BASE}/#/transactions/${sale.id}`);
       await viewer.getByRole('region', { name: 'History' }).waitFor();
       check((await viewer.getByRole('button', { name: 'Refund…' }).count()) === 0, 'no refund');
@@ -425,10 +488,46 @@ async function main() {
       const root = await newPage(browser);
       await signIn(root, ADMIN_EMAIL, ADMIN_PASSWORD);
       await root.getByRole('region', { name: 'Clients' }).getByText('Corner Cafe (selected)').waitFor();
+      // The cross-client view: each client's users and volume.
+      const row = root.getByRole('region', { name: 'Clients' }).locator('tbody tr').filter({ hasText: 'Corner Cafe' });
+      check((await row.locator('td').nth(1).textContent()).trim() === '2', await row.textContent());
+      check((await row.locator('td').nth(2).textContent()).includes('USD'), await row.textContent());
+      await root.getByRole('link', { name: 'Activity' }).waitFor();
       check((await nav(root, 'Dashboard').count()) === 0, 'no client pages for the platform admin');
       await root.getByRole('region', { name: 'Users of Corner Cafe' }).getByText('manager@cafe.test').waitFor();
       await shot(root, 'platform-admin');
       await root.context().close();
+    });
+
+    await step('a chart keeps its top value label whole (4345.26 EUR)', page, async () => {
+      await api('POST', '/v1/transactions', { token: till, key: 'order-1099', body: { kind: 'payment', amount: '4337.26', currency: 'EUR' }, expect: 201 });
+      await page.goto(`${BASE}/#/`);
+      const chart = page.getByRole('img', { name: 'Volume by day, EUR' });
+      await chart.waitFor();
+      const label = chart.locator('text.axis-max');
+      const text = (await label.textContent()).trim();
+      check(text === '4345.26 EUR', text);
+      const x = await label.evaluate((t) => t.getBBox().x);
+      check(x >= 0, `the label "${text}" starts at x=${x}, outside the chart`);
+      await shot(page, 'dashboard-large-values');
+    });
+
+    await step('a temporary password set by an administrator must be changed first', null, async () => {
+      const temp = (await api('POST', '/v1/users', { token: admin, body: { email: 'temp@cafe.test', password: PASSWORD, role: 'viewer', client_id: client.id }, expect: 201 })).body;
+      await api('POST', `/v1/users/${temp.id}/password`, { token: admin, body: { password: 'temporary password 42' }, expect: 200 });
+      const p = await newPage(browser);
+      await signIn(p, 'temp@cafe.test', 'temporary password 42');
+      await p.locator('#restriction').filter({ hasText: 'temporary password' }).waitFor();
+      await shot(p, 'temporary-password');
+      await p.goto(`${BASE}/#/transactions`);
+      await p.getByRole('heading', { name: 'Account' }).waitFor();
+      await p.locator('#restriction').waitFor();
+      await p.getByLabel('Current password').fill('temporary password 42');
+      await p.getByLabel('New password').fill('a password of my own');
+      await p.getByRole('button', { name: 'Change password' }).click();
+      await p.getByRole('heading', { name: 'Dashboard' }).waitFor();
+      await api('POST', '/v1/auth/login', { body: { email: 'temp@cafe.test', password: 'a password of my own' }, expect: 200 });
+      await p.context().close();
     });
 
     await step('a phone-sized screen', null, async () => {

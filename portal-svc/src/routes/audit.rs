@@ -1,0 +1,211 @@
+//! The audit trail over HTTP: `GET /v1/audit` (a client admin its client's entries, a
+//! platform admin everyone's), newest first, and `GET /v1/audit/verify` (platform
+//! admins), which recomputes the hash chain.
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::{Method, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing;
+use rusqlite::params;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::api::{Access, Endpoint};
+use crate::app::AppState;
+use crate::auth::{Principal, Role};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{fetch_limit, page, page_limit};
+
+#[derive(Debug, Deserialize)]
+pub struct AuditQuery {
+    limit: Option<usize>,
+    starting_after: Option<i64>,
+    /// One action (`transaction.refund`), or a family with a trailing dot (`auth.`).
+    action: Option<String>,
+    /// `ok`, `refused` or `failed`.
+    outcome: Option<String>,
+    actor_type: Option<String>,
+    actor_id: Option<i64>,
+    resource_type: Option<String>,
+    resource_id: Option<String>,
+    /// Unix seconds, inclusive.
+    from: Option<i64>,
+    /// Unix seconds, exclusive.
+    to: Option<i64>,
+    /// Platform admins: one client's entries.
+    client_id: Option<i64>,
+    /// `json` (default) or `csv` (the page's entries, with a header line).
+    format: Option<String>,
+}
+
+/// One entry as the API shows it.
+fn entry_json(row: &rusqlite::Row<'_>) -> rusqlite::Result<Value> {
+    let detail: Option<String> = row.get(9)?;
+    Ok(json!({
+        "id": row.get::<_, i64>(0)?,
+        "object": "audit_entry",
+        "at": row.get::<_, i64>(1)?,
+        "actor_type": row.get::<_, String>(2)?,
+        "actor_id": row.get::<_, Option<i64>>(3)?,
+        "actor": row.get::<_, String>(4)?,
+        "client_id": row.get::<_, Option<i64>>(5)?,
+        "action": row.get::<_, String>(6)?,
+        "resource_type": row.get::<_, Option<String>>(7)?,
+        "resource_id": row.get::<_, Option<String>>(8)?,
+        "outcome": row.get::<_, String>(10)?,
+        "detail": detail.and_then(|d| serde_json::from_str::<Value>(&d).ok()),
+    }))
+}
+
+/// `GET /v1/audit?limit=&starting_after=&action=&outcome=&actor_type=&actor_id=&resource_type=&resource_id=&from=&to=&client_id=`.
+async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+    query: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Response> {
+    principal.require_user(Role::ClientAdmin)?;
+    let Query(q) = query.map_err(|e| ApiError::invalid("invalid_query", e.body_text()))?;
+    let limit = page_limit(q.limit)?;
+    let scope = match (principal.client_id, q.client_id) {
+        (Some(own), Some(asked)) if own != asked => {
+            return Err(ApiError::not_found("no such client").with_param("client_id"));
+        }
+        (Some(own), _) => Some(own),
+        (None, asked) => asked,
+    };
+    if let Some(outcome) = q.outcome.as_deref()
+        && !["ok", "refused", "failed"].contains(&outcome)
+    {
+        return Err(ApiError::invalid("invalid_outcome", "outcome is ok, refused or failed").with_param("outcome"));
+    }
+    let csv = match q.format.as_deref() {
+        None | Some("json") => false,
+        Some("csv") => true,
+        Some(_) => return Err(ApiError::invalid("invalid_format", "format is json or csv").with_param("format")),
+    };
+    let (action, family) = match q.action {
+        Some(a) if a.ends_with('.') => (None, Some(format!("{a}%"))),
+        other => (other, None),
+    };
+    let data = state
+        .db
+        .call(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT id, at, actor_type, actor_id, actor, client_id, action, resource_type, resource_id, detail,
+                        outcome
+                 FROM audit_log
+                 WHERE id < ?1 AND (?2 IS NULL OR client_id = ?2) AND (?3 IS NULL OR action = ?3)
+                   AND (?4 IS NULL OR action LIKE ?4) AND (?5 IS NULL OR outcome = ?5)
+                   AND (?6 IS NULL OR actor_type = ?6) AND (?7 IS NULL OR actor_id = ?7)
+                   AND (?8 IS NULL OR resource_type = ?8) AND (?9 IS NULL OR resource_id = ?9)
+                   AND (?10 IS NULL OR at >= ?10) AND (?11 IS NULL OR at < ?11)
+                 ORDER BY id DESC LIMIT ?12",
+            )?;
+            let rows = stmt.query_map(
+                params![
+                    q.starting_after.unwrap_or(i64::MAX),
+                    scope,
+                    action,
+                    family,
+                    q.outcome,
+                    q.actor_type,
+                    q.actor_id,
+                    q.resource_type,
+                    q.resource_id,
+                    q.from,
+                    q.to,
+                    fetch_limit(limit)
+                ],
+                entry_json,
+            )?;
+            Ok(rows.collect::<Result<Vec<Value>, _>>()?)
+        })
+        .await?;
+    if csv {
+        return Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], to_csv(&data, limit)).into_response());
+    }
+    Ok(Json(page(data, limit)).into_response())
+}
+
+/// Entries as CSV: a header line, then one line per entry (at most `limit`), every
+/// text field quoted as needed and kept from being read as a spreadsheet formula.
+fn to_csv(data: &[Value], limit: usize) -> String {
+    const COLUMNS: [&str; 11] = [
+        "id",
+        "at",
+        "actor_type",
+        "actor_id",
+        "actor",
+        "client_id",
+        "action",
+        "resource_type",
+        "resource_id",
+        "outcome",
+        "detail",
+    ];
+    let mut out = COLUMNS.join(",");
+    out.push('\n');
+    for entry in data.iter().take(limit) {
+        let fields: Vec<String> = COLUMNS
+            .iter()
+            .map(|c| match &entry[*c] {
+                Value::Null => String::new(),
+                Value::String(s) => crate::routes::reports::csv_field(s),
+                Value::Object(_) => crate::routes::reports::csv_field(&entry[*c].to_string()),
+                other => other.to_string(),
+            })
+            .collect();
+        out.push_str(&fields.join(","));
+        out.push('\n');
+    }
+    out
+}
+
+/// `GET /v1/audit/verify`: `{ok, entries, first_bad_id, head}`. Reads on a connection
+/// of its own, so a long log does not hold up other requests.
+async fn verify(State(state): State<AppState>, principal: Principal) -> ApiResult<Json<Value>> {
+    principal.require_user(Role::Admin)?;
+    let verdict = state.db.call_own(|conn| Ok(crate::audit::verify(conn)?)).await?;
+    Ok(Json(json!({
+        "object": "audit_verification",
+        "ok": verdict.first_bad_id.is_none(),
+        "entries": verdict.entries,
+        "first_bad_id": verdict.first_bad_id,
+        "head": verdict.head,
+    })))
+}
+
+/// The endpoints of this module.
+pub fn endpoints() -> Vec<Endpoint> {
+    vec![
+        Endpoint::new(
+            Method::GET,
+            "/v1/audit",
+            Access::platform(Role::ClientAdmin),
+            "The audit trail, newest first (a client admin: its client's)",
+            routing::get(list),
+        )
+        .query(&[
+            "limit",
+            "starting_after",
+            "action",
+            "outcome",
+            "actor_type",
+            "actor_id",
+            "resource_type",
+            "resource_id",
+            "from",
+            "to",
+            "client_id",
+            "format",
+        ]),
+        Endpoint::new(
+            Method::GET,
+            "/v1/audit/verify",
+            Access::platform(Role::Admin),
+            "Recompute the audit trail's hash chain: the first edited or removed entry",
+            routing::get(verify),
+        ),
+    ]
+}
