@@ -443,13 +443,7 @@ pub fn login(
         |row| Ok((row.get::<_, i64>(0)? != 0, row.get::<_, i64>(1)? != 0)),
     )?;
     tx.commit()?;
-    let restriction = if must_change {
-        Some(Restriction::PasswordChange)
-    } else if mfa_required && !mfa_enabled {
-        Some(Restriction::MfaEnrollment)
-    } else {
-        None
-    };
+    let restriction = Restriction::of(must_change, mfa_required, mfa_enabled);
     Ok(SignedIn { token, expires_at, restriction })
 }
 
@@ -556,6 +550,18 @@ pub enum Restriction {
 }
 
 impl Restriction {
+    /// The restriction of a user who must change a temporary password, or whose client
+    /// requires MFA without the user having it; none otherwise.
+    pub fn of(must_change_password: bool, mfa_required: bool, mfa_enabled: bool) -> Option<Restriction> {
+        if must_change_password {
+            Some(Restriction::PasswordChange)
+        } else if mfa_required && !mfa_enabled {
+            Some(Restriction::MfaEnrollment)
+        } else {
+            None
+        }
+    }
+
     /// The routes a restricted session may call: who it is, its session, signing out,
     /// changing the password and enrolling in MFA.
     const ALLOWED: [(&'static str, &'static str); 6] = [
@@ -705,13 +711,7 @@ pub async fn authenticate_session(parts: &Parts, state: &AppState) -> Result<(Pr
             let (user_id, email, role, client_id, expires_at, must_change, mfa_enabled, mfa_required) =
                 row.ok_or_else(|| ApiError::unauthenticated("invalid_token", "the token is unknown or expired"))?;
             let role = Role::parse(&role).ok_or_else(|| ApiError::internal("unknown role in the database"))?;
-            let restriction = if must_change {
-                Some(Restriction::PasswordChange)
-            } else if mfa_required && !mfa_enabled {
-                Some(Restriction::MfaEnrollment)
-            } else {
-                None
-            };
+            let restriction = Restriction::of(must_change, mfa_required, mfa_enabled);
             Ok((Principal { actor: Actor::User { id: user_id, email }, role, client_id }, expires_at, restriction))
         })
         .await?;

@@ -350,6 +350,11 @@ fn user_json(row: &rusqlite::Row<'_>) -> rusqlite::Result<Value> {
     }))
 }
 
+/// The user with this id as the API shows it (no hash or secret).
+pub(crate) fn user_by_id(conn: &rusqlite::Connection, id: i64) -> rusqlite::Result<Value> {
+    conn.query_row(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"), [id], user_json)
+}
+
 const USER_COLUMNS: &str =
     "id, email, role, client_id, mfa_enabled, created_at, active, must_change_password, locked_until";
 
@@ -455,7 +460,7 @@ pub async fn update_user(
                 tx.execute("UPDATE users SET role = ?1 WHERE id = ?2", params![role.as_str(), id])?;
                 audit::record_in(&tx, &principal, client_id, "user.role", &format!("user:{id}"))?;
             }
-            let user = tx.query_row(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"), [id], user_json)?;
+            let user = user_by_id(&tx, id)?;
             tx.commit()?;
             Ok(user)
         })

@@ -45,28 +45,10 @@ pub fn managed(conn: &rusqlite::Connection, principal: &Principal, id: i64) -> R
     }
 }
 
-/// The user object with its lifecycle state (never a hash or secret).
+/// The user object with its lifecycle state (never a hash or secret): the same columns
+/// and JSON as the users list (`clients::user_json`).
 pub fn user_json(conn: &rusqlite::Connection, id: i64) -> Result<Value, ApiError> {
-    let now = crate::db::now_secs();
-    Ok(conn.query_row(
-        "SELECT id, email, role, client_id, mfa_enabled, created_at, active, must_change_password, locked_until
-         FROM users WHERE id = ?1",
-        [id],
-        |row| {
-            Ok(json!({
-                "id": row.get::<_, i64>(0)?,
-                "object": "user",
-                "email": row.get::<_, String>(1)?,
-                "role": row.get::<_, String>(2)?,
-                "client_id": row.get::<_, Option<i64>>(3)?,
-                "mfa_enabled": row.get::<_, i64>(4)? != 0,
-                "created_at": row.get::<_, i64>(5)?,
-                "active": row.get::<_, i64>(6)? != 0,
-                "password_change_required": row.get::<_, i64>(7)? != 0,
-                "locked": row.get::<_, Option<i64>>(8)?.is_some_and(|until| until > now),
-            }))
-        },
-    )?)
+    Ok(crate::routes::clients::user_by_id(conn, id)?)
 }
 
 /// `POST /v1/users/{id}/unlock`: ends the account's lock and its count of failures;
