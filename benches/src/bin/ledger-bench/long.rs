@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 
 use crate::cabi::CLedger;
 use crate::history::{History, Shape};
-use crate::run::{self, CODES, Disk};
+use crate::run::{self, CODES, CpuTimes, Disk};
 use crate::workload::calls;
 
 /// The defaults of issue 14's measurement.
@@ -226,6 +226,8 @@ struct Window {
     anon_peak_kib: u64,
     disk: Disk,
     engine: Value,
+    /// CPU time over the window (see [`CpuTimes`]).
+    cpu: CpuTimes,
 }
 
 impl Window {
@@ -240,7 +242,18 @@ impl Window {
             anon_peak_kib: 0,
             disk: Disk::default(),
             engine: Value::Null,
+            cpu: CpuTimes::default(),
         })
+    }
+
+    /// Microseconds per transaction: the sequencer on a CPU, the sequencer runnable but
+    /// kept off one, and the engine's other threads (checkpoints, merges, the log's
+    /// sealing and spare segments: the process less the sequencer and this thread).
+    fn cpu_us_per_tx(&self) -> (f64, f64, f64) {
+        let per = |secs: f64| secs * 1e6 / (self.transactions.max(1) as f64);
+        let c = &self.cpu;
+        let background = (c.process_secs - c.sequencer_secs - c.caller_secs).max(0.0);
+        (per(c.sequencer_secs), per(c.sequencer_wait_secs), per(background))
     }
 
     fn tx_per_s(&self) -> f64 {
@@ -261,13 +274,19 @@ impl Window {
             "anon_peak_rss_kib": self.anon_peak_kib,
             "disk": disk_json(self.disk),
             "engine": self.engine,
+            "cpu_us_per_tx": {
+                "sequencer": self.cpu_us_per_tx().0,
+                "sequencer_waiting_for_cpu": self.cpu_us_per_tx().1,
+                "engine_background": self.cpu_us_per_tx().2,
+            },
         })
     }
 
     fn line(&self, index: usize, count: usize) -> String {
         format!(
             "window {}/{count} [{}..{}): {:.0} tx/s; call p50 {:.1} ms, p99 {:.1} ms; RSS {:.0} MiB, anon {:.0} MiB \
-             (window peak {:.0}), peak RSS {:.0} MiB; disk {:.1} MiB; {}",
+             (window peak {:.0}), peak RSS {:.0} MiB; disk {:.1} MiB; CPU per tx: sequencer {:.2} us (+{:.2} us \
+             waiting for a CPU), background {:.2} us; {}",
             index + 1,
             self.first,
             self.first + self.transactions,
@@ -279,6 +298,9 @@ impl Window {
             mib(self.anon_peak_kib),
             mib(self.memory.hwm_kib),
             self.disk.file_bytes as f64 / 1_048_576.0,
+            self.cpu_us_per_tx().0,
+            self.cpu_us_per_tx().1,
+            self.cpu_us_per_tx().2,
             engine_stats_line(&self.engine),
         )
     }
@@ -442,10 +464,12 @@ pub(crate) fn main(args: &LongArgs) -> Result<bool, String> {
     let anon = AnonPeak::start()?;
     let (mut txs, mut shapes, mut results) = (Vec::<ledger_tx>::new(), Vec::<Shape>::new(), Vec::<u32>::new());
     let mut window: Option<(Instant, Window)> = None;
+    let mut window_cpu = CpuTimes::default();
     let run_started = Instant::now();
     for call in &plan {
         if window.is_none() {
             window = Some((Instant::now(), Window::new(call.start)?));
+            window_cpu = CpuTimes::now();
         }
         let (window_started, w) = window.as_mut().ok_or("a window is open")?;
         txs.clear();
@@ -475,6 +499,7 @@ pub(crate) fn main(args: &LongArgs) -> Result<bool, String> {
             w.anon_peak_kib = anon.take(std::mem::take(&mut calls_anon_kib));
             w.disk = run::disk_usage(&dir)?;
             w.engine = engine_stats(&ledger, &dir);
+            w.cpu = CpuTimes::now().since(&window_cpu);
             let (_, done) = window.take().ok_or("a window is open")?;
             eprintln!("{}", done.line(windows.len(), window_count));
             windows.push(done);
@@ -595,13 +620,25 @@ fn table(s: &Value) -> String {
     let _ = writeln!(t);
     let _ = writeln!(
         t,
-        "{:>6} {:>12} {:>10} {:>8} {:>8} {:>9} {:>9} {:>10} {:>9} {:>10}  engine",
-        "window", "first tx", "tx/s", "p50 ms", "p99 ms", "RSS MiB", "anon MiB", "anon peak", "peak MiB", "disk MiB"
+        "{:>6} {:>12} {:>10} {:>8} {:>8} {:>9} {:>9} {:>10} {:>9} {:>10} {:>7} {:>7} {:>7}  engine",
+        "window",
+        "first tx",
+        "tx/s",
+        "p50 ms",
+        "p99 ms",
+        "RSS MiB",
+        "anon MiB",
+        "anon peak",
+        "peak MiB",
+        "disk MiB",
+        "seq us",
+        "wait us",
+        "bg us"
     );
     for w in s["windows"].as_array().into_iter().flatten() {
         let _ = writeln!(
             t,
-            "{:>6} {:>12} {:>10.0} {:>8.1} {:>8.1} {:>9.0} {:>9.0} {:>10.0} {:>9.0} {:>10.1}  {}",
+            "{:>6} {:>12} {:>10.0} {:>8.1} {:>8.1} {:>9.0} {:>9.0} {:>10.0} {:>9.0} {:>10.1} {:>7.2} {:>7.2} {:>7.2}  {}",
             num(w, &["index"]) + 1.0,
             w["first"].as_u64().unwrap_or(0),
             num(w, &["tx_per_s"]),
@@ -612,6 +649,9 @@ fn table(s: &Value) -> String {
             num(w, &["anon_peak_rss_kib"]) / 1024.0,
             num(w, &["memory", "peak_rss_kib"]) / 1024.0,
             num(w, &["disk", "file_bytes"]) / 1_048_576.0,
+            num(w, &["cpu_us_per_tx", "sequencer"]),
+            num(w, &["cpu_us_per_tx", "sequencer_waiting_for_cpu"]),
+            num(w, &["cpu_us_per_tx", "engine_background"]),
             engine_stats_line(&w["engine"]),
         );
     }

@@ -173,6 +173,65 @@ pub(crate) fn status_kib(field: &str) -> Option<u64> {
     line[field.len()..].trim().trim_end_matches("kB").trim().parse().ok()
 }
 
+/// Where the process's CPU time went, read from `/proc` (Linux; zeros elsewhere).
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct CpuTimes {
+    /// The whole process, exited threads included (`/proc/self/stat` utime + stime).
+    pub(crate) process_secs: f64,
+    /// The engine's sequencer thread: on a CPU, and runnable but waiting for one
+    /// (`/proc/self/task/*/schedstat`: time the scheduler kept it off the CPU).
+    pub(crate) sequencer_secs: f64,
+    pub(crate) sequencer_wait_secs: f64,
+    /// The calling (benchmark's) thread on a CPU.
+    pub(crate) caller_secs: f64,
+}
+
+impl CpuTimes {
+    pub(crate) fn now() -> CpuTimes {
+        let mut t = CpuTimes::default();
+        // Fields 14 and 15 after the command's closing parenthesis, in USER_HZ ticks
+        // (100 per second on every Linux that runs this).
+        if let Ok(stat) = std::fs::read_to_string("/proc/self/stat")
+            && let Some((_, rest)) = stat.rsplit_once(')')
+        {
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+            t.process_secs = (ticks(11) + ticks(12)) / 100.0;
+        }
+        let schedstat = |task: &Path| -> Option<(f64, f64)> {
+            let text = std::fs::read_to_string(task.join("schedstat")).ok()?;
+            let mut f = text.split_whitespace().map(|x| x.parse::<f64>().unwrap_or(0.0) / 1e9);
+            Some((f.next()?, f.next()?))
+        };
+        if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
+            for task in tasks.flatten() {
+                let path = task.path();
+                let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+                if comm.trim() == "ledger-sequence"
+                    && let Some((run, wait)) = schedstat(&path)
+                {
+                    t.sequencer_secs += run;
+                    t.sequencer_wait_secs += wait;
+                }
+            }
+        }
+        if let Some((run, _)) = schedstat(Path::new("/proc/thread-self")) {
+            t.caller_secs = run;
+        }
+        t
+    }
+
+    /// The time from `earlier` to `self`.
+    pub(crate) fn since(&self, earlier: &CpuTimes) -> CpuTimes {
+        CpuTimes {
+            process_secs: self.process_secs - earlier.process_secs,
+            sequencer_secs: self.sequencer_secs - earlier.sequencer_secs,
+            sequencer_wait_secs: self.sequencer_wait_secs - earlier.sequencer_wait_secs,
+            caller_secs: self.caller_secs - earlier.caller_secs,
+        }
+    }
+}
+
 /// Bytes of the files under `dir`: apparent sizes and allocated blocks.
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct Disk {
