@@ -59,14 +59,31 @@ impl Cold {
         self.runs.iter().find_map(|run| run.table.find_hashed(&key, hash).map(|pos| run.row(pos)))
     }
 
-    /// Touches the Bloom blocks this id's lookup will read (see `State::warm`).
-    pub(crate) fn warm(&self, id: TxId) {
+    /// Starts loading the Bloom blocks this id's lookup will read, in every run, without
+    /// waiting for them (the first stage of `State::prefetch`).
+    pub(crate) fn prefetch_blooms(&self, id: TxId) {
         if self.runs.is_empty() {
             return;
         }
         let hash = key_hash(&key_of(id));
         for run in &self.runs {
             run.table.prefetch_hashed(hash);
+        }
+    }
+
+    /// Starts loading, in each run whose Bloom filter admits the id (newest first, up
+    /// to the first that does: the lookup stops there too), the entry its search reads
+    /// first (the second stage of `State::prefetch`).
+    pub(crate) fn prefetch_entries(&self, id: TxId) {
+        if self.runs.is_empty() {
+            return;
+        }
+        let key = key_of(id);
+        let hash = key_hash(&key);
+        for run in &self.runs {
+            if run.table.prefetch_search_hashed(&key, hash) {
+                return;
+            }
         }
     }
 

@@ -25,7 +25,7 @@ use crate::codec::{self, CloseFrame, FRAME_BATCH_CLOSE, FRAME_TX, TxFrame};
 use crate::completion::{self, Completer};
 use crate::currency::Currency;
 use crate::error::{CloseBatchError, SnapshotError, SubmitError};
-use crate::model::{BatchSummary, Tx, TxOutcome};
+use crate::model::{BatchSummary, Tx, TxId, TxOutcome};
 use crate::state::{Changes, Group, State};
 
 /// Stop draining more requests into a group once it holds this many commands (a single
@@ -150,7 +150,11 @@ impl Sequencer {
         let (wake, woken) = crossbeam::channel::bounded(1);
         let merger = std::thread::Builder::new()
             .name("ledger-merger".into())
-            .spawn(move || checkpoint::merger(&m, &woken))
+            .spawn(move || {
+                // Best effort (see ledger_store::background): merges yield to the sequencer.
+                let _ = ledger_store::background::lower_priority();
+                checkpoint::merger(&m, &woken)
+            })
             .map(|thread| (wake.clone(), thread));
         let merger = match merger {
             Ok(merger) => {
@@ -338,16 +342,20 @@ impl Sequencer {
             Request::Submit { txs, .. } => txs.as_slice(),
             _ => &[],
         });
+        let ahead: Vec<(TxId, TxId)> = txs.clone().map(|tx| (tx.id, tx.ref_id)).collect();
         committed.warm(txs.map(|tx| tx.id));
         let mut group = committed.group(requests.iter().map(Request::commands).sum());
         let now = self.clock.now_ns();
         let mut replies = Vec::with_capacity(requests.len());
         let mut error = None;
+        let mut judging = 0;
         for request in requests {
             let reply = match request {
                 Request::Submit { txs, .. } => {
                     let mut outcomes = Vec::with_capacity(txs.len());
                     for tx in txs {
+                        committed.prefetch(&ahead, judging);
+                        judging += 1;
                         match self.submit_one(&mut group, tx, now) {
                             Ok(outcome) => outcomes.push(outcome),
                             Err(e) => {
@@ -430,9 +438,12 @@ impl Sequencer {
         };
         self.records_since_checkpoint = 0;
         let spare = job.clone();
-        let spawned = std::thread::Builder::new()
-            .name("ledger-checkpoint".into())
-            .spawn(move || checkpoint::run(job, &cx, asked));
+        let spawned = std::thread::Builder::new().name("ledger-checkpoint".into()).spawn(move || {
+            // Best effort (see ledger_store::background): the checkpoint yields to
+            // the sequencer, which waits for it anyway once the hot tier is full.
+            let _ = ledger_store::background::lower_priority();
+            checkpoint::run(job, &cx, asked)
+        });
         match spawned {
             Ok(handle) => self.checkpoint_job = Some(handle),
             Err(e) => {

@@ -150,6 +150,10 @@ pub(crate) struct NothingToClose;
 #[error("no commit time is left after a record at u64::MAX ns")]
 pub(crate) struct ClockExhausted;
 
+/// How many transactions ahead of the one being judged the cold tier's lines are
+/// prefetched (see [`State::prefetch`]).
+pub(crate) const PREFETCH_AHEAD: usize = 32;
+
 impl State {
     /// A group expected to hold about `commands` commands (sizes its overlay once).
     pub(crate) fn group(&self, commands: usize) -> Group<'_> {
@@ -234,7 +238,41 @@ impl State {
             if let Some(frozen) = &self.frozen {
                 frozen.warm_hashed(id, hash);
             }
-            self.cold.warm(id);
+        }
+    }
+
+    /// The cold tier's part of warming, as a software pipeline over a group's ids (each
+    /// transaction's own and the payment it refers to): while transaction `i` is judged,
+    /// the Bloom blocks of `i + 2 * PREFETCH_AHEAD` start loading and, for
+    /// `i + PREFETCH_AHEAD`, whose blocks have arrived by then, the run entries its
+    /// search reads first. None of these loads waits, so the misses of a few hundred
+    /// lookups are in flight together, and the working set stays small enough to be
+    /// cached when judging reaches it (warming a whole group at once fetched megabytes,
+    /// and the first lines were evicted again before they were used).
+    pub(crate) fn prefetch(&self, ids: &[(TxId, TxId)], judging: usize) {
+        if self.cold.runs.is_empty() {
+            return;
+        }
+        let each = |(id, ref_id): (TxId, TxId), f: &dyn Fn(TxId)| {
+            f(id);
+            if !ref_id.is_none() {
+                f(ref_id);
+            }
+        };
+        if judging == 0 {
+            // The pipeline fills: the first stretch in both stages.
+            for &ids in ids.iter().take(2 * PREFETCH_AHEAD) {
+                each(ids, &|id| self.cold.prefetch_blooms(id));
+            }
+            for &ids in ids.iter().take(PREFETCH_AHEAD) {
+                each(ids, &|id| self.cold.prefetch_entries(id));
+            }
+        }
+        if let Some(&far) = ids.get(judging + 2 * PREFETCH_AHEAD) {
+            each(far, &|id| self.cold.prefetch_blooms(id));
+        }
+        if let Some(&near) = ids.get(judging + PREFETCH_AHEAD) {
+            each(near, &|id| self.cold.prefetch_entries(id));
         }
     }
 

@@ -38,6 +38,7 @@
 //! ```
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod background;
 mod error;
 pub mod fault;
 mod log;

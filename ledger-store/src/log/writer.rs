@@ -450,7 +450,11 @@ impl Log {
         let segment_bytes = self.options.segment_bytes;
         let tag = format!("spare-{:020}", self.next_seq);
         let storage = self.storage.clone();
-        let prepare = move || Spare::prepare(&storage, &dir, &tag, segment_bytes);
+        let prepare = move || {
+            // Best effort: at worst the spare competes with the log on equal terms.
+            let _ = crate::background::lower_priority();
+            Spare::prepare(&storage, &dir, &tag, segment_bytes)
+        };
         // If no thread can be started, the roll-over prepares the file itself.
         self.spare = std::thread::Builder::new().name("ledger-store-spare".into()).spawn(prepare).ok();
     }
