@@ -657,14 +657,22 @@ impl Table {
     }
 
     /// Interpolation search on the keys' first 8 bytes (keys of a ledger are spread
-    /// evenly: a few probes), narrowing to a binary search when it does not converge.
+    /// evenly: a few probes, log log n expected), turning into a binary search after
+    /// [`INTERPOLATION_ROUNDS`] probes, so that keys spread unevenly (ids with a time
+    /// prefix, say) cost at most that many probes more than a binary search.
+    ///
+    /// (The limit was 4. With even keys the probes converge from one side as often as
+    /// not, the range's far end still the table's end, so the binary search that
+    /// followed often took some twenty more probes, each a cache and TLB miss in a
+    /// file of gigabytes: 6.6 probes over 4.9 pages on average for 4 M keys, against
+    /// 4.2 over 2.5 with 8 rounds, in a model of this loop.)
     fn search(&self, key: &Key) -> Option<usize> {
         let (mut lo, mut hi) = (0usize, self.entries); // the key, if present, is in lo..hi
         let target = prefix(key);
         let mut rounds = 0;
         while hi - lo > 16 {
             let (a, b) = (prefix(self.key_at(lo)), prefix(self.key_at(hi - 1)));
-            let mid = if rounds < 4 && b > a && target >= a && target <= b {
+            let mid = if rounds < INTERPOLATION_ROUNDS && b > a && target >= a && target <= b {
                 let span = (hi - 1 - lo) as u128;
                 lo + ((u128::from(target - a) * span) / u128::from(b - a)) as usize
             } else {
@@ -769,6 +777,9 @@ fn prefetch(byte: &u8) {
     #[cfg(not(target_arch = "x86_64"))]
     std::hint::black_box(*byte);
 }
+
+/// Interpolated probes before [`Table`]'s search turns binary.
+const INTERPOLATION_ROUNDS: u32 = 8;
 
 fn prefix(key: &[u8]) -> u64 {
     let mut p = [0u8; 8];
@@ -876,6 +887,48 @@ mod tests {
         assert_eq!(t.second_bounds(3, 35..u64::MAX, all.clone()).len(), 5);
         assert!(t.second_bounds(3, all.clone(), all.clone()).all(|p| t.secondary_at(p).0 == 3));
         assert_eq!(t.secondary_bounds(3, all.clone(), all).len(), (0..n).filter(|i| i % 7 == 3).count());
+    }
+
+    /// Ids are chosen by callers: many share their first 8 bytes (a time prefix, a
+    /// counter in the low half), and clusters sit far apart. The search must find each
+    /// and miss every absent one whatever the spread.
+    #[test]
+    fn keys_spread_unevenly_are_all_found() {
+        let dir = tempfile::tempdir().expect("test step");
+        let mut keys: Vec<Key> = Vec::new();
+        for cluster in [0u64, 1, 2, 1 << 40, u64::MAX - 3] {
+            for i in 0..3_000u64 {
+                let mut k = [0u8; 16];
+                // A third share one prefix; the rest climb by one, or by squares.
+                let high = match i % 3 {
+                    0 => cluster,
+                    1 => cluster.saturating_add(i),
+                    _ => cluster.saturating_add(i * i),
+                };
+                k[..8].copy_from_slice(&high.to_be_bytes());
+                k[8..].copy_from_slice(&i.to_be_bytes());
+                keys.push(k);
+            }
+        }
+        keys.sort();
+        keys.dedup();
+        let n = keys.len() as u64;
+        let mut b = TableBuilder::create(&Storage::os(), dir.path(), "u.tbl", 16, n).expect("test step");
+        for k in &keys {
+            b.push_entry(k).expect("test step");
+        }
+        let info = b.finish().expect("test step");
+        let t = Table::open(&info.path).expect("test step");
+        for (pos, k) in keys.iter().enumerate() {
+            assert_eq!(t.find(k), Some(pos), "key {k:?}");
+        }
+        for k in &keys {
+            let mut absent = *k;
+            absent[15] ^= 0x80; // same prefix, a different tail: inside a cluster
+            if keys.binary_search(&absent).is_err() {
+                assert_eq!(t.search(&absent), None, "absent key {absent:?}");
+            }
+        }
     }
 
     #[test]
