@@ -38,7 +38,7 @@ use ledger_store::table::{KEY_BYTES, TableBuilder};
 use ledger_store::{SnapshotWriter, Storage};
 use parking_lot::{Mutex, RwLock};
 
-use crate::cold::{Cold, Run, parse_run_file_name, run_file_name};
+use crate::cold::{Cold, Filters, Run, parse_run_file_name, run_file_name};
 use crate::completion::Completer;
 use crate::consistency;
 use crate::currency::Currency;
@@ -121,6 +121,8 @@ pub(crate) struct Book {
     /// The id of the run a merge is writing, if one is.
     pub(crate) merging: Option<u64>,
     pub(crate) stats: CheckpointStats,
+    /// The memory budget of the runs' Bloom filters (see `cold::Filters`).
+    pub(crate) filters: Arc<Filters>,
 }
 
 impl Book {
@@ -214,8 +216,11 @@ fn write(job: &Job, cx: &Context) -> Result<Written, String> {
     let mut run = None;
     let mut run_bytes = 0;
     if job.frozen.len() + job.frozen.promoted_len() > 0 {
-        let id = cx.book.lock().take_run_id();
-        let built = build_run(&job.frozen, &storage, &dir, id)?;
+        let (id, filters) = {
+            let mut book = cx.book.lock();
+            (book.take_run_id(), Arc::clone(&book.filters))
+        };
+        let built = build_run(&job.frozen, &storage, &dir, id, &filters)?;
         run_bytes = built.table.file_bytes();
         run = Some(Arc::new(built));
     }
@@ -314,14 +319,14 @@ pub(crate) fn merger(m: &Merger, wake: &Receiver<()>) {
 
 /// Merges one set of runs and installs the result; false when there was none to merge.
 pub(crate) fn merge_once(m: &Merger) -> Result<bool, String> {
-    let (inputs, id) = {
+    let (inputs, id, filters) = {
         let mut book = m.book.lock();
         let Some(range) = mergeable(&book.runs) else { return Ok(false) };
         let id = book.take_run_id();
         book.merging = Some(id);
-        (book.runs[range].to_vec(), id)
+        (book.runs[range].to_vec(), id, Arc::clone(&book.filters))
     };
-    let merged = merge_runs(&inputs, &m.storage, &m.dir, id, &m.stop)?;
+    let merged = merge_runs(&inputs, &m.storage, &m.dir, id, &m.stop, &filters)?;
     let entries = merged.table.len() as u64;
     let mut book = m.book.lock();
     book.merging = None;
@@ -338,7 +343,7 @@ pub(crate) fn merge_once(m: &Merger) -> Result<bool, String> {
 
 /// Writes the frozen tier as run `id`: its rows and promoted rows sorted by id, and the
 /// client index (client, seq, commit time).
-fn build_run(frozen: &Records, storage: &Storage, dir: &Path, id: u64) -> Result<Run, String> {
+fn build_run(frozen: &Records, storage: &Storage, dir: &Path, id: u64, filters: &Arc<Filters>) -> Result<Run, String> {
     let rows: Vec<&Stored> = frozen.rows().iter().chain(frozen.promoted()).collect();
     // Sorted as plain numbers with the row's position beside them: comparisons never
     // chase a pointer into the rows (measured: sorting the rows by reference took a
@@ -382,12 +387,19 @@ fn build_run(frozen: &Records, storage: &Storage, dir: &Path, id: u64) -> Result
         builder.push_second(*g, *seq, *ts, key).map_err(|e| e.to_string())?;
     }
     let info = builder.finish().map_err(|e| e.to_string())?;
-    open_written_run(&info, id)
+    open_written_run(&info, id, filters, 0)
 }
 
 /// Merges `inputs` (newest first) into run `id`: on an id in several, the newest wins.
 /// Gives up (removing its unfinished file) when `stop` is set.
-fn merge_runs(inputs: &[Arc<Run>], storage: &Storage, dir: &Path, id: u64, stop: &AtomicBool) -> Result<Run, String> {
+fn merge_runs(
+    inputs: &[Arc<Run>],
+    storage: &Storage,
+    dir: &Path,
+    id: u64,
+    stop: &AtomicBool,
+    filters: &Arc<Filters>,
+) -> Result<Run, String> {
     let upper: u64 = inputs.iter().map(|r| r.table.len() as u64).sum();
     let name = run_file_name(id);
     let mut builder = TableBuilder::create(storage, dir, &name, ENTRY_BYTES, upper)
@@ -425,7 +437,8 @@ fn merge_runs(inputs: &[Arc<Run>], storage: &Storage, dir: &Path, id: u64, stop:
     merge_index(inputs, first, |g, o, a, k| builder.push_secondary(g, o, a, k))?;
     merge_index(inputs, second, |g, o, a, k| builder.push_second(g, o, a, k))?;
     let info = builder.finish().map_err(|e| e.to_string())?;
-    open_written_run(&info, id)
+    // The inputs give their filters' memory back once the merged run replaces them.
+    open_written_run(&info, id, filters, inputs.iter().map(|r| r.filter_memory()).sum())
 }
 
 /// k-way merge of one secondary index of `inputs` (its positions in each), by
@@ -460,9 +473,14 @@ fn merge_index(
 }
 
 /// Maps run `id` just written (its chunks were hashed as they were written).
-fn open_written_run(info: &ledger_store::table::TableInfo, id: u64) -> Result<Run, String> {
+fn open_written_run(
+    info: &ledger_store::table::TableInfo,
+    id: u64,
+    filters: &Arc<Filters>,
+    releasing: u64,
+) -> Result<Run, String> {
     let table = ledger_store::table::Table::open_written(info).map_err(|e| e.to_string())?;
-    Ok(Run { id, table })
+    Ok(Run::new(id, table, filters, releasing))
 }
 
 /// The group of a payment's follow-ups in a run's second index.
@@ -471,9 +489,9 @@ pub(crate) fn ref_group(payment: crate::model::TxId) -> u64 {
 }
 
 /// Opens and verifies run `id` at `path`.
-pub(crate) fn open_run(path: &Path, id: u64) -> Result<Run, String> {
+pub(crate) fn open_run(path: &Path, id: u64, filters: &Arc<Filters>) -> Result<Run, String> {
     let table = ledger_store::table::Table::open(path).map_err(|e| e.to_string())?;
-    Ok(Run { id, table })
+    Ok(Run::new(id, table, filters, 0))
 }
 
 /// Removes run files of `dir` that `keep` does not name, and (at open, `unfinished`)
@@ -672,11 +690,11 @@ pub(crate) fn decode(payload: &[u8], seq: u64) -> Result<Decoded, String> {
 
 /// The state a decoded checkpoint describes, its runs opened (and verified) from `dir`;
 /// refused when a run is missing or damaged, or the books do not hang together.
-pub(crate) fn load(decoded: Decoded, dir: &Path) -> Result<State, String> {
+pub(crate) fn load(decoded: Decoded, dir: &Path, filters: &Arc<Filters>) -> Result<State, String> {
     let mut runs = Vec::with_capacity(decoded.runs.len());
     for &(id, entries) in &decoded.runs {
         let path = dir.join(run_file_name(id));
-        let run = open_run(&path, id)?;
+        let run = open_run(&path, id, filters)?;
         if run.table.len() as u64 != entries {
             return Err(format!(
                 "{}: holds {} entries, the checkpoint says {entries}",

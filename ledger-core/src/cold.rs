@@ -10,6 +10,7 @@
 //! the older copy until a merge folds them.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use ledger_store::table::{Table, key_hash};
 
@@ -33,6 +34,65 @@ pub(crate) fn parse_run_file_name(name: &str) -> Option<u64> {
 pub(crate) struct Run {
     pub(crate) id: u64,
     pub(crate) table: Table,
+    /// The memory its Bloom filter holds, when [`Filters`] let it copy the filter.
+    lease: Option<Lease>,
+}
+
+impl Run {
+    /// A run over `table`, its filter copied into memory if `filters` has room for it,
+    /// counting `releasing` bytes that runs about to be dropped give back (a merge's
+    /// inputs): a merged run is not left reading its filter from the file for the
+    /// moment its inputs still hold theirs.
+    pub(crate) fn new(id: u64, mut table: Table, filters: &Arc<Filters>, releasing: u64) -> Run {
+        let lease = filters.admit(table.filter_bytes() as u64, releasing).filter(|_| table.cache_filter().is_ok());
+        Run { id, table, lease }
+    }
+
+    /// Bytes of memory the run's filter holds (0: read from the file).
+    pub(crate) fn filter_memory(&self) -> u64 {
+        self.lease.as_ref().map_or(0, |l| l.bytes)
+    }
+}
+
+/// The memory a ledger lets its runs' Bloom filters take (see `Table::cache_filter`):
+/// every lookup probes every run's filter, so those probes are the cold tier's hottest
+/// reads. Runs beyond the budget read their filters through the file's mapping, as
+/// correct, only slower; the budget keeps memory bounded by configuration however long
+/// the history (a filter is 1.5 bytes per transaction: the default, half the hot tier's
+/// budget, holds about 128 M transactions' worth).
+#[derive(Debug, Default)]
+pub(crate) struct Filters {
+    max: u64,
+    used: AtomicU64,
+}
+
+impl Filters {
+    pub(crate) fn new(max: u64) -> Arc<Filters> {
+        Arc::new(Filters { max, used: AtomicU64::new(0) })
+    }
+
+    fn admit(self: &Arc<Filters>, bytes: u64, releasing: u64) -> Option<Lease> {
+        let limit = self.max.saturating_add(releasing);
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(bytes).filter(|&after| after <= limit)
+            })
+            .ok()
+            .map(|_| Lease { filters: Arc::clone(self), bytes })
+    }
+}
+
+/// Bytes of [`Filters`] one run holds; given back when the run is dropped.
+#[derive(Debug)]
+struct Lease {
+    filters: Arc<Filters>,
+    bytes: u64,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.filters.used.fetch_sub(self.bytes, Ordering::AcqRel);
+    }
 }
 
 impl Run {

@@ -182,7 +182,10 @@ impl Ledger {
             log_options = log_options.segment_bytes(options.segment_bytes);
         }
         let log = Log::open_with(dir, log_options, storage)?;
-        let (state, snapshot_seq, mut snapshot_warnings, book) = load_checkpoint(&log);
+        let hot_bytes_max = if options.hot_bytes_max == 0 { HOT_BYTES_MAX_DEFAULT } else { options.hot_bytes_max };
+        // The runs' Bloom filters may take half the hot tier's budget (see cold::Filters).
+        let filters = crate::cold::Filters::new(hot_bytes_max as u64 / 2);
+        let (state, snapshot_seq, mut snapshot_warnings, book) = load_checkpoint(&log, filters);
         let (mut state, transactions, batch_closes) = replay(&log, state)?;
         let interval = usize::try_from(options.snapshot_every_records).unwrap_or(usize::MAX);
         let hint = options.transactions_hint.min(if interval == 0 { usize::MAX } else { interval });
@@ -203,7 +206,6 @@ impl Ledger {
             }
         };
         let (sender, receiver) = channel::bounded(QUEUE_REQUESTS_MAX);
-        let hot_bytes_max = if options.hot_bytes_max == 0 { HOT_BYTES_MAX_DEFAULT } else { options.hot_bytes_max };
         let sequencer = Sequencer::new(
             log,
             Arc::clone(&state),
@@ -350,6 +352,7 @@ impl Ledger {
             cold_runs: state.cold.runs.len() as u64,
             cold_entries: state.cold.entries(),
             cold_bytes: state.cold.bytes(),
+            cold_filter_bytes: state.cold.runs.iter().map(|r| r.filter_memory()).sum(),
             batches: state.batches.len() as u64,
         }
     }
@@ -424,6 +427,9 @@ pub struct TierStats {
     pub cold_runs: u64,
     pub cold_entries: u64,
     pub cold_bytes: u64,
+    /// Memory the runs' Bloom filters hold (at most half of `hot_bytes_max`; runs
+    /// beyond it read their filters from their files).
+    pub cold_filter_bytes: u64,
     /// Batches in memory (all of them, open and closed).
     pub batches: u64,
 }
@@ -432,9 +438,9 @@ pub struct TierStats {
 /// together, skipping (with a warning) any that does not; a fresh state when there is
 /// none. Also the checkpoint book: the run ids every decodable checkpoint names (kept
 /// on disk) and the next run id.
-fn load_checkpoint(log: &Log) -> (State, Option<u64>, Vec<String>, Book) {
+fn load_checkpoint(log: &Log, filters: Arc<crate::cold::Filters>) -> (State, Option<u64>, Vec<String>, Book) {
     let mut warnings = Vec::new();
-    let mut book = Book::default();
+    let mut book = Book { filters, ..Book::default() };
     let infos = log.snapshots().unwrap_or_else(|e| {
         warnings.push(format!("listing checkpoints: {e}"));
         Vec::new()
@@ -460,7 +466,7 @@ fn load_checkpoint(log: &Log) -> (State, Option<u64>, Vec<String>, Book) {
         if loaded.is_some() {
             continue;
         }
-        match checkpoint::load(decoded, &dir) {
+        match checkpoint::load(decoded, &dir, &book.filters) {
             Ok(state) => loaded = Some((state, info.seq)),
             Err(e) => warnings.push(format!("{}: {e}; skipped", info.path.display())),
         }

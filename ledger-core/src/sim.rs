@@ -210,7 +210,7 @@ pub fn decode_checkpoint(payload: &[u8], seq: u64) -> Result<String, String> {
     let summary = format!("{} runs, {} batches", decoded.runs.len(), decoded.books.batches.len());
     let empty = tempfile_free_dir();
     let decoded = crate::checkpoint::Decoded { runs: Vec::new(), ..decoded };
-    crate::checkpoint::load(decoded, &empty)?;
+    crate::checkpoint::load(decoded, &empty, &crate::cold::Filters::new(0))?;
     Ok(summary)
 }
 

@@ -45,6 +45,11 @@ fn old_payments_are_judged_exactly_after_they_leave_memory() {
     let tiers = ledger.tiers();
     assert!(tiers.cold_runs >= 1 && tiers.cold_entries >= 3000, "{tiers:?}");
     assert!(tiers.hot_transactions < 100, "the hot tier stays within its budget: {tiers:?}");
+    // Filters in memory within half the budget: the small newer runs' fit, the merged
+    // run's does not (it is read from its file), and both kinds judge alike below.
+    let budget = (tiny().hot_bytes_max / 2) as u64;
+    assert!(tiers.cold_filter_bytes > 0 && tiers.cold_filter_bytes <= budget, "{tiers:?}");
+    assert!(tiers.cold_entries * 12 / 8 > budget, "some run's filter cannot fit: {tiers:?}");
     let stats = ledger.checkpoint_stats();
     assert!(stats.written > 50 && stats.merges > 0 && stats.failures == 0, "{stats:?}");
 
