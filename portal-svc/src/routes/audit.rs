@@ -88,6 +88,8 @@ async fn list(
         Some(a) if a.ends_with('.') => (None, Some(format!("{a}%"))),
         other => (other, None),
     };
+    // Entries of answered money actions may still be queued: list them too.
+    state.db.settle().await?;
     let data = state
         .db
         .call(move |conn| {
@@ -166,6 +168,7 @@ fn to_csv(data: &[Value], limit: usize) -> String {
 /// of its own, so a long log does not hold up other requests.
 async fn verify(State(state): State<AppState>, principal: Principal) -> ApiResult<Json<Value>> {
     principal.require_user(Role::Admin)?;
+    state.db.settle().await?;
     let verdict = state.db.call_own(|conn| Ok(crate::audit::verify(conn)?)).await?;
     Ok(Json(json!({
         "object": "audit_verification",

@@ -473,6 +473,7 @@ async fn activity_report(
         Some(own) => Some(own),
         None => query.client_id,
     };
+    state.db.settle().await?;
     let rows = state
         .db
         .call(move |conn| {

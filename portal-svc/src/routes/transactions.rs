@@ -2,6 +2,8 @@
 //! refunds, lookups and lists, all scoped to the caller's client and committed durably
 //! through `ledger-core` before a 2xx is answered.
 
+use std::future::IntoFuture;
+
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
@@ -213,26 +215,37 @@ async fn commit(
     let tx = make(id);
     let kind = tx.kind().unwrap_or(Kind::Payment);
     let on_ref = (!tx.ref_id.is_none()).then_some(tx.ref_id);
+    let ledger_key = id.0.to_le_bytes().to_vec();
+    // The entry this action will have if the ledger commits it, made durable while the
+    // ledger commits (audit::pend): the request waits for the longer of the two
+    // commits, not for both in a row, and a crash after the answer still finds it.
+    let pending = MetaWrite {
+        pending_audit: Some((ledger_key.clone(), money_entry(principal, &tx, Some(id), "ok", None))),
+        ..MetaWrite::default()
+    };
     // The description goes to disk before the ledger commit, so a crash between the
     // commit and its answer keeps it (it was lost: issue 15). Not over an existing
     // transaction's: a retry with another body is refused by the ledger below.
-    let ahead = match &description {
+    let (ahead, pended) = match &description {
         Some(d) if state.ledger.lookup(id).is_none() => {
-            let write = MetaWrite {
-                description_ahead: Some((id.0.to_le_bytes().to_vec(), client, d.clone())),
-                ..MetaWrite::default()
-            };
+            let write = MetaWrite { description_ahead: Some((ledger_key.clone(), client, d.clone())), ..pending };
             state.db.write_meta(write).await?;
-            true
+            (true, state.ledger.submit_async(vec![tx]).await.map(|outcome| (Ok(()), outcome)))
         }
-        _ => false,
+        _ => {
+            let pended = state.db.start_meta(pending);
+            let (pended, outcome) = tokio::join!(pended.into_future(), state.ledger.submit_async(vec![tx]));
+            (false, outcome.map(|outcome| (pended, outcome)))
+        }
     };
-    let outcome = match state.ledger.submit_async(vec![tx]).await {
-        Ok(outcome) => outcome,
+    // Without a durable pending entry, the chained one is waited for below.
+    let (pended, outcome) = match pended {
+        Ok((pended, outcome)) => (pended.is_ok(), outcome),
         Err(e) => {
             // Best effort: the storage that failed may be the database's too.
             let entry = money_entry(principal, &tx, on_ref, "failed", Some("ledger_unavailable"));
-            let _ = state.db.write_meta(MetaWrite { audit: Some(entry), ..MetaWrite::default() }).await;
+            let write = MetaWrite { audit: Some(entry), resolved_audit: Some(ledger_key), ..MetaWrite::default() };
+            let _ = state.db.write_meta(write).await;
             return Err(ApiError::ledger_unavailable(e));
         }
     };
@@ -242,28 +255,39 @@ async fn commit(
         // not stored (a crash in between): answer from the ledger, which is the truth.
         Some(TxOutcome::Exists(r)) => (*r, true),
         Some(TxOutcome::Rejected(reject)) => {
+            // A refusal is answered only once its entry is durable.
             let error = ledger_reject(*reject, kind);
             let entry = money_entry(principal, &tx, on_ref, "refused", Some(error.code));
-            let forget = (ahead && *reject != Reject::ExistsWithDifferentFields).then(|| id.0.to_le_bytes().to_vec());
-            state
-                .db
-                .write_meta(MetaWrite { audit: Some(entry), forget_description: forget, ..MetaWrite::default() })
-                .await?;
+            let forget = (ahead && *reject != Reject::ExistsWithDifferentFields).then(|| ledger_key.clone());
+            let write = MetaWrite {
+                audit: Some(entry),
+                forget_description: forget,
+                resolved_audit: Some(ledger_key),
+                ..MetaWrite::default()
+            };
+            state.db.write_meta(write).await?;
             return Err(error);
         }
         None => return Err(ApiError::internal("the ledger returned no outcome")),
     };
     let body = tx_json(&record, description.as_deref()).to_string();
     let (stored_body, ledger_id) = (body.clone(), record.tx.id.0.to_le_bytes().to_vec());
-    state
-        .db
-        .write_meta(MetaWrite {
-            description: description.map(|d| (ledger_id, client, d)),
-            idempotency: key.map(|k| (client, k, fingerprint, 201, stored_body)),
-            audit: Some(money_entry(principal, &record.tx, Some(record.tx.id), "ok", None)),
-            ..MetaWrite::default()
-        })
-        .await?;
+    // The answer waits for this write only when it holds what the answer promises: the
+    // response an Idempotency-Key replays, a description not written ahead, or the
+    // audit entry when its pending form did not commit.
+    let wait = key.is_some() || (description.is_some() && !ahead) || !pended;
+    let write = MetaWrite {
+        description: description.map(|d| (ledger_id.clone(), client, d)),
+        idempotency: key.map(|k| (client, k, fingerprint, 201, stored_body)),
+        audit: Some(money_entry(principal, &record.tx, Some(record.tx.id), "ok", None)),
+        resolved_audit: Some(ledger_id),
+        ..MetaWrite::default()
+    };
+    if wait {
+        state.db.write_meta(write).await?;
+    } else {
+        state.db.write_meta_later(write);
+    }
     Ok(if was_there { replayed(201, body) } else { (StatusCode::CREATED, json_response(body)).into_response() })
 }
 
