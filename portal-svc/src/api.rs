@@ -222,9 +222,25 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
 /// Authenticates and checks `access` before the handler (and its body parsing) runs,
 /// so a caller without the right gets 401/403 whatever it sent. The principal is left
 /// in the request's extensions for the handler.
-async fn guard(access: Access, route: &'static str, state: AppState, request: Request, next: Next) -> Response {
+///
+/// Then, for every route, what the route table knows about the request's form: a
+/// body must be declared JSON (415 otherwise: `text/plain` no longer creates a
+/// payment), and a query parameter the route does not read is refused (400
+/// `unknown_parameter`) rather than silently ignored (a misspelt filter would
+/// otherwise answer everything).
+async fn guard(
+    access: Access,
+    route: &'static str,
+    query: &'static [&'static str],
+    state: AppState,
+    request: Request,
+    next: Next,
+) -> Response {
     if access == Access::Public {
-        return next.run(request).await;
+        return match checked_form(request, query).await {
+            Ok(request) => next.run(request).await,
+            Err(e) => e.into_response(),
+        };
     }
     let (mut parts, body) = request.into_parts();
     let (principal, session) = match crate::auth::authenticate_session(&parts, &state).await {
@@ -244,7 +260,52 @@ async fn guard(access: Access, route: &'static str, state: AppState, request: Re
     if let Some(session) = session {
         parts.extensions.insert(session);
     }
-    next.run(Request::from_parts(parts, body)).await
+    match checked_form(Request::from_parts(parts, body), query).await {
+        Ok(request) => next.run(request).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// The request with its body read (up to the size limit), once its form is checked:
+/// a body with any bytes must be declared JSON, and the query's parameter names must
+/// be the route's.
+async fn checked_form(request: Request, query: &[&str]) -> Result<Request, ApiError> {
+    let (parts, body) = request.into_parts();
+    let bytes = axum::body::to_bytes(body, crate::app::BODY_BYTES_MAX).await.map_err(|_| ApiError {
+        status: axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+        kind: "invalid_request_error",
+        code: "body_too_large",
+        message: format!("the request body exceeds {} bytes", crate::app::BODY_BYTES_MAX),
+        param: None,
+        retry_after_secs: None,
+    })?;
+    if !bytes.is_empty() && !crate::extract::is_json(&parts.headers) {
+        return Err(ApiError::unsupported_media_type());
+    }
+    let request = Request::from_parts(parts, axum::body::Body::from(bytes));
+    check_query(&request, query)?;
+    Ok(request)
+}
+
+/// The query's parameter names against the route's.
+fn check_query(request: &Request, query: &[&str]) -> Result<(), ApiError> {
+    // The API's routes; not the web portal's pages and files, whose links a browser
+    // may decorate.
+    if !request.uri().path().starts_with("/v1/") {
+        return Ok(());
+    }
+    let pairs = form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes());
+    for (name, _) in pairs {
+        if !query.contains(&name.as_ref()) {
+            let known = if query.is_empty() { "none".to_string() } else { query.join(", ") };
+            return Err(ApiError::invalid(
+                "unknown_parameter",
+                format!("unknown query parameter {name:?}; this route reads: {known}"),
+            )
+            .with_param(name.into_owned()));
+        }
+    }
+    Ok(())
 }
 
 /// Answers `error` after reading the request's body (up to the size limit), so the
@@ -258,9 +319,9 @@ async fn refuse(error: ApiError, body: axum::body::Body) -> Response {
 pub fn router(endpoints: Vec<Endpoint>, state: &AppState) -> axum::Router<AppState> {
     let mut router = axum::Router::new();
     for endpoint in endpoints {
-        let (access, route) = (endpoint.access, endpoint.path);
+        let (access, route, query) = (endpoint.access, endpoint.path, endpoint.query);
         let layer = from_fn_with_state(state.clone(), move |State(state): State<AppState>, request, next| {
-            guard(access, route, state, request, next)
+            guard(access, route, query, state, request, next)
         });
         router = router.route(endpoint.path, endpoint.route.route_layer(layer));
     }

@@ -3,7 +3,7 @@
 //! admins), which recomputes the hash chain.
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{Method, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing;
@@ -62,10 +62,10 @@ fn entry_json(row: &rusqlite::Row<'_>) -> rusqlite::Result<Value> {
 async fn list(
     State(state): State<AppState>,
     principal: Principal,
-    query: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
+    crate::extract::ApiQuery(query): crate::extract::ApiQuery<AuditQuery>,
 ) -> ApiResult<Response> {
     principal.require_user(Role::ClientAdmin)?;
-    let Query(q) = query.map_err(|e| ApiError::invalid("invalid_query", e.body_text()))?;
+    let q = query;
     let limit = page_limit(q.limit)?;
     let scope = match (principal.client_id, q.client_id) {
         (Some(own), Some(asked)) if own != asked => {
@@ -74,6 +74,11 @@ async fn list(
         (Some(own), _) => Some(own),
         (None, asked) => asked,
     };
+    if let (Some(from), Some(to)) = (q.from, q.to)
+        && from >= to
+    {
+        return Err(ApiError::invalid("invalid_period", "from must be before to").with_param("from"));
+    }
     if let Some(outcome) = q.outcome.as_deref()
         && !["ok", "refused", "failed"].contains(&outcome)
     {

@@ -1,7 +1,7 @@
 //! Settlement batches and balances, scoped to the caller's client.
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use ledger_core::money::format_minor;
 use ledger_core::{BatchSummary, CloseBatchError, Currency};
 use serde::Deserialize;
@@ -96,12 +96,16 @@ const LIST_SCAN_MAX: usize = 100_000;
 pub async fn list(
     State(state): State<AppState>,
     principal: Principal,
-    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+    crate::extract::ApiQuery(query): crate::extract::ApiQuery<ListQuery>,
 ) -> ApiResult<Json<Value>> {
     principal.require(Role::Viewer)?;
     let client_id = principal.ledger_client()?;
-    let Query(query) = query.map_err(|e| ApiError::invalid("invalid_query", e.body_text()))?;
     let limit = page_limit(query.limit)?;
+    if let Some(after) = query.starting_after
+        && state.ledger.batch(after).is_none_or(|b| b.client_id != client_id)
+    {
+        return Err(crate::extract::unknown_cursor());
+    }
     let after = query.starting_after.unwrap_or(0);
     let (mut batches, exhausted, mut last_read) = match query.status.as_deref() {
         None => (state.ledger.batches(client_id, after, limit + 1), true, None),

@@ -8,8 +8,7 @@
 //! not audited: they are the terminals' own reports, not someone's decision).
 
 use axum::Json;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{Method, StatusCode};
 use axum::routing;
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -196,11 +195,10 @@ pub struct DeviceListQuery {
 pub async fn list(
     State(state): State<AppState>,
     principal: Principal,
-    query: Result<Query<DeviceListQuery>, QueryRejection>,
+    crate::extract::ApiQuery(query): crate::extract::ApiQuery<DeviceListQuery>,
 ) -> ApiResult<Json<Value>> {
     principal.require(Role::Viewer)?;
     let client_id = principal.own_client()?;
-    let Query(query) = query.map_err(|e| ApiError::invalid("invalid_query", e.body_text()))?;
     let limit = page_limit(query.limit)?;
     if let Some(status) = &query.status
         && status != "online"
@@ -213,6 +211,9 @@ pub async fn list(
         .call(move |conn| {
             if let Some(group_id) = query.group_id {
                 group_row(conn, client_id, group_id).map_err(|e| e.with_param("group_id"))?;
+            }
+            if let Some(after) = query.starting_after {
+                crate::extract::cursor_exists(conn, crate::extract::CursorList::Devices, after, client_id)?;
             }
             let now = now_secs();
             let mut stmt = conn.prepare(&format!(
@@ -467,11 +468,10 @@ pub async fn diagnostics(
     State(state): State<AppState>,
     principal: Principal,
     ApiPath(id): ApiPath<i64>,
-    query: Result<Query<PageQuery>, QueryRejection>,
+    crate::extract::ApiQuery(query): crate::extract::ApiQuery<PageQuery>,
 ) -> ApiResult<Json<Value>> {
     principal.require(Role::Viewer)?;
     let client_id = principal.own_client()?;
-    let Query(query) = query.map_err(|e| ApiError::invalid("invalid_query", e.body_text()))?;
     let limit = page_limit(query.limit)?;
     let data = state
         .db
@@ -604,15 +604,17 @@ pub async fn create_group(
 pub async fn list_groups(
     State(state): State<AppState>,
     principal: Principal,
-    query: Result<Query<PageQuery>, QueryRejection>,
+    crate::extract::ApiQuery(query): crate::extract::ApiQuery<PageQuery>,
 ) -> ApiResult<Json<Value>> {
     principal.require(Role::Viewer)?;
     let client_id = principal.own_client()?;
-    let Query(query) = query.map_err(|e| ApiError::invalid("invalid_query", e.body_text()))?;
     let limit = page_limit(query.limit)?;
     let data = state
         .db
         .call(move |conn| {
+            if let Some(after) = query.starting_after {
+                crate::extract::cursor_exists(conn, crate::extract::CursorList::DeviceGroups, after, client_id)?;
+            }
             let mut stmt =
                 conn.prepare("SELECT id FROM device_groups WHERE client_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3")?;
             let ids = stmt
@@ -831,11 +833,10 @@ pub async fn list_rollouts(
     State(state): State<AppState>,
     principal: Principal,
     ApiPath(group_id): ApiPath<i64>,
-    query: Result<Query<PageQuery>, QueryRejection>,
+    crate::extract::ApiQuery(query): crate::extract::ApiQuery<PageQuery>,
 ) -> ApiResult<Json<Value>> {
     principal.require(Role::Viewer)?;
     let client_id = principal.own_client()?;
-    let Query(query) = query.map_err(|e| ApiError::invalid("invalid_query", e.body_text()))?;
     let limit = page_limit(query.limit)?;
     let data = state
         .db

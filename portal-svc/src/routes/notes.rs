@@ -2,7 +2,7 @@
 //! listed for, a resource of the caller's client: anything else is 404.
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{Method, StatusCode};
 use axum::routing;
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -168,10 +168,9 @@ pub struct NotesQuery {
 async fn list(
     State(state): State<AppState>,
     principal: Principal,
-    query: Result<Query<NotesQuery>, axum::extract::rejection::QueryRejection>,
+    crate::extract::ApiQuery(query): crate::extract::ApiQuery<NotesQuery>,
 ) -> ApiResult<Json<Value>> {
     let client_id = principal.own_client()?;
-    let Query(query) = query.map_err(|e| ApiError::invalid("invalid_query", e.body_text()))?;
     let limit = page_limit(query.limit)?;
     let (Some(kind), Some(id)) = (query.resource_type, query.resource_id) else {
         return Err(ApiError::invalid("missing_field", "resource_type and resource_id are required")

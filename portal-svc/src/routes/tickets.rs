@@ -2,7 +2,7 @@
 //! caller's client.
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use rusqlite::{OptionalExtension, Row, params};
 use serde::Deserialize;
@@ -127,11 +127,10 @@ pub struct TicketQuery {
 pub async fn list(
     State(state): State<AppState>,
     principal: Principal,
-    query: Result<Query<TicketQuery>, axum::extract::rejection::QueryRejection>,
+    crate::extract::ApiQuery(query): crate::extract::ApiQuery<TicketQuery>,
 ) -> ApiResult<Json<Value>> {
     principal.require(Role::Viewer)?;
     let client_id = principal.own_client()?;
-    let Query(query) = query.map_err(|e| ApiError::invalid("invalid_query", e.body_text()))?;
     let limit = page_limit(query.limit)?;
     if let Some(status) = &query.status
         && !STATUSES.contains(&status.as_str())
@@ -143,6 +142,9 @@ pub async fn list(
     let data = state
         .db
         .call(move |conn| {
+            if let Some(after) = query.starting_after {
+                crate::extract::cursor_exists(conn, crate::extract::CursorList::Tickets, after, client_id)?;
+            }
             let mut stmt = conn.prepare(&format!(
                 "SELECT {TICKET_COLUMNS} FROM tickets WHERE client_id = ?1 AND id < ?2 AND (?3 IS NULL OR status = ?3)
                  ORDER BY id DESC LIMIT ?4"

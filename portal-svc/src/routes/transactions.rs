@@ -6,7 +6,7 @@ use std::future::IntoFuture;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use ledger_core::money::{format_minor, parse_minor};
@@ -122,8 +122,7 @@ fn ledger_reject(reject: Reject, kind: Kind) -> ApiError {
 }
 
 fn json_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
-    let text = if body.is_empty() { &b"{}"[..] } else { &body[..] };
-    serde_json::from_slice(text).map_err(|e| ApiError::invalid("invalid_json", e.to_string()))
+    crate::extract::json_object(body)
 }
 
 fn currency_arg(code: &str) -> Result<Currency, ApiError> {
@@ -168,7 +167,7 @@ async fn commit(
     principal: &Principal,
     client_id: u64,
     headers: &HeaderMap,
-    fingerprint: Vec<u8>,
+    fingerprint: idempotency::Fingerprint,
     make: impl FnOnce(TxId) -> Tx,
     description: Option<String>,
 ) -> ApiResult<Response> {
@@ -205,7 +204,7 @@ async fn commit(
             })
             .await?;
         if let Some((stored_fingerprint, status, response)) = stored {
-            if stored_fingerprint != fingerprint {
+            if !fingerprint.matches(&stored_fingerprint) {
                 return Err(ledger_reject(Reject::ExistsWithDifferentFields, Kind::Payment));
             }
             return Ok(replayed(status, response));
@@ -278,7 +277,7 @@ async fn commit(
     let wait = key.is_some() || (description.is_some() && !ahead) || !pended;
     let write = MetaWrite {
         description: description.map(|d| (ledger_id.clone(), client, d)),
-        idempotency: key.map(|k| (client, k, fingerprint, 201, stored_body)),
+        idempotency: key.map(|k| (client, k, fingerprint.canonical, 201, stored_body)),
         audit: Some(money_entry(principal, &record.tx, Some(record.tx.id), "ok", None)),
         resolved_audit: Some(ledger_id),
         ..MetaWrite::default()
@@ -405,10 +404,23 @@ pub fn own_transaction(state: &AppState, client_id: u64, id: &str) -> Result<TxR
         .ok_or_else(|| ApiError::not_found("no such transaction"))
 }
 
+/// The body of a capture or a refund; both may be empty (`{}` or nothing): a capture
+/// of the whole authorization, a refund of all that is left.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct AmountBody {
+    /// Decimal in major units; positive.
     amount: Option<String>,
+}
+
+/// `amount` when positive; a zero or negative capture or refund is 400
+/// `invalid_amount` (both alike: a zero capture was 422 `amount_out_of_range`).
+fn positive(amount: i64, what: &str) -> Result<i64, ApiError> {
+    if amount > 0 {
+        Ok(amount)
+    } else {
+        Err(ApiError::invalid("invalid_amount", format!("a {what}'s amount must be positive")).with_param("amount"))
+    }
 }
 
 /// `POST /v1/transactions/{id}/capture`.
@@ -462,7 +474,7 @@ async fn follow_up(
     let payment_id = payment.tx.id;
     let make: Box<dyn FnOnce(TxId) -> Tx + Send> = match action {
         "capture" => {
-            let amount = amount.unwrap_or(payment.tx.amount);
+            let amount = positive(amount.unwrap_or(payment.tx.amount), "capture")?;
             Box::new(move |id| Tx::capture(id, payment_id, client_id, amount, currency))
         }
         "void" => {
@@ -472,13 +484,15 @@ async fn follow_up(
             Box::new(move |id| Tx::void(id, payment_id, client_id, currency))
         }
         "refunds" => {
-            let amount =
-                amount.ok_or_else(|| ApiError::invalid("missing_field", "amount is required").with_param("amount"))?;
-            if amount <= 0 {
-                return Err(
-                    ApiError::invalid("invalid_amount", "a refund's amount must be positive").with_param("amount")
-                );
-            }
+            // Without an amount: all that is left to refund. When nothing is (not
+            // captured, or refunded already), the ledger is asked for the payment's
+            // amount, so it refuses with its own code and the refusal is audited.
+            let left = payment.captured.saturating_sub(payment.refunded);
+            let amount = match amount {
+                Some(amount) => positive(amount, "refund")?,
+                None if left > 0 => left,
+                None => payment.tx.amount.max(1),
+            };
             Box::new(move |id| Tx::refund(id, payment_id, client_id, amount, currency))
         }
         _ => return Err(ApiError::not_found("no such route")),
@@ -599,6 +613,12 @@ impl ListFilter {
         let secs_to_ns = |secs: i64| u64::try_from(secs.max(0)).unwrap_or(0).saturating_mul(1_000_000_000);
         let from = q.from.as_deref().map(|f| crate::routes::reports::parse_moment(f, false, "from")).transpose()?;
         let to = q.to.as_deref().map(|t| crate::routes::reports::parse_moment(t, true, "to")).transpose()?;
+        // As the reports answer it: an empty or reversed period is a mistake, not a list.
+        if let (Some(from), Some(to)) = (from, to)
+            && from >= to
+        {
+            return Err(ApiError::invalid("invalid_period", "from must be before to").with_param("from"));
+        }
         Ok(ListFilter {
             status,
             kind,
@@ -630,11 +650,10 @@ impl ListFilter {
 pub async fn list(
     State(state): State<AppState>,
     principal: Principal,
-    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+    crate::extract::ApiQuery(query): crate::extract::ApiQuery<ListQuery>,
 ) -> ApiResult<Json<Value>> {
     principal.require(Role::Viewer)?;
     let client_id = principal.ledger_client()?;
-    let Query(query) = query.map_err(|e| ApiError::invalid("invalid_query", e.body_text()))?;
     let limit = page_limit(query.limit)?;
     let newest_first = match query.order.as_deref() {
         None | Some("newest") => true,
