@@ -900,7 +900,9 @@ pub fn endpoints() -> Vec<Endpoint> {
             "Report a device's firmware and diagnostics; answers its group's config and target firmware",
             routing::post(heartbeat),
         )
-        .body::<Heartbeat>(),
+        .body::<Heartbeat>()
+        // It updates the device rather than creating anything: 200, as it answers.
+        .answers(200),
         Endpoint::new(
             Method::GET,
             "/v1/devices/{id}/diagnostics",

@@ -63,26 +63,127 @@ pub fn state_name(state: TxState) -> &'static str {
     }
 }
 
-/// The transaction object of the HTTP contract.
-pub fn tx_json(r: &TxRecord, description: Option<&str>) -> Value {
+/// A transaction's kind, as the API names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TransactionKind {
+    Payment,
+    Capture,
+    Void,
+    Refund,
+    Adjustment,
+}
+
+/// A transaction's status, as the API names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TransactionStatus {
+    Authorized,
+    Captured,
+    PartiallyRefunded,
+    Refunded,
+    Voided,
+    Applied,
+}
+
+/// The transaction object of the HTTP contract; every answer that shows a
+/// transaction is serialized from this type, which the OpenAPI document names.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct Transaction {
+    /// `tx_` and the 128-bit ledger id in hex.
+    #[schema(pattern = "^tx_[0-9a-f]{32}$")]
+    pub id: String,
+    /// Always `transaction`.
+    #[schema(example = "transaction")]
+    pub object: String,
+    pub kind: TransactionKind,
+    pub status: TransactionStatus,
+    /// Decimal in major units with exactly the currency's minor digits (`"10.00"`).
+    #[schema(example = "12.34")]
+    pub amount: String,
+    /// ISO 4217 code.
+    #[schema(example = "USD")]
+    pub currency: Option<String>,
+    /// Of a payment: how much of it is captured.
+    pub captured: String,
+    /// Of a payment: how much of it is refunded.
+    pub refunded: String,
+    /// The payment a capture, void or refund belongs to.
+    #[schema(pattern = "^tx_[0-9a-f]{32}$")]
+    pub ref_id: Option<String>,
+    pub device_id: Option<u64>,
+    pub batch_id: Option<u64>,
+    /// Its position in the ledger.
+    pub seq: u64,
+    /// Unix seconds of its commit.
+    pub created_at: u64,
+    pub description: Option<String>,
+}
+
+/// The transaction object of a ledger record.
+pub fn transaction(r: &TxRecord, description: Option<&str>) -> Transaction {
     let currency = r.tx.currency();
     let money = |v: i64| currency.map_or_else(|| v.to_string(), |c| format_minor(v, c));
-    json!({
-        "id": tx_id_string(r.tx.id),
-        "object": "transaction",
-        "kind": kind_name(r.tx.kind),
-        "status": state_name(r.state),
-        "amount": money(r.tx.amount),
-        "currency": currency.map(|c| c.code().to_string()),
-        "captured": money(r.captured),
-        "refunded": money(r.refunded),
-        "ref_id": (!r.tx.ref_id.is_none()).then(|| tx_id_string(r.tx.ref_id)),
-        "device_id": (r.tx.device_id != 0).then_some(r.tx.device_id),
-        "batch_id": (r.batch_id != 0).then_some(r.batch_id),
-        "seq": r.seq,
-        "created_at": r.timestamp_ns / 1_000_000_000,
-        "description": description,
-    })
+    let kind = match Kind::from_code(r.tx.kind) {
+        Some(Kind::Payment) => TransactionKind::Payment,
+        Some(Kind::Capture) => TransactionKind::Capture,
+        Some(Kind::Void) => TransactionKind::Void,
+        Some(Kind::Refund) => TransactionKind::Refund,
+        Some(Kind::Adjustment) | None => TransactionKind::Adjustment,
+    };
+    let status = match r.state {
+        TxState::Authorized => TransactionStatus::Authorized,
+        TxState::Captured => TransactionStatus::Captured,
+        TxState::PartiallyRefunded => TransactionStatus::PartiallyRefunded,
+        TxState::Refunded => TransactionStatus::Refunded,
+        TxState::Voided => TransactionStatus::Voided,
+        TxState::Applied => TransactionStatus::Applied,
+    };
+    Transaction {
+        id: tx_id_string(r.tx.id),
+        object: "transaction".to_string(),
+        kind,
+        status,
+        amount: money(r.tx.amount),
+        currency: currency.map(|c| c.code().to_string()),
+        captured: money(r.captured),
+        refunded: money(r.refunded),
+        ref_id: (!r.tx.ref_id.is_none()).then(|| tx_id_string(r.tx.ref_id)),
+        device_id: (r.tx.device_id != 0).then_some(r.tx.device_id),
+        batch_id: (r.batch_id != 0).then_some(r.batch_id),
+        seq: r.seq,
+        created_at: r.timestamp_ns / 1_000_000_000,
+        description: description.map(str::to_string),
+    }
+}
+
+/// [`transaction`] as a JSON value (for answers that embed it).
+pub fn tx_json(r: &TxRecord, description: Option<&str>) -> Value {
+    serde_json::to_value(transaction(r, description)).unwrap_or(Value::Null)
+}
+
+/// A page of transactions.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct TransactionList {
+    pub data: Vec<Transaction>,
+    pub has_more: bool,
+    /// Where the next page starts (the last transaction read) when `has_more`.
+    #[schema(pattern = "^tx_[0-9a-f]{32}$")]
+    pub next_starting_after: Option<String>,
+}
+
+/// A payment with its captures, voids and refunds, and the notes on any of them.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct TransactionHistory {
+    /// Always `transaction_history`.
+    pub object: String,
+    /// The transaction asked for.
+    pub transaction: String,
+    pub payment: Option<Transaction>,
+    /// The payment, then its follow-ups in commit order.
+    pub events: Vec<Transaction>,
+    /// The notes on any of them, oldest first.
+    pub notes: Vec<crate::routes::notes::Note>,
 }
 
 fn ledger_reject(reject: Reject, kind: Kind) -> ApiError {
@@ -269,7 +370,7 @@ async fn commit(
         }
         None => return Err(ApiError::internal("the ledger returned no outcome")),
     };
-    let body = tx_json(&record, description.as_deref()).to_string();
+    let body = serde_json::to_string(&transaction(&record, description.as_deref())).map_err(ApiError::internal)?;
     let (stored_body, ledger_id) = (body.clone(), record.tx.id.0.to_le_bytes().to_vec());
     // The answer waits for this write only when it holds what the answer promises: the
     // response an Idempotency-Key replays, a description not written ahead, or the
@@ -519,12 +620,12 @@ pub async fn get(
     State(state): State<AppState>,
     principal: Principal,
     ApiPath(id): ApiPath<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Transaction>> {
     principal.require(Role::Viewer)?;
     let client_id = principal.ledger_client()?;
     let record = own_transaction(&state, client_id, &id)?;
     let description = description_of(&state, record.tx.id).await?;
-    Ok(Json(tx_json(&record, description.as_deref())))
+    Ok(Json(transaction(&record, description.as_deref())))
 }
 
 #[derive(Debug, Deserialize)]
@@ -651,7 +752,7 @@ pub async fn list(
     State(state): State<AppState>,
     principal: Principal,
     crate::extract::ApiQuery(query): crate::extract::ApiQuery<ListQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<TransactionList>> {
     principal.require(Role::Viewer)?;
     let client_id = principal.ledger_client()?;
     let limit = page_limit(query.limit)?;
@@ -709,9 +810,9 @@ pub async fn list(
     };
     let mut data = Vec::with_capacity(records.len());
     for r in &records {
-        data.push(tx_json(r, description_of(&state, r.tx.id).await?.as_deref()));
+        data.push(transaction(r, description_of(&state, r.tx.id).await?.as_deref()));
     }
-    Ok(Json(json!({ "data": data, "has_more": has_more, "next_starting_after": next.map(tx_id_string) })))
+    Ok(Json(TransactionList { data, has_more, next_starting_after: next.map(tx_id_string) }))
 }
 
 /// The captures, voids and refunds of `payment`, in commit order: from the engine's
@@ -727,7 +828,7 @@ async fn history(
     State(state): State<AppState>,
     principal: Principal,
     ApiPath(id): ApiPath<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<TransactionHistory>> {
     let client_id = principal.ledger_client()?;
     let record = own_transaction(&state, client_id, &id)?;
     let payment = if record.tx.ref_id.is_none() {
@@ -760,18 +861,19 @@ async fn history(
                 let resource = crate::routes::notes::Resource { kind: "transaction", id };
                 notes.extend(crate::routes::notes::notes_of(conn, client, &resource, 0, 1000)?);
             }
-            notes.sort_by_key(|n| n["id"].as_i64());
+            notes.sort_by_key(|n| n.id);
             Ok((descriptions, notes))
         })
         .await?;
-    let events: Vec<Value> = family.iter().zip(&descriptions).map(|(r, d)| tx_json(r, d.as_deref())).collect();
-    Ok(Json(json!({
-        "object": "transaction_history",
-        "transaction": tx_id_string(record.tx.id),
-        "payment": events.first(),
-        "events": events,
-        "notes": notes,
-    })))
+    let events: Vec<Transaction> =
+        family.iter().zip(&descriptions).map(|(r, d)| transaction(r, d.as_deref())).collect();
+    Ok(Json(TransactionHistory {
+        object: "transaction_history".to_string(),
+        transaction: tx_id_string(record.tx.id),
+        payment: events.first().cloned(),
+        events,
+        notes,
+    }))
 }
 
 /// The endpoints of this module.
@@ -784,7 +886,9 @@ pub fn endpoints() -> Vec<Endpoint> {
             "Create a payment (sale or authorization) or an adjustment; Idempotency-Key makes it idempotent",
             routing::post(create),
         )
-        .body::<NewTransaction>(),
+        .body::<NewTransaction>()
+        .idempotent()
+        .returns::<Transaction>(),
         Endpoint::new(
             Method::GET,
             "/v1/transactions",
@@ -792,6 +896,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             "List transactions, newest first (order=oldest for oldest first), filtered by status, kind, device, currency, period and amount",
             routing::get(list),
         )
+        .returns::<TransactionList>()
         .query(&[
             "limit",
             "starting_after",
@@ -811,14 +916,16 @@ pub fn endpoints() -> Vec<Endpoint> {
             Access::member(Role::Viewer),
             "Get a transaction",
             routing::get(get),
-        ),
+        )
+        .returns::<Transaction>(),
         Endpoint::new(
             Method::GET,
             "/v1/transactions/{id}/history",
             Access::member(Role::Viewer),
             "A payment with its captures, voids, refunds and notes",
             routing::get(history),
-        ),
+        )
+        .returns::<TransactionHistory>(),
         Endpoint::new(
             Method::POST,
             "/v1/transactions/{id}/capture",
@@ -826,21 +933,27 @@ pub fn endpoints() -> Vec<Endpoint> {
             "Capture an authorization (all of it unless amount is given)",
             routing::post(capture),
         )
-        .body::<AmountBody>(),
+        .optional_body::<AmountBody>()
+        .idempotent()
+        .returns::<Transaction>(),
         Endpoint::new(
             Method::POST,
             "/v1/transactions/{id}/void",
             Access::member(Role::Operator),
             "Void an uncaptured authorization",
             routing::post(void),
-        ),
+        )
+        .idempotent()
+        .returns::<Transaction>(),
         Endpoint::new(
             Method::POST,
             "/v1/transactions/{id}/refunds",
             Access::member(Role::Operator),
-            "Refund part or all of a captured payment",
+            "Refund part or all of a captured payment (all that is left unless amount is given)",
             routing::post(refund),
         )
-        .body::<AmountBody>(),
+        .optional_body::<AmountBody>()
+        .idempotent()
+        .returns::<Transaction>(),
     ]
 }
