@@ -138,6 +138,13 @@ fn the_bearer_scheme_is_case_insensitive() {
         let (status, _, _) = send(&svc, "GET", "/v1/balance", &[("Authorization", &auth)], None);
         assert_eq!(status, 401, "{auth}");
     }
+    // Signing out reads the scheme the same way: the session ends.
+    let token = svc.token(ADMIN_EMAIL, ADMIN_PASSWORD);
+    let auth = format!("bearer {token}");
+    let (status, _, _) = send(&svc, "POST", "/v1/auth/logout", &[("Authorization", &auth)], None);
+    assert_eq!(status, 200);
+    let (status, _, _) = send(&svc, "GET", "/v1/users/me", &[("Authorization", &auth)], None);
+    assert_eq!(status, 401, "the session ended");
 }
 
 /// Every API answer says `Cache-Control: no-store`, above all those that show a secret
