@@ -479,13 +479,60 @@ pub struct NewApplication {
     name: String,
 }
 
+/// A client application as listed: its key only as a hint.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Application {
+    pub id: i64,
+    /// Always `application`.
+    pub object: String,
+    pub client_id: i64,
+    pub name: String,
+    /// `sk_` and the first characters of the key's lookup part: enough to tell keys apart.
+    pub key_hint: String,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds; `null` while the key works.
+    pub revoked_at: Option<i64>,
+}
+
+/// A new application with its API key, shown only in this answer.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct NewApplicationAnswer {
+    pub id: i64,
+    /// Always `application`.
+    pub object: String,
+    pub client_id: i64,
+    pub name: String,
+    /// `sk_...`: send as `Authorization: Bearer`; stored only as a hash.
+    pub api_key: String,
+    /// Unix seconds.
+    pub created_at: i64,
+}
+
+/// A client's applications.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ApplicationList {
+    pub data: Vec<Application>,
+    pub has_more: bool,
+}
+
+/// A revoked application: its key is refused from now on.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct RevokedApplication {
+    pub id: i64,
+    /// Always `application`.
+    pub object: String,
+    pub client_id: i64,
+    pub revoked: bool,
+}
+
 /// `POST /v1/clients/{id}/applications`: the API key is in this response only.
 pub async fn create_application(
     State(state): State<AppState>,
     principal: Principal,
     ApiPath(client_id): ApiPath<i64>,
     ApiJson(req): ApiJson<NewApplication>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<NewApplicationAnswer>)> {
     may_manage_applications(&principal, client_id)?;
     let name = name_arg(&req.name, "name")?;
     let (key, lookup, hash) = auth::new_api_key();
@@ -509,9 +556,14 @@ pub async fn create_application(
         .await?;
     Ok((
         StatusCode::CREATED,
-        Json(
-            json!({ "id": id, "object": "application", "client_id": client_id, "name": name, "api_key": key, "created_at": now }),
-        ),
+        Json(NewApplicationAnswer {
+            id,
+            object: "application".to_string(),
+            client_id,
+            name,
+            api_key: key,
+            created_at: now,
+        }),
     ))
 }
 
@@ -522,7 +574,7 @@ pub async fn list_applications(
     State(state): State<AppState>,
     principal: Principal,
     ApiPath(client_id): ApiPath<i64>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<ApplicationList>> {
     may_manage_applications(&principal, client_id)?;
     let data = state
         .db
@@ -538,20 +590,20 @@ pub async fn list_applications(
             )?;
             let rows = stmt.query_map([client_id], |row| {
                 let lookup: String = row.get(2)?;
-                Ok(json!({
-                    "id": row.get::<_, i64>(0)?,
-                    "object": "application",
-                    "client_id": client_id,
-                    "name": row.get::<_, String>(1)?,
-                    "key_hint": format!("{}{}", auth::API_KEY_PREFIX, lookup.get(..8).unwrap_or_default()),
-                    "created_at": row.get::<_, i64>(3)?,
-                    "revoked_at": row.get::<_, Option<i64>>(4)?,
-                }))
+                Ok(Application {
+                    id: row.get(0)?,
+                    object: "application".to_string(),
+                    client_id,
+                    name: row.get(1)?,
+                    key_hint: format!("{}{}", auth::API_KEY_PREFIX, lookup.get(..8).unwrap_or_default()),
+                    created_at: row.get(3)?,
+                    revoked_at: row.get(4)?,
+                })
             })?;
-            Ok(rows.collect::<Result<Vec<Value>, _>>()?)
+            Ok(rows.collect::<Result<Vec<Application>, _>>()?)
         })
         .await?;
-    Ok(Json(json!({ "data": data, "has_more": false })))
+    Ok(Json(ApplicationList { data, has_more: false }))
 }
 
 /// `DELETE /v1/clients/{id}/applications/{app_id}`: the key is refused from then on.
@@ -561,7 +613,7 @@ pub async fn revoke_application(
     ApiPath((client_id, app_id)): ApiPath<(i64, i64)>,
     // Read so the connection stays usable (an unread body makes hyper close it).
     _body: axum::body::Bytes,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<RevokedApplication>> {
     may_manage_applications(&principal, client_id)?;
     let now = now_secs();
     let changed = state
@@ -587,7 +639,7 @@ pub async fn revoke_application(
         return Err(ApiError::not_found("no such application"));
     }
     state.key_cache.forget_application(app_id);
-    Ok(Json(json!({ "id": app_id, "object": "application", "client_id": client_id, "revoked": true })))
+    Ok(Json(RevokedApplication { id: app_id, object: "application".to_string(), client_id, revoked: true }))
 }
 
 /// Whether `email` is an address: a dot-atom local part (RFC 5322: letters, digits and
@@ -675,7 +727,8 @@ pub fn endpoints() -> Vec<Endpoint> {
             Access::platform(Role::ClientAdmin),
             "List a client's applications (never their keys)",
             routing::get(list_applications),
-        ),
+        )
+        .returns::<ApplicationList>(),
         Endpoint::new(
             Method::POST,
             "/v1/clients/{id}/applications",
@@ -683,14 +736,16 @@ pub fn endpoints() -> Vec<Endpoint> {
             "Create a client application and its API key (shown once)",
             routing::post(create_application),
         )
-        .body::<NewApplication>(),
+        .body::<NewApplication>()
+        .returns::<NewApplicationAnswer>(),
         Endpoint::new(
             Method::DELETE,
             "/v1/clients/{id}/applications/{app_id}",
             Access::platform(Role::ClientAdmin),
             "Revoke a client application's API key",
             routing::delete(revoke_application),
-        ),
+        )
+        .returns::<RevokedApplication>(),
     ]
 }
 
