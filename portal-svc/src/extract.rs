@@ -131,25 +131,57 @@ pub fn unknown_cursor() -> ApiError {
     ApiError::not_found("starting_after names no object of this list").with_param("starting_after")
 }
 
-/// The client-scoped lists whose cursor is a row id in SQLite.
+/// The lists whose cursor is a row id in SQLite.
 #[derive(Debug, Clone, Copy)]
 pub enum CursorList {
     Tickets,
     Devices,
     DeviceGroups,
+    /// A device's heartbeats (its diagnostics history).
+    Heartbeats,
+    Rollouts,
+    Notes,
+    Users,
+    Audit,
 }
 
-/// Whether the row `id` of `list` exists in `client_id`'s (else [`unknown_cursor`]).
-pub fn cursor_exists(conn: &rusqlite::Connection, list: CursorList, id: i64, client_id: i64) -> Result<(), ApiError> {
+/// Whether the row `id` of `list` exists within `scope` (a client; `None`: a platform
+/// admin's view of all), else [`unknown_cursor`].
+pub fn cursor_exists(
+    conn: &rusqlite::Connection,
+    list: CursorList,
+    id: i64,
+    scope: Option<i64>,
+) -> Result<(), ApiError> {
     use rusqlite::OptionalExtension;
     let mut stmt = match list {
-        CursorList::Tickets => conn.prepare_cached("SELECT 1 FROM tickets WHERE id = ?1 AND client_id = ?2")?,
-        CursorList::Devices => conn.prepare_cached("SELECT 1 FROM devices WHERE id = ?1 AND client_id = ?2")?,
+        CursorList::Tickets => {
+            conn.prepare_cached("SELECT 1 FROM tickets WHERE id = ?1 AND (?2 IS NULL OR client_id = ?2)")?
+        }
+        CursorList::Devices => {
+            conn.prepare_cached("SELECT 1 FROM devices WHERE id = ?1 AND (?2 IS NULL OR client_id = ?2)")?
+        }
         CursorList::DeviceGroups => {
-            conn.prepare_cached("SELECT 1 FROM device_groups WHERE id = ?1 AND client_id = ?2")?
+            conn.prepare_cached("SELECT 1 FROM device_groups WHERE id = ?1 AND (?2 IS NULL OR client_id = ?2)")?
+        }
+        CursorList::Heartbeats => conn.prepare_cached(
+            "SELECT 1 FROM device_heartbeats h JOIN devices d ON d.id = h.device_id
+             WHERE h.id = ?1 AND (?2 IS NULL OR d.client_id = ?2)",
+        )?,
+        CursorList::Rollouts => {
+            conn.prepare_cached("SELECT 1 FROM rollouts WHERE id = ?1 AND (?2 IS NULL OR client_id = ?2)")?
+        }
+        CursorList::Notes => {
+            conn.prepare_cached("SELECT 1 FROM notes WHERE id = ?1 AND (?2 IS NULL OR client_id = ?2)")?
+        }
+        CursorList::Users => {
+            conn.prepare_cached("SELECT 1 FROM users WHERE id = ?1 AND (?2 IS NULL OR client_id = ?2)")?
+        }
+        CursorList::Audit => {
+            conn.prepare_cached("SELECT 1 FROM audit_log WHERE id = ?1 AND (?2 IS NULL OR client_id = ?2)")?
         }
     };
-    let found = stmt.query_row(rusqlite::params![id, client_id], |_| Ok(())).optional()?;
+    let found = stmt.query_row(rusqlite::params![id, scope], |_| Ok(())).optional()?;
     found.ok_or_else(unknown_cursor)
 }
 

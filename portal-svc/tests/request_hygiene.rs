@@ -245,7 +245,8 @@ fn queries_are_validated_alike_everywhere() {
 
 /// A `starting_after` that names nothing of the list is 404 naming it, on every list
 /// (a bogus batch cursor answered an empty page, a bogus transaction cursor 404);
-/// another client's object is nothing of this list.
+/// another client's object is nothing of this list (a note on another client's
+/// payment is no cursor for one's own payment's notes).
 #[test]
 fn a_cursor_naming_nothing_is_404_on_every_list() {
     let dir = tempfile::tempdir().unwrap();
@@ -269,6 +270,22 @@ fn a_cursor_naming_nothing_is_404_on_every_list() {
         let (status, reply) = svc.request("GET", &path, Some(&key), None);
         assert_eq!((status, reply["error"]["param"].as_str()), (404, Some("starting_after")), "{path}: {reply}");
     }
+    let mine = pay(&svc, &key, "2.00");
+    let (status, note) =
+        svc.post("/v1/notes", &other, json!({ "resource_type": "transaction", "resource_id": theirs, "body": "x" }));
+    assert_eq!(status, 201, "{note}");
+    let (_, audit) = svc.request("GET", "/v1/audit?limit=1", Some(&admin), None);
+    let newest = audit["data"][0]["id"].as_i64().unwrap();
+    for (path, token) in [
+        (format!("/v1/notes?resource_type=transaction&resource_id={mine}&starting_after={}", note["id"]), &key),
+        (format!("/v1/audit?starting_after={}", newest + 1_000), &admin),
+        ("/v1/users?starting_after=999999".to_string(), &admin),
+    ] {
+        let (status, reply) = svc.request("GET", &path, Some(token), None);
+        assert_eq!((status, reply["error"]["param"].as_str()), (404, Some("starting_after")), "{path}: {reply}");
+    }
+    let (status, _) = svc.request("GET", &format!("/v1/audit?starting_after={newest}"), Some(&admin), None);
+    assert_eq!(status, 200, "a real audit cursor pages on");
     let (status, batches) = svc.request("GET", "/v1/batches", Some(&key), None);
     let first = batches["data"][0]["id"].clone();
     assert_eq!(status, 200);

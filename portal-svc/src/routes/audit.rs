@@ -170,6 +170,9 @@ async fn list(
     let data = state
         .db
         .call(move |conn| {
+            if let Some(after) = q.starting_after {
+                crate::extract::cursor_exists(conn, crate::extract::CursorList::Audit, after, scope)?;
+            }
             let mut stmt = conn.prepare_cached(
                 "SELECT id, at, actor_type, actor_id, actor, client_id, action, resource_type, resource_id, detail,
                         outcome

@@ -384,6 +384,9 @@ pub async fn list_users(
     let data = state
         .db
         .call(move |conn| {
+            if let Some(after) = query.starting_after {
+                crate::extract::cursor_exists(conn, crate::extract::CursorList::Users, after, scope)?;
+            }
             let mut stmt = conn.prepare(&format!(
                 "SELECT {USER_COLUMNS} FROM users WHERE id > ?1 AND (?2 IS NULL OR client_id = ?2) ORDER BY id LIMIT ?3"
             ))?;

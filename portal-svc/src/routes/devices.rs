@@ -213,7 +213,7 @@ pub async fn list(
                 group_row(conn, client_id, group_id).map_err(|e| e.with_param("group_id"))?;
             }
             if let Some(after) = query.starting_after {
-                crate::extract::cursor_exists(conn, crate::extract::CursorList::Devices, after, client_id)?;
+                crate::extract::cursor_exists(conn, crate::extract::CursorList::Devices, after, Some(client_id))?;
             }
             let now = now_secs();
             let mut stmt = conn.prepare(&format!(
@@ -477,6 +477,9 @@ pub async fn diagnostics(
         .db
         .call(move |conn| {
             device_group_id(conn, client_id, id)?;
+            if let Some(after) = query.starting_after {
+                crate::extract::cursor_exists(conn, crate::extract::CursorList::Heartbeats, after, Some(client_id))?;
+            }
             let mut stmt = conn.prepare(
                 "SELECT h.id, h.firmware_version, h.diagnostics, h.received_at
                  FROM device_heartbeats h JOIN devices d ON d.id = h.device_id
@@ -613,7 +616,7 @@ pub async fn list_groups(
         .db
         .call(move |conn| {
             if let Some(after) = query.starting_after {
-                crate::extract::cursor_exists(conn, crate::extract::CursorList::DeviceGroups, after, client_id)?;
+                crate::extract::cursor_exists(conn, crate::extract::CursorList::DeviceGroups, after, Some(client_id))?;
             }
             let mut stmt =
                 conn.prepare("SELECT id FROM device_groups WHERE client_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3")?;
@@ -841,6 +844,9 @@ pub async fn list_rollouts(
     let data = state
         .db
         .call(move |conn| {
+            if let Some(after) = query.starting_after {
+                crate::extract::cursor_exists(conn, crate::extract::CursorList::Rollouts, after, Some(client_id))?;
+            }
             group_row(conn, client_id, group_id)?;
             let ids: Vec<i64> = {
                 let mut stmt = conn.prepare(

@@ -219,6 +219,9 @@ async fn list(
         .db
         .call(move |conn| {
             check_owned(conn, client_id, &resource)?;
+            if let Some(after) = query.starting_after {
+                crate::extract::cursor_exists(conn, crate::extract::CursorList::Notes, after, Some(client_id))?;
+            }
             notes_of(conn, client_id, &resource, after, limit + 1)
         })
         .await?;

@@ -235,7 +235,7 @@ pub async fn list(
         .db
         .call(move |conn| {
             if let Some(after) = query.starting_after {
-                crate::extract::cursor_exists(conn, crate::extract::CursorList::Tickets, after, client_id)?;
+                crate::extract::cursor_exists(conn, crate::extract::CursorList::Tickets, after, Some(client_id))?;
             }
             let mut stmt = conn.prepare(&format!(
                 "SELECT {TICKET_COLUMNS} FROM tickets WHERE client_id = ?1 AND id < ?2 AND (?3 IS NULL OR status = ?3)
