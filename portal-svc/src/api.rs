@@ -105,7 +105,15 @@ pub struct Endpoint {
     pub tag: &'static str,
     route: MethodRouter<AppState>,
     body: Option<BodySchema>,
+    /// Whether a request without a body is complete (a capture of everything).
+    body_optional: bool,
     query: &'static [&'static str],
+    /// Query parameters without which the route answers 400.
+    required_query: &'static [&'static str],
+    /// Takes `Idempotency-Key`.
+    idempotent: bool,
+    /// The success body's type (a named component).
+    returns: Option<BodySchema>,
     ok: u16,
 }
 
@@ -126,7 +134,49 @@ impl Endpoint {
     ) -> Endpoint {
         let tag = path.trim_start_matches("/v1/").split('/').next().unwrap_or("service");
         let ok = if method == Method::POST { 201 } else { 200 };
-        Endpoint { method, path, summary, access, tag, route, body: None, query: &[], ok }
+        Endpoint {
+            method,
+            path,
+            summary,
+            access,
+            tag,
+            route,
+            body: None,
+            body_optional: false,
+            query: &[],
+            required_query: &[],
+            idempotent: false,
+            returns: None,
+            ok,
+        }
+    }
+
+    /// [`Endpoint::body`], which may also be left out (an empty body is `{}`).
+    pub fn optional_body<T: utoipa::ToSchema>(mut self) -> Endpoint {
+        self = self.body::<T>();
+        self.body_optional = true;
+        self
+    }
+
+    /// Declares the success body's type: the handler answers it serialized from this
+    /// type, so the document names what the answer is.
+    pub fn returns<T: utoipa::ToSchema>(mut self) -> Endpoint {
+        let mut nested = Vec::new();
+        T::schemas(&mut nested);
+        self.returns = Some((T::name(), T::schema(), nested));
+        self
+    }
+
+    /// Declares that the route takes `Idempotency-Key`.
+    pub fn idempotent(mut self) -> Endpoint {
+        self.idempotent = true;
+        self
+    }
+
+    /// Declares which of its query parameters are required.
+    pub fn required_query(mut self, names: &'static [&'static str]) -> Endpoint {
+        self.required_query = names;
+        self
     }
 
     /// Declares the JSON request body's type (its schema goes into the OpenAPI document).
@@ -222,9 +272,25 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
 /// Authenticates and checks `access` before the handler (and its body parsing) runs,
 /// so a caller without the right gets 401/403 whatever it sent. The principal is left
 /// in the request's extensions for the handler.
-async fn guard(access: Access, route: &'static str, state: AppState, request: Request, next: Next) -> Response {
+///
+/// Then, for every route, what the route table knows about the request's form: a
+/// body must be declared JSON (415 otherwise: `text/plain` no longer creates a
+/// payment), and a query parameter the route does not read is refused (400
+/// `unknown_parameter`) rather than silently ignored (a misspelt filter would
+/// otherwise answer everything).
+async fn guard(
+    access: Access,
+    route: &'static str,
+    query: &'static [&'static str],
+    state: AppState,
+    request: Request,
+    next: Next,
+) -> Response {
     if access == Access::Public {
-        return next.run(request).await;
+        return match checked_form(request, query).await {
+            Ok(request) => next.run(request).await,
+            Err(e) => e.into_response(),
+        };
     }
     let (mut parts, body) = request.into_parts();
     let (principal, session) = match crate::auth::authenticate_session(&parts, &state).await {
@@ -244,7 +310,52 @@ async fn guard(access: Access, route: &'static str, state: AppState, request: Re
     if let Some(session) = session {
         parts.extensions.insert(session);
     }
-    next.run(Request::from_parts(parts, body)).await
+    match checked_form(Request::from_parts(parts, body), query).await {
+        Ok(request) => next.run(request).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// The request with its body read (up to the size limit), once its form is checked:
+/// a body with any bytes must be declared JSON, and the query's parameter names must
+/// be the route's.
+async fn checked_form(request: Request, query: &[&str]) -> Result<Request, ApiError> {
+    let (parts, body) = request.into_parts();
+    let bytes = axum::body::to_bytes(body, crate::app::BODY_BYTES_MAX).await.map_err(|_| ApiError {
+        status: axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+        kind: "invalid_request_error",
+        code: "body_too_large",
+        message: format!("the request body exceeds {} bytes", crate::app::BODY_BYTES_MAX),
+        param: None,
+        retry_after_secs: None,
+    })?;
+    if !bytes.is_empty() && !crate::extract::is_json(&parts.headers) {
+        return Err(ApiError::unsupported_media_type());
+    }
+    let request = Request::from_parts(parts, axum::body::Body::from(bytes));
+    check_query(&request, query)?;
+    Ok(request)
+}
+
+/// The query's parameter names against the route's.
+fn check_query(request: &Request, query: &[&str]) -> Result<(), ApiError> {
+    // The API's routes; not the web portal's pages and files, whose links a browser
+    // may decorate.
+    if !request.uri().path().starts_with("/v1/") {
+        return Ok(());
+    }
+    let pairs = form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes());
+    for (name, _) in pairs {
+        if !query.contains(&name.as_ref()) {
+            let known = if query.is_empty() { "none".to_string() } else { query.join(", ") };
+            return Err(ApiError::invalid(
+                "unknown_parameter",
+                format!("unknown query parameter {name:?}; this route reads: {known}"),
+            )
+            .with_param(name.into_owned()));
+        }
+    }
+    Ok(())
 }
 
 /// Answers `error` after reading the request's body (up to the size limit), so the
@@ -258,9 +369,9 @@ async fn refuse(error: ApiError, body: axum::body::Body) -> Response {
 pub fn router(endpoints: Vec<Endpoint>, state: &AppState) -> axum::Router<AppState> {
     let mut router = axum::Router::new();
     for endpoint in endpoints {
-        let (access, route) = (endpoint.access, endpoint.path);
+        let (access, route, query) = (endpoint.access, endpoint.path, endpoint.query);
         let layer = from_fn_with_state(state.clone(), move |State(state): State<AppState>, request, next| {
-            guard(access, route, state, request, next)
+            guard(access, route, query, state, request, next)
         });
         router = router.route(endpoint.path, endpoint.route.route_layer(layer));
     }
@@ -323,15 +434,48 @@ pub fn openapi(endpoints: &[Endpoint]) -> OpenApi {
                     .name(name)
                     .parameter_in(ParameterIn::Path)
                     .required(Required::True)
-                    .schema(Some(ObjectBuilder::new().schema_type(Type::String))),
+                    .schema(Some(path_param_schema(e.path, name))),
             );
         }
         for name in e.query {
+            let required = if e.required_query.contains(name) { Required::True } else { Required::False };
             op = op.parameter(
                 ParameterBuilder::new()
                     .name(*name)
                     .parameter_in(ParameterIn::Query)
+                    .required(required)
+                    .schema(Some(query_param_schema(e.path, name))),
+            );
+        }
+        if e.idempotent {
+            op = op.parameter(
+                ParameterBuilder::new()
+                    .name("Idempotency-Key")
+                    .parameter_in(ParameterIn::Header)
                     .required(Required::False)
+                    .description(Some(
+                        "Makes the request idempotent for the client: the same key with the same body replays the \
+                         first answer (header Idempotent-Replayed: true), with another body is 409 \
+                         idempotency_conflict",
+                    ))
+                    .schema(Some(
+                        ObjectBuilder::new()
+                            .schema_type(Type::String)
+                            .min_length(Some(1))
+                            .max_length(Some(crate::idempotency::KEY_CHARS_MAX))
+                            .pattern(Some("^[\\x20-\\x7e]+$")),
+                    )),
+            );
+        }
+        if e.method != Method::GET && !matches!(e.access, Access::Public | Access::KeyOnly) {
+            op = op.parameter(
+                ParameterBuilder::new()
+                    .name("X-CSRF-Token")
+                    .parameter_in(ParameterIn::Header)
+                    .required(Required::False)
+                    .description(Some(
+                        "Required with the session cookie (the browser's session); not with Authorization: Bearer",
+                    ))
                     .schema(Some(ObjectBuilder::new().schema_type(Type::String))),
             );
         }
@@ -346,7 +490,7 @@ pub fn openapi(endpoints: &[Endpoint]) -> OpenApi {
                         "application/json",
                         ContentBuilder::new().schema(Some(Ref::from_schema_name(name.clone()))).build(),
                     )
-                    .required(Some(Required::True))
+                    .required(Some(if e.body_optional { Required::False } else { Required::True }))
                     .build(),
             ));
         }
@@ -354,9 +498,18 @@ pub fn openapi(endpoints: &[Endpoint]) -> OpenApi {
             .description("an error body")
             .content("application/json", ContentBuilder::new().schema(Some(Ref::from_schema_name("Error"))).build())
             .build();
-        op = op
-            .response(e.ok.to_string(), ResponseBuilder::new().description("success").build())
-            .response("default", error);
+        let mut success = ResponseBuilder::new().description("success");
+        if let Some((name, schema, nested)) = &e.returns {
+            components = components.schema(name.to_string(), schema.clone());
+            for (n, s) in nested {
+                components = components.schema(n.clone(), s.clone());
+            }
+            success = success.content(
+                "application/json",
+                ContentBuilder::new().schema(Some(Ref::from_schema_name(name.clone()))).build(),
+            );
+        }
+        op = op.response(e.ok.to_string(), success.build()).response("default", error);
         paths.add_path_operation(e.path, vec![http_method(&e.method)], op.build());
     }
     OpenApiBuilder::new()
@@ -369,6 +522,72 @@ pub fn openapi(endpoints: &[Endpoint]) -> OpenApi {
         .paths(paths)
         .components(Some(components.build()))
         .build()
+}
+
+/// A path parameter's schema: a transaction's id (`tx_` and 32 hex digits), a web
+/// file's name, or else a row id (a positive integer).
+fn path_param_schema(path: &str, name: &str) -> ObjectBuilder {
+    match name {
+        "id" if path.starts_with("/v1/transactions/") => tx_id_schema(),
+        "name" => ObjectBuilder::new().schema_type(Type::String),
+        _ => ObjectBuilder::new().schema_type(Type::Integer).format(Some(int64())).minimum(Some(1)),
+    }
+}
+
+fn int64() -> utoipa::openapi::SchemaFormat {
+    utoipa::openapi::SchemaFormat::KnownFormat(utoipa::openapi::KnownFormat::Int64)
+}
+
+fn tx_id_schema() -> ObjectBuilder {
+    ObjectBuilder::new().schema_type(Type::String).pattern(Some("^tx_[0-9a-f]{32}$"))
+}
+
+fn one_of(values: &[&str]) -> ObjectBuilder {
+    ObjectBuilder::new().schema_type(Type::String).enum_values(Some(values.iter().copied()))
+}
+
+/// A query parameter's schema, from its name and route: what the handler parses it as.
+fn query_param_schema(path: &str, name: &str) -> ObjectBuilder {
+    let moment = || {
+        ObjectBuilder::new().schema_type(Type::String).description(Some(
+            "A date (YYYY-MM-DD; as `to`, the whole day is included), an RFC 3339 time or Unix seconds",
+        ))
+    };
+    match (path, name) {
+        (_, "limit") => ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .minimum(Some(1))
+            .maximum(Some(crate::extract::PAGE_MAX as f64))
+            .default(Some(json!(crate::extract::PAGE_DEFAULT))),
+        ("/v1/transactions", "starting_after") => tx_id_schema(),
+        ("/v1/audit", "from" | "to") => {
+            ObjectBuilder::new().schema_type(Type::Integer).format(Some(int64())).description(Some("Unix seconds"))
+        }
+        (_, "from" | "to") => moment(),
+        (_, "starting_after" | "device_id" | "group_id" | "client_id" | "actor_id") => {
+            ObjectBuilder::new().schema_type(Type::Integer).format(Some(int64())).minimum(Some(1))
+        }
+        ("/v1/transactions", "status") => {
+            one_of(&["authorized", "captured", "partially_refunded", "refunded", "voided", "applied"])
+        }
+        ("/v1/batches", "status") => one_of(&["open", "closed"]),
+        ("/v1/devices", "status") => one_of(&["online", "offline"]),
+        ("/v1/tickets", "status") => one_of(&crate::routes::tickets::STATUSES),
+        (_, "kind") => one_of(&["payment", "capture", "void", "refund", "adjustment"]),
+        (_, "order") => one_of(&["newest", "oldest"]),
+        (_, "format") => one_of(&["json", "csv"]),
+        (_, "outcome") => one_of(&["ok", "refused", "failed"]),
+        (_, "actor_type") => one_of(&["user", "api_key", "system"]),
+        ("/v1/notes", "resource_type") => one_of(&["transaction", "device", "ticket"]),
+        (_, "group_by") => one_of(&["day", "kind", "status", "device"]),
+        (_, "rows") => ObjectBuilder::new().schema_type(Type::Boolean),
+        (_, "currency") => ObjectBuilder::new().schema_type(Type::String).pattern(Some("^[A-Z]{3}$")),
+        (_, "amount_min" | "amount_max") => ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some("^[0-9]+(\\.[0-9]+)?$"))
+            .description(Some("A decimal amount in major units of `currency`")),
+        _ => ObjectBuilder::new().schema_type(Type::String),
+    }
 }
 
 fn path_params(path: &str) -> impl Iterator<Item = &str> {

@@ -95,7 +95,16 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
         .layer(axum::middleware::from_fn(body_deadline))
         .layer(axum::middleware::map_response(error_body))
+        .layer(axum::middleware::map_response(no_store))
         .with_state(state)
+}
+
+/// `Cache-Control: no-store` on every answer that does not set its own: no API answer
+/// is for a cache to keep, and some show a secret once (a new API key, an MFA secret,
+/// a session token). The web portal's files keep theirs (`no-cache` with an ETag).
+async fn no_store(mut response: Response) -> Response {
+    response.headers_mut().entry(header::CACHE_CONTROL).or_insert(axum::http::HeaderValue::from_static("no-store"));
+    response
 }
 
 /// Ends the request body at [`BODY_SECS_MAX`] after the head: the body stream then

@@ -33,6 +33,9 @@ pub struct Entry {
     pub outcome: &'static str,
     /// A JSON object of particulars (amount, currency, error code, ...). Never secrets.
     pub detail: Option<String>,
+    /// When it happened (Unix seconds), if not when it is appended: an entry recovered
+    /// from [`pend`] at start keeps the time of its action.
+    pub at: Option<i64>,
 }
 
 impl Entry {
@@ -53,6 +56,7 @@ impl Entry {
             resource_id: Some(resource_id.to_string()).filter(|id| !id.is_empty()),
             outcome: "ok",
             detail: None,
+            at: None,
         }
     }
 
@@ -68,6 +72,7 @@ impl Entry {
             resource_id: None,
             outcome: "ok",
             detail: None,
+            at: None,
         }
     }
 
@@ -174,6 +179,7 @@ pub fn append(conn: &Connection, entries: &[Entry]) -> rusqlite::Result<i64> {
     )?;
     for e in entries {
         id += 1;
+        let at = e.at.unwrap_or(at);
         let hash = chain_hash(&prev, id, at, e);
         insert.execute(params![
             id,
@@ -238,6 +244,98 @@ pub fn seal_legacy(conn: &mut Connection) -> rusqlite::Result<usize> {
 
 type Row = (i64, i64, Entry, Option<Vec<u8>>);
 
+/// Records, outside the chain, the entry a money action will have if the ledger
+/// commits `ledger_id` (`entry` with outcome `ok`). It is written while the ledger
+/// commits, so the request waits for the longer of the two commits rather than for
+/// both in a row; the chained entry follows once the ledger answers, and [`resolve`]
+/// removes this one in the same transaction. Whatever a crash leaves here is turned
+/// into chained entries by [`recover_pending`] at the next start. (A table of its own,
+/// `WITHOUT ROWID`: it holds only the actions in flight, one B-tree to insert into
+/// and delete from.)
+pub fn pend(conn: &Connection, ledger_id: &[u8], entry: &Entry) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO audit_pending (ledger_id, at, actor_type, actor_id, actor, client_id, action,
+                                               resource_type, resource_id, detail)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )?
+    .execute(params![
+        ledger_id,
+        entry.at.unwrap_or_else(now_secs),
+        entry.actor_type,
+        entry.actor_id,
+        entry.actor,
+        entry.client_id,
+        entry.action,
+        entry.resource_type,
+        entry.resource_id,
+        entry.detail
+    ])?;
+    Ok(())
+}
+
+/// Removes what [`pend`] wrote for `ledger_id` (its chained entry is in the same
+/// transaction).
+pub fn resolve(conn: &Connection, ledger_id: &[u8]) -> rusqlite::Result<()> {
+    conn.prepare_cached("DELETE FROM audit_pending WHERE ledger_id = ?1")?.execute([ledger_id])?;
+    Ok(())
+}
+
+/// Chains what a crash left pending, oldest first (by second, then ledger id), at start: an action the ledger has
+/// (`committed(ledger_id)`) as `ok`, since it may have been acknowledged; any other as
+/// `failed` with code `interrupted` (the service stopped before the ledger answered, so
+/// nothing was acknowledged). Each keeps the time of its action. Returns how many of
+/// each `(ok, failed)`.
+pub fn recover_pending(conn: &mut Connection, committed: impl Fn(&[u8]) -> bool) -> rusqlite::Result<(usize, usize)> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let rows: Vec<(Vec<u8>, Entry)> = {
+        let mut stmt = tx.prepare(
+            "SELECT ledger_id, at, actor_type, actor_id, actor, client_id, action, resource_type, resource_id,
+                    detail FROM audit_pending ORDER BY at, ledger_id",
+        )?;
+        let rows = stmt.query_map([], |row| {
+            let entry = Entry {
+                actor_type: static_of(&row.get::<_, String>(2)?, &["user", "api_key", "system"]),
+                actor_id: row.get(3)?,
+                actor: row.get(4)?,
+                client_id: row.get(5)?,
+                action: row.get(6)?,
+                resource_type: row.get(7)?,
+                resource_id: row.get(8)?,
+                outcome: "ok",
+                detail: row.get(9)?,
+                at: Some(row.get(1)?),
+            };
+            Ok((row.get(0)?, entry))
+        })?;
+        rows.collect::<Result<_, _>>()?
+    };
+    let (mut ok, mut failed) = (0, 0);
+    let mut entries = Vec::with_capacity(rows.len());
+    for (ledger_id, entry) in rows {
+        if committed(&ledger_id) {
+            ok += 1;
+            entries.push(entry);
+        } else {
+            failed += 1;
+            let mut detail: serde_json::Value = entry
+                .detail
+                .as_deref()
+                .and_then(|d| serde_json::from_str(d).ok())
+                .unwrap_or_else(|| serde_json::json!({}));
+            if let Some(object) = detail.as_object_mut() {
+                object.insert("code".into(), "interrupted".into());
+            }
+            entries.push(entry.outcome("failed").detail(detail));
+        }
+    }
+    if !entries.is_empty() {
+        append(&tx, &entries)?;
+        tx.execute("DELETE FROM audit_pending", [])?;
+    }
+    tx.commit()?;
+    Ok((ok, failed))
+}
+
 /// The entries not chained yet, oldest first.
 fn unchained(conn: &Connection) -> rusqlite::Result<Vec<Row>> {
     let mut stmt = conn.prepare(
@@ -263,6 +361,7 @@ fn row_entry(row: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
         resource_id: row.get(8)?,
         outcome: static_of(&row.get::<_, String>(9)?, &["ok", "refused", "failed"]),
         detail: row.get(10)?,
+        at: None,
     };
     Ok((row.get(0)?, row.get(1)?, entry, row.get(11)?))
 }
@@ -319,6 +418,10 @@ mod tests {
         conn
     }
 
+    const PENDING_SCHEMA: &str = "CREATE TABLE audit_pending (ledger_id BLOB PRIMARY KEY, at INTEGER NOT NULL,
+        actor_type TEXT NOT NULL, actor_id INTEGER, actor TEXT NOT NULL, client_id INTEGER, action TEXT NOT NULL,
+        resource_type TEXT, resource_id TEXT, detail TEXT) WITHOUT ROWID";
+
     fn entry(n: i64) -> Entry {
         Entry::anonymous("system", None, "system", "test.action").on("thing", n).detail(serde_json::json!({ "n": n }))
     }
@@ -336,6 +439,36 @@ mod tests {
         assert_eq!(verify(&conn).expect("verify").first_bad_id, None);
         conn.execute("DELETE FROM audit_log WHERE id = 2", []).expect("remove");
         assert_eq!(verify(&conn).expect("verify").first_bad_id, Some(3), "the entry after the gap");
+    }
+
+    #[test]
+    fn pending_entries_are_chained_at_start_as_the_ledger_decided() {
+        let mut conn = db();
+        conn.execute_batch(PENDING_SCHEMA).expect("schema");
+        append(&conn, &[entry(1)]).expect("append");
+        let pending = |n: i64| Entry { at: Some(1_000 + n), ..entry(n) };
+        for n in [2i64, 3, 4] {
+            pend(&conn, &n.to_le_bytes(), &pending(n)).expect("pend");
+        }
+        // Resolved while running: its chained entry is written, the pending row goes.
+        append(&conn, &[pending(3)]).expect("append");
+        resolve(&conn, &3i64.to_le_bytes()).expect("resolve");
+        // The ledger has 2 (it may have been acknowledged) but not 4.
+        let committed = |id: &[u8]| id == 2i64.to_le_bytes();
+        assert_eq!(recover_pending(&mut conn, committed).expect("recover"), (1, 1));
+        assert_eq!(recover_pending(&mut conn, committed).expect("recover"), (0, 0), "recovered once");
+        let verdict = verify(&conn).expect("verify");
+        assert_eq!((verdict.entries, verdict.first_bad_id), (4, None));
+        let rows: Vec<(String, String, i64, String)> = conn
+            .prepare("SELECT resource_id, outcome, at, detail FROM audit_log WHERE id > 2 ORDER BY id")
+            .expect("prepare")
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows");
+        assert_eq!((rows[0].0.as_str(), rows[0].1.as_str(), rows[0].2), ("2", "ok", 1_002));
+        assert_eq!((rows[1].0.as_str(), rows[1].1.as_str(), rows[1].2), ("4", "failed", 1_004));
+        assert_eq!(rows[1].3, r#"{"code":"interrupted","n":4}"#);
     }
 
     #[test]

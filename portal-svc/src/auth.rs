@@ -447,9 +447,16 @@ pub fn login(
     Ok(SignedIn { token, expires_at, restriction })
 }
 
+/// The token of `Authorization: Bearer TOKEN`; the scheme in any case (RFC 7235:
+/// `bearer`, `BEARER`), one or more spaces before the token.
 fn bearer(parts: &Parts) -> Option<&str> {
-    let value = parts.headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
-    value.strip_prefix("Bearer ").map(str::trim).filter(|t| !t.is_empty())
+    bearer_token(parts.headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?)
+}
+
+/// The token of an `Authorization` value with the Bearer scheme (any case).
+pub fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
 }
 
 /// The browser's session cookie: it carries the same session token as `Bearer`, and is

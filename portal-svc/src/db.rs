@@ -194,6 +194,20 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE clients ADD COLUMN settlement_cutover TEXT;
     ALTER TABLE clients ADD COLUMN cutover_done_day TEXT;
     ALTER TABLE clients ADD COLUMN allowed_currencies TEXT;",
+    // 10 (issue 15's throughput): the audit entry of a money action while the ledger
+    // commits it, outside the chain (`audit::pend`, `audit::recover_pending`).
+    "CREATE TABLE audit_pending (
+        ledger_id BLOB PRIMARY KEY,
+        at INTEGER NOT NULL,
+        actor_type TEXT NOT NULL,
+        actor_id INTEGER,
+        actor TEXT NOT NULL,
+        client_id INTEGER,
+        action TEXT NOT NULL,
+        resource_type TEXT,
+        resource_id TEXT,
+        detail TEXT
+    ) WITHOUT ROWID;",
 ];
 
 /// A shared handle on the metadata database.
@@ -222,12 +236,35 @@ pub struct MetaWrite {
     pub description_ahead: Option<(Vec<u8>, i64, String)>,
     /// A ledger id whose description written ahead is dropped (the ledger refused it).
     pub forget_description: Option<Vec<u8>>,
+    /// `(ledger id, entry)`: the audit entry the money action will have if the ledger
+    /// commits it, written while the ledger commits (`audit::pend`).
+    pub pending_audit: Option<(Vec<u8>, crate::audit::Entry)>,
+    /// A ledger id whose pending entry is settled by this write's `audit`.
+    pub resolved_audit: Option<Vec<u8>>,
 }
 
 #[derive(Debug)]
 struct MetaJob {
     write: MetaWrite,
-    done: tokio::sync::oneshot::Sender<Result<(), String>>,
+    /// `None`: nobody waits (a failed commit is logged; what it held is recovered from
+    /// `audit_pending` at the next start).
+    done: Option<tokio::sync::oneshot::Sender<Result<(), String>>>,
+}
+
+/// A write handed to the metadata writer; await it for its commit.
+#[derive(Debug)]
+pub struct MetaCommit(Result<tokio::sync::oneshot::Receiver<Result<(), String>>, ApiError>);
+
+impl std::future::IntoFuture for MetaCommit {
+    type Output = Result<(), ApiError>;
+    type IntoFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Self::Output> + Send>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move {
+            let committed = self.0?;
+            committed.await.map_err(|_| ApiError::internal("the metadata writer stopped"))?.map_err(ApiError::internal)
+        })
+    }
 }
 
 /// Waits for a lock held by the other connection rather than failing at once.
@@ -263,9 +300,33 @@ impl Db {
     /// Stores `write` durably: requests arriving together share one SQLite transaction
     /// and one fsync (group commit), and each returns once its rows are committed.
     pub async fn write_meta(&self, write: MetaWrite) -> Result<(), ApiError> {
+        self.start_meta(write).await
+    }
+
+    /// [`Db::write_meta`], queued at once (before the first poll): the caller can
+    /// start something else, such as the ledger's commit, and await both.
+    pub fn start_meta(&self, write: MetaWrite) -> MetaCommit {
         let (done, committed) = tokio::sync::oneshot::channel();
-        self.meta.send(MetaJob { write, done }).map_err(|_| ApiError::internal("the metadata writer stopped"))?;
-        committed.await.map_err(|_| ApiError::internal("the metadata writer stopped"))?.map_err(ApiError::internal)
+        MetaCommit(
+            self.meta
+                .send(MetaJob { write, done: Some(done) })
+                .map(|()| committed)
+                .map_err(|_| ApiError::internal("the metadata writer stopped")),
+        )
+    }
+
+    /// Queues `write` and returns without waiting for its commit: for what must not
+    /// delay an answer and is recovered at start if lost (a resolved audit entry).
+    pub fn write_meta_later(&self, write: MetaWrite) {
+        if self.meta.send(MetaJob { write, done: None }).is_err() {
+            tracing::error!("the metadata writer stopped; pending audit entries are chained at the next start");
+        }
+    }
+
+    /// Returns once every write queued before this call is committed: readers of the
+    /// audit log call it first, so an answered action's entry is always listed.
+    pub async fn settle(&self) -> Result<(), ApiError> {
+        self.write_meta(MetaWrite::default()).await
     }
 
     /// Runs `f` with the connection on the blocking pool.
@@ -306,7 +367,15 @@ const META_GROUP_MAX: usize = 4096;
 
 /// The metadata writer's loop: take every job waiting, commit them in one transaction,
 /// answer each. Ends when every [`Db`] is dropped.
+///
+/// A group that nobody waits for (only resolved audit entries, whose pending form is
+/// durable already) commits without an fsync of its own (`synchronous=NORMAL`): the
+/// WAL is written in order, so the next group that is waited for syncs it too, and a
+/// power loss before that only sends its entries back to `audit_pending`, chained at
+/// the next start. The disk's flushes are the scarce resource (the ledger syncs on the
+/// same disk), so they are spent only where an answer waits.
 fn meta_writer(mut conn: Connection, jobs: &std::sync::mpsc::Receiver<MetaJob>) {
+    let mut synced = true;
     while let Ok(first) = jobs.recv() {
         let mut group = vec![first];
         while group.len() < META_GROUP_MAX {
@@ -315,12 +384,25 @@ fn meta_writer(mut conn: Connection, jobs: &std::sync::mpsc::Receiver<MetaJob>) 
                 Err(_) => break,
             }
         }
-        let result = commit_meta(&mut conn, &group).map_err(|e| e.to_string());
+        let sync = group.iter().any(|job| job.done.is_some());
+        if sync != synced {
+            match conn.pragma_update(None, "synchronous", if sync { "FULL" } else { "NORMAL" }) {
+                Ok(()) => synced = sync,
+                Err(e) => tracing::error!(error = %e, "cannot change the metadata writer's synchronous mode"),
+            }
+        }
+        let result = if synced || !sync {
+            commit_meta(&mut conn, &group).map_err(|e| e.to_string())
+        } else {
+            Err("the metadata writer cannot sync".to_string())
+        };
         if let Err(e) = &result {
             tracing::error!(error = %e, jobs = group.len(), "metadata group commit failed");
         }
         for job in group {
-            let _ = job.done.send(result.clone());
+            if let Some(done) = job.done {
+                let _ = done.send(result.clone());
+            }
         }
     }
 }
@@ -350,6 +432,12 @@ fn commit_meta(conn: &mut Connection, group: &[MetaJob]) -> Result<(), rusqlite:
             }
             if let Some((client, key, fingerprint, status, response)) = &job.write.idempotency {
                 remember.execute(rusqlite::params![client, key, fingerprint, status, response, now])?;
+            }
+            if let Some((id, entry)) = &job.write.pending_audit {
+                crate::audit::pend(&tx, id, entry)?;
+            }
+            if let Some(id) = &job.write.resolved_audit {
+                crate::audit::resolve(&tx, id)?;
             }
         }
     }

@@ -15,7 +15,8 @@ pub struct ApiError {
     pub kind: &'static str,
     pub code: &'static str,
     pub message: String,
-    pub param: Option<&'static str>,
+    /// The offending parameter: a body field, a query parameter or a header.
+    pub param: Option<std::borrow::Cow<'static, str>>,
     /// Seconds to answer in `Retry-After` (throttled answers, 429).
     pub retry_after_secs: Option<u64>,
 }
@@ -50,6 +51,17 @@ impl ApiError {
         Self::new(StatusCode::CONFLICT, kind, code, message)
     }
 
+    /// 415: a body that is not JSON where JSON is expected.
+    pub fn unsupported_media_type() -> ApiError {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "invalid_request_error",
+            "unsupported_media_type",
+            "the request body must be JSON, sent with Content-Type: application/json",
+        )
+        .with_param("Content-Type")
+    }
+
     /// 422: a valid request that the ledger refuses.
     pub fn refused(code: &'static str, message: impl Into<String>) -> ApiError {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, "ledger_error", code, message)
@@ -82,8 +94,8 @@ impl ApiError {
     }
 
     /// The same error naming the offending parameter.
-    pub fn with_param(mut self, param: &'static str) -> ApiError {
-        self.param = Some(param);
+    pub fn with_param(mut self, param: impl Into<std::borrow::Cow<'static, str>>) -> ApiError {
+        self.param = Some(param.into());
         self
     }
 }

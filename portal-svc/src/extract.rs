@@ -6,8 +6,10 @@ use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
 
-/// A JSON body; a missing or malformed one is a 400 with the error body, never axum's
-/// plain-text rejection.
+/// A JSON object body; a missing one is read as `{}`, a malformed one, an array or a
+/// scalar where the object is expected, or text with control characters is a 400 with
+/// the error body, never axum's plain-text rejection. (That the body is declared as
+/// JSON is checked before, for every route: `api::guard`, 415.)
 #[derive(Debug)]
 pub struct ApiJson<T>(pub T);
 
@@ -15,8 +17,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(value)) => Ok(ApiJson(value)),
+        match axum::body::Bytes::from_request(req, state).await {
+            Ok(bytes) => json_object(&bytes).map(ApiJson),
             Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError {
                 status: StatusCode::PAYLOAD_TOO_LARGE,
                 kind: "invalid_request_error",
@@ -25,9 +27,162 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
                 param: None,
                 retry_after_secs: None,
             }),
-            Err(rejection) => Err(ApiError::invalid("invalid_json", rejection.body_text())),
+            Err(rejection) => Err(ApiError::invalid("invalid_request", rejection.body_text())),
         }
     }
+}
+
+/// Parses `body` as a JSON object into `T` (an empty body as `{}`). serde reads a
+/// struct from a JSON array too (`["x"]` as `{"name": "x"}`), so the value is checked
+/// to be an object first; every string in it must be [`clean_text`]. A field that does
+/// not fit names itself in `param`.
+pub fn json_object<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let value: serde_json::Value = if body.is_empty() {
+        serde_json::Value::Object(serde_json::Map::new())
+    } else {
+        serde_json::from_slice(body).map_err(|e| ApiError::invalid("invalid_json", e.to_string()))?
+    };
+    if !value.is_object() {
+        return Err(ApiError::invalid("invalid_json", "the body must be a JSON object"));
+    }
+    check_strings(&value, &mut String::new())?;
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let error = ApiError::invalid("invalid_json", e.inner().to_string());
+        if path == "." { error } else { error.with_param(path) }
+    })
+}
+
+/// Whether `c` may appear in text the API stores: not a control character (C0, DEL,
+/// C1) other than tab, line feed and carriage return, and not a bidirectional
+/// embedding, override, isolate or mark, which reorder how the text around them is
+/// shown (U+202E makes `txt.exe` of `exe.txt`). Refused rather than neutralised on
+/// display, so no reader of the API (the web portal, a CSV in a spreadsheet, a log)
+/// has to remember to.
+pub fn clean_char(c: char) -> bool {
+    !(c.is_control() && !matches!(c, '\t' | '\n' | '\r')
+        || matches!(c, '\u{200e}' | '\u{200f}' | '\u{061c}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'))
+}
+
+/// Checks every string (and key) in `value` with [`clean_char`]; the error names the
+/// field by its path (`diagnostics.note`).
+fn check_strings(value: &serde_json::Value, path: &mut String) -> Result<(), ApiError> {
+    let refuse = |path: &str| {
+        let error =
+            ApiError::invalid("invalid_text", "text must not contain control or bidirectional-override characters");
+        if path.is_empty() { error } else { error.with_param(path.to_string()) }
+    };
+    match value {
+        serde_json::Value::String(s) if !s.chars().all(clean_char) => Err(refuse(path)),
+        serde_json::Value::Array(items) => items.iter().try_for_each(|item| check_strings(item, path)),
+        serde_json::Value::Object(fields) => {
+            for (key, item) in fields {
+                let len = path.len();
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(key);
+                if !key.chars().all(clean_char) {
+                    return Err(refuse(path));
+                }
+                check_strings(item, path)?;
+                path.truncate(len);
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Whether a request's `Content-Type` says JSON: `application/json` or
+/// `application/*+json`, with any parameters, in any case.
+pub fn is_json(headers: &axum::http::HeaderMap) -> bool {
+    let Some(value) = headers.get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// A query string; a parameter that does not parse (a non-numeric `limit`) is a 400
+/// `invalid_query` naming it in `param`. (Parameters a route does not declare were
+/// refused before: `api::guard`.)
+#[derive(Debug)]
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> axum::extract::FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _state: &S) -> Result<Self, ApiError> {
+        let query = parts.uri.query().unwrap_or("");
+        let deserializer = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(deserializer).map(ApiQuery).map_err(|e| {
+            let path = e.path().to_string();
+            let error = ApiError::invalid("invalid_query", format!("{path}: {}", e.inner()));
+            if path == "." { error } else { error.with_param(path) }
+        })
+    }
+}
+
+/// A list's `starting_after` that names no object of that list (none such, or another
+/// client's): 404 naming the parameter, on every list alike (a bogus batch cursor
+/// answered an empty page where a bogus transaction cursor was 404).
+pub fn unknown_cursor() -> ApiError {
+    ApiError::not_found("starting_after names no object of this list").with_param("starting_after")
+}
+
+/// The lists whose cursor is a row id in SQLite.
+#[derive(Debug, Clone, Copy)]
+pub enum CursorList {
+    Tickets,
+    Devices,
+    DeviceGroups,
+    /// A device's heartbeats (its diagnostics history).
+    Heartbeats,
+    Rollouts,
+    Notes,
+    Users,
+    Audit,
+}
+
+/// Whether the row `id` of `list` exists within `scope` (a client; `None`: a platform
+/// admin's view of all), else [`unknown_cursor`].
+pub fn cursor_exists(
+    conn: &rusqlite::Connection,
+    list: CursorList,
+    id: i64,
+    scope: Option<i64>,
+) -> Result<(), ApiError> {
+    use rusqlite::OptionalExtension;
+    let mut stmt = match list {
+        CursorList::Tickets => {
+            conn.prepare_cached("SELECT 1 FROM tickets WHERE id = ?1 AND (?2 IS NULL OR client_id = ?2)")?
+        }
+        CursorList::Devices => {
+            conn.prepare_cached("SELECT 1 FROM devices WHERE id = ?1 AND (?2 IS NULL OR client_id = ?2)")?
+        }
+        CursorList::DeviceGroups => {
+            conn.prepare_cached("SELECT 1 FROM device_groups WHERE id = ?1 AND (?2 IS NULL OR client_id = ?2)")?
+        }
+        CursorList::Heartbeats => conn.prepare_cached(
+            "SELECT 1 FROM device_heartbeats h JOIN devices d ON d.id = h.device_id
+             WHERE h.id = ?1 AND (?2 IS NULL OR d.client_id = ?2)",
+        )?,
+        CursorList::Rollouts => {
+            conn.prepare_cached("SELECT 1 FROM rollouts WHERE id = ?1 AND (?2 IS NULL OR client_id = ?2)")?
+        }
+        CursorList::Notes => {
+            conn.prepare_cached("SELECT 1 FROM notes WHERE id = ?1 AND (?2 IS NULL OR client_id = ?2)")?
+        }
+        CursorList::Users => {
+            conn.prepare_cached("SELECT 1 FROM users WHERE id = ?1 AND (?2 IS NULL OR client_id = ?2)")?
+        }
+        CursorList::Audit => {
+            conn.prepare_cached("SELECT 1 FROM audit_log WHERE id = ?1 AND (?2 IS NULL OR client_id = ?2)")?
+        }
+    };
+    let found = stmt.query_row(rusqlite::params![id, scope], |_| Ok(())).optional()?;
+    found.ok_or_else(unknown_cursor)
 }
 
 /// Largest page a list returns.

@@ -60,8 +60,25 @@ pub fn ledger_id(client_id: i64, key: &str) -> TxId {
     TxId(u128::from_le_bytes(id).max(1))
 }
 
-/// What identifies a request's content: method, path and body bytes.
-pub fn fingerprint(method: &str, path: &str, body: &[u8]) -> Vec<u8> {
+/// What identifies a request's content: method, path and body. The body counts by its
+/// JSON value, not its bytes, so the same request with its keys in another order or
+/// other spacing is the same request (it was a 409). An empty body is `{}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fingerprint {
+    /// Over the body's JSON value (keys sorted, no spacing): what is stored.
+    pub canonical: Vec<u8>,
+    /// Over the body's bytes: how responses stored before were fingerprinted.
+    raw: Vec<u8>,
+}
+
+impl Fingerprint {
+    /// Whether a stored fingerprint is this request's (either form).
+    pub fn matches(&self, stored: &[u8]) -> bool {
+        stored == self.canonical.as_slice() || stored == self.raw.as_slice()
+    }
+}
+
+fn hash(method: &str, path: &str, body: &[u8]) -> Vec<u8> {
     let mut h = blake3::Hasher::new();
     h.update(method.as_bytes());
     h.update(b"\0");
@@ -71,10 +88,51 @@ pub fn fingerprint(method: &str, path: &str, body: &[u8]) -> Vec<u8> {
     h.finalize().as_bytes().to_vec()
 }
 
+/// The fingerprint of a request. serde_json's maps are ordered by key (no
+/// `preserve_order`), so a value printed again is canonical.
+pub fn fingerprint(method: &str, path: &str, body: &[u8]) -> Fingerprint {
+    let canonical = if body.is_empty() {
+        "{}".to_string()
+    } else {
+        serde_json::from_slice::<serde_json::Value>(body)
+            .map_or_else(|_| String::from_utf8_lossy(body).into_owned(), |v| v.to_string())
+    };
+    Fingerprint { canonical: hash(method, path, canonical.as_bytes()), raw: hash(method, path, body) }
+}
+
 /// A random ledger id for a request without a key.
 pub fn random_id() -> TxId {
     use rand_core::{OsRng, RngCore};
     let mut id = [0u8; 16];
     OsRng.fill_bytes(&mut id);
     TxId(u128::from_le_bytes(id).max(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_same_json_in_another_order_or_spacing_is_the_same_request() {
+        let a = fingerprint("POST", "/v1/transactions", br#"{"amount":"1.00","currency":"USD","kind":"payment"}"#);
+        let b = fingerprint(
+            "POST",
+            "/v1/transactions",
+            b"{ \"kind\": \"payment\",\n \"currency\": \"USD\", \"amount\": \"1.00\" }",
+        );
+        assert_eq!(a.canonical, b.canonical);
+        let other = fingerprint("POST", "/v1/transactions", br#"{"amount":"1.01","currency":"USD","kind":"payment"}"#);
+        assert_ne!(a.canonical, other.canonical);
+        assert!(!a.matches(&other.canonical));
+        let elsewhere = fingerprint("POST", "/v1/other", br#"{"amount":"1.00","currency":"USD","kind":"payment"}"#);
+        assert_ne!(a.canonical, elsewhere.canonical);
+        // A response stored before (fingerprinted by bytes) still replays for its bytes.
+        let legacy = hash(
+            "POST",
+            "/v1/transactions",
+            b"{ \"kind\": \"payment\",\n \"currency\": \"USD\", \"amount\": \"1.00\" }",
+        );
+        assert!(b.matches(&legacy));
+        assert_eq!(fingerprint("POST", "/p", b"").canonical, fingerprint("POST", "/p", b"{}").canonical);
+    }
 }

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Parser;
-use ledger_core::{Ledger, LedgerOptions};
+use ledger_core::{Ledger, LedgerOptions, TxId};
 use portal_svc::app::{self, AppState};
 use portal_svc::db::Db;
 use portal_svc::secrets;
@@ -91,6 +91,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let ledger = Ledger::open(args.data_dir.join("ledger"), LedgerOptions::default())?;
     let db = Db::open(&args.data_dir.join("portal.db"))?;
     db.call_blocking(|conn| secrets::seal_all(conn, &keyring)).map_err(|e| e.message)??;
+    // Money actions a crash left with their audit entry pending are chained now, as
+    // the ledger decided them.
+    let (ok, failed) = db
+        .call_blocking(|conn| {
+            portal_svc::audit::recover_pending(conn, |id| {
+                <[u8; 16]>::try_from(id).is_ok_and(|id| ledger.lookup(TxId(u128::from_le_bytes(id))).is_some())
+            })
+        })
+        .map_err(|e| e.message)??;
+    if ok + failed > 0 {
+        tracing::warn!(ok, failed, "chained the audit entries a stop left pending");
+    }
     secrets::finish_rotation(&args.data_dir)?;
     // The engine made its files after the walk above, under the umask: check them too.
     secrets::tighten_modes(&args.data_dir)?;
@@ -108,7 +120,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     // Each client's daily settlement cut-over closes its open batches by itself.
     runtime.spawn(portal_svc::settings::cutover_task(state.clone()));
+    let db = state.db.clone();
     runtime.block_on(serve(args.listen, state))?;
+    // Audit entries queued by the last answers are committed before the exit.
+    if let Err(e) = runtime.block_on(db.settle()) {
+        tracing::error!(error = %e.message, "the last audit entries stay pending until the next start");
+    }
     // Stops the cut-over task (it may be between two awaits) before the ledger closes.
     runtime.shutdown_timeout(std::time::Duration::from_secs(SHUTDOWN_TASKS_SECS));
     ledger.close()?;

@@ -411,16 +411,18 @@ fn all_transactions(http: &mut Client, key: &str) -> Vec<Value> {
 }
 
 fn all_batches(http: &mut Client, key: &str) -> Vec<Value> {
-    let (mut out, mut after) = (Vec::new(), 0);
+    let (mut out, mut after) = (Vec::new(), None::<u64>);
     loop {
-        let path = format!("/v1/batches?limit=100&starting_after={after}");
+        // A cursor names a batch of the list (issue 16: no `starting_after=0`).
+        let cursor = after.map(|a| format!("&starting_after={a}")).unwrap_or_default();
+        let path = format!("/v1/batches?limit=100{cursor}");
         let (status, _, page) = http.until_answered("GET", &path, key, None, None);
         assert_eq!(status, 200, "{page}");
         out.extend(page["data"].as_array().unwrap().iter().cloned());
         if !page["has_more"].as_bool().unwrap() {
             return out;
         }
-        after = page["next_starting_after"].as_u64().unwrap();
+        after = Some(page["next_starting_after"].as_u64().unwrap());
     }
 }
 

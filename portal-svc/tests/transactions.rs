@@ -248,7 +248,7 @@ fn lists_filter_by_status_kind_device_currency_period_and_amount() {
         ("currency=USD&amount_max=1.234", "invalid_amount", "amount_max"),
         ("currency=usd", "invalid_currency", "currency"),
         ("from=yesterday", "invalid_time", "from"),
-        ("device_id=x", "invalid_query", ""),
+        ("device_id=x", "invalid_query", "device_id"),
     ] {
         let (status, body) = svc.request("GET", &format!("/v1/transactions?{query}"), Some(&key), None);
         assert_eq!((status, error_code(&body).as_str()), (400, code), "{query}");

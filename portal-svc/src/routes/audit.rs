@@ -3,19 +3,19 @@
 //! admins), which recomputes the hash chain.
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{Method, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing;
 use rusqlite::params;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::api::{Access, Endpoint};
 use crate::app::AppState;
 use crate::auth::{Principal, Role};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{fetch_limit, page, page_limit};
+use crate::extract::{fetch_limit, page_limit};
 
 #[derive(Debug, Deserialize)]
 pub struct AuditQuery {
@@ -39,33 +39,105 @@ pub struct AuditQuery {
     format: Option<String>,
 }
 
+/// Who an entry's actor is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ActorType {
+    User,
+    ApiKey,
+    System,
+}
+
+/// How an audited action ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Ok,
+    Refused,
+    Failed,
+}
+
+/// One audit entry as the API shows it (the HTTP contract's fields).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct AuditEntry {
+    pub id: i64,
+    /// Always `audit_entry`.
+    pub object: String,
+    /// Unix seconds.
+    pub at: i64,
+    pub actor_type: ActorType,
+    pub actor_id: Option<i64>,
+    /// How the actor is named (a user's email, `application:ID`, `system`).
+    pub actor: String,
+    pub client_id: Option<i64>,
+    /// `transaction.payment`, `auth.login`, ...
+    #[schema(example = "transaction.refund")]
+    pub action: String,
+    pub resource_type: Option<String>,
+    pub resource_id: Option<String>,
+    pub outcome: Outcome,
+    /// Particulars (amount, currency, error code, ...).
+    #[schema(value_type = Option<Object>)]
+    pub detail: Option<Value>,
+}
+
+/// A page of audit entries, newest first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AuditEntryList {
+    pub data: Vec<AuditEntry>,
+    pub has_more: bool,
+}
+
+/// What recomputing the chain found.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AuditVerification {
+    /// Always `audit_verification`.
+    pub object: String,
+    pub ok: bool,
+    pub entries: u64,
+    /// The first entry whose hash does not follow (edited, or the one after a removal).
+    pub first_bad_id: Option<i64>,
+    /// The newest entry's hash, hex: keep it elsewhere now and then and compare.
+    pub head: String,
+}
+
 /// One entry as the API shows it.
-fn entry_json(row: &rusqlite::Row<'_>) -> rusqlite::Result<Value> {
+fn entry_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<AuditEntry> {
     let detail: Option<String> = row.get(9)?;
-    Ok(json!({
-        "id": row.get::<_, i64>(0)?,
-        "object": "audit_entry",
-        "at": row.get::<_, i64>(1)?,
-        "actor_type": row.get::<_, String>(2)?,
-        "actor_id": row.get::<_, Option<i64>>(3)?,
-        "actor": row.get::<_, String>(4)?,
-        "client_id": row.get::<_, Option<i64>>(5)?,
-        "action": row.get::<_, String>(6)?,
-        "resource_type": row.get::<_, Option<String>>(7)?,
-        "resource_id": row.get::<_, Option<String>>(8)?,
-        "outcome": row.get::<_, String>(10)?,
-        "detail": detail.and_then(|d| serde_json::from_str::<Value>(&d).ok()),
-    }))
+    let actor_type = match row.get::<_, String>(2)?.as_str() {
+        "api_key" => ActorType::ApiKey,
+        "system" => ActorType::System,
+        _ => ActorType::User,
+    };
+    let outcome = match row.get::<_, String>(10)?.as_str() {
+        "refused" => Outcome::Refused,
+        "failed" => Outcome::Failed,
+        _ => Outcome::Ok,
+    };
+    Ok(AuditEntry {
+        id: row.get(0)?,
+        object: "audit_entry".to_string(),
+        at: row.get(1)?,
+        actor_type,
+        actor_id: row.get(3)?,
+        actor: row.get(4)?,
+        client_id: row.get(5)?,
+        action: row.get(6)?,
+        resource_type: row.get(7)?,
+        resource_id: row.get(8)?,
+        outcome,
+        detail: detail.and_then(|d| serde_json::from_str::<Value>(&d).ok()),
+    })
 }
 
 /// `GET /v1/audit?limit=&starting_after=&action=&outcome=&actor_type=&actor_id=&resource_type=&resource_id=&from=&to=&client_id=`.
 async fn list(
     State(state): State<AppState>,
     principal: Principal,
-    query: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
+    crate::extract::ApiQuery(query): crate::extract::ApiQuery<AuditQuery>,
 ) -> ApiResult<Response> {
     principal.require_user(Role::ClientAdmin)?;
-    let Query(q) = query.map_err(|e| ApiError::invalid("invalid_query", e.body_text()))?;
+    let q = query;
     let limit = page_limit(q.limit)?;
     let scope = match (principal.client_id, q.client_id) {
         (Some(own), Some(asked)) if own != asked => {
@@ -74,6 +146,11 @@ async fn list(
         (Some(own), _) => Some(own),
         (None, asked) => asked,
     };
+    if let (Some(from), Some(to)) = (q.from, q.to)
+        && from >= to
+    {
+        return Err(ApiError::invalid("invalid_period", "from must be before to").with_param("from"));
+    }
     if let Some(outcome) = q.outcome.as_deref()
         && !["ok", "refused", "failed"].contains(&outcome)
     {
@@ -88,9 +165,14 @@ async fn list(
         Some(a) if a.ends_with('.') => (None, Some(format!("{a}%"))),
         other => (other, None),
     };
+    // Entries of answered money actions may still be queued: list them too.
+    state.db.settle().await?;
     let data = state
         .db
         .call(move |conn| {
+            if let Some(after) = q.starting_after {
+                crate::extract::cursor_exists(conn, crate::extract::CursorList::Audit, after, scope)?;
+            }
             let mut stmt = conn.prepare_cached(
                 "SELECT id, at, actor_type, actor_id, actor, client_id, action, resource_type, resource_id, detail,
                         outcome
@@ -117,15 +199,19 @@ async fn list(
                     q.to,
                     fetch_limit(limit)
                 ],
-                entry_json,
+                entry_row,
             )?;
-            Ok(rows.collect::<Result<Vec<Value>, _>>()?)
+            Ok(rows.collect::<Result<Vec<AuditEntry>, _>>()?)
         })
         .await?;
     if csv {
-        return Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], to_csv(&data, limit)).into_response());
+        let values: Vec<Value> = data.iter().filter_map(|e| serde_json::to_value(e).ok()).collect();
+        return Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], to_csv(&values, limit)).into_response());
     }
-    Ok(Json(page(data, limit)).into_response())
+    let has_more = data.len() > limit;
+    let mut data = data;
+    data.truncate(limit);
+    Ok(Json(AuditEntryList { data, has_more }).into_response())
 }
 
 /// Entries as CSV: a header line, then one line per entry (at most `limit`), every
@@ -164,16 +250,17 @@ fn to_csv(data: &[Value], limit: usize) -> String {
 
 /// `GET /v1/audit/verify`: `{ok, entries, first_bad_id, head}`. Reads on a connection
 /// of its own, so a long log does not hold up other requests.
-async fn verify(State(state): State<AppState>, principal: Principal) -> ApiResult<Json<Value>> {
+async fn verify(State(state): State<AppState>, principal: Principal) -> ApiResult<Json<AuditVerification>> {
     principal.require_user(Role::Admin)?;
+    state.db.settle().await?;
     let verdict = state.db.call_own(|conn| Ok(crate::audit::verify(conn)?)).await?;
-    Ok(Json(json!({
-        "object": "audit_verification",
-        "ok": verdict.first_bad_id.is_none(),
-        "entries": verdict.entries,
-        "first_bad_id": verdict.first_bad_id,
-        "head": verdict.head,
-    })))
+    Ok(Json(AuditVerification {
+        object: "audit_verification".to_string(),
+        ok: verdict.first_bad_id.is_none(),
+        entries: verdict.entries,
+        first_bad_id: verdict.first_bad_id,
+        head: verdict.head,
+    }))
 }
 
 /// The endpoints of this module.
@@ -186,6 +273,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             "The audit trail, newest first (a client admin: its client's)",
             routing::get(list),
         )
+        .returns::<AuditEntryList>()
         .query(&[
             "limit",
             "starting_after",
@@ -206,6 +294,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             Access::platform(Role::Admin),
             "Recompute the audit trail's hash chain: the first edited or removed entry",
             routing::get(verify),
-        ),
+        )
+        .returns::<AuditVerification>(),
     ]
 }

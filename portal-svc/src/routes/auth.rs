@@ -7,7 +7,6 @@ use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::Deserialize;
-use serde_json::{Value, json};
 
 use crate::api::{Access, Endpoint};
 use crate::app::AppState;
@@ -57,18 +56,118 @@ async fn sign_in(state: &AppState, addr: String, req: LoginRequest) -> ApiResult
         .await
 }
 
+/// What a session must do before anything else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionRestriction {
+    /// Change the temporary password an administrator set.
+    PasswordChange,
+    /// Enrol in MFA, which the client requires.
+    MfaEnrollment,
+}
+
+fn restriction(r: Option<auth::Restriction>) -> Option<SessionRestriction> {
+    r.map(|r| match r {
+        auth::Restriction::PasswordChange => SessionRestriction::PasswordChange,
+        auth::Restriction::MfaEnrollment => SessionRestriction::MfaEnrollment,
+    })
+}
+
+/// A session token from `POST /v1/auth/login`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct LoginAnswer {
+    /// Send as `Authorization: Bearer TOKEN`; shown only here.
+    pub token: String,
+    /// Unix seconds.
+    pub expires_at: i64,
+    pub restriction: Option<SessionRestriction>,
+}
+
+/// A browser's session from `POST /v1/auth/session` (the token is in the cookie).
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct BrowserSession {
+    /// Send as `X-CSRF-Token` with every request that changes something.
+    pub csrf_token: String,
+    /// Unix seconds.
+    pub expires_at: i64,
+    pub restriction: Option<SessionRestriction>,
+}
+
+/// Who the caller is: a user, or the application of an API key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CallerKind {
+    User,
+    Application,
+}
+
+/// The caller as `GET /v1/users/me` shows it.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Me {
+    /// `user` or `application`.
+    pub object: CallerKind,
+    pub id: i64,
+    /// A user's.
+    pub email: Option<String>,
+    /// `admin`, `client_admin`, `operator` or `viewer` (an API key: `operator`).
+    pub role: String,
+    pub client_id: Option<i64>,
+    /// A user's.
+    pub mfa_enabled: Option<bool>,
+}
+
+/// The caller's session and who the caller is.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct SessionInfo {
+    /// Always `session`.
+    pub object: String,
+    pub csrf_token: String,
+    /// Unix seconds.
+    pub expires_at: i64,
+    /// Whether the session came in the cookie.
+    pub via_cookie: bool,
+    pub restriction: Option<SessionRestriction>,
+    pub user: Me,
+}
+
+/// The answer to signing out.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct SignedOut {
+    /// Always `session`.
+    pub object: String,
+    pub signed_out: bool,
+}
+
+/// TOTP enrolment: shown once; MFA is on only after `POST /v1/users/me/mfa/verify`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct MfaEnrolment {
+    /// Base32 (RFC 4648, no padding).
+    pub secret: String,
+    /// The `otpauth://` URL as a QR code, SVG.
+    pub qr_svg: String,
+    pub otpauth_url: String,
+    /// One-time codes for when the authenticator is lost.
+    pub recovery_codes: Vec<String>,
+}
+
+/// MFA's state after a verified code.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct MfaState {
+    pub mfa_enabled: bool,
+}
+
 /// Exchanges credentials for a session token.
 pub async fn login(
     State(state): State<AppState>,
     peer: Option<Extension<auth::PeerAddr>>,
     ApiJson(req): ApiJson<LoginRequest>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<LoginAnswer>> {
     let signed_in = sign_in(&state, source(peer), req).await?;
-    Ok(Json(json!({
-        "token": signed_in.token,
-        "expires_at": signed_in.expires_at,
-        "restriction": signed_in.restriction.map(auth::Restriction::as_str),
-    })))
+    Ok(Json(LoginAnswer {
+        token: signed_in.token,
+        expires_at: signed_in.expires_at,
+        restriction: restriction(signed_in.restriction),
+    }))
 }
 
 /// `POST /v1/auth/session`: the same sign-in as [`login`], for a browser. The session
@@ -84,11 +183,11 @@ pub async fn open_session(
 ) -> ApiResult<Response> {
     let signed_in = sign_in(&state, source(peer), req).await?;
     let cookie = auth::session_cookie(&signed_in.token, state.session_secs);
-    let body = json!({
-        "csrf_token": auth::csrf_token(&signed_in.token),
-        "expires_at": signed_in.expires_at,
-        "restriction": signed_in.restriction.map(auth::Restriction::as_str),
-    });
+    let body = BrowserSession {
+        csrf_token: auth::csrf_token(&signed_in.token),
+        expires_at: signed_in.expires_at,
+        restriction: restriction(signed_in.restriction),
+    };
     Ok(([(header::SET_COOKIE, cookie), (header::CACHE_CONTROL, "no-store".to_string())], Json(body)).into_response())
 }
 
@@ -103,14 +202,14 @@ async fn current_session(
         return Err(ApiError::forbidden("only a signed-in user has a session"));
     };
     let user = me_json(&state, &principal).await?;
-    let body = json!({
-        "object": "session",
-        "csrf_token": session.csrf_token,
-        "expires_at": session.expires_at,
-        "via_cookie": session.via_cookie,
-        "restriction": session.restriction.map(auth::Restriction::as_str),
-        "user": user,
-    });
+    let body = SessionInfo {
+        object: "session".to_string(),
+        csrf_token: session.csrf_token,
+        expires_at: session.expires_at,
+        via_cookie: session.via_cookie,
+        restriction: restriction(session.restriction),
+        user,
+    };
     Ok(([(header::CACHE_CONTROL, "no-store")], Json(body)).into_response())
 }
 
@@ -123,12 +222,7 @@ async fn logout(
     // Read so the connection stays usable (an unread body makes hyper close it).
     _body: axum::body::Bytes,
 ) -> ApiResult<Response> {
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .filter(|t| !t.is_empty());
+    let bearer = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(auth::bearer_token);
     let token = match (bearer, auth::cookie_token(&headers)) {
         (Some(token), _) if token.starts_with(auth::API_KEY_PREFIX) => {
             return Err(ApiError::invalid(
@@ -148,34 +242,34 @@ async fn logout(
     }
     Ok((
         [(header::SET_COOKIE, auth::cleared_session_cookie()), (header::CACHE_CONTROL, "no-store".to_string())],
-        Json(json!({ "object": "session", "signed_out": true })),
+        Json(SignedOut { object: "session".to_string(), signed_out: true }),
     )
         .into_response())
 }
 
 /// Who the caller is: the signed-in user, or the application of an API key.
-pub async fn me(State(state): State<AppState>, principal: Principal) -> ApiResult<Json<Value>> {
+pub async fn me(State(state): State<AppState>, principal: Principal) -> ApiResult<Json<Me>> {
     me_json(&state, &principal).await.map(Json)
 }
 
 /// The caller as `GET /v1/users/me` shows it; a user's `mfa_enabled` too.
-async fn me_json(state: &AppState, principal: &Principal) -> ApiResult<Value> {
+async fn me_json(state: &AppState, principal: &Principal) -> ApiResult<Me> {
     let (kind, id, email) = match &principal.actor {
-        Actor::User { id, email } => ("user", *id, Some(email.clone())),
-        Actor::Application { id } => ("application", *id, None),
+        Actor::User { id, email } => (CallerKind::User, *id, Some(email.clone())),
+        Actor::Application { id } => (CallerKind::Application, *id, None),
     };
     let mfa_enabled = match principal.actor {
         Actor::User { id, .. } => Some(state.db.call(move |conn| Ok(mfa::state(conn, id)?.1)).await?),
         Actor::Application { .. } => None,
     };
-    Ok(json!({
-        "object": kind,
-        "id": id,
-        "email": email,
-        "role": principal.role.as_str(),
-        "client_id": principal.client_id,
-        "mfa_enabled": mfa_enabled,
-    }))
+    Ok(Me {
+        object: kind,
+        id,
+        email,
+        role: principal.role.as_str().to_string(),
+        client_id: principal.client_id,
+        mfa_enabled,
+    })
 }
 
 fn signed_in_user(principal: &Principal) -> Result<(i64, String), ApiError> {
@@ -192,7 +286,7 @@ async fn mfa_enrol(
     principal: Principal,
     // Read so the connection stays usable (an unread body makes hyper close it).
     _body: axum::body::Bytes,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<MfaEnrolment>> {
     let (user_id, email) = signed_in_user(&principal)?;
     let ring = std::sync::Arc::clone(&state.keyring);
     let response = state
@@ -219,12 +313,7 @@ async fn mfa_enrol(
             audit::record(&tx, &principal, "mfa.enrol", &format!("user:{user_id}"))?;
             tx.commit()?;
             let url = mfa::otpauth_url(&secret, &email)?;
-            Ok(json!({
-                "secret": secret,
-                "qr_svg": qr_svg(&url)?,
-                "otpauth_url": url,
-                "recovery_codes": codes,
-            }))
+            Ok(MfaEnrolment { secret, qr_svg: qr_svg(&url)?, otpauth_url: url, recovery_codes: codes })
         })
         .await?;
     Ok(Json(response))
@@ -256,7 +345,7 @@ async fn mfa_verify(
     State(state): State<AppState>,
     principal: Principal,
     ApiJson(req): ApiJson<OtpRequest>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<MfaState>> {
     let (user_id, email) = signed_in_user(&principal)?;
     let otp = req.otp;
     let ring = std::sync::Arc::clone(&state.keyring);
@@ -286,7 +375,7 @@ async fn mfa_verify(
             Ok(())
         })
         .await?;
-    Ok(Json(json!({ "mfa_enabled": true })))
+    Ok(Json(MfaState { mfa_enabled: true }))
 }
 
 /// The endpoints of this module.
@@ -300,7 +389,8 @@ pub fn endpoints() -> Vec<Endpoint> {
             routing::post(login),
         )
         .answers(200)
-        .body::<LoginRequest>(),
+        .body::<LoginRequest>()
+        .returns::<LoginAnswer>(),
         Endpoint::new(
             Method::POST,
             "/v1/auth/session",
@@ -309,14 +399,16 @@ pub fn endpoints() -> Vec<Endpoint> {
             routing::post(open_session),
         )
         .answers(200)
-        .body::<LoginRequest>(),
+        .body::<LoginRequest>()
+        .returns::<BrowserSession>(),
         Endpoint::new(
             Method::GET,
             "/v1/auth/session",
             Access::platform(Role::Viewer),
             "The caller's session: its CSRF token, its end, and who is signed in",
             routing::get(current_session),
-        ),
+        )
+        .returns::<SessionInfo>(),
         Endpoint::new(
             Method::POST,
             "/v1/auth/logout",
@@ -324,14 +416,16 @@ pub fn endpoints() -> Vec<Endpoint> {
             "End the request's session (bearer token, or cookie with X-CSRF-Token) and clear the cookie",
             routing::post(logout),
         )
-        .answers(200),
+        .answers(200)
+        .returns::<SignedOut>(),
         Endpoint::new(
             Method::GET,
             "/v1/users/me",
             Access::Member { role: Role::Viewer, keys: true, admins: true },
             "Who the caller is",
             routing::get(me),
-        ),
+        )
+        .returns::<Me>(),
         Endpoint::new(
             Method::POST,
             "/v1/users/me/mfa",
@@ -339,7 +433,8 @@ pub fn endpoints() -> Vec<Endpoint> {
             "Start TOTP enrolment: secret, otpauth URL (and its QR code as SVG) and recovery codes",
             routing::post(mfa_enrol),
         )
-        .answers(200),
+        .answers(200)
+        .returns::<MfaEnrolment>(),
         Endpoint::new(
             Method::POST,
             "/v1/users/me/mfa/verify",
@@ -348,6 +443,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             routing::post(mfa_verify),
         )
         .answers(200)
-        .body::<OtpRequest>(),
+        .body::<OtpRequest>()
+        .returns::<MfaState>(),
     ]
 }

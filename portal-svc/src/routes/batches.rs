@@ -1,7 +1,7 @@
 //! Settlement batches and balances, scoped to the caller's client.
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use ledger_core::money::format_minor;
 use ledger_core::{BatchSummary, CloseBatchError, Currency};
 use serde::Deserialize;
@@ -15,26 +15,122 @@ use crate::extract::{ApiJson, ApiPath, page_limit};
 use axum::http::Method;
 use axum::routing;
 
-/// The batch summary object of the HTTP contract.
-pub fn batch_json(b: &BatchSummary) -> Value {
+/// Whether a batch takes transactions still.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum BatchStatus {
+    Open,
+    Closed,
+}
+
+/// The batch summary object of the HTTP contract; every answer that shows a batch is
+/// serialized from it.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct Batch {
+    pub id: u64,
+    /// Always `batch`.
+    pub object: String,
+    /// ISO 4217 code.
+    #[schema(example = "USD")]
+    pub currency: String,
+    pub status: BatchStatus,
+    pub payment_count: u64,
+    /// Decimal in major units.
+    pub payment_total: String,
+    pub refund_count: u64,
+    pub refund_total: String,
+    pub adjustment_count: u64,
+    pub adjustment_total: String,
+    /// Payments less refunds plus adjustments.
+    pub net: String,
+    pub first_seq: u64,
+    pub last_seq: u64,
+    /// Unix seconds.
+    pub opened_at: u64,
+    /// Unix seconds; `null` while open.
+    pub closed_at: Option<u64>,
+}
+
+/// The batch object of a ledger summary.
+pub fn batch(b: &BatchSummary) -> Batch {
     let money = |v: i64| format_minor(v, b.currency);
-    json!({
-        "id": b.batch_id,
-        "object": "batch",
-        "currency": b.currency.code(),
-        "status": if b.is_open() { "open" } else { "closed" },
-        "payment_count": b.payment_count,
-        "payment_total": money(b.payment_total),
-        "refund_count": b.refund_count,
-        "refund_total": money(b.refund_total),
-        "adjustment_count": b.adjustment_count,
-        "adjustment_total": money(b.adjustment_total),
-        "net": money(b.net),
-        "first_seq": b.first_seq,
-        "last_seq": b.last_seq,
-        "opened_at": b.opened_ns / 1_000_000_000,
-        "closed_at": (!b.is_open()).then_some(b.closed_ns / 1_000_000_000),
-    })
+    Batch {
+        id: b.batch_id,
+        object: "batch".to_string(),
+        currency: b.currency.code().to_string(),
+        status: if b.is_open() { BatchStatus::Open } else { BatchStatus::Closed },
+        payment_count: b.payment_count,
+        payment_total: money(b.payment_total),
+        refund_count: b.refund_count,
+        refund_total: money(b.refund_total),
+        adjustment_count: b.adjustment_count,
+        adjustment_total: money(b.adjustment_total),
+        net: money(b.net),
+        first_seq: b.first_seq,
+        last_seq: b.last_seq,
+        opened_at: b.opened_ns / 1_000_000_000,
+        closed_at: (!b.is_open()).then_some(b.closed_ns / 1_000_000_000),
+    }
+}
+
+/// [`batch`] as a JSON value (for answers that embed it).
+pub fn batch_json(b: &BatchSummary) -> Value {
+    serde_json::to_value(batch(b)).unwrap_or(Value::Null)
+}
+
+/// A page of batches.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct BatchList {
+    pub data: Vec<Batch>,
+    pub has_more: bool,
+    /// Where the next page starts when `has_more`.
+    pub next_starting_after: Option<u64>,
+}
+
+/// Counts and totals recomputed from a batch's transactions.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct BatchTotals {
+    pub payment_count: u64,
+    pub payment_total: String,
+    pub refund_count: u64,
+    pub refund_total: String,
+    pub adjustment_count: u64,
+    pub adjustment_total: String,
+    pub net: String,
+}
+
+/// A batch's totals against the sum of its transactions.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Reconciliation {
+    /// Always `reconciliation`.
+    pub object: String,
+    pub batch: Batch,
+    pub transactions: BatchTotals,
+    /// Whether every count and total agrees.
+    pub matches: bool,
+}
+
+/// One currency's balance.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct CurrencyBalance {
+    /// ISO 4217 code.
+    pub currency: String,
+    pub captured: String,
+    pub refunded: String,
+    pub adjusted: String,
+    pub net: String,
+    /// The net of closed batches.
+    pub settled_net: String,
+    /// The net of the open batch.
+    pub open_net: String,
+}
+
+/// The client's balances, one per currency it has used.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Balance {
+    /// Always `balance`.
+    pub object: String,
+    pub data: Vec<CurrencyBalance>,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -48,7 +144,7 @@ pub async fn close(
     State(state): State<AppState>,
     principal: Principal,
     ApiJson(req): ApiJson<CloseRequest>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Batch>> {
     principal.require(Role::Operator)?;
     let client_id = principal.ledger_client()?;
     let currency = Currency::from_code(&req.currency).ok_or_else(|| {
@@ -59,9 +155,9 @@ pub async fn close(
     };
     let (result, audit) = match state.ledger.close_batch_async(client_id, currency).await {
         Ok(summary) => {
-            let body = batch_json(&summary);
+            let body = batch(&summary);
             let audit =
-                entry("ok", json!({ "currency": body["currency"], "net": body["net"] })).on("batch", summary.batch_id);
+                entry("ok", json!({ "currency": body.currency, "net": body.net })).on("batch", summary.batch_id);
             (Ok(Json(body)), audit)
         }
         Err(CloseBatchError::Empty) => (
@@ -96,12 +192,16 @@ const LIST_SCAN_MAX: usize = 100_000;
 pub async fn list(
     State(state): State<AppState>,
     principal: Principal,
-    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-) -> ApiResult<Json<Value>> {
+    crate::extract::ApiQuery(query): crate::extract::ApiQuery<ListQuery>,
+) -> ApiResult<Json<BatchList>> {
     principal.require(Role::Viewer)?;
     let client_id = principal.ledger_client()?;
-    let Query(query) = query.map_err(|e| ApiError::invalid("invalid_query", e.body_text()))?;
     let limit = page_limit(query.limit)?;
+    if let Some(after) = query.starting_after
+        && state.ledger.batch(after).is_none_or(|b| b.client_id != client_id)
+    {
+        return Err(crate::extract::unknown_cursor());
+    }
     let after = query.starting_after.unwrap_or(0);
     let (mut batches, exhausted, mut last_read) = match query.status.as_deref() {
         None => (state.ledger.batches(client_id, after, limit + 1), true, None),
@@ -137,11 +237,8 @@ pub async fn list(
     if batches.len() == limit {
         last_read = batches.last().map(|b| b.batch_id);
     }
-    Ok(Json(json!({
-        "data": batches.iter().map(batch_json).collect::<Vec<_>>(),
-        "has_more": has_more,
-        "next_starting_after": if has_more { last_read.or_else(|| batches.last().map(|b| b.batch_id)) } else { None },
-    })))
+    let next_starting_after = if has_more { last_read.or_else(|| batches.last().map(|b| b.batch_id)) } else { None };
+    Ok(Json(BatchList { data: batches.iter().map(batch).collect(), has_more, next_starting_after }))
 }
 
 fn own_batch(state: &AppState, client_id: u64, id: u64) -> Result<BatchSummary, ApiError> {
@@ -153,10 +250,10 @@ pub async fn get(
     State(state): State<AppState>,
     principal: Principal,
     ApiPath(id): ApiPath<u64>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Batch>> {
     principal.require(Role::Viewer)?;
     let client_id = principal.ledger_client()?;
-    Ok(Json(batch_json(&own_batch(&state, client_id, id)?)))
+    Ok(Json(batch(&own_batch(&state, client_id, id)?)))
 }
 
 /// `GET /v1/batches/{id}/reconciliation`: the batch's totals against the sum of the
@@ -165,17 +262,17 @@ pub async fn reconciliation(
     State(state): State<AppState>,
     principal: Principal,
     ApiPath(id): ApiPath<u64>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Reconciliation>> {
     principal.require(Role::Viewer)?;
     let client_id = principal.ledger_client()?;
-    let batch = own_batch(&state, client_id, id)?;
+    let summary = own_batch(&state, client_id, id)?;
     let (mut counts, mut totals) = ([0u64; 3], [0i128; 3]);
-    let mut after = batch.first_seq.saturating_sub(1);
+    let mut after = summary.first_seq.saturating_sub(1);
     loop {
         let page = state.ledger.list(client_id, after, 1000);
         let Some(last) = page.last() else { break };
         after = last.seq;
-        for r in page.iter().filter(|r| r.batch_id == id && r.seq <= batch.last_seq) {
+        for r in page.iter().filter(|r| r.batch_id == id && r.seq <= summary.last_seq) {
             let slot = match r.tx.kind() {
                 Some(ledger_core::Kind::Payment | ledger_core::Kind::Capture) => 0,
                 Some(ledger_core::Kind::Refund) => 1,
@@ -189,51 +286,58 @@ pub async fn reconciliation(
             counts[slot] += 1;
             totals[slot] += i128::from(r.tx.amount);
         }
-        if after >= batch.last_seq {
+        if after >= summary.last_seq {
             break;
         }
     }
     let net = totals[0] - totals[1] + totals[2];
-    let matches = counts == [batch.payment_count, batch.refund_count, batch.adjustment_count]
+    let matches = counts == [summary.payment_count, summary.refund_count, summary.adjustment_count]
         && totals
-            == [i128::from(batch.payment_total), i128::from(batch.refund_total), i128::from(batch.adjustment_total)]
-        && net == i128::from(batch.net);
-    let money = |v: i128| crate::routes::reports::format_minor_wide(v, batch.currency);
-    Ok(Json(json!({
-        "object": "reconciliation",
-        "batch": batch_json(&batch),
-        "transactions": {
-            "payment_count": counts[0], "payment_total": money(totals[0]),
-            "refund_count": counts[1], "refund_total": money(totals[1]),
-            "adjustment_count": counts[2], "adjustment_total": money(totals[2]),
-            "net": money(net),
+            == [
+                i128::from(summary.payment_total),
+                i128::from(summary.refund_total),
+                i128::from(summary.adjustment_total),
+            ]
+        && net == i128::from(summary.net);
+    let money = |v: i128| crate::routes::reports::format_minor_wide(v, summary.currency);
+    Ok(Json(Reconciliation {
+        object: "reconciliation".to_string(),
+        batch: batch(&summary),
+        transactions: BatchTotals {
+            payment_count: counts[0],
+            payment_total: money(totals[0]),
+            refund_count: counts[1],
+            refund_total: money(totals[1]),
+            adjustment_count: counts[2],
+            adjustment_total: money(totals[2]),
+            net: money(net),
         },
-        "matches": matches,
-    })))
+        matches,
+    }))
 }
 
 /// `GET /v1/balance`: one entry per currency the client has used.
-pub async fn balance(State(state): State<AppState>, principal: Principal) -> ApiResult<Json<Value>> {
+pub async fn balance(State(state): State<AppState>, principal: Principal) -> ApiResult<Json<Balance>> {
     principal.require(Role::Viewer)?;
     let client_id = principal.ledger_client()?;
-    let data: Vec<Value> = state
+    let data = state
         .ledger
         .balances(client_id)
         .into_iter()
         .map(|(currency, b)| {
             let money = |v: i64| format_minor(v, currency);
-            json!({
-                "currency": currency.code(),
-                "captured": money(b.captured),
-                "refunded": money(b.refunded),
-                "adjusted": money(b.adjusted),
-                "net": money(b.net),
-                "settled_net": money(b.settled_net),
-                "open_net": money(b.open_net),
-            })
+            CurrencyBalance {
+                currency: currency.code().to_string(),
+                captured: money(b.captured),
+                refunded: money(b.refunded),
+                adjusted: money(b.adjusted),
+                net: money(b.net),
+                settled_net: money(b.settled_net),
+                open_net: money(b.open_net),
+            }
         })
         .collect();
-    Ok(Json(json!({ "object": "balance", "data": data })))
+    Ok(Json(Balance { object: "balance".to_string(), data }))
 }
 
 /// The endpoints of this module.
@@ -247,7 +351,8 @@ pub fn endpoints() -> Vec<Endpoint> {
             routing::post(close),
         )
         .answers(200)
-        .body::<CloseRequest>(),
+        .body::<CloseRequest>()
+        .returns::<Batch>(),
         Endpoint::new(
             Method::GET,
             "/v1/batches",
@@ -255,6 +360,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             "List batches, oldest first, optionally only the open (one per currency) or the closed ones",
             routing::get(list),
         )
+        .returns::<BatchList>()
         .query(&["limit", "starting_after", "status"]),
         Endpoint::new(
             Method::GET,
@@ -262,20 +368,23 @@ pub fn endpoints() -> Vec<Endpoint> {
             Access::member(Role::Viewer),
             "Get a batch summary",
             routing::get(get),
-        ),
+        )
+        .returns::<Batch>(),
         Endpoint::new(
             Method::GET,
             "/v1/batches/{id}/reconciliation",
             Access::member(Role::Viewer),
             "A batch's totals against the sum of its transactions",
             routing::get(reconciliation),
-        ),
+        )
+        .returns::<Reconciliation>(),
         Endpoint::new(
             Method::GET,
             "/v1/balance",
             Access::member(Role::Viewer),
             "Balances per currency",
             routing::get(balance),
-        ),
+        )
+        .returns::<Balance>(),
     ]
 }

@@ -270,9 +270,7 @@ pub async fn create_user(
         ApiError::invalid("invalid_role", "role is admin, client_admin, operator or viewer").with_param("role")
     })?;
     let email = req.email.trim().to_string();
-    if email.len() > 254
-        || !email.split_once('@').is_some_and(|(l, d)| !l.is_empty() && (d.contains('.') || d == "localhost"))
-    {
+    if !is_email(&email) {
         return Err(ApiError::invalid("invalid_email", "email is not an email address").with_param("email"));
     }
     crate::password::check(&req.password)?;
@@ -372,10 +370,9 @@ pub struct UserListQuery {
 pub async fn list_users(
     State(state): State<AppState>,
     principal: Principal,
-    query: Result<axum::extract::Query<UserListQuery>, axum::extract::rejection::QueryRejection>,
+    crate::extract::ApiQuery(query): crate::extract::ApiQuery<UserListQuery>,
 ) -> ApiResult<Json<Value>> {
     principal.require_user(Role::ClientAdmin)?;
-    let axum::extract::Query(query) = query.map_err(|e| ApiError::invalid("invalid_query", e.body_text()))?;
     let limit = crate::extract::page_limit(query.limit)?;
     let scope = match (principal.client_id, query.client_id) {
         (Some(own), Some(asked)) if own != asked => {
@@ -387,6 +384,9 @@ pub async fn list_users(
     let data = state
         .db
         .call(move |conn| {
+            if let Some(after) = query.starting_after {
+                crate::extract::cursor_exists(conn, crate::extract::CursorList::Users, after, scope)?;
+            }
             let mut stmt = conn.prepare(&format!(
                 "SELECT {USER_COLUMNS} FROM users WHERE id > ?1 AND (?2 IS NULL OR client_id = ?2) ORDER BY id LIMIT ?3"
             ))?;
@@ -482,13 +482,60 @@ pub struct NewApplication {
     name: String,
 }
 
+/// A client application as listed: its key only as a hint.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Application {
+    pub id: i64,
+    /// Always `application`.
+    pub object: String,
+    pub client_id: i64,
+    pub name: String,
+    /// `sk_` and the first characters of the key's lookup part: enough to tell keys apart.
+    pub key_hint: String,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds; `null` while the key works.
+    pub revoked_at: Option<i64>,
+}
+
+/// A new application with its API key, shown only in this answer.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct NewApplicationAnswer {
+    pub id: i64,
+    /// Always `application`.
+    pub object: String,
+    pub client_id: i64,
+    pub name: String,
+    /// `sk_...`: send as `Authorization: Bearer`; stored only as a hash.
+    pub api_key: String,
+    /// Unix seconds.
+    pub created_at: i64,
+}
+
+/// A client's applications.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ApplicationList {
+    pub data: Vec<Application>,
+    pub has_more: bool,
+}
+
+/// A revoked application: its key is refused from now on.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct RevokedApplication {
+    pub id: i64,
+    /// Always `application`.
+    pub object: String,
+    pub client_id: i64,
+    pub revoked: bool,
+}
+
 /// `POST /v1/clients/{id}/applications`: the API key is in this response only.
 pub async fn create_application(
     State(state): State<AppState>,
     principal: Principal,
     ApiPath(client_id): ApiPath<i64>,
     ApiJson(req): ApiJson<NewApplication>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<NewApplicationAnswer>)> {
     may_manage_applications(&principal, client_id)?;
     let name = name_arg(&req.name, "name")?;
     let (key, lookup, hash) = auth::new_api_key();
@@ -512,9 +559,14 @@ pub async fn create_application(
         .await?;
     Ok((
         StatusCode::CREATED,
-        Json(
-            json!({ "id": id, "object": "application", "client_id": client_id, "name": name, "api_key": key, "created_at": now }),
-        ),
+        Json(NewApplicationAnswer {
+            id,
+            object: "application".to_string(),
+            client_id,
+            name,
+            api_key: key,
+            created_at: now,
+        }),
     ))
 }
 
@@ -525,7 +577,7 @@ pub async fn list_applications(
     State(state): State<AppState>,
     principal: Principal,
     ApiPath(client_id): ApiPath<i64>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<ApplicationList>> {
     may_manage_applications(&principal, client_id)?;
     let data = state
         .db
@@ -541,20 +593,20 @@ pub async fn list_applications(
             )?;
             let rows = stmt.query_map([client_id], |row| {
                 let lookup: String = row.get(2)?;
-                Ok(json!({
-                    "id": row.get::<_, i64>(0)?,
-                    "object": "application",
-                    "client_id": client_id,
-                    "name": row.get::<_, String>(1)?,
-                    "key_hint": format!("{}{}", auth::API_KEY_PREFIX, lookup.get(..8).unwrap_or_default()),
-                    "created_at": row.get::<_, i64>(3)?,
-                    "revoked_at": row.get::<_, Option<i64>>(4)?,
-                }))
+                Ok(Application {
+                    id: row.get(0)?,
+                    object: "application".to_string(),
+                    client_id,
+                    name: row.get(1)?,
+                    key_hint: format!("{}{}", auth::API_KEY_PREFIX, lookup.get(..8).unwrap_or_default()),
+                    created_at: row.get(3)?,
+                    revoked_at: row.get(4)?,
+                })
             })?;
-            Ok(rows.collect::<Result<Vec<Value>, _>>()?)
+            Ok(rows.collect::<Result<Vec<Application>, _>>()?)
         })
         .await?;
-    Ok(Json(json!({ "data": data, "has_more": false })))
+    Ok(Json(ApplicationList { data, has_more: false }))
 }
 
 /// `DELETE /v1/clients/{id}/applications/{app_id}`: the key is refused from then on.
@@ -564,7 +616,7 @@ pub async fn revoke_application(
     ApiPath((client_id, app_id)): ApiPath<(i64, i64)>,
     // Read so the connection stays usable (an unread body makes hyper close it).
     _body: axum::body::Bytes,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<RevokedApplication>> {
     may_manage_applications(&principal, client_id)?;
     let now = now_secs();
     let changed = state
@@ -590,7 +642,29 @@ pub async fn revoke_application(
         return Err(ApiError::not_found("no such application"));
     }
     state.key_cache.forget_application(app_id);
-    Ok(Json(json!({ "id": app_id, "object": "application", "client_id": client_id, "revoked": true })))
+    Ok(Json(RevokedApplication { id: app_id, object: "application".to_string(), client_id, revoked: true }))
+}
+
+/// Whether `email` is an address: a dot-atom local part (RFC 5322: letters, digits and
+/// ``!#$%&'*+-/=?^_`{|}~``, dots between them; no quoted forms) of at most 64 bytes, `@`,
+/// and a host name (labels of letters, digits and inner hyphens, at least two of them,
+/// or `localhost`), 254 bytes in all. `"><img src=x>@x.test` is not one.
+pub fn is_email(email: &str) -> bool {
+    let Some((local, domain)) = email.rsplit_once('@') else { return false };
+    let atom = |part: &str| {
+        !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c))
+    };
+    let label = |part: &str| {
+        (1..=63).contains(&part.len())
+            && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            && !part.starts_with('-')
+            && !part.ends_with('-')
+    };
+    email.len() <= 254
+        && local.len() <= 64
+        && local.split('.').all(atom)
+        && (domain.eq_ignore_ascii_case("localhost")
+            || (domain.split('.').count() >= 2 && domain.split('.').all(label)))
 }
 
 /// The endpoints of this module.
@@ -656,7 +730,8 @@ pub fn endpoints() -> Vec<Endpoint> {
             Access::platform(Role::ClientAdmin),
             "List a client's applications (never their keys)",
             routing::get(list_applications),
-        ),
+        )
+        .returns::<ApplicationList>(),
         Endpoint::new(
             Method::POST,
             "/v1/clients/{id}/applications",
@@ -664,13 +739,47 @@ pub fn endpoints() -> Vec<Endpoint> {
             "Create a client application and its API key (shown once)",
             routing::post(create_application),
         )
-        .body::<NewApplication>(),
+        .body::<NewApplication>()
+        .returns::<NewApplicationAnswer>(),
         Endpoint::new(
             Method::DELETE,
             "/v1/clients/{id}/applications/{app_id}",
             Access::platform(Role::ClientAdmin),
             "Revoke a client application's API key",
             routing::delete(revoke_application),
-        ),
+        )
+        .returns::<RevokedApplication>(),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_email;
+
+    #[test]
+    fn emails_are_addresses() {
+        for good in ["a@b.test", "first.last+tag@mail.example.com", "o'brien@x.io", "admin@localhost", "A_B@x-y.z9"] {
+            assert!(is_email(good), "{good}");
+        }
+        for bad in [
+            "\"><img src=x>@x.test",
+            "a b@x.test",
+            "@x.test",
+            "a@",
+            "a@x",
+            "a@@x.test",
+            "a@x..test",
+            ".a@x.test",
+            "a.@x.test",
+            "a..b@x.test",
+            "a@-x.test",
+            "a@x_y.test",
+            "a@x.test\u{202e}",
+            "a\u{0}@x.test",
+            "",
+        ] {
+            assert!(!is_email(bad), "{bad}");
+        }
+        assert!(!is_email(&format!("{}@x.test", "a".repeat(65))));
+    }
 }

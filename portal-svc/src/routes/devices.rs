@@ -8,8 +8,7 @@
 //! not audited: they are the terminals' own reports, not someone's decision).
 
 use axum::Json;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{Method, StatusCode};
 use axum::routing;
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -196,11 +195,10 @@ pub struct DeviceListQuery {
 pub async fn list(
     State(state): State<AppState>,
     principal: Principal,
-    query: Result<Query<DeviceListQuery>, QueryRejection>,
+    crate::extract::ApiQuery(query): crate::extract::ApiQuery<DeviceListQuery>,
 ) -> ApiResult<Json<Value>> {
     principal.require(Role::Viewer)?;
     let client_id = principal.own_client()?;
-    let Query(query) = query.map_err(|e| ApiError::invalid("invalid_query", e.body_text()))?;
     let limit = page_limit(query.limit)?;
     if let Some(status) = &query.status
         && status != "online"
@@ -213,6 +211,9 @@ pub async fn list(
         .call(move |conn| {
             if let Some(group_id) = query.group_id {
                 group_row(conn, client_id, group_id).map_err(|e| e.with_param("group_id"))?;
+            }
+            if let Some(after) = query.starting_after {
+                crate::extract::cursor_exists(conn, crate::extract::CursorList::Devices, after, Some(client_id))?;
             }
             let now = now_secs();
             let mut stmt = conn.prepare(&format!(
@@ -467,16 +468,18 @@ pub async fn diagnostics(
     State(state): State<AppState>,
     principal: Principal,
     ApiPath(id): ApiPath<i64>,
-    query: Result<Query<PageQuery>, QueryRejection>,
+    crate::extract::ApiQuery(query): crate::extract::ApiQuery<PageQuery>,
 ) -> ApiResult<Json<Value>> {
     principal.require(Role::Viewer)?;
     let client_id = principal.own_client()?;
-    let Query(query) = query.map_err(|e| ApiError::invalid("invalid_query", e.body_text()))?;
     let limit = page_limit(query.limit)?;
     let data = state
         .db
         .call(move |conn| {
             device_group_id(conn, client_id, id)?;
+            if let Some(after) = query.starting_after {
+                crate::extract::cursor_exists(conn, crate::extract::CursorList::Heartbeats, after, Some(client_id))?;
+            }
             let mut stmt = conn.prepare(
                 "SELECT h.id, h.firmware_version, h.diagnostics, h.received_at
                  FROM device_heartbeats h JOIN devices d ON d.id = h.device_id
@@ -604,15 +607,17 @@ pub async fn create_group(
 pub async fn list_groups(
     State(state): State<AppState>,
     principal: Principal,
-    query: Result<Query<PageQuery>, QueryRejection>,
+    crate::extract::ApiQuery(query): crate::extract::ApiQuery<PageQuery>,
 ) -> ApiResult<Json<Value>> {
     principal.require(Role::Viewer)?;
     let client_id = principal.own_client()?;
-    let Query(query) = query.map_err(|e| ApiError::invalid("invalid_query", e.body_text()))?;
     let limit = page_limit(query.limit)?;
     let data = state
         .db
         .call(move |conn| {
+            if let Some(after) = query.starting_after {
+                crate::extract::cursor_exists(conn, crate::extract::CursorList::DeviceGroups, after, Some(client_id))?;
+            }
             let mut stmt =
                 conn.prepare("SELECT id FROM device_groups WHERE client_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3")?;
             let ids = stmt
@@ -831,15 +836,17 @@ pub async fn list_rollouts(
     State(state): State<AppState>,
     principal: Principal,
     ApiPath(group_id): ApiPath<i64>,
-    query: Result<Query<PageQuery>, QueryRejection>,
+    crate::extract::ApiQuery(query): crate::extract::ApiQuery<PageQuery>,
 ) -> ApiResult<Json<Value>> {
     principal.require(Role::Viewer)?;
     let client_id = principal.own_client()?;
-    let Query(query) = query.map_err(|e| ApiError::invalid("invalid_query", e.body_text()))?;
     let limit = page_limit(query.limit)?;
     let data = state
         .db
         .call(move |conn| {
+            if let Some(after) = query.starting_after {
+                crate::extract::cursor_exists(conn, crate::extract::CursorList::Rollouts, after, Some(client_id))?;
+            }
             group_row(conn, client_id, group_id)?;
             let ids: Vec<i64> = {
                 let mut stmt = conn.prepare(
@@ -899,7 +906,9 @@ pub fn endpoints() -> Vec<Endpoint> {
             "Report a device's firmware and diagnostics; answers its group's config and target firmware",
             routing::post(heartbeat),
         )
-        .body::<Heartbeat>(),
+        .body::<Heartbeat>()
+        // It updates the device rather than creating anything: 200, as it answers.
+        .answers(200),
         Endpoint::new(
             Method::GET,
             "/v1/devices/{id}/diagnostics",

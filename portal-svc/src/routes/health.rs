@@ -45,8 +45,7 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<im
     let sent = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
+        .and_then(crate::auth::bearer_token)
         .unwrap_or_default();
     if !bool::from(blake3::hash(sent.as_bytes()).as_bytes().ct_eq(expected.as_slice())) {
         return Err(ApiError::unauthenticated("invalid_metrics_token", "send Authorization: Bearer METRICS_TOKEN"));

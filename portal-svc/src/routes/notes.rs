@@ -2,12 +2,12 @@
 //! listed for, a resource of the caller's client: anything else is 404.
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{Method, StatusCode};
 use axum::routing;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::api::{Access, Endpoint};
 use crate::app::AppState;
@@ -15,7 +15,7 @@ use crate::audit;
 use crate::auth::{Principal, Role};
 use crate::db::now_secs;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{ApiJson, page, page_limit};
+use crate::extract::{ApiJson, page_limit};
 use crate::routes::transactions;
 
 const BODY_CHARS_MAX: usize = 10_000;
@@ -78,16 +78,53 @@ fn check_owned(conn: &Connection, client_id: i64, resource: &Resource) -> Result
     .ok_or_else(|| ApiError::not_found(format!("no such {}", resource.kind)).with_param("resource_id"))
 }
 
-fn note_json(row: &Row<'_>) -> rusqlite::Result<Value> {
-    Ok(json!({
-        "id": row.get::<_, i64>(0)?,
-        "object": "note",
-        "resource_type": row.get::<_, String>(1)?,
-        "resource_id": row.get::<_, String>(2)?,
-        "body": row.get::<_, String>(3)?,
-        "author": row.get::<_, String>(4)?,
-        "created_at": row.get::<_, i64>(5)?,
-    }))
+/// What a note is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum NoteResource {
+    Transaction,
+    Device,
+    Ticket,
+}
+
+/// A note on a transaction, device or ticket.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct Note {
+    pub id: i64,
+    /// Always `note`.
+    pub object: String,
+    pub resource_type: NoteResource,
+    /// The resource's id as its own API names it (`tx_...`, or a number as text).
+    pub resource_id: String,
+    pub body: String,
+    /// Who wrote it (a user's email, `application:ID`).
+    pub author: String,
+    /// Unix seconds.
+    pub created_at: i64,
+}
+
+/// A page of notes, oldest first.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct NoteList {
+    pub data: Vec<Note>,
+    pub has_more: bool,
+}
+
+fn note_row(row: &Row<'_>) -> rusqlite::Result<Note> {
+    let resource_type = match row.get::<_, String>(1)?.as_str() {
+        "device" => NoteResource::Device,
+        "ticket" => NoteResource::Ticket,
+        _ => NoteResource::Transaction,
+    };
+    Ok(Note {
+        id: row.get(0)?,
+        object: "note".to_string(),
+        resource_type,
+        resource_id: row.get(2)?,
+        body: row.get(3)?,
+        author: row.get(4)?,
+        created_at: row.get(5)?,
+    })
 }
 
 const NOTE_COLUMNS: &str = "id, resource_type, resource_id, body, author, created_at";
@@ -99,16 +136,16 @@ pub fn notes_of(
     resource: &Resource,
     after: i64,
     limit: usize,
-) -> Result<Vec<Value>, ApiError> {
+) -> Result<Vec<Note>, ApiError> {
     let mut stmt = conn.prepare(&format!(
         "SELECT {NOTE_COLUMNS} FROM notes WHERE client_id = ?1 AND resource_type = ?2 AND resource_id = ?3 AND id > ?4
          ORDER BY id LIMIT ?5"
     ))?;
     let rows = stmt.query_map(
         params![client_id, resource.kind, resource.id, after, i64::try_from(limit).unwrap_or(i64::MAX)],
-        note_json,
+        note_row,
     )?;
-    Ok(rows.collect::<Result<Vec<Value>, _>>()?)
+    Ok(rows.collect::<Result<Vec<Note>, _>>()?)
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -127,7 +164,7 @@ async fn create(
     State(state): State<AppState>,
     principal: Principal,
     ApiJson(req): ApiJson<NewNote>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<Note>)> {
     let client_id = principal.own_client()?;
     let body = req.body.trim().to_string();
     if body.is_empty() || body.chars().count() > BODY_CHARS_MAX {
@@ -148,7 +185,7 @@ async fn create(
             )?;
             let id = tx.last_insert_rowid();
             audit::record(&tx, &principal, "note.create", &format!("{}:{}", resource.kind, resource.id))?;
-            let note = tx.query_row(&format!("SELECT {NOTE_COLUMNS} FROM notes WHERE id = ?1"), [id], note_json)?;
+            let note = tx.query_row(&format!("SELECT {NOTE_COLUMNS} FROM notes WHERE id = ?1"), [id], note_row)?;
             tx.commit()?;
             Ok(note)
         })
@@ -168,10 +205,9 @@ pub struct NotesQuery {
 async fn list(
     State(state): State<AppState>,
     principal: Principal,
-    query: Result<Query<NotesQuery>, axum::extract::rejection::QueryRejection>,
-) -> ApiResult<Json<Value>> {
+    crate::extract::ApiQuery(query): crate::extract::ApiQuery<NotesQuery>,
+) -> ApiResult<Json<NoteList>> {
     let client_id = principal.own_client()?;
-    let Query(query) = query.map_err(|e| ApiError::invalid("invalid_query", e.body_text()))?;
     let limit = page_limit(query.limit)?;
     let (Some(kind), Some(id)) = (query.resource_type, query.resource_id) else {
         return Err(ApiError::invalid("missing_field", "resource_type and resource_id are required")
@@ -183,10 +219,16 @@ async fn list(
         .db
         .call(move |conn| {
             check_owned(conn, client_id, &resource)?;
+            if let Some(after) = query.starting_after {
+                crate::extract::cursor_exists(conn, crate::extract::CursorList::Notes, after, Some(client_id))?;
+            }
             notes_of(conn, client_id, &resource, after, limit + 1)
         })
         .await?;
-    Ok(Json(page(data, limit)))
+    let has_more = data.len() > limit;
+    let mut data = data;
+    data.truncate(limit);
+    Ok(Json(NoteList { data, has_more }))
 }
 
 /// The endpoints of this module.
@@ -199,7 +241,8 @@ pub fn endpoints() -> Vec<Endpoint> {
             "Attach a note to a transaction, device or ticket",
             routing::post(create),
         )
-        .body::<NewNote>(),
+        .body::<NewNote>()
+        .returns::<Note>(),
         Endpoint::new(
             Method::GET,
             "/v1/notes",
@@ -207,6 +250,8 @@ pub fn endpoints() -> Vec<Endpoint> {
             "The notes of a transaction, device or ticket, oldest first",
             routing::get(list),
         )
-        .query(&["resource_type", "resource_id", "limit", "starting_after"]),
+        .query(&["resource_type", "resource_id", "limit", "starting_after"])
+        .required_query(&["resource_type", "resource_id"])
+        .returns::<NoteList>(),
     ]
 }

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::convert::Infallible;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{Method, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing;
@@ -330,10 +330,9 @@ fn scan(state: &AppState, client_id: u64, from: i64, to: i64, filter: Filter, mu
 async fn transactions_report(
     State(state): State<AppState>,
     principal: Principal,
-    query: Result<Query<ReportQuery>, axum::extract::rejection::QueryRejection>,
+    crate::extract::ApiQuery(query): crate::extract::ApiQuery<ReportQuery>,
 ) -> ApiResult<Response> {
     let client_id = principal.ledger_client()?;
-    let Query(query) = query.map_err(|e| ApiError::invalid("invalid_query", e.body_text()))?;
     let settings = crate::settings::of(&state, i64::try_from(client_id).map_err(ApiError::internal)?).await?;
     let offset_secs = i64::from(settings.utc_offset_minutes) * 60;
     let (from, to) = period_in(query.from.as_deref(), query.to.as_deref(), offset_secs)?;
@@ -464,15 +463,15 @@ pub struct ActivityQuery {
 async fn activity_report(
     State(state): State<AppState>,
     principal: Principal,
-    query: Result<Query<ActivityQuery>, axum::extract::rejection::QueryRejection>,
+    crate::extract::ApiQuery(query): crate::extract::ApiQuery<ActivityQuery>,
 ) -> ApiResult<Response> {
-    let Query(query) = query.map_err(|e| ApiError::invalid("invalid_query", e.body_text()))?;
     let (from, to) = period(query.from.as_deref(), query.to.as_deref())?;
     let format = format_arg(query.format.as_deref())?;
     let scope = match principal.client_id {
         Some(own) => Some(own),
         None => query.client_id,
     };
+    state.db.settle().await?;
     let rows = state
         .db
         .call(move |conn| {

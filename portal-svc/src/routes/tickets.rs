@@ -2,11 +2,10 @@
 //! caller's client.
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use rusqlite::{OptionalExtension, Row, params};
 use serde::Deserialize;
-use serde_json::{Value, json};
 
 use crate::api::{Access, Endpoint};
 use crate::app::AppState;
@@ -14,7 +13,7 @@ use crate::audit;
 use crate::auth::{Principal, Role};
 use crate::db::now_secs;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{ApiJson, ApiPath, fetch_limit, page, page_limit};
+use crate::extract::{ApiJson, ApiPath, fetch_limit, page_limit};
 use axum::http::Method;
 use axum::routing;
 
@@ -46,28 +45,121 @@ fn text_arg(text: &str, param: &'static str, max: usize) -> Result<String, ApiEr
     Ok(text.to_string())
 }
 
-fn ticket_json(row: &Row<'_>) -> rusqlite::Result<Value> {
-    Ok(json!({
-        "id": row.get::<_, i64>(0)?,
-        "object": "ticket",
-        "subject": row.get::<_, String>(1)?,
-        "body": row.get::<_, String>(2)?,
-        "priority": row.get::<_, String>(3)?,
-        "status": row.get::<_, String>(4)?,
-        "assignee_id": row.get::<_, Option<i64>>(5)?,
-        "created_by": row.get::<_, String>(6)?,
-        "created_at": row.get::<_, i64>(7)?,
-        "updated_at": row.get::<_, i64>(8)?,
-    }))
+/// A ticket's priority.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TicketPriority {
+    Low,
+    Normal,
+    High,
+    Urgent,
+}
+
+/// Where a ticket stands (transitions in `transition_allowed`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TicketStatus {
+    Open,
+    InProgress,
+    Waiting,
+    Resolved,
+    Closed,
+}
+
+impl TicketStatus {
+    fn parse(s: &str) -> TicketStatus {
+        match s {
+            "in_progress" => TicketStatus::InProgress,
+            "waiting" => TicketStatus::Waiting,
+            "resolved" => TicketStatus::Resolved,
+            "closed" => TicketStatus::Closed,
+            _ => TicketStatus::Open,
+        }
+    }
+
+    /// Its name in the API and the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TicketStatus::Open => "open",
+            TicketStatus::InProgress => "in_progress",
+            TicketStatus::Waiting => "waiting",
+            TicketStatus::Resolved => "resolved",
+            TicketStatus::Closed => "closed",
+        }
+    }
+}
+
+/// A comment on a ticket.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct Comment {
+    pub id: i64,
+    /// Always `comment`.
+    pub object: String,
+    pub ticket_id: i64,
+    /// Who wrote it (a user's email, `application:ID`).
+    pub author: String,
+    pub body: String,
+    /// Unix seconds.
+    pub created_at: i64,
+}
+
+/// A support ticket; `GET /v1/tickets/{id}` adds its comments.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct Ticket {
+    pub id: i64,
+    /// Always `ticket`.
+    pub object: String,
+    pub subject: String,
+    pub body: String,
+    pub priority: TicketPriority,
+    pub status: TicketStatus,
+    /// A user of the same client.
+    pub assignee_id: Option<i64>,
+    pub created_by: String,
+    /// Unix seconds.
+    pub created_at: i64,
+    pub updated_at: i64,
+    /// Oldest first; only when one ticket is asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub comments: Option<Vec<Comment>>,
+}
+
+/// A page of tickets, newest first.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct TicketList {
+    pub data: Vec<Ticket>,
+    pub has_more: bool,
+}
+
+fn ticket_row(row: &Row<'_>) -> rusqlite::Result<Ticket> {
+    let priority = match row.get::<_, String>(3)?.as_str() {
+        "low" => TicketPriority::Low,
+        "high" => TicketPriority::High,
+        "urgent" => TicketPriority::Urgent,
+        _ => TicketPriority::Normal,
+    };
+    Ok(Ticket {
+        id: row.get(0)?,
+        object: "ticket".to_string(),
+        subject: row.get(1)?,
+        body: row.get(2)?,
+        priority,
+        status: TicketStatus::parse(&row.get::<_, String>(4)?),
+        assignee_id: row.get(5)?,
+        created_by: row.get(6)?,
+        created_at: row.get(7)?,
+        updated_at: row.get(8)?,
+        comments: None,
+    })
 }
 
 const TICKET_COLUMNS: &str = "id, subject, body, priority, status, assignee_id, created_by, created_at, updated_at";
 
-fn load(conn: &rusqlite::Connection, client_id: i64, id: i64) -> Result<Value, ApiError> {
+fn load(conn: &rusqlite::Connection, client_id: i64, id: i64) -> Result<Ticket, ApiError> {
     conn.query_row(
         &format!("SELECT {TICKET_COLUMNS} FROM tickets WHERE id = ?1 AND client_id = ?2"),
         params![id, client_id],
-        ticket_json,
+        ticket_row,
     )
     .optional()?
     .ok_or_else(|| ApiError::not_found("no such ticket"))
@@ -86,7 +178,7 @@ pub async fn create(
     State(state): State<AppState>,
     principal: Principal,
     ApiJson(req): ApiJson<NewTicket>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<Ticket>)> {
     principal.require(Role::Operator)?;
     let client_id = principal.own_client()?;
     let subject = text_arg(&req.subject, "subject", SUBJECT_CHARS_MAX)?;
@@ -127,11 +219,10 @@ pub struct TicketQuery {
 pub async fn list(
     State(state): State<AppState>,
     principal: Principal,
-    query: Result<Query<TicketQuery>, axum::extract::rejection::QueryRejection>,
-) -> ApiResult<Json<Value>> {
+    crate::extract::ApiQuery(query): crate::extract::ApiQuery<TicketQuery>,
+) -> ApiResult<Json<TicketList>> {
     principal.require(Role::Viewer)?;
     let client_id = principal.own_client()?;
-    let Query(query) = query.map_err(|e| ApiError::invalid("invalid_query", e.body_text()))?;
     let limit = page_limit(query.limit)?;
     if let Some(status) = &query.status
         && !STATUSES.contains(&status.as_str())
@@ -143,15 +234,21 @@ pub async fn list(
     let data = state
         .db
         .call(move |conn| {
+            if let Some(after) = query.starting_after {
+                crate::extract::cursor_exists(conn, crate::extract::CursorList::Tickets, after, Some(client_id))?;
+            }
             let mut stmt = conn.prepare(&format!(
                 "SELECT {TICKET_COLUMNS} FROM tickets WHERE client_id = ?1 AND id < ?2 AND (?3 IS NULL OR status = ?3)
                  ORDER BY id DESC LIMIT ?4"
             ))?;
-            let rows = stmt.query_map(params![client_id, before, query.status, fetch_limit(limit)], ticket_json)?;
-            Ok(rows.collect::<Result<Vec<Value>, _>>()?)
+            let rows = stmt.query_map(params![client_id, before, query.status, fetch_limit(limit)], ticket_row)?;
+            Ok(rows.collect::<Result<Vec<Ticket>, _>>()?)
         })
         .await?;
-    Ok(Json(page(data, limit)))
+    let has_more = data.len() > limit;
+    let mut data = data;
+    data.truncate(limit);
+    Ok(Json(TicketList { data, has_more }))
 }
 
 /// `GET /v1/tickets/{id}` (viewer+), with its comments.
@@ -159,20 +256,28 @@ pub async fn get(
     State(state): State<AppState>,
     principal: Principal,
     ApiPath(id): ApiPath<i64>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Ticket>> {
     principal.require(Role::Viewer)?;
     let client_id = principal.own_client()?;
     let ticket = state
         .db
         .call(move |conn| {
             let mut ticket = load(conn, client_id, id)?;
-            let mut stmt = conn.prepare("SELECT id, author, body, created_at FROM ticket_comments WHERE ticket_id = ?1 ORDER BY id")?;
+            let mut stmt = conn
+                .prepare("SELECT id, author, body, created_at FROM ticket_comments WHERE ticket_id = ?1 ORDER BY id")?;
             let comments = stmt
                 .query_map([id], |row| {
-                    Ok(json!({ "id": row.get::<_, i64>(0)?, "author": row.get::<_, String>(1)?, "body": row.get::<_, String>(2)?, "created_at": row.get::<_, i64>(3)? }))
+                    Ok(Comment {
+                        id: row.get(0)?,
+                        object: "comment".to_string(),
+                        ticket_id: id,
+                        author: row.get(1)?,
+                        body: row.get(2)?,
+                        created_at: row.get(3)?,
+                    })
                 })?
-                .collect::<Result<Vec<Value>, _>>()?;
-            ticket["comments"] = json!(comments);
+                .collect::<Result<Vec<Comment>, _>>()?;
+            ticket.comments = Some(comments);
             Ok(ticket)
         })
         .await?;
@@ -200,7 +305,7 @@ pub async fn update(
     principal: Principal,
     ApiPath(id): ApiPath<i64>,
     ApiJson(req): ApiJson<TicketChange>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Ticket>> {
     principal.require(Role::Operator)?;
     let client_id = principal.own_client()?;
     if let Some(status) = &req.status
@@ -214,7 +319,7 @@ pub async fn update(
         .call(move |conn| {
             let tx = crate::db::write_tx(conn)?;
             let current = load(&tx, client_id, id)?;
-            let from = current["status"].as_str().unwrap_or_default().to_string();
+            let from = current.status.as_str().to_string();
             if let Some(to) = &req.status
                 && *to != from
                 && !transition_allowed(&from, to)
@@ -267,7 +372,7 @@ pub async fn comment(
     principal: Principal,
     ApiPath(id): ApiPath<i64>,
     ApiJson(req): ApiJson<NewComment>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<Comment>)> {
     principal.require(Role::Operator)?;
     let client_id = principal.own_client()?;
     let body = text_arg(&req.body, "body", BODY_CHARS_MAX)?;
@@ -287,7 +392,14 @@ pub async fn comment(
             let comment_id = tx.last_insert_rowid();
             audit::record(&tx, &principal, "ticket.comment", &format!("ticket:{id}"))?;
             tx.commit()?;
-            Ok(json!({ "id": comment_id, "object": "comment", "ticket_id": id, "author": by, "body": body, "created_at": now }))
+            Ok(Comment {
+                id: comment_id,
+                object: "comment".to_string(),
+                ticket_id: id,
+                author: by,
+                body,
+                created_at: now,
+            })
         })
         .await?;
     Ok((StatusCode::CREATED, Json(comment)))
@@ -303,7 +415,8 @@ pub fn endpoints() -> Vec<Endpoint> {
             "Open a support ticket",
             routing::post(create),
         )
-        .body::<NewTicket>(),
+        .body::<NewTicket>()
+        .returns::<Ticket>(),
         Endpoint::new(
             Method::GET,
             "/v1/tickets",
@@ -311,6 +424,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             "List support tickets",
             routing::get(list),
         )
+        .returns::<TicketList>()
         .query(&["limit", "starting_after", "status"]),
         Endpoint::new(
             Method::GET,
@@ -318,7 +432,8 @@ pub fn endpoints() -> Vec<Endpoint> {
             Access::member(Role::Viewer),
             "Get a ticket with its comments",
             routing::get(get),
-        ),
+        )
+        .returns::<Ticket>(),
         Endpoint::new(
             Method::PATCH,
             "/v1/tickets/{id}",
@@ -326,7 +441,8 @@ pub fn endpoints() -> Vec<Endpoint> {
             "Change a ticket's status or assignee",
             routing::patch(update),
         )
-        .body::<TicketChange>(),
+        .body::<TicketChange>()
+        .returns::<Ticket>(),
         Endpoint::new(
             Method::POST,
             "/v1/tickets/{id}/comments",
@@ -334,7 +450,8 @@ pub fn endpoints() -> Vec<Endpoint> {
             "Comment on a ticket",
             routing::post(comment),
         )
-        .body::<NewComment>(),
+        .body::<NewComment>()
+        .returns::<Comment>(),
     ]
 }
 

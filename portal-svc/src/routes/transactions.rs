@@ -2,9 +2,11 @@
 //! refunds, lookups and lists, all scoped to the caller's client and committed durably
 //! through `ledger-core` before a 2xx is answered.
 
+use std::future::IntoFuture;
+
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use ledger_core::money::{format_minor, parse_minor};
@@ -61,26 +63,127 @@ pub fn state_name(state: TxState) -> &'static str {
     }
 }
 
-/// The transaction object of the HTTP contract.
-pub fn tx_json(r: &TxRecord, description: Option<&str>) -> Value {
+/// A transaction's kind, as the API names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TransactionKind {
+    Payment,
+    Capture,
+    Void,
+    Refund,
+    Adjustment,
+}
+
+/// A transaction's status, as the API names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TransactionStatus {
+    Authorized,
+    Captured,
+    PartiallyRefunded,
+    Refunded,
+    Voided,
+    Applied,
+}
+
+/// The transaction object of the HTTP contract; every answer that shows a
+/// transaction is serialized from this type, which the OpenAPI document names.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct Transaction {
+    /// `tx_` and the 128-bit ledger id in hex.
+    #[schema(pattern = "^tx_[0-9a-f]{32}$")]
+    pub id: String,
+    /// Always `transaction`.
+    #[schema(example = "transaction")]
+    pub object: String,
+    pub kind: TransactionKind,
+    pub status: TransactionStatus,
+    /// Decimal in major units with exactly the currency's minor digits (`"10.00"`).
+    #[schema(example = "12.34")]
+    pub amount: String,
+    /// ISO 4217 code.
+    #[schema(example = "USD")]
+    pub currency: Option<String>,
+    /// Of a payment: how much of it is captured.
+    pub captured: String,
+    /// Of a payment: how much of it is refunded.
+    pub refunded: String,
+    /// The payment a capture, void or refund belongs to.
+    #[schema(pattern = "^tx_[0-9a-f]{32}$")]
+    pub ref_id: Option<String>,
+    pub device_id: Option<u64>,
+    pub batch_id: Option<u64>,
+    /// Its position in the ledger.
+    pub seq: u64,
+    /// Unix seconds of its commit.
+    pub created_at: u64,
+    pub description: Option<String>,
+}
+
+/// The transaction object of a ledger record.
+pub fn transaction(r: &TxRecord, description: Option<&str>) -> Transaction {
     let currency = r.tx.currency();
     let money = |v: i64| currency.map_or_else(|| v.to_string(), |c| format_minor(v, c));
-    json!({
-        "id": tx_id_string(r.tx.id),
-        "object": "transaction",
-        "kind": kind_name(r.tx.kind),
-        "status": state_name(r.state),
-        "amount": money(r.tx.amount),
-        "currency": currency.map(|c| c.code().to_string()),
-        "captured": money(r.captured),
-        "refunded": money(r.refunded),
-        "ref_id": (!r.tx.ref_id.is_none()).then(|| tx_id_string(r.tx.ref_id)),
-        "device_id": (r.tx.device_id != 0).then_some(r.tx.device_id),
-        "batch_id": (r.batch_id != 0).then_some(r.batch_id),
-        "seq": r.seq,
-        "created_at": r.timestamp_ns / 1_000_000_000,
-        "description": description,
-    })
+    let kind = match Kind::from_code(r.tx.kind) {
+        Some(Kind::Payment) => TransactionKind::Payment,
+        Some(Kind::Capture) => TransactionKind::Capture,
+        Some(Kind::Void) => TransactionKind::Void,
+        Some(Kind::Refund) => TransactionKind::Refund,
+        Some(Kind::Adjustment) | None => TransactionKind::Adjustment,
+    };
+    let status = match r.state {
+        TxState::Authorized => TransactionStatus::Authorized,
+        TxState::Captured => TransactionStatus::Captured,
+        TxState::PartiallyRefunded => TransactionStatus::PartiallyRefunded,
+        TxState::Refunded => TransactionStatus::Refunded,
+        TxState::Voided => TransactionStatus::Voided,
+        TxState::Applied => TransactionStatus::Applied,
+    };
+    Transaction {
+        id: tx_id_string(r.tx.id),
+        object: "transaction".to_string(),
+        kind,
+        status,
+        amount: money(r.tx.amount),
+        currency: currency.map(|c| c.code().to_string()),
+        captured: money(r.captured),
+        refunded: money(r.refunded),
+        ref_id: (!r.tx.ref_id.is_none()).then(|| tx_id_string(r.tx.ref_id)),
+        device_id: (r.tx.device_id != 0).then_some(r.tx.device_id),
+        batch_id: (r.batch_id != 0).then_some(r.batch_id),
+        seq: r.seq,
+        created_at: r.timestamp_ns / 1_000_000_000,
+        description: description.map(str::to_string),
+    }
+}
+
+/// [`transaction`] as a JSON value (for answers that embed it).
+pub fn tx_json(r: &TxRecord, description: Option<&str>) -> Value {
+    serde_json::to_value(transaction(r, description)).unwrap_or(Value::Null)
+}
+
+/// A page of transactions.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct TransactionList {
+    pub data: Vec<Transaction>,
+    pub has_more: bool,
+    /// Where the next page starts (the last transaction read) when `has_more`.
+    #[schema(pattern = "^tx_[0-9a-f]{32}$")]
+    pub next_starting_after: Option<String>,
+}
+
+/// A payment with its captures, voids and refunds, and the notes on any of them.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct TransactionHistory {
+    /// Always `transaction_history`.
+    pub object: String,
+    /// The transaction asked for.
+    pub transaction: String,
+    pub payment: Option<Transaction>,
+    /// The payment, then its follow-ups in commit order.
+    pub events: Vec<Transaction>,
+    /// The notes on any of them, oldest first.
+    pub notes: Vec<crate::routes::notes::Note>,
 }
 
 fn ledger_reject(reject: Reject, kind: Kind) -> ApiError {
@@ -120,8 +223,7 @@ fn ledger_reject(reject: Reject, kind: Kind) -> ApiError {
 }
 
 fn json_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
-    let text = if body.is_empty() { &b"{}"[..] } else { &body[..] };
-    serde_json::from_slice(text).map_err(|e| ApiError::invalid("invalid_json", e.to_string()))
+    crate::extract::json_object(body)
 }
 
 fn currency_arg(code: &str) -> Result<Currency, ApiError> {
@@ -166,7 +268,7 @@ async fn commit(
     principal: &Principal,
     client_id: u64,
     headers: &HeaderMap,
-    fingerprint: Vec<u8>,
+    fingerprint: idempotency::Fingerprint,
     make: impl FnOnce(TxId) -> Tx,
     description: Option<String>,
 ) -> ApiResult<Response> {
@@ -203,7 +305,7 @@ async fn commit(
             })
             .await?;
         if let Some((stored_fingerprint, status, response)) = stored {
-            if stored_fingerprint != fingerprint {
+            if !fingerprint.matches(&stored_fingerprint) {
                 return Err(ledger_reject(Reject::ExistsWithDifferentFields, Kind::Payment));
             }
             return Ok(replayed(status, response));
@@ -213,26 +315,37 @@ async fn commit(
     let tx = make(id);
     let kind = tx.kind().unwrap_or(Kind::Payment);
     let on_ref = (!tx.ref_id.is_none()).then_some(tx.ref_id);
+    let ledger_key = id.0.to_le_bytes().to_vec();
+    // The entry this action will have if the ledger commits it, made durable while the
+    // ledger commits (audit::pend): the request waits for the longer of the two
+    // commits, not for both in a row, and a crash after the answer still finds it.
+    let pending = MetaWrite {
+        pending_audit: Some((ledger_key.clone(), money_entry(principal, &tx, Some(id), "ok", None))),
+        ..MetaWrite::default()
+    };
     // The description goes to disk before the ledger commit, so a crash between the
     // commit and its answer keeps it (it was lost: issue 15). Not over an existing
     // transaction's: a retry with another body is refused by the ledger below.
-    let ahead = match &description {
+    let (ahead, pended) = match &description {
         Some(d) if state.ledger.lookup(id).is_none() => {
-            let write = MetaWrite {
-                description_ahead: Some((id.0.to_le_bytes().to_vec(), client, d.clone())),
-                ..MetaWrite::default()
-            };
+            let write = MetaWrite { description_ahead: Some((ledger_key.clone(), client, d.clone())), ..pending };
             state.db.write_meta(write).await?;
-            true
+            (true, state.ledger.submit_async(vec![tx]).await.map(|outcome| (Ok(()), outcome)))
         }
-        _ => false,
+        _ => {
+            let pended = state.db.start_meta(pending);
+            let (pended, outcome) = tokio::join!(pended.into_future(), state.ledger.submit_async(vec![tx]));
+            (false, outcome.map(|outcome| (pended, outcome)))
+        }
     };
-    let outcome = match state.ledger.submit_async(vec![tx]).await {
-        Ok(outcome) => outcome,
+    // Without a durable pending entry, the chained one is waited for below.
+    let (pended, outcome) = match pended {
+        Ok((pended, outcome)) => (pended.is_ok(), outcome),
         Err(e) => {
             // Best effort: the storage that failed may be the database's too.
             let entry = money_entry(principal, &tx, on_ref, "failed", Some("ledger_unavailable"));
-            let _ = state.db.write_meta(MetaWrite { audit: Some(entry), ..MetaWrite::default() }).await;
+            let write = MetaWrite { audit: Some(entry), resolved_audit: Some(ledger_key), ..MetaWrite::default() };
+            let _ = state.db.write_meta(write).await;
             return Err(ApiError::ledger_unavailable(e));
         }
     };
@@ -242,28 +355,39 @@ async fn commit(
         // not stored (a crash in between): answer from the ledger, which is the truth.
         Some(TxOutcome::Exists(r)) => (*r, true),
         Some(TxOutcome::Rejected(reject)) => {
+            // A refusal is answered only once its entry is durable.
             let error = ledger_reject(*reject, kind);
             let entry = money_entry(principal, &tx, on_ref, "refused", Some(error.code));
-            let forget = (ahead && *reject != Reject::ExistsWithDifferentFields).then(|| id.0.to_le_bytes().to_vec());
-            state
-                .db
-                .write_meta(MetaWrite { audit: Some(entry), forget_description: forget, ..MetaWrite::default() })
-                .await?;
+            let forget = (ahead && *reject != Reject::ExistsWithDifferentFields).then(|| ledger_key.clone());
+            let write = MetaWrite {
+                audit: Some(entry),
+                forget_description: forget,
+                resolved_audit: Some(ledger_key),
+                ..MetaWrite::default()
+            };
+            state.db.write_meta(write).await?;
             return Err(error);
         }
         None => return Err(ApiError::internal("the ledger returned no outcome")),
     };
-    let body = tx_json(&record, description.as_deref()).to_string();
+    let body = serde_json::to_string(&transaction(&record, description.as_deref())).map_err(ApiError::internal)?;
     let (stored_body, ledger_id) = (body.clone(), record.tx.id.0.to_le_bytes().to_vec());
-    state
-        .db
-        .write_meta(MetaWrite {
-            description: description.map(|d| (ledger_id, client, d)),
-            idempotency: key.map(|k| (client, k, fingerprint, 201, stored_body)),
-            audit: Some(money_entry(principal, &record.tx, Some(record.tx.id), "ok", None)),
-            ..MetaWrite::default()
-        })
-        .await?;
+    // The answer waits for this write only when it holds what the answer promises: the
+    // response an Idempotency-Key replays, a description not written ahead, or the
+    // audit entry when its pending form did not commit.
+    let wait = key.is_some() || (description.is_some() && !ahead) || !pended;
+    let write = MetaWrite {
+        description: description.map(|d| (ledger_id.clone(), client, d)),
+        idempotency: key.map(|k| (client, k, fingerprint.canonical, 201, stored_body)),
+        audit: Some(money_entry(principal, &record.tx, Some(record.tx.id), "ok", None)),
+        resolved_audit: Some(ledger_id),
+        ..MetaWrite::default()
+    };
+    if wait {
+        state.db.write_meta(write).await?;
+    } else {
+        state.db.write_meta_later(write);
+    }
     Ok(if was_there { replayed(201, body) } else { (StatusCode::CREATED, json_response(body)).into_response() })
 }
 
@@ -381,10 +505,23 @@ pub fn own_transaction(state: &AppState, client_id: u64, id: &str) -> Result<TxR
         .ok_or_else(|| ApiError::not_found("no such transaction"))
 }
 
+/// The body of a capture or a refund; both may be empty (`{}` or nothing): a capture
+/// of the whole authorization, a refund of all that is left.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct AmountBody {
+    /// Decimal in major units; positive.
     amount: Option<String>,
+}
+
+/// `amount` when positive; a zero or negative capture or refund is 400
+/// `invalid_amount` (both alike: a zero capture was 422 `amount_out_of_range`).
+fn positive(amount: i64, what: &str) -> Result<i64, ApiError> {
+    if amount > 0 {
+        Ok(amount)
+    } else {
+        Err(ApiError::invalid("invalid_amount", format!("a {what}'s amount must be positive")).with_param("amount"))
+    }
 }
 
 /// `POST /v1/transactions/{id}/capture`.
@@ -438,7 +575,7 @@ async fn follow_up(
     let payment_id = payment.tx.id;
     let make: Box<dyn FnOnce(TxId) -> Tx + Send> = match action {
         "capture" => {
-            let amount = amount.unwrap_or(payment.tx.amount);
+            let amount = positive(amount.unwrap_or(payment.tx.amount), "capture")?;
             Box::new(move |id| Tx::capture(id, payment_id, client_id, amount, currency))
         }
         "void" => {
@@ -448,13 +585,15 @@ async fn follow_up(
             Box::new(move |id| Tx::void(id, payment_id, client_id, currency))
         }
         "refunds" => {
-            let amount =
-                amount.ok_or_else(|| ApiError::invalid("missing_field", "amount is required").with_param("amount"))?;
-            if amount <= 0 {
-                return Err(
-                    ApiError::invalid("invalid_amount", "a refund's amount must be positive").with_param("amount")
-                );
-            }
+            // Without an amount: all that is left to refund. When nothing is (not
+            // captured, or refunded already), the ledger is asked for the payment's
+            // amount, so it refuses with its own code and the refusal is audited.
+            let left = payment.captured.saturating_sub(payment.refunded);
+            let amount = match amount {
+                Some(amount) => positive(amount, "refund")?,
+                None if left > 0 => left,
+                None => payment.tx.amount.max(1),
+            };
             Box::new(move |id| Tx::refund(id, payment_id, client_id, amount, currency))
         }
         _ => return Err(ApiError::not_found("no such route")),
@@ -481,12 +620,12 @@ pub async fn get(
     State(state): State<AppState>,
     principal: Principal,
     ApiPath(id): ApiPath<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Transaction>> {
     principal.require(Role::Viewer)?;
     let client_id = principal.ledger_client()?;
     let record = own_transaction(&state, client_id, &id)?;
     let description = description_of(&state, record.tx.id).await?;
-    Ok(Json(tx_json(&record, description.as_deref())))
+    Ok(Json(transaction(&record, description.as_deref())))
 }
 
 #[derive(Debug, Deserialize)]
@@ -575,6 +714,12 @@ impl ListFilter {
         let secs_to_ns = |secs: i64| u64::try_from(secs.max(0)).unwrap_or(0).saturating_mul(1_000_000_000);
         let from = q.from.as_deref().map(|f| crate::routes::reports::parse_moment(f, false, "from")).transpose()?;
         let to = q.to.as_deref().map(|t| crate::routes::reports::parse_moment(t, true, "to")).transpose()?;
+        // As the reports answer it: an empty or reversed period is a mistake, not a list.
+        if let (Some(from), Some(to)) = (from, to)
+            && from >= to
+        {
+            return Err(ApiError::invalid("invalid_period", "from must be before to").with_param("from"));
+        }
         Ok(ListFilter {
             status,
             kind,
@@ -606,11 +751,10 @@ impl ListFilter {
 pub async fn list(
     State(state): State<AppState>,
     principal: Principal,
-    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-) -> ApiResult<Json<Value>> {
+    crate::extract::ApiQuery(query): crate::extract::ApiQuery<ListQuery>,
+) -> ApiResult<Json<TransactionList>> {
     principal.require(Role::Viewer)?;
     let client_id = principal.ledger_client()?;
-    let Query(query) = query.map_err(|e| ApiError::invalid("invalid_query", e.body_text()))?;
     let limit = page_limit(query.limit)?;
     let newest_first = match query.order.as_deref() {
         None | Some("newest") => true,
@@ -666,9 +810,9 @@ pub async fn list(
     };
     let mut data = Vec::with_capacity(records.len());
     for r in &records {
-        data.push(tx_json(r, description_of(&state, r.tx.id).await?.as_deref()));
+        data.push(transaction(r, description_of(&state, r.tx.id).await?.as_deref()));
     }
-    Ok(Json(json!({ "data": data, "has_more": has_more, "next_starting_after": next.map(tx_id_string) })))
+    Ok(Json(TransactionList { data, has_more, next_starting_after: next.map(tx_id_string) }))
 }
 
 /// The captures, voids and refunds of `payment`, in commit order: from the engine's
@@ -684,7 +828,7 @@ async fn history(
     State(state): State<AppState>,
     principal: Principal,
     ApiPath(id): ApiPath<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<TransactionHistory>> {
     let client_id = principal.ledger_client()?;
     let record = own_transaction(&state, client_id, &id)?;
     let payment = if record.tx.ref_id.is_none() {
@@ -717,18 +861,19 @@ async fn history(
                 let resource = crate::routes::notes::Resource { kind: "transaction", id };
                 notes.extend(crate::routes::notes::notes_of(conn, client, &resource, 0, 1000)?);
             }
-            notes.sort_by_key(|n| n["id"].as_i64());
+            notes.sort_by_key(|n| n.id);
             Ok((descriptions, notes))
         })
         .await?;
-    let events: Vec<Value> = family.iter().zip(&descriptions).map(|(r, d)| tx_json(r, d.as_deref())).collect();
-    Ok(Json(json!({
-        "object": "transaction_history",
-        "transaction": tx_id_string(record.tx.id),
-        "payment": events.first(),
-        "events": events,
-        "notes": notes,
-    })))
+    let events: Vec<Transaction> =
+        family.iter().zip(&descriptions).map(|(r, d)| transaction(r, d.as_deref())).collect();
+    Ok(Json(TransactionHistory {
+        object: "transaction_history".to_string(),
+        transaction: tx_id_string(record.tx.id),
+        payment: events.first().cloned(),
+        events,
+        notes,
+    }))
 }
 
 /// The endpoints of this module.
@@ -741,7 +886,9 @@ pub fn endpoints() -> Vec<Endpoint> {
             "Create a payment (sale or authorization) or an adjustment; Idempotency-Key makes it idempotent",
             routing::post(create),
         )
-        .body::<NewTransaction>(),
+        .body::<NewTransaction>()
+        .idempotent()
+        .returns::<Transaction>(),
         Endpoint::new(
             Method::GET,
             "/v1/transactions",
@@ -749,6 +896,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             "List transactions, newest first (order=oldest for oldest first), filtered by status, kind, device, currency, period and amount",
             routing::get(list),
         )
+        .returns::<TransactionList>()
         .query(&[
             "limit",
             "starting_after",
@@ -768,14 +916,16 @@ pub fn endpoints() -> Vec<Endpoint> {
             Access::member(Role::Viewer),
             "Get a transaction",
             routing::get(get),
-        ),
+        )
+        .returns::<Transaction>(),
         Endpoint::new(
             Method::GET,
             "/v1/transactions/{id}/history",
             Access::member(Role::Viewer),
             "A payment with its captures, voids, refunds and notes",
             routing::get(history),
-        ),
+        )
+        .returns::<TransactionHistory>(),
         Endpoint::new(
             Method::POST,
             "/v1/transactions/{id}/capture",
@@ -783,21 +933,27 @@ pub fn endpoints() -> Vec<Endpoint> {
             "Capture an authorization (all of it unless amount is given)",
             routing::post(capture),
         )
-        .body::<AmountBody>(),
+        .optional_body::<AmountBody>()
+        .idempotent()
+        .returns::<Transaction>(),
         Endpoint::new(
             Method::POST,
             "/v1/transactions/{id}/void",
             Access::member(Role::Operator),
             "Void an uncaptured authorization",
             routing::post(void),
-        ),
+        )
+        .idempotent()
+        .returns::<Transaction>(),
         Endpoint::new(
             Method::POST,
             "/v1/transactions/{id}/refunds",
             Access::member(Role::Operator),
-            "Refund part or all of a captured payment",
+            "Refund part or all of a captured payment (all that is left unless amount is given)",
             routing::post(refund),
         )
-        .body::<AmountBody>(),
+        .optional_body::<AmountBody>()
+        .idempotent()
+        .returns::<Transaction>(),
     ]
 }

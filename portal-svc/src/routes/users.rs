@@ -307,7 +307,7 @@ async fn change_own_password(
                 .with_param("new_password"));
         }
         Ok(()) => auth::hash_password(&req.new_password)?,
-        Err(e) => return Err(ApiError { param: Some("new_password"), ..e }),
+        Err(e) => return Err(e.with_param("new_password")),
     };
     let user = state
         .db
