@@ -115,7 +115,11 @@ pub struct CheckpointStats {
 pub(crate) struct Book {
     pub(crate) next_run_id: u64,
     /// Run ids of the checkpoints on disk, oldest first (at most the two kept).
-    pub(crate) kept: VecDeque<Vec<u64>>,
+    /// Each as `(seq, run ids)`: one entry per checkpoint file, as the files are named
+    /// by seq (a second checkpoint at the same seq replaces the first's file, and its
+    /// entry here: counting it twice once pushed the older file's runs out while the
+    /// file stayed on disk, which the simulation found).
+    pub(crate) kept: VecDeque<(u64, Vec<u64>)>,
     /// The runs, newest first: what the next checkpoint names and the state reads.
     pub(crate) runs: Vec<Arc<Run>>,
     /// The id of the run a merge is writing, if one is.
@@ -134,7 +138,7 @@ impl Book {
     /// Run ids that must stay on disk: named by a kept checkpoint, in the list, or
     /// being written by a merge.
     fn keep(&self) -> BTreeSet<u64> {
-        let mut keep: BTreeSet<u64> = self.kept.iter().flatten().copied().collect();
+        let mut keep: BTreeSet<u64> = self.kept.iter().flat_map(|(_, ids)| ids).copied().collect();
         keep.extend(self.runs.iter().map(|r| r.id));
         keep.extend(self.merging);
         keep
@@ -245,7 +249,10 @@ fn write(job: &Job, cx: &Context) -> Result<Written, String> {
         state.cold = Cold { runs: book.runs.clone() };
         state.frozen = None;
     }
-    book.kept.push_back(ids);
+    if book.kept.back().is_some_and(|(seq, _)| *seq == job.books.last_seq) {
+        book.kept.pop_back(); // the same file, written again
+    }
+    book.kept.push_back((job.books.last_seq, ids));
     while book.kept.len() > ledger_store::SNAPSHOTS_KEPT {
         book.kept.pop_front();
     }

@@ -195,7 +195,7 @@ impl Ledger {
         let keep: std::collections::BTreeSet<u64> = {
             let mut book = book.lock();
             book.runs = state.read().cold.runs.clone();
-            book.kept.iter().flatten().copied().chain(book.runs.iter().map(|r| r.id)).collect()
+            book.kept.iter().flat_map(|(_, ids)| ids).copied().chain(book.runs.iter().map(|r| r.id)).collect()
         };
         let writer = log.snapshot_writer();
         let runs_removed = match checkpoint::remove_unreferenced_runs(writer.storage(), writer.dir(), &keep, true) {
@@ -462,7 +462,7 @@ fn load_checkpoint(log: &Log, filters: Arc<crate::cold::Filters>) -> (State, Opt
             }
         };
         book.next_run_id = book.next_run_id.max(decoded.next_run_id);
-        book.kept.push_front(decoded.runs.iter().map(|&(id, _)| id).collect());
+        book.kept.push_front((info.seq, decoded.runs.iter().map(|&(id, _)| id).collect()));
         if loaded.is_some() {
             continue;
         }

@@ -159,3 +159,48 @@ fn history_pages_from_every_tier_match_the_whole_list() {
     assert!(ledger.tiers().cold_runs >= 1);
     ledger.close().expect("close");
 }
+
+/// A checkpoint asked for twice at the same seq is one file on disk; the checkpoint
+/// before it is still on disk too, and must still find its runs should the newest
+/// become unusable (found by the simulation: the same-seq checkpoint was counted
+/// twice, and the older checkpoint's runs were removed while its file stayed).
+#[test]
+fn the_checkpoint_before_a_repeated_one_keeps_its_runs() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let options = LedgerOptions { hot_bytes_max: 0, snapshot_every_records: 0, ..tiny() };
+    let ledger = Ledger::open(dir.path(), options).expect("open");
+    // Eight checkpoints, a run each: enough for a merge.
+    for round in 0..8u128 {
+        let sales: Vec<Tx> =
+            (0..10u128).map(|i| Tx::sale(TxId(1 + round * 100 + i), 1, 100 + i as i64, usd())).collect();
+        ledger.submit(&sales).expect("submit");
+        ledger.snapshot().expect("checkpoint");
+    }
+    let waited = std::time::Instant::now();
+    while ledger.checkpoint_stats().merges == 0 {
+        assert!(waited.elapsed() < std::time::Duration::from_secs(30), "no merge: {:?}", ledger.checkpoint_stats());
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    // The same seq twice more: the merged run replaces the ones the checkpoint before
+    // names, and that checkpoint's file is still one of the two on disk.
+    let seq = ledger.snapshot().expect("the same seq again");
+    assert_eq!(ledger.snapshot().expect("and again"), seq);
+    let count = ledger.transaction_count() as u64;
+    ledger.close().expect("close");
+
+    // The newest checkpoint file goes (as a stale one would after a power loss): the
+    // one before it loads, with every run it names.
+    let mut snapshots: Vec<std::path::PathBuf> = std::fs::read_dir(dir.path())
+        .expect("list")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "snap"))
+        .collect();
+    snapshots.sort();
+    assert_eq!(snapshots.len(), 2, "{snapshots:?}");
+    std::fs::remove_file(snapshots.last().expect("newest")).expect("remove the newest");
+    let ledger = Ledger::open(dir.path(), options).expect("reopen");
+    let report = ledger.open_report();
+    assert!(report.snapshot_seq.is_some() && report.snapshot_warnings.is_empty(), "{report:?}");
+    assert_eq!(ledger.check_consistency(), Ok(count));
+    ledger.close().expect("close");
+}
