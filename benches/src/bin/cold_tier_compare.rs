@@ -43,7 +43,7 @@ const ENTRY_BYTES: usize = 112;
 /// Bytes of a secondary entry in a run (`table::SECONDARY_BYTES`).
 const SECONDARY_BYTES: u64 = 40;
 /// Runs merged at once (ledger-core's `checkpoint::MERGE_FANIN`).
-const MERGE_FANIN: usize = 4;
+const MERGE_FANIN: usize = 8;
 /// Ids the engine judges per call.
 const GROUP: usize = 8190;
 /// Distinct clients in the generated history.
