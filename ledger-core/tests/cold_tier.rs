@@ -171,8 +171,9 @@ fn the_checkpoint_before_a_repeated_one_keeps_its_runs() {
     let ledger = Ledger::open(dir.path(), options).expect("open");
     // Eight checkpoints, a run each: enough for a merge.
     for round in 0..8u128 {
-        let sales: Vec<Tx> =
-            (0..10u128).map(|i| Tx::sale(TxId(1 + round * 100 + i), 1, 100 + i as i64, usd())).collect();
+        let sales: Vec<Tx> = (0..10u128)
+            .map(|i| Tx::sale(TxId(1 + round * 100 + i), 1, 100 + i64::try_from(i).expect("small"), usd()))
+            .collect();
         ledger.submit(&sales).expect("submit");
         ledger.snapshot().expect("checkpoint");
     }
