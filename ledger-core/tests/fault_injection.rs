@@ -4,7 +4,7 @@
 //! successful sync covered is lost, cleanly or per sector at random).
 //!
 //! Each cycle opens the ledger on the same directory with one or two faults planted at
-//! random calls of random operations (a commit's msync, a roll-over's file creation,
+//! random calls of random operations (a commit's write or data sync, a roll-over's file creation,
 //! fill, sync, rename or directory sync, a snapshot's write, ...), and in one cycle of
 //! three a power cut at a random call while the producers run; it runs several
 //! producer threads submitting sales, refunds and adjustments (one to three per call),
@@ -214,7 +214,10 @@ struct Totals {
 fn plant_faults(disk: &SimulatedDisk, rng: &mut Rng) {
     if rng.below(3) == 0 {
         let op = StorageOp::ALL[rng.below(StorageOp::ALL.len() as u64) as usize];
-        disk.crash_at(op, 1 + rng.below(if op == StorageOp::SyncRange { 60 } else { 8 }));
+        disk.crash_at(
+            op,
+            1 + rng.below(if matches!(op, StorageOp::SyncRange | StorageOp::WriteFrames) { 60 } else { 8 }),
+        );
     }
     if rng.below(5) == 0 {
         return;
@@ -222,7 +225,7 @@ fn plant_faults(disk: &SimulatedDisk, rng: &mut Rng) {
     for _ in 0..=rng.below(2) {
         let op = StorageOp::ALL[rng.below(StorageOp::ALL.len() as u64) as usize];
         // A cycle makes a few dozen commits and a handful of everything else.
-        let calls = if op == StorageOp::SyncRange { 60 } else { 12 };
+        let calls = if matches!(op, StorageOp::SyncRange | StorageOp::WriteFrames) { 60 } else { 12 };
         let nth = 1 + rng.below(calls);
         let fault = if rng.below(2) == 0 { Fault::Eio } else { Fault::Enospc };
         if rng.below(4) == 0 {

@@ -131,7 +131,9 @@ impl std::fmt::Display for FrameFault {
     }
 }
 
-/// Why [`Log::append`](crate::Log::append) failed. The log is unchanged.
+/// Why [`Log::append`](crate::Log::append) failed. The log is unchanged, except after
+/// [`AppendError::Write`] and [`AppendError::SealingStopped`]: then the group being
+/// appended is lost (never acknowledged) and the log refuses writes until reopened.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum AppendError {
@@ -160,6 +162,20 @@ pub enum AppendError {
     /// An earlier sync failed; the log refuses writes until it is reopened.
     #[error("the log failed earlier and refuses writes until reopened")]
     Failed,
+    /// Writing appended frames into their segment file failed (the writer's buffer was
+    /// full, or the segment rolled over).
+    #[error("write frames {path}: {source}")]
+    Write {
+        /// The segment being written.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The thread that checksums frames stopped (it panicked) before frames about to be
+    /// written out were sealed.
+    #[error("the frame sealing thread stopped before the frames were sealed")]
+    SealingStopped,
 }
 
 /// Why [`Log::commit`](crate::Log::commit) or [`Log::sync`](crate::Log::sync) failed.
@@ -170,6 +186,15 @@ pub enum AppendError {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CommitError {
+    /// Writing the group's frames into their segment file failed.
+    #[error("write frames {path}: {source}")]
+    Write {
+        /// The segment being written.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
     /// The data sync failed.
     #[error("sync {path}: {source}")]
     Sync {

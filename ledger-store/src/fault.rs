@@ -3,7 +3,7 @@
 //! [`SimulatedDisk`] is a [`FaultInjector`] that fails chosen calls (the Nth call of an
 //! operation, or every call from the Nth on, like a disk that stays full) with EIO or
 //! ENOSPC, and records what reached stable storage: the byte ranges of segment files
-//! a successful msync covered, and the names a rename created that a successful
+//! a successful data sync covered, and the names a rename created that a successful
 //! directory sync made durable. After the log is dropped, [`SimulatedDisk::power_loss`]
 //! rewrites the directory as a power cut would leave it: every byte of a segment not
 //! covered by a successful sync reverts to what was durable when the disk was
@@ -98,7 +98,7 @@ struct State {
     calls: BTreeMap<StorageOp, u64>,
     faults_injected: u64,
     crashed: bool,
-    /// Successful msyncs, by file.
+    /// Successful data syncs of segment ranges, by file.
     synced: BTreeMap<PathBuf, Vec<Range<u64>>>,
     /// Names created by a rename and not yet covered by a directory sync.
     unsynced_names: BTreeSet<PathBuf>,

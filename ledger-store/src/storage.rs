@@ -2,16 +2,15 @@
 //! [`Storage`], so that a test can make any of them fail, and can learn which bytes
 //! reached stable storage (to simulate a power loss afterwards).
 //!
-//! The log's frames are memory copies into a shared mapping and cannot fail; what can
-//! are the calls listed in [`StorageOp`]: creating, zero-filling, syncing and renaming
-//! a segment file, the msync of a committed range, directory syncs, snapshot file
-//! writes and the removal of files. By default [`Storage`] is the operating system
+//! What can fail are the calls listed in [`StorageOp`]: creating, zero-filling, syncing
+//! and renaming a segment file, the positional writes of frames into it, the data sync
+//! of a committed range, directory syncs, snapshot file writes and the removal of files. By default [`Storage`] is the operating system
 //! itself with no hook: one predictable branch per call, and calls are made per
 //! group (one msync per commit) or per file, never per frame.
 //!
 //! The idea follows redb's `StorageBackend` and its crash-consistency tests; the
 //! seam is narrower: hooks around the real calls rather than a replacement of them,
-//! because the bytes themselves live in a mapping that no backend could intercept.
+//! because readers read the bytes through a mapping that no backend could intercept.
 
 use std::fmt;
 use std::io;
@@ -31,7 +30,7 @@ pub enum StorageOp {
     WriteFile,
     /// A whole-file sync (`fsync`/`fdatasync`): a new segment, a snapshot.
     SyncFile,
-    /// The msync of a range of a segment's mapping: a group commit, or the sync of what
+    /// The data sync of a segment's committed range: a group commit, or the sync of what
     /// recovery kept or cut.
     SyncRange,
     /// A rename into place: a new segment or a snapshot.
@@ -40,11 +39,15 @@ pub enum StorageOp {
     SyncDir,
     /// Removing a file: retention, a torn segment, an unfinished or stale file.
     RemoveFile,
+    /// A positional write of frames into a segment's zero-filled space: a group at
+    /// commit (or part of one, when the writer's buffer fills or the segment rolls
+    /// over), or the zeroes over a torn tail that recovery cuts.
+    WriteFrames,
 }
 
 impl StorageOp {
     /// Every operation, for tests that try each one.
-    pub const ALL: [StorageOp; 7] = [
+    pub const ALL: [StorageOp; 8] = [
         StorageOp::CreateFile,
         StorageOp::WriteFile,
         StorageOp::SyncFile,
@@ -52,6 +55,7 @@ impl StorageOp {
         StorageOp::Rename,
         StorageOp::SyncDir,
         StorageOp::RemoveFile,
+        StorageOp::WriteFrames,
     ];
 }
 

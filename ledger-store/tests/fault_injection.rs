@@ -123,9 +123,10 @@ fn run(dir: &Path, disk: &Arc<SimulatedDisk>, rng: &mut Rng, acked: u64) -> RunO
                         assert_eq!(appended, seq);
                         break;
                     }
-                    Err(AppendError::Io { .. }) if log.is_failed() => {
-                        // The roll-over's directory sync failed: refused from now on;
-                        // the group was never marked whole, so it cannot survive.
+                    Err(AppendError::Io { .. } | AppendError::Write { .. }) if log.is_failed() => {
+                        // The roll-over's directory sync failed, or writing the frames
+                        // staged before it: refused from now on; the group was never
+                        // marked whole, so it cannot survive.
                         assert!(matches!(log.append(1, b"x"), Err(AppendError::Failed)));
                         assert!(matches!(log.commit(), Err(CommitError::Failed)));
                         out.refused = true;
@@ -152,8 +153,8 @@ fn run(dir: &Path, disk: &Arc<SimulatedDisk>, rng: &mut Rng, acked: u64) -> RunO
                 assert_eq!(last, log.next_seq() - 1);
                 out.acked = last;
             }
-            Err(CommitError::Sync { .. }) => {
-                assert!(log.is_failed(), "fsyncgate: a failed sync is never retried");
+            Err(CommitError::Sync { .. } | CommitError::Write { .. }) => {
+                assert!(log.is_failed(), "fsyncgate: a failed sync (or write) is never retried");
                 assert!(matches!(log.append(1, b"x"), Err(AppendError::Failed)));
                 assert!(matches!(log.commit(), Err(CommitError::Failed)));
                 assert!(matches!(log.sync(), Err(CommitError::Failed)));

@@ -5,4 +5,5 @@ pub(crate) mod reader;
 pub(crate) mod recovery;
 pub(crate) mod seal;
 pub(crate) mod segment;
+pub(crate) mod stage;
 pub(crate) mod writer;

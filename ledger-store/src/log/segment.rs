@@ -6,7 +6,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use memmap2::MmapRaw;
+use memmap2::{MmapOptions, MmapRaw};
 
 use crate::error::{HeaderFault, IoFailure, OpenError};
 use crate::storage::{Storage, StorageOp};
@@ -154,9 +154,10 @@ impl Spare {
 
 /// One mapped segment file, shared by the writer and any number of readers.
 ///
+/// The file is mapped read-only and written with positional writes ([`Segment::write_at`]).
 /// Bytes below `published_end` are immutable from the moment they are published; the
-/// single writer only touches bytes at or above it. That split is what lets readers
-/// take `&[u8]` views of the mapping without locks.
+/// single writer only writes at or above it. That split is what lets readers take
+/// `&[u8]` views of the mapping without locks.
 #[derive(Debug)]
 pub(crate) struct Segment {
     pub(crate) first_seq: u64,
@@ -165,7 +166,8 @@ pub(crate) struct Segment {
     /// End of the last committed frame. Written only by the writer (Release, after the
     /// frame bytes), read by readers (Acquire, before reading the bytes below it).
     published_end: AtomicUsize,
-    _file: File,
+    /// Open for writing: frames go in with positional writes.
+    file: File,
 }
 
 impl Segment {
@@ -256,8 +258,9 @@ impl Segment {
     }
 
     fn map(file: File, path: PathBuf, first_seq: u64, published_end: usize) -> Result<Segment, IoFailure> {
-        let map = MmapRaw::map_raw(&file).map_err(IoFailure::at("map segment", &path))?;
-        Ok(Segment { first_seq, path, map, published_end: AtomicUsize::new(published_end), _file: file })
+        // Read-only: the writer writes with `write_at` (see `stage.rs` for why).
+        let map = MmapOptions::new().map_raw_read_only(&file).map_err(IoFailure::at("map segment", &path))?;
+        Ok(Segment { first_seq, path, map, published_end: AtomicUsize::new(published_end), file })
     }
 
     /// Size of the segment file in bytes.
@@ -277,8 +280,8 @@ impl Segment {
         let end = self.published_end();
         // SAFETY: the mapping is `capacity()` bytes long and lives as long as `self`;
         // `end <= capacity()` is kept by `publish`. Bytes below the published end are
-        // never written again (the writer only writes at or above it), so no `&mut`
-        // access or write through the raw pointer can alias this shared view.
+        // never written again (`write_at` refuses them, and the mapping is read-only),
+        // so nothing changes the bytes of this shared view while it lives.
         unsafe { std::slice::from_raw_parts(self.map.as_ptr(), end) }
     }
 
@@ -290,33 +293,18 @@ impl Segment {
         unsafe { std::slice::from_raw_parts(self.map.as_ptr(), self.map.len()) }
     }
 
-    /// Copies `bytes` into the mapping at `offset`.
+    /// Writes `bytes` into the file at `offset` (a positional write, not through the
+    /// mapping, which is read-only: see `stage.rs`). The bytes become visible through
+    /// the mapping, to the writer's own later reads; readers see them once published.
     ///
-    /// # Safety
-    /// - Only the log's single writer may call this.
-    /// - `offset >= self.published_end()`: published bytes are immutable.
-    /// - `offset + bytes.len() <= self.capacity()`.
-    pub(crate) unsafe fn write_at(&self, offset: usize, bytes: &[u8]) {
-        debug_assert!(offset >= self.published_end.load(Ordering::Relaxed));
+    /// # Panics
+    /// When the range is not inside the file, or starts below the published end:
+    /// published bytes never change.
+    pub(crate) fn write_at(&self, storage: &Storage, offset: usize, bytes: &[u8]) -> std::io::Result<()> {
+        assert!(offset >= self.published_end.load(Ordering::Relaxed), "a write over published frames");
         assert!(offset + bytes.len() <= self.capacity(), "write past the end of a segment");
-        // SAFETY: the range is inside the mapping (asserted above); by the caller's
-        // contract no reader looks at it (it is above the published end) and no other
-        // writer exists, so the copy races with nothing. The source is a distinct Rust
-        // slice, so the two ranges cannot overlap.
-        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.map.as_mut_ptr().add(offset), bytes.len()) }
-    }
-
-    /// Gives the writer `len` bytes at `offset` to fill in place.
-    ///
-    /// # Safety
-    /// As for [`Segment::write_at`], and the returned slice must be dropped before
-    /// the range is published.
-    #[allow(clippy::mut_from_ref)] // interior mutability through the mapping; see # Safety
-    pub(crate) unsafe fn slice_mut(&self, offset: usize, len: usize) -> &mut [u8] {
-        assert!(offset + len <= self.capacity(), "slice past the end of a segment");
-        // SAFETY: in bounds (asserted); unpublished and single-writer by the caller's
-        // contract, so this is the only reference to these bytes.
-        unsafe { std::slice::from_raw_parts_mut(self.map.as_mut_ptr().add(offset), len) }
+        let range = offset as u64..(offset + bytes.len()) as u64;
+        storage.run(StorageOp::WriteFrames, &self.path, range, || self.file.write_all_at(bytes, offset as u64))
     }
 
     /// Makes the frames up to `end` visible to readers.
@@ -327,13 +315,14 @@ impl Segment {
         self.published_end.store(end, Ordering::Release);
     }
 
-    /// Writes back `[from, to)` to stable storage (msync, which on Linux is a data
-    /// sync of that file range).
+    /// Writes back `[from, to)` to stable storage: a data sync of the file (`fdatasync`;
+    /// the frames were written with [`Segment::write_at`], so only written ranges are
+    /// dirty, and the file's size and blocks never change after its zero fill).
     pub(crate) fn sync_range(&self, storage: &Storage, from: usize, to: usize) -> std::io::Result<()> {
         if to <= from {
             return Ok(());
         }
-        storage.run(StorageOp::SyncRange, &self.path, from as u64..to as u64, || self.map.flush_range(from, to - from))
+        storage.run(StorageOp::SyncRange, &self.path, from as u64..to as u64, || self.file.sync_data())
     }
 }
 

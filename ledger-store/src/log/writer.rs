@@ -11,6 +11,7 @@ use crate::log::reader::{LogReader, Shared};
 use crate::log::recovery::{self, SegmentImage};
 use crate::log::seal::{self, CHUNK_BYTES, Sealer};
 use crate::log::segment::{self, RollFailure, SEGMENT_HEADER_BYTES, Segment, Spare};
+use crate::log::stage::{STAGE_BYTES, Stage};
 use crate::options::{Durability, LogOptions};
 use crate::snapshot::{self, Snapshot, SnapshotError, SnapshotInfo};
 use crate::storage::{Storage, StorageOp};
@@ -58,6 +59,9 @@ impl Drop for Log {
         // No thread outlives the log, and no spare file is left behind (open would
         // remove it anyway). Frames appended but not committed are simply abandoned:
         // they were never acknowledged.
+        // The sealing thread is stopped (joined) before the stage it may be reading is
+        // freed.
+        self.sealer = None;
         if let Some(Ok(Ok(spare))) = self.spare.take().map(JoinHandle::join) {
             let path = spare.path().to_path_buf();
             drop(spare);
@@ -102,9 +106,10 @@ struct Dirty {
 
 /// The single writer of a log directory.
 ///
-/// Appends go into the memory mapping; [`Log::commit`] makes a whole group durable
-/// (per [`Durability`]) with one sync and publishes it to readers. The directory is
-/// locked for as long as the `Log` lives.
+/// Appends are staged in the writer's own buffer (see `stage.rs`); [`Log::commit`]
+/// writes the group into its segment, makes it durable (per [`Durability`]) with one
+/// sync, and publishes it to readers. The directory is locked for as long as the `Log`
+/// lives.
 #[derive(Debug)]
 pub struct Log {
     dir: PathBuf,
@@ -130,6 +135,10 @@ pub struct Log {
     sealer: Option<Sealer>,
     /// No sealing thread could be started: the writer seals everything itself.
     seal_inline: bool,
+    /// The frames of the active segment appended since they were last written into
+    /// its file: `[stage.base(), write_end)`. Declared after `sealer`, and dropped after
+    /// it (see `Drop`): the sealing thread may hold pointers into it.
+    stage: Stage,
     /// Committed, not yet synced (only with `Durability::None`).
     unsynced: Vec<Dirty>,
     failed: bool,
@@ -243,10 +252,10 @@ impl Log {
         if let Some(torn) = &outcome.torn {
             let seg = &segments[torn.segment];
             if torn.dirty_end > torn.offset {
+                // The segment is not shared yet (no reader, no other writer), and the
+                // range lies inside it (recovery computed it from its bytes).
                 let zeroes = vec![0u8; torn.dirty_end - torn.offset];
-                // SAFETY: the segment is not shared yet (no reader, no other writer),
-                // and the range lies inside it (recovery computed it from its bytes).
-                unsafe { seg.write_at(torn.offset, &zeroes) };
+                seg.write_at(&storage, torn.offset, &zeroes).map_err(io("cut torn tail", &seg.path))?;
                 seg.sync_range(&storage, torn.offset, torn.dirty_end).map_err(io("sync cut tail", &seg.path))?;
             }
             let removed = segments.split_off(torn.segment + 1);
@@ -310,6 +319,7 @@ impl Log {
             pending: Vec::new(),
             last_frame: None,
             unsealed_from: write_end,
+            stage: Stage::new(STAGE_BYTES, write_end),
             sealer: None,
             seal_inline: false,
             unsynced: Vec::new(),
@@ -373,8 +383,8 @@ impl Log {
         self.append_in_place(kind, payload.len(), |buf| buf.copy_from_slice(payload))
     }
 
-    /// Appends one frame of `len` payload bytes that `fill` writes straight into the
-    /// mapping (zero-copy encoding). The buffer handed to `fill` is zeroed and
+    /// Appends one frame of `len` payload bytes that `fill` writes in place, in the
+    /// writer's buffer (no intermediate copy). The buffer handed to `fill` is zeroed and
     /// 16-byte aligned.
     pub fn append_in_place(&mut self, kind: u16, len: usize, fill: impl FnOnce(&mut [u8])) -> Result<u64, AppendError> {
         if self.failed {
@@ -394,30 +404,26 @@ impl Log {
         if self.spare.is_none() && self.write_end + size > self.active.capacity() / 2 {
             self.prepare_spare();
         }
+        // `len <= payload_bytes_max() <= PAYLOAD_BYTES_MAX < u32::MAX`, checked above.
+        let payload_len = u32::try_from(len).map_err(|_| AppendError::TooLarge { len, max })?;
+        if !self.stage.has_room(size) {
+            // Every frame staged so far is final (only the group's last frame is
+            // rewritten at commit, and this one is about to follow it).
+            self.write_out(size).map_err(|e| e.into_append(&self.active.path))?;
+        }
         let at = self.write_end;
         if at - self.unsealed_from >= CHUNK_BYTES {
-            // Every frame before this one is whole and final (only the group's last
-            // frame is rewritten, at commit): let the sealing thread checksum them.
+            // Every frame before this one is whole and final: let the sealing thread
+            // checksum them.
             self.hand_over(at);
         }
         let seq = self.next_seq;
-        // `len <= payload_bytes_max() <= PAYLOAD_BYTES_MAX < u32::MAX`, checked above.
-        let payload_len = u32::try_from(len).map_err(|_| AppendError::TooLarge { len, max })?;
         let header = FrameHeader { seq, synced_seq: self.synced_seq, payload_len, kind, flags: 0 };
-        let mut head = [0u8; FRAME_HEADER_BYTES];
-        {
-            // SAFETY: this `Log` is the directory's only writer (it holds the lock and
-            // `&mut self`); `at` is the end of what was appended, at or above the
-            // published end and above every range handed to the sealing thread; the
-            // roll-over check above keeps the frame inside the segment. The slice is
-            // dropped before the range is published or handed over.
-            let payload = unsafe { self.active.slice_mut(at + FRAME_HEADER_BYTES, len) };
-            fill(payload);
-        }
+        let frame = self.stage.push_zeroed(size);
+        let (head, payload) = frame.split_at_mut(FRAME_HEADER_BYTES);
+        fill(&mut payload[..len]);
         // The checksum is filled in when the frame is sealed (see `seal.rs`).
-        header.encode_unsealed(&mut head);
-        // SAFETY: as above; the header goes just below the payload.
-        unsafe { self.active.write_at(at, &head) };
+        header.encode_unsealed(head.try_into().expect("a frame header's size"));
         self.write_end = at + size;
         self.next_seq += 1;
         self.last_frame = Some((at, header));
@@ -437,11 +443,33 @@ impl Log {
             self.seal_inline = self.sealer.is_none();
         }
         match &mut self.sealer {
-            Some(sealer) => sealer.hand_over(&self.active, from, to),
-            // SAFETY: single writer; the range holds whole frames of the group being
-            // appended, unpublished, and was never handed over.
-            None => unsafe { seal::seal_here(&self.active, from, to) },
+            Some(sealer) => sealer.hand_over(&mut self.stage, from, to),
+            None => seal::seal_here(&mut self.stage, from, to),
         }
+    }
+
+    /// Writes every staged frame into the active segment and empties the stage, making
+    /// room for a frame of `room` bytes: seals what is not yet sealed, waits for the
+    /// sealing thread, then one positional write. Nothing is published. On failure the
+    /// log refuses writes: part of the frames may be in the file, never acknowledged.
+    fn write_out(&mut self, room: usize) -> Result<(), Unwritten> {
+        seal::seal_here(&mut self.stage, self.unsealed_from, self.write_end);
+        self.unsealed_from = self.write_end;
+        if let Some(sealer) = &mut self.sealer
+            && !sealer.wait()
+        {
+            self.failed = true;
+            return Err(Unwritten::SealingStopped);
+        }
+        let staged = self.stage.filled();
+        if !staged.is_empty()
+            && let Err(source) = self.active.write_at(&self.storage, self.stage.base(), staged)
+        {
+            self.failed = true;
+            return Err(Unwritten::Io(source));
+        }
+        self.stage.reset(self.write_end, room);
+        Ok(())
     }
 
     /// Starts zero-filling the next segment's file in the background.
@@ -477,6 +505,9 @@ impl Log {
                 Spare::prepare(&self.storage, &self.dir, &format!("{:020}", self.next_seq), self.options.segment_bytes)?
             }
         };
+        // The old segment's last frames are followed by the one being appended: none is
+        // the group's end, all are final. They go into the old segment's file now.
+        self.write_out(0).map_err(|e| e.into_append(&self.active.path))?;
         let seg = match Segment::from_spare(&self.storage, &self.dir, spare, self.next_seq) {
             Ok(seg) => Arc::new(seg),
             Err(RollFailure { failure, dir_sync_failed }) => {
@@ -484,19 +515,18 @@ impl Log {
                 return Err(failure.into());
             }
         };
-        // The old segment's last frames are followed by the one being appended: none
-        // is the group's end, all are final.
-        self.hand_over(self.write_end);
         self.shared.push_segment(Arc::clone(&seg));
         self.active = seg;
         self.write_end = SEGMENT_HEADER_BYTES;
         self.unsealed_from = SEGMENT_HEADER_BYTES;
+        self.stage.reset(SEGMENT_HEADER_BYTES, 0);
         Ok(())
     }
 
-    /// Commits every frame appended since the last commit as one group: with
-    /// [`Durability::SyncData`] they are written back to stable storage with one sync
-    /// per segment touched; then they are published to readers. Returns the sequence
+    /// Commits every frame appended since the last commit as one group: they are
+    /// sealed and written into their segment; with [`Durability::SyncData`] they are
+    /// written back to stable storage with one sync per segment touched; then they are
+    /// published to readers. Returns the sequence
     /// number of the last committed frame.
     ///
     /// On error the group's fate is unknown (it may or may not be present after a
@@ -509,17 +539,9 @@ impl Log {
             return Ok(self.committed_seq);
         }
         self.mark_group_end();
-        // SAFETY: single writer; the tail holds whole frames of this group (the last
-        // one now final), unpublished, never handed over.
-        unsafe { seal::seal_here(&self.active, self.unsealed_from, self.write_end) };
-        self.unsealed_from = self.write_end;
-        if let Some(sealer) = &mut self.sealer
-            && !sealer.wait()
-        {
-            // Part of the group may be unsealed; it was never synced as committed.
-            self.failed = true;
-            return Err(CommitError::SealingStopped);
-        }
+        // Part of the group may be unsealed or unwritten after a failure here; it was
+        // never synced as committed.
+        self.write_out(0).map_err(|e| e.into_commit(&self.active.path))?;
         if self.options.durability == Durability::SyncData {
             self.sync_ranges(true)?;
         }
@@ -542,19 +564,15 @@ impl Log {
         Ok(self.committed_seq)
     }
 
-    /// Sets [`FLAG_GROUP_END`] on the group's last frame (always in the active segment,
-    /// and never yet handed to the sealing thread; the commit seals it next): recovery
-    /// keeps a group only when it finds this mark.
+    /// Sets [`FLAG_GROUP_END`] on the group's last frame (always staged in the active
+    /// segment, and never yet handed to the sealing thread; the commit seals it next):
+    /// recovery keeps a group only when it finds this mark.
     fn mark_group_end(&mut self) {
         let Some((at, mut header)) = self.last_frame.take() else { return };
         debug_assert!(at >= self.unsealed_from, "the group's last frame is still the writer's");
         header.flags |= FLAG_GROUP_END;
-        let mut head = [0u8; FRAME_HEADER_BYTES];
-        header.encode_unsealed(&mut head);
-        // SAFETY: this `Log` is the only writer; the frame at `at` was appended by it to
-        // the active segment, is not yet published (it is in `pending`), so no reader
-        // looks at it, and was not handed to the sealing thread.
-        unsafe { self.active.write_at(at, &head) };
+        let head = self.stage.range_mut(at, at + FRAME_HEADER_BYTES);
+        header.encode_unsealed(head.try_into().expect("a frame header's size"));
     }
 
     /// Commits what is pending and writes back every committed frame to stable
@@ -639,5 +657,28 @@ impl Log {
     /// Commits and syncs what is pending, then releases the directory.
     pub fn close(mut self) -> Result<(), CommitError> {
         self.sync().map(|_| ())
+    }
+}
+
+/// Why staged frames were not written into their segment.
+#[derive(Debug)]
+enum Unwritten {
+    SealingStopped,
+    Io(std::io::Error),
+}
+
+impl Unwritten {
+    fn into_append(self, path: &Path) -> AppendError {
+        match self {
+            Unwritten::SealingStopped => AppendError::SealingStopped,
+            Unwritten::Io(source) => AppendError::Write { path: path.to_path_buf(), source },
+        }
+    }
+
+    fn into_commit(self, path: &Path) -> CommitError {
+        match self {
+            Unwritten::SealingStopped => CommitError::SealingStopped,
+            Unwritten::Io(source) => CommitError::Write { path: path.to_path_buf(), source },
+        }
     }
 }
