@@ -221,7 +221,7 @@ fn sync() {
     }
     let us = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
     println!(
-        "log commit (msync of ~10 KiB): {} commits, p50 {:.0} us, p99 {:.0} us, p99.9 {:.0} us, max {:.0} us",
+        "log commit (write + fdatasync of ~10 KiB): {} commits, p50 {:.0} us, p99 {:.0} us, p99.9 {:.0} us, max {:.0} us",
         hist.len(),
         us(0.5),
         us(0.99),

@@ -1,6 +1,6 @@
 //! Append throughput of `ledger-store`: frames of 64 and 128 payload bytes, committed
 //! in groups of 8190, with `Durability::None` (copy into the mapping, publish) and
-//! `Durability::SyncData` (plus one msync per group).
+//! `Durability::SyncData` (plus one write and one fdatasync per group).
 //!
 //! Throughput is reported in payload bytes per second; frame bytes per record are the
 //! payload plus a 32-byte header, padded to 16. Segment roll-over (which zero-fills a

@@ -20,8 +20,8 @@ pub enum Durability {
     /// operating-system crash or power loss may lose any frames committed since the
     /// last [`Log::sync`](crate::Log::sync); recovery then cuts them as a torn tail.
     None,
-    /// Commit writes the group back to stable storage (one msync of the group's byte
-    /// range, a data sync) before it returns. Every committed frame survives a process
+    /// Commit writes the group back to stable storage (one data sync of the segment
+    /// file, `fdatasync`) before it returns. Every committed frame survives a process
     /// kill, an operating-system crash and a power loss, given a device that honours
     /// cache flushes.
     #[default]

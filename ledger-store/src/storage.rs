@@ -4,9 +4,10 @@
 //!
 //! What can fail are the calls listed in [`StorageOp`]: creating, zero-filling, syncing
 //! and renaming a segment file, the positional writes of frames into it, the data sync
-//! of a committed range, directory syncs, snapshot file writes and the removal of files. By default [`Storage`] is the operating system
-//! itself with no hook: one predictable branch per call, and calls are made per
-//! group (one msync per commit) or per file, never per frame.
+//! of a committed range, directory syncs, snapshot file writes and the removal of
+//! files. By default [`Storage`] is the operating system itself with no hook: one
+//! predictable branch per call, and calls are made per group (one write and one data
+//! sync per commit) or per file, never per frame.
 //!
 //! The idea follows redb's `StorageBackend` and its crash-consistency tests; the
 //! seam is narrower: hooks around the real calls rather than a replacement of them,

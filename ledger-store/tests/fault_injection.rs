@@ -3,7 +3,7 @@
 //! a simulated power loss, then a reopen that must hold exactly what was acknowledged.
 //!
 //! The documented semantics checked here:
-//! - a failed data sync (a commit's msync) fails the commit, and the log refuses every
+//! - a failed data sync (a commit's fdatasync) fails the commit, and the log refuses every
 //!   later write (`AppendError::Failed`, `CommitError::Failed`) until reopened; after
 //!   a power loss the failed group is there whole or not at all;
 //! - a failed roll-over before the new segment is named (creating, filling or syncing
@@ -443,8 +443,8 @@ fn random_faults_over_many_crash_cycles() {
         // One cycle in three, the power fails at a random call, mid-run.
         if rng.below(3) == 0 {
             let op = StorageOp::ALL[rng.below(StorageOp::ALL.len() as u64) as usize];
-            // A run makes a few dozen msyncs and a handful of every other call.
-            disk.crash_at(op, 1 + rng.below(if op == StorageOp::SyncRange { 40 } else { 8 }));
+            // A run makes a few dozen data syncs (and frame writes) and a handful of every other call.
+            disk.crash_at(op, 1 + rng.below(if matches!(op, StorageOp::SyncRange | StorageOp::WriteFrames) { 40 } else { 8 }));
         }
         let mode = if rng.below(2) == 0 { PowerLoss::Clean } else { PowerLoss::Torn { seed: rng.next() } };
         let out = run(dir.path(), &disk, &mut rng, before);

@@ -174,9 +174,9 @@ pub(crate) fn run(
     let log_bytes = log_bytes(dir)?;
     let used_bytes = log_bytes + other_file_bytes(dir)?;
     let notes = format!(
-        "ledger-core {durability:?}: group commit of each call (msync{}), {in_flight} call(s) in flight, \
+        "ledger-core {durability:?}: group commit of each call (fdatasync{}), {in_flight} call(s) in flight, \
          64 MiB preallocated segments, snapshot every {} records, transactions_hint {}",
-        if durability == Durability::None { " skipped" } else { " of the group's range" },
+        if durability == Durability::None { " skipped" } else { " of the segment" },
         options.snapshot_every_records,
         options.transactions_hint,
     );
