@@ -7,17 +7,22 @@
 //! writing at the tail reads as a torn tail (where the log ends for this reader), and
 //! damage that recovery would refuse is returned as the same [`Corruption`].
 //!
-//! One caveat comes with reading a file another process writes: the bytes of the last
-//! segment are read page by page, so a reader may see a later page newer than an
-//! earlier one. A frame can then look missing with verified frames after it. A caller
-//! that gets a [`Corruption`] while the directory may be live reads again
-//! ([`LogImage::open`] and [`LogImage::scan`] once more) and trusts damage found at the
-//! same place twice: bytes below the owner's committed end never change.
+//! Reading a file another process writes needs care about *when* each byte is read: a
+//! scan that reads a frame's place while it is still zero, and only later the bytes
+//! after it, may find frames the owner appended meanwhile and take the frame it saw
+//! as zero for a lost one. So the segments the owner may still be writing (the last
+//! [`SEGMENTS_COPIED`] of the listing) are copied into private memory first, from the
+//! end of the newest backwards: whatever was read late lies earlier in the log, and
+//! every frame seen proves only what was final before it was read. Older segments are
+//! complete and are mapped. A caller that still gets damage while the directory is live
+//! may read again and trust damage found at the same place twice.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use memmap2::Mmap;
+use std::os::unix::fs::FileExt;
+
+use memmap2::{Mmap, MmapMut};
 
 use crate::error::{Corruption, HeaderFault, IoFailure};
 use crate::log::frame::{FRAME_ALIGN_BYTES, FRAME_HEADER_BYTES, FrameFault, FrameHeader};
@@ -76,14 +81,31 @@ pub struct SegmentFile {
     pub first_seq: u64,
     /// The size its header says; the file may be shorter only if it is the last.
     pub segment_bytes: u64,
-    map: Mmap,
+    bytes: Bytes,
 }
+
+/// A segment's bytes: mapped, or copied (one the owner may still be writing).
+#[derive(Debug)]
+enum Bytes {
+    Mapped(Mmap),
+    Copied(MmapMut),
+}
+
+/// The newest segments of a listing that are copied rather than mapped: the owner
+/// writes the last, and the frames of a group that rolled over may still be sealed
+/// in the one before it.
+pub const SEGMENTS_COPIED: usize = 2;
+/// Bytes read at a time when a segment is copied, from its end backwards.
+const COPY_CHUNK_BYTES: usize = 1 << 20;
 
 impl SegmentFile {
     /// The file's bytes as mapped (the last segment's may be shorter than
     /// [`SegmentFile::segment_bytes`]: what is missing reads as zeroes to recovery).
     pub fn bytes(&self) -> &[u8] {
-        &self.map
+        match &self.bytes {
+            Bytes::Mapped(m) => m,
+            Bytes::Copied(m) => m,
+        }
     }
 }
 
@@ -116,10 +138,13 @@ impl LogImage {
             return Err(InspectError::NoSegments { path: dir.to_path_buf() });
         }
         let last = names.len() - 1;
+        let copied_from = names.len().saturating_sub(SEGMENTS_COPIED);
+        // Newest first: see the module doc.
         let mut segments = Vec::with_capacity(names.len());
-        for (i, (first_seq, path)) in names.into_iter().enumerate() {
-            segments.push(open_segment(path, first_seq, i == last)?);
+        for (i, (first_seq, path)) in names.into_iter().enumerate().rev() {
+            segments.push(open_segment(path, first_seq, i == last, i >= copied_from)?);
         }
+        segments.reverse();
         Ok(LogImage { dir: dir.to_path_buf(), segments })
     }
 
@@ -217,7 +242,7 @@ impl LogImage {
     }
 }
 
-fn open_segment(path: PathBuf, first_seq: u64, is_last: bool) -> Result<SegmentFile, InspectError> {
+fn open_segment(path: PathBuf, first_seq: u64, is_last: bool, copy: bool) -> Result<SegmentFile, InspectError> {
     let file = File::open(&path).map_err(IoFailure::at("open segment", &path))?;
     let len = file.metadata().map_err(IoFailure::at("stat segment", &path))?.len();
     let bad = |offset: u64, fault: HeaderFault, detail: String| InspectError::BadSegment {
@@ -229,14 +254,21 @@ fn open_segment(path: PathBuf, first_seq: u64, is_last: bool) -> Result<SegmentF
     if len < SEGMENT_HEADER_BYTES as u64 {
         return Err(bad(len, HeaderFault::TooShort, format!("the file is {len} bytes")));
     }
-    // SAFETY: the map is read-only and private to this process. The owner of the
-    // directory may still append to the last segment (above its committed end) while
-    // it is mapped; such bytes are read as untrusted input by total decoders (every
-    // frame is verified, nothing is assumed), and the module doc says how a reader
-    // tells a write in progress from damage. Segment files are never truncated while
-    // in use (recovery only extends a short one, under the owner's lock).
-    let map = unsafe { Mmap::map(&file) }.map_err(IoFailure::at("map segment", &path))?;
-    let header = SegmentHeader::decode(&map).map_err(|fault| bad(0, fault, String::new()))?;
+    let bytes = if copy {
+        Bytes::Copied(copy_backwards(&file, &path, len)?)
+    } else {
+        // SAFETY: the map is read-only. This segment is not among the newest ones the
+        // owner may still write (those are copied): its bytes are final, and segment
+        // files are never truncated (recovery only extends a short last one, under
+        // the owner's lock). Should one change anyway, its bytes are read as untrusted
+        // input by total decoders: every frame is verified, nothing is assumed.
+        Bytes::Mapped(unsafe { Mmap::map(&file) }.map_err(IoFailure::at("map segment", &path))?)
+    };
+    let map = match &bytes {
+        Bytes::Mapped(m) => &m[..],
+        Bytes::Copied(m) => &m[..],
+    };
+    let header = SegmentHeader::decode(map).map_err(|fault| bad(0, fault, String::new()))?;
     if header.first_seq != first_seq {
         return Err(bad(
             16,
@@ -252,7 +284,7 @@ fn open_segment(path: PathBuf, first_seq: u64, is_last: bool) -> Result<SegmentF
             format!("the file is {len} bytes, {what} than the {} its header says", header.segment_bytes),
         ));
     }
-    Ok(SegmentFile { path, first_seq, segment_bytes: header.segment_bytes, map })
+    Ok(SegmentFile { path, first_seq, segment_bytes: header.segment_bytes, bytes })
 }
 
 /// A frame past the end of the readable log that later whole groups prove was
@@ -276,6 +308,25 @@ pub struct CommittedFrameLost {
     pub proof_segment: PathBuf,
     /// Its offset.
     pub proof_offset: u64,
+}
+
+/// The first `len` bytes of `file`, read into private, page-aligned memory (payloads
+/// stay 16-byte aligned for in-place archives) from the end backwards.
+fn copy_backwards(file: &File, path: &Path, len: u64) -> Result<MmapMut, InspectError> {
+    let too_big = || InspectError::Io {
+        op: "copy segment",
+        path: path.to_path_buf(),
+        source: std::io::Error::other("larger than this machine's address space"),
+    };
+    let len = usize::try_from(len).map_err(|_| too_big())?;
+    let mut buf = MmapMut::map_anon(len).map_err(IoFailure::at("allocate a copy of segment", path))?;
+    let mut end = len;
+    while end > 0 {
+        let start = end.saturating_sub(COPY_CHUNK_BYTES);
+        file.read_exact_at(&mut buf[start..end], start as u64).map_err(IoFailure::at("read segment", path))?;
+        end = start;
+    }
+    Ok(buf)
 }
 
 /// A frame read from a [`LogImage`], with where it is.
