@@ -22,25 +22,19 @@ pub(crate) fn run(dir: &Path, from: u64, to: Option<u64>, format: Format) -> Res
     let bar = progress::bar(to.saturating_sub(from).saturating_add(1), "dump", false);
     let stdout = std::io::stdout();
     let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
-    let written = (|| -> std::io::Result<()> {
+    let written = (|| -> Result<(), Stop> {
         if format == Format::Csv {
             writeln!(out, "{}", json::CSV_HEADER)?;
         }
         for frame in image.frames(&outcome, from) {
-            let frame = match frame {
-                Ok(f) => f,
-                Err((path, offset)) => {
-                    return Err(std::io::Error::other(format!(
-                        "{}: frame at byte {offset} changed while it was read",
-                        path.display()
-                    )));
-                }
-            };
+            let frame = frame.map_err(|(path, offset)| {
+                Stop::Damage(format!("{}: frame at byte {offset} changed while it was read", path.display()))
+            })?;
             if frame.seq > to {
                 break;
             }
             let record = decode_record(frame.seq, frame.kind, frame.payload).map_err(|e| {
-                std::io::Error::other(format!(
+                Stop::Damage(format!(
                     "{}: record {} at byte {} does not decode: {e}",
                     frame.segment.display(),
                     frame.seq,
@@ -53,14 +47,29 @@ pub(crate) fn run(dir: &Path, from: u64, to: Option<u64>, format: Format) -> Res
             }
             bar.inc(1);
         }
-        out.flush()
+        Ok(out.flush()?)
     })();
     bar.finish_and_clear();
     match written {
         Ok(()) => Ok(Status::Ok),
         // A reader that stopped early (`| head`) is not a failure of the dump.
-        Err(e) if e.kind() == ErrorKind::BrokenPipe => Ok(Status::Ok),
-        Err(e) if e.kind() == ErrorKind::Other => Err(Failure::found(e.to_string())),
-        Err(e) => Err(Failure::usage(format!("writing the dump: {e}"))),
+        Err(Stop::Write(e)) if e.kind() == ErrorKind::BrokenPipe => Ok(Status::Ok),
+        Err(Stop::Write(e)) => Err(Failure::usage(format!("writing the dump to stdout: {e}"))),
+        Err(Stop::Damage(message)) => Err(Failure::found(message)),
+    }
+}
+
+/// Why a dump stopped early.
+#[derive(Debug)]
+enum Stop {
+    /// Writing to stdout failed.
+    Write(std::io::Error),
+    /// A record could not be read: damage.
+    Damage(String),
+}
+
+impl From<std::io::Error> for Stop {
+    fn from(e: std::io::Error) -> Stop {
+        Stop::Write(e)
     }
 }
