@@ -6,6 +6,7 @@
 //! `ledger_core::inspect`). Exit codes: 0 success (or clean), 1 damage found or a
 //! transaction not found, 2 a usage error or a directory that cannot be read.
 
+mod backup;
 mod dump;
 mod inspect;
 mod json;
@@ -58,6 +59,24 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Jsonl)]
         format: Format,
     },
+    /// Copy DIR into DEST (new or empty), consistent as of one seq while the owner
+    /// writes; verified after copying; prints the seq.
+    Backup {
+        /// The ledger directory.
+        dir: PathBuf,
+        /// Where the backup goes: a new or empty directory.
+        dest: PathBuf,
+    },
+    /// Make DIR (new or empty) a ledger directory from a backup, cut at a seq if given.
+    Restore {
+        /// The backup (a directory `ledger backup` wrote).
+        backup: PathBuf,
+        /// The ledger directory to create: new or empty, else refused (exit 1).
+        dir: PathBuf,
+        /// Keep the log up to the end of the last whole commit group at or below this seq.
+        #[arg(long, value_name = "N")]
+        to_seq: Option<u64>,
+    },
 }
 
 /// How `dump` writes records.
@@ -74,7 +93,8 @@ enum Format {
 enum Status {
     /// Success; verify: clean.
     Ok = 0,
-    /// verify: damage found; inspect --tx: not found; a damaged directory elsewhere.
+    /// verify: damage found; inspect --tx: not found; restore: refused; a damaged
+    /// directory elsewhere.
     Found = 1,
     /// Usage error or unreadable directory.
     Usage = 2,
@@ -154,6 +174,14 @@ fn run(cli: Cli) -> Result<Status, Failure> {
                 return Err(Failure::usage(format!("--to {} is below --from {from}", to.unwrap_or(0))));
             }
             dump::run(&dir, from, to, format)
+        }
+        Command::Backup { dir, dest } => {
+            readable_dir(&dir)?;
+            backup::backup(&dir, &dest)
+        }
+        Command::Restore { backup, dir, to_seq } => {
+            readable_dir(&backup)?;
+            backup::restore(&backup, &dir, to_seq)
         }
     }
 }

@@ -24,27 +24,36 @@ use ledger_store::{CorruptionKind, SnapshotError, SnapshotInfo};
 
 use crate::{Failure, Status, progress};
 
-/// The report being printed, and the damage found so far.
+/// The report being printed (unless quiet), and the damage found so far.
 #[derive(Debug, Default)]
-struct Report {
-    damage: u64,
+pub(crate) struct Report {
+    quiet: bool,
+    /// The damage lines, in the order found.
+    pub(crate) damage: Vec<String>,
 }
 
 impl Report {
     fn ok(&self, line: impl Display) {
-        println!("ok      {line}");
+        if !self.quiet {
+            println!("ok      {line}");
+        }
     }
 
     fn note(&self, line: impl Display) {
-        println!("note    {line}");
+        if !self.quiet {
+            println!("note    {line}");
+        }
     }
 
     fn damage(&mut self, path: &Path, offset: Option<u64>, what: impl Display) {
-        self.damage += 1;
-        match offset {
-            Some(at) => println!("DAMAGE  {} at byte {at}: {what}", path.display()),
-            None => println!("DAMAGE  {}: {what}", path.display()),
+        let line = match offset {
+            Some(at) => format!("DAMAGE  {} at byte {at}: {what}", path.display()),
+            None => format!("DAMAGE  {}: {what}", path.display()),
+        };
+        if !self.quiet {
+            println!("{line}");
         }
+        self.damage.push(line);
     }
 }
 
@@ -60,9 +69,22 @@ enum RunCheck {
     Damaged,
 }
 
+/// `verify DIR`: the report on stdout, exit 1 on damage.
 pub(crate) fn run(dir: &Path) -> Result<Status, Failure> {
-    let mut report = Report::default();
     println!("verifying {}", dir.display());
+    let report = check(dir, false)?;
+    if report.damage.is_empty() {
+        println!("clean: no damage found");
+        Ok(Status::Ok)
+    } else {
+        println!("damage found: {} problem(s)", report.damage.len());
+        Ok(Status::Found)
+    }
+}
+
+/// Checks every file of `dir`, printing the report unless `quiet`.
+pub(crate) fn check(dir: &Path, quiet: bool) -> Result<Report, Failure> {
+    let mut report = Report { quiet, damage: Vec::new() };
     // Listed before the log is read: every checkpoint covers a seq that was committed
     // before it was written, so the log read afterwards must reach it.
     let checkpoints = list_snapshots(dir).map_err(|e| Failure::usage(e.to_string()))?;
@@ -105,13 +127,7 @@ pub(crate) fn run(dir: &Path) -> Result<Status, Failure> {
         }
     }
     bar.finish_and_clear();
-    if report.damage == 0 {
-        println!("clean: no damage found");
-        Ok(Status::Ok)
-    } else {
-        println!("damage found: {} problem(s)", report.damage);
-        Ok(Status::Found)
-    }
+    Ok(report)
 }
 
 /// The run files of `dir` by id.

@@ -342,6 +342,8 @@ pub struct LocatedFrame<'a> {
     pub segment: &'a Path,
     /// The frame's offset in that file.
     pub offset: u64,
+    /// Whether it ends a commit group (a log cut just after it keeps whole groups).
+    pub ends_group: bool,
 }
 
 /// Iterator over the frames a scan kept; see [`LogImage::frames`].
@@ -389,6 +391,7 @@ impl<'a> Iterator for Frames<'a> {
                 payload,
                 segment: &seg.path,
                 offset: at as u64,
+                ends_group: header.ends_group(),
             }));
         }
     }
