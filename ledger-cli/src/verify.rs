@@ -16,7 +16,9 @@ use std::fmt::Display;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
-use ledger_core::inspect::{ViewError, decode_checkpoint, decode_record, parse_run_file_name, run_file_name, scan_log};
+use ledger_core::inspect::{
+    CheckpointError, ViewError, decode_checkpoint, decode_record, parse_run_file_name, run_file_name, scan_log,
+};
 use ledger_store::format::{ScanOutcome, segment_file_name};
 use ledger_store::inspect::{InspectError, LogImage, list_snapshots, read_snapshot};
 use ledger_store::table::{Table, TableError};
@@ -190,7 +192,7 @@ fn check_log(dir: &Path, report: &mut Report) -> Result<Option<(LogImage, ScanOu
                 break;
             }
         };
-        bar.set_position(frame.offset);
+        bar.inc(ledger_store::format::frame_bytes(frame.payload.len()) as u64);
         if let Err(e) = decode_record(frame.seq, frame.kind, frame.payload) {
             report.damage(frame.segment, Some(frame.offset), format!("record {} does not decode: {e}", frame.seq));
             decoded_all = false;
@@ -288,6 +290,14 @@ fn check_checkpoint(
     };
     let contents = match decode_checkpoint(snapshot.payload(), snapshot.seq) {
         Ok(c) => c,
+        Err(CheckpointError::OtherVersion) => {
+            report.note(format!(
+                "{}: a snapshot of another format version (an earlier release's); the engine skips it and \
+                 replays the log instead",
+                info.path.display()
+            ));
+            return Ok(None);
+        }
         Err(e) => {
             report.damage(&info.path, Some(64), format!("checkpoint payload {e}"));
             return Ok(None);

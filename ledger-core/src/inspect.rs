@@ -25,6 +25,10 @@ const REPLAY_GROUP_RECORDS: usize = 8190;
 /// Memory the cold runs' Bloom filters may take in a view: beyond it they are read
 /// from the files' mappings, which is as correct.
 const VIEW_FILTER_BYTES_MAX: u64 = 64 << 20;
+/// The first bytes of a checkpoint payload this version writes: magic, then version 2
+/// (little-endian). Tested against `checkpoint::encode` below.
+const CHECKPOINT_MAGIC: [u8; 8] = *b"LEDGCKPT";
+const CHECKPOINT_VERSION: [u8; 4] = 2u32.to_le_bytes();
 /// Reads of the log before damage is believed: a page read while the owner writes may
 /// be newer than the page before it (see `ledger_store::inspect`).
 pub const SCAN_ATTEMPTS_MAX: usize = 3;
@@ -111,6 +115,10 @@ pub struct CheckpointContents {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum CheckpointError {
+    /// It is a snapshot of another format version (an earlier release's whole-state
+    /// snapshot): the engine skips it with a warning and replays the log instead.
+    #[error("a snapshot of another format version")]
+    OtherVersion,
     /// It does not decode as a checkpoint of this version.
     #[error("does not decode: {0}")]
     Decode(String),
@@ -122,6 +130,11 @@ pub enum CheckpointError {
 /// Decodes a checkpoint's payload (a snapshot file's, at `seq`) and checks that its
 /// books hang together, without opening its runs.
 pub fn decode_checkpoint(payload: &[u8], seq: u64) -> Result<CheckpointContents, CheckpointError> {
+    // The payload's magic and version (`checkpoint.rs`): a snapshot file whose checksum
+    // holds was written so; another version is an earlier release's, not damage.
+    if payload.get(..8) != Some(CHECKPOINT_MAGIC.as_slice()) || payload.get(8..12) != Some(&CHECKPOINT_VERSION[..]) {
+        return Err(CheckpointError::OtherVersion);
+    }
     let decoded = checkpoint::decode(payload, seq).map_err(CheckpointError::Decode)?;
     let books = decoded.books;
     let contents = CheckpointContents {
@@ -429,4 +442,22 @@ fn replay(
         state.apply(changes);
     }
     Ok((state, replayed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoints_this_version_writes_decode_and_others_are_another_version() {
+        let books = checkpoint::Books { last_seq: 0, ..checkpoint::Books::default() };
+        let payload = checkpoint::encode(&books, &[], &[], 0);
+        let contents = decode_checkpoint(&payload, 0).expect("this version's checkpoint decodes");
+        assert_eq!((contents.seq, contents.runs.len(), contents.batches), (0, 0, 0));
+        assert_eq!(decode_checkpoint(b"an rkyv snapshot of release 1", 0), Err(CheckpointError::OtherVersion));
+        let mut other = payload.clone();
+        other[8] = 3;
+        assert_eq!(decode_checkpoint(&other, 0), Err(CheckpointError::OtherVersion));
+        assert!(matches!(decode_checkpoint(&payload, 1), Err(CheckpointError::Decode(_))), "another seq");
+    }
 }
