@@ -368,6 +368,12 @@ fn check_checkpoint(
         ));
         return Ok(Some(contents.seq));
     }
+    report.note(format!(
+        "{}: checkpoint at seq {} is unusable while the damage above stands; the engine falls back to an \
+         older one, or to the whole log",
+        info.path.display(),
+        contents.seq
+    ));
     Ok(None)
 }
 
