@@ -143,7 +143,10 @@ pub(crate) fn summary(dir: &Path, as_json: bool) -> Result<Status, Failure> {
         println!("warning     {w}");
     }
     println!("cold tier   {} runs, {} bytes", n("cold_runs"), n("cold_bytes"));
-    println!("replayed    {} records after the checkpoint", n("replayed_records"));
+    match view.report().checkpoint_seq {
+        Some(seq) => println!("replayed    {} records after the checkpoint at seq {seq}", n("replayed_records")),
+        None => println!("replayed    {} records (no usable checkpoint: the whole log)", n("replayed_records")),
+    }
     println!("transactions {}, batch closes {}", n("transactions"), n("batch_closes"));
     let line = |key: &str| {
         s.get(key)
