@@ -3,12 +3,12 @@
 //! `ledger_core::inspect::LedgerView`: the newest good checkpoint plus the log after
 //! it, replayed through the engine's own judging code).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
-use ledger_core::TxId;
-use ledger_core::inspect::{LedgerView, parse_run_file_name};
+use ledger_core::inspect::{LedgerView, LogRecord, decode_record, parse_run_file_name, scan_log};
 use ledger_core::money::format_minor;
+use ledger_core::{Kind, Tx, TxId};
 use serde_json::{Value, json};
 
 use crate::{Failure, Status, json as out};
@@ -48,18 +48,95 @@ fn runs_on_disk(dir: &Path) -> (u64, u64) {
         .fold((0, 0), |(n, bytes), e| (n + 1, bytes + e.metadata().map_or(0, |m| m.len())))
 }
 
-/// The summary as one JSON document.
-fn summary_json(dir: &Path, view: &LedgerView) -> Value {
-    let report = view.report();
-    let records = view.all_records();
-    let mut kinds: BTreeMap<String, u64> = KINDS.iter().map(|k| (k.to_string(), 0)).collect();
-    let mut states: BTreeMap<&str, u64> = STATES.iter().map(|s| (*s, 0)).collect();
-    let mut clients: BTreeMap<u64, u64> = BTreeMap::new();
-    for r in &records {
-        *kinds.entry(out::kind_name(&r.tx)).or_default() += 1;
-        *states.entry(out::state_name(r.state)).or_default() += 1;
-        *clients.entry(r.tx.client_id).or_default() += 1;
+/// Transactions counted by kind, by state and by client.
+#[derive(Debug)]
+struct Counts {
+    transactions: u64,
+    kinds: BTreeMap<String, u64>,
+    states: BTreeMap<&'static str, u64>,
+    clients: BTreeMap<u64, u64>,
+}
+
+impl Counts {
+    fn new() -> Counts {
+        Counts {
+            transactions: 0,
+            kinds: KINDS.iter().map(|k| (k.to_string(), 0)).collect(),
+            states: STATES.iter().map(|s| (*s, 0)).collect(),
+            clients: BTreeMap::new(),
+        }
     }
+
+    fn add(&mut self, tx: &Tx) {
+        self.transactions += 1;
+        *self.kinds.entry(out::kind_name(tx)).or_default() += 1;
+        *self.clients.entry(tx.client_id).or_default() += 1;
+    }
+
+    fn move_state(&mut self, from: &'static str, to: &'static str) {
+        if let Some(n) = self.states.get_mut(from) {
+            *n = n.saturating_sub(1);
+        }
+        *self.states.entry(to).or_default() += 1;
+    }
+}
+
+/// Counts every transaction up to the view's seq in memory proportional to the
+/// payments that were captured, voided or refunded, not to history: the log is read
+/// once for kinds and clients (a payment starts authorized or captured, every other
+/// kind is applied), and only the payments a later record refers to are looked up in
+/// the view for their state now. A log that no longer starts at seq 1 is counted from
+/// the view's records instead.
+fn count(dir: &Path, view: &LedgerView) -> Result<Counts, Failure> {
+    let mut counts = Counts::new();
+    let (image, outcome) = scan_log(dir).map_err(Failure::from_view)?;
+    if image.segments().first().is_none_or(|s| s.first_seq != 1) {
+        for r in view.all_records() {
+            counts.add(&r.tx);
+            *counts.states.entry(out::state_name(r.state)).or_default() += 1;
+        }
+        return Ok(counts);
+    }
+    let mut referenced: HashSet<TxId> = HashSet::new();
+    for frame in image.frames(&outcome, 1) {
+        let frame = frame.map_err(|(path, at)| {
+            Failure::found(format!("{}: frame at byte {at} changed while it was read", path.display()))
+        })?;
+        if frame.seq > view.last_seq() {
+            break;
+        }
+        let record = decode_record(frame.seq, frame.kind, frame.payload).map_err(|e| {
+            Failure::found(format!(
+                "{}: record {} at byte {} does not decode: {e}",
+                frame.segment.display(),
+                frame.seq,
+                frame.offset
+            ))
+        })?;
+        let LogRecord::Tx { tx, .. } = record else { continue };
+        counts.add(&tx);
+        let start = match tx.kind() {
+            Some(Kind::Payment) if tx.flags & Tx::AUTH_ONLY != 0 => "authorized",
+            Some(Kind::Payment) => "captured",
+            _ => "applied",
+        };
+        *counts.states.entry(start).or_default() += 1;
+        if tx.kind().is_some_and(Kind::has_ref) {
+            referenced.insert(tx.ref_id);
+        }
+    }
+    for id in referenced {
+        let Some(payment) = view.lookup(id) else { continue };
+        let start = if payment.tx.flags & Tx::AUTH_ONLY != 0 { "authorized" } else { "captured" };
+        counts.move_state(start, out::state_name(payment.state));
+    }
+    Ok(counts)
+}
+
+/// The summary as one JSON document.
+fn summary_json(dir: &Path, view: &LedgerView) -> Result<Value, Failure> {
+    let report = view.report();
+    let Counts { transactions, kinds, states, clients } = count(dir, view)?;
     let batches = view.batches();
     let closes = batches.iter().filter(|b| !b.is_open()).count() as u64;
     let balances = view.balances();
@@ -83,7 +160,7 @@ fn summary_json(dir: &Path, view: &LedgerView) -> Value {
         .collect();
     let (runs, run_bytes) = runs_on_disk(dir);
     let segment_bytes: u64 = report.segments.iter().map(|(_, b)| b).sum();
-    json!({
+    Ok(json!({
         "dir": dir.display().to_string(),
         "first_seq": report.first_seq,
         "last_seq": report.last_seq,
@@ -101,20 +178,20 @@ fn summary_json(dir: &Path, view: &LedgerView) -> Value {
         "checkpoint_warnings": report.warnings,
         "cold_runs": runs,
         "cold_bytes": run_bytes,
-        "transactions": records.len(),
+        "transactions": transactions,
         "batch_closes": closes,
         "by_kind": kinds,
         "by_state": states,
         "batches": batches.len(),
         "open_batches": batches.len() as u64 - closes,
         "clients": clients,
-    })
+    }))
 }
 
 /// `inspect DIR [--json]`.
 pub(crate) fn summary(dir: &Path, as_json: bool) -> Result<Status, Failure> {
     let view = open(dir)?;
-    let s = summary_json(dir, &view);
+    let s = summary_json(dir, &view)?;
     if as_json {
         println!("{s:#}");
         return Ok(Status::Ok);
