@@ -153,7 +153,7 @@ impl LogImage {
         &self.dir
     }
 
-    /// The segments, in log order.
+    /// The segments, in log order; never empty (a directory without any is refused).
     pub fn segments(&self) -> &[SegmentFile] {
         &self.segments
     }
