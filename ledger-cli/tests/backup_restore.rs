@@ -140,3 +140,54 @@ fn restore_refuses_a_non_empty_directory_and_a_seq_past_the_end() {
     assert_eq!(run.code, 1, "{run:?}");
     assert_eq!(ledger(&["restore", "/nonexistent/backup", path_arg(empty.path())]).code, 2);
 }
+
+#[test]
+fn a_second_backup_into_the_same_directory_is_incremental() {
+    let dir = tempfile::tempdir().unwrap();
+    let owner = Ledger::open(dir.path(), small(Durability::SyncData)).unwrap();
+    let first = fill(&owner, 1200);
+    let backup = tempfile::tempdir().unwrap();
+    let run = ledger(&["backup", path_arg(dir.path()), path_arg(backup.path())]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let seq1 = printed_seq(&run.stdout);
+    let segments1 = common::files(backup.path(), "0000", ".seg").len();
+    assert!(segments1 >= 3, "{segments1} segments");
+
+    // More history: more segments, newer checkpoints and runs (older ones merged away).
+    let mut more = Vec::new();
+    for i in 0..600u64 {
+        let o = owner.submit(&[Tx::sale(TxId::from_parts(i, 55), 4, 700, usd())]).unwrap();
+        more.push(*o[0].record().unwrap());
+    }
+    let run = ledger(&["backup", path_arg(dir.path()), path_arg(backup.path())]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let seq2 = printed_seq(&run.stdout);
+    assert!(seq2 > seq1 && run.stdout.contains(&format!("incremental over the backup at seq {seq1}")), "{run:?}");
+    // The segments complete at the first backup (all but its last) were kept, not copied.
+    assert!(kept_segments(&run.stdout) == segments1 as u64 - 1, "{}", run.stdout);
+    owner.close().unwrap();
+    // One checkpoint, and only the runs it names.
+    assert_eq!(common::files(backup.path(), "snapshot-", ".snap").len(), 1);
+    assert_eq!(ledger(&["verify", path_arg(backup.path())]).code, 0);
+
+    let restored = tempfile::tempdir().unwrap();
+    let run = ledger(&["restore", path_arg(backup.path()), path_arg(restored.path())]);
+    assert_eq!((run.code, printed_seq(&run.stdout)), (0, seq2), "{run:?}");
+    let back = Ledger::open(restored.path(), small(Durability::SyncData)).unwrap();
+    for r in first.records.iter().chain(&more) {
+        assert_eq!(back.lookup(r.tx.id).map(|now| now.seq), Some(r.seq), "{r:?}");
+    }
+    back.close().unwrap();
+
+    // Another ledger's backup directory is not an earlier backup of this one.
+    let (other, _) = build(100, Durability::SyncData);
+    let run = ledger(&["backup", path_arg(other.path()), path_arg(backup.path())]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("not an earlier backup"), "{run:?}");
+}
+
+/// The segments an incremental backup says it kept (`... N segments kept ...`).
+fn kept_segments(stdout: &str) -> u64 {
+    let before = stdout.split(" segments kept").next().unwrap();
+    before.rsplit(' ').next().unwrap().parse().unwrap()
+}
