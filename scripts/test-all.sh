@@ -23,6 +23,9 @@ cargo run --locked --release -q -p ledger-store --example log_roundtrip -- "$dem
 cargo run --locked --release -q -p ledger-store --example log_roundtrip -- "$demo/log" 200000
 cargo run --locked --release -q -p ledger-core --example embed_ledger -- "$demo/ledger"
 cargo run --locked --release -q -p ledger-core --example embed_ledger -- "$demo/ledger"
+# The operators' tool on the ledger the example wrote: clean, and it reads back.
+cargo run --locked --release -q -p ledger-cli -- verify "$demo/ledger" >/dev/null
+cargo run --locked --release -q -p ledger-cli -- inspect "$demo/ledger" --json >/dev/null
 
 echo "== C ABI: test suite linked statically and dynamically (-Wall -Wextra -Werror)"
 bash ledger-ffi/tests/c/run.sh

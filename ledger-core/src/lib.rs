@@ -38,6 +38,7 @@ mod completion;
 mod consistency;
 mod currency;
 mod error;
+pub mod inspect;
 mod ledger;
 mod model;
 pub mod money;

@@ -41,6 +41,7 @@
 pub mod background;
 mod error;
 pub mod fault;
+pub mod inspect;
 mod log;
 mod options;
 mod snapshot;

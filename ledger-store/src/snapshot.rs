@@ -177,6 +177,26 @@ pub(crate) fn list(storage: &Storage, dir: &Path) -> Result<Vec<SnapshotInfo>, I
     Ok(out)
 }
 
+/// The snapshot files of `dir`, newest first, changing nothing: for tools that read a
+/// directory another process owns (an unfinished `.snap.tmp` may be its writer's).
+pub(crate) fn list_read_only(dir: &Path) -> Result<Vec<SnapshotInfo>, IoFailure> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir).map_err(IoFailure::at("list directory", dir))? {
+        let entry = entry.map_err(IoFailure::at("list directory", dir))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let Some(digits) = name.strip_prefix(PREFIX).and_then(|n| n.strip_suffix(SUFFIX)) else { continue };
+        if digits.len() == 20
+            && digits.bytes().all(|b| b.is_ascii_digit())
+            && let Ok(seq) = digits.parse()
+        {
+            out.push(SnapshotInfo { seq, path: entry.path() });
+        }
+    }
+    out.sort_by_key(|s| std::cmp::Reverse(s.seq));
+    Ok(out)
+}
+
 /// Removes snapshots covering seqs beyond `last_seq`: after a crash cut the log back
 /// (possible with `Durability::None`), such a snapshot describes records that no
 /// longer exist, and new records will take their seqs. Returns how many were removed.
