@@ -444,7 +444,10 @@ fn random_faults_over_many_crash_cycles() {
         if rng.below(3) == 0 {
             let op = StorageOp::ALL[rng.below(StorageOp::ALL.len() as u64) as usize];
             // A run makes a few dozen data syncs (and frame writes) and a handful of every other call.
-            disk.crash_at(op, 1 + rng.below(if matches!(op, StorageOp::SyncRange | StorageOp::WriteFrames) { 40 } else { 8 }));
+            disk.crash_at(
+                op,
+                1 + rng.below(if matches!(op, StorageOp::SyncRange | StorageOp::WriteFrames) { 40 } else { 8 }),
+            );
         }
         let mode = if rng.below(2) == 0 { PowerLoss::Clean } else { PowerLoss::Torn { seed: rng.next() } };
         let out = run(dir.path(), &disk, &mut rng, before);

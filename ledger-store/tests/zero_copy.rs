@@ -54,7 +54,7 @@ fn archived_records_are_accessed_in_place_after_reopen() {
 }
 
 #[test]
-fn in_place_encoding_writes_straight_into_the_mapping() {
+fn in_place_encoding_fills_a_zeroed_aligned_frame() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = Log::open(dir.path(), LogOptions::new().segment_bytes(16 << 10)).unwrap();
     let bytes = rkyv::to_bytes::<Error>(&transfer(7)).unwrap();
