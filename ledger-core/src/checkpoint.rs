@@ -308,6 +308,7 @@ pub(crate) struct Merger {
 /// ends the thread.
 pub(crate) fn merger(m: &Merger, wake: &Receiver<()>) {
     while wake.recv().is_ok() {
+        scrub(m);
         loop {
             if m.stop.load(Ordering::Acquire) {
                 return;
@@ -331,6 +332,18 @@ pub(crate) fn merger(m: &Merger, wake: &Receiver<()>) {
     }
 }
 
+/// Verifies the chunks of the runs opened lazily at open that no read verified yet
+/// (`Table::verify_rest`), newest run first, until done or `stop`. Damage is kept in
+/// the run's table, where the sequencer finds it before it commits its next group.
+fn scrub(m: &Merger) {
+    let runs = m.book.lock().runs.clone();
+    for run in runs {
+        if run.table.unverified_bytes() > 0 && matches!(run.table.verify_rest(&m.stop), Ok(false)) {
+            return; // stopping
+        }
+    }
+}
+
 /// Merges one set of runs and installs the result; false when there was none to merge.
 pub(crate) fn merge_once(m: &Merger) -> Result<bool, String> {
     let (inputs, id, filters) = {
@@ -341,6 +354,11 @@ pub(crate) fn merge_once(m: &Merger) -> Result<bool, String> {
         (book.runs[range].to_vec(), id, Arc::clone(&book.filters))
     };
     let merged = merge_runs(&inputs, &m.storage, &m.dir, id, &m.stop, &filters)?;
+    if let Some(damage) = inputs.iter().find_map(|r| r.table.damage()) {
+        // Zeroes stood in for the damaged chunk: the merged run is not installed (its
+        // file goes with the next checkpoint's clean-up).
+        return Err(format!("a merge read a damaged run: {damage}"));
+    }
     let entries = merged.table.len() as u64;
     let mut book = m.book.lock();
     book.merging = None;
@@ -502,9 +520,11 @@ pub(crate) fn ref_group(payment: crate::model::TxId) -> u64 {
     ledger_store::table::key_hash(&key_of(payment))
 }
 
-/// Opens and verifies run `id` at `path`.
+/// Opens run `id` at `path`, its chunks to be verified as they are read (see
+/// `Table::open_lazy`, and [`scrub`] for the others): reopening costs the same whatever
+/// history the runs hold.
 pub(crate) fn open_run(path: &Path, id: u64, filters: &Arc<Filters>) -> Result<Run, String> {
-    let table = ledger_store::table::Table::open(path).map_err(|e| e.to_string())?;
+    let table = ledger_store::table::Table::open_lazy(path).map_err(|e| e.to_string())?;
     Ok(Run::new(id, table, filters, 0))
 }
 

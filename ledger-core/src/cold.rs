@@ -29,7 +29,11 @@ pub(crate) fn parse_run_file_name(name: &str) -> Option<u64> {
     if digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit()) { digits.parse().ok() } else { None }
 }
 
-/// One run: a verified table and its id (runs are numbered as they are written).
+/// One run: a table and its id (runs are numbered as they are written). A run written by
+/// this process was hashed as it was written; one opened from disk is verified chunk by
+/// chunk as reads first touch them, and in the background (see `checkpoint::scrub`).
+/// Reads of a damaged chunk get zeroes and leave the damage in the table, which every
+/// judging path checks ([`Cold::damage`]) before it commits or applies anything.
 #[derive(Debug)]
 pub(crate) struct Run {
     pub(crate) id: u64,
@@ -96,9 +100,14 @@ impl Drop for Lease {
 }
 
 impl Run {
-    /// The row at `pos`.
+    /// The row at `pos`: an empty row when its chunk is damaged (the damage is kept in
+    /// the table, and the group that read it fails: see [`Cold::damage`]).
     pub(crate) fn row(&self, pos: usize) -> Stored {
-        Stored::from_entry(self.table.entry(pos)).expect("a verified run holds rows this version wrote")
+        match Stored::from_entry(self.table.entry(pos)) {
+            Some(row) => row,
+            None if self.table.damage().is_some() => Stored::EMPTY,
+            None => panic!("{}: a verified run holds a row this version did not write", self.table.path().display()),
+        }
     }
 }
 
@@ -109,6 +118,17 @@ pub(crate) struct Cold {
 }
 
 impl Cold {
+    /// The first damage reads (or the scrub) found in a run: anything judged from what
+    /// was read since cannot be trusted.
+    pub(crate) fn damage(&self) -> Option<String> {
+        self.runs.iter().find_map(|run| run.table.damage()).map(|e| e.to_string())
+    }
+
+    /// Bytes of the runs not yet verified (opened lazily, not yet read or scrubbed).
+    pub(crate) fn unverified_bytes(&self) -> u64 {
+        self.runs.iter().map(|run| run.table.unverified_bytes()).sum()
+    }
+
     /// The newest copy of the transaction with this id.
     pub(crate) fn get(&self, id: TxId) -> Option<Stored> {
         if self.runs.is_empty() {

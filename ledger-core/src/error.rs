@@ -30,6 +30,11 @@ pub enum OpenError {
     /// The sequencer thread could not be started.
     #[error("starting the sequencer thread: {0}")]
     Spawn(#[source] std::io::Error),
+    /// A run of the cold tier failed its checksum when replay read it (runs are
+    /// verified chunk by chunk as they are first read): what replay read from it cannot
+    /// be trusted, so the ledger does not open.
+    #[error("a cold-tier run is damaged: {0} (`ledger verify` checks the whole directory)")]
+    DamagedRun(String),
 }
 
 /// Why a submission failed as a whole. A rejected transaction is not an error: it is a

@@ -353,8 +353,16 @@ impl Ledger {
             cold_entries: state.cold.entries(),
             cold_bytes: state.cold.bytes(),
             cold_filter_bytes: state.cold.runs.iter().map(|r| r.filter_memory()).sum(),
+            cold_unverified_bytes: state.cold.unverified_bytes(),
             batches: state.batches.len() as u64,
         }
+    }
+
+    /// Damage a read or the background scrub found in a run of the cold tier (its file
+    /// and offset), if any: the ledger refuses writes from its next group on, and
+    /// `ledger verify` reports the whole directory.
+    pub fn cold_damage(&self) -> Option<String> {
+        self.inner.state.read().cold.damage()
     }
 
     /// Every transaction of every tier, in seq order, checked against the batches and
@@ -430,6 +438,10 @@ pub struct TierStats {
     /// Memory the runs' Bloom filters hold (at most half of `hot_bytes_max`; runs
     /// beyond it read their filters from their files).
     pub cold_filter_bytes: u64,
+    /// Bytes of runs not yet verified against their checksums: runs opened at open are
+    /// verified as reads first touch them and by a background scrub, so that opening
+    /// costs the same whatever history they hold. 0 once the scrub is done.
+    pub cold_unverified_bytes: u64,
     /// Batches in memory (all of them, open and closed).
     pub batches: u64,
 }
@@ -535,7 +547,11 @@ fn replay(log: &Log, mut state: State) -> Result<(State, u64, u64), OpenError> {
         let mut group = state.group(records);
         let mut judging = 0;
         for &(seq, record) in &read {
-            let mismatch = |detail: String| OpenError::Replay { seq, detail };
+            // A damaged run read while judging explains any mismatch: say so.
+            let mismatch = |detail: String| match state.cold.damage() {
+                Some(damage) => OpenError::DamagedRun(damage),
+                None => OpenError::Replay { seq, detail },
+            };
             match record {
                 Record::Tx { tx, timestamp_ns, batch_id } => {
                     state.prefetch(&ahead, judging);
@@ -563,6 +579,9 @@ fn replay(log: &Log, mut state: State) -> Result<(State, u64, u64), OpenError> {
             return Err(e);
         }
         let changes = group.into_changes();
+        if let Some(damage) = state.cold.damage() {
+            return Err(OpenError::DamagedRun(damage));
+        }
         state.apply(changes);
         if records < REPLAY_GROUP_RECORDS {
             return Ok((state, transactions, closes));

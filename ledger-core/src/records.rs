@@ -58,6 +58,27 @@ fn le(bytes: &[u8], at: usize) -> u64 {
 }
 
 impl Stored {
+    /// What a read of a damaged cold chunk stands in for (see `cold::Run::row`): an
+    /// applied adjustment of nothing, which no follow-up can use. The damage fails the
+    /// group that read it before anything of it is committed or applied.
+    pub(crate) const EMPTY: Stored = Stored {
+        id: [0, 0],
+        ref_id: [0, 0],
+        client_id: 0,
+        device_id: 0,
+        amount: 0,
+        user_data: 0,
+        seq: 0,
+        batch_id: 0,
+        timestamp_ns: 0,
+        captured: 0,
+        refunded: 0,
+        kind: 5,
+        flags: 0,
+        state: 6,
+        currency: [0; 3],
+    };
+
     /// Packs a committed record.
     pub(crate) fn pack(r: &TxRecord) -> Stored {
         let narrow = |v: u32| u8::try_from(v).expect("judged kinds, flags and states fit a byte");

@@ -291,6 +291,13 @@ impl Sequencer {
             let committed = state.read();
             let (replies, changes, mut error) = self.judge(&committed, &requests);
             if error.is_none()
+                && let Some(damage) = committed.cold.damage()
+            {
+                // What the group read from a damaged run cannot be trusted: its
+                // appended frames are never committed, and the ledger stops here.
+                error = Some(format!("a cold-tier run is damaged: {damage} (`ledger verify` checks the directory)"));
+            }
+            if error.is_none()
                 && let Err(e) = self.log.commit()
             {
                 error = Some(e.to_string());

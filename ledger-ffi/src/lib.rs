@@ -415,7 +415,8 @@ fn open_failure(e: &OpenError) -> Failure {
         OpenError::Store(Store::InvalidOptions { .. }) => LEDGER_ERR_INVALID_ARGUMENT,
         OpenError::Store(Store::Corrupt(_) | Store::BadSegmentHeader { .. })
         | OpenError::Decode { .. }
-        | OpenError::Replay { .. } => LEDGER_ERR_CORRUPT,
+        | OpenError::Replay { .. }
+        | OpenError::DamagedRun(_) => LEDGER_ERR_CORRUPT,
         _ => LEDGER_ERR_IO,
     };
     fail(code, e.to_string())

@@ -25,6 +25,8 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
 use memmap2::Mmap;
 
 use crate::error::IoFailure;
@@ -490,7 +492,21 @@ pub struct Table {
     /// The Bloom filter copied into anonymous memory, when [`Table::cache_in_memory`]
     /// was called: probes then read it instead of the file's mapping.
     filter: Option<memmap2::MmapMut>,
+    /// Where the chunk sums start in the mapping, and the body's length.
+    sums_at: usize,
+    body_bytes: usize,
+    /// One bit per chunk of the body, set once the chunk matched its sum (see
+    /// [`Table::open_lazy`]).
+    verified: Box<[AtomicU64]>,
+    /// Chunks not yet verified: 0, and every read skips the check.
+    unverified: AtomicUsize,
+    /// Offset + 1 of the first chunk found damaged by a read; 0 while none was.
+    damage: AtomicU64,
 }
+
+/// What a read of a damaged chunk gets instead of its bytes (see [`Table::open_lazy`]):
+/// zeroes, which no key or row this engine writes equals.
+static POISON: [u8; ENTRY_BYTES_MAX] = [0; ENTRY_BYTES_MAX];
 
 impl std::fmt::Debug for Table {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -518,6 +534,28 @@ impl Table {
             });
         }
         Ok(table)
+    }
+
+    /// Maps `path` and checks its header, footer and chunk sums, but hashes no chunk
+    /// yet: each chunk is verified against its sum the first time a read touches it
+    /// (and [`Table::verify_rest`] verifies the others, in the background). Opening is
+    /// then independent of the table's size: a ledger reopens in the time its
+    /// checkpoint interval takes to replay, whatever history its runs hold.
+    ///
+    /// A read of a chunk that fails its sum does not get the chunk's bytes: it gets
+    /// zeroes (a key no search matches, a row that decodes to nothing), and the damage
+    /// is kept, for [`Table::damage`] to report. A caller that judges by what it read
+    /// must check [`Table::damage`] before acting on it.
+    pub fn open_lazy(path: &Path) -> Result<Table, TableError> {
+        Table::open_checked(path, false).map(|table| table.forget_verified())
+    }
+
+    /// Marks every chunk unverified (the table was opened without hashing them).
+    fn forget_verified(mut self) -> Table {
+        let chunks = self.body_bytes.div_ceil(CHUNK_BYTES);
+        self.verified = (0..chunks.div_ceil(64)).map(|_| AtomicU64::new(0)).collect();
+        self.unverified = AtomicUsize::new(chunks);
+        self
     }
 
     fn open_checked(path: &Path, verify_chunks_too: bool) -> Result<Table, TableError> {
@@ -597,7 +635,87 @@ impl Table {
             secondary_at,
             bloom_at,
             filter: None,
+            sums_at: HEADER_BYTES + body,
+            body_bytes: body,
+            verified: Box::new([]),
+            unverified: AtomicUsize::new(0),
+            damage: AtomicU64::new(0),
         })
+    }
+
+    /// True when the bytes `[from, to)` of the mapping (inside the body) are verified:
+    /// at once when every chunk is, else by hashing those not yet verified.
+    #[inline]
+    fn check(&self, from: usize, to: usize) -> bool {
+        self.unverified.load(Ordering::Acquire) == 0 || self.check_chunks(from, to)
+    }
+
+    #[cold]
+    fn check_chunks(&self, from: usize, to: usize) -> bool {
+        let first = (from - HEADER_BYTES) / CHUNK_BYTES;
+        let last = (to.max(from + 1) - 1 - HEADER_BYTES) / CHUNK_BYTES;
+        (first..=last).all(|c| self.verify_chunk(c))
+    }
+
+    /// Verifies chunk `c` unless it already was; false when it fails its sum (the
+    /// damage is kept for [`Table::damage`]).
+    fn verify_chunk(&self, c: usize) -> bool {
+        let (word, bit) = (&self.verified[c / 64], 1u64 << (c % 64));
+        if word.load(Ordering::Acquire) & bit != 0 {
+            return true;
+        }
+        let from = HEADER_BYTES + c * CHUNK_BYTES;
+        let to = (from + CHUNK_BYTES).min(HEADER_BYTES + self.body_bytes);
+        let sum = &self.map[self.sums_at + c * 32..self.sums_at + c * 32 + 32];
+        if blake3::hash(&self.map[from..to]).as_bytes()[..] == sum[..] {
+            if word.fetch_or(bit, Ordering::AcqRel) & bit == 0 {
+                self.unverified.fetch_sub(1, Ordering::AcqRel);
+            }
+            true
+        } else {
+            let _ = self.damage.compare_exchange(0, from as u64 + 1, Ordering::AcqRel, Ordering::Acquire);
+            false
+        }
+    }
+
+    /// The damage a read found in a table opened with [`Table::open_lazy`] (or
+    /// [`Table::verify_rest`] did): the first failing chunk. Reads of it got zeroes.
+    pub fn damage(&self) -> Option<TableError> {
+        match self.damage.load(Ordering::Acquire) {
+            0 => None,
+            at => Some(TableError::Damaged {
+                path: self.path.clone(),
+                offset: at - 1,
+                reason: "chunk fails its checksum",
+            }),
+        }
+    }
+
+    /// Bytes of the body not yet verified (0 for a table opened whole or just written).
+    pub fn unverified_bytes(&self) -> u64 {
+        (self.unverified.load(Ordering::Acquire) as u64 * CHUNK_BYTES as u64).min(self.body_bytes as u64)
+    }
+
+    /// Verifies every chunk no read verified yet, one after another on the calling
+    /// thread (the engine's background thread scrubs tables opened lazily). Stops early,
+    /// `Ok(false)`, when `stop` is set; `Err` on the first damaged chunk.
+    pub fn verify_rest(&self, stop: &AtomicBool) -> Result<bool, TableError> {
+        for c in 0..self.body_bytes.div_ceil(CHUNK_BYTES) {
+            if self.unverified.load(Ordering::Acquire) == 0 {
+                break;
+            }
+            if stop.load(Ordering::Acquire) {
+                return Ok(false);
+            }
+            if !self.verify_chunk(c) {
+                return Err(self.damage().unwrap_or(TableError::Damaged {
+                    path: self.path.clone(),
+                    offset: (HEADER_BYTES + c * CHUNK_BYTES) as u64,
+                    reason: "chunk fails its checksum",
+                }));
+            }
+        }
+        Ok(true)
     }
 
     /// Bytes of the Bloom filter: the memory [`Table::cache_filter`] takes.
@@ -621,6 +739,13 @@ impl Table {
     /// long` at 16 M, two alternating pairs, so they are not kept.)
     pub fn cache_filter(&mut self) -> Result<(), TableError> {
         let bytes = self.filter_bytes();
+        if !self.check(self.bloom_at, self.bloom_at + bytes) {
+            return Err(self.damage().unwrap_or(TableError::Damaged {
+                path: self.path.clone(),
+                offset: self.bloom_at as u64,
+                reason: "filter fails its checksum",
+            }));
+        }
         let mut copy =
             memmap2::MmapMut::map_anon(bytes).map_err(IoFailure::at("map memory for a filter", &self.path))?;
         #[cfg(target_os = "linux")]
@@ -642,7 +767,14 @@ impl Table {
         let at = block * BLOOM_BLOCK_BYTES;
         match &self.filter {
             Some(copy) => &copy[at..at + BLOOM_BLOCK_BYTES],
-            None => &self.map[self.bloom_at + at..self.bloom_at + at + BLOOM_BLOCK_BYTES],
+            None => {
+                let from = self.bloom_at + at;
+                if self.check(from, from + BLOOM_BLOCK_BYTES) {
+                    &self.map[from..from + BLOOM_BLOCK_BYTES]
+                } else {
+                    &POISON[..BLOOM_BLOCK_BYTES]
+                }
+            }
         }
     }
 
@@ -666,10 +798,16 @@ impl Table {
         self.map.len() as u64
     }
 
-    /// The entry at `pos` (panics past the end: a caller's bug).
+    /// The entry at `pos` (panics past the end: a caller's bug). Zeroes when its chunk
+    /// is damaged (see [`Table::open_lazy`]).
     pub fn entry(&self, pos: usize) -> &[u8] {
+        assert!(pos < self.entries, "entry past the end of a table");
         let at = self.entries_at + pos * self.entry_bytes;
-        &self.map[at..at + self.entry_bytes]
+        if self.check(at, at + self.entry_bytes) {
+            &self.map[at..at + self.entry_bytes]
+        } else {
+            &POISON[..self.entry_bytes]
+        }
     }
 
     fn key_at(&self, pos: usize) -> &[u8] {
@@ -771,8 +909,13 @@ impl Table {
 
     /// The secondary entry at `pos`: `(group, order, aux, key)`.
     pub fn secondary_at(&self, pos: usize) -> (u64, u64, u64, Key) {
+        assert!(pos < self.secondary, "secondary entry past the end of a table");
         let at = self.secondary_at + pos * SECONDARY_BYTES;
-        let bytes = &self.map[at..at + SECONDARY_BYTES];
+        let bytes = if self.check(at, at + SECONDARY_BYTES) {
+            &self.map[at..at + SECONDARY_BYTES]
+        } else {
+            &POISON[..SECONDARY_BYTES]
+        };
         let mut key = [0u8; KEY_BYTES];
         key.copy_from_slice(&bytes[24..40]);
         (word(bytes, 0), word(bytes, 8), word(bytes, 16), key)
@@ -1062,6 +1205,65 @@ mod tests {
             fs::write(&info.path, &good[..cut]).expect("test step");
             assert!(matches!(Table::open(&info.path), Err(TableError::Damaged { .. })), "cut at {cut} accepted");
         }
+    }
+
+    /// A table opened lazily verifies each chunk on its first read: a flipped byte in
+    /// an entry chunk does not stop the open, reads elsewhere see true bytes, the read
+    /// of the damaged chunk sees zeroes (never the flipped bytes) and the damage is kept;
+    /// the background scrub finds it whether or not a read did.
+    #[test]
+    fn a_lazily_opened_table_verifies_chunks_as_they_are_read() {
+        let dir = tempfile::tempdir().expect("test step");
+        let n = 40_000u64; // 32-byte entries: about 20 chunks of entries
+        let mut keys: Vec<Key> = (0..n).map(key).collect();
+        keys.sort();
+        let mut b = TableBuilder::create(&Storage::os(), dir.path(), "l.tbl", 32, n).expect("test step");
+        for (i, k) in keys.iter().enumerate() {
+            let mut e = [0u8; 32];
+            e[..16].copy_from_slice(k);
+            e[16..24].copy_from_slice(&(i as u64 + 1).to_le_bytes());
+            b.push_entry(&e).expect("test step");
+        }
+        let info = b.finish().expect("test step");
+        let never = AtomicBool::new(false);
+
+        // Intact: nothing is hashed at open; reads verify their chunks; the scrub the rest.
+        let t = Table::open_lazy(&info.path).expect("test step");
+        let body = t.body_bytes as u64;
+        assert_eq!(t.unverified_bytes(), body, "no chunk hashed at open");
+        assert!(t.find(&keys[7]).is_some());
+        assert!(t.unverified_bytes() < body, "a read verified its chunks");
+        assert!(t.verify_rest(&never).expect("test step"));
+        assert_eq!((t.unverified_bytes(), t.damage().is_none()), (0, true));
+        assert!(keys.iter().all(|k| t.find(k).is_some()));
+        let stop = AtomicBool::new(true);
+        let fresh = Table::open_lazy(&info.path).expect("test step");
+        assert!(!fresh.verify_rest(&stop).expect("test step"), "a set stop flag ends the scrub");
+        drop((t, fresh));
+
+        // A flipped byte in the entry at the middle of the table.
+        let mut bytes = fs::read(&info.path).expect("test step");
+        let victim = n as usize / 2;
+        let at = HEADER_BYTES + victim * 32 + 20;
+        bytes[at] ^= 0x40;
+        fs::write(&info.path, &bytes).expect("test step");
+        assert!(matches!(Table::open(&info.path), Err(TableError::Damaged { .. })), "a whole open refuses it");
+        let t = Table::open_lazy(&info.path).expect("a lazy open does not read the chunk");
+        assert!(t.find(&keys[0]).is_some() && t.damage().is_none(), "another chunk reads true");
+        assert_eq!(t.entry(victim), &[0u8; 32][..], "the damaged chunk reads as zeroes, never as its bytes");
+        let chunk_start = (HEADER_BYTES + (at - HEADER_BYTES) / CHUNK_BYTES * CHUNK_BYTES) as u64;
+        match t.damage() {
+            Some(TableError::Damaged { offset, path, .. }) => {
+                assert_eq!((offset, path), (chunk_start, info.path.clone()))
+            }
+            other => panic!("damage not kept: {other:?}"),
+        }
+        let scrub = Table::open_lazy(&info.path).expect("test step");
+        match scrub.verify_rest(&never) {
+            Err(TableError::Damaged { offset, .. }) => assert_eq!(offset, chunk_start, "the scrub finds it unread"),
+            other => panic!("the scrub missed the damage: {other:?}"),
+        }
+        assert!(scrub.damage().is_some());
     }
 
     #[test]
