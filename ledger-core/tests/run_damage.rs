@@ -13,6 +13,9 @@ const SALES: u64 = 3000;
 /// Bytes of a run's header and of one of its entries (ledger-store/FORMAT.md).
 const RUN_HEADER_BYTES: usize = 64;
 const ENTRY_BYTES: usize = 112;
+/// The byte flipped: inside the entry of the sale in the middle of the run (entries are
+/// sorted by id, in the order of the sales).
+const DAMAGED_AT: usize = RUN_HEADER_BYTES + 1500 * ENTRY_BYTES + 40;
 
 fn usd() -> Currency {
     Currency::from_code("USD").expect("USD")
@@ -50,12 +53,10 @@ fn the_run(dir: &Path) -> PathBuf {
     runs.into_iter().next().expect("one run")
 }
 
-/// Flips one byte inside the entry of the sale in the middle of the run (sorted by id:
-/// the entries are in the order of the sales).
+/// Flips the byte at [`DAMAGED_AT`] (again, to repair it).
 fn damage_middle_entry(run: &Path) {
     let mut bytes = std::fs::read(run).expect("read run");
-    let at = RUN_HEADER_BYTES + (SALES as usize / 2) * ENTRY_BYTES + 40;
-    bytes[at] ^= 0x10;
+    bytes[DAMAGED_AT] ^= 0x10;
     std::fs::write(run, bytes).expect("write run");
 }
 
@@ -101,12 +102,7 @@ fn a_damaged_run_found_after_open_stops_writes_and_is_named() {
     assert!(matches!(ledger.submit(&[sale(SALES + 2)]), Err(SubmitError::Failed(_))), "refused until reopened");
     drop(ledger);
     // Nothing of the refused group was committed.
-    std::fs::write(&run, {
-        let mut bytes = std::fs::read(&run).expect("read");
-        bytes[RUN_HEADER_BYTES + (SALES as usize / 2) * ENTRY_BYTES + 40] ^= 0x10; // repaired
-        bytes
-    })
-    .expect("repair");
+    damage_middle_entry(&run); // flipped back: repaired
     let ledger = Ledger::open(dir.path(), options()).expect("reopen after the repair");
     assert_eq!(ledger.lookup(TxId(u128::from(SALES + 1))), None, "the group that met the damage never committed");
     assert!(ledger.lookup(TxId(u128::from(SALES / 2))).is_some());

@@ -1214,7 +1214,8 @@ mod tests {
     #[test]
     fn a_lazily_opened_table_verifies_chunks_as_they_are_read() {
         let dir = tempfile::tempdir().expect("test step");
-        let n = 40_000u64; // 32-byte entries: about 20 chunks of entries
+        let n: u64 = 40_000; // 32-byte entries: about 20 chunks of entries
+        let half = 20_000usize;
         let mut keys: Vec<Key> = (0..n).map(key).collect();
         keys.sort();
         let mut b = TableBuilder::create(&Storage::os(), dir.path(), "l.tbl", 32, n).expect("test step");
@@ -1243,7 +1244,7 @@ mod tests {
 
         // A flipped byte in the entry at the middle of the table.
         let mut bytes = fs::read(&info.path).expect("test step");
-        let victim = n as usize / 2;
+        let victim = half;
         let at = HEADER_BYTES + victim * 32 + 20;
         bytes[at] ^= 0x40;
         fs::write(&info.path, &bytes).expect("test step");
