@@ -111,10 +111,13 @@ pub struct CheckpointStats {
     /// Merges that failed (each reported in `last_merge_error` and tried again later).
     pub merge_failures: u64,
     pub last_merge_error: Option<String>,
-    /// Removals of unreferenced run files that failed after a checkpoint was installed
-    /// (tried again after the next one, and at open).
+    /// Removals of unreferenced run files, or of log segments the oldest kept
+    /// checkpoint covers, that failed after a checkpoint was installed (tried again
+    /// after the next one, and at open).
     pub cleanup_failures: u64,
     pub last_cleanup_error: Option<String>,
+    /// Log segments removed since open because the oldest kept checkpoint covers them.
+    pub segments_removed: u64,
 }
 
 /// State shared by the sequencer, its checkpoint threads and the merger.

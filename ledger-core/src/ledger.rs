@@ -58,6 +58,15 @@ pub struct LedgerOptions {
     /// when it reaches all of it (rows in memory peak at 1.5 times this). 0: the
     /// default, [`HOT_BYTES_MAX_DEFAULT`]. Older transactions live in the cold tier.
     pub hot_bytes_max: usize,
+    /// Keep every log segment from the first record on. By default (false) segments
+    /// whose records the oldest kept checkpoint covers are removed after each
+    /// checkpoint: the runs hold every transaction, recovery never starts before a kept
+    /// checkpoint, and reopening then verifies and replays only the log since it, at a
+    /// cost that does not grow with history. Keeping the whole log lets tools replay
+    /// and restore to any seq from the start (and tests compare a checkpoint with a
+    /// replay of everything), at the cost of the disk it takes and a reopen that
+    /// verifies all of it.
+    pub keep_whole_log: bool,
 }
 
 impl Default for LedgerOptions {
@@ -69,6 +78,7 @@ impl Default for LedgerOptions {
             snapshot_every_records: SNAPSHOT_EVERY_RECORDS_DEFAULT,
             transactions_hint: 0,
             hot_bytes_max: HOT_BYTES_MAX_DEFAULT,
+            keep_whole_log: false,
         }
     }
 }
@@ -206,7 +216,7 @@ impl Ledger {
             }
         };
         let (sender, receiver) = channel::bounded(QUEUE_REQUESTS_MAX);
-        let sequencer = Sequencer::new(
+        let mut sequencer = Sequencer::new(
             log,
             Arc::clone(&state),
             receiver,
@@ -215,6 +225,7 @@ impl Ledger {
             hot_bytes_max,
             Arc::clone(&book),
         );
+        sequencer.keep_whole_log = options.keep_whole_log;
         let report = OpenReport {
             log: sequencer.log.recovery().clone(),
             snapshot_seq,

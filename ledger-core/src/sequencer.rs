@@ -118,6 +118,8 @@ pub(crate) struct Sequencer {
     records_since_checkpoint: u64,
     /// The checkpoint being written in the background, if any.
     checkpoint_job: Option<JoinHandle<Result<u64, checkpoint::Failed>>>,
+    /// `LedgerOptions::keep_whole_log`: no log segment is ever removed.
+    pub(crate) keep_whole_log: bool,
     /// A checkpoint that failed, to be tried again when the next one comes due.
     checkpoint_retry: Option<Job>,
     pub(crate) book: Arc<Mutex<Book>>,
@@ -180,6 +182,7 @@ impl Sequencer {
             hot_bytes_max,
             records_since_checkpoint: 0,
             checkpoint_job: None,
+            keep_whole_log: false,
             checkpoint_retry: None,
             book,
             buf: AlignedVec::new(),
@@ -402,8 +405,10 @@ impl Sequencer {
     fn start_checkpoint(&mut self, asked: Vec<Completer<Result<u64, SnapshotError>>>) {
         if let Some(job) = self.checkpoint_job.take_if(|job| job.is_finished() || !asked.is_empty()) {
             // The thread never panics (the job catches it): a join error cannot happen.
-            if let Ok(Err(failed)) = job.join() {
-                self.checkpoint_retry = Some(failed.0);
+            match job.join() {
+                Ok(Err(failed)) => self.checkpoint_retry = Some(failed.0),
+                Ok(Ok(_)) => self.retain_log(),
+                Err(_) => {}
             }
         }
         if self.checkpoint_job.is_some() {
@@ -459,6 +464,35 @@ impl Sequencer {
                 book.stats.failures += 1;
                 book.stats.last_error = Some(format!("starting the checkpoint thread: {e}"));
                 self.checkpoint_retry = Some(spare);
+            }
+        }
+    }
+
+    /// Removes the log's segments whose frames the oldest kept checkpoint covers: no
+    /// recovery starts before a kept checkpoint, and the runs hold every transaction,
+    /// so reopening verifies and replays only the log since that checkpoint, whatever
+    /// the history. The log is synced first (with `Durability::None` frames may still be
+    /// only in the page cache): a power loss can then never leave a kept checkpoint
+    /// beyond the log, which would make it stale and leave nothing to start from. A
+    /// failure is counted and reported; the next checkpoint tries again.
+    fn retain_log(&mut self) {
+        if self.keep_whole_log {
+            return;
+        }
+        let Some(oldest) = self.book.lock().kept.front().map(|(seq, _)| *seq) else { return };
+        if oldest < self.log.first_seq() {
+            return;
+        }
+        let removed =
+            self.log.sync().map_err(|e| format!("syncing the log before removing segments: {e}")).and_then(|_| {
+                self.log.remove_segments_before(oldest + 1).map_err(|e| format!("removing log segments: {e}"))
+            });
+        let mut book = self.book.lock();
+        match removed {
+            Ok(n) => book.stats.segments_removed += n as u64,
+            Err(e) => {
+                book.stats.cleanup_failures += 1;
+                book.stats.last_cleanup_error = Some(e);
             }
         }
     }

@@ -92,6 +92,9 @@ fn options() -> LedgerOptions {
         // A small memory budget: checkpoints (a run each) and merges run all the time,
         // so kills land while a run or a merge is half written.
         hot_bytes_max: 400 * 130,
+        // The parent compares the state loaded from a checkpoint with a replay of the
+        // whole log, so the log is kept whole (the simulation covers its removal).
+        keep_whole_log: true,
         ..LedgerOptions::default()
     }
 }

@@ -136,6 +136,8 @@ impl Setup {
             // judging against frozen and cold payments, promotions and run merges
             // happen in nearly every seed.
             hot_bytes_max: if rng.percent(50) { rng.range(2, 60) as usize * 260 } else { 0 },
+            // Mostly the default: segments the oldest kept checkpoint covers are removed.
+            keep_whole_log: rng.percent(30),
         };
         Setup { producers: rng.range(1, 5) as usize, clients: rng.range(1, 3), options }
     }
