@@ -49,9 +49,10 @@ enum Command {
     Dump {
         /// The ledger directory.
         dir: PathBuf,
-        /// First seq to print.
-        #[arg(long, value_name = "SEQ", default_value_t = 1)]
-        from: u64,
+        /// First seq to print (default: the first the log holds; the engine removes
+        /// segments a kept checkpoint covers unless told to keep the whole log).
+        #[arg(long, value_name = "SEQ")]
+        from: Option<u64>,
         /// Last seq to print (default: the last committed).
         #[arg(long, value_name = "SEQ")]
         to: Option<u64>,
@@ -170,8 +171,10 @@ fn run(cli: Cli) -> Result<Status, Failure> {
         }
         Command::Dump { dir, from, to, format } => {
             readable_dir(&dir)?;
-            if to.is_some_and(|to| to < from) {
-                return Err(Failure::usage(format!("--to {} is below --from {from}", to.unwrap_or(0))));
+            if let (Some(from), Some(to)) = (from, to)
+                && to < from
+            {
+                return Err(Failure::usage(format!("--to {to} is below --from {from}")));
             }
             dump::run(&dir, from, to, format)
         }
