@@ -26,7 +26,7 @@ use std::path::Path;
 
 use ledger_core::inspect::{LedgerView, decode_checkpoint, parse_run_file_name, run_file_name, scan_log};
 use ledger_store::SnapshotInfo;
-use ledger_store::format::{SEGMENT_HEADER_BYTES, segment_file_name};
+use ledger_store::format::{SEGMENT_HEADER_BYTES, parse_segment_file_name, segment_file_name};
 use ledger_store::inspect::{list_snapshots, read_snapshot};
 
 use crate::{Failure, Status, progress, verify};
@@ -191,9 +191,13 @@ fn read_at(path: &Path, offset: u64, n: usize) -> Option<Vec<u8>> {
 }
 
 /// Checks that `dest` (not empty) holds an earlier backup of the ledger in `dir`: a
-/// log whose first segment header and first frame, and last frame, are byte for byte
-/// those of `dir` at the same places (frames carry their seq and a checksum keyed by
-/// it, so another ledger's log does not match). Returns the seq it holds.
+/// log whose last segment's header and first frame, and whose last frame, are byte for
+/// byte those of `dir` at the same places (frames carry their seq and a checksum keyed
+/// by it, so another ledger's log does not match). The last segment, not the first:
+/// the engine removes the log's oldest segments once a kept checkpoint covers them, so
+/// the ledger may no longer hold the backup's first ones; if it no longer holds even
+/// the last, the ledger has moved past this backup and it is refused. Returns the seq
+/// it holds.
 fn earlier_backup(dir: &Path, dest: &Path) -> Result<u64, Failure> {
     let refuse = |why: String| {
         Failure::found(format!(
@@ -203,11 +207,17 @@ fn earlier_backup(dir: &Path, dest: &Path) -> Result<u64, Failure> {
         ))
     };
     let (image, outcome) = scan_log(dest).map_err(|e| refuse(e.to_string()))?;
-    let first = &image.segments()[0];
+    let Some(newest) = image.segments().last() else { return Err(refuse("it holds no log segment".into())) };
     let head = SEGMENT_HEADER_BYTES + ledger_store::format::FRAME_HEADER_BYTES;
-    let theirs = read_at(&dir.join(segment_file_name(first.first_seq)), 0, head);
-    if first.bytes().get(..head) != theirs.as_deref() {
-        return Err(refuse("its first segment differs".into()));
+    let theirs_path = dir.join(segment_file_name(newest.first_seq));
+    if !theirs_path.exists() {
+        return Err(refuse(format!(
+            "the ledger's log has moved past it (it no longer holds segment {})",
+            segment_file_name(newest.first_seq)
+        )));
+    }
+    if newest.bytes().get(..head) != read_at(&theirs_path, 0, head).as_deref() {
+        return Err(refuse("its last segment differs".into()));
     }
     if let Some(last) = image.frames(&outcome, outcome.last_seq).next() {
         let last = last.map_err(|(path, at)| refuse(format!("{}: frame at byte {at} changed", path.display())))?;
@@ -265,8 +275,10 @@ pub(crate) fn backup(dir: &Path, dest: &Path) -> Result<Status, Failure> {
     }
     bar.finish_and_clear();
     sync_dir(dest)?;
-    // Only now, with the new checkpoint and log in place: what the backup no longer names.
-    let removed = remove_superseded(dest, checkpoint.as_ref())?;
+    // Only now, with the new checkpoint and log in place: what the backup no longer names
+    // (and the segments the ledger itself has removed since the earlier backup).
+    let log_start = image.segments().first().map_or(1, |s| s.first_seq);
+    let removed = remove_superseded(dest, checkpoint.as_ref(), log_start)?;
     sync_dir(dest)?;
     let view = verify_copy(dest, outcome.last_seq)?;
     let incremental = earlier.map_or_else(String::new, |seq| {
@@ -285,20 +297,23 @@ pub(crate) fn backup(dir: &Path, dest: &Path) -> Result<Status, Failure> {
 }
 
 /// Removes from a backup the checkpoint files other than `checkpoint` and the runs it
-/// does not name (an earlier backup's), and leftovers of an interrupted one.
-fn remove_superseded(dest: &Path, checkpoint: Option<&(u64, Vec<u64>)>) -> Result<u64, Failure> {
+/// does not name (an earlier backup's), the log segments before `log_start` (the
+/// ledger's log now starts there: kept, they would leave a hole in the backup's log),
+/// and leftovers of an interrupted backup.
+fn remove_superseded(dest: &Path, checkpoint: Option<&(u64, Vec<u64>)>, log_start: u64) -> Result<u64, Failure> {
     let Some((seq, runs)) = checkpoint else { return Ok(0) };
     let mut removed = 0;
     let entries = fs::read_dir(dest).map_err(|e| Failure::usage(format!("{}: cannot list: {e}", dest.display())))?;
-    for entry in entries.flatten() {
-        let name = entry.file_name();
+    let mut names: Vec<_> = entries.flatten().map(|e| (e.file_name(), e.path())).collect();
+    names.sort(); // segments oldest first
+    for (name, path) in names {
         let Some(name) = name.to_str() else { continue };
         let stale_run = parse_run_file_name(name).is_some_and(|id| !runs.contains(&id));
         let stale_checkpoint =
             name.starts_with("snapshot-") && name.ends_with(".snap") && !name.contains(&format!("{seq:020}"));
-        if stale_run || stale_checkpoint || name.ends_with(TMP_SUFFIX) {
-            fs::remove_file(entry.path())
-                .map_err(|e| Failure::usage(format!("{}: cannot remove: {e}", entry.path().display())))?;
+        let stale_segment = parse_segment_file_name(name).is_some_and(|first| first < log_start);
+        if stale_run || stale_checkpoint || stale_segment || name.ends_with(TMP_SUFFIX) {
+            fs::remove_file(&path).map_err(|e| Failure::usage(format!("{}: cannot remove: {e}", path.display())))?;
             removed += 1;
         }
     }

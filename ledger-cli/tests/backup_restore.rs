@@ -86,7 +86,7 @@ fn a_backup_under_write_load_restores_exactly_what_was_acknowledged_before_its_s
 
 #[test]
 fn a_restore_cut_at_a_seq_keeps_exactly_the_groups_up_to_it() {
-    let (dir, committed) = build(1200, Durability::SyncData);
+    let (dir, committed) = common::build_checkpointed(1200, Durability::SyncData);
     let backup = tempfile::tempdir().unwrap();
     let run = ledger(&["backup", path_arg(dir.path()), path_arg(backup.path())]);
     assert_eq!(run.code, 0, "{run:?}");

@@ -73,3 +73,50 @@ fn backup_and_restore_of_a_trimmed_log() {
     let run = ledger(&["restore", path_arg(&backup), path_arg(&cut), "--to-seq", "3"]);
     assert_eq!(run.code, 1, "a cut the backup cannot rebuild is refused: {run:?}");
 }
+
+#[test]
+fn an_incremental_backup_follows_the_log_as_its_start_moves() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let options = LedgerOptions { keep_whole_log: false, ..small(Durability::SyncData) };
+    let work = tempfile::tempdir().expect("temp dir");
+    let backup = work.path().join("backup");
+    let ledger_a = Ledger::open(dir.path(), options).expect("open");
+    let first = fill(&ledger_a, 1500);
+    ledger_a.close().expect("close");
+    let run = ledger(&["backup", path_arg(dir.path()), path_arg(&backup)]);
+    assert_eq!(run.code, 0, "{run:?}");
+    // More history: the ledger's log start moves past the backup's first segments, not
+    // past its last.
+    let held = files(&backup, "0", ".seg");
+    let holds = |p: &std::path::PathBuf| dir.path().join(p.file_name().expect("name")).exists();
+    let ledger_b = Ledger::open(dir.path(), options).expect("reopen");
+    let mut more = Vec::new();
+    for step in 0..40 {
+        more.extend(common::fill_from(&ledger_b, 1_000_000 + step * 100, 100).records);
+        if !holds(&held[0]) {
+            break;
+        }
+    }
+    ledger_b.close().expect("close");
+    assert!(!holds(&held[0]) && holds(&held[held.len() - 1]), "the log start moved, not past the backup");
+    let run = ledger(&["backup", path_arg(dir.path()), path_arg(&backup)]);
+    assert_eq!(run.code, 0, "the second, incremental backup: {run:?}");
+    let run = ledger(&["verify", path_arg(&backup)]);
+    assert_eq!(run.code, 0, "the backup is a whole ledger: {run:?}");
+    let restored = work.path().join("restored");
+    assert_eq!(ledger(&["restore", path_arg(&backup), path_arg(&restored)]).code, 0);
+    let back = Ledger::open(&restored, small(Durability::SyncData)).expect("open the restore");
+    assert_eq!(back.transaction_count(), first.records.len() + more.len());
+    back.close().expect("close");
+
+    // Once the ledger's log has moved past everything the backup holds, an incremental
+    // backup cannot prove it is the same ledger: refused, the backup left as it was.
+    let ledger_c = Ledger::open(dir.path(), options).expect("reopen");
+    common::fill_from(&ledger_c, 2_000_000, 3000);
+    ledger_c.close().expect("close");
+    let before = files(&backup, "", "");
+    let run = ledger(&["backup", path_arg(dir.path()), path_arg(&backup)]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("moved past"), "{run:?}");
+    assert_eq!(files(&backup, "", ""), before, "the refused backup changed nothing");
+}

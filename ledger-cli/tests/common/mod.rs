@@ -43,6 +43,11 @@ pub struct Committed {
 /// Writes `n` sales over three clients (two currencies), a few authorizations,
 /// captures, voids, refunds, adjustments and batch closes, in groups of 10.
 pub fn fill(ledger: &Ledger, n: u64) -> Committed {
+    fill_from(ledger, 0, n)
+}
+
+/// As [`fill`], with ids (and the counter the mix follows) from `first + 1`.
+pub fn fill_from(ledger: &Ledger, first: u64, n: u64) -> Committed {
     let mut out = Committed::default();
     let mut batch = Vec::new();
     let flush = |batch: &mut Vec<Tx>, out: &mut Committed| {
@@ -54,7 +59,7 @@ pub fn fill(ledger: &Ledger, n: u64) -> Committed {
         }
         batch.clear();
     };
-    for i in 1..=n {
+    for i in first + 1..=first + n {
         let client = 1 + i % 3;
         let currency = if client == 3 { eur() } else { usd() };
         let id = TxId::from_parts(i, 7);
@@ -99,6 +104,17 @@ pub fn build(n: u64, durability: Durability) -> (tempfile::TempDir, Committed) {
     let dir = tempfile::tempdir().expect("temp dir");
     let ledger = Ledger::open(dir.path(), small(durability)).expect("open");
     let committed = fill(&ledger, n);
+    ledger.close().expect("close");
+    (dir, committed)
+}
+
+/// As [`build`], with a checkpoint asked for before closing, so the newest one covers
+/// the last seq whatever the checkpoint thread's timing (automatic ones may lag).
+pub fn build_checkpointed(n: u64, durability: Durability) -> (tempfile::TempDir, Committed) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ledger = Ledger::open(dir.path(), small(durability)).expect("open");
+    let committed = fill(&ledger, n);
+    ledger.snapshot().expect("checkpoint");
     ledger.close().expect("close");
     (dir, committed)
 }
