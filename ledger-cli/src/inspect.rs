@@ -93,7 +93,7 @@ fn count(dir: &Path, view: &LedgerView) -> Result<Counts, Failure> {
     if image.segments().first().is_none_or(|s| s.first_seq != 1) {
         for r in view.all_records() {
             counts.add(&r.tx);
-            *counts.states.entry(out::state_name(r.state)).or_default() += 1;
+            *counts.states.entry(r.state.name()).or_default() += 1;
         }
         return Ok(counts);
     }
@@ -128,7 +128,7 @@ fn count(dir: &Path, view: &LedgerView) -> Result<Counts, Failure> {
     for id in referenced {
         let Some(payment) = view.lookup(id) else { continue };
         let start = if payment.tx.flags & Tx::AUTH_ONLY != 0 { "authorized" } else { "captured" };
-        counts.move_state(start, out::state_name(payment.state));
+        counts.move_state(start, payment.state.name());
     }
     Ok(counts)
 }

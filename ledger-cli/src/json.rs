@@ -4,7 +4,7 @@
 
 use ledger_core::inspect::LogRecord;
 use ledger_core::money::format_minor;
-use ledger_core::{Currency, Kind, Tx, TxId, TxRecord, TxState};
+use ledger_core::{Currency, Kind, Tx, TxId, TxRecord};
 use serde_json::{Map, Value, json};
 
 /// An id as 32 hex digits, high half first.
@@ -22,18 +22,6 @@ pub(crate) fn kind_name(tx: &Tx) -> String {
         Some(Kind::Refund) => "refund".into(),
         Some(Kind::Adjustment) => "adjustment".into(),
         None => format!("kind_{}", tx.kind),
-    }
-}
-
-/// The name of a transaction's state.
-pub(crate) fn state_name(state: TxState) -> &'static str {
-    match state {
-        TxState::Authorized => "authorized",
-        TxState::Captured => "captured",
-        TxState::PartiallyRefunded => "partially_refunded",
-        TxState::Refunded => "refunded",
-        TxState::Voided => "voided",
-        TxState::Applied => "applied",
     }
 }
 
@@ -90,7 +78,7 @@ pub(crate) fn tx_record(r: &TxRecord) -> Value {
     tx_fields(&r.tx, &mut out);
     out.insert("timestamp_ns".into(), r.timestamp_ns.into());
     out.insert("batch_id".into(), r.batch_id.into());
-    out.insert("state".into(), state_name(r.state).into());
+    out.insert("state".into(), r.state.name().into());
     out.insert("captured".into(), amount(r.captured, r.tx.currency).into());
     out.insert("captured_minor".into(), r.captured.into());
     out.insert("refunded".into(), amount(r.refunded, r.tx.currency).into());

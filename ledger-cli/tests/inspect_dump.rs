@@ -8,7 +8,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::{Committed, build, eur, ledger, path_arg, small, usd};
-use ledger_core::{Durability, Kind, Ledger, Tx, TxId, TxState};
+use ledger_core::{Durability, Kind, Ledger, Tx, TxId};
 use serde_json::Value;
 
 fn kind_name(tx: &Tx) -> &'static str {
@@ -20,17 +20,6 @@ fn kind_name(tx: &Tx) -> &'static str {
         Some(Kind::Refund) => "refund",
         Some(Kind::Adjustment) => "adjustment",
         None => panic!("a committed transaction has a kind"),
-    }
-}
-
-fn state_name(state: TxState) -> &'static str {
-    match state {
-        TxState::Authorized => "authorized",
-        TxState::Captured => "captured",
-        TxState::PartiallyRefunded => "partially_refunded",
-        TxState::Refunded => "refunded",
-        TxState::Voided => "voided",
-        TxState::Applied => "applied",
     }
 }
 
@@ -61,7 +50,7 @@ fn inspect_summarizes_what_was_committed() {
     let mut clients: BTreeMap<u64, u64> = BTreeMap::new();
     for r in &committed.records {
         *kinds.entry(kind_name(&r.tx)).or_default() += 1;
-        *states.entry(state_name(owner.lookup(r.tx.id).unwrap().state)).or_default() += 1;
+        *states.entry(owner.lookup(r.tx.id).unwrap().state.name()).or_default() += 1;
         *clients.entry(r.tx.client_id).or_default() += 1;
     }
     assert_eq!(s["first_seq"], 1);

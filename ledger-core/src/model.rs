@@ -88,6 +88,18 @@ pub enum TxState {
 }
 
 impl TxState {
+    /// The state's name as the tools and the portal's API spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            TxState::Authorized => "authorized",
+            TxState::Captured => "captured",
+            TxState::PartiallyRefunded => "partially_refunded",
+            TxState::Refunded => "refunded",
+            TxState::Voided => "voided",
+            TxState::Applied => "applied",
+        }
+    }
+
     /// The state with this C ABI code.
     pub fn from_code(code: u32) -> Option<TxState> {
         Some(match code {

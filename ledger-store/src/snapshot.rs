@@ -165,16 +165,18 @@ pub(crate) fn list(storage: &Storage, dir: &Path) -> Result<Vec<SnapshotInfo>, I
                 .map_err(IoFailure::at("remove unfinished snapshot", &path))?;
             continue;
         }
-        let Some(digits) = name.strip_prefix(PREFIX).and_then(|n| n.strip_suffix(SUFFIX)) else { continue };
-        if digits.len() == 20
-            && digits.bytes().all(|b| b.is_ascii_digit())
-            && let Ok(seq) = digits.parse()
-        {
+        if let Some(seq) = parse_name(name) {
             out.push(SnapshotInfo { seq, path: entry.path() });
         }
     }
     out.sort_by_key(|s| std::cmp::Reverse(s.seq));
     Ok(out)
+}
+
+/// The seq a snapshot file's name says it covers (`snapshot-{seq:020}.snap`).
+fn parse_name(name: &str) -> Option<u64> {
+    let digits = name.strip_prefix(PREFIX)?.strip_suffix(SUFFIX)?;
+    if digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit()) { digits.parse().ok() } else { None }
 }
 
 /// The snapshot files of `dir`, newest first, changing nothing: for tools that read a
@@ -185,11 +187,7 @@ pub(crate) fn list_read_only(dir: &Path) -> Result<Vec<SnapshotInfo>, IoFailure>
         let entry = entry.map_err(IoFailure::at("list directory", dir))?;
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        let Some(digits) = name.strip_prefix(PREFIX).and_then(|n| n.strip_suffix(SUFFIX)) else { continue };
-        if digits.len() == 20
-            && digits.bytes().all(|b| b.is_ascii_digit())
-            && let Ok(seq) = digits.parse()
-        {
+        if let Some(seq) = parse_name(name) {
             out.push(SnapshotInfo { seq, path: entry.path() });
         }
     }
