@@ -198,11 +198,11 @@ pub fn page_limit(limit: Option<usize>) -> Result<usize, ApiError> {
     }
 }
 
-/// `{"data": rows[..limit], "has_more"}` from up to `limit + 1` rows.
-pub fn page(mut data: Vec<serde_json::Value>, limit: usize) -> serde_json::Value {
+/// A page's rows (`rows[..limit]`) and `has_more`, from up to `limit + 1` rows.
+pub fn page<T>(mut data: Vec<T>, limit: usize) -> (Vec<T>, bool) {
     let has_more = data.len() > limit;
     data.truncate(limit);
-    serde_json::json!({ "data": data, "has_more": has_more })
+    (data, has_more)
 }
 
 /// The SQL `LIMIT` that fetches one row beyond a page, to tell whether there is more.

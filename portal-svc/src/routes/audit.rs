@@ -274,6 +274,8 @@ pub fn endpoints() -> Vec<Endpoint> {
             routing::get(list),
         )
         .returns::<AuditEntryList>()
+        .returns_as::<crate::routes::reports::CsvText>("text/csv")
+        .errors(&[(400, "invalid_outcome"), (400, "invalid_period"), (400, "invalid_format")])
         .query(&[
             "limit",
             "starting_after",

@@ -390,7 +390,13 @@ pub fn endpoints() -> Vec<Endpoint> {
         )
         .answers(200)
         .body::<LoginRequest>()
-        .returns::<LoginAnswer>(),
+        .returns::<LoginAnswer>()
+        .errors(&[
+            (401, "invalid_credentials"),
+            (401, "mfa_required"),
+            (401, "invalid_otp"),
+            (429, "too_many_login_attempts"),
+        ]),
         Endpoint::new(
             Method::POST,
             "/v1/auth/session",
@@ -400,7 +406,13 @@ pub fn endpoints() -> Vec<Endpoint> {
         )
         .answers(200)
         .body::<LoginRequest>()
-        .returns::<BrowserSession>(),
+        .returns::<BrowserSession>()
+        .errors(&[
+            (401, "invalid_credentials"),
+            (401, "mfa_required"),
+            (401, "invalid_otp"),
+            (429, "too_many_login_attempts"),
+        ]),
         Endpoint::new(
             Method::GET,
             "/v1/auth/session",
@@ -417,7 +429,8 @@ pub fn endpoints() -> Vec<Endpoint> {
             routing::post(logout),
         )
         .answers(200)
-        .returns::<SignedOut>(),
+        .returns::<SignedOut>()
+        .errors(&[(400, "not_a_session"), (403, "csrf_failed")]),
         Endpoint::new(
             Method::GET,
             "/v1/users/me",
@@ -434,7 +447,8 @@ pub fn endpoints() -> Vec<Endpoint> {
             routing::post(mfa_enrol),
         )
         .answers(200)
-        .returns::<MfaEnrolment>(),
+        .returns::<MfaEnrolment>()
+        .errors(&[(409, "mfa_already_enabled")]),
         Endpoint::new(
             Method::POST,
             "/v1/users/me/mfa/verify",
@@ -444,6 +458,7 @@ pub fn endpoints() -> Vec<Endpoint> {
         )
         .answers(200)
         .body::<OtpRequest>()
-        .returns::<MfaState>(),
+        .returns::<MfaState>()
+        .errors(&[(401, "invalid_otp"), (409, "mfa_not_enrolled")]),
     ]
 }

@@ -242,7 +242,13 @@ pub fn endpoints() -> Vec<Endpoint> {
             routing::post(create),
         )
         .body::<NewNote>()
-        .returns::<Note>(),
+        .returns::<Note>()
+        .errors(&[
+            (400, "invalid_resource_type"),
+            (400, "invalid_resource_id"),
+            (400, "missing_field"),
+            (404, "not_found"),
+        ]),
         Endpoint::new(
             Method::GET,
             "/v1/notes",
@@ -252,6 +258,12 @@ pub fn endpoints() -> Vec<Endpoint> {
         )
         .query(&["resource_type", "resource_id", "limit", "starting_after"])
         .required_query(&["resource_type", "resource_id"])
-        .returns::<NoteList>(),
+        .returns::<NoteList>()
+        .errors(&[
+            (400, "invalid_resource_type"),
+            (400, "invalid_resource_id"),
+            (400, "missing_field"),
+            (404, "not_found"),
+        ]),
     ]
 }

@@ -416,7 +416,11 @@ pub fn endpoints() -> Vec<Endpoint> {
             routing::post(create),
         )
         .body::<NewTicket>()
-        .returns::<Ticket>(),
+        .returns::<Ticket>()
+        .errors(&[(400, "invalid_priority")])
+        .link("GetTicket", "get /v1/tickets/{id}", &[("id", "$response.body#/id")])
+        .link("UpdateTicket", "patch /v1/tickets/{id}", &[("id", "$response.body#/id")])
+        .link("CommentTicket", "post /v1/tickets/{id}/comments", &[("id", "$response.body#/id")]),
         Endpoint::new(
             Method::GET,
             "/v1/tickets",
@@ -425,6 +429,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             routing::get(list),
         )
         .returns::<TicketList>()
+        .errors(&[(400, "invalid_status")])
         .query(&["limit", "starting_after", "status"]),
         Endpoint::new(
             Method::GET,
@@ -442,7 +447,8 @@ pub fn endpoints() -> Vec<Endpoint> {
             routing::patch(update),
         )
         .body::<TicketChange>()
-        .returns::<Ticket>(),
+        .returns::<Ticket>()
+        .errors(&[(400, "invalid_status"), (404, "not_found"), (409, "illegal_transition")]),
         Endpoint::new(
             Method::POST,
             "/v1/tickets/{id}/comments",

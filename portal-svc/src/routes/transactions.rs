@@ -888,7 +888,22 @@ pub fn endpoints() -> Vec<Endpoint> {
         )
         .body::<NewTransaction>()
         .idempotent()
-        .returns::<Transaction>(),
+        .returns::<Transaction>()
+        .errors(&[
+            (400, "invalid_amount"),
+            (400, "invalid_currency"),
+            (400, "currency_not_allowed"),
+            (400, "invalid_kind"),
+            (400, "invalid_description"),
+            (400, "missing_field"),
+            (404, "not_found"),
+            (422, "amount_out_of_range"),
+        ])
+        .link("GetTransaction", "get /v1/transactions/{id}", &[("id", "$response.body#/id")])
+        .link("CaptureTransaction", "post /v1/transactions/{id}/capture", &[("id", "$response.body#/id")])
+        .link("VoidTransaction", "post /v1/transactions/{id}/void", &[("id", "$response.body#/id")])
+        .link("RefundTransaction", "post /v1/transactions/{id}/refunds", &[("id", "$response.body#/id")])
+        .link("TransactionHistory", "get /v1/transactions/{id}/history", &[("id", "$response.body#/id")]),
         Endpoint::new(
             Method::GET,
             "/v1/transactions",
@@ -897,6 +912,14 @@ pub fn endpoints() -> Vec<Endpoint> {
             routing::get(list),
         )
         .returns::<TransactionList>()
+        .errors(&[
+            (400, "invalid_status"),
+            (400, "invalid_kind"),
+            (400, "invalid_currency"),
+            (400, "invalid_amount"),
+            (400, "invalid_period"),
+            (400, "invalid_order"),
+        ])
         .query(&[
             "limit",
             "starting_after",
@@ -935,7 +958,21 @@ pub fn endpoints() -> Vec<Endpoint> {
         )
         .optional_body::<AmountBody>()
         .idempotent()
-        .returns::<Transaction>(),
+        .returns::<Transaction>()
+        .errors(&[
+            (400, "invalid_amount"),
+            (404, "not_found"),
+            (422, "payment_not_authorized"),
+            (422, "payment_not_captured"),
+            (422, "payment_not_voidable"),
+            (422, "capture_exceeds_authorized"),
+            (422, "refund_exceeds_captured"),
+            (422, "currency_mismatch"),
+            (422, "amount_out_of_range"),
+        ])
+        .link("GetTransaction", "get /v1/transactions/{id}", &[("id", "$response.body#/id")])
+        .link("GetPayment", "get /v1/transactions/{id}", &[("id", "$response.body#/ref_id")])
+        .link("PaymentHistory", "get /v1/transactions/{id}/history", &[("id", "$response.body#/ref_id")]),
         Endpoint::new(
             Method::POST,
             "/v1/transactions/{id}/void",
@@ -944,7 +981,21 @@ pub fn endpoints() -> Vec<Endpoint> {
             routing::post(void),
         )
         .idempotent()
-        .returns::<Transaction>(),
+        .returns::<Transaction>()
+        .errors(&[
+            (400, "invalid_amount"),
+            (404, "not_found"),
+            (422, "payment_not_authorized"),
+            (422, "payment_not_captured"),
+            (422, "payment_not_voidable"),
+            (422, "capture_exceeds_authorized"),
+            (422, "refund_exceeds_captured"),
+            (422, "currency_mismatch"),
+            (422, "amount_out_of_range"),
+        ])
+        .link("GetTransaction", "get /v1/transactions/{id}", &[("id", "$response.body#/id")])
+        .link("GetPayment", "get /v1/transactions/{id}", &[("id", "$response.body#/ref_id")])
+        .link("PaymentHistory", "get /v1/transactions/{id}/history", &[("id", "$response.body#/ref_id")]),
         Endpoint::new(
             Method::POST,
             "/v1/transactions/{id}/refunds",
@@ -954,6 +1005,20 @@ pub fn endpoints() -> Vec<Endpoint> {
         )
         .optional_body::<AmountBody>()
         .idempotent()
-        .returns::<Transaction>(),
+        .returns::<Transaction>()
+        .errors(&[
+            (400, "invalid_amount"),
+            (404, "not_found"),
+            (422, "payment_not_authorized"),
+            (422, "payment_not_captured"),
+            (422, "payment_not_voidable"),
+            (422, "capture_exceeds_authorized"),
+            (422, "refund_exceeds_captured"),
+            (422, "currency_mismatch"),
+            (422, "amount_out_of_range"),
+        ])
+        .link("GetTransaction", "get /v1/transactions/{id}", &[("id", "$response.body#/id")])
+        .link("GetPayment", "get /v1/transactions/{id}", &[("id", "$response.body#/ref_id")])
+        .link("PaymentHistory", "get /v1/transactions/{id}/history", &[("id", "$response.body#/ref_id")]),
     ]
 }
