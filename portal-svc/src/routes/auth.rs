@@ -22,9 +22,12 @@ use rusqlite::params;
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
+    #[schema(schema_with = crate::schema::required_text)]
     email: String,
+    #[schema(schema_with = crate::schema::required_text)]
     password: String,
     /// The TOTP code or a recovery code, when the account has MFA on.
+    #[schema(schema_with = crate::schema::optional_text)]
     otp: Option<String>,
 }
 

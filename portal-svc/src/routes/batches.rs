@@ -134,6 +134,7 @@ pub struct Balance {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CloseRequest {
+    #[schema(schema_with = crate::schema::currency)]
     currency: String,
 }
 

@@ -96,12 +96,15 @@ pub struct ClientSettings {
     /// Every user of the client must enrol in MFA before doing anything else.
     mfa_required: Option<bool>,
     /// A UTC offset: `UTC`, `+HH:MM`, `-HH:MM`. Reports' days and the cut-over follow it.
+    #[schema(schema_with = crate::schema::time_zone)]
     time_zone: Option<String>,
     /// `HH:MM` local time at which open batches close by themselves each day; `null`: never.
     #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = crate::schema::cutover)]
     settlement_cutover: Option<Value>,
     /// ISO 4217 codes payments may use; `null`: all.
     #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = crate::schema::currencies)]
     allowed_currencies: Option<Value>,
 }
 
@@ -185,6 +188,7 @@ pub async fn update_client(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewClient {
+    #[schema(schema_with = crate::schema::name_200)]
     name: String,
 }
 
@@ -282,9 +286,13 @@ pub async fn get_client(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
+    #[schema(schema_with = crate::schema::email)]
     email: String,
+    #[schema(schema_with = crate::schema::password)]
     password: String,
+    #[schema(value_type = Role)]
     role: String,
+    #[schema(minimum = 1)]
     client_id: Option<i64>,
 }
 
@@ -473,6 +481,7 @@ pub async fn list_users(
 #[serde(deny_unknown_fields)]
 pub struct UserChange {
     /// `client_admin`, `operator` or `viewer`: a client's user stays a client's user.
+    #[schema(schema_with = crate::schema::client_role)]
     role: String,
 }
 
@@ -550,6 +559,7 @@ fn may_manage_applications(principal: &Principal, client_id: i64) -> Result<(), 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewApplication {
+    #[schema(schema_with = crate::schema::name_200)]
     name: String,
 }
 
@@ -776,7 +786,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             "Change a client's settings: mfa_required, time_zone, settlement_cutover, allowed_currencies",
             routing::patch(update_client),
         )
-        .body::<ClientSettings>()
+        .optional_body::<ClientSettings>()
         .returns::<Client>()
         .errors(&[(400, "invalid_time_zone"), (400, "invalid_cutover"), (400, "invalid_currency")]),
         Endpoint::new(

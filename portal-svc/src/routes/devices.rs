@@ -326,7 +326,9 @@ fn device_group_id(conn: &Connection, client_id: i64, id: i64) -> Result<Option<
 #[serde(deny_unknown_fields)]
 pub struct NewDevice {
     /// The terminal's serial number, unique across the platform.
+    #[schema(schema_with = crate::schema::line_64)]
     serial: String,
+    #[schema(schema_with = crate::schema::line_100)]
     model: String,
 }
 
@@ -518,9 +520,11 @@ fn leave_rollouts(conn: &Connection, client_id: i64, group_id: i64, device_id: i
 #[serde(deny_unknown_fields)]
 pub struct Heartbeat {
     /// The firmware the terminal runs.
+    #[schema(schema_with = crate::schema::line_64)]
     firmware_version: String,
     /// Any JSON object of at most 16 KiB serialized; `"firmware_update": "failed"`
     /// reports a failed installation of the rollout's firmware.
+    #[schema(schema_with = crate::schema::json_object)]
     diagnostics: Value,
 }
 
@@ -751,8 +755,10 @@ fn name_taken() -> ApiError {
 #[serde(deny_unknown_fields)]
 pub struct NewGroup {
     /// Unique within the client.
+    #[schema(schema_with = crate::schema::line_100)]
     name: String,
     /// Any JSON object of at most 16 KiB serialized, handed to the group's terminals.
+    #[schema(schema_with = crate::schema::json_object)]
     config: Value,
 }
 
@@ -833,9 +839,11 @@ pub async fn get_group(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GroupChange {
+    #[schema(schema_with = crate::schema::optional_line_100)]
     name: Option<String>,
     /// Replaces the whole configuration (a JSON object; `null` is refused).
     #[serde(default, deserialize_with = "present_value")]
+    #[schema(schema_with = crate::schema::json_object)]
     config: Option<Value>,
 }
 
@@ -945,6 +953,7 @@ fn load_rollout(conn: &Connection, client_id: i64, id: i64) -> Result<Rollout, A
 #[serde(deny_unknown_fields)]
 pub struct NewRollout {
     /// The firmware version the group's devices should install.
+    #[schema(schema_with = crate::schema::line_64)]
     version: String,
 }
 
@@ -1161,7 +1170,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             "Rename a device group or replace its configuration",
             routing::patch(update_group),
         )
-        .body::<GroupChange>()
+        .optional_body::<GroupChange>()
         .returns::<DeviceGroup>()
         .errors(&[(400, "invalid_config"), (409, "group_name_taken")]),
         Endpoint::new(

@@ -152,10 +152,12 @@ pub fn notes_of(
 #[serde(deny_unknown_fields)]
 pub struct NewNote {
     /// `transaction`, `device` or `ticket`.
+    #[schema(schema_with = crate::schema::note_resource_type)]
     resource_type: String,
     /// The resource's id: `tx_...` for a transaction, the number of a device or ticket.
-    #[schema(value_type = String)]
+    #[schema(schema_with = crate::schema::required_text)]
     resource_id: Value,
+    #[schema(schema_with = crate::schema::name_10000)]
     body: String,
 }
 

@@ -405,11 +405,16 @@ fn replayed(status: u16, body: String) -> Response {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewTransaction {
+    #[schema(schema_with = crate::schema::new_transaction_kind)]
     kind: String,
+    #[schema(schema_with = crate::schema::amount)]
     amount: String,
+    #[schema(schema_with = crate::schema::currency)]
     currency: String,
     capture: Option<bool>,
+    #[schema(minimum = 1)]
     device_id: Option<u64>,
+    #[schema(schema_with = crate::schema::description)]
     description: Option<String>,
 }
 
@@ -511,6 +516,7 @@ pub fn own_transaction(state: &AppState, client_id: u64, id: &str) -> Result<TxR
 #[serde(deny_unknown_fields)]
 struct AmountBody {
     /// Decimal in major units; positive.
+    #[schema(schema_with = crate::schema::amount)]
     amount: Option<String>,
 }
 

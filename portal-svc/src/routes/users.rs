@@ -181,6 +181,7 @@ async fn mfa_reset(
 #[serde(deny_unknown_fields)]
 pub struct TemporaryPassword {
     /// Given to the user out of band; it must be changed at the next sign-in.
+    #[schema(schema_with = crate::schema::password)]
     password: String,
 }
 
@@ -302,7 +303,9 @@ async fn revoke_session(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PasswordChange {
+    #[schema(schema_with = crate::schema::required_text)]
     current_password: String,
+    #[schema(schema_with = crate::schema::password)]
     new_password: String,
 }
 
