@@ -79,6 +79,11 @@ pub fn json_object() -> Object {
     ObjectBuilder::new().schema_type(Type::Object).build()
 }
 
+/// Any text the body rule admits (a one-time code: a wrong one is 401).
+pub fn text() -> Object {
+    string(text_pattern(), 1000).build()
+}
+
 /// Optional text (sign-in's one-time code: a wrong one is 401).
 pub fn optional_text() -> Object {
     string(text_pattern(), 1000)

@@ -339,6 +339,7 @@ fn qr_svg(url: &str) -> Result<String, ApiError> {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OtpRequest {
+    #[schema(schema_with = crate::schema::text)]
     otp: String,
 }
 
