@@ -54,6 +54,8 @@ free_port() {
   "$venv/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
+st=$(cd "$venv/bin" && pwd)/st
+config=$(pwd)/portal-svc/tests/schemathesis/schemathesis.toml
 admin_email=admin@schemathesis.test
 admin_password="schemathesis platform admin 2026"
 echo "seed: $seed, examples per operation: $examples"
@@ -80,7 +82,9 @@ for role in $roles; do
   # Response times: a debug build hashes passwords (argon2id) slowly, and the run shares
   # 2 cores with the service; 30 s rather than Schemathesis's default 10 s.
   echo "== schemathesis as $role"
-  if ! "$venv/bin/st" --config-file portal-svc/tests/schemathesis/schemathesis.toml run "$base/openapi.json" \
+  # Run from the role's directory: Schemathesis keeps its state (.schemathesis/) in the
+  # working directory, which must not be the repository.
+  if ! (cd "$dir" && "$st" --config-file "$config" run "$base/openapi.json" \
     --checks all \
     --phases examples,coverage,fuzzing,stateful \
     --max-examples "$examples" \
@@ -92,7 +96,7 @@ for role in $roles; do
     --generation-database none \
     --no-color \
     -H "Authorization: Bearer $token" \
-    "${exclude[@]}" 2>&1 | tee "$dir/schemathesis.log"; then
+    "${exclude[@]}") 2>&1 | tee "$dir/schemathesis.log"; then
     failed=1
   fi
   if grep -q "panicked" "$dir/service.log"; then
