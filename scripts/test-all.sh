@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # Runs every test of the project: the workspace's unit, integration, property, crash
-# and doc tests, the fuzz regression replays, the web portal's end-to-end tests in
-# headless Chromium, and the examples. README's test command.
+# and doc tests, Schemathesis against the portal's API as its three roles, the fuzz
+# regression replays, the web portal's end-to-end tests in headless Chromium, and the
+# examples. README's test command.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 echo "== workspace tests"
 cargo test --workspace --locked
+
+echo "== Schemathesis against portal-svc, as the three roles (scripts/schemathesis.sh)"
+# The debug binary the workspace tests just built.
+PORTAL_SVC_BIN=${CARGO_TARGET_DIR:-target}/debug/portal-svc bash scripts/schemathesis.sh
 
 echo "== web portal end-to-end, headless chromium (scripts/web-e2e.sh)"
 bash scripts/web-e2e.sh

@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::MethodRouter;
 use serde_json::json;
 use utoipa::openapi::extensions::ExtensionsBuilder;
+use utoipa::openapi::link::LinkBuilder;
 use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn};
 use utoipa::openapi::request_body::RequestBodyBuilder;
 use utoipa::openapi::schema::{ComponentsBuilder, ObjectBuilder, Type};
@@ -112,9 +113,23 @@ pub struct Endpoint {
     required_query: &'static [&'static str],
     /// Takes `Idempotency-Key`.
     idempotent: bool,
-    /// The success body's type (a named component).
-    returns: Option<BodySchema>,
+    /// The success body's types (named components), by media type.
+    returns: Vec<(&'static str, BodySchema)>,
     ok: u16,
+    /// Error codes the route itself can answer, beyond those the table derives from
+    /// its access, parameters and body (see [`Endpoint::error_codes`]).
+    errors: Vec<(u16, &'static str)>,
+    /// OpenAPI links from the success answer to other operations.
+    links: Vec<Link>,
+}
+
+/// An OpenAPI link: from a success answer to the operation `operation` (its id, `get
+/// /v1/transactions/{id}`), its parameters taken from the answer (`$response.body#/id`).
+#[derive(Debug, Clone, Copy)]
+pub struct Link {
+    pub name: &'static str,
+    pub operation: &'static str,
+    pub parameters: &'static [(&'static str, &'static str)],
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -146,8 +161,10 @@ impl Endpoint {
             query: &[],
             required_query: &[],
             idempotent: false,
-            returns: None,
+            returns: Vec::new(),
             ok,
+            errors: Vec::new(),
+            links: Vec::new(),
         }
     }
 
@@ -160,11 +177,96 @@ impl Endpoint {
 
     /// Declares the success body's type: the handler answers it serialized from this
     /// type, so the document names what the answer is.
-    pub fn returns<T: utoipa::ToSchema>(mut self) -> Endpoint {
+    pub fn returns<T: utoipa::ToSchema>(self) -> Endpoint {
+        self.returns_as::<T>("application/json")
+    }
+
+    /// Declares a success body of another media type (or one more: a report as CSV).
+    pub fn returns_as<T: utoipa::ToSchema>(mut self, media_type: &'static str) -> Endpoint {
         let mut nested = Vec::new();
         T::schemas(&mut nested);
-        self.returns = Some((T::name(), T::schema(), nested));
+        self.returns.push((media_type, (T::name(), T::schema(), nested)));
         self
+    }
+
+    /// Declares error codes the handler itself answers (`status`, `code`), beyond
+    /// those of its access, parameters and body.
+    pub fn errors(mut self, errors: &[(u16, &'static str)]) -> Endpoint {
+        self.errors.extend_from_slice(errors);
+        self
+    }
+
+    /// Declares an OpenAPI link from the success answer to another operation.
+    pub fn link(
+        mut self,
+        name: &'static str,
+        operation: &'static str,
+        parameters: &'static [(&'static str, &'static str)],
+    ) -> Endpoint {
+        self.links.push(Link { name, operation, parameters });
+        self
+    }
+
+    /// The error codes the route can answer, by status: those of its access (401
+    /// without or with bad credentials, 403 for a role, API key or restriction it does
+    /// not admit), its path (404 for an id naming nothing of the caller's), its query
+    /// and body (400, 413, 415), `Idempotency-Key` (409), and its own.
+    pub fn error_codes(&self) -> std::collections::BTreeMap<u16, Vec<&'static str>> {
+        let mut codes: std::collections::BTreeMap<u16, Vec<&'static str>> = std::collections::BTreeMap::new();
+        let mut add = |status: u16, code: &'static str| {
+            let list = codes.entry(status).or_default();
+            if !list.contains(&code) {
+                list.push(code);
+            }
+        };
+        if self.access != Access::Public {
+            for code in ["missing_credentials", "invalid_token", "invalid_api_key"] {
+                add(401, code);
+            }
+            add(403, "forbidden");
+            if !matches!(self.access, Access::KeyOnly) {
+                for code in ["csrf_failed", "password_change_required", "mfa_enrollment_required"] {
+                    if code != "csrf_failed" || self.method != Method::GET {
+                        add(403, code);
+                    }
+                }
+            }
+        }
+        let has_path = path_params(self.path).next().is_some();
+        if has_path {
+            add(404, "not_found");
+            add(400, "invalid_path");
+        }
+        if self.path.starts_with("/v1/") {
+            add(400, "unknown_parameter");
+        }
+        if !self.query.is_empty() {
+            add(400, "invalid_query");
+            if self.query.contains(&"limit") {
+                add(400, "invalid_limit");
+            }
+            if self.query.contains(&"starting_after") {
+                add(404, "not_found");
+            }
+        }
+        if self.body.is_some() {
+            for code in ["invalid_json", "invalid_text"] {
+                add(400, code);
+            }
+            add(415, "unsupported_media_type");
+        }
+        if self.method != Method::GET {
+            add(413, "body_too_large");
+            add(408, "body_timeout");
+        }
+        if self.idempotent {
+            add(400, "invalid_idempotency_key");
+            add(409, "idempotency_conflict");
+        }
+        for (status, code) in &self.errors {
+            add(*status, code);
+        }
+        codes
     }
 
     /// Declares that the route takes `Idempotency-Key`.
@@ -345,7 +447,18 @@ fn check_query(request: &Request, query: &[&str]) -> Result<(), ApiError> {
         return Ok(());
     }
     let pairs = form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes());
-    for (name, _) in pairs {
+    for (name, value) in pairs {
+        // Row ids are 1 to i64::MAX, as the document says (a device id past it, or 0,
+        // was taken as a filter that matches nothing: found by Schemathesis).
+        let row_id = matches!(name.as_ref(), "device_id" | "group_id" | "client_id" | "actor_id")
+            || (name == "starting_after" && request.uri().path() != "/v1/transactions");
+        if row_id && query.contains(&name.as_ref()) && !value.parse::<i64>().is_ok_and(|id| id >= 1) {
+            return Err(ApiError::invalid(
+                "invalid_query",
+                format!("{name} is an id: an integer from 1 to {}", i64::MAX),
+            )
+            .with_param(name.into_owned()));
+        }
         if !query.contains(&name.as_ref()) {
             let known = if query.is_empty() { "none".to_string() } else { query.join(", ") };
             return Err(ApiError::invalid(
@@ -494,22 +607,36 @@ pub fn openapi(endpoints: &[Endpoint]) -> OpenApi {
                     .build(),
             ));
         }
-        let error = ResponseBuilder::new()
-            .description("an error body")
-            .content("application/json", ContentBuilder::new().schema(Some(Ref::from_schema_name("Error"))).build())
-            .build();
-        let mut success = ResponseBuilder::new().description("success");
-        if let Some((name, schema, nested)) = &e.returns {
+        let error = |description: String| {
+            ResponseBuilder::new()
+                .description(description)
+                .content("application/json", ContentBuilder::new().schema(Some(Ref::from_schema_name("Error"))).build())
+                .build()
+        };
+        let mut success = ResponseBuilder::new().description(e.summary);
+        for (media_type, (name, schema, nested)) in &e.returns {
             components = components.schema(name.to_string(), schema.clone());
             for (n, s) in nested {
                 components = components.schema(n.clone(), s.clone());
             }
-            success = success.content(
-                "application/json",
-                ContentBuilder::new().schema(Some(Ref::from_schema_name(name.clone()))).build(),
+            success = success
+                .content(*media_type, ContentBuilder::new().schema(Some(Ref::from_schema_name(name.clone()))).build());
+        }
+        for link in &e.links {
+            let mut builder = LinkBuilder::new().operation_id(link.operation);
+            for (name, expression) in link.parameters {
+                builder = builder.parameter(*name, *expression);
+            }
+            success = success.link(link.name, builder.build());
+        }
+        op = op.response(e.ok.to_string(), success.build());
+        for (status, codes) in e.error_codes() {
+            op = op.response(
+                status.to_string(),
+                error(format!("{}: error code {}", status_text(status), codes.join(", "))),
             );
         }
-        op = op.response(e.ok.to_string(), success.build()).response("default", error);
+        op = op.response("default", error("another error (500 internal_error, 503 ledger_unavailable)".to_string()));
         paths.add_path_operation(e.path, vec![http_method(&e.method)], op.build());
     }
     OpenApiBuilder::new()
@@ -524,12 +651,40 @@ pub fn openapi(endpoints: &[Endpoint]) -> OpenApi {
         .build()
 }
 
+/// The OpenAPI document of `endpoints` as JSON, as `GET /openapi.json` serves it.
+///
+/// utoipa 5.5 serializes a Link object's fields in snake case (`operation_id`), which
+/// no OpenAPI reader knows, so the links would be ignored: they are renamed here to the
+/// specification's `operationId`, `operationRef` and `requestBody`.
+pub fn openapi_json(endpoints: &[Endpoint]) -> serde_json::Value {
+    let mut document = serde_json::to_value(openapi(endpoints)).unwrap_or_default();
+    let operations = document["paths"].as_object_mut().into_iter().flat_map(|paths| paths.values_mut());
+    for operation in operations.flat_map(|item| item.as_object_mut().into_iter().flat_map(|ops| ops.values_mut())) {
+        let responses = operation["responses"].as_object_mut().into_iter().flat_map(|r| r.values_mut());
+        for links in responses.filter_map(|r| r.get_mut("links")).filter_map(serde_json::Value::as_object_mut) {
+            for link in links.values_mut().filter_map(serde_json::Value::as_object_mut) {
+                for (from, to) in [
+                    ("operation_id", "operationId"),
+                    ("operation_ref", "operationRef"),
+                    ("request_body", "requestBody"),
+                ] {
+                    if let Some(value) = link.remove(from) {
+                        link.insert(to.to_string(), value);
+                    }
+                }
+            }
+        }
+    }
+    document
+}
+
 /// A path parameter's schema: a transaction's id (`tx_` and 32 hex digits), a web
 /// file's name, or else a row id (a positive integer).
 fn path_param_schema(path: &str, name: &str) -> ObjectBuilder {
     match name {
         "id" if path.starts_with("/v1/transactions/") => tx_id_schema(),
         "name" => ObjectBuilder::new().schema_type(Type::String),
+        "session_id" => ObjectBuilder::new().schema_type(Type::String).pattern(Some("^[0-9a-f]{16}$")),
         _ => ObjectBuilder::new().schema_type(Type::Integer).format(Some(int64())).minimum(Some(1)),
     }
 }
@@ -581,13 +736,18 @@ fn query_param_schema(path: &str, name: &str) -> ObjectBuilder {
         ("/v1/notes", "resource_type") => one_of(&["transaction", "device", "ticket"]),
         (_, "group_by") => one_of(&["day", "kind", "status", "device"]),
         (_, "rows") => ObjectBuilder::new().schema_type(Type::Boolean),
-        (_, "currency") => ObjectBuilder::new().schema_type(Type::String).pattern(Some("^[A-Z]{3}$")),
+        (_, "currency") => crate::schema::currency().into(),
         (_, "amount_min" | "amount_max") => ObjectBuilder::new()
             .schema_type(Type::String)
             .pattern(Some("^[0-9]+(\\.[0-9]+)?$"))
             .description(Some("A decimal amount in major units of `currency`")),
         _ => ObjectBuilder::new().schema_type(Type::String),
     }
+}
+
+/// A status's reason phrase, for the error responses' descriptions.
+fn status_text(status: u16) -> &'static str {
+    axum::http::StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()).unwrap_or("error")
 }
 
 fn path_params(path: &str) -> impl Iterator<Item = &str> {

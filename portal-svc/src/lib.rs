@@ -29,5 +29,6 @@ pub mod idempotency;
 pub mod mfa;
 pub mod password;
 pub mod routes;
+pub mod schema;
 pub mod secrets;
 pub mod settings;

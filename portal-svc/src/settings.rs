@@ -18,6 +18,21 @@ pub const OFFSET_MINUTES_MAX: i32 = 14 * 60;
 /// How often the cut-over task looks for clients past their cut-over.
 pub const CUTOVER_TICK_MS: u64 = 2_000;
 
+/// A client's settings as its object shows them (`GET /v1/clients/{id}`).
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct SettingsView {
+    /// Every user of the client must enrol in MFA before doing anything else.
+    pub mfa_required: bool,
+    /// The client's UTC offset, `+HH:MM`.
+    #[schema(pattern = "^[+-][0-9]{2}:[0-9]{2}$")]
+    pub time_zone: String,
+    /// `HH:MM` local time at which open batches close by themselves; `null`: never.
+    #[schema(pattern = "^[0-9]{2}:[0-9]{2}$")]
+    pub settlement_cutover: Option<String>,
+    /// ISO 4217 codes payments may use; `null`: all.
+    pub allowed_currencies: Option<Vec<String>>,
+}
+
 /// One client's settings.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Settings {
@@ -39,13 +54,21 @@ impl Settings {
     }
 
     /// The settings as the client object shows them.
+    pub fn view(&self) -> SettingsView {
+        SettingsView {
+            mfa_required: self.mfa_required,
+            time_zone: self.time_zone(),
+            settlement_cutover: self.cutover.map(|(h, m)| format!("{h:02}:{m:02}")),
+            allowed_currencies: self
+                .allowed_currencies
+                .as_ref()
+                .map(|c| c.iter().map(|c| c.code().to_string()).collect::<Vec<_>>()),
+        }
+    }
+
+    /// [`Settings::view`] as JSON (the audit entry's detail).
     pub fn json(&self) -> Value {
-        json!({
-            "mfa_required": self.mfa_required,
-            "time_zone": self.time_zone(),
-            "settlement_cutover": self.cutover.map(|(h, m)| format!("{h:02}:{m:02}")),
-            "allowed_currencies": self.allowed_currencies.as_ref().map(|c| c.iter().map(|c| c.code().to_string()).collect::<Vec<_>>()),
-        })
+        serde_json::to_value(self.view()).unwrap_or(Value::Null)
     }
 
     /// Refuses a currency the client does not accept (400 `currency_not_allowed`).

@@ -11,48 +11,6 @@ use std::collections::BTreeSet;
 use common::{ADMIN_EMAIL, ADMIN_PASSWORD, Service};
 use serde_json::{Value, json};
 
-/// Operations that do not declare their success body's schema yet (issue 16's
-/// remaining work). The test fails for an operation without one that is not listed,
-/// and for a listed one that has one, so the list only shrinks.
-const WITHOUT_SUCCESS_SCHEMA_YET: &[&str] = &[
-    "DELETE /v1/users/{id}/sessions",
-    "DELETE /v1/users/{id}/sessions/{session_id}",
-    "GET /",
-    "GET /assets/{name}",
-    "GET /healthz",
-    "GET /metrics",
-    "GET /openapi.json",
-    "GET /v1/clients",
-    "GET /v1/clients/{id}",
-    "GET /v1/device-groups",
-    "GET /v1/device-groups/{id}",
-    "GET /v1/device-groups/{id}/rollouts",
-    "GET /v1/devices",
-    "GET /v1/devices/{id}",
-    "GET /v1/devices/{id}/diagnostics",
-    "GET /v1/reports/activity",
-    "GET /v1/reports/transactions",
-    "GET /v1/rollouts/{id}",
-    "GET /v1/users",
-    "GET /v1/users/{id}/sessions",
-    "PATCH /v1/clients/{id}",
-    "PATCH /v1/device-groups/{id}",
-    "PATCH /v1/users/{id}",
-    "POST /v1/clients",
-    "POST /v1/device-groups",
-    "POST /v1/device-groups/{id}/firmware",
-    "POST /v1/devices",
-    "POST /v1/devices/{id}/heartbeat",
-    "POST /v1/users",
-    "POST /v1/users/me/password",
-    "POST /v1/users/{id}/deactivate",
-    "POST /v1/users/{id}/mfa/reset",
-    "POST /v1/users/{id}/password",
-    "POST /v1/users/{id}/reactivate",
-    "POST /v1/users/{id}/unlock",
-    "PUT /v1/devices/{id}/group",
-];
-
 fn document(svc: &Service) -> Value {
     let (status, doc) = svc.request("GET", "/openapi.json", None, None);
     assert_eq!(status, 200);
@@ -77,20 +35,40 @@ fn operation<'a>(doc: &'a Value, method: &str, path: &str) -> &'a Value {
     &doc["paths"][path][method.to_lowercase()]
 }
 
+/// The properties and required properties of the component `name`, through `allOf`
+/// (a `#[serde(flatten)]` field) and `$ref`s.
+fn fields(doc: &Value, name: &str) -> (BTreeSet<String>, BTreeSet<String>) {
+    let schema = &doc["components"]["schemas"][name];
+    let (mut properties, mut required) = (BTreeSet::new(), BTreeSet::new());
+    let mut parts = vec![schema.clone()];
+    parts.extend(schema["allOf"].as_array().into_iter().flatten().cloned());
+    for part in parts {
+        if let Some(reference) = part["$ref"].as_str() {
+            let (p, r) = fields(doc, reference.trim_start_matches("#/components/schemas/"));
+            properties.extend(p);
+            required.extend(r);
+        }
+        properties.extend(part["properties"].as_object().into_iter().flatten().map(|(k, _)| k.clone()));
+        required.extend(part["required"].as_array().into_iter().flatten().filter_map(|r| r.as_str()).map(String::from));
+    }
+    assert!(!properties.is_empty(), "{name}: no properties in {schema}");
+    (properties, required)
+}
+
 /// Asserts that `value` is a `name` of the document: every key a property of the
 /// component, every required property present and non-null.
 fn assert_shape(doc: &Value, name: &str, value: &Value) {
-    let schema = &doc["components"]["schemas"][name];
-    let properties: BTreeSet<&String> = schema["properties"].as_object().unwrap().keys().collect();
-    let keys: BTreeSet<&String> = value.as_object().unwrap_or_else(|| panic!("{name}: {value}")).keys().collect();
-    assert!(keys.is_subset(&properties), "{name}: {value} has keys the schema does not name");
-    for required in schema["required"].as_array().into_iter().flatten() {
-        assert!(!value[required.as_str().unwrap()].is_null(), "{name}.{required}: {value}");
+    let (properties, required) = fields(doc, name);
+    let keys: BTreeSet<String> =
+        value.as_object().unwrap_or_else(|| panic!("{name}: {value}")).keys().cloned().collect();
+    assert!(keys.is_subset(&properties), "{name}: {value} has keys the schema does not name: {properties:?}");
+    for required in required {
+        assert!(!value[required.as_str()].is_null(), "{name}.{required}: {value}");
     }
 }
 
-/// Every operation names its 2xx answer's schema (a component), but for the shrinking
-/// list above.
+/// Every operation names its 2xx answer's schema: a component, for each media type it
+/// answers (a report as JSON and as CSV).
 #[test]
 fn every_operation_declares_a_success_schema() {
     let dir = tempfile::tempdir().unwrap();
@@ -101,25 +79,17 @@ fn every_operation_declares_a_success_schema() {
         let responses = op["responses"].as_object().unwrap();
         let success: Vec<_> = responses.iter().filter(|(code, _)| code.starts_with('2')).collect();
         assert_eq!(success.len(), 1, "{method} {path}: one success status");
-        let schema = &success[0].1["content"]["application/json"]["schema"]["$ref"];
-        match schema.as_str() {
-            Some(reference) => {
-                let name = reference.trim_start_matches("#/components/schemas/");
-                assert!(
-                    doc["components"]["schemas"][name].is_object(),
-                    "{method} {path}: {reference} is not a component"
-                );
-            }
-            None => {
-                missing.insert(format!("{method} {path}"));
-            }
+        let content = success[0].1["content"].as_object();
+        if content.is_none_or(|c| c.is_empty()) {
+            missing.insert(format!("{method} {path}"));
+        }
+        for (media_type, body) in content.into_iter().flatten() {
+            let reference = body["schema"]["$ref"].as_str().unwrap_or_else(|| panic!("{method} {path} {media_type}"));
+            let name = reference.trim_start_matches("#/components/schemas/");
+            assert!(doc["components"]["schemas"][name].is_object(), "{method} {path}: {reference} is not a component");
         }
     }
-    let listed: BTreeSet<String> = WITHOUT_SUCCESS_SCHEMA_YET.iter().map(|s| (*s).to_string()).collect();
-    let unlisted: Vec<_> = missing.difference(&listed).collect();
-    let stale: Vec<_> = listed.difference(&missing).collect();
-    assert!(unlisted.is_empty(), "operations without a success schema: {unlisted:#?}");
-    assert!(stale.is_empty(), "listed as without a schema but have one (remove them from the list): {stale:#?}");
+    assert!(missing.is_empty(), "operations without a success schema: {missing:#?}");
 }
 
 /// Ids in paths are integers (a transaction's is its `tx_` string), `limit` is a
@@ -138,6 +108,7 @@ fn parameters_are_typed() {
                     assert_eq!(schema["pattern"], "^tx_[0-9a-f]{32}$", "{method} {path}");
                 }
                 ("path", "name") => assert_eq!(schema["type"], "string"),
+                ("path", "session_id") => assert_eq!(schema["pattern"], "^[0-9a-f]{16}$"),
                 ("path", _) => assert_eq!(
                     (schema["type"].as_str(), schema["minimum"].as_f64()),
                     (Some("integer"), Some(1.0)),
@@ -328,4 +299,292 @@ fn answers_match_their_documented_schema_and_status() {
         svc.post(&path, &key, json!({ "firmware_version": "1.0.0", "diagnostics": { "battery": 90 } }));
     let documented = operation(&doc, "POST", "/v1/devices/{id}/heartbeat")["responses"].as_object().unwrap();
     assert!(documented.contains_key(&status.to_string()), "answered {status}: {beat}; documented {documented:?}");
+}
+
+/// The answers typed in issue 16's second part are what their schemas say: clients,
+/// users and their sessions, devices, heartbeats, groups, rollouts and both reports.
+#[test]
+fn answers_of_every_resource_match_their_schemas() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(dir.path(), true);
+    let doc = document(&svc);
+    let admin = svc.token(ADMIN_EMAIL, ADMIN_PASSWORD);
+    let (client, key) = svc.client_with_key(&admin, "typed");
+    let (_, got) = svc.request("GET", &format!("/v1/clients/{client}"), Some(&admin), None);
+    assert_shape(&doc, "Client", &got);
+    for field in ["mfa_required", "time_zone", "settlement_cutover", "allowed_currencies"] {
+        assert!(got.as_object().unwrap().contains_key(field), "{field}: {got}");
+    }
+    let (status, changed) = svc.request(
+        "PATCH",
+        &format!("/v1/clients/{client}"),
+        Some(&admin),
+        Some(r#"{"time_zone": "+02:00", "allowed_currencies": ["USD", "EUR"]}"#),
+    );
+    assert_eq!(status, 200, "{changed}");
+    assert_shape(&doc, "Client", &changed);
+    assert_eq!(
+        (changed["time_zone"].as_str(), changed["allowed_currencies"].clone()),
+        (Some("+02:00"), json!(["USD", "EUR"]))
+    );
+    let (_, clients) = svc.request("GET", "/v1/clients", Some(&admin), None);
+    assert_shape(&doc, "ClientList", &clients);
+    let listed = &clients["data"][0];
+    assert_shape(&doc, "Client", listed);
+    assert!(listed["user_count"].is_i64() && listed["volume"].is_array(), "the platform's view: {listed}");
+    let (_, own) = svc.request("GET", "/v1/clients", Some(&key), None);
+    assert!(own["data"][0].get("user_count").is_none(), "only platform admins see counts: {own}");
+
+    // Users: created, listed, changed, and through their lifecycle.
+    let (email, password) = ("ca@typed.test", "a long enough passphrase 2026");
+    let (status, created) = svc.post(
+        "/v1/users",
+        &admin,
+        json!({ "email": email, "password": password, "role": "client_admin", "client_id": client }),
+    );
+    assert_eq!(status, 201, "{created}");
+    assert_shape(&doc, "UserIdentity", &created);
+    assert_eq!((created["role"].as_str(), created["client_id"].as_i64()), (Some("client_admin"), Some(client)));
+    let (status, operator) = svc.post(
+        "/v1/users",
+        &admin,
+        json!({ "email": "op@typed.test", "password": password, "role": "operator", "client_id": client }),
+    );
+    assert_eq!(status, 201, "{operator}");
+    let user = format!("/v1/users/{}", operator["id"]);
+    let (_, users) = svc.request("GET", "/v1/users", Some(&admin), None);
+    assert_shape(&doc, "UserList", &users);
+    users["data"].as_array().unwrap().iter().for_each(|u| assert_shape(&doc, "User", u));
+    let (status, viewer) = svc.request("PATCH", &user, Some(&admin), Some(r#"{"role": "viewer"}"#));
+    assert_eq!(status, 200, "{viewer}");
+    assert_shape(&doc, "User", &viewer);
+    assert_eq!(viewer["role"], "viewer");
+    let _ = svc.token("op@typed.test", password);
+    let (_, sessions) = svc.request("GET", &format!("{user}/sessions"), Some(&admin), None);
+    assert_shape(&doc, "UserSessionList", &sessions);
+    let session = sessions["data"][0].clone();
+    assert_shape(&doc, "UserSession", &session);
+    let (status, ended) =
+        svc.request("DELETE", &format!("{user}/sessions/{}", session["id"].as_str().unwrap()), Some(&admin), None);
+    assert_eq!(status, 200, "{ended}");
+    assert_shape(&doc, "User", &ended);
+    for action in ["deactivate", "reactivate", "unlock", "mfa/reset"] {
+        let (status, answer) = svc.request("POST", &format!("{user}/{action}"), Some(&admin), None);
+        assert_eq!(status, 200, "{action}: {answer}");
+        assert_shape(&doc, "User", &answer);
+    }
+    let (status, answer) = svc.request("DELETE", &format!("{user}/sessions"), Some(&admin), None);
+    assert_eq!(status, 200, "{answer}");
+    assert_shape(&doc, "User", &answer);
+
+    // Devices, groups, heartbeats, rollouts.
+    let client_admin = svc.token(email, password);
+    let (status, device) = svc.post("/v1/devices", &client_admin, json!({ "serial": "SN-TYPED-1", "model": "T1" }));
+    assert_eq!(status, 201, "{device}");
+    assert_shape(&doc, "Device", &device);
+    let (status, group) =
+        svc.post("/v1/device-groups", &client_admin, json!({ "name": "front", "config": { "tip": true } }));
+    assert_eq!(status, 201, "{group}");
+    assert_shape(&doc, "DeviceGroup", &group);
+    let (status, moved) = svc.request(
+        "PUT",
+        &format!("/v1/devices/{}/group", device["id"]),
+        Some(&client_admin),
+        Some(&json!({ "group_id": group["id"] }).to_string()),
+    );
+    assert_eq!(status, 200, "{moved}");
+    assert_shape(&doc, "Device", &moved);
+    let (status, rollout) =
+        svc.post(&format!("/v1/device-groups/{}/firmware", group["id"]), &client_admin, json!({ "version": "2.0" }));
+    assert_eq!(status, 201, "{rollout}");
+    assert_shape(&doc, "Rollout", &rollout);
+    assert_shape(&doc, "RolloutProgress", &rollout["progress"]);
+    assert_shape(&doc, "RolloutDevice", &rollout["devices"][0]);
+    let (status, beat) = svc.post(
+        &format!("/v1/devices/{}/heartbeat", device["id"]),
+        &key,
+        json!({ "firmware_version": "2.0", "diagnostics": { "battery": 80 } }),
+    );
+    assert_eq!(status, 200, "{beat}");
+    assert_shape(&doc, "HeartbeatReply", &beat);
+    assert_shape(&doc, "Device", &beat["device"]);
+    assert_eq!(beat["config"], json!({ "tip": true }));
+    for (path, list, item) in [
+        ("/v1/devices".to_string(), "DeviceList", "Device"),
+        (format!("/v1/devices/{}/diagnostics", device["id"]), "HeartbeatList", "HeartbeatRecord"),
+        ("/v1/device-groups".to_string(), "DeviceGroupList", "DeviceGroup"),
+        (format!("/v1/device-groups/{}/rollouts", group["id"]), "RolloutList", "Rollout"),
+    ] {
+        let (status, page) = svc.request("GET", &path, Some(&key), None);
+        assert_eq!(status, 200, "{path}: {page}");
+        assert_shape(&doc, list, &page);
+        assert!(!page["data"].as_array().unwrap().is_empty(), "{path}");
+        page["data"].as_array().unwrap().iter().for_each(|v| assert_shape(&doc, item, v));
+    }
+    let (_, one) = svc.request("GET", &format!("/v1/rollouts/{}", rollout["id"]), Some(&key), None);
+    assert_shape(&doc, "Rollout", &one);
+    assert_eq!(one["status"], "completed", "the device reported the version: {one}");
+    let (status, renamed) = svc.request(
+        "PATCH",
+        &format!("/v1/device-groups/{}", group["id"]),
+        Some(&client_admin),
+        Some(r#"{"name": "back"}"#),
+    );
+    assert_eq!(status, 200, "{renamed}");
+    assert_shape(&doc, "DeviceGroup", &renamed);
+    assert_shape(&doc, "Rollout", &renamed["latest_rollout"]);
+
+    // Reports: the streamed JSON is a TransactionReport, its groups their components.
+    let (status, _) = svc.post(
+        "/v1/transactions",
+        &key,
+        json!({ "kind": "payment", "amount": "3.00", "currency": "USD", "device_id": device["id"] }),
+    );
+    assert_eq!(status, 201);
+    let (status, report) = svc.request("GET", "/v1/reports/transactions", Some(&key), None);
+    assert_eq!(status, 200, "{report}");
+    assert_shape(&doc, "TransactionReport", &report);
+    assert_shape(&doc, "ReportTotals", &report["totals"]);
+    assert_shape(&doc, "Transaction", &report["rows"][0]);
+    assert_shape(&doc, "ReportSums", &report["totals"]["by_currency"][0]);
+    for (group, name) in [
+        ("by_day", "DayTotals"),
+        ("by_kind", "KindTotals"),
+        ("by_status", "StatusTotals"),
+        ("by_device", "DeviceTotals"),
+    ] {
+        assert_shape(&doc, name, &report["totals"][group][0]);
+    }
+    assert_eq!(report["totals"]["by_device"][0]["device_id"], device["id"]);
+    let (_, totals_only) = svc.request("GET", "/v1/reports/transactions?rows=false", Some(&key), None);
+    assert!(totals_only["rows"].is_null(), "{totals_only}");
+    let (status, activity) = svc.request("GET", "/v1/reports/activity", Some(&client_admin), None);
+    assert_eq!(status, 200, "{activity}");
+    assert_shape(&doc, "ActivityReport", &activity);
+    activity["rows"].as_array().unwrap().iter().for_each(|r| assert_shape(&doc, "ActivityRow", r));
+    assert_shape(&doc, "ActorCount", &activity["by_actor"][0]);
+    assert_shape(&doc, "ActionCount", &activity["by_action"][0]);
+}
+
+/// Every operation lists the error codes it can answer: 401 and 403 where credentials
+/// are needed, 404 where the path names an object, 400 where it reads a body or a
+/// query, 415 for a body, 409 with `Idempotency-Key`, 422 where the ledger refuses;
+/// each as the shared error body with its codes named.
+#[test]
+fn every_operation_lists_its_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(dir.path(), true);
+    let doc = document(&svc);
+    let codes = |op: &Value, status: &str| -> Vec<String> {
+        let response = &op["responses"][status];
+        if response.is_null() {
+            return Vec::new();
+        }
+        assert_eq!(response["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/Error");
+        let description = response["description"].as_str().unwrap();
+        let list = description.split_once("error code ").map_or("", |(_, codes)| codes);
+        list.split(", ").filter(|c| !c.is_empty()).map(String::from).collect()
+    };
+    for (method, path, op) in operations(&doc) {
+        let name = format!("{method} {path}");
+        let public = op["security"].as_array().is_none_or(|s| s.is_empty());
+        if !public {
+            assert!(codes(&op, "401").contains(&"missing_credentials".to_string()), "{name}: 401");
+            assert!(codes(&op, "403").contains(&"forbidden".to_string()), "{name}: 403");
+        }
+        let params = op["parameters"].as_array().cloned().unwrap_or_default();
+        if params.iter().any(|p| p["in"] == "path") {
+            assert!(codes(&op, "404").contains(&"not_found".to_string()), "{name}: 404");
+        }
+        if params.iter().any(|p| p["in"] == "query") {
+            assert!(codes(&op, "400").contains(&"invalid_query".to_string()), "{name}: 400");
+        }
+        if op["requestBody"].is_object() {
+            assert!(codes(&op, "400").contains(&"invalid_json".to_string()), "{name}: 400");
+            assert!(codes(&op, "415").contains(&"unsupported_media_type".to_string()), "{name}: 415");
+        }
+        if params.iter().any(|p| p["name"] == "Idempotency-Key") {
+            assert!(codes(&op, "409").contains(&"idempotency_conflict".to_string()), "{name}: 409");
+        }
+        assert!(op["responses"]["default"].is_object(), "{name}: default");
+    }
+    let refusals = |method: &str, path: &str| codes(operation(&doc, method, path), "422");
+    assert!(refusals("POST", "/v1/transactions/{id}/refunds").contains(&"refund_exceeds_captured".to_string()));
+    assert!(refusals("POST", "/v1/transactions/{id}/capture").contains(&"capture_exceeds_authorized".to_string()));
+    assert!(refusals("POST", "/v1/transactions/{id}/void").contains(&"payment_not_voidable".to_string()));
+    assert!(refusals("POST", "/v1/device-groups/{id}/firmware").contains(&"group_empty".to_string()));
+    let login = codes(operation(&doc, "POST", "/v1/auth/login"), "401");
+    for code in ["invalid_credentials", "mfa_required", "invalid_otp"] {
+        assert!(login.contains(&code.to_string()), "login: {code} in {login:?}");
+    }
+    assert!(codes(operation(&doc, "POST", "/v1/auth/login"), "429").contains(&"too_many_login_attempts".to_string()));
+    assert!(codes(operation(&doc, "POST", "/v1/devices"), "409").contains(&"serial_taken".to_string()));
+    assert!(codes(operation(&doc, "PATCH", "/v1/tickets/{id}"), "409").contains(&"illegal_transition".to_string()));
+
+    // What the service answers is among what the operation lists.
+    let admin = svc.token(ADMIN_EMAIL, ADMIN_PASSWORD);
+    let (_, key) = svc.client_with_key(&admin, "errors");
+    let (status, payment) =
+        svc.post("/v1/transactions", &key, json!({ "kind": "payment", "amount": "1.00", "currency": "USD" }));
+    assert_eq!(status, 201);
+    let refunds = format!("/v1/transactions/{}/refunds", payment["id"].as_str().unwrap());
+    let (status, refused) = svc.post(&refunds, &key, json!({ "amount": "5.00" }));
+    assert_eq!(status, 422, "{refused}");
+    assert!(refusals("POST", "/v1/transactions/{id}/refunds").contains(&common::error_code(&refused)));
+    let (status, missing) = svc.request("GET", "/v1/devices/999", Some(&key), None);
+    assert_eq!(status, 404);
+    assert!(codes(operation(&doc, "GET", "/v1/devices/{id}"), "404").contains(&common::error_code(&missing)));
+}
+
+/// Links let a client (and Schemathesis's stateful phase) walk from what a request
+/// created to what can be done with it; each names an operation of the document, with
+/// every path parameter of that operation.
+#[test]
+fn created_objects_link_to_their_operations() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(dir.path(), true);
+    let doc = document(&svc);
+    let mut ids = BTreeSet::new();
+    for (method, path, op) in operations(&doc) {
+        ids.insert(op["operationId"].as_str().unwrap_or_else(|| panic!("{method} {path}")).to_string());
+    }
+    let mut targets = std::collections::BTreeMap::new();
+    for (method, path, op) in operations(&doc) {
+        for (status, response) in op["responses"].as_object().unwrap() {
+            for (name, link) in response["links"].as_object().into_iter().flatten() {
+                let target = link["operationId"].as_str().unwrap();
+                assert!(ids.contains(target), "{method} {path} {status} {name}: no operation {target}");
+                let (target_method, target_path) = target.split_once(' ').unwrap();
+                let target_op = operation(&doc, target_method, target_path);
+                for p in target_op["parameters"].as_array().into_iter().flatten().filter(|p| p["in"] == "path") {
+                    let given = &link["parameters"][p["name"].as_str().unwrap()];
+                    assert!(given.as_str().is_some_and(|e| e.starts_with("$response.body#/")), "{name}: {p}");
+                }
+                targets.entry(format!("{method} {path}")).or_insert_with(BTreeSet::new).insert(target.to_string());
+            }
+        }
+    }
+    let expect = |from: &str, to: &[&str]| {
+        let linked = targets.get(from).unwrap_or_else(|| panic!("{from} has no links"));
+        for target in to {
+            assert!(linked.contains(*target), "{from} does not link to {target}: {linked:?}");
+        }
+    };
+    expect(
+        "POST /v1/transactions",
+        &[
+            "get /v1/transactions/{id}",
+            "post /v1/transactions/{id}/capture",
+            "post /v1/transactions/{id}/void",
+            "post /v1/transactions/{id}/refunds",
+            "get /v1/transactions/{id}/history",
+        ],
+    );
+    expect("POST /v1/batches/close", &["get /v1/batches/{id}", "get /v1/batches/{id}/reconciliation"]);
+    expect("POST /v1/tickets", &["get /v1/tickets/{id}", "patch /v1/tickets/{id}", "post /v1/tickets/{id}/comments"]);
+    expect("POST /v1/devices", &["get /v1/devices/{id}", "post /v1/devices/{id}/heartbeat"]);
+    expect("POST /v1/device-groups", &["get /v1/device-groups/{id}", "post /v1/device-groups/{id}/firmware"]);
+    expect("POST /v1/device-groups/{id}/firmware", &["get /v1/rollouts/{id}"]);
+    expect("POST /v1/clients", &["get /v1/clients/{id}"]);
+    expect("POST /v1/clients/{id}/applications", &["delete /v1/clients/{id}/applications/{app_id}"]);
 }

@@ -156,6 +156,15 @@ async fn list(
     {
         return Err(ApiError::invalid("invalid_outcome", "outcome is ok, refused or failed").with_param("outcome"));
     }
+    // An unknown actor type matched nothing (200 and empty); it is refused like an
+    // unknown outcome (found by Schemathesis: `actor_type=null`).
+    if let Some(actor_type) = q.actor_type.as_deref()
+        && !["user", "api_key", "system"].contains(&actor_type)
+    {
+        return Err(
+            ApiError::invalid("invalid_actor_type", "actor_type is user, api_key or system").with_param("actor_type")
+        );
+    }
     let csv = match q.format.as_deref() {
         None | Some("json") => false,
         Some("csv") => true,
@@ -274,6 +283,13 @@ pub fn endpoints() -> Vec<Endpoint> {
             routing::get(list),
         )
         .returns::<AuditEntryList>()
+        .returns_as::<crate::routes::reports::CsvText>("text/csv")
+        .errors(&[
+            (400, "invalid_outcome"),
+            (400, "invalid_actor_type"),
+            (400, "invalid_period"),
+            (400, "invalid_format"),
+        ])
         .query(&[
             "limit",
             "starting_after",

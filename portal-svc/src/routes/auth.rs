@@ -22,9 +22,12 @@ use rusqlite::params;
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
+    #[schema(schema_with = crate::schema::required_text)]
     email: String,
+    #[schema(schema_with = crate::schema::required_text)]
     password: String,
     /// The TOTP code or a recovery code, when the account has MFA on.
+    #[schema(schema_with = crate::schema::optional_text)]
     otp: Option<String>,
 }
 
@@ -336,6 +339,7 @@ fn qr_svg(url: &str) -> Result<String, ApiError> {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OtpRequest {
+    #[schema(schema_with = crate::schema::text)]
     otp: String,
 }
 
@@ -390,7 +394,13 @@ pub fn endpoints() -> Vec<Endpoint> {
         )
         .answers(200)
         .body::<LoginRequest>()
-        .returns::<LoginAnswer>(),
+        .returns::<LoginAnswer>()
+        .errors(&[
+            (401, "invalid_credentials"),
+            (401, "mfa_required"),
+            (401, "invalid_otp"),
+            (429, "too_many_login_attempts"),
+        ]),
         Endpoint::new(
             Method::POST,
             "/v1/auth/session",
@@ -400,7 +410,13 @@ pub fn endpoints() -> Vec<Endpoint> {
         )
         .answers(200)
         .body::<LoginRequest>()
-        .returns::<BrowserSession>(),
+        .returns::<BrowserSession>()
+        .errors(&[
+            (401, "invalid_credentials"),
+            (401, "mfa_required"),
+            (401, "invalid_otp"),
+            (429, "too_many_login_attempts"),
+        ]),
         Endpoint::new(
             Method::GET,
             "/v1/auth/session",
@@ -417,7 +433,8 @@ pub fn endpoints() -> Vec<Endpoint> {
             routing::post(logout),
         )
         .answers(200)
-        .returns::<SignedOut>(),
+        .returns::<SignedOut>()
+        .errors(&[(400, "not_a_session"), (403, "csrf_failed")]),
         Endpoint::new(
             Method::GET,
             "/v1/users/me",
@@ -434,7 +451,8 @@ pub fn endpoints() -> Vec<Endpoint> {
             routing::post(mfa_enrol),
         )
         .answers(200)
-        .returns::<MfaEnrolment>(),
+        .returns::<MfaEnrolment>()
+        .errors(&[(409, "mfa_already_enabled")]),
         Endpoint::new(
             Method::POST,
             "/v1/users/me/mfa/verify",
@@ -444,6 +462,7 @@ pub fn endpoints() -> Vec<Endpoint> {
         )
         .answers(200)
         .body::<OtpRequest>()
-        .returns::<MfaState>(),
+        .returns::<MfaState>()
+        .errors(&[(401, "invalid_otp"), (409, "mfa_not_enrolled")]),
     ]
 }

@@ -34,15 +34,9 @@ pub struct Batch {
     #[schema(example = "USD")]
     pub currency: String,
     pub status: BatchStatus,
-    pub payment_count: u64,
-    /// Decimal in major units.
-    pub payment_total: String,
-    pub refund_count: u64,
-    pub refund_total: String,
-    pub adjustment_count: u64,
-    pub adjustment_total: String,
-    /// Payments less refunds plus adjustments.
-    pub net: String,
+    /// Its counts and totals, as the ledger keeps them.
+    #[serde(flatten)]
+    pub totals: BatchTotals,
     pub first_seq: u64,
     pub last_seq: u64,
     /// Unix seconds.
@@ -59,13 +53,15 @@ pub fn batch(b: &BatchSummary) -> Batch {
         object: "batch".to_string(),
         currency: b.currency.code().to_string(),
         status: if b.is_open() { BatchStatus::Open } else { BatchStatus::Closed },
-        payment_count: b.payment_count,
-        payment_total: money(b.payment_total),
-        refund_count: b.refund_count,
-        refund_total: money(b.refund_total),
-        adjustment_count: b.adjustment_count,
-        adjustment_total: money(b.adjustment_total),
-        net: money(b.net),
+        totals: BatchTotals {
+            payment_count: b.payment_count,
+            payment_total: money(b.payment_total),
+            refund_count: b.refund_count,
+            refund_total: money(b.refund_total),
+            adjustment_count: b.adjustment_count,
+            adjustment_total: money(b.adjustment_total),
+            net: money(b.net),
+        },
         first_seq: b.first_seq,
         last_seq: b.last_seq,
         opened_at: b.opened_ns / 1_000_000_000,
@@ -87,8 +83,9 @@ pub struct BatchList {
     pub next_starting_after: Option<u64>,
 }
 
-/// Counts and totals recomputed from a batch's transactions.
-#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+/// A batch's counts and totals: part of every [`Batch`], and what a reconciliation
+/// recomputes from the batch's transactions. Amounts are decimals in major units.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct BatchTotals {
     pub payment_count: u64,
     pub payment_total: String,
@@ -96,6 +93,7 @@ pub struct BatchTotals {
     pub refund_total: String,
     pub adjustment_count: u64,
     pub adjustment_total: String,
+    /// Payments less refunds plus adjustments.
     pub net: String,
 }
 
@@ -136,6 +134,7 @@ pub struct Balance {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CloseRequest {
+    #[schema(schema_with = crate::schema::currency)]
     currency: String,
 }
 
@@ -157,7 +156,7 @@ pub async fn close(
         Ok(summary) => {
             let body = batch(&summary);
             let audit =
-                entry("ok", json!({ "currency": body.currency, "net": body.net })).on("batch", summary.batch_id);
+                entry("ok", json!({ "currency": body.currency, "net": body.totals.net })).on("batch", summary.batch_id);
             (Ok(Json(body)), audit)
         }
         Err(CloseBatchError::Empty) => (
@@ -352,7 +351,10 @@ pub fn endpoints() -> Vec<Endpoint> {
         )
         .answers(200)
         .body::<CloseRequest>()
-        .returns::<Batch>(),
+        .returns::<Batch>()
+        .errors(&[(400, "invalid_currency"), (404, "not_found")])
+        .link("GetBatch", "get /v1/batches/{id}", &[("id", "$response.body#/id")])
+        .link("BatchReconciliation", "get /v1/batches/{id}/reconciliation", &[("id", "$response.body#/id")]),
         Endpoint::new(
             Method::GET,
             "/v1/batches",
@@ -361,6 +363,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             routing::get(list),
         )
         .returns::<BatchList>()
+        .errors(&[(400, "invalid_status")])
         .query(&["limit", "starting_after", "status"]),
         Endpoint::new(
             Method::GET,

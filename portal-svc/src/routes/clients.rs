@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use rusqlite::{OptionalExtension, params};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::api::{Access, Endpoint};
 use crate::app::AppState;
@@ -34,23 +34,56 @@ fn name_arg(name: &str, param: &'static str) -> Result<String, ApiError> {
     Ok(name.to_string())
 }
 
-fn client_json(id: i64, name: &str, created_at: i64) -> Value {
-    let mut client = json!({ "id": id, "object": "client", "name": name, "created_at": created_at });
-    with_settings(&mut client, &crate::settings::Settings::default());
-    client
+/// A client (tenant) with its settings, as every answer that shows one has it.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct Client {
+    pub id: i64,
+    /// Always `client`.
+    pub object: String,
+    pub name: String,
+    /// Unix seconds.
+    pub created_at: i64,
+    #[serde(flatten)]
+    pub settings: crate::settings::SettingsView,
+    /// In a platform admin's list only: how many users the client has.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_count: Option<i64>,
+    /// In a platform admin's list only: the client's volume per currency.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub volume: Option<Vec<ClientVolume>>,
 }
 
-fn with_settings(client: &mut Value, settings: &crate::settings::Settings) {
-    if let (Some(client), Value::Object(settings)) = (client.as_object_mut(), settings.json()) {
-        client.extend(settings);
+/// A client's volume in one currency (the platform's cross-client view).
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct ClientVolume {
+    /// ISO 4217 code.
+    pub currency: String,
+    pub captured: String,
+    pub net: String,
+}
+
+/// The clients the caller sees.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ClientList {
+    pub data: Vec<Client>,
+    pub has_more: bool,
+}
+
+fn client_with(id: i64, name: &str, created_at: i64, settings: &crate::settings::Settings) -> Client {
+    Client {
+        id,
+        object: "client".to_string(),
+        name: name.to_string(),
+        created_at,
+        settings: settings.view(),
+        user_count: None,
+        volume: None,
     }
 }
 
 /// A client row (`id, name, created_at`) with its settings, as the API shows it.
-fn client_row(conn: &rusqlite::Connection, row: (i64, String, i64)) -> Result<Value, ApiError> {
-    let mut client = client_json(row.0, &row.1, row.2);
-    with_settings(&mut client, &crate::settings::load(conn, row.0)?.unwrap_or_default());
-    Ok(client)
+fn client_row(conn: &rusqlite::Connection, row: (i64, String, i64)) -> Result<Client, ApiError> {
+    Ok(client_with(row.0, &row.1, row.2, &crate::settings::load(conn, row.0)?.unwrap_or_default()))
 }
 
 fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
@@ -63,12 +96,15 @@ pub struct ClientSettings {
     /// Every user of the client must enrol in MFA before doing anything else.
     mfa_required: Option<bool>,
     /// A UTC offset: `UTC`, `+HH:MM`, `-HH:MM`. Reports' days and the cut-over follow it.
+    #[schema(schema_with = crate::schema::time_zone)]
     time_zone: Option<String>,
     /// `HH:MM` local time at which open batches close by themselves each day; `null`: never.
     #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = crate::schema::cutover)]
     settlement_cutover: Option<Value>,
     /// ISO 4217 codes payments may use; `null`: all.
     #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = crate::schema::currencies)]
     allowed_currencies: Option<Value>,
 }
 
@@ -79,7 +115,7 @@ pub async fn update_client(
     principal: Principal,
     ApiPath(id): ApiPath<i64>,
     ApiJson(req): ApiJson<ClientSettings>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Client>> {
     if !principal.sees_client(id) {
         return Err(ApiError::not_found("no such client"));
     }
@@ -152,6 +188,7 @@ pub async fn update_client(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewClient {
+    #[schema(schema_with = crate::schema::name_200)]
     name: String,
 }
 
@@ -160,7 +197,7 @@ pub async fn create_client(
     State(state): State<AppState>,
     principal: Principal,
     ApiJson(req): ApiJson<NewClient>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<Client>)> {
     principal.require_user(Role::Admin)?;
     let name = name_arg(&req.name, "name")?;
     let now = now_secs();
@@ -175,13 +212,13 @@ pub async fn create_client(
             Ok(id)
         })
         .await?;
-    Ok((StatusCode::CREATED, Json(client_json(id, req.name.trim(), now))))
+    Ok((StatusCode::CREATED, Json(client_with(id, req.name.trim(), now, &crate::settings::Settings::default()))))
 }
 
 /// `GET /v1/clients`: the clients the caller may see.
-pub async fn list_clients(State(state): State<AppState>, principal: Principal) -> ApiResult<Json<Value>> {
+pub async fn list_clients(State(state): State<AppState>, principal: Principal) -> ApiResult<Json<ClientList>> {
     let platform = principal.role == Role::Admin;
-    let mut data: Vec<Value> = state
+    let mut data: Vec<Client> = state
         .db
         .call(move |conn| {
             let mut stmt =
@@ -191,14 +228,13 @@ pub async fn list_clients(State(state): State<AppState>, principal: Principal) -
                     Ok((r.get(0)?, r.get(1)?, r.get(2)?))
                 })?
                 .collect::<Result<Vec<(i64, String, i64)>, _>>()?;
-            let mut clients = rows.into_iter().map(|row| client_row(conn, row)).collect::<Result<Vec<Value>, _>>()?;
+            let mut clients = rows.into_iter().map(|row| client_row(conn, row)).collect::<Result<Vec<Client>, _>>()?;
             if platform {
                 // The platform's cross-client view: how many users each client has.
                 for client in &mut clients {
-                    let id = client["id"].as_i64().unwrap_or_default();
                     let users: i64 =
-                        conn.query_row("SELECT count(*) FROM users WHERE client_id = ?1", [id], |r| r.get(0))?;
-                    client["user_count"] = json!(users);
+                        conn.query_row("SELECT count(*) FROM users WHERE client_id = ?1", [client.id], |r| r.get(0))?;
+                    client.user_count = Some(users);
                 }
             }
             Ok(clients)
@@ -207,23 +243,21 @@ pub async fn list_clients(State(state): State<AppState>, principal: Principal) -
     if platform {
         // And its volume per currency, from the ledger's balances (in memory).
         for client in &mut data {
-            let id = u64::try_from(client["id"].as_i64().unwrap_or_default()).unwrap_or_default();
-            let volume: Vec<Value> = state
+            let id = u64::try_from(client.id).unwrap_or_default();
+            let volume: Vec<ClientVolume> = state
                 .ledger
                 .balances(id)
                 .into_iter()
-                .map(|(currency, b)| {
-                    json!({
-                        "currency": currency.code(),
-                        "captured": ledger_core::money::format_minor(b.captured, currency),
-                        "net": ledger_core::money::format_minor(b.net, currency),
-                    })
+                .map(|(currency, b)| ClientVolume {
+                    currency: currency.code().to_string(),
+                    captured: ledger_core::money::format_minor(b.captured, currency),
+                    net: ledger_core::money::format_minor(b.net, currency),
                 })
                 .collect();
-            client["volume"] = json!(volume);
+            client.volume = Some(volume);
         }
     }
-    Ok(Json(json!({ "data": data, "has_more": false })))
+    Ok(Json(ClientList { data, has_more: false }))
 }
 
 /// `GET /v1/clients/{id}`.
@@ -231,7 +265,7 @@ pub async fn get_client(
     State(state): State<AppState>,
     principal: Principal,
     ApiPath(id): ApiPath<i64>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Client>> {
     if !principal.sees_client(id) {
         return Err(ApiError::not_found("no such client"));
     }
@@ -252,9 +286,13 @@ pub async fn get_client(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
+    #[schema(schema_with = crate::schema::email)]
     email: String,
+    #[schema(schema_with = crate::schema::password)]
     password: String,
+    #[schema(value_type = Role)]
     role: String,
+    #[schema(minimum = 1)]
     client_id: Option<i64>,
 }
 
@@ -264,7 +302,7 @@ pub async fn create_user(
     State(state): State<AppState>,
     principal: Principal,
     ApiJson(req): ApiJson<NewUser>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<UserIdentity>)> {
     principal.require_user(Role::ClientAdmin)?;
     let role = Role::parse(&req.role).ok_or_else(|| {
         ApiError::invalid("invalid_role", "role is admin, client_admin, operator or viewer").with_param("role")
@@ -327,29 +365,69 @@ pub async fn create_user(
         .await?;
     Ok((
         StatusCode::CREATED,
-        Json(
-            json!({ "id": id, "object": "user", "email": email, "role": role.as_str(), "client_id": client_id, "created_at": now }),
-        ),
+        Json(UserIdentity { id, object: "user".to_string(), email, role, client_id, created_at: now }),
     ))
 }
 
-fn user_json(row: &rusqlite::Row<'_>) -> rusqlite::Result<Value> {
-    Ok(json!({
-        "id": row.get::<_, i64>(0)?,
-        "object": "user",
-        "email": row.get::<_, String>(1)?,
-        "role": row.get::<_, String>(2)?,
-        "client_id": row.get::<_, Option<i64>>(3)?,
-        "mfa_enabled": row.get::<_, i64>(4)? != 0,
-        "created_at": row.get::<_, i64>(5)?,
-        "active": row.get::<_, i64>(6)? != 0,
-        "password_change_required": row.get::<_, i64>(7)? != 0,
-        "locked": row.get::<_, Option<i64>>(8)?.is_some_and(|until| until > now_secs()),
-    }))
+/// Who a user is: what creating one answers, and the first half of [`User`].
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct UserIdentity {
+    pub id: i64,
+    /// Always `user`.
+    pub object: String,
+    pub email: String,
+    pub role: Role,
+    /// `null` for a platform admin.
+    pub client_id: Option<i64>,
+    /// Unix seconds.
+    pub created_at: i64,
+}
+
+/// A user with its lifecycle state (never a hash or secret), as every answer that
+/// shows an existing user has it.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct User {
+    #[serde(flatten)]
+    pub identity: UserIdentity,
+    pub mfa_enabled: bool,
+    /// `false` once deactivated: sign-in and sessions refused.
+    pub active: bool,
+    /// A temporary password set by an administrator is to be changed first.
+    pub password_change_required: bool,
+    /// Locked by failed sign-ins (until unlocked or the lock ends).
+    pub locked: bool,
+}
+
+/// A page of users.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct UserList {
+    pub data: Vec<User>,
+    pub has_more: bool,
+}
+
+fn user_json(row: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
+    let role: String = row.get(2)?;
+    let role = Role::parse(&role).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(2, rusqlite::types::Type::Text, format!("role {role:?}").into())
+    })?;
+    Ok(User {
+        identity: UserIdentity {
+            id: row.get(0)?,
+            object: "user".to_string(),
+            email: row.get(1)?,
+            role,
+            client_id: row.get(3)?,
+            created_at: row.get(5)?,
+        },
+        mfa_enabled: row.get::<_, i64>(4)? != 0,
+        active: row.get::<_, i64>(6)? != 0,
+        password_change_required: row.get::<_, i64>(7)? != 0,
+        locked: row.get::<_, Option<i64>>(8)?.is_some_and(|until| until > now_secs()),
+    })
 }
 
 /// The user with this id as the API shows it (no hash or secret).
-pub(crate) fn user_by_id(conn: &rusqlite::Connection, id: i64) -> rusqlite::Result<Value> {
+pub(crate) fn user_by_id(conn: &rusqlite::Connection, id: i64) -> rusqlite::Result<User> {
     conn.query_row(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"), [id], user_json)
 }
 
@@ -371,7 +449,7 @@ pub async fn list_users(
     State(state): State<AppState>,
     principal: Principal,
     crate::extract::ApiQuery(query): crate::extract::ApiQuery<UserListQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<UserList>> {
     principal.require_user(Role::ClientAdmin)?;
     let limit = crate::extract::page_limit(query.limit)?;
     let scope = match (principal.client_id, query.client_id) {
@@ -392,16 +470,18 @@ pub async fn list_users(
             ))?;
             let rows =
                 stmt.query_map(params![query.starting_after.unwrap_or(0), scope, fetch_limit(limit)], user_json)?;
-            Ok(rows.collect::<Result<Vec<Value>, _>>()?)
+            Ok(rows.collect::<Result<Vec<User>, _>>()?)
         })
         .await?;
-    Ok(Json(page(data, limit)))
+    let (data, has_more) = page(data, limit);
+    Ok(Json(UserList { data, has_more }))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserChange {
     /// `client_admin`, `operator` or `viewer`: a client's user stays a client's user.
+    #[schema(schema_with = crate::schema::client_role)]
     role: String,
 }
 
@@ -414,7 +494,7 @@ pub async fn update_user(
     principal: Principal,
     ApiPath(id): ApiPath<i64>,
     ApiJson(req): ApiJson<UserChange>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<User>> {
     principal.require_user(Role::ClientAdmin)?;
     let role = match Role::parse(&req.role) {
         Some(role @ (Role::ClientAdmin | Role::Operator | Role::Viewer)) => role,
@@ -479,6 +559,7 @@ fn may_manage_applications(principal: &Principal, client_id: i64) -> Result<(), 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewApplication {
+    #[schema(schema_with = crate::schema::name_200)]
     name: String,
 }
 
@@ -677,21 +758,27 @@ pub fn endpoints() -> Vec<Endpoint> {
             "Create a client (tenant)",
             routing::post(create_client),
         )
-        .body::<NewClient>(),
+        .body::<NewClient>()
+        .returns::<Client>()
+        .errors(&[(400, "invalid_name")])
+        .link("GetClient", "get /v1/clients/{id}", &[("id", "$response.body#/id")])
+        .link("ListApplications", "get /v1/clients/{id}/applications", &[("id", "$response.body#/id")]),
         Endpoint::new(
             Method::GET,
             "/v1/clients",
             Access::Member { role: Role::Viewer, keys: true, admins: true },
             "List the clients the caller sees",
             routing::get(list_clients),
-        ),
+        )
+        .returns::<ClientList>(),
         Endpoint::new(
             Method::GET,
             "/v1/clients/{id}",
             Access::Member { role: Role::Viewer, keys: true, admins: true },
             "Get a client",
             routing::get(get_client),
-        ),
+        )
+        .returns::<Client>(),
         Endpoint::new(
             Method::PATCH,
             "/v1/clients/{id}",
@@ -699,7 +786,9 @@ pub fn endpoints() -> Vec<Endpoint> {
             "Change a client's settings: mfa_required, time_zone, settlement_cutover, allowed_currencies",
             routing::patch(update_client),
         )
-        .body::<ClientSettings>(),
+        .optional_body::<ClientSettings>()
+        .returns::<Client>()
+        .errors(&[(400, "invalid_time_zone"), (400, "invalid_cutover"), (400, "invalid_currency")]),
         Endpoint::new(
             Method::POST,
             "/v1/users",
@@ -707,7 +796,19 @@ pub fn endpoints() -> Vec<Endpoint> {
             "Create a user",
             routing::post(create_user),
         )
-        .body::<NewUser>(),
+        .body::<NewUser>()
+        .returns::<UserIdentity>()
+        .errors(&[
+            (400, "invalid_role"),
+            (400, "invalid_email"),
+            (400, "weak_password"),
+            (400, "invalid_client"),
+            (400, "missing_field"),
+            (404, "not_found"),
+            (409, "email_taken"),
+        ])
+        .link("UpdateUser", "patch /v1/users/{id}", &[("id", "$response.body#/id")])
+        .link("ListSessions", "get /v1/users/{id}/sessions", &[("id", "$response.body#/id")]),
         Endpoint::new(
             Method::GET,
             "/v1/users",
@@ -715,7 +816,8 @@ pub fn endpoints() -> Vec<Endpoint> {
             "List the users the caller manages (a client_admin: its client's)",
             routing::get(list_users),
         )
-        .query(&["limit", "starting_after", "client_id"]),
+        .query(&["limit", "starting_after", "client_id"])
+        .returns::<UserList>(),
         Endpoint::new(
             Method::PATCH,
             "/v1/users/{id}",
@@ -723,7 +825,9 @@ pub fn endpoints() -> Vec<Endpoint> {
             "Change a client user's role (not one's own)",
             routing::patch(update_user),
         )
-        .body::<UserChange>(),
+        .body::<UserChange>()
+        .returns::<User>()
+        .errors(&[(400, "invalid_role"), (409, "own_role"), (409, "platform_admin_role")]),
         Endpoint::new(
             Method::GET,
             "/v1/clients/{id}/applications",
@@ -740,7 +844,13 @@ pub fn endpoints() -> Vec<Endpoint> {
             routing::post(create_application),
         )
         .body::<NewApplication>()
-        .returns::<NewApplicationAnswer>(),
+        .returns::<NewApplicationAnswer>()
+        .errors(&[(400, "invalid_name")])
+        .link(
+            "RevokeApplication",
+            "delete /v1/clients/{id}/applications/{app_id}",
+            &[("id", "$response.body#/client_id"), ("app_id", "$response.body#/id")],
+        ),
         Endpoint::new(
             Method::DELETE,
             "/v1/clients/{id}/applications/{app_id}",

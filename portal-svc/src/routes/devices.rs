@@ -13,7 +13,7 @@ use axum::http::{Method, StatusCode};
 use axum::routing;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::api::{Access, Endpoint};
 use crate::app::AppState;
@@ -91,6 +91,192 @@ fn not_found_group() -> ApiError {
 }
 
 // ---------------------------------------------------------------------------------------
+// The objects answered: every answer that shows one is serialized from these types.
+
+/// Whether a device sent a heartbeat within the last [`ONLINE_SECS`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceStatus {
+    Online,
+    Offline,
+}
+
+/// A payment terminal.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct Device {
+    pub id: i64,
+    /// Always `device`.
+    pub object: String,
+    pub serial: String,
+    pub model: String,
+    pub group_id: Option<i64>,
+    pub status: DeviceStatus,
+    /// Unix seconds of the last heartbeat; `null` before the first.
+    pub last_seen: Option<i64>,
+    /// The firmware the last heartbeat reported.
+    pub firmware_version: Option<String>,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// The version a pending rollout asks the device to install.
+    pub target_firmware: Option<String>,
+}
+
+/// A page of devices.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct DeviceList {
+    pub data: Vec<Device>,
+    pub has_more: bool,
+}
+
+/// What a heartbeat answers: the device as now recorded and what it should apply.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct HeartbeatReply {
+    pub device: Device,
+    /// The group's configuration (a JSON object); `null` outside a group.
+    #[schema(value_type = Option<Object>)]
+    pub config: Value,
+    /// The version a pending rollout asks the device to install.
+    pub target_firmware: Option<String>,
+}
+
+/// One heartbeat as recorded.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct HeartbeatRecord {
+    pub id: i64,
+    /// Always `heartbeat`.
+    pub object: String,
+    pub device_id: i64,
+    pub firmware_version: String,
+    /// The diagnostics object the device sent.
+    #[schema(value_type = Object)]
+    pub diagnostics: Value,
+    /// Unix seconds.
+    pub received_at: i64,
+}
+
+/// A page of a device's heartbeats, newest first.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct HeartbeatList {
+    pub data: Vec<HeartbeatRecord>,
+    pub has_more: bool,
+}
+
+/// A device group with its configuration, device count and latest rollout.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct DeviceGroup {
+    pub id: i64,
+    /// Always `device_group`.
+    pub object: String,
+    pub name: String,
+    /// The configuration handed to the group's terminals (a JSON object).
+    #[schema(value_type = Object)]
+    pub config: Value,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds.
+    pub updated_at: i64,
+    pub device_count: i64,
+    /// The group's newest rollout; `null` before the first.
+    pub latest_rollout: Option<Rollout>,
+}
+
+/// A page of device groups.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct DeviceGroupList {
+    pub data: Vec<DeviceGroup>,
+    pub has_more: bool,
+}
+
+/// Where a rollout stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RolloutStatus {
+    InProgress,
+    Completed,
+    Cancelled,
+}
+
+/// Where one device of a rollout stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RolloutDeviceStatus {
+    Pending,
+    Installed,
+    Failed,
+}
+
+/// A firmware rollout with its progress and per-device entries.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct Rollout {
+    pub id: i64,
+    /// Always `rollout`.
+    pub object: String,
+    pub group_id: i64,
+    /// The firmware version the group's devices should install.
+    pub version: String,
+    pub status: RolloutStatus,
+    /// Who scheduled it.
+    pub created_by: String,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds.
+    pub updated_at: i64,
+    pub progress: RolloutProgress,
+    pub devices: Vec<RolloutDevice>,
+}
+
+/// A rollout's devices counted by where they stand.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct RolloutProgress {
+    pub pending: usize,
+    pub installed: usize,
+    pub failed: usize,
+    pub total: usize,
+}
+
+/// One device of a rollout.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct RolloutDevice {
+    pub device_id: i64,
+    pub status: RolloutDeviceStatus,
+    /// Unix seconds.
+    pub updated_at: i64,
+}
+
+/// A page of a group's rollouts, newest first.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct RolloutList {
+    pub data: Vec<Rollout>,
+    pub has_more: bool,
+}
+
+/// A stored status text as its enum (the module writes only these).
+fn stored_status<T>(row: &Row<'_>, index: usize, parse: fn(&str) -> Option<T>) -> rusqlite::Result<T> {
+    let text: String = row.get(index)?;
+    parse(&text).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, format!("status {text:?}").into())
+    })
+}
+
+fn rollout_status(text: &str) -> Option<RolloutStatus> {
+    Some(match text {
+        "in_progress" => RolloutStatus::InProgress,
+        "completed" => RolloutStatus::Completed,
+        "cancelled" => RolloutStatus::Cancelled,
+        _ => return None,
+    })
+}
+
+fn rollout_device_status(text: &str) -> Option<RolloutDeviceStatus> {
+    Some(match text {
+        "pending" => RolloutDeviceStatus::Pending,
+        "installed" => RolloutDeviceStatus::Installed,
+        "failed" => RolloutDeviceStatus::Failed,
+        _ => return None,
+    })
+}
+
+// ---------------------------------------------------------------------------------------
 // Devices
 
 /// The device columns, `d` being `devices`; the last is the target firmware: the
@@ -100,23 +286,23 @@ const DEVICE_COLUMNS: &str = "d.id, d.serial, d.model, d.group_id, d.last_seen, 
      WHERE rd.device_id = d.id AND r.client_id = d.client_id AND rd.status = 'pending' AND r.status = 'in_progress'
      ORDER BY r.id DESC LIMIT 1)";
 
-fn device_json(row: &Row<'_>, now: i64) -> rusqlite::Result<Value> {
+fn device_json(row: &Row<'_>, now: i64) -> rusqlite::Result<Device> {
     let last_seen: Option<i64> = row.get(4)?;
-    Ok(json!({
-        "id": row.get::<_, i64>(0)?,
-        "object": "device",
-        "serial": row.get::<_, String>(1)?,
-        "model": row.get::<_, String>(2)?,
-        "group_id": row.get::<_, Option<i64>>(3)?,
-        "status": if is_online(last_seen, now) { "online" } else { "offline" },
-        "last_seen": last_seen,
-        "firmware_version": row.get::<_, Option<String>>(5)?,
-        "created_at": row.get::<_, i64>(6)?,
-        "target_firmware": row.get::<_, Option<String>>(7)?,
-    }))
+    Ok(Device {
+        id: row.get(0)?,
+        object: "device".to_string(),
+        serial: row.get(1)?,
+        model: row.get(2)?,
+        group_id: row.get(3)?,
+        status: if is_online(last_seen, now) { DeviceStatus::Online } else { DeviceStatus::Offline },
+        last_seen,
+        firmware_version: row.get(5)?,
+        created_at: row.get(6)?,
+        target_firmware: row.get(7)?,
+    })
 }
 
-fn load_device(conn: &Connection, client_id: i64, id: i64) -> Result<Value, ApiError> {
+fn load_device(conn: &Connection, client_id: i64, id: i64) -> Result<Device, ApiError> {
     let now = now_secs();
     conn.query_row(
         &format!("SELECT {DEVICE_COLUMNS} FROM devices d WHERE d.id = ?1 AND d.client_id = ?2"),
@@ -140,7 +326,9 @@ fn device_group_id(conn: &Connection, client_id: i64, id: i64) -> Result<Option<
 #[serde(deny_unknown_fields)]
 pub struct NewDevice {
     /// The terminal's serial number, unique across the platform.
+    #[schema(schema_with = crate::schema::line_64)]
     serial: String,
+    #[schema(schema_with = crate::schema::line_100)]
     model: String,
 }
 
@@ -149,7 +337,7 @@ pub async fn register(
     State(state): State<AppState>,
     principal: Principal,
     ApiJson(req): ApiJson<NewDevice>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<Device>)> {
     principal.require_user(Role::ClientAdmin)?;
     let client_id = principal.own_client()?;
     let serial = text_arg(&req.serial, "serial", SERIAL_CHARS_MAX)?;
@@ -196,7 +384,7 @@ pub async fn list(
     State(state): State<AppState>,
     principal: Principal,
     crate::extract::ApiQuery(query): crate::extract::ApiQuery<DeviceListQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<DeviceList>> {
     principal.require(Role::Viewer)?;
     let client_id = principal.own_client()?;
     let limit = page_limit(query.limit)?;
@@ -234,10 +422,11 @@ pub async fn list(
                 ],
                 |row| device_json(row, now),
             )?;
-            Ok(rows.collect::<Result<Vec<Value>, _>>()?)
+            Ok(rows.collect::<Result<Vec<Device>, _>>()?)
         })
         .await?;
-    Ok(Json(page(data, limit)))
+    let (data, has_more) = page(data, limit);
+    Ok(Json(DeviceList { data, has_more }))
 }
 
 /// `GET /v1/devices/{id}` (viewer+), with the firmware a pending rollout targets.
@@ -245,7 +434,7 @@ pub async fn get(
     State(state): State<AppState>,
     principal: Principal,
     ApiPath(id): ApiPath<i64>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Device>> {
     principal.require(Role::Viewer)?;
     let client_id = principal.own_client()?;
     Ok(Json(state.db.call(move |conn| load_device(conn, client_id, id)).await?))
@@ -273,7 +462,7 @@ pub async fn set_group(
     principal: Principal,
     ApiPath(id): ApiPath<i64>,
     ApiJson(req): ApiJson<GroupAssignment>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Device>> {
     principal.require_user(Role::ClientAdmin)?;
     let client_id = principal.own_client()?;
     let device = state
@@ -331,9 +520,11 @@ fn leave_rollouts(conn: &Connection, client_id: i64, group_id: i64, device_id: i
 #[serde(deny_unknown_fields)]
 pub struct Heartbeat {
     /// The firmware the terminal runs.
+    #[schema(schema_with = crate::schema::line_64)]
     firmware_version: String,
     /// Any JSON object of at most 16 KiB serialized; `"firmware_update": "failed"`
     /// reports a failed installation of the rollout's firmware.
+    #[schema(schema_with = crate::schema::json_object)]
     diagnostics: Value,
 }
 
@@ -345,7 +536,7 @@ pub async fn heartbeat(
     principal: Principal,
     ApiPath(id): ApiPath<i64>,
     ApiJson(req): ApiJson<Heartbeat>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<HeartbeatReply>> {
     Access::KeyOnly.check(&principal)?;
     let client_id = principal.own_client()?;
     let firmware = text_arg(&req.firmware_version, "firmware_version", VERSION_CHARS_MAX)?;
@@ -387,8 +578,8 @@ pub async fn heartbeat(
             };
             let device = load_device(&tx, client_id, id)?;
             tx.commit()?;
-            let target = device["target_firmware"].clone();
-            Ok(json!({ "device": device, "config": config, "target_firmware": target }))
+            let target_firmware = device.target_firmware.clone();
+            Ok(HeartbeatReply { device, config, target_firmware })
         })
         .await?;
     Ok(Json(reply))
@@ -469,7 +660,7 @@ pub async fn diagnostics(
     principal: Principal,
     ApiPath(id): ApiPath<i64>,
     crate::extract::ApiQuery(query): crate::extract::ApiQuery<PageQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<HeartbeatList>> {
     principal.require(Role::Viewer)?;
     let client_id = principal.own_client()?;
     let limit = page_limit(query.limit)?;
@@ -489,20 +680,21 @@ pub async fn diagnostics(
             let rows = stmt.query_map(
                 params![id, client_id, query.starting_after.unwrap_or(i64::MAX), fetch_limit(limit)],
                 |row| {
-                    Ok(json!({
-                        "id": row.get::<_, i64>(0)?,
-                        "object": "heartbeat",
-                        "device_id": id,
-                        "firmware_version": row.get::<_, String>(1)?,
-                        "diagnostics": stored_json(row, 2)?,
-                        "received_at": row.get::<_, i64>(3)?,
-                    }))
+                    Ok(HeartbeatRecord {
+                        id: row.get(0)?,
+                        object: "heartbeat".to_string(),
+                        device_id: id,
+                        firmware_version: row.get(1)?,
+                        diagnostics: stored_json(row, 2)?,
+                        received_at: row.get(3)?,
+                    })
                 },
             )?;
-            Ok(rows.collect::<Result<Vec<Value>, _>>()?)
+            Ok(rows.collect::<Result<Vec<HeartbeatRecord>, _>>()?)
         })
         .await?;
-    Ok(Json(page(data, limit)))
+    let (data, has_more) = page(data, limit);
+    Ok(Json(HeartbeatList { data, has_more }))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -510,19 +702,22 @@ pub async fn diagnostics(
 
 const GROUP_COLUMNS: &str = "id, name, config, created_at, updated_at";
 
-fn group_json(row: &Row<'_>) -> rusqlite::Result<Value> {
-    Ok(json!({
-        "id": row.get::<_, i64>(0)?,
-        "object": "device_group",
-        "name": row.get::<_, String>(1)?,
-        "config": stored_json(row, 2)?,
-        "created_at": row.get::<_, i64>(3)?,
-        "updated_at": row.get::<_, i64>(4)?,
-    }))
+fn group_json(row: &Row<'_>) -> rusqlite::Result<DeviceGroup> {
+    Ok(DeviceGroup {
+        id: row.get(0)?,
+        object: "device_group".to_string(),
+        name: row.get(1)?,
+        config: stored_json(row, 2)?,
+        created_at: row.get(3)?,
+        updated_at: row.get(4)?,
+        device_count: 0,
+        latest_rollout: None,
+    })
 }
 
-/// The group as JSON; 404 when it is not the client's.
-fn group_row(conn: &Connection, client_id: i64, id: i64) -> Result<Value, ApiError> {
+/// The group without its device count and latest rollout; 404 when it is not the
+/// client's.
+fn group_row(conn: &Connection, client_id: i64, id: i64) -> Result<DeviceGroup, ApiError> {
     conn.query_row(
         &format!("SELECT {GROUP_COLUMNS} FROM device_groups WHERE id = ?1 AND client_id = ?2"),
         params![id, client_id],
@@ -533,9 +728,9 @@ fn group_row(conn: &Connection, client_id: i64, id: i64) -> Result<Value, ApiErr
 }
 
 /// The group with its number of devices and its latest rollout (or `null`).
-fn load_group(conn: &Connection, client_id: i64, id: i64) -> Result<Value, ApiError> {
+fn load_group(conn: &Connection, client_id: i64, id: i64) -> Result<DeviceGroup, ApiError> {
     let mut group = group_row(conn, client_id, id)?;
-    let devices: i64 = conn.query_row(
+    group.device_count = conn.query_row(
         "SELECT count(*) FROM devices WHERE group_id = ?1 AND client_id = ?2",
         params![id, client_id],
         |row| row.get(0),
@@ -547,11 +742,7 @@ fn load_group(conn: &Connection, client_id: i64, id: i64) -> Result<Value, ApiEr
             |row| row.get(0),
         )
         .optional()?;
-    group["device_count"] = json!(devices);
-    group["latest_rollout"] = match latest {
-        Some(rollout_id) => load_rollout(conn, client_id, rollout_id)?,
-        None => Value::Null,
-    };
+    group.latest_rollout = latest.map(|rollout_id| load_rollout(conn, client_id, rollout_id)).transpose()?;
     Ok(group)
 }
 
@@ -564,8 +755,10 @@ fn name_taken() -> ApiError {
 #[serde(deny_unknown_fields)]
 pub struct NewGroup {
     /// Unique within the client.
+    #[schema(schema_with = crate::schema::line_100)]
     name: String,
     /// Any JSON object of at most 16 KiB serialized, handed to the group's terminals.
+    #[schema(schema_with = crate::schema::json_object)]
     config: Value,
 }
 
@@ -574,7 +767,7 @@ pub async fn create_group(
     State(state): State<AppState>,
     principal: Principal,
     ApiJson(req): ApiJson<NewGroup>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<DeviceGroup>)> {
     principal.require_user(Role::ClientAdmin)?;
     let client_id = principal.own_client()?;
     let name = text_arg(&req.name, "name", GROUP_NAME_CHARS_MAX)?;
@@ -608,7 +801,7 @@ pub async fn list_groups(
     State(state): State<AppState>,
     principal: Principal,
     crate::extract::ApiQuery(query): crate::extract::ApiQuery<PageQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<DeviceGroupList>> {
     principal.require(Role::Viewer)?;
     let client_id = principal.own_client()?;
     let limit = page_limit(query.limit)?;
@@ -625,10 +818,11 @@ pub async fn list_groups(
                 .collect::<Result<Vec<i64>, _>>()?;
             // Each with its device count and latest rollout, as GET of one shows it (the
             // Devices page showed "undefined" without them: issue 15).
-            ids.into_iter().map(|id| load_group(conn, client_id, id)).collect::<Result<Vec<Value>, _>>()
+            ids.into_iter().map(|id| load_group(conn, client_id, id)).collect::<Result<Vec<DeviceGroup>, _>>()
         })
         .await?;
-    Ok(Json(page(data, limit)))
+    let (data, has_more) = page(data, limit);
+    Ok(Json(DeviceGroupList { data, has_more }))
 }
 
 /// `GET /v1/device-groups/{id}` (viewer+), with its device count and latest rollout.
@@ -636,7 +830,7 @@ pub async fn get_group(
     State(state): State<AppState>,
     principal: Principal,
     ApiPath(id): ApiPath<i64>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<DeviceGroup>> {
     principal.require(Role::Viewer)?;
     let client_id = principal.own_client()?;
     Ok(Json(state.db.call(move |conn| load_group(conn, client_id, id)).await?))
@@ -645,9 +839,11 @@ pub async fn get_group(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GroupChange {
+    #[schema(schema_with = crate::schema::optional_line_100)]
     name: Option<String>,
     /// Replaces the whole configuration (a JSON object; `null` is refused).
     #[serde(default, deserialize_with = "present_value")]
+    #[schema(schema_with = crate::schema::json_object)]
     config: Option<Value>,
 }
 
@@ -663,7 +859,7 @@ pub async fn update_group(
     principal: Principal,
     ApiPath(id): ApiPath<i64>,
     ApiJson(req): ApiJson<GroupChange>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<DeviceGroup>> {
     principal.require_user(Role::ClientAdmin)?;
     let client_id = principal.own_client()?;
     let name = req.name.as_deref().map(|n| text_arg(n, "name", GROUP_NAME_CHARS_MAX)).transpose()?;
@@ -708,22 +904,24 @@ pub async fn update_group(
 const ROLLOUT_COLUMNS: &str = "id, group_id, version, status, created_by, created_at, updated_at";
 
 /// The rollout with its progress and per-device entries; 404 when not the client's.
-fn load_rollout(conn: &Connection, client_id: i64, id: i64) -> Result<Value, ApiError> {
+fn load_rollout(conn: &Connection, client_id: i64, id: i64) -> Result<Rollout, ApiError> {
     let mut rollout = conn
         .query_row(
             &format!("SELECT {ROLLOUT_COLUMNS} FROM rollouts WHERE id = ?1 AND client_id = ?2"),
             params![id, client_id],
             |row| {
-                Ok(json!({
-                    "id": row.get::<_, i64>(0)?,
-                    "object": "rollout",
-                    "group_id": row.get::<_, i64>(1)?,
-                    "version": row.get::<_, String>(2)?,
-                    "status": row.get::<_, String>(3)?,
-                    "created_by": row.get::<_, String>(4)?,
-                    "created_at": row.get::<_, i64>(5)?,
-                    "updated_at": row.get::<_, i64>(6)?,
-                }))
+                Ok(Rollout {
+                    id: row.get(0)?,
+                    object: "rollout".to_string(),
+                    group_id: row.get(1)?,
+                    version: row.get(2)?,
+                    status: stored_status(row, 3, rollout_status)?,
+                    created_by: row.get(4)?,
+                    created_at: row.get(5)?,
+                    updated_at: row.get(6)?,
+                    progress: RolloutProgress { pending: 0, installed: 0, failed: 0, total: 0 },
+                    devices: Vec::new(),
+                })
             },
         )
         .optional()?
@@ -732,20 +930,22 @@ fn load_rollout(conn: &Connection, client_id: i64, id: i64) -> Result<Value, Api
         "SELECT rd.device_id, rd.status, rd.updated_at FROM rollout_devices rd JOIN rollouts r ON r.id = rd.rollout_id
          WHERE rd.rollout_id = ?1 AND r.client_id = ?2 ORDER BY rd.device_id",
     )?;
-    let entries: Vec<(i64, String, i64)> = stmt
-        .query_map(params![id, client_id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
+    rollout.devices = stmt
+        .query_map(params![id, client_id], |row| {
+            Ok(RolloutDevice {
+                device_id: row.get(0)?,
+                status: stored_status(row, 1, rollout_device_status)?,
+                updated_at: row.get(2)?,
+            })
+        })?
         .collect::<Result<_, _>>()?;
-    let count = |status: &str| entries.iter().filter(|(_, s, _)| s == status).count();
-    rollout["progress"] = json!({
-        "pending": count("pending"),
-        "installed": count("installed"),
-        "failed": count("failed"),
-        "total": entries.len(),
-    });
-    rollout["devices"] = entries
-        .iter()
-        .map(|(device_id, status, at)| json!({ "device_id": device_id, "status": status, "updated_at": at }))
-        .collect();
+    let count = |status: RolloutDeviceStatus| rollout.devices.iter().filter(|d| d.status == status).count();
+    rollout.progress = RolloutProgress {
+        pending: count(RolloutDeviceStatus::Pending),
+        installed: count(RolloutDeviceStatus::Installed),
+        failed: count(RolloutDeviceStatus::Failed),
+        total: rollout.devices.len(),
+    };
     Ok(rollout)
 }
 
@@ -753,6 +953,7 @@ fn load_rollout(conn: &Connection, client_id: i64, id: i64) -> Result<Value, Api
 #[serde(deny_unknown_fields)]
 pub struct NewRollout {
     /// The firmware version the group's devices should install.
+    #[schema(schema_with = crate::schema::line_64)]
     version: String,
 }
 
@@ -764,7 +965,7 @@ pub async fn schedule_rollout(
     principal: Principal,
     ApiPath(group_id): ApiPath<i64>,
     ApiJson(req): ApiJson<NewRollout>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<Rollout>)> {
     principal.require_user(Role::ClientAdmin)?;
     let client_id = principal.own_client()?;
     let version = text_arg(&req.version, "version", VERSION_CHARS_MAX)?;
@@ -825,7 +1026,7 @@ pub async fn get_rollout(
     State(state): State<AppState>,
     principal: Principal,
     ApiPath(id): ApiPath<i64>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Rollout>> {
     principal.require(Role::Viewer)?;
     let client_id = principal.own_client()?;
     Ok(Json(state.db.call(move |conn| load_rollout(conn, client_id, id)).await?))
@@ -837,7 +1038,7 @@ pub async fn list_rollouts(
     principal: Principal,
     ApiPath(group_id): ApiPath<i64>,
     crate::extract::ApiQuery(query): crate::extract::ApiQuery<PageQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<RolloutList>> {
     principal.require(Role::Viewer)?;
     let client_id = principal.own_client()?;
     let limit = page_limit(query.limit)?;
@@ -859,10 +1060,11 @@ pub async fn list_rollouts(
                 )?
                 .collect::<Result<_, _>>()?
             };
-            ids.into_iter().map(|id| load_rollout(conn, client_id, id)).collect::<Result<Vec<Value>, _>>()
+            ids.into_iter().map(|id| load_rollout(conn, client_id, id)).collect::<Result<Vec<Rollout>, _>>()
         })
         .await?;
-    Ok(Json(page(data, limit)))
+    let (data, has_more) = page(data, limit);
+    Ok(Json(RolloutList { data, has_more }))
 }
 
 /// The endpoints of this module.
@@ -875,7 +1077,13 @@ pub fn endpoints() -> Vec<Endpoint> {
             "Register a device; a serial already registered is 409 serial_taken",
             routing::post(register),
         )
-        .body::<NewDevice>(),
+        .body::<NewDevice>()
+        .returns::<Device>()
+        .errors(&[(409, "serial_taken")])
+        .link("GetDevice", "get /v1/devices/{id}", &[("id", "$response.body#/id")])
+        .link("SetDeviceGroup", "put /v1/devices/{id}/group", &[("id", "$response.body#/id")])
+        .link("Heartbeat", "post /v1/devices/{id}/heartbeat", &[("id", "$response.body#/id")])
+        .link("DeviceDiagnostics", "get /v1/devices/{id}/diagnostics", &[("id", "$response.body#/id")]),
         Endpoint::new(
             Method::GET,
             "/v1/devices",
@@ -883,14 +1091,17 @@ pub fn endpoints() -> Vec<Endpoint> {
             "List devices, oldest first, optionally by status (online, offline) or group",
             routing::get(list),
         )
-        .query(&["limit", "starting_after", "status", "group_id"]),
+        .query(&["limit", "starting_after", "status", "group_id"])
+        .returns::<DeviceList>()
+        .errors(&[(400, "invalid_status")]),
         Endpoint::new(
             Method::GET,
             "/v1/devices/{id}",
             Access::member(Role::Viewer),
             "Get a device with its status and the firmware a pending rollout targets",
             routing::get(get),
-        ),
+        )
+        .returns::<Device>(),
         Endpoint::new(
             Method::PUT,
             "/v1/devices/{id}/group",
@@ -898,7 +1109,8 @@ pub fn endpoints() -> Vec<Endpoint> {
             "Put a device in a group, or take it out with null",
             routing::put(set_group),
         )
-        .body::<GroupAssignment>(),
+        .body::<GroupAssignment>()
+        .returns::<Device>(),
         Endpoint::new(
             Method::POST,
             "/v1/devices/{id}/heartbeat",
@@ -907,6 +1119,8 @@ pub fn endpoints() -> Vec<Endpoint> {
             routing::post(heartbeat),
         )
         .body::<Heartbeat>()
+        .returns::<HeartbeatReply>()
+        .errors(&[(400, "invalid_diagnostics")])
         // It updates the device rather than creating anything: 200, as it answers.
         .answers(200),
         Endpoint::new(
@@ -916,7 +1130,8 @@ pub fn endpoints() -> Vec<Endpoint> {
             "A device's heartbeat history, newest first",
             routing::get(diagnostics),
         )
-        .query(&["limit", "starting_after"]),
+        .query(&["limit", "starting_after"])
+        .returns::<HeartbeatList>(),
         Endpoint::new(
             Method::POST,
             "/v1/device-groups",
@@ -924,7 +1139,13 @@ pub fn endpoints() -> Vec<Endpoint> {
             "Create a device group with a configuration; a name already used is 409 group_name_taken",
             routing::post(create_group),
         )
-        .body::<NewGroup>(),
+        .body::<NewGroup>()
+        .returns::<DeviceGroup>()
+        .errors(&[(400, "invalid_config"), (409, "group_name_taken")])
+        .link("GetDeviceGroup", "get /v1/device-groups/{id}", &[("id", "$response.body#/id")])
+        .link("UpdateDeviceGroup", "patch /v1/device-groups/{id}", &[("id", "$response.body#/id")])
+        .link("ScheduleRollout", "post /v1/device-groups/{id}/firmware", &[("id", "$response.body#/id")])
+        .link("ListRollouts", "get /v1/device-groups/{id}/rollouts", &[("id", "$response.body#/id")]),
         Endpoint::new(
             Method::GET,
             "/v1/device-groups",
@@ -932,14 +1153,16 @@ pub fn endpoints() -> Vec<Endpoint> {
             "List device groups, oldest first",
             routing::get(list_groups),
         )
-        .query(&["limit", "starting_after"]),
+        .query(&["limit", "starting_after"])
+        .returns::<DeviceGroupList>(),
         Endpoint::new(
             Method::GET,
             "/v1/device-groups/{id}",
             Access::member(Role::Viewer),
             "Get a device group with its device count and latest rollout",
             routing::get(get_group),
-        ),
+        )
+        .returns::<DeviceGroup>(),
         Endpoint::new(
             Method::PATCH,
             "/v1/device-groups/{id}",
@@ -947,7 +1170,9 @@ pub fn endpoints() -> Vec<Endpoint> {
             "Rename a device group or replace its configuration",
             routing::patch(update_group),
         )
-        .body::<GroupChange>(),
+        .optional_body::<GroupChange>()
+        .returns::<DeviceGroup>()
+        .errors(&[(400, "invalid_config"), (409, "group_name_taken")]),
         Endpoint::new(
             Method::POST,
             "/v1/device-groups/{id}/firmware",
@@ -955,7 +1180,10 @@ pub fn endpoints() -> Vec<Endpoint> {
             "Schedule a firmware rollout to the group's devices, cancelling its in-progress one",
             routing::post(schedule_rollout),
         )
-        .body::<NewRollout>(),
+        .body::<NewRollout>()
+        .returns::<Rollout>()
+        .errors(&[(422, "group_empty")])
+        .link("GetRollout", "get /v1/rollouts/{id}", &[("id", "$response.body#/id")]),
         Endpoint::new(
             Method::GET,
             "/v1/device-groups/{id}/rollouts",
@@ -963,20 +1191,23 @@ pub fn endpoints() -> Vec<Endpoint> {
             "A device group's rollouts, newest first",
             routing::get(list_rollouts),
         )
-        .query(&["limit", "starting_after"]),
+        .query(&["limit", "starting_after"])
+        .returns::<RolloutList>(),
         Endpoint::new(
             Method::GET,
             "/v1/rollouts/{id}",
             Access::member(Role::Viewer),
             "Get a firmware rollout with its per-device progress",
             routing::get(get_rollout),
-        ),
+        )
+        .returns::<Rollout>(),
     ]
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn online_means_seen_within_the_window() {

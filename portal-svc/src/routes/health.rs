@@ -12,6 +12,20 @@ use crate::api::{Access, Endpoint};
 use crate::app::AppState;
 use crate::error::ApiError;
 
+/// `GET /healthz`'s answer: the text `ok`.
+#[derive(Debug, utoipa::ToSchema)]
+#[schema(example = "ok")]
+pub struct Health(pub String);
+
+/// The OpenAPI 3 document (`GET /openapi.json`).
+#[derive(Debug, utoipa::ToSchema)]
+#[schema(value_type = Object)]
+pub struct OpenApiDocument(pub serde_json::Value);
+
+/// The metrics in the OpenMetrics text format.
+#[derive(Debug, utoipa::ToSchema)]
+pub struct MetricsText(pub String);
+
 /// `GET /healthz`: 200 while the service accepts connections.
 pub async fn healthz() -> &'static str {
     "ok"
@@ -21,8 +35,7 @@ pub async fn healthz() -> &'static str {
 async fn openapi() -> impl IntoResponse {
     static DOCUMENT: OnceLock<String> = OnceLock::new();
     let body = DOCUMENT.get_or_init(|| {
-        crate::api::openapi(&crate::app::endpoints())
-            .to_pretty_json()
+        serde_json::to_string_pretty(&crate::api::openapi_json(&crate::app::endpoints()))
             .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
     });
     ([(header::CONTENT_TYPE, "application/json")], body.as_str())
@@ -77,14 +90,18 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<im
 /// The endpoints of this module.
 pub fn endpoints() -> Vec<Endpoint> {
     vec![
-        Endpoint::new(Method::GET, "/healthz", Access::Public, "Liveness", get(healthz)),
-        Endpoint::new(Method::GET, "/openapi.json", Access::Public, "This API's OpenAPI 3 document", get(openapi)),
+        Endpoint::new(Method::GET, "/healthz", Access::Public, "Liveness", get(healthz))
+            .returns_as::<Health>("text/plain"),
+        Endpoint::new(Method::GET, "/openapi.json", Access::Public, "This API's OpenAPI 3 document", get(openapi))
+            .returns::<OpenApiDocument>(),
         Endpoint::new(
             Method::GET,
             "/metrics",
             Access::Public,
             "Prometheus metrics (aggregates only), with the metrics token as Bearer",
             get(metrics),
-        ),
+        )
+        .returns_as::<MetricsText>("application/openmetrics-text")
+        .errors(&[(401, "invalid_metrics_token"), (404, "not_found")]),
     ]
 }

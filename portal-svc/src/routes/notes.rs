@@ -152,10 +152,12 @@ pub fn notes_of(
 #[serde(deny_unknown_fields)]
 pub struct NewNote {
     /// `transaction`, `device` or `ticket`.
+    #[schema(schema_with = crate::schema::note_resource_type)]
     resource_type: String,
     /// The resource's id: `tx_...` for a transaction, the number of a device or ticket.
-    #[schema(value_type = String)]
+    #[schema(schema_with = crate::schema::required_text)]
     resource_id: Value,
+    #[schema(schema_with = crate::schema::name_10000)]
     body: String,
 }
 
@@ -242,7 +244,13 @@ pub fn endpoints() -> Vec<Endpoint> {
             routing::post(create),
         )
         .body::<NewNote>()
-        .returns::<Note>(),
+        .returns::<Note>()
+        .errors(&[
+            (400, "invalid_resource_type"),
+            (400, "invalid_resource_id"),
+            (400, "missing_field"),
+            (404, "not_found"),
+        ]),
         Endpoint::new(
             Method::GET,
             "/v1/notes",
@@ -252,6 +260,12 @@ pub fn endpoints() -> Vec<Endpoint> {
         )
         .query(&["resource_type", "resource_id", "limit", "starting_after"])
         .required_query(&["resource_type", "resource_id"])
-        .returns::<NoteList>(),
+        .returns::<NoteList>()
+        .errors(&[
+            (400, "invalid_resource_type"),
+            (400, "invalid_resource_id"),
+            (400, "missing_field"),
+            (404, "not_found"),
+        ]),
     ]
 }

@@ -18,7 +18,6 @@ use ledger_core::money::format_minor;
 use ledger_core::{Currency, HistoryQuery, Kind, Tx, TxRecord};
 use rusqlite::params;
 use serde::Deserialize;
-use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
@@ -28,7 +27,7 @@ use crate::app::AppState;
 use crate::auth::{Principal, Role};
 use crate::db::now_secs;
 use crate::error::{ApiError, ApiResult};
-use crate::routes::transactions::{kind_name, state_name, tx_id_string};
+use crate::routes::transactions::{Transaction, kind_name, state_name, tx_id_string};
 
 const DAY_SECS: i64 = 86_400;
 /// Records read from the ledger per step of the scan.
@@ -171,48 +170,184 @@ impl Totals {
         self.by_device.entry((r.tx.device_id, currency)).or_default().add(r);
     }
 
-    fn group<K>(map: &BTreeMap<(K, String), Sums>, key: &str, show: impl Fn(&K) -> Value) -> Vec<Value> {
+    /// Each group's key and sums, in key then currency order.
+    fn group<K: Clone>(map: &BTreeMap<(K, String), Sums>) -> Vec<(K, ReportSums)> {
         map.iter()
             .map(|((k, currency), s)| {
                 let money =
                     |v: i128| Currency::from_code(currency).map_or_else(|| v.to_string(), |c| format_minor_wide(v, c));
-                let mut group = json!({
-                    "currency": currency,
-                    "count": s.count,
-                    "amount": money(s.captured),
-                    "captured": money(s.captured),
-                    "refunded": money(s.refunded),
-                    "adjusted": money(s.adjusted),
-                    "net": money(s.net()),
-                });
-                if !key.is_empty() {
-                    group[key] = show(k);
-                }
-                group
+                let sums = ReportSums {
+                    currency: currency.clone(),
+                    count: s.count,
+                    amount: money(s.captured),
+                    captured: money(s.captured),
+                    refunded: money(s.refunded),
+                    adjusted: money(s.adjusted),
+                    net: money(s.net()),
+                };
+                (k.clone(), sums)
             })
             .collect()
     }
 
-    fn json(&self) -> Value {
-        json!({
-            "by_currency": Totals::group(&self.by_currency, "", |()| Value::Null),
-            "by_day": Totals::group(&self.by_day, "day", |d| json!(d)),
-            "by_kind": Totals::group(&self.by_kind, "kind", |k| json!(k)),
-            "by_status": Totals::group(&self.by_status, "status", |s| json!(s)),
-            "by_device": Totals::group(&self.by_device, "device_id", |d| if *d == 0 { Value::Null } else { json!(d) }),
-        })
-    }
-
-    fn groups(&self, by: Grouping) -> Vec<Value> {
-        match by {
-            Grouping::Day => Totals::group(&self.by_day, "day", |d| json!(d)),
-            Grouping::Kind => Totals::group(&self.by_kind, "kind", |k| json!(k)),
-            Grouping::Status => Totals::group(&self.by_status, "status", |s| json!(s)),
-            Grouping::Device => {
-                Totals::group(&self.by_device, "device_id", |d| if *d == 0 { Value::Null } else { json!(d) })
-            }
+    fn report(&self) -> ReportTotals {
+        let device = |d: u64| (d != 0).then_some(d);
+        ReportTotals {
+            by_currency: Totals::group(&self.by_currency).into_iter().map(|((), sums)| sums).collect(),
+            by_day: Totals::group(&self.by_day).into_iter().map(|(day, sums)| DayTotals { sums, day }).collect(),
+            by_kind: Totals::group(&self.by_kind)
+                .into_iter()
+                .map(|(kind, sums)| KindTotals { sums, kind: kind.to_string() })
+                .collect(),
+            by_status: Totals::group(&self.by_status)
+                .into_iter()
+                .map(|(status, sums)| StatusTotals { sums, status: status.to_string() })
+                .collect(),
+            by_device: Totals::group(&self.by_device)
+                .into_iter()
+                .map(|(d, sums)| DeviceTotals { sums, device_id: device(d) })
+                .collect(),
         }
     }
+
+    /// The groups of one grouping as CSV keys (a transaction without a device: empty).
+    fn groups(&self, by: Grouping) -> Vec<(String, ReportSums)> {
+        match by {
+            Grouping::Day => Totals::group(&self.by_day),
+            Grouping::Kind => Totals::group(&self.by_kind).into_iter().map(|(k, s)| (k.to_string(), s)).collect(),
+            Grouping::Status => Totals::group(&self.by_status).into_iter().map(|(k, s)| (k.to_string(), s)).collect(),
+            Grouping::Device => Totals::group(&self.by_device)
+                .into_iter()
+                .map(|(d, s)| (if d == 0 { String::new() } else { d.to_string() }, s))
+                .collect(),
+        }
+    }
+}
+
+/// A group of a report's transactions in one currency: `amount` and `captured` are
+/// what payments took in, `refunded` what refunds gave back, `adjusted` the adjustments,
+/// `net` = captured - refunded + adjusted (decimals in major units).
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct ReportSums {
+    /// ISO 4217 code.
+    pub currency: String,
+    pub count: u64,
+    pub amount: String,
+    pub captured: String,
+    pub refunded: String,
+    pub adjusted: String,
+    pub net: String,
+}
+
+/// The sums of one day (the client's time zone) in one currency.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct DayTotals {
+    #[serde(flatten)]
+    pub sums: ReportSums,
+    /// `YYYY-MM-DD`.
+    pub day: String,
+}
+
+/// The sums of one kind of transaction in one currency.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct KindTotals {
+    #[serde(flatten)]
+    pub sums: ReportSums,
+    /// `payment`, `capture`, `void`, `refund` or `adjustment`.
+    pub kind: String,
+}
+
+/// The sums of one status in one currency.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct StatusTotals {
+    #[serde(flatten)]
+    pub sums: ReportSums,
+    /// A transaction status.
+    pub status: String,
+}
+
+/// The sums of one device (`null`: transactions without one) in one currency.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct DeviceTotals {
+    #[serde(flatten)]
+    pub sums: ReportSums,
+    pub device_id: Option<u64>,
+}
+
+/// A report's totals, grouped five ways, each per currency.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ReportTotals {
+    pub by_currency: Vec<ReportSums>,
+    pub by_day: Vec<DayTotals>,
+    pub by_kind: Vec<KindTotals>,
+    pub by_status: Vec<StatusTotals>,
+    pub by_device: Vec<DeviceTotals>,
+}
+
+/// `GET /v1/reports/transactions` as JSON. Streamed field by field (a period may hold
+/// millions of rows), each row serialized as a [`Transaction`] and the totals as
+/// [`ReportTotals`]; `tests/openapi_document.rs` checks an answer against this type.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct TransactionReport {
+    /// Always `report`.
+    pub object: String,
+    /// Unix seconds, inclusive.
+    pub from: i64,
+    /// Unix seconds, exclusive.
+    pub to: i64,
+    /// The client's UTC offset, which the days follow.
+    pub time_zone: String,
+    /// The transactions, oldest first; `null` with `rows=false`.
+    pub rows: Option<Vec<Transaction>>,
+    pub count: u64,
+    pub totals: ReportTotals,
+}
+
+/// CSV text with a header line (`format=csv`).
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct CsvText(pub String);
+
+/// One audit entry in the activity report.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ActivityRow {
+    pub id: i64,
+    pub client_id: Option<i64>,
+    pub actor: String,
+    pub action: String,
+    pub resource: Option<String>,
+    /// Unix seconds.
+    pub at: i64,
+}
+
+/// How many entries one actor made.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ActorCount {
+    pub actor: String,
+    pub count: u64,
+}
+
+/// How many entries of one action.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ActionCount {
+    pub action: String,
+    pub count: u64,
+}
+
+/// `GET /v1/reports/activity` as JSON.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ActivityReport {
+    /// Always `activity_report`.
+    pub object: String,
+    /// Unix seconds, inclusive.
+    pub from: i64,
+    /// Unix seconds, exclusive.
+    pub to: i64,
+    pub count: usize,
+    /// Whether the period held more entries than one report shows.
+    pub truncated: bool,
+    pub by_actor: Vec<ActorCount>,
+    pub by_action: Vec<ActionCount>,
+    pub rows: Vec<ActivityRow>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -397,30 +532,15 @@ async fn transactions_report(
         });
         match (format, grouping) {
             (Format::Json, _) => {
-                chunk.push_str(&format!(
-                    r#"{},"count":{count},"totals":{}}}"#,
-                    if with_rows { "]" } else { "" },
-                    totals.json()
-                ));
+                let totals = serde_json::to_string(&totals.report()).unwrap_or_else(|_| "null".to_string());
+                chunk.push_str(&format!(r#"{},"count":{count},"totals":{totals}}}"#, if with_rows { "]" } else { "" }));
             }
             (Format::Csv, Some(by)) => {
                 chunk.push_str(&format!("{},currency,count,amount,captured,refunded,adjusted,net\n", by.key()));
-                for g in totals.groups(by) {
-                    let key = match &g[by.key()] {
-                        Value::String(s) => s.clone(),
-                        Value::Null => String::new(),
-                        other => other.to_string(),
-                    };
-                    let field = |k: &str| g[k].as_str().map(str::to_string).unwrap_or_else(|| g[k].to_string());
+                for (key, g) in totals.groups(by) {
                     chunk.push_str(&format!(
                         "{key},{},{},{},{},{},{},{}\n",
-                        field("currency"),
-                        field("count"),
-                        field("amount"),
-                        field("captured"),
-                        field("refunded"),
-                        field("adjusted"),
-                        field("net")
+                        g.currency, g.count, g.amount, g.captured, g.refunded, g.adjusted, g.net
                     ));
                 }
             }
@@ -517,22 +637,30 @@ async fn activity_report(
                 *by_actor.entry(actor).or_default() += 1;
                 *by_action.entry(action).or_default() += 1;
             }
-            let data: Vec<Value> = rows
-                .iter()
-                .map(|(id, client, actor, action, resource, at)| {
-                    json!({ "id": id, "client_id": client, "actor": actor, "action": action, "resource": resource, "at": at })
+            let by_actor = by_actor.iter().map(|(k, v)| ActorCount { actor: (*k).to_string(), count: *v }).collect();
+            let by_action =
+                by_action.iter().map(|(k, v)| ActionCount { action: (*k).to_string(), count: *v }).collect();
+            let data: Vec<ActivityRow> = rows
+                .into_iter()
+                .map(|(id, client_id, actor, action, resource, at)| ActivityRow {
+                    id,
+                    client_id,
+                    actor,
+                    action,
+                    resource,
+                    at,
                 })
                 .collect();
-            Ok(axum::Json(json!({
-                "object": "activity_report",
-                "from": from,
-                "to": to,
-                "count": data.len(),
-                "truncated": data.len() >= ACTIVITY_ROWS_MAX,
-                "by_actor": by_actor.iter().map(|(k, v)| json!({ "actor": k, "count": v })).collect::<Vec<_>>(),
-                "by_action": by_action.iter().map(|(k, v)| json!({ "action": k, "count": v })).collect::<Vec<_>>(),
-                "rows": data,
-            }))
+            Ok(axum::Json(ActivityReport {
+                object: "activity_report".to_string(),
+                from,
+                to,
+                count: data.len(),
+                truncated: data.len() >= ACTIVITY_ROWS_MAX,
+                by_actor,
+                by_action,
+                rows: data,
+            })
             .into_response())
         }
     }
@@ -555,7 +683,17 @@ pub fn endpoints() -> Vec<Endpoint> {
             "Transactions over a period: rows and totals by day, kind, status and device (JSON or CSV, streamed)",
             routing::get(transactions_report),
         )
-        .query(&["from", "to", "format", "rows", "group_by", "kind", "currency", "device_id"]),
+        .query(&["from", "to", "format", "rows", "group_by", "kind", "currency", "device_id"])
+        .returns::<TransactionReport>()
+        .returns_as::<CsvText>("text/csv")
+        .errors(&[
+            (400, "invalid_period"),
+            (400, "invalid_time"),
+            (400, "invalid_format"),
+            (400, "invalid_group_by"),
+            (400, "invalid_kind"),
+            (400, "invalid_currency"),
+        ]),
         Endpoint::new(
             Method::GET,
             "/v1/reports/activity",
@@ -563,7 +701,10 @@ pub fn endpoints() -> Vec<Endpoint> {
             "User activity from the audit log, with counts by actor and action (JSON or CSV)",
             routing::get(activity_report),
         )
-        .query(&["from", "to", "format", "client_id"]),
+        .query(&["from", "to", "format", "client_id"])
+        .returns::<ActivityReport>()
+        .returns_as::<CsvText>("text/csv")
+        .errors(&[(400, "invalid_period"), (400, "invalid_time"), (400, "invalid_format")]),
     ]
 }
 

@@ -168,8 +168,11 @@ fn load(conn: &rusqlite::Connection, client_id: i64, id: i64) -> Result<Ticket, 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewTicket {
+    #[schema(schema_with = crate::schema::name_200)]
     subject: String,
+    #[schema(schema_with = crate::schema::name_20000)]
     body: String,
+    #[schema(value_type = Option<TicketPriority>)]
     priority: Option<String>,
 }
 
@@ -287,9 +290,11 @@ pub async fn get(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TicketChange {
+    #[schema(value_type = Option<TicketStatus>)]
     status: Option<String>,
     /// A user of the same client; `null` unassigns.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<i64>, minimum = 1)]
     assignee_id: Option<Option<i64>>,
 }
 
@@ -363,6 +368,7 @@ pub async fn update(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewComment {
+    #[schema(schema_with = crate::schema::name_20000)]
     body: String,
 }
 
@@ -416,7 +422,11 @@ pub fn endpoints() -> Vec<Endpoint> {
             routing::post(create),
         )
         .body::<NewTicket>()
-        .returns::<Ticket>(),
+        .returns::<Ticket>()
+        .errors(&[(400, "invalid_priority")])
+        .link("GetTicket", "get /v1/tickets/{id}", &[("id", "$response.body#/id")])
+        .link("UpdateTicket", "patch /v1/tickets/{id}", &[("id", "$response.body#/id")])
+        .link("CommentTicket", "post /v1/tickets/{id}/comments", &[("id", "$response.body#/id")]),
         Endpoint::new(
             Method::GET,
             "/v1/tickets",
@@ -425,6 +435,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             routing::get(list),
         )
         .returns::<TicketList>()
+        .errors(&[(400, "invalid_status")])
         .query(&["limit", "starting_after", "status"]),
         Endpoint::new(
             Method::GET,
@@ -441,8 +452,9 @@ pub fn endpoints() -> Vec<Endpoint> {
             "Change a ticket's status or assignee",
             routing::patch(update),
         )
-        .body::<TicketChange>()
-        .returns::<Ticket>(),
+        .optional_body::<TicketChange>()
+        .returns::<Ticket>()
+        .errors(&[(400, "invalid_status"), (404, "not_found"), (409, "illegal_transition")]),
         Endpoint::new(
             Method::POST,
             "/v1/tickets/{id}/comments",

@@ -405,11 +405,16 @@ fn replayed(status: u16, body: String) -> Response {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewTransaction {
+    #[schema(schema_with = crate::schema::new_transaction_kind)]
     kind: String,
+    #[schema(schema_with = crate::schema::amount)]
     amount: String,
+    #[schema(schema_with = crate::schema::currency)]
     currency: String,
     capture: Option<bool>,
+    #[schema(minimum = 1)]
     device_id: Option<u64>,
+    #[schema(schema_with = crate::schema::description)]
     description: Option<String>,
 }
 
@@ -511,6 +516,7 @@ pub fn own_transaction(state: &AppState, client_id: u64, id: &str) -> Result<TxR
 #[serde(deny_unknown_fields)]
 struct AmountBody {
     /// Decimal in major units; positive.
+    #[schema(schema_with = crate::schema::amount)]
     amount: Option<String>,
 }
 
@@ -888,7 +894,22 @@ pub fn endpoints() -> Vec<Endpoint> {
         )
         .body::<NewTransaction>()
         .idempotent()
-        .returns::<Transaction>(),
+        .returns::<Transaction>()
+        .errors(&[
+            (400, "invalid_amount"),
+            (400, "invalid_currency"),
+            (400, "currency_not_allowed"),
+            (400, "invalid_kind"),
+            (400, "invalid_description"),
+            (400, "missing_field"),
+            (404, "not_found"),
+            (422, "amount_out_of_range"),
+        ])
+        .link("GetTransaction", "get /v1/transactions/{id}", &[("id", "$response.body#/id")])
+        .link("CaptureTransaction", "post /v1/transactions/{id}/capture", &[("id", "$response.body#/id")])
+        .link("VoidTransaction", "post /v1/transactions/{id}/void", &[("id", "$response.body#/id")])
+        .link("RefundTransaction", "post /v1/transactions/{id}/refunds", &[("id", "$response.body#/id")])
+        .link("TransactionHistory", "get /v1/transactions/{id}/history", &[("id", "$response.body#/id")]),
         Endpoint::new(
             Method::GET,
             "/v1/transactions",
@@ -897,6 +918,14 @@ pub fn endpoints() -> Vec<Endpoint> {
             routing::get(list),
         )
         .returns::<TransactionList>()
+        .errors(&[
+            (400, "invalid_status"),
+            (400, "invalid_kind"),
+            (400, "invalid_currency"),
+            (400, "invalid_amount"),
+            (400, "invalid_period"),
+            (400, "invalid_order"),
+        ])
         .query(&[
             "limit",
             "starting_after",
@@ -935,7 +964,21 @@ pub fn endpoints() -> Vec<Endpoint> {
         )
         .optional_body::<AmountBody>()
         .idempotent()
-        .returns::<Transaction>(),
+        .returns::<Transaction>()
+        .errors(&[
+            (400, "invalid_amount"),
+            (404, "not_found"),
+            (422, "payment_not_authorized"),
+            (422, "payment_not_captured"),
+            (422, "payment_not_voidable"),
+            (422, "capture_exceeds_authorized"),
+            (422, "refund_exceeds_captured"),
+            (422, "currency_mismatch"),
+            (422, "amount_out_of_range"),
+        ])
+        .link("GetTransaction", "get /v1/transactions/{id}", &[("id", "$response.body#/id")])
+        .link("GetPayment", "get /v1/transactions/{id}", &[("id", "$response.body#/ref_id")])
+        .link("PaymentHistory", "get /v1/transactions/{id}/history", &[("id", "$response.body#/ref_id")]),
         Endpoint::new(
             Method::POST,
             "/v1/transactions/{id}/void",
@@ -944,7 +987,21 @@ pub fn endpoints() -> Vec<Endpoint> {
             routing::post(void),
         )
         .idempotent()
-        .returns::<Transaction>(),
+        .returns::<Transaction>()
+        .errors(&[
+            (400, "invalid_amount"),
+            (404, "not_found"),
+            (422, "payment_not_authorized"),
+            (422, "payment_not_captured"),
+            (422, "payment_not_voidable"),
+            (422, "capture_exceeds_authorized"),
+            (422, "refund_exceeds_captured"),
+            (422, "currency_mismatch"),
+            (422, "amount_out_of_range"),
+        ])
+        .link("GetTransaction", "get /v1/transactions/{id}", &[("id", "$response.body#/id")])
+        .link("GetPayment", "get /v1/transactions/{id}", &[("id", "$response.body#/ref_id")])
+        .link("PaymentHistory", "get /v1/transactions/{id}/history", &[("id", "$response.body#/ref_id")]),
         Endpoint::new(
             Method::POST,
             "/v1/transactions/{id}/refunds",
@@ -954,6 +1011,20 @@ pub fn endpoints() -> Vec<Endpoint> {
         )
         .optional_body::<AmountBody>()
         .idempotent()
-        .returns::<Transaction>(),
+        .returns::<Transaction>()
+        .errors(&[
+            (400, "invalid_amount"),
+            (404, "not_found"),
+            (422, "payment_not_authorized"),
+            (422, "payment_not_captured"),
+            (422, "payment_not_voidable"),
+            (422, "capture_exceeds_authorized"),
+            (422, "refund_exceeds_captured"),
+            (422, "currency_mismatch"),
+            (422, "amount_out_of_range"),
+        ])
+        .link("GetTransaction", "get /v1/transactions/{id}", &[("id", "$response.body#/id")])
+        .link("GetPayment", "get /v1/transactions/{id}", &[("id", "$response.body#/ref_id")])
+        .link("PaymentHistory", "get /v1/transactions/{id}/history", &[("id", "$response.body#/ref_id")]),
     ]
 }

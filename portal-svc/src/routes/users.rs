@@ -18,6 +18,7 @@ use crate::audit::{self, Entry};
 use crate::auth::{self, Actor, Principal, Role};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath};
+use crate::routes::clients::User;
 
 /// What a lifecycle change needs to know of its target.
 #[derive(Debug)]
@@ -47,7 +48,7 @@ pub fn managed(conn: &rusqlite::Connection, principal: &Principal, id: i64) -> R
 
 /// The user object with its lifecycle state (never a hash or secret): the same columns
 /// and JSON as the users list (`clients::user_json`).
-pub fn user_json(conn: &rusqlite::Connection, id: i64) -> Result<Value, ApiError> {
+pub fn user_json(conn: &rusqlite::Connection, id: i64) -> Result<User, ApiError> {
     Ok(crate::routes::clients::user_by_id(conn, id)?)
 }
 
@@ -59,7 +60,7 @@ async fn unlock(
     ApiPath(id): ApiPath<i64>,
     // Read so the connection stays usable (an unread body makes hyper close it).
     _body: Bytes,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<User>> {
     principal.require_user(Role::ClientAdmin)?;
     let user = state
         .db
@@ -92,7 +93,7 @@ async fn lifecycle(
     id: i64,
     action: &'static str,
     change: impl FnOnce(&rusqlite::Transaction<'_>, &Target) -> Result<Option<Value>, ApiError> + Send + 'static,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<User>> {
     principal.require_user(Role::ClientAdmin)?;
     let user = state
         .db
@@ -133,7 +134,7 @@ async fn deactivate(
     ApiPath(id): ApiPath<i64>,
     // Read so the connection stays usable (an unread body makes hyper close it).
     _body: Bytes,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<User>> {
     not_self(&principal, id)?;
     lifecycle(&state, principal, id, "user.deactivate", move |tx, _| {
         tx.execute("UPDATE users SET active = 0 WHERE id = ?1", [id])?;
@@ -150,7 +151,7 @@ async fn reactivate(
     ApiPath(id): ApiPath<i64>,
     // Read so the connection stays usable (an unread body makes hyper close it).
     _body: Bytes,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<User>> {
     not_self(&principal, id)?;
     lifecycle(&state, principal, id, "user.reactivate", move |tx, _| {
         tx.execute("UPDATE users SET active = 1 WHERE id = ?1", [id])?;
@@ -167,7 +168,7 @@ async fn mfa_reset(
     ApiPath(id): ApiPath<i64>,
     // Read so the connection stays usable (an unread body makes hyper close it).
     _body: Bytes,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<User>> {
     lifecycle(&state, principal, id, "mfa.reset", move |tx, _| {
         tx.execute("UPDATE users SET mfa_secret = NULL, mfa_enabled = 0, mfa_last_step = NULL WHERE id = ?1", [id])?;
         tx.execute("DELETE FROM mfa_recovery_codes WHERE user_id = ?1", [id])?;
@@ -180,6 +181,7 @@ async fn mfa_reset(
 #[serde(deny_unknown_fields)]
 pub struct TemporaryPassword {
     /// Given to the user out of band; it must be changed at the next sign-in.
+    #[schema(schema_with = crate::schema::password)]
     password: String,
 }
 
@@ -190,7 +192,7 @@ async fn set_password(
     principal: Principal,
     ApiPath(id): ApiPath<i64>,
     ApiJson(req): ApiJson<TemporaryPassword>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<User>> {
     not_self(&principal, id)?;
     crate::password::check(&req.password)?;
     let hash = auth::hash_password(&req.password)?;
@@ -208,14 +210,33 @@ async fn set_password(
 
 /// A session as listed: an id (the first 16 hex digits of its token's hash, which
 /// reveal nothing of the token), when it began and ends.
-fn session_json(row: &rusqlite::Row<'_>) -> rusqlite::Result<Value> {
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct UserSession {
+    #[schema(pattern = "^[0-9a-f]{16}$")]
+    pub id: String,
+    /// Always `session`.
+    pub object: String,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds.
+    pub expires_at: i64,
+}
+
+/// A user's sessions that have not ended, newest first.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct UserSessionList {
+    pub data: Vec<UserSession>,
+    pub has_more: bool,
+}
+
+fn session_json(row: &rusqlite::Row<'_>) -> rusqlite::Result<UserSession> {
     let hash: Vec<u8> = row.get(0)?;
-    Ok(json!({
-        "id": hex::encode(hash.get(..8).unwrap_or_default()),
-        "object": "session",
-        "created_at": row.get::<_, i64>(1)?,
-        "expires_at": row.get::<_, i64>(2)?,
-    }))
+    Ok(UserSession {
+        id: hex::encode(hash.get(..8).unwrap_or_default()),
+        object: "session".to_string(),
+        created_at: row.get(1)?,
+        expires_at: row.get(2)?,
+    })
 }
 
 /// `GET /v1/users/{id}/sessions`: the user's sessions that have not ended.
@@ -223,7 +244,7 @@ async fn list_sessions(
     State(state): State<AppState>,
     principal: Principal,
     ApiPath(id): ApiPath<i64>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<UserSessionList>> {
     principal.require_user(Role::ClientAdmin)?;
     let data = state
         .db
@@ -234,10 +255,10 @@ async fn list_sessions(
                  ORDER BY created_at DESC LIMIT 1000",
             )?;
             let rows = stmt.query_map(params![id, crate::db::now_secs()], session_json)?;
-            Ok(rows.collect::<Result<Vec<Value>, _>>()?)
+            Ok(rows.collect::<Result<Vec<UserSession>, _>>()?)
         })
         .await?;
-    Ok(Json(json!({ "data": data, "has_more": false })))
+    Ok(Json(UserSessionList { data, has_more: false }))
 }
 
 /// `DELETE /v1/users/{id}/sessions`: ends every session of the user.
@@ -247,7 +268,7 @@ async fn revoke_sessions(
     ApiPath(id): ApiPath<i64>,
     // Read so the connection stays usable (an unread body makes hyper close it).
     _body: Bytes,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<User>> {
     lifecycle(&state, principal, id, "user.sessions_revoke", move |tx, _| {
         let ended = tx.execute("DELETE FROM sessions WHERE user_id = ?1", [id])?;
         Ok(Some(json!({ "sessions_ended": ended })))
@@ -261,7 +282,7 @@ async fn revoke_session(
     principal: Principal,
     ApiPath((id, session)): ApiPath<(i64, String)>,
     _body: Bytes,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<User>> {
     if session.len() != 16 || !session.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(ApiError::not_found("no such session"));
     }
@@ -282,7 +303,9 @@ async fn revoke_session(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PasswordChange {
+    #[schema(schema_with = crate::schema::required_text)]
     current_password: String,
+    #[schema(schema_with = crate::schema::password)]
     new_password: String,
 }
 
@@ -295,7 +318,7 @@ async fn change_own_password(
     session: Option<axum::Extension<auth::Session>>,
     peer: Option<axum::Extension<auth::PeerAddr>>,
     ApiJson(req): ApiJson<PasswordChange>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<User>> {
     let id = own_id(&principal)?;
     let Some(axum::Extension(session)) = session else {
         return Err(ApiError::forbidden("only a signed-in user has a password"));
@@ -354,7 +377,8 @@ pub fn endpoints() -> Vec<Endpoint> {
             "Unlock an account locked by failed sign-ins",
             routing::post(unlock),
         )
-        .answers(200),
+        .answers(200)
+        .returns::<User>(),
         Endpoint::new(
             Method::POST,
             "/v1/users/{id}/deactivate",
@@ -362,7 +386,9 @@ pub fn endpoints() -> Vec<Endpoint> {
             "Deactivate a user: sign-in and every session refused from the next request",
             routing::post(deactivate),
         )
-        .answers(200),
+        .answers(200)
+        .returns::<User>()
+        .errors(&[(409, "own_account")]),
         Endpoint::new(
             Method::POST,
             "/v1/users/{id}/reactivate",
@@ -370,7 +396,9 @@ pub fn endpoints() -> Vec<Endpoint> {
             "Reactivate a deactivated user",
             routing::post(reactivate),
         )
-        .answers(200),
+        .answers(200)
+        .returns::<User>()
+        .errors(&[(409, "own_account")]),
         Endpoint::new(
             Method::POST,
             "/v1/users/{id}/mfa/reset",
@@ -378,7 +406,8 @@ pub fn endpoints() -> Vec<Endpoint> {
             "Turn a user's MFA off (lost authenticator); the user enrols again",
             routing::post(mfa_reset),
         )
-        .answers(200),
+        .answers(200)
+        .returns::<User>(),
         Endpoint::new(
             Method::POST,
             "/v1/users/{id}/password",
@@ -387,28 +416,33 @@ pub fn endpoints() -> Vec<Endpoint> {
             routing::post(set_password),
         )
         .answers(200)
-        .body::<TemporaryPassword>(),
+        .body::<TemporaryPassword>()
+        .returns::<User>()
+        .errors(&[(400, "weak_password"), (409, "own_account")]),
         Endpoint::new(
             Method::GET,
             "/v1/users/{id}/sessions",
             Access::platform(Role::ClientAdmin),
             "A user's open sessions",
             routing::get(list_sessions),
-        ),
+        )
+        .returns::<UserSessionList>(),
         Endpoint::new(
             Method::DELETE,
             "/v1/users/{id}/sessions",
             Access::platform(Role::ClientAdmin),
             "End every session of a user",
             routing::delete(revoke_sessions),
-        ),
+        )
+        .returns::<User>(),
         Endpoint::new(
             Method::DELETE,
             "/v1/users/{id}/sessions/{session_id}",
             Access::platform(Role::ClientAdmin),
             "End one session of a user",
             routing::delete(revoke_session),
-        ),
+        )
+        .returns::<User>(),
         Endpoint::new(
             Method::POST,
             "/v1/users/me/password",
@@ -417,6 +451,8 @@ pub fn endpoints() -> Vec<Endpoint> {
             routing::post(change_own_password),
         )
         .answers(200)
-        .body::<PasswordChange>(),
+        .body::<PasswordChange>()
+        .returns::<User>()
+        .errors(&[(400, "weak_password"), (401, "invalid_credentials")]),
     ]
 }

@@ -110,6 +110,10 @@ async fn asset(ApiPath(name): ApiPath<String>, headers: HeaderMap) -> Result<Res
     Ok(serve(asset, index + 1, &headers))
 }
 
+/// A file of the web portal, as its content type says (HTML, script, style sheet, SVG).
+#[derive(Debug, utoipa::ToSchema)]
+pub struct WebFile(pub String);
+
 /// The endpoints of this module.
 pub fn endpoints() -> Vec<Endpoint> {
     vec![
@@ -119,14 +123,18 @@ pub fn endpoints() -> Vec<Endpoint> {
             Access::Public,
             "The web portal: sign-in and the pages for people (HTML)",
             routing::get(index),
-        ),
+        )
+        .returns_as::<WebFile>("text/html"),
         Endpoint::new(
             Method::GET,
             "/assets/{name}",
             Access::Public,
             "A file of the web portal (script, style sheet or image)",
             routing::get(asset),
-        ),
+        )
+        .returns_as::<WebFile>("text/javascript")
+        .returns_as::<WebFile>("text/css")
+        .returns_as::<WebFile>("image/svg+xml"),
     ]
 }
 
