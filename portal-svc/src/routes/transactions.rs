@@ -52,15 +52,9 @@ pub fn kind_name(kind: u32) -> &'static str {
     }
 }
 
+/// A transaction's state, as the API names it (the engine's own names).
 pub fn state_name(state: TxState) -> &'static str {
-    match state {
-        TxState::Authorized => "authorized",
-        TxState::Captured => "captured",
-        TxState::PartiallyRefunded => "partially_refunded",
-        TxState::Refunded => "refunded",
-        TxState::Voided => "voided",
-        TxState::Applied => "applied",
-    }
+    state.name()
 }
 
 /// A transaction's kind, as the API names it.
