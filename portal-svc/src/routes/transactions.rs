@@ -52,6 +52,31 @@ pub fn kind_name(kind: u32) -> &'static str {
     }
 }
 
+/// What capture, void and refund share in the document: the errors a follow-up of a
+/// payment can answer, and links from the answer to it, its payment and the history.
+trait FollowUp {
+    fn follow_up(self) -> Self;
+}
+
+impl FollowUp for Endpoint {
+    fn follow_up(self) -> Self {
+        self.errors(&[
+            (400, "invalid_amount"),
+            (404, "not_found"),
+            (422, "payment_not_authorized"),
+            (422, "payment_not_captured"),
+            (422, "payment_not_voidable"),
+            (422, "capture_exceeds_authorized"),
+            (422, "refund_exceeds_captured"),
+            (422, "currency_mismatch"),
+            (422, "amount_out_of_range"),
+        ])
+        .link("GetTransaction", "get /v1/transactions/{id}", &[("id", "$response.body#/id")])
+        .link("GetPayment", "get /v1/transactions/{id}", &[("id", "$response.body#/ref_id")])
+        .link("PaymentHistory", "get /v1/transactions/{id}/history", &[("id", "$response.body#/ref_id")])
+    }
+}
+
 /// A transaction's state, as the API names it (the engine's own names).
 pub fn state_name(state: TxState) -> &'static str {
     state.name()
@@ -959,20 +984,7 @@ pub fn endpoints() -> Vec<Endpoint> {
         .optional_body::<AmountBody>()
         .idempotent()
         .returns::<Transaction>()
-        .errors(&[
-            (400, "invalid_amount"),
-            (404, "not_found"),
-            (422, "payment_not_authorized"),
-            (422, "payment_not_captured"),
-            (422, "payment_not_voidable"),
-            (422, "capture_exceeds_authorized"),
-            (422, "refund_exceeds_captured"),
-            (422, "currency_mismatch"),
-            (422, "amount_out_of_range"),
-        ])
-        .link("GetTransaction", "get /v1/transactions/{id}", &[("id", "$response.body#/id")])
-        .link("GetPayment", "get /v1/transactions/{id}", &[("id", "$response.body#/ref_id")])
-        .link("PaymentHistory", "get /v1/transactions/{id}/history", &[("id", "$response.body#/ref_id")]),
+        .follow_up(),
         Endpoint::new(
             Method::POST,
             "/v1/transactions/{id}/void",
@@ -982,20 +994,7 @@ pub fn endpoints() -> Vec<Endpoint> {
         )
         .idempotent()
         .returns::<Transaction>()
-        .errors(&[
-            (400, "invalid_amount"),
-            (404, "not_found"),
-            (422, "payment_not_authorized"),
-            (422, "payment_not_captured"),
-            (422, "payment_not_voidable"),
-            (422, "capture_exceeds_authorized"),
-            (422, "refund_exceeds_captured"),
-            (422, "currency_mismatch"),
-            (422, "amount_out_of_range"),
-        ])
-        .link("GetTransaction", "get /v1/transactions/{id}", &[("id", "$response.body#/id")])
-        .link("GetPayment", "get /v1/transactions/{id}", &[("id", "$response.body#/ref_id")])
-        .link("PaymentHistory", "get /v1/transactions/{id}/history", &[("id", "$response.body#/ref_id")]),
+        .follow_up(),
         Endpoint::new(
             Method::POST,
             "/v1/transactions/{id}/refunds",
@@ -1006,19 +1005,6 @@ pub fn endpoints() -> Vec<Endpoint> {
         .optional_body::<AmountBody>()
         .idempotent()
         .returns::<Transaction>()
-        .errors(&[
-            (400, "invalid_amount"),
-            (404, "not_found"),
-            (422, "payment_not_authorized"),
-            (422, "payment_not_captured"),
-            (422, "payment_not_voidable"),
-            (422, "capture_exceeds_authorized"),
-            (422, "refund_exceeds_captured"),
-            (422, "currency_mismatch"),
-            (422, "amount_out_of_range"),
-        ])
-        .link("GetTransaction", "get /v1/transactions/{id}", &[("id", "$response.body#/id")])
-        .link("GetPayment", "get /v1/transactions/{id}", &[("id", "$response.body#/ref_id")])
-        .link("PaymentHistory", "get /v1/transactions/{id}/history", &[("id", "$response.body#/ref_id")]),
+        .follow_up(),
     ]
 }
