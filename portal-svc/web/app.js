@@ -13,6 +13,7 @@ import { renderDevices, renderDevice, renderGroup } from './page-devices.js';
 import { renderTickets, renderTicket } from './page-tickets.js';
 import { renderAdmin } from './page-admin.js';
 import { renderActivity } from './page-activity.js';
+import { renderApi } from './page-api.js';
 
 const member = (user) => can(user, 'viewer');
 const manager = (user) => can(user, 'client_admin') || isPlatformAdmin(user);
@@ -34,6 +35,7 @@ const ROUTES = [
   { path: /^\/admin$/, who: manager, render: renderAdmin, nav: 'Administration', href: '#/admin' },
   { path: /^\/activity$/, who: manager, render: renderActivity, nav: 'Activity', href: '#/activity' },
   { path: /^\/account$/, who: anyone, render: renderAccount, title: 'Account', href: '#/account' },
+  { path: /^\/api$/, who: anyone, render: renderApi, nav: 'API', href: '#/api' },
 ];
 
 let user = null;

@@ -61,6 +61,7 @@ const ASSETS: &[Asset] = &[
     asset!("page-tickets.js", "text/javascript; charset=utf-8"),
     asset!("page-admin.js", "text/javascript; charset=utf-8"),
     asset!("page-activity.js", "text/javascript; charset=utf-8"),
+    asset!("page-api.js", "text/javascript; charset=utf-8"),
 ];
 
 /// The quoted ETag of each asset (index 0 the page, then `ASSETS` in order): a

@@ -460,6 +460,25 @@ async function main() {
       await page.getByRole('heading', { name: 'Transactions' }).waitFor();
     });
 
+    await step('the API reference renders the service\'s own document, filtered as one types', null, async () => {
+      const reader = await newPage(browser);
+      await signIn(reader, 'viewer@cafe.test', PASSWORD);
+      await nav(reader, 'API').click();
+      await reader.getByRole('heading', { name: 'API reference' }).waitFor();
+      const doc = (await api('GET', '/openapi.json')).body;
+      const operations = Object.values(doc.paths).reduce((n, item) => n + Object.keys(item).filter((k) => ['get', 'post', 'put', 'patch', 'delete'].includes(k)).length, 0);
+      check((await reader.locator('.api-op').count()) === operations, `every operation of the document is shown (${operations})`);
+      check((await reader.locator('.api-schema').count()) === Object.keys(doc.components.schemas).length, 'every schema is shown');
+      await reader.getByLabel('Filter operations').fill('refunds');
+      const refund = reader.locator('.api-op[data-method="post"][data-path="/v1/transactions/{id}/refunds"]');
+      check((await refund.count()) === 1 && !(await refund.evaluate((card) => card.hidden)), 'the filter keeps the refund operation');
+      const text = await refund.textContent();
+      check(text.includes('refund_exceeds_captured') && text.includes('AmountBody') && text.includes('Transaction'), `its body, answer and error codes: ${text}`);
+      check((await reader.locator('.api-op[hidden]').count()) > 0, 'the others are hidden');
+      await shot(reader, 'api-reference');
+      await reader.close();
+    });
+
     await step('a viewer sees, and is offered nothing it may not do', null, async () => {
       const viewer = await newPage(browser);
       await signIn(viewer, 'viewer@cafe.test', PASSWORD);
