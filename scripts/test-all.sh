@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of the project: the workspace's unit, integration, property, crash
-# and doc tests, Schemathesis against the portal's API as its three roles, the fuzz
+# and doc tests, Schemathesis against the portal's API as its three roles, a Python
+# client generated from the API's document running README's session, the fuzz
 # regression replays, the web portal's end-to-end tests in headless Chromium, and the
 # examples. README's test command.
 set -euo pipefail
@@ -12,6 +13,9 @@ cargo test --workspace --locked
 echo "== Schemathesis against portal-svc, as the three roles (scripts/schemathesis.sh)"
 # The debug binary the workspace tests just built.
 PORTAL_SVC_BIN=${CARGO_TARGET_DIR:-target}/debug/portal-svc bash scripts/schemathesis.sh
+
+echo "== a Python client generated from /openapi.json runs README's session (scripts/python-client.sh)"
+PORTAL_SVC_BIN=${CARGO_TARGET_DIR:-target}/debug/portal-svc bash scripts/python-client.sh
 
 echo "== web portal end-to-end, headless chromium (scripts/web-e2e.sh)"
 bash scripts/web-e2e.sh
