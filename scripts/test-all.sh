@@ -7,6 +7,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+echo "== what the tests need beyond Rust (scripts/install-test-deps.sh)"
+bash scripts/install-test-deps.sh
+
 echo "== workspace tests"
 cargo test --workspace --locked
 
