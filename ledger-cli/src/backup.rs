@@ -232,7 +232,7 @@ fn earlier_backup(dir: &Path, dest: &Path) -> Result<u64, Failure> {
 }
 
 /// `backup DIR DEST`.
-pub(crate) fn backup(dir: &Path, dest: &Path) -> Result<Status, Failure> {
+pub fn backup(dir: &Path, dest: &Path) -> Result<Status, Failure> {
     let earlier = match fs::read_dir(dest) {
         Ok(entries) => match entries.count() {
             0 => None,
@@ -321,7 +321,7 @@ fn remove_superseded(dest: &Path, checkpoint: Option<&(u64, Vec<u64>)>, log_star
 }
 
 /// `restore BACKUP DIR [--to-seq N]`.
-pub(crate) fn restore(backup: &Path, dir: &Path, to_seq: Option<u64>) -> Result<Status, Failure> {
+pub fn restore(backup: &Path, dir: &Path, to_seq: Option<u64>) -> Result<Status, Failure> {
     fresh_dir(dir, "restore")?;
     let report = verify::check(backup, true)?;
     if !report.damage.is_empty() {

@@ -12,7 +12,7 @@ use crate::{Failure, Format, Status, json, progress};
 /// Prints records `from..=to`; `from` defaults to the first seq the log holds (older
 /// segments may have been removed once a kept checkpoint covered them), `to` to the last
 /// committed.
-pub(crate) fn run(dir: &Path, from: Option<u64>, to: Option<u64>, format: Format) -> Result<Status, Failure> {
+pub fn run(dir: &Path, from: Option<u64>, to: Option<u64>, format: Format) -> Result<Status, Failure> {
     let (image, outcome) = scan_log(dir).map_err(Failure::from_view)?;
     let to = to.unwrap_or(outcome.last_seq).min(outcome.last_seq);
     let first = image.segments().first().map_or(1, |s| s.first_seq);

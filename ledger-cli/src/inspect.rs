@@ -23,7 +23,7 @@ fn open(dir: &Path) -> Result<LedgerView, Failure> {
 }
 
 /// `inspect --tx ID`: the transaction as JSON, or exit 1 when there is none.
-pub(crate) fn transaction(dir: &Path, id: TxId) -> Result<Status, Failure> {
+pub fn transaction(dir: &Path, id: TxId) -> Result<Status, Failure> {
     let view = open(dir)?;
     match view.lookup(id) {
         Some(record) => {
@@ -189,7 +189,7 @@ fn summary_json(dir: &Path, view: &LedgerView) -> Result<Value, Failure> {
 }
 
 /// `inspect DIR [--json]`.
-pub(crate) fn summary(dir: &Path, as_json: bool) -> Result<Status, Failure> {
+pub fn summary(dir: &Path, as_json: bool) -> Result<Status, Failure> {
     let view = open(dir)?;
     let s = summary_json(dir, &view)?;
     if as_json {

@@ -6,17 +6,11 @@
 //! `ledger_core::inspect`). Exit codes: 0 success (or clean), 1 damage found or a
 //! transaction not found, 2 a usage error or a directory that cannot be read.
 
-mod backup;
-mod dump;
-mod inspect;
-mod json;
-mod progress;
-mod verify;
-
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
+use ledger_cli::{Failure, Format, Status, backup, dump, inspect, verify};
 use ledger_core::TxId;
 
 /// Operators' tools for a ledger directory.
@@ -78,57 +72,6 @@ enum Command {
         #[arg(long, value_name = "N")]
         to_seq: Option<u64>,
     },
-}
-
-/// How `dump` writes records.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Format {
-    /// One JSON object per line.
-    Jsonl,
-    /// Comma-separated values with a header line.
-    Csv,
-}
-
-/// Exit statuses of the contract.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Status {
-    /// Success; verify: clean.
-    Ok = 0,
-    /// verify: damage found; inspect --tx: not found; restore: refused; a damaged
-    /// directory elsewhere.
-    Found = 1,
-    /// Usage error or unreadable directory.
-    Usage = 2,
-}
-
-/// A failure to report on stderr with its exit status.
-#[derive(Debug)]
-struct Failure {
-    status: Status,
-    message: String,
-}
-
-impl Failure {
-    fn usage(message: impl Into<String>) -> Failure {
-        Failure { status: Status::Usage, message: message.into() }
-    }
-
-    fn found(message: impl Into<String>) -> Failure {
-        Failure { status: Status::Found, message: message.into() }
-    }
-
-    /// Classifies why a ledger view could not be built: damage is 1, an unreadable or
-    /// foreign directory is 2.
-    fn from_view(error: ledger_core::inspect::ViewError) -> Failure {
-        use ledger_core::inspect::ViewError;
-        use ledger_store::inspect::InspectError;
-        match error {
-            ViewError::Log(InspectError::Io { .. } | InspectError::NoSegments { .. }) => {
-                Failure::usage(error.to_string())
-            }
-            other => Failure::found(format!("{other} (run `ledger verify` for a full report)")),
-        }
-    }
 }
 
 /// Parses a transaction id: exactly 32 hex digits (high half then low half, as the

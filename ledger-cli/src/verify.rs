@@ -72,7 +72,7 @@ enum RunCheck {
 }
 
 /// `verify DIR`: the report on stdout, exit 1 on damage.
-pub(crate) fn run(dir: &Path) -> Result<Status, Failure> {
+pub fn run(dir: &Path) -> Result<Status, Failure> {
     println!("verifying {}", dir.display());
     let report = check(dir, false)?;
     if report.damage.is_empty() {

@@ -22,6 +22,7 @@ pub mod api;
 pub mod app;
 pub mod audit;
 pub mod auth;
+pub mod backup;
 pub mod db;
 pub mod error;
 pub mod extract;

@@ -41,6 +41,14 @@ enum Command {
     /// DIR/secret.key is replaced; with PORTAL_SECRET_KEY set, the new key is taken from
     /// PORTAL_SECRET_KEY_NEW and the variable must then be replaced by it.
     RotateKey,
+    /// A consistent copy of the whole service into DEST (new or empty), taken while it
+    /// runs: the metadata database through SQLite's online backup API, then the ledger
+    /// (`ledger backup`: as of one seq, at or past everything the copied metadata names),
+    /// each verified. The secret key is not copied: keep it apart from backups.
+    Backup {
+        /// Where the copy goes: DEST/portal.db and DEST/ledger.
+        dest: PathBuf,
+    },
 }
 
 /// The file a running service holds locked, so `rotate-key` cannot run beside it.
@@ -64,6 +72,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .init();
     // Before anything is created: every file 0600 and directory 0700 from its creation.
     secrets::private_umask();
+    if let Some(Command::Backup { dest }) = &args.command {
+        // Beside the running service: no lock taken, nothing of DIR changed.
+        return portal_svc::backup::backup(&args.data_dir, dest);
+    }
     secrets::tighten_modes(&args.data_dir)?;
     let _lock = lock_data_dir(&args.data_dir)?;
     if let Some(Command::RotateKey) = args.command {
