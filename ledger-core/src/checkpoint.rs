@@ -120,6 +120,37 @@ pub struct CheckpointStats {
     pub segments_removed: u64,
 }
 
+/// Upper bounds (seconds) of the buckets of [`CommitStats::sync_buckets`]; a last,
+/// unbounded bucket follows.
+pub const SYNC_BUCKET_BOUNDS: [f64; 12] = [0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0];
+
+/// How group commits have gone since open, for operators (portal-svc's `/metrics`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CommitStats {
+    /// Groups committed (each one write and, when durable, one sync of the log).
+    pub groups: u64,
+    /// Records those groups held, and the most one held.
+    pub records: u64,
+    pub group_records_max: u64,
+    /// How long each group's commit (write and sync) took: counts per bucket of
+    /// [`SYNC_BUCKET_BOUNDS`] (not cumulative), the last for anything slower, and the
+    /// sum in seconds.
+    pub sync_buckets: [u64; SYNC_BUCKET_BOUNDS.len() + 1],
+    pub sync_seconds: f64,
+}
+
+impl CommitStats {
+    pub(crate) fn record(&mut self, records: u64, took: Duration) {
+        self.groups += 1;
+        self.records += records;
+        self.group_records_max = self.group_records_max.max(records);
+        let secs = took.as_secs_f64();
+        let bucket = SYNC_BUCKET_BOUNDS.iter().position(|&bound| secs <= bound).unwrap_or(SYNC_BUCKET_BOUNDS.len());
+        self.sync_buckets[bucket] += 1;
+        self.sync_seconds += secs;
+    }
+}
+
 /// State shared by the sequencer, its checkpoint threads and the merger.
 #[derive(Debug, Default)]
 pub(crate) struct Book {
@@ -135,6 +166,9 @@ pub(crate) struct Book {
     /// The id of the run a merge is writing, if one is.
     pub(crate) merging: Option<u64>,
     pub(crate) stats: CheckpointStats,
+    /// Group commits (counted by the sequencer; here for the same lock-free-enough
+    /// reason: one short lock per group).
+    pub(crate) commits: CommitStats,
     /// The memory budget of the runs' Bloom filters (see `cold::Filters`).
     pub(crate) filters: Arc<Filters>,
 }

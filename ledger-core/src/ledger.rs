@@ -11,7 +11,7 @@ use crossbeam::channel::{self, Sender};
 use ledger_store::{Durability, Log, LogOptions, Storage};
 use parking_lot::{Mutex, RwLock};
 
-use crate::checkpoint::{self, Book, CheckpointStats};
+use crate::checkpoint::{self, Book, CheckpointStats, CommitStats};
 use crate::codec::{self, Record};
 use crate::completion::{self, Pending};
 use crate::currency::Currency;
@@ -350,6 +350,18 @@ impl Ledger {
     /// and sizes.
     pub fn checkpoint_stats(&self) -> CheckpointStats {
         self.inner.book.lock().stats.clone()
+    }
+
+    /// How group commits have gone since open: how many, how many records they held,
+    /// and how long each took to write and sync (a histogram).
+    pub fn commit_stats(&self) -> CommitStats {
+        self.inner.book.lock().commits.clone()
+    }
+
+    /// Requests waiting in the submission queue for the sequencer (at most
+    /// [`QUEUE_REQUESTS_MAX`]; producers wait when it is full).
+    pub fn queue_depth(&self) -> usize {
+        self.inner.requests.as_ref().map_or(0, Sender::len)
     }
 
     /// The tiers' sizes now.

@@ -49,7 +49,7 @@ mod sequencer;
 pub mod sim;
 mod state;
 
-pub use checkpoint::CheckpointStats;
+pub use checkpoint::{CheckpointStats, CommitStats, SYNC_BUCKET_BOUNDS};
 pub use codec::DecodeError;
 pub use currency::Currency;
 pub use error::{CloseBatchError, OpenError, SnapshotError, SubmitError};

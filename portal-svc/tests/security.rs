@@ -878,9 +878,29 @@ fn metrics_need_their_own_token() {
         let (status, reply) = svc.request("GET", "/metrics", token, None);
         assert_eq!((status, error_code(&reply).as_str()), (401, "invalid_metrics_token"), "{token:?}");
     }
+    let pay = r#"{"kind":"payment","amount":"1.00","currency":"USD"}"#;
+    assert_eq!(svc.request("POST", "/v1/transactions", Some(&key), Some(pay)).0, 201);
     let (status, text) = svc.request("GET", "/metrics", Some(METRICS_TOKEN), None);
     assert_eq!(status, 200);
-    assert!(text.as_str().unwrap().contains("portal_http_requests_total"));
+    let text = text.as_str().unwrap();
+    assert!(text.contains("portal_http_requests_total"));
+    // The engine's own: group commits with a histogram of their sync times, the queue,
+    // the tiers and the checkpoints.
+    let value = |name: &str| -> f64 {
+        let line =
+            text.lines().find(|l| l.starts_with(&format!("{name} "))).unwrap_or_else(|| panic!("no {name}:\n{text}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    assert!(value("portal_ledger_commit_groups_total") >= 1.0);
+    assert!(value("portal_ledger_commit_records_total") >= 1.0);
+    assert_eq!(value("portal_ledger_commit_seconds_count"), value("portal_ledger_commit_groups_total"));
+    assert_eq!(value("portal_ledger_commit_seconds_bucket{le=\"+Inf\"}"), value("portal_ledger_commit_seconds_count"));
+    assert!(value("portal_ledger_commit_seconds_sum") > 0.0);
+    assert_eq!(value("portal_ledger_queue_depth"), 0.0);
+    assert!(value("portal_ledger_hot_transactions") >= 1.0);
+    for name in ["portal_ledger_cold_runs", "portal_ledger_checkpoint_age_records", "portal_ledger_checkpoints_total"] {
+        value(name);
+    }
     drop(svc);
     let svc = Service::start(dir.path(), true);
     assert_eq!(svc.request("GET", "/metrics", Some(METRICS_TOKEN), None).0, 404, "off without a token");

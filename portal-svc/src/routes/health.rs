@@ -83,8 +83,87 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<im
     for (name, kind, help, value) in ledger {
         text.push_str(&format!("# HELP {name} {help}.\n# TYPE {name} {kind}\n{name} {value}\n"));
     }
+    engine_metrics(&state.ledger, &mut text);
     prometheus_client::encoding::text::encode_eof(&mut text).map_err(ApiError::internal)?;
     Ok(([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text))
+}
+
+/// The engine's own metrics, read at scrape time: group commits (how many, their sizes,
+/// a histogram of how long each write and sync took), the submission queue, the tiers'
+/// sizes and the checkpoints (how many, how far behind the newest committed record the
+/// newest one is, how long it took, merges, log segments removed).
+fn engine_metrics(ledger: &ledger_core::Ledger, text: &mut String) {
+    use std::fmt::Write as _;
+    let commits = ledger.commit_stats();
+    let tiers = ledger.tiers();
+    let checkpoints = ledger.checkpoint_stats();
+    let last_seq = ledger.last_seq();
+    let counters = [
+        ("portal_ledger_commit_groups", "Group commits of the ledger's log since the service started", commits.groups),
+        ("portal_ledger_commit_records", "Records those group commits held", commits.records),
+        ("portal_ledger_checkpoints", "Checkpoints written since the service started", checkpoints.written),
+        ("portal_ledger_checkpoint_failures", "Checkpoints that failed (each retried)", checkpoints.failures),
+        ("portal_ledger_merges", "Merges of cold-tier runs", checkpoints.merges),
+        ("portal_ledger_merge_failures", "Merges that failed (each retried)", checkpoints.merge_failures),
+        (
+            "portal_ledger_log_segments_removed",
+            "Log segments removed once a kept checkpoint covered them",
+            checkpoints.segments_removed,
+        ),
+    ];
+    for (name, help, value) in counters {
+        let _ = write!(text, "# HELP {name} {help}.\n# TYPE {name} counter\n{name}_total {value}\n");
+    }
+    let gauges = [
+        ("portal_ledger_commit_group_records_max", "Most records one group commit held", commits.group_records_max),
+        ("portal_ledger_queue_depth", "Requests waiting for the ledger's sequencer", ledger.queue_depth() as u64),
+        ("portal_ledger_hot_transactions", "Transactions in the ledger's hot tier (memory)", tiers.hot_transactions),
+        ("portal_ledger_hot_bytes", "Estimated heap bytes of the hot tier", tiers.hot_heap_bytes),
+        (
+            "portal_ledger_frozen_transactions",
+            "Transactions a running checkpoint is writing out",
+            tiers.frozen_transactions,
+        ),
+        ("portal_ledger_cold_runs", "Runs of the cold tier (files)", tiers.cold_runs),
+        ("portal_ledger_cold_entries", "Entries in the cold tier's runs", tiers.cold_entries),
+        ("portal_ledger_cold_bytes", "Bytes of the cold tier's runs", tiers.cold_bytes),
+        ("portal_ledger_cold_filter_bytes", "Memory the runs' Bloom filters hold", tiers.cold_filter_bytes),
+        (
+            "portal_ledger_cold_unverified_bytes",
+            "Bytes of runs not yet verified since open",
+            tiers.cold_unverified_bytes,
+        ),
+        ("portal_ledger_checkpoint_seq", "Sequence number the newest checkpoint covers", checkpoints.seq),
+        (
+            "portal_ledger_checkpoint_age_records",
+            "Records committed since the newest checkpoint",
+            last_seq.saturating_sub(checkpoints.seq),
+        ),
+    ];
+    for (name, help, value) in gauges {
+        let _ = write!(text, "# HELP {name} {help}.\n# TYPE {name} gauge\n{name} {value}\n");
+    }
+    let name = "portal_ledger_checkpoint_duration_seconds";
+    let _ = write!(
+        text,
+        "# HELP {name} How long the newest checkpoint took on its thread.\n# TYPE {name} gauge\n{name} {}\n",
+        checkpoints.duration.as_secs_f64()
+    );
+    let name = "portal_ledger_commit_seconds";
+    let _ = write!(
+        text,
+        "# HELP {name} How long each group commit took to write and sync the log.\n# TYPE {name} histogram\n"
+    );
+    let mut cumulative = 0;
+    for (bound, count) in ledger_core::SYNC_BUCKET_BOUNDS.iter().zip(&commits.sync_buckets) {
+        cumulative += count;
+        let _ = writeln!(text, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+    }
+    let _ = write!(
+        text,
+        "{name}_bucket{{le=\"+Inf\"}} {}\n{name}_count {}\n{name}_sum {}\n",
+        commits.groups, commits.groups, commits.sync_seconds
+    );
 }
 
 /// The endpoints of this module.
