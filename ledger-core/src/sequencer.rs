@@ -290,7 +290,7 @@ impl Sequencer {
             return;
         }
         let state = Arc::clone(&self.state);
-        let (replies, changes, error) = {
+        let (replies, changes, error, committed_group) = {
             let committed = state.read();
             let (replies, changes, mut error) = self.judge(&committed, &requests);
             if error.is_none()
@@ -300,17 +300,24 @@ impl Sequencer {
                 // appended frames are never committed, and the ledger stops here.
                 error = Some(format!("a cold-tier run is damaged: {damage} (`ledger verify` checks the directory)"));
             }
+            let mut committed_group = None;
             if error.is_none() {
                 let records = self.log.next_seq() - 1 - self.log.committed_seq();
                 let started = std::time::Instant::now();
                 match self.log.commit() {
-                    Ok(_) if records > 0 => self.book.lock().commits.record(records, started.elapsed()),
-                    Ok(_) => {}
+                    Ok(_) => committed_group = Some((records, started.elapsed())),
                     Err(e) => error = Some(e.to_string()),
                 }
             }
-            (replies, changes, error)
+            (replies, changes, error, committed_group)
         };
+        // Counted once the state's read lock is released: the checkpoint and merger
+        // threads take the book's lock before the state's, never the other way round.
+        if let Some((records, took)) = committed_group
+            && records > 0
+        {
+            self.book.lock().commits.record(records, took);
+        }
         if let Some(reason) = error {
             // Nothing of this group is acknowledged or applied; the log refuses writes.
             self.failed = Some(reason.clone());
