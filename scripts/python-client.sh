@@ -9,23 +9,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-requirements=portal-svc/tests/python_client/requirements.txt
-target=${CARGO_TARGET_DIR:-target}
-venv=$target/python-client-venv
-stamp=$(sha256sum "$requirements" | cut -c1-16)
-if [ ! -f "$venv/.requirements-$stamp" ]; then
-  rm -rf "$venv"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check -r "$requirements"
-  touch "$venv/.requirements-$stamp"
-fi
-venv=$(cd "$venv" && pwd)
-
-binary=${PORTAL_SVC_BIN:-}
-if [ -z "$binary" ]; then
-  cargo build --locked -q -p portal-svc
-  binary=$target/debug/portal-svc
-fi
+source scripts/lib/portal-test-env.sh
+pinned_venv portal-svc/tests/python_client/requirements.txt python-client-venv
+portal_binary
 
 work=$(mktemp -d)
 service=
@@ -38,7 +24,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-port=$("$venv/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+port=$(free_port)
 base=http://127.0.0.1:$port
 email=admin@python-client.test
 password="python client platform admin 2026"

@@ -18,26 +18,11 @@ cd "$(dirname "$0")/.."
 examples=${SCHEMATHESIS_EXAMPLES:-3}
 roles=${SCHEMATHESIS_ROLES:-admin client_admin api_key}
 seed=${SCHEMATHESIS_SEED:-$(( (RANDOM << 15) | RANDOM ))}
-requirements=portal-svc/tests/schemathesis/requirements.txt
-target=${CARGO_TARGET_DIR:-target}
-venv=$target/schemathesis-venv
-
-# The venv, rebuilt when the pinned requirements change.
-stamp=$(sha256sum "$requirements" | cut -c1-16)
-if [ ! -f "$venv/.requirements-$stamp" ]; then
-  rm -rf "$venv"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check -r "$requirements"
-  touch "$venv/.requirements-$stamp"
-fi
+source scripts/lib/portal-test-env.sh
+pinned_venv portal-svc/tests/schemathesis/requirements.txt schemathesis-venv
 "$venv/bin/st" --version
-
 # PORTAL_SVC_BIN: a binary already built (test-all.sh's workspace tests built it).
-binary=${PORTAL_SVC_BIN:-}
-if [ -z "$binary" ]; then
-  cargo build --locked -q -p portal-svc
-  binary=$target/debug/portal-svc
-fi
+portal_binary
 
 work=$(mktemp -d)
 service=
@@ -50,9 +35,6 @@ stop_service() {
 }
 trap 'stop_service; rm -rf "$work"' EXIT
 
-free_port() {
-  "$venv/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 
 st=$(cd "$venv/bin" && pwd)/st
 config=$(pwd)/portal-svc/tests/schemathesis/schemathesis.toml
