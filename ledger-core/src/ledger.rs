@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 use std::thread::JoinHandle;
 
 use crossbeam::channel::{self, Sender};
-use ledger_store::{Durability, Log, LogOptions, Storage};
+use ledger_store::{Durability, Log, LogOptions, LogReader, Storage};
 use parking_lot::{Mutex, RwLock};
 
 use crate::checkpoint::{self, Book, CheckpointStats, CommitStats};
@@ -16,6 +16,7 @@ use crate::codec::{self, Record};
 use crate::completion::{self, Pending};
 use crate::currency::Currency;
 use crate::error::{CloseBatchError, OpenError, SnapshotError, SubmitError};
+use crate::feed::{Feed, FeedError, FeedShared};
 use crate::model::{Balance, BatchSummary, Tx, TxId, TxOutcome, TxRecord};
 use crate::sequencer::{CutoverPolicy, Request, Sequencer};
 use crate::state::State;
@@ -118,6 +119,8 @@ struct Inner {
     sequencer: Mutex<Option<JoinHandle<()>>>,
     report: OpenReport,
     book: Arc<Mutex<Book>>,
+    reader: LogReader,
+    feed: Arc<FeedShared>,
 }
 
 impl Drop for Inner {
@@ -200,6 +203,8 @@ impl Ledger {
         let interval = usize::try_from(options.snapshot_every_records).unwrap_or(usize::MAX);
         let hint = options.transactions_hint.min(if interval == 0 { usize::MAX } else { interval });
         state.records.reserve(hint.saturating_sub(state.records.len()));
+        let feed = FeedShared::new(state.last_seq());
+        let reader = log.reader();
         let state = Arc::new(RwLock::new(state));
         let book = Arc::new(Mutex::new(book));
         let keep: std::collections::BTreeSet<u64> = {
@@ -226,6 +231,7 @@ impl Ledger {
             Arc::clone(&book),
         );
         sequencer.keep_whole_log = options.keep_whole_log;
+        sequencer.feed = Arc::clone(&feed);
         let report = OpenReport {
             log: sequencer.log.recovery().clone(),
             snapshot_seq,
@@ -234,7 +240,7 @@ impl Ledger {
             batch_closes,
             runs_removed,
         };
-        let inner = Inner { requests: Some(sender), state, sequencer: Mutex::new(None), report, book };
+        let inner = Inner { requests: Some(sender), state, sequencer: Mutex::new(None), report, book, reader, feed };
         Ok((Ledger { inner: Arc::new(inner) }, sequencer))
     }
 
@@ -299,6 +305,29 @@ impl Ledger {
     /// client index, then one lookup per transaction), never to the client's history.
     pub fn history(&self, client_id: u64, query: &HistoryQuery) -> Vec<TxRecord> {
         self.inner.state.read().history(client_id, query)
+    }
+
+    /// A change feed of the committed records with `seq >= from_seq` (1, or 0, is the
+    /// first ever), in commit order: see [`Feed`]. It never blocks the sequencer.
+    /// [`FeedError::Trimmed`] when log retention removed `from_seq` (after a
+    /// checkpoint; the transactions stay queryable), [`FeedError::Ahead`] when
+    /// `from_seq` is beyond the next record.
+    pub fn feed(&self, from_seq: u64) -> Result<Feed, FeedError> {
+        Feed::open(&self.inner.reader, &self.inner.feed, &self.inner.state, from_seq, false)
+    }
+
+    /// As [`Ledger::feed`], and while the feed lives, log retention keeps every record
+    /// from its last [`Feed::confirm`]ed seq on (at first, from `from_seq`): the way a
+    /// consumer that must never miss a record (a webhook dispatcher, a replica) follows
+    /// the ledger across its checkpoints. The log grows on disk while such a consumer
+    /// lags; memory does not.
+    pub fn feed_holding(&self, from_seq: u64) -> Result<Feed, FeedError> {
+        Feed::open(&self.inner.reader, &self.inner.feed, &self.inner.state, from_seq, true)
+    }
+
+    /// The first seq the log still holds (a feed can start there or later).
+    pub fn log_first_seq(&self) -> u64 {
+        self.inner.reader.first_seq()
     }
 
     /// A batch by id.

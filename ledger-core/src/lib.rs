@@ -38,6 +38,7 @@ mod completion;
 mod consistency;
 mod currency;
 mod error;
+mod feed;
 pub mod inspect;
 mod ledger;
 mod model;
@@ -53,6 +54,7 @@ pub use checkpoint::{CheckpointStats, CommitStats, SYNC_BUCKET_BOUNDS};
 pub use codec::DecodeError;
 pub use currency::Currency;
 pub use error::{CloseBatchError, OpenError, SnapshotError, SubmitError};
+pub use feed::{Feed, FeedError, FeedRecord};
 pub use ledger::{
     HOT_BYTES_MAX_DEFAULT, HistoryQuery, Ledger, LedgerOptions, OpenReport, QUEUE_REQUESTS_MAX,
     SNAPSHOT_EVERY_RECORDS_DEFAULT, SubmitFuture, TierStats,

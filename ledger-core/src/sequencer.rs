@@ -25,6 +25,7 @@ use crate::codec::{self, CloseFrame, FRAME_BATCH_CLOSE, FRAME_TX, TxFrame};
 use crate::completion::{self, Completer};
 use crate::currency::Currency;
 use crate::error::{CloseBatchError, SnapshotError, SubmitError};
+use crate::feed::FeedShared;
 use crate::model::{BatchSummary, Tx, TxId, TxOutcome};
 use crate::state::{Changes, Group, State};
 
@@ -129,6 +130,8 @@ pub(crate) struct Sequencer {
     buf: AlignedVec,
     /// Set after a failed append or sync: the log's state on disk is unknown.
     failed: Option<String>,
+    /// Feeds: told what is applied, and holding the log they have not confirmed.
+    pub(crate) feed: Arc<FeedShared>,
 }
 
 impl Sequencer {
@@ -187,6 +190,7 @@ impl Sequencer {
             book,
             buf: AlignedVec::new(),
             failed: None,
+            feed: FeedShared::new(0),
         }
     }
 
@@ -326,12 +330,13 @@ impl Sequencer {
             }
             return;
         }
-        let (records, hot_bytes) = {
+        let (records, hot_bytes, applied) = {
             let mut committed = state.write();
             let before = committed.last_seq();
             committed.apply(changes);
-            (committed.last_seq() - before, committed.records.heap_bytes())
+            (committed.last_seq() - before, committed.records.heap_bytes(), committed.last_seq())
         };
+        self.feed.publish(applied);
         self.records_since_checkpoint += records;
         let due = (self.checkpoint_every_records > 0 && self.records_since_checkpoint >= self.checkpoint_every_records)
             || (self.hot_bytes_max > 0 && hot_bytes >= self.hot_bytes_max / 2);
@@ -490,7 +495,9 @@ impl Sequencer {
         if self.keep_whole_log {
             return;
         }
-        let Some(oldest) = self.book.lock().kept.front().map(|(seq, _)| *seq) else { return };
+        let Some(checkpoint) = self.book.lock().kept.front().map(|(seq, _)| *seq) else { return };
+        // A holding feed keeps the log from its first unconfirmed record on.
+        let oldest = self.feed.held_from().map_or(checkpoint, |keep_from| checkpoint.min(keep_from.saturating_sub(1)));
         if oldest < self.log.first_seq() {
             return;
         }
@@ -605,6 +612,8 @@ impl Drop for Sequencer {
             let _ = job.join();
         }
         self.stop_merger();
+        // Feeds return what was committed, then report the ledger closed.
+        self.feed.close();
     }
 }
 
