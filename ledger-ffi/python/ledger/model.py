@@ -24,6 +24,7 @@ __all__ = [
     "TxRecord",
     "BatchSummary",
     "Balance",
+    "BatchClose",
 ]
 
 
@@ -37,6 +38,7 @@ class Status(IntEnum):
     ERR_NOT_FOUND = _ffi.LEDGER_ERR_NOT_FOUND
     ERR_LOCKED = _ffi.LEDGER_ERR_LOCKED
     ERR_INTERNAL = _ffi.LEDGER_ERR_INTERNAL
+    ERR_TRIMMED = _ffi.LEDGER_ERR_TRIMMED
 
 
 class Kind(IntEnum):
@@ -220,3 +222,11 @@ class Balance(NamedTuple):
     net: int
     settled_net: int
     open_net: int
+
+
+class BatchClose(NamedTuple):
+    """A batch close as a change feed returns it: the close's own log position and the
+    closed batch."""
+
+    seq: int
+    batch: BatchSummary
