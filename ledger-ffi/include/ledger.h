@@ -44,12 +44,6 @@
 #define LEDGER_ERR_INTERNAL 7
 
 /*
- A feed asked for a seq the log no longer holds (log retention after a checkpoint
- removed it; the transactions stay queryable). The message names the first seq kept.
- */
-#define LEDGER_ERR_TRIMMED 8
-
-/*
  A feed record holding a committed transaction (`ledger_feed_record.tx`).
  */
 #define LEDGER_FEED_TRANSACTION 1
@@ -61,7 +55,8 @@
 
 /*
  Flag of `ledger_feed_open`: while the feed is open, log retention keeps every record
- from its last `ledger_feed_confirm`ed seq on (a replication slot).
+ from its last `ledger_feed_confirm`ed seq on (a replication slot), so the feed stays
+ on the log, its fast path, however far behind its reader falls.
  */
 #define LEDGER_FEED_HOLD 1
 
@@ -538,11 +533,11 @@ int ledger_stats_get(ledger *l, ledger_stats *out_stats);
 
 /*
  Opens a change feed of the ledger's committed records with seq >= `from_seq` (0 or 1:
- the first ever), in commit order. `flags` is 0 or `LEDGER_FEED_HOLD`. A feed takes no
- lock the ledger's writer takes: however slow its reader, writes never wait for it.
- `LEDGER_ERR_TRIMMED` when the log no longer holds `from_seq`;
- `LEDGER_ERR_INVALID_ARGUMENT` when `from_seq` is beyond the next record, or for an
- unknown flag.
+ the first ever), in commit order: from the log, and below the log's start (removed
+ after checkpoints) from the cold tier's runs. `flags` is 0 or `LEDGER_FEED_HOLD`. A
+ feed takes no lock the ledger's writer takes: however slow its reader, writes never
+ wait for it. `LEDGER_ERR_INVALID_ARGUMENT` when `from_seq` is beyond the next
+ record, or for an unknown flag.
 
  # Safety
  `l` is a live handle; `out_feed` is valid for writing one pointer. The feed is

@@ -33,16 +33,14 @@ pub const LEDGER_ERR_NOT_FOUND: c_int = 4;
 pub const LEDGER_ERR_LOCKED: c_int = 5;
 /// A bug; a Rust panic is caught at the boundary and reported so.
 pub const LEDGER_ERR_INTERNAL: c_int = 7;
-/// A feed asked for a seq the log no longer holds (log retention after a checkpoint
-/// removed it; the transactions stay queryable). The message names the first seq kept.
-pub const LEDGER_ERR_TRIMMED: c_int = 8;
 
 /// A feed record holding a committed transaction (`ledger_feed_record.tx`).
 pub const LEDGER_FEED_TRANSACTION: u32 = 1;
 /// A feed record holding a batch close (`ledger_feed_record.batch`).
 pub const LEDGER_FEED_BATCH_CLOSE: u32 = 2;
 /// Flag of `ledger_feed_open`: while the feed is open, log retention keeps every record
-/// from its last `ledger_feed_confirm`ed seq on (a replication slot).
+/// from its last `ledger_feed_confirm`ed seq on (a replication slot), so the feed stays
+/// on the log, its fast path, however far behind its reader falls.
 pub const LEDGER_FEED_HOLD: u32 = 1;
 
 /// Amount > 0; captured at once unless `LEDGER_FLAG_AUTH_ONLY`.
@@ -472,7 +470,6 @@ fn open_failure(e: &OpenError) -> Failure {
 
 fn feed_failure(e: &FeedError) -> Failure {
     let code = match e {
-        FeedError::Trimmed { .. } => LEDGER_ERR_TRIMMED,
         FeedError::Damaged(_) => LEDGER_ERR_CORRUPT,
         _ => LEDGER_ERR_INVALID_ARGUMENT,
     };
@@ -769,11 +766,11 @@ pub unsafe extern "C" fn ledger_stats_get(l: *mut ledger, out_stats: *mut ledger
 }
 
 /// Opens a change feed of the ledger's committed records with seq >= `from_seq` (0 or 1:
-/// the first ever), in commit order. `flags` is 0 or `LEDGER_FEED_HOLD`. A feed takes no
-/// lock the ledger's writer takes: however slow its reader, writes never wait for it.
-/// `LEDGER_ERR_TRIMMED` when the log no longer holds `from_seq`;
-/// `LEDGER_ERR_INVALID_ARGUMENT` when `from_seq` is beyond the next record, or for an
-/// unknown flag.
+/// the first ever), in commit order: from the log, and below the log's start (removed
+/// after checkpoints) from the cold tier's runs. `flags` is 0 or `LEDGER_FEED_HOLD`. A
+/// feed takes no lock the ledger's writer takes: however slow its reader, writes never
+/// wait for it. `LEDGER_ERR_INVALID_ARGUMENT` when `from_seq` is beyond the next
+/// record, or for an unknown flag.
 ///
 /// # Safety
 /// `l` is a live handle; `out_feed` is valid for writing one pointer. The feed is

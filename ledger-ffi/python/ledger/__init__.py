@@ -34,7 +34,6 @@ from ._ffi import (  # noqa: F401  (the header's constants, same names and value
     LEDGER_ERR_IO,
     LEDGER_ERR_LOCKED,
     LEDGER_ERR_NOT_FOUND,
-    LEDGER_ERR_TRIMMED,
     LEDGER_FEED_BATCH_CLOSE,
     LEDGER_FEED_HOLD,
     LEDGER_FEED_TRANSACTION,
@@ -83,7 +82,6 @@ from .errors import (
     LedgerError,
     LockedError,
     NotFoundError,
-    TrimmedError,
     error_for_status,
 )
 from .model import FLAG_AUTH_ONLY, Balance, BatchClose, BatchSummary, Kind, Status, Sync, Tx, TxRecord, TxResult, TxState
@@ -115,7 +113,6 @@ __all__ = [
     "NotFoundError",
     "LockedError",
     "InternalError",
-    "TrimmedError",
     "error_for_status",
     # packed batches
     "TX_SIZE",

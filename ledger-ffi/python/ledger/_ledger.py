@@ -387,8 +387,8 @@ class Ledger:
     def feed(self, from_seq: int = 1, hold: bool = False) -> "Feed":
         """A change feed of the committed records with ``seq >= from_seq``, in commit
         order (``ledger_feed_open``): see :class:`Feed`. ``hold=True`` keeps the log from
-        the last :meth:`Feed.confirm`\ ed seq on while the feed is open.
-        :class:`TrimmedError` when the log no longer holds ``from_seq``."""
+        the last :meth:`Feed.confirm`\ ed seq on while the feed is open (history below
+        the log's start is read from the cold tier's runs either way)."""
         from_seq = check_u64(from_seq, "from_seq")
         handle = self._enter()
         feed = _ffi.ledger_feed_p()

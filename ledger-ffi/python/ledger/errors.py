@@ -14,7 +14,6 @@ __all__ = [
     "NotFoundError",
     "LockedError",
     "InternalError",
-    "TrimmedError",
     "error_for_status",
 ]
 
@@ -69,12 +68,6 @@ class InternalError(LedgerError):
     """``LEDGER_ERR_INTERNAL``: a bug in the library (a Rust panic caught at the boundary)."""
 
 
-class TrimmedError(LedgerError, LookupError):
-    """``LEDGER_ERR_TRIMMED``: a feed asked for a seq the log no longer holds (log
-    retention removed it after a checkpoint; the transactions stay queryable). The
-    message names the first seq the log holds."""
-
-
 _BY_STATUS: Dict[int, Type[LedgerError]] = {
     _ffi.LEDGER_ERR_INVALID_ARGUMENT: InvalidArgumentError,
     _ffi.LEDGER_ERR_IO: IOError_,
@@ -82,7 +75,6 @@ _BY_STATUS: Dict[int, Type[LedgerError]] = {
     _ffi.LEDGER_ERR_NOT_FOUND: NotFoundError,
     _ffi.LEDGER_ERR_LOCKED: LockedError,
     _ffi.LEDGER_ERR_INTERNAL: InternalError,
-    _ffi.LEDGER_ERR_TRIMMED: TrimmedError,
 }
 
 _NAMES = {

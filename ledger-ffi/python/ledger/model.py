@@ -38,7 +38,6 @@ class Status(IntEnum):
     ERR_NOT_FOUND = _ffi.LEDGER_ERR_NOT_FOUND
     ERR_LOCKED = _ffi.LEDGER_ERR_LOCKED
     ERR_INTERNAL = _ffi.LEDGER_ERR_INTERNAL
-    ERR_TRIMMED = _ffi.LEDGER_ERR_TRIMMED
 
 
 class Kind(IntEnum):

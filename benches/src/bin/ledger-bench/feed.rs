@@ -5,7 +5,9 @@
 //! 2. the writer with `--readers` feeds following it (blocking waits, reads of 8192):
 //!    each reader's rate (records/s) and the largest lag it saw (records committed
 //!    and applied but not yet read), and what following cost the writer;
-//! 3. a catch-up: a fresh feed reads run 2's whole log from seq 1 with no writer.
+//! 3. a catch-up with no writer: a fresh feed reads run 2's whole history from seq 1,
+//!    from the cold tier's runs below the log's start (retention removed it after
+//!    checkpoints), then from the log; each part's rate is reported.
 //!
 //! Runs 1 and 2 alternate `--pairs` times on fresh directories (the machine's speed
 //! moves between minutes; compare within a pair). Prints a table, or JSON.
@@ -126,23 +128,32 @@ fn write_run(args: &FeedArgs, readers: u32) -> Result<(Run, Option<(tempfile::Te
     Ok((Run { committed, write_seconds, readers }, keep))
 }
 
-fn catch_up(ledger: &Ledger, committed: u64) -> Result<f64, String> {
+/// Records per second of a catch-up read from seq 1: (from the runs, from the log).
+fn catch_up(ledger: &Ledger, committed: u64) -> Result<(Option<f64>, f64), String> {
+    let log_first = ledger.log_first_seq();
     let mut feed = ledger.feed(1).map_err(|e| format!("feed: {e}"))?;
     let mut out = Vec::with_capacity(8192);
-    let started = Instant::now();
-    let mut records = 0u64;
-    loop {
-        out.clear();
-        let n = feed.read(&mut out, 8192).map_err(|e| format!("feed read: {e}"))?;
-        if n == 0 {
-            break;
+    let mut read_until = |feed: &mut ledger_core::Feed, end: u64| -> Result<(u64, f64), String> {
+        let started = Instant::now();
+        let mut records = 0u64;
+        while feed.next_seq() < end {
+            out.clear();
+            let max = usize::try_from(end - feed.next_seq()).unwrap_or(usize::MAX).min(8192);
+            let n = feed.read(&mut out, max).map_err(|e| format!("feed read: {e}"))?;
+            if n == 0 {
+                break;
+            }
+            records += n as u64;
         }
-        records += n as u64;
+        Ok((records, started.elapsed().as_secs_f64()))
+    };
+    let (cold, cold_seconds) = read_until(&mut feed, log_first)?;
+    let (log, log_seconds) = read_until(&mut feed, u64::MAX)?;
+    // Batch closes are records too; this workload commits none.
+    if cold + log != committed {
+        return Err(format!("the catch-up read {} records of {committed}", cold + log));
     }
-    if records != committed {
-        return Err(format!("the catch-up read {records} records of {committed}"));
-    }
-    Ok(records as f64 / started.elapsed().as_secs_f64())
+    Ok(((cold > 0).then(|| cold as f64 / cold_seconds), log as f64 / log_seconds))
 }
 
 /// Runs the measurement; `Ok(true)` when every reader saw every record.
@@ -151,9 +162,9 @@ pub(crate) fn main(args: &FeedArgs) -> Result<bool, String> {
     for pair in 0..args.pairs.max(1) {
         let (alone, _) = write_run(args, 0)?;
         let (followed, kept) = write_run(args, args.readers)?;
-        let catch = match &kept {
-            Some((_, ledger)) => Some(catch_up(ledger, followed.committed)?),
-            None => None,
+        let (cold, log) = match &kept {
+            Some((_, ledger)) => catch_up(ledger, followed.committed)?,
+            None => (None, 0.0),
         };
         if let Some((dir, ledger)) = kept {
             ledger.close().map_err(|e| format!("close: {e}"))?;
@@ -171,7 +182,8 @@ pub(crate) fn main(args: &FeedArgs) -> Result<bool, String> {
             "write_alone_tx_per_s": rate(&alone).round(),
             "write_followed_tx_per_s": rate(&followed).round(),
             "readers": readers,
-            "catch_up_records_per_s": catch.map(f64::round),
+            "catch_up_cold_records_per_s": cold.map(f64::round),
+            "catch_up_log_records_per_s": log.round(),
         });
         if !args.json {
             eprintln!("{row}");
@@ -182,19 +194,22 @@ pub(crate) fn main(args: &FeedArgs) -> Result<bool, String> {
     if args.json {
         println!("{report}");
     } else {
-        println!("pair  writer alone tx/s  writer followed tx/s  reader records/s (max lag)  catch-up records/s");
+        println!(
+            "pair  writer alone tx/s  writer followed tx/s  reader records/s (max lag)  catch-up records/s: runs, log"
+        );
         for p in &pairs {
             let readers: Vec<String> = p["readers"]
                 .as_array()
                 .map(|rs| rs.iter().map(|r| format!("{} ({})", r["records_per_s"], r["max_lag_records"])).collect())
                 .unwrap_or_default();
             println!(
-                "{:>4}  {:>17}  {:>20}  {:>26}  {:>18}",
+                "{:>4}  {:>17}  {:>20}  {:>26}  {}, {}",
                 p["pair"],
                 p["write_alone_tx_per_s"],
                 p["write_followed_tx_per_s"],
                 readers.join(", "),
-                p["catch_up_records_per_s"]
+                p["catch_up_cold_records_per_s"],
+                p["catch_up_log_records_per_s"]
             );
         }
     }
