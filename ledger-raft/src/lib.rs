@@ -18,6 +18,8 @@
 //! `openraft::testing::Suite` (the storage conformance suite) passes against it
 //! (`tests/conformance.rs`).
 
+pub mod network;
+
 use std::collections::Bound;
 use std::fmt::Debug;
 use std::fs;
