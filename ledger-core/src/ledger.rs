@@ -15,8 +15,8 @@ use crate::checkpoint::{self, Book, CheckpointStats, CommitStats};
 use crate::codec::{self, Record};
 use crate::completion::{self, Pending};
 use crate::currency::Currency;
-use crate::error::{CloseBatchError, OpenError, SnapshotError, SubmitError};
-use crate::feed::{Feed, FeedError, FeedShared};
+use crate::error::{CloseBatchError, OpenError, ReplicateError, SnapshotError, SubmitError};
+use crate::feed::{Feed, FeedError, FeedShared, RawRecord};
 use crate::model::{Balance, BatchSummary, Tx, TxId, TxOutcome, TxRecord};
 use crate::sequencer::{CutoverPolicy, Request, Sequencer};
 use crate::state::State;
@@ -323,6 +323,44 @@ impl Ledger {
     /// disk while such a consumer lags; memory does not.
     pub fn feed_holding(&self, from_seq: u64) -> Result<Feed, FeedError> {
         Feed::open(&self.inner.reader, &self.inner.feed, &self.inner.state, from_seq, true)
+    }
+
+    /// Up to `max` committed records from `from_seq` on, as the log holds them (what a
+    /// leader ships to a replica; see [`Ledger::apply_replicated`]). Only the log holds
+    /// records whole: below its start (log retention after checkpoints; hold it with
+    /// [`Ledger::feed_holding`]) the answer is [`FeedError::Damaged`] naming the first
+    /// seq it holds.
+    pub fn read_raw(&self, from_seq: u64, max: usize) -> Result<Vec<RawRecord>, FeedError> {
+        let from_seq = from_seq.max(1);
+        let applied = self.inner.feed.applied();
+        if from_seq > applied + 1 {
+            return Err(FeedError::Ahead { requested: from_seq, next: applied + 1 });
+        }
+        let mut cursor = self.inner.reader.cursor(from_seq).map_err(|e| FeedError::Damaged(e.to_string()))?;
+        let mut out = Vec::new();
+        while out.len() < max {
+            match cursor.next() {
+                Some(Ok(frame)) if frame.seq <= applied => {
+                    out.push(RawRecord { seq: frame.seq, kind: frame.kind, payload: frame.payload.to_vec() })
+                }
+                Some(Ok(_)) | None => break,
+                Some(Err(e)) => return Err(FeedError::Damaged(e.to_string())),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Applies records another ledger committed, in order, starting at this ledger's
+    /// next seq: each is judged here as it was there (it must commit in the same batch
+    /// at the same time: replay's check), and its payload goes into this log unchanged,
+    /// so the two logs hold the same records at the same seqs. Durable when this
+    /// returns, as a submit. For a replica following its leader: such a ledger takes no
+    /// submits of its own and runs no batch cut-over of its own (its leader's closes
+    /// arrive as records). Returns the last seq applied.
+    pub fn apply_replicated(&self, records: Vec<RawRecord>) -> Result<u64, ReplicateError> {
+        let (done, pending) = completion::pair();
+        self.send(Request::Replicate { records, done })?;
+        pending.wait().unwrap_or(Err(ReplicateError::Submit(SubmitError::Closed)))
     }
 
     /// The first seq the log still holds (a feed reads what is below it from the runs).

@@ -21,11 +21,11 @@ use rkyv::util::AlignedVec;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::checkpoint::{self, Book, Books, Job};
-use crate::codec::{self, CloseFrame, FRAME_BATCH_CLOSE, FRAME_TX, TxFrame};
+use crate::codec::{self, CloseFrame, FRAME_BATCH_CLOSE, FRAME_TX, Record, TxFrame};
 use crate::completion::{self, Completer};
 use crate::currency::Currency;
-use crate::error::{CloseBatchError, SnapshotError, SubmitError};
-use crate::feed::FeedShared;
+use crate::error::{CloseBatchError, ReplicateError, SnapshotError, SubmitError};
+use crate::feed::{FeedShared, RawRecord};
 use crate::model::{BatchSummary, Tx, TxId, TxOutcome};
 use crate::state::{Changes, Group, State};
 
@@ -45,6 +45,11 @@ pub(crate) enum Request {
         currency: Currency,
         done: Completer<Result<BatchSummary, CloseBatchError>>,
     },
+    /// Apply records another ledger committed (a replica following its leader).
+    Replicate {
+        records: Vec<RawRecord>,
+        done: Completer<Result<u64, ReplicateError>>,
+    },
     /// Write a checkpoint of the state now; replies with the seq it covers.
     Snapshot {
         done: Completer<Result<u64, SnapshotError>>,
@@ -59,6 +64,7 @@ impl Request {
     fn commands(&self) -> usize {
         match self {
             Request::Submit { txs, .. } => txs.len(),
+            Request::Replicate { records, .. } => records.len().max(1),
             Request::CloseBatch { .. } | Request::Snapshot { .. } | Request::Shutdown { .. } => 1,
         }
     }
@@ -100,6 +106,7 @@ impl Clock {
 /// What one request's commands came to, before the group is durable.
 enum Reply {
     Submit(Vec<TxOutcome>),
+    Replicate(Result<u64, ReplicateError>),
     CloseBatch(Result<BatchSummary, CloseBatchError>),
     /// Taken once the group is durable and applied.
     Snapshot,
@@ -325,8 +332,18 @@ impl Sequencer {
         if let Some(reason) = error {
             // Nothing of this group is acknowledged or applied; the log refuses writes.
             self.failed = Some(reason.clone());
+            let mut replies = replies.into_iter();
             for request in requests {
-                fail(request, SubmitError::Failed(reason.clone()));
+                match (request, replies.next()) {
+                    // The replica that diverged is told so precisely.
+                    (
+                        Request::Replicate { done, .. },
+                        Some(Reply::Replicate(Err(e @ ReplicateError::Diverged { .. }))),
+                    ) => {
+                        done.complete(Err(e));
+                    }
+                    (request, _) => fail(request, SubmitError::Failed(reason.clone())),
+                }
             }
             return;
         }
@@ -345,6 +362,7 @@ impl Sequencer {
             match (request, reply) {
                 (Request::Submit { done, .. }, Reply::Submit(outcomes)) => done.complete(Ok(outcomes)),
                 (Request::CloseBatch { done, .. }, Reply::CloseBatch(result)) => done.complete(result),
+                (Request::Replicate { done, .. }, Reply::Replicate(result)) => done.complete(result),
                 (Request::Snapshot { done }, Reply::Snapshot) => asked.push(done),
                 _ => unreachable!("replies follow requests"),
             }
@@ -401,6 +419,13 @@ impl Sequencer {
                         }
                     }
                 }
+                Request::Replicate { records, .. } => match self.replicate(&mut group, records) {
+                    Ok(reply) => Reply::Replicate(reply),
+                    Err((seq, detail)) => {
+                        error.get_or_insert(format!("replicated record {seq} does not reproduce: {detail}"));
+                        Reply::Replicate(Err(ReplicateError::Diverged { seq, detail }))
+                    }
+                },
                 Request::Snapshot { .. } => Reply::Snapshot,
                 Request::Shutdown { .. } => unreachable!("shutdown is split off before processing"),
             };
@@ -568,6 +593,60 @@ impl Sequencer {
         Ok(outcome)
     }
 
+    /// Judges and appends a leader's records as replay does: each must commit here
+    /// exactly as it did there (same batch, same time), and its payload goes into this
+    /// log unchanged at the same seq. `Ok(Err)`: refused before anything was appended;
+    /// `Err((seq, what))`: record `seq` diverged (the group then fails and the ledger
+    /// refuses writes: its state is not the leader's).
+    fn replicate(
+        &mut self,
+        group: &mut Group<'_>,
+        records: &[RawRecord],
+    ) -> Result<Result<u64, ReplicateError>, (u64, String)> {
+        let expected = self.log.next_seq();
+        let Some(first) = records.first() else { return Ok(Ok(expected - 1)) };
+        if self.cutover != CutoverPolicy::default() {
+            return Ok(Err(ReplicateError::OwnCutover));
+        }
+        if first.seq != expected {
+            return Ok(Err(ReplicateError::NotNext { expected, first: first.seq }));
+        }
+        let mut decoded = Vec::with_capacity(records.len());
+        for (i, raw) in records.iter().enumerate() {
+            let seq = expected + i as u64;
+            if raw.seq != seq {
+                return Ok(Err(ReplicateError::Malformed { seq: raw.seq, detail: format!("expected seq {seq}") }));
+            }
+            match codec::decode(raw.kind, &raw.payload) {
+                Ok(record) => decoded.push(record),
+                Err(e) => return Ok(Err(ReplicateError::Malformed { seq, detail: e.to_string() })),
+            }
+        }
+        for (raw, record) in records.iter().zip(decoded) {
+            let seq = raw.seq;
+            match record {
+                Record::Tx { tx, timestamp_ns, batch_id } => match group.submit(&tx, seq, timestamp_ns) {
+                    Ok(TxOutcome::Committed(r)) if r.timestamp_ns == timestamp_ns && r.batch_id == batch_id => {}
+                    other => {
+                        return Err((
+                            seq,
+                            format!("expected a commit in batch {batch_id} at {timestamp_ns}, got {other:?}"),
+                        ));
+                    }
+                },
+                Record::Close { client_id, currency, batch_id, timestamp_ns } => {
+                    match group.close_batch(client_id, currency, seq, timestamp_ns) {
+                        Ok(Ok(b)) if b.batch_id == batch_id && b.closed_ns == timestamp_ns => {}
+                        other => return Err((seq, format!("expected batch {batch_id} to close, got {other:?}"))),
+                    }
+                }
+            }
+            let appended = self.log.append(raw.kind, &raw.payload).map_err(|e| (seq, e.to_string()))?;
+            assert_eq!(appended, seq, "the log assigns the seq the group judged with");
+        }
+        Ok(Ok(self.log.next_seq() - 1))
+    }
+
     fn close_one(
         &mut self,
         group: &mut Group<'_>,
@@ -621,6 +700,7 @@ fn fail(request: Request, err: SubmitError) {
     match request {
         Request::Submit { done, .. } => done.complete(Err(err)),
         Request::CloseBatch { done, .. } => done.complete(Err(CloseBatchError::Submit(err))),
+        Request::Replicate { done, .. } => done.complete(Err(ReplicateError::Submit(err))),
         Request::Snapshot { done } => done.complete(Err(SnapshotError::Submit(err))),
         Request::Shutdown { done } => done.complete(Err(err)),
     }
