@@ -604,12 +604,8 @@ static void *feed_writer_thread(void *p) {
 
 /* A reader blocked in ledger_feed_next sees every commit of a concurrent writer, once. */
 static void test_feed_follows_a_concurrent_writer(const char *dir) {
-    char path[PATH_MAX];
-    join_path(path, sizeof path, dir, "ledger");
-    ledger_options o = test_options();
-    o.sync = LEDGER_SYNC_NONE;
-    ledger *l = NULL;
-    if (!CHECK_OK(ledger_open(path, &o, &l))) {
+    ledger *l = open_checkpointing(dir, 256 * 1024, 0, 0);
+    if (!l) {
         return;
     }
     ledger_feed *f = NULL;
