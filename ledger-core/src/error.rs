@@ -51,6 +51,10 @@ pub enum SubmitError {
     /// ledger refuses further writes until it is reopened.
     #[error("the log failed; the outcome of this call is unknown: {0}")]
     Failed(String),
+    /// This node of a replicated ledger is not its leader: send the request to the
+    /// leader. Nothing changed.
+    #[error("this node is not the leader of the replicated ledger")]
+    NotLeader,
 }
 
 /// Why closing a batch failed.

@@ -68,6 +68,13 @@ pub struct LedgerOptions {
     /// replay of everything), at the cost of the disk it takes and a reopen that
     /// verifies all of it.
     pub keep_whole_log: bool,
+    /// A node of a replicated ledger (issue 19): its log takes only groups a majority
+    /// committed, through [`Ledger::apply_replicated`]; it judges submits and closes
+    /// (and runs its cut-over) only while it is the leader, handing each judged group
+    /// to the [`Proposer`](crate::Proposer) set by [`Ledger::set_proposer`] and
+    /// answering its callers when the group comes back committed; otherwise submits
+    /// are refused with [`SubmitError::NotLeader`].
+    pub replicated: bool,
 }
 
 impl Default for LedgerOptions {
@@ -80,6 +87,7 @@ impl Default for LedgerOptions {
             transactions_hint: 0,
             hot_bytes_max: HOT_BYTES_MAX_DEFAULT,
             keep_whole_log: false,
+            replicated: false,
         }
     }
 }
@@ -113,7 +121,7 @@ pub struct Ledger {
 }
 
 #[derive(Debug)]
-struct Inner {
+pub(crate) struct Inner {
     requests: Option<Sender<Request>>,
     state: Arc<RwLock<State>>,
     sequencer: Mutex<Option<JoinHandle<()>>>,
@@ -121,6 +129,14 @@ struct Inner {
     book: Arc<Mutex<Book>>,
     reader: LogReader,
     feed: Arc<FeedShared>,
+}
+
+impl Inner {
+    pub(crate) fn send(&self, request: Request) -> Result<(), SubmitError> {
+        let sender = self.requests.as_ref().ok_or(SubmitError::Closed)?;
+        // Blocks while the queue is full: back-pressure on producers.
+        sender.send(request).map_err(|_| SubmitError::Closed)
+    }
 }
 
 impl Drop for Inner {
@@ -231,6 +247,7 @@ impl Ledger {
             Arc::clone(&book),
         );
         sequencer.keep_whole_log = options.keep_whole_log;
+        sequencer.replicated = options.replicated;
         sequencer.feed = Arc::clone(&feed);
         let report = OpenReport {
             log: sequencer.log.recovery().clone(),
@@ -250,9 +267,15 @@ impl Ledger {
     }
 
     pub(crate) fn send(&self, request: Request) -> Result<(), SubmitError> {
-        let sender = self.inner.requests.as_ref().ok_or(SubmitError::Closed)?;
-        // Blocks while the queue is full: back-pressure on producers.
-        sender.send(request).map_err(|_| SubmitError::Closed)
+        self.inner.send(request)
+    }
+
+    /// Makes this node of a replicated ledger its leader, handing each group it judges
+    /// to `proposer` (`Some`), or a follower again (`None`: a group in flight is
+    /// answered "outcome unknown", held submits "not the leader"). See
+    /// [`LedgerOptions::replicated`].
+    pub fn set_proposer(&self, proposer: Option<Arc<dyn crate::Proposer>>) -> Result<(), SubmitError> {
+        self.send(Request::SetProposer { proposer, ledger: Arc::downgrade(&self.inner) })
     }
 
     /// Submits transactions, judged and committed in order (a later one may refer to an
