@@ -50,9 +50,24 @@ openraft::declare_raft_types!(
 pub type NodeId = u64;
 
 /// A commit group as the leader's sequencer encoded it: the ledger's frames, applied by
-/// every node without judging again.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// every node without judging again. In messages between nodes it is a base64 string.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Group(pub Vec<u8>);
+
+impl Serialize for Group {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use base64::Engine as _;
+        serializer.serialize_str(&base64::engine::general_purpose::STANDARD.encode(&self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for Group {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use base64::Engine as _;
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        base64::engine::general_purpose::STANDARD.decode(text.as_bytes()).map(Group).map_err(serde::de::Error::custom)
+    }
+}
 
 /// What applying an entry answers: the index it was applied at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -146,7 +161,8 @@ fn io_err(e: impl std::error::Error + Send + Sync + 'static) -> std::io::Error {
 
 impl RaftLog {
     /// Opens (creating) the Raft log in `dir`, with log segments of `segment_bytes`
-    /// (0: `ledger-store`'s default).
+    /// (0: `ledger-store`'s default, 64 MiB). An entry is one frame, so a segment must
+    /// hold the largest entry: a group of 8190 records takes about 1 MB.
     pub fn open(dir: impl AsRef<Path>, segment_bytes: usize) -> Result<RaftLog, OpenError> {
         let dir = dir.as_ref().to_path_buf();
         let meta_err = |path: &Path, e: &dyn std::fmt::Display| OpenError::Meta {

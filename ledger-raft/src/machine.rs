@@ -160,6 +160,10 @@ impl RaftStateMachine<TypeConfig> for LedgerMachine {
     }
 }
 
+/// How long a proposal may wait for its commit before its callers are told the outcome
+/// is unknown (it may still commit; they retry with the same ids).
+pub const PROPOSAL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The ledger's proposer: each judged group becomes a Raft entry.
 #[derive(Clone)]
 pub struct RaftProposer {
@@ -185,8 +189,10 @@ impl Proposer for RaftProposer {
         let raft = self.raft.clone();
         self.runtime.spawn(async move {
             // A committed group comes back through `apply`, which answers its callers.
-            if let Err(e) = raft.client_write(encode_group(&records)).await {
-                failed.fail(format!("raft: {e}"));
+            match tokio::time::timeout(PROPOSAL_TIMEOUT, raft.client_write(encode_group(&records))).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => failed.fail(format!("raft: {e}")),
+                Err(_) => failed.fail(format!("not committed within {PROPOSAL_TIMEOUT:?}")),
             }
         });
     }

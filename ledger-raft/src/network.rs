@@ -31,12 +31,17 @@ use tokio::net::TcpStream;
 
 use crate::{NodeId, TypeConfig};
 
+/// Largest message a node accepts from a peer: entries carry whole commit groups (8190
+/// records are about 1.2 MB as base64), and openraft sends several at once.
+pub const MESSAGE_BYTES_MAX: usize = 256 << 20;
+
 /// The routes a node serves to its peers, over its Raft.
 pub fn router(raft: Raft<TypeConfig>) -> Router {
     Router::new()
         .route("/raft/append", post(append))
         .route("/raft/vote", post(vote))
         .route("/raft/snapshot", post(snapshot))
+        .layer(axum::extract::DefaultBodyLimit::max(MESSAGE_BYTES_MAX))
         .with_state(raft)
 }
 

@@ -29,8 +29,8 @@ async fn start(id: NodeId, dir: &std::path::Path, listener: tokio::net::TcpListe
     let config = Arc::new(
         Config {
             heartbeat_interval: 100,
-            election_timeout_min: 400,
-            election_timeout_max: 800,
+            election_timeout_min: 500,
+            election_timeout_max: 1_000,
             snapshot_policy: SnapshotPolicy::Never,
             ..Config::default()
         }
@@ -44,7 +44,8 @@ async fn start(id: NodeId, dir: &std::path::Path, listener: tokio::net::TcpListe
         ..LedgerOptions::default()
     };
     let ledger = Ledger::open(dir.join("ledger"), options).unwrap();
-    let log = RaftLog::open(dir.join("raft"), 256 << 10).unwrap();
+    // A Raft entry is one frame: segments must hold the largest group (8190 records).
+    let log = RaftLog::open(dir.join("raft"), 4 << 20).unwrap();
     let raft = Raft::new(id, config, Network, log, LedgerMachine::new(ledger.clone())).await.unwrap();
     let app = router(raft.clone());
     let server = tokio::spawn(async move {
@@ -138,11 +139,16 @@ async fn a_replicated_ledger_commits_through_raft_fails_over_and_catches_up() {
 
     let leader = leader_of(&nodes).await;
     sales(&nodes[&leader].ledger, 1, 60).await;
+    // One call of thousands: one group, one Raft entry of megabytes between nodes.
+    let big: Vec<Tx> = (10_001..=14_000u128).map(|i| Tx::sale(TxId(i), 2, 1_00, usd())).collect();
+    let ledger = nodes[&leader].ledger.clone();
+    let out = tokio::task::spawn_blocking(move || ledger.submit(&big)).await.unwrap();
+    assert!(out.unwrap().iter().all(|o| matches!(o, TxOutcome::Committed(_))));
     let follower = *nodes.keys().find(|&&id| id != leader).unwrap();
     let refused = nodes[&follower].ledger.submit(&[Tx::sale(TxId(999), 1, 1, usd())]);
     assert_eq!(refused, Err(SubmitError::NotLeader), "a follower takes no submits");
     let last = nodes[&leader].ledger.last_seq();
-    assert_eq!(last, 60);
+    assert_eq!(last, 4_060);
     caught_up(&nodes, last).await;
     assert_same(&nodes);
 
@@ -155,7 +161,7 @@ async fn a_replicated_ledger_commits_through_raft_fails_over_and_catches_up() {
     // A sale acknowledged before the fail-over, resubmitted, is there once.
     sales(&nodes[&next].ledger, 1, 5).await;
     let last = nodes[&next].ledger.last_seq();
-    assert_eq!(last, 100);
+    assert_eq!(last, 4_100);
     caught_up(&nodes, last).await;
 
     // The dead node restarts on its directories and catches up.
@@ -165,7 +171,7 @@ async fn a_replicated_ledger_commits_through_raft_fails_over_and_catches_up() {
     caught_up(&nodes, last).await;
     assert_same(&nodes);
     for node in nodes.values() {
-        assert_eq!(node.ledger.transaction_count(), 100);
+        assert_eq!(node.ledger.transaction_count(), 4_100);
         node.ledger.check_consistency().unwrap();
     }
     for (_, node) in std::mem::take(&mut nodes) {
