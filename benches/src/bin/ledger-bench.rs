@@ -24,10 +24,13 @@
 //! ```text
 //! cargo run --release -p ledger-benches --bin ledger-bench -- long [--transactions N] [--window N] [--data-dir DIR] [--json]
 //! cargo run --release -p ledger-benches --bin ledger-bench -- feed [--transactions N] [--readers R] [--pairs P] [--json]
+//! cargo run --release -p ledger-benches --bin ledger-bench -- cluster [--transactions N] [--nodes 3] [--pairs P] [--json]
 //! ```
 
 #[path = "ledger-bench/cabi.rs"]
 mod cabi;
+#[path = "ledger-bench/cluster.rs"]
+mod cluster;
 #[path = "ledger-bench/engine.rs"]
 mod engine;
 #[path = "ledger-bench/feed.rs"]
@@ -99,6 +102,9 @@ enum Mode {
     /// following one writer), what following costs the writer (alternating runs with
     /// and without readers), and a catch-up read of the whole log (issue 17).
     Feed(feed::FeedArgs),
+    /// A replicated ledger on loopback (issue 19) against a single node: the same
+    /// workload, alternating runs.
+    Cluster(cluster::ClusterArgs),
 }
 
 /// The comparative benchmark: this engine (durable and without sync) against SQLite on
@@ -327,6 +333,7 @@ fn main() -> ExitCode {
     let result = match (&args.mode, args.run_one) {
         (Some(Mode::Long(long)), _) => long::main(long),
         (Some(Mode::Feed(feed)), _) => feed::main(feed),
+        (Some(Mode::Cluster(cluster)), _) => cluster::main(cluster),
         (None, Some(system)) => run_one(&args, system).map(|()| true),
         (None, None) => run_all(&args),
     };
