@@ -161,6 +161,24 @@ impl FeedShared {
     pub(crate) fn applied(&self) -> u64 {
         self.applied.load(Ordering::SeqCst)
     }
+
+    /// Waits until the sequencer applied `seq` (true), `timeout` passed or the ledger
+    /// closed (false).
+    pub(crate) fn wait_applied(&self, seq: u64, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut guard = self.wakers.lock();
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let reached = loop {
+            if self.applied() >= seq {
+                break true;
+            }
+            if self.closed.load(Ordering::SeqCst) || self.ready.wait_until(&mut guard, deadline).timed_out() {
+                break self.applied() >= seq;
+            }
+        };
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        reached
+    }
 }
 
 /// A cursor over committed records from a chosen seq: see the module documentation.

@@ -386,6 +386,13 @@ impl Ledger {
         pending.wait().unwrap_or(Err(ReplicateError::Submit(SubmitError::Closed)))
     }
 
+    /// Waits until this ledger has applied the record at `seq` (true), or `timeout`
+    /// passed or the ledger closed (false): read-your-writes on a replica, given the
+    /// seq its leader answered a write with.
+    pub fn wait_for_seq(&self, seq: u64, timeout: std::time::Duration) -> bool {
+        self.inner.feed.wait_applied(seq, timeout)
+    }
+
     /// The first seq the log still holds (a feed reads what is below it from the runs).
     pub fn log_first_seq(&self) -> u64 {
         self.inner.reader.first_seq()

@@ -139,6 +139,11 @@ fn the_leaders_submits_come_back_committed_on_every_node() {
 
     let records = leader.last_seq();
     assert!(records >= 320, "{records} records: every sale and refund, and the closes");
+    // Read-your-writes on a follower: wait for the seq the leader answered with.
+    let seq = leader.lookup(TxId(1)).expect("sale 1").seq;
+    assert!(nodes[2].wait_for_seq(records, Duration::from_secs(10)));
+    assert_eq!(nodes[2].lookup(TxId(1)).map(|r| r.seq), Some(seq));
+    assert!(!nodes[2].wait_for_seq(records + 1_000, Duration::from_millis(20)), "not yet committed");
     let cutover_closes = leader.batches(1, 0, 1000).iter().filter(|b| !b.is_open()).count();
     assert!(cutover_closes >= 2, "the leader's cut-over closed batches, shipped as records");
     caught_up(&[&nodes[0], &nodes[1], &nodes[2]], records);

@@ -147,6 +147,14 @@ async fn a_replicated_ledger_commits_through_raft_fails_over_and_catches_up() {
     let follower = *nodes.keys().find(|&&id| id != leader).unwrap();
     let refused = nodes[&follower].ledger.submit(&[Tx::sale(TxId(999), 1, 1, usd())]);
     assert_eq!(refused, Err(SubmitError::NotLeader), "a follower takes no submits");
+    // Reads: linearizable on the leader (it confirms its leadership with a quorum and
+    // its state machine has applied what was committed); a follower refuses that, and
+    // reads its own writes by waiting for the seq the leader answered with.
+    nodes[&leader].raft.ensure_linearizable().await.unwrap();
+    assert!(nodes[&follower].raft.ensure_linearizable().await.is_err());
+    let written = nodes[&leader].ledger.lookup(TxId(14_000)).unwrap();
+    assert!(nodes[&follower].ledger.wait_for_seq(written.seq, Duration::from_secs(10)));
+    assert_eq!(nodes[&follower].ledger.lookup(TxId(14_000)), Some(written));
     let last = nodes[&leader].ledger.last_seq();
     assert_eq!(last, 4_060);
     caught_up(&nodes, last).await;
