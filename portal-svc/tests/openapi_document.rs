@@ -126,6 +126,12 @@ fn parameters_are_typed() {
                 ("query", "starting_after") if path == "/v1/transactions" => {
                     assert_eq!(schema["pattern"], "^tx_[0-9a-f]{32}$");
                 }
+                ("query", "starting_after") if path == "/v1/events" => {
+                    assert_eq!(schema["pattern"], "^evt_[0-9a-f]{24}$");
+                }
+                ("query", "type") => {
+                    assert!(schema["enum"].as_array().is_some_and(|e| e.len() == 9), "{method} {path} {name}");
+                }
                 ("query", "starting_after") => assert_eq!(schema["type"], "integer", "{method} {path}"),
                 _ => {}
             }
