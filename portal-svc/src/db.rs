@@ -211,7 +211,8 @@ const MIGRATIONS: &[&str] = &[
     // 11 (issue 17): events (money events from the ledger's change feed, one per ledger
     // seq; others inserted with the change that causes them), the feed position the
     // follower has made durable, webhook endpoints (secrets encrypted, `secrets.rs`),
-    // their deliveries and every delivery attempt.
+    // their deliveries and every delivery attempt; the `last_seen` of a device whose
+    // going offline was announced (`device.offline`).
     "CREATE TABLE events (
         seq INTEGER PRIMARY KEY AUTOINCREMENT,
         id TEXT NOT NULL UNIQUE,
@@ -259,7 +260,8 @@ const MIGRATIONS: &[&str] = &[
         error TEXT,
         latency_ms INTEGER NOT NULL
     );
-    CREATE INDEX webhook_attempts_delivery ON webhook_attempts(delivery_id, id);",
+    CREATE INDEX webhook_attempts_delivery ON webhook_attempts(delivery_id, id);
+    ALTER TABLE devices ADD COLUMN offline_announced INTEGER;",
 ];
 
 /// A shared handle on the metadata database.

@@ -154,6 +154,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let follower = portal_svc::follower::start(&state)?;
     // Each client's daily settlement cut-over closes its open batches by itself.
     runtime.spawn(portal_svc::settings::cutover_task(state.clone()));
+    // Devices that stop sending heartbeats are announced offline (device.offline).
+    runtime.spawn(portal_svc::routes::devices::offline_task(state.clone()));
     // Webhook deliveries, off the request path.
     runtime.spawn(portal_svc::webhooks::delivery::run(state.clone()));
     let db = state.db.clone();

@@ -605,3 +605,91 @@ fn a_slow_receiver_does_not_slow_payments() {
     assert!(with * 3.0 >= without, "payments slowed by a slow receiver: {with:.0}/s against {without:.0}/s");
     assert!(receiver.got("/slow").len() < PAYMENTS, "deliveries were still going on");
 }
+
+#[test]
+fn tickets_and_rollouts_make_events_and_the_stream_shows_them_live() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc =
+        Service::start_with(dir.path(), true, &Launch { args: FAST.map(String::from).to_vec(), ..Launch::default() });
+    let root = svc.token(ADMIN_EMAIL, ADMIN_PASSWORD);
+    let (a, b) = (client(&svc, &root, "A"), client(&svc, &root, "B"));
+    let receiver = Receiver::start();
+    endpoint(&svc, &a, &receiver.url("/a"), &["ticket.updated", "rollout.completed", "payment.created"]);
+
+    // The stream of A's events, as the web portal reads it (a session, not a key).
+    let addr = svc.base.trim_start_matches("http://").to_string();
+    let mut stream = TcpStream::connect(&addr).unwrap();
+    write!(
+        stream,
+        "GET /v1/events/stream HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\nAccept: text/event-stream\r\n\r\n",
+        a.admin
+    )
+    .unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut lines = BufReader::new(stream.try_clone().unwrap());
+    let mut status = String::new();
+    lines.read_line(&mut status).unwrap();
+    assert!(status.contains(" 200 "), "{status}");
+    let (status, _) = svc.request("GET", "/v1/events/stream", Some(&a.key), None);
+    assert_eq!(status, 403, "the stream is for signed-in users");
+
+    // B's payment must not appear on A's stream; A's must.
+    pay(&svc, &b.key, "7.00");
+    let mine = pay(&svc, &a.key, "8.00");
+    let mut streamed = Vec::new();
+    let mut line = String::new();
+    while streamed.is_empty() {
+        line.clear();
+        assert!(lines.read_line(&mut line).unwrap() > 0, "the stream ended");
+        if let Some(data) = line.trim_end().strip_prefix("data: ") {
+            let event: Value = serde_json::from_str(data).unwrap();
+            streamed.push(event);
+        }
+    }
+    assert_eq!(streamed[0]["client_id"], a.id, "{}", streamed[0]);
+    assert_eq!(streamed[0]["data"]["object"]["id"], mine["id"]);
+
+    // ticket.updated, with the ticket as it is after the change.
+    let (_, ticket) = svc.post("/v1/tickets", &a.key, json!({ "subject": "s", "body": "b" }));
+    let (status, changed) = svc.request(
+        "PATCH",
+        &format!("/v1/tickets/{}", ticket["id"]),
+        Some(&a.key),
+        Some(&json!({ "status": "in_progress" }).to_string()),
+    );
+    assert_eq!(status, 200, "{changed}");
+    // rollout.completed, when the last device reports the version.
+    let (status, device) = svc.post("/v1/devices", &a.admin, json!({ "serial": "A-1", "model": "T1" }));
+    assert_eq!(status, 201, "{device}");
+    let (_, group) = svc.post("/v1/device-groups", &a.admin, json!({ "name": "front", "config": {} }));
+    let (status, _) = svc.request(
+        "PUT",
+        &format!("/v1/devices/{}/group", device["id"]),
+        Some(&a.admin),
+        Some(&json!({ "group_id": group["id"] }).to_string()),
+    );
+    assert_eq!(status, 200);
+    let (status, rollout) =
+        svc.post(&format!("/v1/device-groups/{}/firmware", group["id"]), &a.admin, json!({ "version": "2.0" }));
+    assert_eq!(status, 201, "{rollout}");
+    let (status, _) = svc.post(
+        &format!("/v1/devices/{}/heartbeat", device["id"]),
+        &a.key,
+        json!({ "firmware_version": "2.0", "diagnostics": {} }),
+    );
+    assert_eq!(status, 200);
+    wait_until("the ticket and rollout events", Duration::from_secs(20), || {
+        let types: Vec<Value> = receiver.got("/a").iter().map(|g| g.event["type"].clone()).collect();
+        types.contains(&json!("ticket.updated")) && types.contains(&json!("rollout.completed"))
+    });
+    let got = receiver.got("/a");
+    let ticket_event = got.iter().find(|g| g.event["type"] == "ticket.updated").unwrap();
+    assert_eq!(ticket_event.event["data"]["object"], changed);
+    let rollout_event = got.iter().find(|g| g.event["type"] == "rollout.completed").unwrap();
+    assert_eq!(rollout_event.event["data"]["object"]["id"], rollout["id"]);
+    assert_eq!(rollout_event.event["data"]["object"]["status"], "completed");
+    let (_, events) = svc.request("GET", "/v1/events?type=ticket.updated", Some(&a.key), None);
+    assert_eq!(events["data"][0]["id"], ticket_event.event["id"]);
+    // The service stops although a stream is open.
+    assert!(svc.stop());
+}

@@ -199,6 +199,14 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn the_resolver_refuses_a_name_with_only_private_addresses() {
+        use reqwest::dns::Resolve;
+        let name: reqwest::dns::Name = "localhost".parse().expect("a name");
+        let resolved = FilteringResolver.resolve(name).await;
+        assert!(resolved.is_err(), "localhost resolves to loopback only");
+    }
+
     #[test]
     fn urls_are_checked_for_scheme_credentials_and_literal_hosts() {
         assert!(check_url("https://hooks.example.com/x", false).is_ok());
