@@ -20,7 +20,7 @@ const TYPES = [
 
 /** The secret, shown once, with what to do with it. */
 function secretCard(title, secret) {
-  const value = h('input', { readonly: true, value: secret, class: 'mono', size: 72, 'aria-label': 'Signing secret' });
+  const value = h('input', { readonly: true, value: secret, class: 'mono secret', 'aria-label': 'Signing secret' });
   value.addEventListener('focus', () => value.select());
   return h('section', { class: 'card', role: 'status', 'aria-labelledby': 'secret-title' },
     h('h2', { id: 'secret-title' }, title),
@@ -31,11 +31,26 @@ function secretCard(title, secret) {
 
 export async function renderWebhooks(view, ctx) {
   const before = ctx.query.get('before') || '';
-  const page = await get(`/v1/webhook-endpoints${query({ limit: 50, starting_after: before })}`);
+  const here = (extra) => `#/webhooks${query(extra)}`;
+  const list = h('section', { class: 'card', 'aria-label': 'Endpoints' });
+  const load = async () => {
+    const page = await get(`/v1/webhook-endpoints${query({ limit: 50, starting_after: before })}`);
+    mount(list,
+      table([
+        ['Endpoint', (e) => h('a', { href: `#/webhooks/${e.id}`, class: 'mono' }, e.url)],
+        ['Events', (e) => e.events.join(', ')],
+        ['Status', (e) => badge(e.active ? 'active' : 'disabled')],
+        ['Added', (e) => when(e.created_at)],
+      ], page.data, { empty: 'No endpoint yet.' }),
+      h('div', { class: 'pager' },
+        before ? h('a', { href: here({}) }, '« Newest') : null,
+        page.has_more && page.data.length ? h('a', { href: here({ before: page.data[page.data.length - 1].id }) }, 'Older »') : null));
+  };
+  await load();
   const created = h('div', {});
   const create = h('form', { class: 'stack card', 'aria-labelledby': 'new-endpoint-title' },
     h('h2', { id: 'new-endpoint-title' }, 'Add an endpoint'),
-    field('URL', h('input', { name: 'url', type: 'url', required: true, maxlength: 2048, placeholder: 'https://example.com/webhooks', size: 60 }),
+    field('URL', h('input', { name: 'url', type: 'url', required: true, maxlength: 2048, placeholder: 'https://example.com/webhooks' }),
       'Events are POSTed here as JSON. Only http and https; private and loopback addresses are refused.'),
     h('fieldset', {},
       h('legend', {}, 'Events to send'),
@@ -46,27 +61,16 @@ export async function renderWebhooks(view, ctx) {
   onSubmit(create, (v) => {
     const events = [...create.querySelectorAll('input[name="events"]:checked')].map((c) => c.value);
     return post('/v1/webhook-endpoints', { url: v.url.trim(), events });
-  }, (endpoint) => {
+  }, async (endpoint) => {
     flash('Endpoint added.');
-    create.reset();
+    create.querySelector('input[name="url"]').value = '';
+    // The secret stays on screen (this is the only time it is shown); the list below
+    // is read again around it.
     mount(created, secretCard(`Endpoint #${endpoint.id} added`, endpoint.secret));
+    await load();
     created.scrollIntoView();
   });
-  const here = (extra) => `#/webhooks${query(extra)}`;
-  mount(view,
-    pageHeader('Webhooks'),
-    created,
-    h('section', { class: 'card', 'aria-label': 'Endpoints' },
-      table([
-        ['Endpoint', (e) => h('a', { href: `#/webhooks/${e.id}`, class: 'mono' }, e.url)],
-        ['Events', (e) => e.events.join(', ')],
-        ['Status', (e) => badge(e.active ? 'active' : 'disabled')],
-        ['Added', (e) => when(e.created_at)],
-      ], page.data, { empty: 'No endpoint yet.' }),
-      h('div', { class: 'pager' },
-        before ? h('a', { href: here({}) }, '« Newest') : null,
-        page.has_more && page.data.length ? h('a', { href: here({ before: page.data[page.data.length - 1].id }) }, 'Older »') : null)),
-    create);
+  mount(view, pageHeader('Webhooks'), created, list, create);
 }
 
 function lastAttempt(d) {
