@@ -13,12 +13,13 @@
 //! moment are exactly what the log holds, whatever happened to the payment since. Batch
 //! closes come with the closed batch's summary (closed batches never change).
 //!
-//! History is held in the log from the oldest kept checkpoint on (older transactions
-//! live only in the cold tier's runs, by id and by client: `Ledger::history`). A consumer
-//! that must not miss a record opens a *holding* feed: while it lives, log retention
-//! keeps every segment from its last confirmed seq on, as a PostgreSQL replication slot
-//! keeps WAL. A feed asked for a seq the log no longer holds gets
-//! [`FeedError::Trimmed`], naming the first seq it does hold.
+//! The log holds history from the oldest kept checkpoint on; older records are read
+//! from the cold tier's runs, the same files queries read ([`ColdRange`]): a merge, by
+//! seq, of each run's per-client index, with the batch closes (which no run holds) put
+//! back into the seqs no transaction has, from the books. So a feed can start anywhere
+//! in history; the log is simply the fast path. A consumer that wants to stay on it
+//! opens a *holding* feed: while it lives, log retention keeps every segment from its
+//! last confirmed seq on, as a PostgreSQL replication slot keeps WAL.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -28,11 +29,16 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
 use ledger_store::{Cursor, LogReader, ReadError};
 use parking_lot::{Condvar, Mutex, RwLock};
 
 use crate::codec::{self, Record};
+use crate::cold::Run;
 use crate::model::{BatchSummary, Kind, Tx, TxRecord, TxState};
+use crate::records::Stored;
 use crate::state::State;
 
 /// One committed record, as a feed returns it.
@@ -64,17 +70,6 @@ impl FeedRecord {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum FeedError {
-    /// The log no longer holds `requested`: retention removed it after a checkpoint
-    /// (the transactions are still in the cold tier, by id and by client). Open a
-    /// holding feed ([`Ledger::feed_holding`](crate::Ledger::feed_holding)) to keep
-    /// the log a consumer has not confirmed.
-    #[error("seq {requested} is no longer in the log, which starts at seq {first_kept}")]
-    Trimmed {
-        /// The seq asked for.
-        requested: u64,
-        /// The first seq the log holds.
-        first_kept: u64,
-    },
     /// `requested` lies beyond the next record to be committed: a position saved
     /// against another ledger, or one restored from an older backup.
     #[error("seq {requested} is ahead of the ledger, whose next record will be seq {next}")]
@@ -87,8 +82,9 @@ pub enum FeedError {
     /// The ledger was closed and every committed record has been read.
     #[error("the ledger is closed")]
     Closed,
-    /// A committed record no longer reads back: the log was changed behind the ledger.
-    #[error("the log is damaged: {0}")]
+    /// A committed record no longer reads back: the log or a run was changed behind the
+    /// ledger's back (`ledger verify` checks the directory).
+    #[error("a committed record does not read back: {0}")]
     Damaged(String),
 }
 
@@ -157,7 +153,11 @@ impl FeedShared {
 /// A cursor over committed records from a chosen seq: see the module documentation.
 /// `Send`, not `Sync`: one consumer reads it.
 pub struct Feed {
-    cursor: Cursor,
+    reader: LogReader,
+    /// The log from `next_seq` on, once the feed reads the log.
+    cursor: Option<Cursor>,
+    /// History below the log's start, while the feed reads it.
+    cold: Option<ColdRange>,
     shared: Arc<FeedShared>,
     state: Arc<RwLock<State>>,
     next_seq: u64,
@@ -185,31 +185,17 @@ impl Feed {
         if from_seq > next {
             return Err(FeedError::Ahead { requested: from_seq, next });
         }
-        // The hold goes in before the cursor looks at the log: retention either sees it
-        // or has already taken the segments out, and then the cursor reports the trim.
+        // The hold goes in before the feed looks at the log, so retention either sees it
+        // or has already removed what the feed then reads from the runs.
         let hold = holding.then(|| {
             let id = shared.next_hold.fetch_add(1, Ordering::SeqCst);
             shared.holds.lock().insert(id, from_seq);
             id
         });
-        let release = |hold: Option<u64>| {
-            if let Some(id) = hold {
-                shared.holds.lock().remove(&id);
-            }
-        };
-        let cursor = match reader.cursor(from_seq) {
-            Ok(cursor) => cursor,
-            Err(ReadError::Removed { requested, first }) => {
-                release(hold);
-                return Err(FeedError::Trimmed { requested, first_kept: first });
-            }
-            Err(e) => {
-                release(hold);
-                return Err(FeedError::Damaged(e.to_string()));
-            }
-        };
         Ok(Feed {
-            cursor,
+            reader: reader.clone(),
+            cursor: None,
+            cold: None,
             shared: Arc::clone(shared),
             state: Arc::clone(state),
             next_seq: from_seq,
@@ -233,10 +219,34 @@ impl Feed {
     pub fn read(&mut self, out: &mut Vec<FeedRecord>, max: usize) -> Result<usize, FeedError> {
         let applied = self.shared.applied();
         let mut n = 0;
-        while n < max {
+        while n < max && self.next_seq <= applied {
+            if let Some(cold) = &mut self.cold {
+                match cold.next()? {
+                    Some(record) => {
+                        debug_assert_eq!(record.seq(), self.next_seq);
+                        out.push(record);
+                        self.next_seq += 1;
+                        n += 1;
+                        continue;
+                    }
+                    None => self.cold = None,
+                }
+            }
+            let cursor = match &mut self.cursor {
+                Some(cursor) => cursor,
+                None => match self.reader.cursor(self.next_seq) {
+                    Ok(cursor) => self.cursor.insert(cursor),
+                    Err(ReadError::Removed { first, .. }) => {
+                        // Below the log's start: from the runs, up to where the log begins.
+                        self.cold = Some(ColdRange::new(&self.state, self.next_seq, first)?);
+                        continue;
+                    }
+                    Err(e) => return Err(FeedError::Damaged(e.to_string())),
+                },
+            };
             let (seq, record) = match self.pending.take() {
                 Some(p) => p,
-                None => match self.cursor.next() {
+                None => match cursor.next() {
                     None => break,
                     Some(Err(e)) => return Err(FeedError::Damaged(e.to_string())),
                     Some(Ok(frame)) => {
@@ -367,11 +377,136 @@ impl Future for Ready<'_> {
     }
 }
 
+/// The records of seqs `[from, to)` read from the cold tier's runs: each run's client
+/// index (client, seq, time, id) is sorted by client and seq, so the range is a merge
+/// by seq of one stretch per client and run, through a heap. A transaction promoted
+/// into a newer run appears in both: the second copy is skipped (same seq). The seqs no
+/// transaction has are batch closes: no run holds those, but each closed batch's
+/// summary carries its close's commit time, and commit times increase with seq, so the
+/// k closes after a transaction committed at `t` are the k batches closed first after
+/// `t`.
+struct ColdRange {
+    runs: Vec<Arc<Run>>,
+    /// (seq, run, position, end of the stretch) of each stretch's next entry.
+    heads: BinaryHeap<Reverse<(u64, usize, usize, usize)>>,
+    /// Closed batches by close time: (closed_ns, batch).
+    closes: Vec<(u64, BatchSummary)>,
+    /// The next close after the last transaction returned.
+    next_close: usize,
+    next_seq: u64,
+    end: u64,
+    /// A transaction taken from the heap, held while the closes before it go out.
+    ahead: Option<TxRecord>,
+}
+
+impl ColdRange {
+    fn new(state: &RwLock<State>, from: u64, to: u64) -> Result<ColdRange, FeedError> {
+        let (runs, mut closes) = {
+            let state = state.read();
+            let closes: Vec<(u64, BatchSummary)> =
+                state.batches.iter().filter(|b| !b.is_open()).map(|b| (b.closed_ns, *b)).collect();
+            (state.cold.runs.clone(), closes)
+        };
+        closes.sort_unstable_by_key(|&(at, _)| at);
+        let mut heads = BinaryHeap::new();
+        // The newest transaction below `from`: the closes after it come first.
+        let mut before: (u64, u64) = (0, 0);
+        for (r, run) in runs.iter().enumerate() {
+            let table = &run.table;
+            let index_len = table.secondary_len() - table.second_len();
+            let mut pos = 0;
+            while pos < index_len {
+                let (client, ..) = table.secondary_at(pos);
+                let all = table.secondary_bounds(client, 0..u64::MAX, 0..u64::MAX);
+                let stretch = table.secondary_bounds(client, from..to, 0..u64::MAX);
+                if stretch.start > all.start {
+                    let (_, seq, time, _) = table.secondary_at(stretch.start - 1);
+                    before = before.max((seq, time));
+                }
+                if !stretch.is_empty() {
+                    let (_, seq, ..) = table.secondary_at(stretch.start);
+                    heads.push(Reverse((seq, r, stretch.start, stretch.end)));
+                }
+                pos = all.end.max(pos + 1);
+            }
+            if let Some(damage) = table.damage() {
+                return Err(FeedError::Damaged(damage.to_string()));
+            }
+        }
+        // The seqs between that transaction and `from` are closes too: skip them.
+        let skip = usize::try_from(from - before.0 - 1).unwrap_or(usize::MAX);
+        let next_close = closes.partition_point(|&(at, _)| at <= before.1).saturating_add(skip);
+        Ok(ColdRange { runs, heads, closes, next_close, next_seq: from, end: to, ahead: None })
+    }
+
+    /// The transaction with the next seq in the runs at or after `self.next_seq`.
+    fn next_transaction(&mut self) -> Result<Option<TxRecord>, FeedError> {
+        while let Some(Reverse((seq, r, pos, end))) = self.heads.pop() {
+            if pos + 1 < end {
+                let (_, next, ..) = self.runs[r].table.secondary_at(pos + 1);
+                self.heads.push(Reverse((next, r, pos + 1, end)));
+            }
+            if seq < self.next_seq {
+                continue; // a promoted copy of one already returned
+            }
+            let run = &self.runs[r];
+            let (.., key) = run.table.secondary_at(pos);
+            let row = run.table.find(&key).map(|at| run.row(at));
+            if let Some(damage) = run.table.damage() {
+                return Err(FeedError::Damaged(damage.to_string()));
+            }
+            let row: Stored = row.ok_or_else(|| {
+                FeedError::Damaged(format!(
+                    "{}: the client index names an id the run lacks",
+                    run.table.path().display()
+                ))
+            })?;
+            let r = row.unpack();
+            return Ok(Some(as_committed(r.tx, r.seq, r.batch_id, r.timestamp_ns)));
+        }
+        Ok(None)
+    }
+
+    fn next(&mut self) -> Result<Option<FeedRecord>, FeedError> {
+        if self.next_seq >= self.end {
+            return Ok(None);
+        }
+        if self.ahead.is_none() {
+            self.ahead = self.next_transaction()?.filter(|t| t.seq < self.end);
+        }
+        let record = match self.ahead {
+            Some(t) if t.seq == self.next_seq => {
+                self.ahead = None;
+                // Closes after this one come after its commit.
+                self.next_close = self.next_close.max(self.closes.partition_point(|&(at, _)| at <= t.timestamp_ns));
+                FeedRecord::Transaction(t)
+            }
+            _ => {
+                // No transaction has this seq: it is the next batch close.
+                let (_, summary) = *self.closes.get(self.next_close).ok_or_else(|| {
+                    FeedError::Damaged(format!(
+                        "seq {} is neither a transaction in the runs nor a batch close in the books",
+                        self.next_seq
+                    ))
+                })?;
+                self.next_close += 1;
+                FeedRecord::BatchClose { seq: self.next_seq, summary }
+            }
+        };
+        self.next_seq += 1;
+        Ok(Some(record))
+    }
+}
+
 /// The record as it stood right after its commit.
 fn as_committed(tx: Tx, seq: u64, batch_id: u64, timestamp_ns: u64) -> TxRecord {
     let applied = TxRecord { tx, seq, batch_id, timestamp_ns, state: TxState::Applied, captured: 0, refunded: 0 };
     match tx.kind() {
-        Some(Kind::Payment) if tx.flags & Tx::AUTH_ONLY != 0 => TxRecord { state: TxState::Authorized, ..applied },
+        // An authorization counts in no batch until a capture (which then gives the
+        // payment the capture's batch: a run holds the payment as it stands now).
+        Some(Kind::Payment) if tx.flags & Tx::AUTH_ONLY != 0 => {
+            TxRecord { state: TxState::Authorized, batch_id: 0, ..applied }
+        }
         Some(Kind::Payment) => TxRecord { state: TxState::Captured, captured: tx.amount, ..applied },
         _ => applied,
     }

@@ -309,23 +309,23 @@ impl Ledger {
 
     /// A change feed of the committed records with `seq >= from_seq` (1, or 0, is the
     /// first ever), in commit order: see [`Feed`]. It never blocks the sequencer.
-    /// [`FeedError::Trimmed`] when log retention removed `from_seq` (after a
-    /// checkpoint; the transactions stay queryable), [`FeedError::Ahead`] when
-    /// `from_seq` is beyond the next record.
+    /// Below the log's start (retention removes the log a kept checkpoint covers) it
+    /// reads the cold tier's runs. [`FeedError::Ahead`] when `from_seq` is beyond the
+    /// next record.
     pub fn feed(&self, from_seq: u64) -> Result<Feed, FeedError> {
         Feed::open(&self.inner.reader, &self.inner.feed, &self.inner.state, from_seq, false)
     }
 
     /// As [`Ledger::feed`], and while the feed lives, log retention keeps every record
     /// from its last [`Feed::confirm`]ed seq on (at first, from `from_seq`): the way a
-    /// consumer that must never miss a record (a webhook dispatcher, a replica) follows
-    /// the ledger across its checkpoints. The log grows on disk while such a consumer
-    /// lags; memory does not.
+    /// consumer that falls behind (a webhook dispatcher whose receivers are down, a
+    /// replica) stays on the log, the fast path, instead of the runs. The log grows on
+    /// disk while such a consumer lags; memory does not.
     pub fn feed_holding(&self, from_seq: u64) -> Result<Feed, FeedError> {
         Feed::open(&self.inner.reader, &self.inner.feed, &self.inner.state, from_seq, true)
     }
 
-    /// The first seq the log still holds (a feed can start there or later).
+    /// The first seq the log still holds (a feed reads what is below it from the runs).
     pub fn log_first_seq(&self) -> u64 {
         self.inner.reader.first_seq()
     }

@@ -203,7 +203,7 @@ fn sales(ledger: &Ledger, from: u64, count: u64) {
 }
 
 #[test]
-fn retention_trims_a_plain_feed_but_keeps_what_a_holding_feed_has_not_confirmed() {
+fn retention_keeps_what_a_holding_feed_has_not_confirmed() {
     let dir = tempfile::tempdir().expect("temp dir");
     let ledger = Ledger::open(dir.path(), small_checkpoints()).expect("open");
     let mut holding = ledger.feed_holding(1).expect("holding feed");
@@ -213,7 +213,7 @@ fn retention_trims_a_plain_feed_but_keeps_what_a_holding_feed_has_not_confirmed(
     assert!(ledger.checkpoint_stats().written >= 3);
     assert_eq!(ledger.log_first_seq(), 1, "nothing confirmed: the whole log is kept");
 
-    // The holding feed reads all of it, confirming as it goes.
+    // The holding feed reads, confirming as it goes.
     let mut out = Vec::new();
     let mut read = 0;
     while read < 4_000 {
@@ -225,7 +225,6 @@ fn retention_trims_a_plain_feed_but_keeps_what_a_holding_feed_has_not_confirmed(
     ledger.snapshot().expect("checkpoint");
     let first = ledger.log_first_seq();
     assert!(first > 1 && first <= 4_001, "retention removed only confirmed records: the log starts at {first}");
-    assert_eq!(ledger.feed(1).err(), Some(FeedError::Trimmed { requested: 1, first_kept: first }));
     let rest = drain(&mut holding);
     assert_eq!(rest.first().map(FeedRecord::seq), Some(4_001));
     assert_eq!(rest.last().map(FeedRecord::seq), Some(6_600));
@@ -235,8 +234,81 @@ fn retention_trims_a_plain_feed_but_keeps_what_a_holding_feed_has_not_confirmed(
     sales(&ledger, 6_601, 1_000);
     ledger.snapshot().expect("checkpoint");
     assert!(ledger.log_first_seq() > 6_000, "the log starts at {}", ledger.log_first_seq());
-    assert!(matches!(ledger.feed(first), Err(FeedError::Trimmed { .. })));
-    // Every transaction is still queryable through the tiers.
-    assert_eq!(ledger.lookup(TxId(1)).map(|r| r.seq), Some(1));
+    ledger.close().expect("close");
+}
+
+/// A history of every kind, with runs of consecutive batch closes, through many
+/// checkpoints; returns the records in commit order as a following feed read them
+/// from the log.
+fn mixed_history(ledger: &Ledger) -> Vec<FeedRecord> {
+    let eur = Currency::from_code("EUR").expect("EUR");
+    let mut follower = ledger.feed(1).expect("feed");
+    let mut seen = Vec::new();
+    let mut next = 1u128;
+    let mut id = || {
+        next += 1;
+        TxId(next)
+    };
+    for round in 0..60u64 {
+        let mut txs = Vec::new();
+        for client in 1..=4u64 {
+            let (sale, auth, auth2) = (id(), id(), id());
+            txs.push(Tx::sale(sale, client, 10_00 + round as i64, usd()));
+            txs.push(Tx::authorization(auth, client, 5_00, usd()));
+            txs.push(Tx::authorization(auth2, client, 7_00, eur));
+            txs.push(Tx::capture(id(), auth, client, 4_00, usd()));
+            txs.push(Tx::void(id(), auth2, client, eur));
+            txs.push(Tx::refund(id(), sale, client, 1_00, usd()));
+            txs.push(Tx::adjustment(id(), client, -25, eur).with_device(round));
+            txs.push(Tx::sale(id(), client, 3_00, eur));
+        }
+        for chunk in txs.chunks(7) {
+            committed(&ledger.submit(chunk).expect("submit"));
+        }
+        if round % 3 == 0 {
+            // Several closes in a row: seqs no transaction has.
+            for client in 1..=4u64 {
+                ledger.close_batch(client, usd()).expect("close usd");
+                ledger.close_batch(client, eur).expect("close eur");
+            }
+        }
+        seen.extend(drain(&mut follower));
+    }
+    seen
+}
+
+#[test]
+fn a_feed_reads_history_the_log_no_longer_holds_from_the_runs() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let options = LedgerOptions { snapshot_every_records: 300, segment_bytes: 16 << 10, ..small_checkpoints() };
+    let ledger = Ledger::open(dir.path(), options).expect("open");
+    let all = mixed_history(&ledger);
+    ledger.snapshot().expect("checkpoint");
+    let total = ledger.last_seq();
+    assert_eq!(all.len() as u64, total, "the follower read every record");
+    assert!(all.iter().any(|r| matches!(r, FeedRecord::BatchClose { .. })));
+    let first = ledger.log_first_seq();
+    assert!(first > total / 2, "retention removed most of the log: it starts at {first} of {total}");
+
+    // From anywhere, the same records: from the runs below the log's start, then the log.
+    let closes: Vec<u64> =
+        all.iter().filter(|r| matches!(r, FeedRecord::BatchClose { .. })).map(FeedRecord::seq).collect();
+    let mut starts = vec![1, 2, 37, first - 1, first, first + 1, total];
+    starts.extend(closes.iter().take(3).copied());
+    starts.extend(closes.iter().take(3).map(|s| s + 1));
+    for from in starts {
+        let got = drain(&mut ledger.feed(from).expect("feed"));
+        let skipped = usize::try_from(from - 1).expect("a small seq");
+        assert_eq!(got.len(), all.len() - skipped, "from {from}");
+        for (g, want) in got.iter().zip(&all[skipped..]) {
+            assert_eq!(g, want, "from {from}");
+        }
+    }
+    ledger.close().expect("close");
+
+    // After a reopen (the log replayed from the checkpoint), the same again.
+    let ledger = Ledger::open(dir.path(), options).expect("reopen");
+    assert!(ledger.log_first_seq() > 1);
+    assert_eq!(drain(&mut ledger.feed(1).expect("feed")), all);
     ledger.close().expect("close");
 }

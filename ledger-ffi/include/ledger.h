@@ -44,6 +44,23 @@
 #define LEDGER_ERR_INTERNAL 7
 
 /*
+ A feed record holding a committed transaction (`ledger_feed_record.tx`).
+ */
+#define LEDGER_FEED_TRANSACTION 1
+
+/*
+ A feed record holding a batch close (`ledger_feed_record.batch`).
+ */
+#define LEDGER_FEED_BATCH_CLOSE 2
+
+/*
+ Flag of `ledger_feed_open`: while the feed is open, log retention keeps every record
+ from its last `ledger_feed_confirm`ed seq on (a replication slot), so the feed stays
+ on the log, its fast path, however far behind its reader falls.
+ */
+#define LEDGER_FEED_HOLD 1
+
+/*
  Amount > 0; captured at once unless `LEDGER_FLAG_AUTH_ONLY`.
  */
 #define LEDGER_KIND_PAYMENT 1
@@ -167,6 +184,13 @@
  An open ledger; one handle may be used from many threads at once.
  */
 typedef struct ledger ledger;
+
+/*
+ A change feed over a ledger's committed records (`ledger_feed_open`); used by one
+ thread at a time. It stays valid after its ledger is closed: it returns what was
+ committed, then reports the ledger closed.
+ */
+typedef struct ledger_feed ledger_feed;
 
 /*
  Options of `ledger_open`.
@@ -375,6 +399,30 @@ typedef struct {
   uint64_t merge_failures;
 } ledger_stats;
 
+/*
+ One record of a change feed.
+ */
+typedef struct {
+  /*
+   LEDGER_FEED_*
+   */
+  uint32_t kind;
+  uint32_t reserved;
+  /*
+   The record's log position.
+   */
+  uint64_t seq;
+  /*
+   LEDGER_FEED_TRANSACTION: the transaction as it was right after its commit (its
+   state, captured and refunded then); zeroes otherwise.
+   */
+  ledger_tx_record tx;
+  /*
+   LEDGER_FEED_BATCH_CLOSE: the closed batch; zeroes otherwise.
+   */
+  ledger_batch_summary batch;
+} ledger_feed_record;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -482,6 +530,55 @@ int ledger_balance_get(ledger *l,
  `l` is a live handle; `out_stats` valid for writing one `ledger_stats`.
  */
 int ledger_stats_get(ledger *l, ledger_stats *out_stats);
+
+/*
+ Opens a change feed of the ledger's committed records with seq >= `from_seq` (0 or 1:
+ the first ever), in commit order: from the log, and below the log's start (removed
+ after checkpoints) from the cold tier's runs. `flags` is 0 or `LEDGER_FEED_HOLD`. A
+ feed takes no lock the ledger's writer takes: however slow its reader, writes never
+ wait for it. `LEDGER_ERR_INVALID_ARGUMENT` when `from_seq` is beyond the next
+ record, or for an unknown flag.
+
+ # Safety
+ `l` is a live handle; `out_feed` is valid for writing one pointer. The feed is
+ released with `ledger_feed_close`, before or after the ledger's `ledger_close`.
+ */
+int ledger_feed_open(ledger *l, uint64_t from_seq, uint32_t flags, ledger_feed **out_feed);
+
+/*
+ Fills `out_records` with up to `cap` records, waiting up to `timeout_ms`
+ milliseconds for the first one (0: do not wait). `*written` is how many; 0 after
+ a timeout. Once the ledger is closed and every committed record was returned,
+ `LEDGER_ERR_INVALID_ARGUMENT` ("the ledger is closed"); `LEDGER_ERR_CORRUPT` when a
+ committed record no longer reads back.
+
+ # Safety
+ `f` is a live feed; `out_records` is valid for writing `cap` records (may be NULL
+ when `cap` is 0); `written` is valid for writing one `size_t`.
+ */
+int ledger_feed_next(ledger_feed *f,
+                     ledger_feed_record *out_records,
+                     size_t cap,
+                     size_t *written,
+                     uint32_t timeout_ms);
+
+/*
+ The feed's reader has durably processed every record through `seq`: a feed opened
+ with `LEDGER_FEED_HOLD` lets log retention remove the log below `seq + 1` (never
+ past what it has returned). A no-op for other feeds.
+
+ # Safety
+ `f` is a live feed.
+ */
+int ledger_feed_confirm(ledger_feed *f, uint64_t seq);
+
+/*
+ Releases a feed (and its hold on the log). NULL is a no-op.
+
+ # Safety
+ `f` is NULL or a feed from `ledger_feed_open` not yet closed; it is not used after.
+ */
+void ledger_feed_close(ledger_feed *f);
 
 #ifdef __cplusplus
 }  // extern "C"

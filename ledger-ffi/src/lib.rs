@@ -12,10 +12,11 @@
 use std::cell::RefCell;
 use std::ffi::{CStr, CString, c_char, c_int};
 use std::panic::{self, AssertUnwindSafe};
+use std::time::Duration;
 
 use ledger_core::{
-    Balance, BatchSummary, CloseBatchError, Currency, Durability, Ledger, LedgerOptions, OpenError, Reject,
-    SubmitError, Tx, TxId, TxOutcome, TxRecord,
+    Balance, BatchSummary, CloseBatchError, Currency, Durability, Feed, FeedError, FeedRecord, Ledger, LedgerOptions,
+    OpenError, Reject, SubmitError, Tx, TxId, TxOutcome, TxRecord,
 };
 
 /// Status of a call: success.
@@ -32,6 +33,15 @@ pub const LEDGER_ERR_NOT_FOUND: c_int = 4;
 pub const LEDGER_ERR_LOCKED: c_int = 5;
 /// A bug; a Rust panic is caught at the boundary and reported so.
 pub const LEDGER_ERR_INTERNAL: c_int = 7;
+
+/// A feed record holding a committed transaction (`ledger_feed_record.tx`).
+pub const LEDGER_FEED_TRANSACTION: u32 = 1;
+/// A feed record holding a batch close (`ledger_feed_record.batch`).
+pub const LEDGER_FEED_BATCH_CLOSE: u32 = 2;
+/// Flag of `ledger_feed_open`: while the feed is open, log retention keeps every record
+/// from its last `ledger_feed_confirm`ed seq on (a replication slot), so the feed stays
+/// on the log, its fast path, however far behind its reader falls.
+pub const LEDGER_FEED_HOLD: u32 = 1;
 
 /// Amount > 0; captured at once unless `LEDGER_FLAG_AUTH_ONLY`.
 pub const LEDGER_KIND_PAYMENT: u32 = 1;
@@ -90,6 +100,15 @@ pub const LEDGER_SYNC_NONE: u32 = 1;
 #[derive(Debug)]
 pub struct ledger {
     inner: Ledger,
+}
+
+/// A change feed over a ledger's committed records (`ledger_feed_open`); used by one
+/// thread at a time. It stays valid after its ledger is closed: it returns what was
+/// committed, then reports the ledger closed.
+#[derive(Debug)]
+pub struct ledger_feed {
+    inner: Feed,
+    records: Vec<FeedRecord>,
 }
 
 /// A 128-bit id; {0,0} is never valid.
@@ -203,6 +222,22 @@ pub struct ledger_balance {
     pub open_net: i64,
 }
 
+/// One record of a change feed.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ledger_feed_record {
+    /// LEDGER_FEED_*
+    pub kind: u32,
+    pub reserved: u32,
+    /// The record's log position.
+    pub seq: u64,
+    /// LEDGER_FEED_TRANSACTION: the transaction as it was right after its commit (its
+    /// state, captured and refunded then); zeroes otherwise.
+    pub tx: ledger_tx_record,
+    /// LEDGER_FEED_BATCH_CLOSE: the closed batch; zeroes otherwise.
+    pub batch: ledger_batch_summary,
+}
+
 /// The engine's memory tiers and checkpoints now (`ledger_stats`), for operators and
 /// benchmarks.
 #[repr(C)]
@@ -288,6 +323,17 @@ unsafe fn handle<'a>(l: *mut ledger) -> Result<&'a Ledger, Failure> {
     unsafe { l.as_ref() }
         .map(|l| &l.inner)
         .ok_or_else(|| fail(LEDGER_ERR_INVALID_ARGUMENT, "the ledger handle is null"))
+}
+
+/// The feed behind a caller's pointer.
+///
+/// # Safety
+/// `f` is null or a pointer returned by `ledger_feed_open` and not yet passed to
+/// `ledger_feed_close`, used by no other thread during the call.
+unsafe fn feed_handle<'a>(f: *mut ledger_feed) -> Result<&'a mut ledger_feed, Failure> {
+    // SAFETY: by the caller's contract a non-null `f` points to a live feed that no other
+    // thread uses during this call.
+    unsafe { f.as_mut() }.ok_or_else(|| fail(LEDGER_ERR_INVALID_ARGUMENT, "the feed handle is null"))
 }
 
 /// A place to write one value of the caller's.
@@ -420,6 +466,28 @@ fn open_failure(e: &OpenError) -> Failure {
         _ => LEDGER_ERR_IO,
     };
     fail(code, e.to_string())
+}
+
+fn feed_failure(e: &FeedError) -> Failure {
+    let code = match e {
+        FeedError::Damaged(_) => LEDGER_ERR_CORRUPT,
+        _ => LEDGER_ERR_INVALID_ARGUMENT,
+    };
+    fail(code, e.to_string())
+}
+
+fn feed_record_out(r: &FeedRecord) -> ledger_feed_record {
+    match r {
+        FeedRecord::Transaction(t) => {
+            ledger_feed_record { kind: LEDGER_FEED_TRANSACTION, seq: t.seq, tx: record_out(t), ..Default::default() }
+        }
+        FeedRecord::BatchClose { seq, summary } => ledger_feed_record {
+            kind: LEDGER_FEED_BATCH_CLOSE,
+            seq: *seq,
+            batch: batch_out(summary),
+            ..Default::default()
+        },
+    }
 }
 
 fn submit_failure(e: &SubmitError) -> Failure {
@@ -697,6 +765,118 @@ pub unsafe extern "C" fn ledger_stats_get(l: *mut ledger, out_stats: *mut ledger
     })
 }
 
+/// Opens a change feed of the ledger's committed records with seq >= `from_seq` (0 or 1:
+/// the first ever), in commit order: from the log, and below the log's start (removed
+/// after checkpoints) from the cold tier's runs. `flags` is 0 or `LEDGER_FEED_HOLD`. A
+/// feed takes no lock the ledger's writer takes: however slow its reader, writes never
+/// wait for it. `LEDGER_ERR_INVALID_ARGUMENT` when `from_seq` is beyond the next
+/// record, or for an unknown flag.
+///
+/// # Safety
+/// `l` is a live handle; `out_feed` is valid for writing one pointer. The feed is
+/// released with `ledger_feed_close`, before or after the ledger's `ledger_close`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ledger_feed_open(
+    l: *mut ledger,
+    from_seq: u64,
+    flags: u32,
+    out_feed: *mut *mut ledger_feed,
+) -> c_int {
+    landing(|| {
+        // SAFETY: the caller's contract on `l` and `out_feed`.
+        let (ledger, slot) = unsafe { (handle(l)?, out(out_feed, "out_feed")?) };
+        *slot = std::ptr::null_mut();
+        if flags & !LEDGER_FEED_HOLD != 0 {
+            return Err(fail(LEDGER_ERR_INVALID_ARGUMENT, format!("unknown feed flags {flags:#x}")));
+        }
+        let feed = if flags & LEDGER_FEED_HOLD != 0 { ledger.feed_holding(from_seq) } else { ledger.feed(from_seq) };
+        let inner = feed.map_err(|e| feed_failure(&e))?;
+        *slot = Box::into_raw(Box::new(ledger_feed { inner, records: Vec::new() }));
+        Ok(())
+    })
+}
+
+/// Fills `out_records` with up to `cap` records, waiting up to `timeout_ms`
+/// milliseconds for the first one (0: do not wait). `*written` is how many; 0 after
+/// a timeout. Once the ledger is closed and every committed record was returned,
+/// `LEDGER_ERR_INVALID_ARGUMENT` ("the ledger is closed"); `LEDGER_ERR_CORRUPT` when a
+/// committed record no longer reads back.
+///
+/// # Safety
+/// `f` is a live feed; `out_records` is valid for writing `cap` records (may be NULL
+/// when `cap` is 0); `written` is valid for writing one `size_t`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ledger_feed_next(
+    f: *mut ledger_feed,
+    out_records: *mut ledger_feed_record,
+    cap: usize,
+    written: *mut usize,
+    timeout_ms: u32,
+) -> c_int {
+    landing(|| {
+        // SAFETY: the caller's contract on `f` (exclusive use during the call) and `written`.
+        let (feed, count) = unsafe { (feed_handle(f)?, out(written, "written")?) };
+        *count = 0;
+        if cap == 0 {
+            return Ok(());
+        }
+        if out_records.is_null() {
+            return Err(fail(LEDGER_ERR_INVALID_ARGUMENT, "out is null while cap > 0"));
+        }
+        if timeout_ms > 0
+            && !feed.inner.wait(Duration::from_millis(u64::from(timeout_ms))).map_err(|e| feed_failure(&e))?
+        {
+            return Ok(());
+        }
+        feed.records.clear();
+        let n = feed.inner.read(&mut feed.records, cap).map_err(|e| feed_failure(&e))?;
+        if n == 0 && timeout_ms == 0 {
+            // Not waiting: a closed and drained ledger is still reported.
+            if let Err(e @ FeedError::Closed) = feed.inner.wait(Duration::ZERO) {
+                return Err(feed_failure(&e));
+            }
+        }
+        // SAFETY: non-null and valid for `cap` writes by the caller's contract.
+        let slots = unsafe { std::slice::from_raw_parts_mut(out_records, cap) };
+        for (slot, record) in slots.iter_mut().zip(&feed.records) {
+            *slot = feed_record_out(record);
+        }
+        *count = n;
+        Ok(())
+    })
+}
+
+/// The feed's reader has durably processed every record through `seq`: a feed opened
+/// with `LEDGER_FEED_HOLD` lets log retention remove the log below `seq + 1` (never
+/// past what it has returned). A no-op for other feeds.
+///
+/// # Safety
+/// `f` is a live feed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ledger_feed_confirm(f: *mut ledger_feed, seq: u64) -> c_int {
+    landing(|| {
+        // SAFETY: the caller's contract on `f`.
+        let feed = unsafe { feed_handle(f)? };
+        feed.inner.confirm(seq);
+        Ok(())
+    })
+}
+
+/// Releases a feed (and its hold on the log). NULL is a no-op.
+///
+/// # Safety
+/// `f` is NULL or a feed from `ledger_feed_open` not yet closed; it is not used after.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ledger_feed_close(f: *mut ledger_feed) {
+    if f.is_null() {
+        return;
+    }
+    let _ = panic::catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: made by Box::into_raw in ledger_feed_open and released once, here.
+        drop(unsafe { Box::from_raw(f) });
+    }));
+}
+
 // The codes above are the contract's; tie them to the engine's so they cannot drift.
 const _: () = {
     assert!(Reject::ExistsWithDifferentFields as u32 == LEDGER_TX_EXISTS_DIFFERENT);
@@ -712,6 +892,7 @@ const _: () = {
     assert!(std::mem::size_of::<ledger_batch_summary>() == 112);
     assert!(std::mem::size_of::<ledger_stats>() == 15 * 8);
     assert!(std::mem::size_of::<ledger_options>() == 32);
+    assert!(std::mem::size_of::<ledger_feed_record>() == 16 + 128 + 112);
 };
 
 #[cfg(test)]

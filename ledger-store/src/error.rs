@@ -213,6 +213,42 @@ pub enum CommitError {
     SealingStopped,
 }
 
+/// Why [`Log::publish_through`](crate::Log::publish_through) or
+/// [`Log::truncate_from`](crate::Log::truncate_from) refused or failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReplicaError {
+    /// The log was not opened with `LogOptions::deferred_publish`.
+    #[error("the log publishes at each commit; open it with deferred publishing")]
+    NotDeferred,
+    /// `seq` is not a durable frame's (publish) or lies at or below what readers were
+    /// shown, or beyond the next frame (truncate).
+    #[error("seq {seq} is out of range: published through {published}, durable through {durable}")]
+    OutOfRange {
+        /// The seq asked for.
+        seq: u64,
+        /// Published through here.
+        published: u64,
+        /// Durable through here.
+        durable: u64,
+    },
+    /// Committing what was pending before the cut failed.
+    #[error(transparent)]
+    Commit(#[from] CommitError),
+    /// A file-system call failed; the log refuses writes until reopened, and the
+    /// reopen finishes the cut (its marker file is durable) or finds none begun.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
 /// Why a read failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -278,7 +314,7 @@ macro_rules! from_io_failure {
         }
     )*};
 }
-from_io_failure!(OpenError, AppendError, RetentionError);
+from_io_failure!(OpenError, AppendError, RetentionError, ReplicaError);
 
 /// Any error of this crate.
 #[derive(Debug, thiserror::Error)]
@@ -299,4 +335,7 @@ pub enum Error {
     /// See [`RetentionError`].
     #[error(transparent)]
     Retention(#[from] RetentionError),
+    /// See [`ReplicaError`].
+    #[error(transparent)]
+    Replica(#[from] ReplicaError),
 }

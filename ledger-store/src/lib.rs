@@ -50,7 +50,8 @@ mod sync;
 pub mod table;
 
 pub use error::{
-    AppendError, CommitError, Corruption, CorruptionKind, Error, HeaderFault, OpenError, ReadError, RetentionError,
+    AppendError, CommitError, Corruption, CorruptionKind, Error, HeaderFault, OpenError, ReadError, ReplicaError,
+    RetentionError,
 };
 pub use log::reader::{Cursor, Frame, LogReader};
 pub use log::writer::{Log, RecoveryReport, SnapshotWriter, TornTailReport};

@@ -33,11 +33,12 @@ pub enum Durability {
 pub struct LogOptions {
     pub(crate) segment_bytes: usize,
     pub(crate) durability: Durability,
+    pub(crate) deferred_publish: bool,
 }
 
 impl Default for LogOptions {
     fn default() -> Self {
-        LogOptions { segment_bytes: SEGMENT_BYTES_DEFAULT, durability: Durability::SyncData }
+        LogOptions { segment_bytes: SEGMENT_BYTES_DEFAULT, durability: Durability::SyncData, deferred_publish: false }
     }
 }
 
@@ -58,6 +59,23 @@ impl LogOptions {
     pub fn durability(mut self, durability: Durability) -> Self {
         self.durability = durability;
         self
+    }
+
+    /// A replicated log's mode: a commit makes frames durable without showing them to
+    /// readers, which see only what [`Log::publish_through`](crate::Log::publish_through)
+    /// published (what a quorum has); every frame ends its own group, so the log can be
+    /// cut after any frame; and the durable frames above the published ones may be
+    /// removed again, crash-safely, by [`Log::truncate_from`](crate::Log::truncate_from)
+    /// (a follower's log that conflicts with its new leader's). Opening publishes
+    /// nothing. Off by default.
+    pub fn deferred_publish(mut self, deferred: bool) -> Self {
+        self.deferred_publish = deferred;
+        self
+    }
+
+    /// Whether commits publish (see [`LogOptions::deferred_publish`]).
+    pub fn get_deferred_publish(&self) -> bool {
+        self.deferred_publish
     }
 
     /// The configured segment size.

@@ -82,27 +82,15 @@ fn store_position(conn: &Connection, next_seq: u64) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// Opens the holding feed at the stored position. A position the log no longer holds
-/// (only possible when the metadata and the ledger come from different times, such as
-/// a restore of one without the other) cannot be followed: the records in between are
-/// skipped, loudly (logged, counted in `portal_events_skipped_records`); a position
-/// beyond the ledger's end starts at its end.
+/// Opens the holding feed at the stored position. A position below the log's start
+/// is no problem (the feed reads that history from the cold tier's runs); a position
+/// beyond the ledger's end (the metadata restored from a newer time than the ledger)
+/// starts at its end, loudly.
 fn open_feed(state: &AppState, conn: &Connection) -> Result<Feed, String> {
     let from = position(conn, &state.ledger).map_err(|e| format!("reading the events position: {e}"))?;
     state.webhooks.follower.set_position(from);
     match state.ledger.feed_holding(from) {
         Ok(feed) => Ok(feed),
-        Err(FeedError::Trimmed { requested, first_kept }) => {
-            tracing::error!(
-                requested,
-                first_kept,
-                "the ledger's log no longer holds the events position: the events of the records in between are lost"
-            );
-            state.webhooks.follower.skipped.fetch_add(first_kept.saturating_sub(requested), Ordering::Relaxed);
-            store_position(conn, first_kept).map_err(|e| e.to_string())?;
-            state.webhooks.follower.set_position(first_kept);
-            state.ledger.feed_holding(first_kept).map_err(|e| e.to_string())
-        }
         Err(FeedError::Ahead { requested, next }) => {
             tracing::error!(requested, next, "the events position is beyond the ledger's end: following from its end");
             store_position(conn, next).map_err(|e| e.to_string())?;

@@ -23,12 +23,15 @@
 //!
 //! ```text
 //! cargo run --release -p ledger-benches --bin ledger-bench -- long [--transactions N] [--window N] [--data-dir DIR] [--json]
+//! cargo run --release -p ledger-benches --bin ledger-bench -- feed [--transactions N] [--readers R] [--pairs P] [--json]
 //! ```
 
 #[path = "ledger-bench/cabi.rs"]
 mod cabi;
 #[path = "ledger-bench/engine.rs"]
 mod engine;
+#[path = "ledger-bench/feed.rs"]
+mod feed;
 #[path = "ledger-bench/history.rs"]
 mod history;
 #[path = "ledger-bench/long.rs"]
@@ -92,6 +95,10 @@ enum Mode {
     /// (durable), one writer: rate per window, memory, disk, then the reopen's time and
     /// a check of the first payment (issue 14).
     Long(long::LongArgs),
+    /// The change feed: its read rate while the engine writes (one or more readers
+    /// following one writer), what following costs the writer (alternating runs with
+    /// and without readers), and a catch-up read of the whole log (issue 17).
+    Feed(feed::FeedArgs),
 }
 
 /// The comparative benchmark: this engine (durable and without sync) against SQLite on
@@ -319,6 +326,7 @@ fn main() -> ExitCode {
     let args = Args::parse();
     let result = match (&args.mode, args.run_one) {
         (Some(Mode::Long(long)), _) => long::main(long),
+        (Some(Mode::Feed(feed)), _) => feed::main(feed),
         (None, Some(system)) => run_one(&args, system).map(|()| true),
         (None, None) => run_all(&args),
     };

@@ -34,6 +34,9 @@ from ._ffi import (  # noqa: F401  (the header's constants, same names and value
     LEDGER_ERR_IO,
     LEDGER_ERR_LOCKED,
     LEDGER_ERR_NOT_FOUND,
+    LEDGER_FEED_BATCH_CLOSE,
+    LEDGER_FEED_HOLD,
+    LEDGER_FEED_TRANSACTION,
     LEDGER_FLAG_AUTH_ONLY,
     LEDGER_KIND_ADJUSTMENT,
     LEDGER_KIND_CAPTURE,
@@ -61,6 +64,7 @@ from ._ffi import (  # noqa: F401  (the header's constants, same names and value
     LEDGER_TX_REF_WRONG_STATE,
     ledger_balance,
     ledger_batch_summary,
+    ledger_feed_record,
     ledger_id,
     ledger_options,
     ledger_tx,
@@ -69,7 +73,7 @@ from ._ffi import (  # noqa: F401  (the header's constants, same names and value
     library_source,
 )
 from ._ffi import last_error, version
-from ._ledger import DEFAULT_LIST_LIMIT, Ledger
+from ._ledger import DEFAULT_LIST_LIMIT, Feed, Ledger
 from .errors import (
     CorruptError,
     InternalError,
@@ -80,18 +84,20 @@ from .errors import (
     NotFoundError,
     error_for_status,
 )
-from .model import FLAG_AUTH_ONLY, Balance, BatchSummary, Kind, Status, Sync, Tx, TxRecord, TxResult, TxState
+from .model import FLAG_AUTH_ONLY, Balance, BatchClose, BatchSummary, Kind, Status, Sync, Tx, TxRecord, TxResult, TxState
 from .packing import TX_SIZE, pack_columns, pack_txs, tx_array, tx_dtype, unpack_txs
 
 __all__ = [
     "__version__",
     # the handle
     "Ledger",
+    "Feed",
     "DEFAULT_LIST_LIMIT",
     # values
     "Tx",
     "TxRecord",
     "BatchSummary",
+    "BatchClose",
     "Balance",
     "Kind",
     "TxResult",
@@ -127,6 +133,7 @@ __all__ = [
     "ledger_tx_record",
     "ledger_batch_summary",
     "ledger_balance",
+    "ledger_feed_record",
 ] + sorted(_ffi.CONSTANTS)
 
 

@@ -60,6 +60,10 @@ LEDGER_ERR_NOT_FOUND = 4
 LEDGER_ERR_LOCKED = 5
 LEDGER_ERR_INTERNAL = 7
 
+LEDGER_FEED_TRANSACTION = 1
+LEDGER_FEED_BATCH_CLOSE = 2
+LEDGER_FEED_HOLD = 1
+
 LEDGER_KIND_PAYMENT = 1
 LEDGER_KIND_CAPTURE = 2
 LEDGER_KIND_VOID = 3
@@ -201,6 +205,23 @@ class ledger_stats(Structure):
     ]
 
 
+class ledger_feed(Structure):
+    """The opaque feed handle (``typedef struct ledger_feed ledger_feed``)."""
+
+
+ledger_feed_p = POINTER(ledger_feed)
+
+
+class ledger_feed_record(Structure):
+    _fields_ = [
+        ("kind", c_uint32),
+        ("reserved", c_uint32),
+        ("seq", c_uint64),
+        ("tx", ledger_tx_record),
+        ("batch", ledger_batch_summary),
+    ]
+
+
 # The sizes the Rust side asserts (ledger-ffi/src/lib.rs); a mismatch here would mean a
 # wrong declaration above, so refuse to load rather than corrupt memory.
 assert ctypes.sizeof(ledger_id) == 16
@@ -311,6 +332,14 @@ lib.ledger_balance_get.argtypes = [ledger_p, c_uint64, c_char_p, POINTER(ledger_
 lib.ledger_balance_get.restype = c_int
 lib.ledger_stats_get.argtypes = [ledger_p, POINTER(ledger_stats)]
 lib.ledger_stats_get.restype = c_int
+lib.ledger_feed_open.argtypes = [ledger_p, c_uint64, c_uint32, POINTER(ledger_feed_p)]
+lib.ledger_feed_open.restype = c_int
+lib.ledger_feed_next.argtypes = [ledger_feed_p, POINTER(ledger_feed_record), c_size_t, POINTER(c_size_t), c_uint32]
+lib.ledger_feed_next.restype = c_int
+lib.ledger_feed_confirm.argtypes = [ledger_feed_p, c_uint64]
+lib.ledger_feed_confirm.restype = c_int
+lib.ledger_feed_close.argtypes = [ledger_feed_p]
+lib.ledger_feed_close.restype = None
 
 #: The functions of the header this module declares.
 FUNCTIONS = (
@@ -325,6 +354,10 @@ FUNCTIONS = (
     "ledger_batch_get",
     "ledger_balance_get",
     "ledger_stats_get",
+    "ledger_feed_open",
+    "ledger_feed_next",
+    "ledger_feed_confirm",
+    "ledger_feed_close",
 )
 
 

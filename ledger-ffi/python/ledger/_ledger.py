@@ -11,7 +11,7 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Union
 
 from . import _ffi
 from .errors import InvalidArgumentError, NotFoundError, error_for_status
-from .model import Balance, BatchSummary, Sync, TxRecord, TxResult
+from .model import Balance, BatchClose, BatchSummary, Sync, TxRecord, TxResult
 from .packing import (
     BALANCE_STRUCT,
     BATCH_STRUCT,
@@ -28,7 +28,7 @@ from .packing import (
     tx_dtype,
 )
 
-__all__ = ["Ledger", "DEFAULT_LIST_LIMIT"]
+__all__ = ["Ledger", "Feed", "DEFAULT_LIST_LIMIT"]
 
 _lib = _ffi.lib
 _BAD = _ffi.LEDGER_ERR_INVALID_ARGUMENT
@@ -384,6 +384,20 @@ class Ledger:
             self._leave()
         return {name: getattr(stats, name) for name, _ in _ffi.ledger_stats._fields_}
 
+    def feed(self, from_seq: int = 1, hold: bool = False) -> "Feed":
+        """A change feed of the committed records with ``seq >= from_seq``, in commit
+        order (``ledger_feed_open``): see :class:`Feed`. ``hold=True`` keeps the log from
+        the last :meth:`Feed.confirm`\ ed seq on while the feed is open (history below
+        the log's start is read from the cold tier's runs either way)."""
+        from_seq = check_u64(from_seq, "from_seq")
+        handle = self._enter()
+        feed = _ffi.ledger_feed_p()
+        try:
+            _call(_lib.ledger_feed_open, handle, from_seq, _ffi.LEDGER_FEED_HOLD if hold else 0, byref(feed))
+        finally:
+            self._leave()
+        return Feed(feed, max(from_seq, 1))
+
     def balance(self, client_id: int, currency: str) -> Balance:
         """The client's balance in ``currency`` (all zero before any transaction counted)."""
         client_id = check_u64(client_id, "client_id")
@@ -395,3 +409,93 @@ class Ledger:
         finally:
             self._leave()
         return balance_from_fields(BALANCE_STRUCT.unpack_from(balance))
+
+
+_FEED_PAGE = 512
+_WAIT_SLICE_MS = 200  # an iterator wakes this often, so Ctrl-C interrupts it
+
+
+class Feed:
+    """A change feed (``ledger_feed_*``): every committed record once, in seq order.
+    Transactions come as :class:`TxRecord` values as they were right after their commit;
+    batch closes as :class:`BatchClose`.
+
+    Iterate it to follow the ledger (blocking while nothing is new, ending once the
+    ledger is closed and every record was returned), or call :meth:`read` with a
+    timeout. A feed takes no lock the ledger's writer takes: a slow reader never slows
+    writes. Use one feed from one thread at a time; :meth:`close` it (or leave a
+    ``with`` block) to release it and its hold on the log.
+    """
+
+    def __init__(self, handle: Any, next_seq: int) -> None:
+        self._handle: Optional[Any] = handle
+        self._lock = threading.Lock()
+        self._buf = (_ffi.ledger_feed_record * _FEED_PAGE)()
+        self._close_fn = _lib.ledger_feed_close
+        self._pid = os.getpid()
+        self.next_seq = next_seq
+
+    def read(self, max_records: int = _FEED_PAGE, timeout: float = 0.0) -> List[Union[TxRecord, BatchClose]]:
+        """Up to ``max_records`` records, waiting up to ``timeout`` seconds for the first
+        (0: return at once); an empty list after a timeout. Raises
+        :class:`InvalidArgumentError` once the ledger is closed and everything was read."""
+        if max_records <= 0:
+            raise InvalidArgumentError(_BAD, "max_records must be > 0")
+        timeout_ms = max(0, min(int(timeout * 1000), 0xFFFFFFFF))
+        if timeout > 0 and timeout_ms == 0:
+            timeout_ms = 1
+        with self._lock:
+            if self._handle is None:
+                raise InvalidArgumentError(_BAD, "the feed is closed")
+            cap = min(int(max_records), _FEED_PAGE)
+            written = c_size_t(0)
+            _call(_lib.ledger_feed_next, self._handle, self._buf, cap, byref(written), timeout_ms)
+            count = min(written.value, cap)
+            out: List[Union[TxRecord, BatchClose]] = []
+            for rec in self._buf[:count]:
+                if rec.kind == _ffi.LEDGER_FEED_BATCH_CLOSE:
+                    out.append(BatchClose(rec.seq, batch_from_fields(BATCH_STRUCT.unpack_from(rec.batch))))
+                else:
+                    out.append(record_from_fields(RECORD_STRUCT.unpack_from(rec.tx)))
+            if out:
+                self.next_seq = (out[-1].seq) + 1
+            return out
+
+    def __iter__(self) -> Iterator[Union[TxRecord, BatchClose]]:
+        while True:
+            try:
+                records = self.read(_FEED_PAGE, _WAIT_SLICE_MS / 1000)
+            except InvalidArgumentError:
+                if self._handle is None:
+                    raise
+                return  # the ledger is closed and every record was returned
+            yield from records
+
+    def confirm(self, seq: int) -> None:
+        """Every record through ``seq`` is durably processed: a holding feed lets log
+        retention remove the log below ``seq + 1``."""
+        seq = check_u64(seq, "seq")
+        with self._lock:
+            if self._handle is None:
+                raise InvalidArgumentError(_BAD, "the feed is closed")
+            _call(_lib.ledger_feed_confirm, self._handle, seq)
+
+    def close(self) -> None:
+        """Releases the feed (``ledger_feed_close``); idempotent."""
+        with self._lock:
+            handle, self._handle = self._handle, None
+        if handle is not None and self._pid == os.getpid():
+            self._close_fn(handle)
+
+    def __enter__(self) -> "Feed":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        handle = getattr(self, "_handle", None)
+        if handle is not None:
+            self._handle = None
+            if self._pid == os.getpid():
+                self._close_fn(handle)

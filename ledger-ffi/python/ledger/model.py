@@ -24,6 +24,7 @@ __all__ = [
     "TxRecord",
     "BatchSummary",
     "Balance",
+    "BatchClose",
 ]
 
 
@@ -220,3 +221,11 @@ class Balance(NamedTuple):
     net: int
     settled_net: int
     open_net: int
+
+
+class BatchClose(NamedTuple):
+    """A batch close as a change feed returns it: the close's own log position and the
+    closed batch."""
+
+    seq: int
+    batch: BatchSummary

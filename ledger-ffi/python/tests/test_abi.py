@@ -26,6 +26,7 @@ STRUCTS = [
     _ffi.ledger_batch_summary,
     _ffi.ledger_balance,
     _ffi.ledger_stats,
+    _ffi.ledger_feed_record,
 ]
 
 needs_header = pytest.mark.skipif(not HEADER.is_file(), reason="ledger.h is not next to these tests")
@@ -66,7 +67,7 @@ def test_every_function_of_the_header_is_declared():
     assert declared == set(_ffi.FUNCTIONS)
     for name in declared:
         function = getattr(_ffi.lib, name)
-        assert function.restype is not None or name == "ledger_close"
+        assert function.restype is not None or name in ("ledger_close", "ledger_feed_close")
         assert function.argtypes is not None
 
 
@@ -80,6 +81,7 @@ def test_struct_sizes_are_those_the_library_asserts():
         "ledger_batch_summary": 112,
         "ledger_balance": 48,
         "ledger_stats": 120,
+        "ledger_feed_record": 256,
     }
 
 

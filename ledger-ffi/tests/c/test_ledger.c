@@ -460,6 +460,228 @@ static void test_open_defaults_creates_parents(const char *dir) {
     ledger_close(l);
 }
 
+/* ----- the change feed ------------------------------------------------------------ */
+
+/* Reads from `f` until `want` records are in `out` (at most `cap`) or a wait of 10 s
+   finds nothing; returns how many were read. */
+static size_t feed_collect(ledger_feed *f, ledger_feed_record *out, size_t cap, size_t want) {
+    size_t got = 0;
+    while (got < want && got < cap) {
+        size_t n = 0;
+        if (!CHECK_OK(ledger_feed_next(f, out + got, cap - got, &n, 10000)) || n == 0) {
+            break;
+        }
+        got += n;
+    }
+    return got;
+}
+
+/* Every committed record once, in seq order, as it was right after its commit; the
+   batch close with the summary ledger_batch_close returned. */
+static void test_feed_returns_committed_records_in_order(const char *dir) {
+    char path[PATH_MAX];
+    join_path(path, sizeof path, dir, "ledger");
+    ledger *l = OPEN(path);
+    if (!l) {
+        return;
+    }
+    ledger_feed *f = NULL;
+    if (!CHECK_OK(ledger_feed_open(l, 0, 0, &f)) || !CHECK(f != NULL)) {
+        ledger_close(l);
+        return;
+    }
+    ledger_feed_record recs[16];
+    size_t n = 99;
+    CHECK_OK(ledger_feed_next(f, recs, 16, &n, 0));
+    CHECK_EQ_U(n, 0); /* nothing committed yet, and no wait */
+
+    ledger_id s = nid(), a = nid(), c = nid(), r = nid(), bad = nid();
+    EXPECT_TX(l, sale(s, MERCHANT, 1000), LEDGER_TX_OK);
+    EXPECT_TX(l, auth(a, MERCHANT, 500), LEDGER_TX_OK);
+    EXPECT_TX(l, capture(c, a, MERCHANT, 300), LEDGER_TX_OK);
+    EXPECT_TX(l, refund(r, s, MERCHANT, 1000), LEDGER_TX_OK);
+    EXPECT_TX(l, refund(bad, s, MERCHANT, 1), LEDGER_TX_EXCEEDS_REF_AMOUNT); /* no record */
+    ledger_batch_summary closed;
+    CHECK_OK(ledger_batch_close(l, MERCHANT, "USD", &closed));
+
+    if (!CHECK_EQ_U(feed_collect(f, recs, 16, 5), 5)) {
+        ledger_feed_close(f);
+        ledger_close(l);
+        return;
+    }
+    for (size_t i = 0; i < 5; i++) {
+        CHECK_EQ_U(recs[i].seq, i + 1);
+    }
+    for (size_t i = 0; i < 4; i++) {
+        CHECK_EQ_U(recs[i].kind, LEDGER_FEED_TRANSACTION);
+        CHECK_EQ_U(recs[i].tx.seq, i + 1);
+    }
+    CHECK(id_eq(recs[0].tx.tx.id, s));
+    /* As committed: a sale captured in full, not yet refunded (it is refunded now). */
+    CHECK_STATE(recs[0].tx.state, LEDGER_STATE_CAPTURED);
+    CHECK_EQ_I(recs[0].tx.captured, 1000);
+    CHECK_EQ_I(recs[0].tx.refunded, 0);
+    CHECK_STATE(LOOKUP(l, s).state, LEDGER_STATE_REFUNDED);
+    CHECK_STATE(recs[1].tx.state, LEDGER_STATE_AUTHORIZED);
+    CHECK(id_eq(recs[2].tx.tx.ref, a));
+    CHECK_STATE(recs[2].tx.state, LEDGER_STATE_APPLIED);
+    CHECK_EQ_I(recs[3].tx.tx.amount, 1000);
+    CHECK_EQ_U(recs[4].kind, LEDGER_FEED_BATCH_CLOSE);
+    CHECK_BATCH_EQ(recs[4].batch, closed);
+    CHECK_EQ_U(recs[4].tx.seq, 0); /* the other member is zero */
+
+    /* A wait with nothing new times out with 0 records. */
+    uint64_t t0 = wall_ns();
+    CHECK_OK(ledger_feed_next(f, recs, 16, &n, 50));
+    CHECK_EQ_U(n, 0);
+    CHECK(wall_ns() - t0 >= 40u * 1000000u);
+    ledger_feed_close(f);
+
+    /* Any position resumes there; beyond the next record, bad flags, nulls: refused. */
+    f = NULL;
+    CHECK_OK(ledger_feed_open(l, 4, 0, &f));
+    CHECK_EQ_U(feed_collect(f, recs, 16, 2), 2);
+    CHECK_EQ_U(recs[0].seq, 4);
+    ledger_feed_close(f);
+    ledger_feed *none = (ledger_feed *)&n;
+    CHECK_STATUS(ledger_feed_open(l, 7, 0, &none), LEDGER_ERR_INVALID_ARGUMENT);
+    CHECK(none == NULL);
+    CHECK(strstr(ledger_last_error(), "ahead") != NULL);
+    CHECK_STATUS(ledger_feed_open(l, 1, 2, &none), LEDGER_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(ledger_feed_open(NULL, 1, 0, &none), LEDGER_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(ledger_feed_open(l, 1, 0, NULL), LEDGER_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(ledger_feed_next(NULL, recs, 16, &n, 0), LEDGER_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(ledger_feed_confirm(NULL, 1), LEDGER_ERR_INVALID_ARGUMENT);
+    ledger_feed_close(NULL); /* a no-op */
+
+    /* After the ledger is closed a feed returns what was committed, then says closed. */
+    CHECK_OK(ledger_feed_open(l, 5, 0, &f));
+    ledger_close(l);
+    CHECK_OK(ledger_feed_next(f, recs, 16, &n, 1000));
+    CHECK_EQ_U(n, 1);
+    CHECK_STATUS(ledger_feed_next(f, recs, 16, &n, 1000), LEDGER_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(ledger_last_error(), "closed") != NULL);
+    CHECK_STATUS(ledger_feed_next(f, recs, 16, &n, 0), LEDGER_ERR_INVALID_ARGUMENT);
+    ledger_feed_close(f);
+}
+
+typedef struct {
+    ledger *l;
+    uint64_t first_lo;
+    int calls;
+} feed_writer_args;
+
+static void *feed_writer_thread(void *p) {
+    feed_writer_args *a = p;
+    for (int c = 0; c < a->calls; c++) {
+        ledger_tx txs[20];
+        uint32_t results[20];
+        for (int i = 0; i < 20; i++) {
+            txs[i] = sale(mkid(7, a->first_lo + (uint64_t)(c * 20 + i)), MERCHANT, 100 + i);
+        }
+        if (ledger_submit(a->l, txs, 20, results) != LEDGER_OK) {
+            return (void *)1;
+        }
+    }
+    return NULL;
+}
+
+/* A reader blocked in ledger_feed_next sees every commit of a concurrent writer, once. */
+static void test_feed_follows_a_concurrent_writer(const char *dir) {
+    char path[PATH_MAX];
+    join_path(path, sizeof path, dir, "ledger");
+    ledger_options o = test_options();
+    o.sync = LEDGER_SYNC_NONE;
+    ledger *l = NULL;
+    if (!CHECK_OK(ledger_open(path, &o, &l))) {
+        return;
+    }
+    ledger_feed *f = NULL;
+    if (!CHECK_OK(ledger_feed_open(l, 1, 0, &f))) {
+        ledger_close(l);
+        return;
+    }
+    feed_writer_args args = {l, 1, 100};
+    pthread_t writer;
+    if (!CHECK(pthread_create(&writer, NULL, feed_writer_thread, &args) == 0)) {
+        ledger_feed_close(f);
+        ledger_close(l);
+        return;
+    }
+    enum { TOTAL = 2000 };
+    static ledger_feed_record recs[TOTAL];
+    size_t got = feed_collect(f, recs, TOTAL, TOTAL);
+    void *failed = NULL;
+    pthread_join(writer, &failed);
+    CHECK(failed == NULL);
+    CHECK_EQ_U(got, TOTAL);
+    bool ordered = true;
+    for (size_t i = 0; i < got; i++) {
+        ordered = ordered && recs[i].seq == i + 1 && recs[i].tx.tx.id.lo == i + 1 && recs[i].tx.tx.id.hi == 7;
+    }
+    CHECK(ordered);
+    ledger_feed_close(f);
+    ledger_close(l);
+}
+
+/* A holding feed keeps the log from its last confirmed seq through checkpoints; once it
+   is gone, retention removes the log's start, and a feed from seq 1 reads those records
+   back from the cold tier's runs, the same as they were read from the log. */
+static void test_feed_holding_and_cold_history(const char *dir) {
+    char path[PATH_MAX];
+    join_path(path, sizeof path, dir, "ledger");
+    ledger_options o = test_options();
+    o.sync = LEDGER_SYNC_NONE;
+    o.segment_bytes = 64 * 1024;
+    o.checkpoint_every_records = 500;
+    ledger *l = NULL;
+    if (!CHECK_OK(ledger_open(path, &o, &l))) {
+        return;
+    }
+    enum { TOTAL = 6000 };
+    static ledger_feed_record first[TOTAL], again[TOTAL];
+    ledger_feed *hold = NULL;
+    CHECK_OK(ledger_feed_open(l, 1, LEDGER_FEED_HOLD, &hold));
+    uint64_t lo = 1;
+    for (int k = 0; k < TOTAL / 50; k++) {
+        ledger_tx txs[50];
+        uint32_t results[50];
+        for (int i = 0; i < 50; i++) {
+            txs[i] = sale(mkid(9, lo++), MERCHANT, 10 + i);
+        }
+        CHECK_OK(ledger_submit(l, txs, 50, results));
+    }
+    ledger_stats st;
+    CHECK_OK(ledger_stats_get(l, &st));
+    CHECK(st.checkpoints >= 3);
+    size_t got = feed_collect(hold, first, TOTAL, TOTAL);
+    CHECK_EQ_U(got, TOTAL);
+    CHECK_OK(ledger_feed_confirm(hold, TOTAL));
+    ledger_feed_close(hold);
+
+    /* More checkpoints, now without a hold: the log's start goes. Seq 1 still reads. */
+    for (int k = 0; k < 40; k++) {
+        ledger_tx txs[50];
+        uint32_t results[50];
+        for (int i = 0; i < 50; i++) {
+            txs[i] = sale(mkid(9, lo++), MERCHANT, 10);
+        }
+        CHECK_OK(ledger_submit(l, txs, 50, results));
+    }
+    ledger_feed *f = NULL;
+    if (CHECK_OK(ledger_feed_open(l, 1, 0, &f))) {
+        CHECK_EQ_U(feed_collect(f, again, TOTAL, TOTAL), TOTAL);
+        bool same = true;
+        for (size_t i = 0; i < TOTAL; i++) {
+            same = same && memcmp(&first[i], &again[i], sizeof first[i]) == 0;
+        }
+        CHECK(same);
+        ledger_feed_close(f);
+    }
+    CHECK_EQ_U(LOOKUP(l, mkid(9, 1)).seq, 1);
+    ledger_close(l);
+}
+
 /* A tiny memory budget: thousands of transactions go through checkpoints into the cold
    tier; after a reopen the very first payment is still EXISTS and still refundable. */
 static void test_tiny_hot_budget_keeps_old_payments_exact(const char *dir) {
@@ -2685,6 +2907,9 @@ static const test_case CASES[] = {
     {"same_call_references", test_same_call_references},
     {"list_pagination", test_list_pagination},
     {"batch_close_and_get", test_batch_close_and_get},
+    {"feed_returns_committed_records_in_order", test_feed_returns_committed_records_in_order},
+    {"feed_follows_a_concurrent_writer", test_feed_follows_a_concurrent_writer},
+    {"feed_holding_and_cold_history", test_feed_holding_and_cold_history},
     {"balance_fields", test_balance_fields},
     {"int64_overflow_is_invalid_amount", test_int64_overflow_is_invalid_amount},
     {"threads_share_one_handle", test_threads_share_one_handle},

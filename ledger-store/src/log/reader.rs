@@ -43,6 +43,14 @@ impl Shared {
         segments.splice(0..0, kept);
     }
 
+    /// Takes out of the list the segments that start after `first_seq` (a replicated
+    /// log's cut), newest last.
+    pub(crate) fn split_back_after(&self, first_seq: u64) -> Vec<Arc<Segment>> {
+        let mut segments = self.segments.write();
+        let keep = segments.partition_point(|s| s.first_seq <= first_seq).max(1);
+        segments.split_off(keep)
+    }
+
     pub(crate) fn publish_seq(&self, seq: u64) {
         // Release: the segments' own published ends were stored (Release) before this,
         // so a reader that sees `seq` here finds every frame up to it published.
@@ -51,6 +59,10 @@ impl Shared {
 
     pub(crate) fn first_seq(&self) -> u64 {
         self.segments.read()[0].first_seq
+    }
+
+    pub(crate) fn snapshot_segments(&self) -> Vec<Arc<Segment>> {
+        self.snapshot()
     }
 
     fn snapshot(&self) -> Vec<Arc<Segment>> {

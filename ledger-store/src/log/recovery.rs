@@ -283,7 +283,7 @@ fn finish_at_break(
 }
 
 /// End of the last non-zero byte in `bytes[start..]`, or `start` when all are zero.
-fn nonzero_end(bytes: &[u8], start: usize) -> usize {
+pub(crate) fn nonzero_end(bytes: &[u8], start: usize) -> usize {
     let tail = &bytes[start..];
     // Word-wise from the back: segments are megabytes of mostly zeroes.
     let words = tail.len() / 8;

@@ -285,6 +285,19 @@ impl Segment {
         unsafe { std::slice::from_raw_parts(self.map.as_ptr(), end) }
     }
 
+    /// The file's bytes below `end`, published or not, for the writer's own reads of
+    /// frames it made durable (a replicated log's entries above the published ones).
+    ///
+    /// # Safety
+    /// Nothing writes `[0, end)` while the returned slice lives: the caller holds the
+    /// `Log` borrowed, and every write into a segment takes the `Log` mutably.
+    pub(crate) unsafe fn written(&self, end: usize) -> &[u8] {
+        assert!(end <= self.map.len(), "a read past the end of a segment");
+        // SAFETY: within the mapping (asserted), which lives as long as `self`; the
+        // caller guarantees no write to these bytes while the borrow lives.
+        unsafe { std::slice::from_raw_parts(self.map.as_ptr(), end) }
+    }
+
     /// The whole file, for recovery, which runs before the segment is shared.
     pub(crate) fn bytes_unpublished_for_recovery(&self) -> &[u8] {
         // SAFETY: recovery runs on a segment no reader or writer has yet (the `Segment`

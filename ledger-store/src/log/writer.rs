@@ -16,6 +16,13 @@ use crate::options::{Durability, LogOptions};
 use crate::snapshot::{self, Snapshot, SnapshotError, SnapshotInfo};
 use crate::storage::{Storage, StorageOp};
 
+#[path = "deferred.rs"]
+mod deferred;
+
+use std::collections::VecDeque;
+
+use deferred::FrameAt;
+
 const LOCK_FILE_NAME: &str = "LOCK";
 
 /// What recovery found when the log was opened.
@@ -148,6 +155,11 @@ pub struct Log {
     /// The next segment's file, being zero-filled in the background so that a
     /// roll-over does not stall the writer for the whole file's write and sync.
     spare: Option<JoinHandle<Result<Spare, IoFailure>>>,
+    /// `LogOptions::deferred_publish`: every frame held, oldest first, and where it
+    /// lies (empty in the default mode).
+    frames: VecDeque<FrameAt>,
+    /// `LogOptions::deferred_publish`: readers are shown frames through here.
+    published_seq: u64,
     _lock: File,
 }
 
@@ -235,6 +247,10 @@ impl Log {
                 i == last,
             )?);
         }
+        if let Some(cut) = deferred::pending_cut(&storage, &dir)? {
+            // A replicated log's cut that a crash interrupted: finish it first.
+            deferred::finish_cut(&storage, &dir, &mut segments, cut)?;
+        }
         let outcome = {
             let images: Vec<SegmentImage<'_>> = segments
                 .iter()
@@ -279,7 +295,8 @@ impl Log {
         // page cache; make what recovery kept durable before new frames claim it is.
         for (seg, &end) in segments.iter().zip(&outcome.ends) {
             seg.sync_range(&storage, SEGMENT_HEADER_BYTES, end).map_err(io("sync recovered segment", &seg.path))?;
-            seg.publish(end);
+            // A replicated log shows readers nothing until its owner publishes.
+            seg.publish(if options.deferred_publish { SEGMENT_HEADER_BYTES } else { end });
         }
         let write_end = outcome.ends[segments.len() - 1];
         let report = RecoveryReport {
@@ -290,8 +307,13 @@ impl Log {
             torn_tail: torn_report,
             stale_snapshots_removed: remove_stale_snapshots(&storage, &dir, outcome.last_seq)?,
         };
-        let segments = segments.into_iter().map(Arc::new).collect();
-        Ok(Self::assemble(dir, options, storage, lock, segments, write_end, outcome.last_seq + 1, report))
+        let segments: Vec<Arc<Segment>> = segments.into_iter().map(Arc::new).collect();
+        let mut log = Self::assemble(dir, options, storage, lock, segments, write_end, outcome.last_seq + 1, report);
+        if log.options.deferred_publish {
+            let segments = log.shared.snapshot_segments();
+            log.frames = deferred::index_frames(&segments, &outcome.ends);
+        }
+        Ok(log)
     }
 
     #[allow(clippy::too_many_arguments)] // one private constructor, called twice by open
@@ -306,7 +328,9 @@ impl Log {
         recovery: RecoveryReport,
     ) -> Log {
         let active = Arc::clone(segments.last().expect("a log always has an active segment"));
-        let shared = Arc::new(Shared::new(segments, next_seq - 1));
+        let first_seq = segments[0].first_seq;
+        let published_seq = if options.deferred_publish { first_seq - 1 } else { next_seq - 1 };
+        let shared = Arc::new(Shared::new(segments, published_seq));
         Log {
             dir,
             options,
@@ -327,6 +351,8 @@ impl Log {
             recovery,
             storage,
             spare: None,
+            frames: VecDeque::new(),
+            published_seq,
             _lock: lock,
         }
     }
@@ -418,7 +444,9 @@ impl Log {
             self.hand_over(at);
         }
         let seq = self.next_seq;
-        let header = FrameHeader { seq, synced_seq: self.synced_seq, payload_len, kind, flags: 0 };
+        // A replicated log's frames each end their own group: it may end after any one.
+        let flags = if self.options.deferred_publish { FLAG_GROUP_END } else { 0 };
+        let header = FrameHeader { seq, synced_seq: self.synced_seq, payload_len, kind, flags };
         let frame = self.stage.push_zeroed(size);
         let (head, payload) = frame.split_at_mut(FRAME_HEADER_BYTES);
         fill(&mut payload[..len]);
@@ -430,6 +458,9 @@ impl Log {
         match self.pending.last_mut() {
             Some(d) if Arc::ptr_eq(&d.segment, &self.active) => d.to = self.write_end,
             _ => self.pending.push(Dirty { segment: Arc::clone(&self.active), from: at, to: self.write_end }),
+        }
+        if self.options.deferred_publish {
+            self.frames.push_back(FrameAt { seq, segment: Arc::clone(&self.active), start: at, end: self.write_end });
         }
         Ok(seq)
     }
@@ -545,11 +576,13 @@ impl Log {
         if self.options.durability == Durability::SyncData {
             self.sync_ranges(true)?;
         }
-        for d in &self.pending {
-            d.segment.publish(d.to);
-        }
         self.committed_seq = self.next_seq - 1;
-        self.shared.publish_seq(self.committed_seq);
+        if !self.options.deferred_publish {
+            for d in &self.pending {
+                d.segment.publish(d.to);
+            }
+            self.shared.publish_seq(self.committed_seq);
+        }
         if self.options.durability == Durability::SyncData {
             self.synced_seq = self.committed_seq;
             self.pending.clear();
@@ -608,6 +641,8 @@ impl Log {
     /// their view of it. Segments are removed oldest first; on a failure the ones not
     /// removed stay in the log (a later call removes them), so the log never has a hole.
     pub fn remove_segments_before(&mut self, seq: u64) -> Result<usize, RetentionError> {
+        // A replicated log keeps what it has not published: it may still be cut.
+        let seq = if self.options.deferred_publish { seq.min(self.published_seq + 1) } else { seq };
         let removed = self.shared.split_front_before(seq);
         for (i, seg) in removed.iter().enumerate() {
             let gone = self.storage.run(StorageOp::RemoveFile, &seg.path, 0..0, || fs::remove_file(&seg.path));
@@ -617,6 +652,11 @@ impl Log {
                 // segment and leave a hole in the log on disk, which recovery refuses.
                 self.shared.restore_front(removed[i..].to_vec());
                 return Err(RetentionError::Io { op: "remove segment", path: seg.path.clone(), source });
+            }
+        }
+        if let Some(first) = self.shared.snapshot_segments().first().map(|s| s.first_seq) {
+            while self.frames.front().is_some_and(|f| f.seq < first) {
+                self.frames.pop_front();
             }
         }
         if !removed.is_empty() {

@@ -116,21 +116,12 @@ async fn events_metrics(state: &AppState, text: &mut String) -> Result<(), ApiEr
     for (name, help, value) in gauges {
         let _ = write!(text, "# HELP {name} {help}.\n# TYPE {name} gauge\n{name} {value}\n");
     }
-    let counters = [
-        (
-            "portal_events_follower_errors",
-            "Errors and panics of the events follower (each followed by a retry)",
-            follower.errors.load(Ordering::Relaxed),
-        ),
-        (
-            "portal_events_skipped_records",
-            "Ledger records whose events were lost because the log no longer held them",
-            follower.skipped.load(Ordering::Relaxed),
-        ),
-    ];
-    for (name, help, value) in counters {
-        let _ = write!(text, "# HELP {name} {help}.\n# TYPE {name} counter\n{name}_total {value}\n");
-    }
+    let (name, errors) = ("portal_events_follower_errors", follower.errors.load(Ordering::Relaxed));
+    let _ = write!(
+        text,
+        "# HELP {name} Errors and panics of the events follower (each followed by a retry).\n\
+         # TYPE {name} counter\n{name}_total {errors}\n"
+    );
     Ok(())
 }
 

@@ -137,8 +137,6 @@ pub struct FollowerHealth {
     pub errors: AtomicU64,
     /// Whether it is following now (false after an error, until it runs again).
     pub running: AtomicBool,
-    /// Ledger records it could no longer read (the log was trimmed below it).
-    pub skipped: AtomicU64,
 }
 
 impl FollowerHealth {

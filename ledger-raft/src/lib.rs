@@ -1,0 +1,413 @@
+//! `ledger-raft`: the replicated ledger's Raft storage (issue 19), its first piece:
+//! openraft's log storage over `ledger-store`'s segmented log.
+//!
+//! Consensus is openraft's (pinned exactly in the workspace); this crate gives it a
+//! log. Each Raft entry is one frame of a `ledger-store` log opened in its replicated
+//! mode (`LogOptions::deferred_publish`): an append is durable (one sync per call)
+//! before openraft is told, readers of the log see only what Raft committed
+//! ([`RaftLog::save_committed`] publishes through it), and a follower's uncommitted
+//! suffix that conflicts with a new leader is removed by the log's crash-safe cut.
+//! The ledger's own records ride in [`Group`], a commit group's frames as the leader
+//! encoded them, so followers apply exactly the leader's bytes.
+//!
+//! The vote and the last purged log id live in a small metadata file (`raft-meta.json`,
+//! replaced atomically: temp file, sync, rename, directory sync). Raft indexes map to
+//! log seqs by `seq = index - base + 1`; when openraft appends past what the log holds
+//! (after a snapshot made every older entry moot), the log starts afresh in a new
+//! directory whose `base` is that index, switched to by the metadata file.
+//! `openraft::testing::Suite` (the storage conformance suite) passes against it
+//! (`tests/conformance.rs`).
+
+pub mod network;
+
+use std::collections::Bound;
+use std::fmt::Debug;
+use std::fs;
+use std::io::Write;
+use std::ops::RangeBounds;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use ledger_store::{Durability, Log, LogOptions};
+use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
+use openraft::{
+    CommittedLeaderId, Entry, EntryPayload, LogId, Membership, RaftLogReader, StorageError, StorageIOError, Vote,
+};
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+
+openraft::declare_raft_types!(
+    /// The replicated ledger's Raft types: entries carry [`Group`]s, node ids are
+    /// `u64`, nodes are addresses (`BasicNode`).
+    pub TypeConfig:
+        D = Group,
+        R = Applied,
+        SnapshotData = std::io::Cursor<Vec<u8>>,
+);
+
+/// A node id.
+pub type NodeId = u64;
+
+/// A commit group as the leader's sequencer encoded it: the ledger's frames, applied by
+/// every node without judging again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Group(pub Vec<u8>);
+
+/// What applying an entry answers: the index it was applied at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Applied {
+    /// The entry's Raft index.
+    pub index: u64,
+}
+
+/// Frame kind of a Raft entry in the log.
+const FRAME_ENTRY: u16 = 0x5241;
+const TAG_BLANK: u8 = 0;
+const TAG_NORMAL: u8 = 1;
+const TAG_MEMBERSHIP: u8 = 2;
+/// term, leader node, index, tag (padded to 8).
+const ENTRY_HEADER: usize = 32;
+
+const META_FILE: &str = "raft-meta.json";
+const META_TMP: &str = "raft-meta.json.tmp";
+
+fn log_dir_name(generation: u64) -> String {
+    format!("log-{generation:020}")
+}
+
+/// What is kept beside the log: Raft's vote, the last purged log id, and which log
+/// directory holds the entries from which index on.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct Meta {
+    vote: Option<Vote<NodeId>>,
+    last_purged: Option<LogId<NodeId>>,
+    /// The Raft index of the current log's seq 1.
+    base: u64,
+    /// The current log's directory is `log-{generation}`.
+    generation: u64,
+}
+
+/// Why the Raft log could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// The metadata file could not be read, written or parsed.
+    #[error("{path}: {detail}")]
+    Meta {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        detail: String,
+    },
+    /// The entries' log could not be opened.
+    #[error(transparent)]
+    Log(#[from] ledger_store::OpenError),
+}
+
+struct Inner {
+    dir: PathBuf,
+    meta: Meta,
+    log: Log,
+    /// The committed log id openraft last told this node (published to readers).
+    committed: Option<LogId<NodeId>>,
+}
+
+impl Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inner").field("dir", &self.dir).field("meta", &self.meta).finish_non_exhaustive()
+    }
+}
+
+/// openraft's log storage over a `ledger-store` log; cheap to clone (the clones are its
+/// log readers, for the leader's replication streams).
+#[derive(Debug, Clone)]
+pub struct RaftLog {
+    inner: Arc<Mutex<Inner>>,
+}
+
+fn log_options(segment_bytes: usize) -> LogOptions {
+    LogOptions::new().segment_bytes(segment_bytes).durability(Durability::SyncData).deferred_publish(true)
+}
+
+fn write_meta(dir: &Path, meta: &Meta) -> std::io::Result<()> {
+    let bytes = serde_json::to_vec(meta).map_err(std::io::Error::other)?;
+    let tmp = dir.join(META_TMP);
+    let mut file = fs::File::create(&tmp)?;
+    file.write_all(&bytes)?;
+    file.sync_all()?;
+    fs::rename(&tmp, dir.join(META_FILE))?;
+    fs::File::open(dir)?.sync_all()
+}
+
+fn io_err(e: impl std::error::Error + Send + Sync + 'static) -> std::io::Error {
+    std::io::Error::other(e)
+}
+
+impl RaftLog {
+    /// Opens (creating) the Raft log in `dir`, with log segments of `segment_bytes`
+    /// (0: `ledger-store`'s default).
+    pub fn open(dir: impl AsRef<Path>, segment_bytes: usize) -> Result<RaftLog, OpenError> {
+        let dir = dir.as_ref().to_path_buf();
+        let meta_err = |path: &Path, e: &dyn std::fmt::Display| OpenError::Meta {
+            path: path.to_path_buf(),
+            detail: e.to_string(),
+        };
+        fs::create_dir_all(&dir).map_err(|e| meta_err(&dir, &e))?;
+        let meta_path = dir.join(META_FILE);
+        let meta = match fs::read(&meta_path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| meta_err(&meta_path, &e))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let meta = Meta { base: 0, ..Meta::default() };
+                write_meta(&dir, &meta).map_err(|e| meta_err(&meta_path, &e))?;
+                meta
+            }
+            Err(e) => return Err(meta_err(&meta_path, &e)),
+        };
+        let segment_bytes = if segment_bytes == 0 { LogOptions::new().get_segment_bytes() } else { segment_bytes };
+        let log = Log::open(dir.join(log_dir_name(meta.generation)), log_options(segment_bytes))?;
+        // Log directories of earlier generations are leftovers of a switch.
+        remove_other_generations(&dir, meta.generation);
+        Ok(RaftLog { inner: Arc::new(Mutex::new(Inner { dir, meta, log, committed: None })) })
+    }
+}
+
+fn remove_other_generations(dir: &Path, keep: u64) {
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if name.starts_with("log-") && name != log_dir_name(keep) {
+            // Best effort: a leftover is removed by the next open.
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+fn encode(entry: &Entry<TypeConfig>) -> Result<Vec<u8>, std::io::Error> {
+    let (tag, data) = match &entry.payload {
+        EntryPayload::Blank => (TAG_BLANK, Vec::new()),
+        EntryPayload::Normal(group) => (TAG_NORMAL, group.0.clone()),
+        EntryPayload::Membership(m) => (TAG_MEMBERSHIP, serde_json::to_vec(m).map_err(io_err)?),
+    };
+    let mut out = Vec::with_capacity(ENTRY_HEADER + data.len());
+    out.extend_from_slice(&entry.log_id.leader_id.term.to_le_bytes());
+    out.extend_from_slice(&entry.log_id.leader_id.node_id.to_le_bytes());
+    out.extend_from_slice(&entry.log_id.index.to_le_bytes());
+    out.extend_from_slice(&[tag, 0, 0, 0, 0, 0, 0, 0]);
+    out.extend_from_slice(&data);
+    Ok(out)
+}
+
+fn word(bytes: &[u8], at: usize) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&bytes[at..at + 8]);
+    u64::from_le_bytes(w)
+}
+
+fn decode(kind: u16, payload: &[u8]) -> Result<Entry<TypeConfig>, String> {
+    if kind != FRAME_ENTRY || payload.len() < ENTRY_HEADER {
+        return Err(format!("not a Raft entry (kind {kind:#x}, {} bytes)", payload.len()));
+    }
+    let log_id = LogId::new(CommittedLeaderId::new(word(payload, 0), word(payload, 8)), word(payload, 16));
+    let data = &payload[ENTRY_HEADER..];
+    let payload = match payload[24] {
+        TAG_BLANK => EntryPayload::Blank,
+        TAG_NORMAL => EntryPayload::Normal(Group(data.to_vec())),
+        TAG_MEMBERSHIP => EntryPayload::Membership(
+            serde_json::from_slice::<Membership<NodeId, openraft::BasicNode>>(data).map_err(|e| e.to_string())?,
+        ),
+        other => return Err(format!("unknown entry tag {other}")),
+    };
+    Ok(Entry { log_id, payload })
+}
+
+impl Inner {
+    /// The Raft index of the log's last frame, if it holds any.
+    fn last_index(&self) -> Option<u64> {
+        let last_seq = self.log.committed_seq();
+        (last_seq >= self.log.first_seq()).then(|| last_seq + self.meta.base - 1)
+    }
+
+    /// The first index a read may return: the log's first, and above the purged.
+    fn first_readable(&self) -> u64 {
+        let first = self.log.first_seq() + self.meta.base - 1;
+        self.meta.last_purged.map_or(first, |p| first.max(p.index + 1))
+    }
+
+    /// The entry at `index`; `Err((index, what))` when its frame does not decode.
+    fn entry(&self, index: u64) -> Result<Option<Entry<TypeConfig>>, (u64, String)> {
+        let Some(seq) = (index + 1).checked_sub(self.meta.base) else { return Ok(None) };
+        let Some(frame) = self.log.frame(seq) else { return Ok(None) };
+        decode(frame.kind, frame.payload).map(Some).map_err(|e| (index, e))
+    }
+
+    fn entries(&self, start: u64, end: Option<u64>) -> Result<Vec<Entry<TypeConfig>>, (u64, String)> {
+        let Some(last) = self.last_index() else { return Ok(Vec::new()) };
+        let from = start.max(self.first_readable());
+        let to = end.map_or(last, |e| e.saturating_sub(1).min(last));
+        let mut out = Vec::new();
+        for index in from..=to {
+            match self.entry(index)? {
+                Some(e) => out.push(e),
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// Starts the log afresh so that its next frame is Raft index `next`: a new
+    /// directory, switched to by the metadata file, then the old one removed.
+    fn restart_at(&mut self, next: u64) -> Result<(), std::io::Error> {
+        let generation = self.meta.generation + 1;
+        let segment_bytes = self.log.options().get_segment_bytes();
+        let log = Log::open(self.dir.join(log_dir_name(generation)), log_options(segment_bytes)).map_err(io_err)?;
+        let meta = Meta { base: next, generation, ..self.meta.clone() };
+        write_meta(&self.dir, &meta)?;
+        self.meta = meta;
+        let old = std::mem::replace(&mut self.log, log);
+        drop(old);
+        remove_other_generations(&self.dir, generation);
+        Ok(())
+    }
+
+    fn append(&mut self, entries: Vec<Entry<TypeConfig>>) -> Result<(), std::io::Error> {
+        for entry in entries {
+            let index = entry.log_id.index;
+            let next = self.log.next_seq() + self.meta.base - 1;
+            if index != next {
+                let held_beyond_purged =
+                    self.last_index().is_some_and(|last| self.meta.last_purged.is_none_or(|p| last > p.index));
+                if held_beyond_purged {
+                    return Err(std::io::Error::other(format!(
+                        "entry {index} would leave a hole: the log's next index is {next}"
+                    )));
+                }
+                // Nothing held that a read may return: the log starts at this entry.
+                self.log.sync().map_err(io_err)?;
+                self.restart_at(index)?;
+            }
+            let payload = encode(&entry)?;
+            self.log.append(FRAME_ENTRY, &payload).map_err(io_err)?;
+        }
+        self.log.commit().map_err(io_err)?;
+        Ok(())
+    }
+}
+
+fn read_failure((index, detail): (u64, String)) -> StorageError<NodeId> {
+    StorageIOError::read_log_at_index(index, &std::io::Error::other(detail)).into()
+}
+
+impl RaftLogReader<TypeConfig> for RaftLog {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry<TypeConfig>>, StorageError<NodeId>> {
+        let start = match range.start_bound() {
+            Bound::Included(&s) => s,
+            Bound::Excluded(&s) => s + 1,
+            Bound::Unbounded => 0,
+        };
+        let end = match range.end_bound() {
+            Bound::Included(&e) => Some(e + 1),
+            Bound::Excluded(&e) => Some(e),
+            Bound::Unbounded => None,
+        };
+        self.inner.lock().entries(start, end).map_err(read_failure)
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for RaftLog {
+    type LogReader = RaftLog;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError<NodeId>> {
+        let inner = self.inner.lock();
+        let last_purged = inner.meta.last_purged;
+        let last = match inner.last_index() {
+            Some(index) if last_purged.is_none_or(|p| index > p.index) => {
+                inner.entry(index).map_err(read_failure)?.map(|e| e.log_id)
+            }
+            _ => None,
+        };
+        Ok(LogState { last_purged_log_id: last_purged, last_log_id: last.or(last_purged) })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError<NodeId>> {
+        let mut inner = self.inner.lock();
+        let meta = Meta { vote: Some(*vote), ..inner.meta.clone() };
+        write_meta(&inner.dir, &meta).map_err(|e| StorageIOError::write_vote(&e))?;
+        inner.meta = meta;
+        Ok(())
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError<NodeId>> {
+        Ok(self.inner.lock().meta.vote)
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> Result<(), StorageError<NodeId>> {
+        let mut inner = self.inner.lock();
+        inner.committed = committed;
+        // Readers of the log (the ledger's state, feeds) see what a quorum holds.
+        if let Some(c) = committed
+            && let Some(seq) = (c.index + 1).checked_sub(inner.meta.base)
+        {
+            let seq = seq.min(inner.log.committed_seq());
+            inner.log.publish_through(seq).map_err(|e| StorageIOError::write_logs(&e))?;
+        }
+        Ok(())
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, StorageError<NodeId>> {
+        Ok(self.inner.lock().committed)
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError<NodeId>>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + Send,
+        I::IntoIter: Send,
+    {
+        let entries: Vec<_> = entries.into_iter().collect();
+        let result = self.inner.lock().append(entries);
+        match result {
+            Ok(()) => {
+                callback.log_io_completed(Ok(()));
+                Ok(())
+            }
+            Err(e) => {
+                let error = StorageIOError::write_logs(&e).into();
+                callback.log_io_completed(Err(e));
+                Err(error)
+            }
+        }
+    }
+
+    async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
+        let mut inner = self.inner.lock();
+        let seq = (log_id.index + 1).saturating_sub(inner.meta.base).max(inner.log.first_seq());
+        if seq <= inner.log.committed_seq() {
+            inner.log.truncate_from(seq).map_err(|e| StorageIOError::write_logs(&e))?;
+        }
+        Ok(())
+    }
+
+    async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
+        let mut inner = self.inner.lock();
+        if inner.meta.last_purged.is_some_and(|p| p.index >= log_id.index) {
+            return Ok(());
+        }
+        let meta = Meta { last_purged: Some(log_id), ..inner.meta.clone() };
+        write_meta(&inner.dir, &meta).map_err(|e| StorageIOError::write_logs(&e))?;
+        inner.meta = meta;
+        // Whole segments below go now (reads skip the rest: `first_readable`). Only
+        // published frames can go; the next `save_committed` lets the rest follow.
+        if let Some(seq) = (log_id.index + 2).checked_sub(inner.meta.base) {
+            let published = inner.log.published_seq();
+            inner.log.remove_segments_before(seq.min(published + 1)).map_err(|e| StorageIOError::write_logs(&e))?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,189 @@
+//! Raft's messages between nodes: HTTP/1.1 with JSON bodies, one keep-alive connection
+//! per peer (hyper's low-level client), served by axum on the node's replication
+//! address (`--peers N=HOST:PORT` in the portal's cluster mode).
+//!
+//! `POST /raft/append`, `/raft/vote`, `/raft/snapshot` carry openraft's requests; the
+//! answer is openraft's `Result` as JSON, so a remote Raft error reaches the caller as
+//! openraft's `RemoteError`, and a connection or timeout failure as `Unreachable` (the
+//! peer is retried with backoff by openraft's replication).
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::routing::post;
+use axum::{Json, Router};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper::header::{CONTENT_TYPE, HOST};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
+    VoteResponse,
+};
+use openraft::{BasicNode, Raft};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::net::TcpStream;
+
+use crate::{NodeId, TypeConfig};
+
+/// The routes a node serves to its peers, over its Raft.
+pub fn router(raft: Raft<TypeConfig>) -> Router {
+    Router::new()
+        .route("/raft/append", post(append))
+        .route("/raft/vote", post(vote))
+        .route("/raft/snapshot", post(snapshot))
+        .with_state(raft)
+}
+
+async fn append(
+    State(raft): State<Raft<TypeConfig>>,
+    Json(req): Json<AppendEntriesRequest<TypeConfig>>,
+) -> Json<Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>> {
+    Json(raft.append_entries(req).await)
+}
+
+async fn vote(
+    State(raft): State<Raft<TypeConfig>>,
+    Json(req): Json<VoteRequest<NodeId>>,
+) -> Json<Result<VoteResponse<NodeId>, RaftError<NodeId>>> {
+    Json(raft.vote(req).await)
+}
+
+async fn snapshot(
+    State(raft): State<Raft<TypeConfig>>,
+    Json(req): Json<InstallSnapshotRequest<TypeConfig>>,
+) -> Json<Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>> {
+    Json(raft.install_snapshot(req).await)
+}
+
+/// Makes a [`Peer`] per target node (openraft keeps one per replication stream).
+#[derive(Debug, Clone, Default)]
+pub struct Network;
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = Peer;
+
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Peer {
+        Peer { target, addr: node.addr.clone(), conn: None }
+    }
+}
+
+/// One peer's connection, opened on first use and again after a failure.
+#[derive(Debug)]
+pub struct Peer {
+    target: NodeId,
+    addr: String,
+    conn: Option<SendRequest<Full<Bytes>>>,
+}
+
+/// Why a call to a peer failed before it answered.
+#[derive(Debug, thiserror::Error)]
+enum CallError {
+    #[error("{0}")]
+    Connect(String),
+    #[error("{0}")]
+    Http(String),
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+}
+
+impl Peer {
+    async fn connection(&mut self) -> Result<&mut SendRequest<Full<Bytes>>, CallError> {
+        if self.conn.as_ref().is_none_or(SendRequest::is_closed) {
+            let stream = TcpStream::connect(&self.addr)
+                .await
+                .map_err(|e| CallError::Connect(format!("connect to node {} at {}: {e}", self.target, self.addr)))?;
+            let _ = stream.set_nodelay(true);
+            let (sender, connection) =
+                http1::handshake(TokioIo::new(stream)).await.map_err(|e| CallError::Connect(e.to_string()))?;
+            tokio::spawn(async move {
+                // Ends when the sender is dropped or the peer closes; a failure shows
+                // up as the error of the request in flight.
+                let _ = connection.await;
+            });
+            self.conn = Some(sender);
+        }
+        self.conn.as_mut().ok_or_else(|| CallError::Connect("no connection".into()))
+    }
+
+    async fn call<Req: Serialize, Resp: DeserializeOwned>(
+        &mut self,
+        path: &str,
+        req: &Req,
+        ttl: Duration,
+    ) -> Result<Resp, CallError> {
+        let body = serde_json::to_vec(req).map_err(|e| CallError::Http(e.to_string()))?;
+        let addr = self.addr.clone();
+        let attempt = async {
+            let conn = self.connection().await?;
+            conn.ready().await.map_err(|e| CallError::Http(e.to_string()))?;
+            let request = Request::builder()
+                .method(Method::POST)
+                .uri(path)
+                .header(HOST, addr)
+                .header(CONTENT_TYPE, "application/json")
+                .body(Full::new(Bytes::from(body)))
+                .map_err(|e| CallError::Http(e.to_string()))?;
+            let response = conn.send_request(request).await.map_err(|e| CallError::Http(e.to_string()))?;
+            let status = response.status();
+            let bytes = response.into_body().collect().await.map_err(|e| CallError::Http(e.to_string()))?.to_bytes();
+            if status != StatusCode::OK {
+                return Err(CallError::Http(format!("{path} answered {status}")));
+            }
+            serde_json::from_slice(&bytes).map_err(|e| CallError::Http(format!("{path}: {e}")))
+        };
+        let result = match tokio::time::timeout(ttl, attempt).await {
+            Ok(result) => result,
+            Err(_) => Err(CallError::Timeout(ttl)),
+        };
+        if result.is_err() {
+            self.conn = None; // a fresh connection next time
+        }
+        result
+    }
+
+    fn failed<E: std::error::Error>(&self, e: &CallError) -> RPCError<NodeId, BasicNode, E> {
+        match e {
+            CallError::Connect(_) | CallError::Timeout(_) => RPCError::Unreachable(Unreachable::new(e)),
+            CallError::Http(_) => RPCError::Network(NetworkError::new(e)),
+        }
+    }
+}
+
+impl RaftNetwork<TypeConfig> for Peer {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        let answer: Result<_, RaftError<NodeId>> =
+            self.call("/raft/append", &rpc, option.hard_ttl()).await.map_err(|e| self.failed(&e))?;
+        answer.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<InstallSnapshotResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>>
+    {
+        let answer: Result<_, RaftError<NodeId, InstallSnapshotError>> =
+            self.call("/raft/snapshot", &rpc, option.hard_ttl()).await.map_err(|e| self.failed(&e))?;
+        answer.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        let answer: Result<_, RaftError<NodeId>> =
+            self.call("/raft/vote", &rpc, option.hard_ttl()).await.map_err(|e| self.failed(&e))?;
+        answer.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}

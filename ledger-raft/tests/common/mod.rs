@@ -1,0 +1,103 @@
+//! A state machine for the replication tests: it keeps what openraft looks at (the
+//! applied log id, the membership, a snapshot of them) and every applied group, in
+//! order, so tests can compare what each node applied. The ledger's own state machine
+//! comes with the replicated sequencer.
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
+
+use std::io::Cursor;
+use std::sync::Arc;
+
+use ledger_raft::{Applied, NodeId, TypeConfig};
+use openraft::storage::{RaftStateMachine, Snapshot, SnapshotMeta};
+use openraft::{BasicNode, Entry, EntryPayload, LogId, RaftSnapshotBuilder, StorageError, StoredMembership};
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Applies {
+    pub last: Option<LogId<NodeId>>,
+    pub membership: StoredMembership<NodeId, BasicNode>,
+    pub count: u64,
+    pub groups: Vec<Vec<u8>>,
+}
+
+#[derive(Debug, Default)]
+pub struct State {
+    pub applies: Applies,
+    snapshot: Option<(SnapshotMeta<NodeId, BasicNode>, Vec<u8>)>,
+    built: u64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Machine(pub Arc<Mutex<State>>);
+
+impl RaftSnapshotBuilder<TypeConfig> for Machine {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
+        let mut state = self.0.lock();
+        state.built += 1;
+        let data = serde_json::to_vec(&state.applies).unwrap();
+        let meta = SnapshotMeta {
+            last_log_id: state.applies.last,
+            last_membership: state.applies.membership.clone(),
+            snapshot_id: format!("{:?}-{}", state.applies.last, state.built),
+        };
+        state.snapshot = Some((meta.clone(), data.clone()));
+        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for Machine {
+    type SnapshotBuilder = Machine;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, BasicNode>), StorageError<NodeId>> {
+        let state = self.0.lock();
+        Ok((state.applies.last, state.applies.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Applied>, StorageError<NodeId>>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + Send,
+        I::IntoIter: Send,
+    {
+        let mut state = self.0.lock();
+        let mut out = Vec::new();
+        for entry in entries {
+            state.applies.last = Some(entry.log_id);
+            state.applies.count += 1;
+            match entry.payload {
+                EntryPayload::Membership(m) => state.applies.membership = StoredMembership::new(Some(entry.log_id), m),
+                EntryPayload::Normal(group) => state.applies.groups.push(group.0),
+                EntryPayload::Blank => {}
+            }
+            out.push(Applied { index: entry.log_id.index });
+        }
+        Ok(out)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError<NodeId>> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<NodeId, BasicNode>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError<NodeId>> {
+        let data = snapshot.into_inner();
+        let applies: Applies = serde_json::from_slice(&data).unwrap();
+        let mut state = self.0.lock();
+        state.applies = Applies { last: meta.last_log_id, membership: meta.last_membership.clone(), ..applies };
+        state.snapshot = Some((meta.clone(), data));
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
+        Ok(self.0.lock().snapshot.clone().map(|(meta, data)| Snapshot { meta, snapshot: Box::new(Cursor::new(data)) }))
+    }
+}
