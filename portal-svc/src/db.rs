@@ -212,7 +212,9 @@ const MIGRATIONS: &[&str] = &[
     // seq; others inserted with the change that causes them), the feed position the
     // follower has made durable, webhook endpoints (secrets encrypted, `secrets.rs`),
     // their deliveries and every delivery attempt; the `last_seen` of a device whose
-    // going offline was announced (`device.offline`).
+    // going offline was announced (`device.offline`; devices offline already, by
+    // `routes::devices::ONLINE_SECS`, are taken as announced, so an upgrade does not
+    // announce every terminal that went quiet long ago).
     "CREATE TABLE events (
         seq INTEGER PRIMARY KEY AUTOINCREMENT,
         id TEXT NOT NULL UNIQUE,
@@ -261,7 +263,9 @@ const MIGRATIONS: &[&str] = &[
         latency_ms INTEGER NOT NULL
     );
     CREATE INDEX webhook_attempts_delivery ON webhook_attempts(delivery_id, id);
-    ALTER TABLE devices ADD COLUMN offline_announced INTEGER;",
+    ALTER TABLE devices ADD COLUMN offline_announced INTEGER;
+    UPDATE devices SET offline_announced = last_seen
+        WHERE last_seen < CAST(strftime('%s', 'now') AS INTEGER) - 300;",
 ];
 
 /// A shared handle on the metadata database.

@@ -388,6 +388,35 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_rotation_reseals_webhook_secrets_bound_to_their_endpoint() {
+        let dir = tempfile::tempdir().expect("a directory");
+        let db = crate::db::Db::open(&dir.path().join("portal.db")).expect("a database");
+        let old = Keyring::random();
+        let aad = crate::webhooks::secret_aad(1);
+        let sealed = old.seal_with(&aad, "whsec_abc");
+        db.call_blocking(|conn| {
+            conn.execute("INSERT INTO clients (id, name, created_at) VALUES (1, 'A', 0)", [])?;
+            conn.execute(
+                "INSERT INTO webhook_endpoints (id, client_id, url, events, secret, active, created_at, updated_at)
+                 VALUES (1, 1, 'https://x.test/', 'payment.created', ?1, 1, 0, 0)",
+                [&sealed],
+            )
+        })
+        .expect("the lock")
+        .expect("rows");
+        let new = Keyring { current: Keyring::random().current, previous: Some(old.current.clone()) };
+        assert_eq!(db.call_blocking(|conn| seal_all(conn, &new)).expect("the lock").expect("sealed"), 1);
+        let stored: String = db
+            .call_blocking(|conn| conn.query_row("SELECT secret FROM webhook_endpoints", [], |r| r.get(0)))
+            .expect("the lock")
+            .expect("the row");
+        assert_eq!(new.open_with(&aad, &stored, "it").expect("opens"), "whsec_abc");
+        assert!(old.open_with(&aad, &stored, "it").is_err(), "the old key alone no longer opens it");
+        assert!(new.open_with(&crate::webhooks::secret_aad(2), &stored, "it").is_err(), "another endpoint's row");
+        assert!(new.open(1, &stored).is_err(), "a user's MFA secret slot");
+    }
+
+    #[test]
     fn sealed_secrets_open_only_for_their_user_and_key() {
         let ring = Keyring::random();
         let sealed = ring.seal(7, "JBSWY3DPEHPK3PXP");

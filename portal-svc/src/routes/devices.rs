@@ -25,6 +25,8 @@ use crate::extract::{ApiJson, ApiPath, fetch_limit, page, page_limit};
 
 /// A device is online when its last heartbeat is at most this many seconds old.
 pub const ONLINE_SECS: i64 = 300;
+// Migration 11 (db.rs) takes devices silent for 300 s as announced offline already.
+const _: () = assert!(ONLINE_SECS == 300, "update migration 11's offline devices with ONLINE_SECS");
 /// Heartbeats kept per device; each new one deletes those beyond the newest this many.
 pub const HEARTBEATS_PER_DEVICE_MAX: i64 = 1000;
 /// Largest diagnostics object of one heartbeat, serialized.
