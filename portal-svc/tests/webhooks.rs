@@ -577,6 +577,23 @@ fn urls_are_refused_by_scheme_and_address_and_redirects_are_failures() {
     assert!(delivery["attempts"].as_array().unwrap().iter().all(|t| t["status_code"] == 302), "{delivery}");
     assert_eq!(receiver.got("/moved").len(), 2);
     assert!(receiver.got("/redirected").is_empty(), "the redirect was not followed");
+
+    // No answer within 10 s is a failed attempt too.
+    let b = client(&svc, &root, "B");
+    let sleepy = Receiver::start();
+    sleepy.shared.delay_ms.store(12_000, Ordering::SeqCst);
+    let (id, _) = endpoint(&svc, &b, &sleepy.url("/sleepy"), &["payment.created"]);
+    pay(&svc, &b.key, "1.00");
+    let path = format!("/v1/webhook-endpoints/{id}/deliveries");
+    let mut log = Value::Null;
+    wait_until("the first attempt to time out", Duration::from_secs(30), || {
+        log = svc.request("GET", &path, Some(&b.admin), None).1;
+        log["data"][0]["attempts"].as_array().is_some_and(|a| !a.is_empty())
+    });
+    let attempt = &log["data"][0]["attempts"][0];
+    assert!(attempt["status_code"].is_null(), "{attempt}");
+    assert!(attempt["error"].as_str().unwrap().contains("10 s"), "{attempt}");
+    assert!((10_000..12_000).contains(&attempt["latency_ms"].as_i64().unwrap()), "{attempt}");
 }
 
 #[test]
