@@ -33,6 +33,8 @@ pub const IN_FLIGHT_MAX: usize = 64;
 const IDLE_MS_MAX: i64 = 1000;
 /// Longest error text kept with an attempt.
 const ERROR_CHARS_MAX: usize = 300;
+/// Shortest time between two scans of every lane (see [`run`]).
+const SCAN_GAP: Duration = Duration::from_millis(25);
 /// How long the worker waits after its database failed before trying again.
 const DB_RETRY_MS: u64 = 1000;
 
@@ -100,70 +102,108 @@ pub async fn run(state: AppState) {
     };
     let (done, mut finished) = tokio::sync::mpsc::unbounded_channel::<Lane>();
     let mut busy: HashSet<Lane> = HashSet::new();
+    // Every lane is looked at (a full scan) when new deliveries may be queued (a wake),
+    // when a retry falls due, and at start; at most once per SCAN_GAP, so a stream of
+    // wake-ups under load costs a bounded amount of work. A lane whose delivery just
+    // ended is looked at alone, at once: a healthy endpoint's next delivery does not
+    // wait for a scan.
+    let mut want_full = true;
+    let mut last_full: Option<Instant> = None;
+    let mut due_at = i64::MAX;
+    let mut ended: Vec<Lane> = Vec::new();
     loop {
-        let now = now_ms();
-        let mut wake_at = now + IDLE_MS_MAX;
-        match blocking(&conn, heads).await {
-            Ok(heads) => {
-                for (lane, delivery_id, next_attempt_ms) in heads {
-                    if busy.contains(&lane) {
-                        continue;
-                    }
-                    if next_attempt_ms > now {
-                        wake_at = wake_at.min(next_attempt_ms);
-                        continue;
-                    }
-                    if busy.len() >= IN_FLIGHT_MAX {
-                        break;
-                    }
-                    busy.insert(lane);
-                    let (state, client, conn, done) = (state.clone(), client.clone(), conn.clone(), done.clone());
-                    tokio::spawn(async move {
-                        if let Err(e) = attempt(&state, &client, &conn, delivery_id).await {
-                            tracing::error!(delivery_id, error = %e, "a webhook delivery could not be attempted");
-                            tokio::time::sleep(Duration::from_millis(DB_RETRY_MS)).await;
+        let full = want_full && last_full.is_none_or(|at| at.elapsed() >= SCAN_GAP);
+        let lanes = if full { None } else { Some(std::mem::take(&mut ended)) };
+        if full {
+            (want_full, last_full, due_at) = (false, Some(Instant::now()), i64::MAX);
+        }
+        if lanes.as_ref().is_none_or(|lanes| !lanes.is_empty()) {
+            let now = now_ms();
+            match blocking(&conn, move |conn| heads(conn, lanes.as_deref())).await {
+                Ok(heads) => {
+                    for (lane, delivery_id, next_attempt_ms) in heads {
+                        if busy.contains(&lane) {
+                            continue;
                         }
-                        let _ = done.send(lane);
-                    });
+                        if next_attempt_ms > now {
+                            due_at = due_at.min(next_attempt_ms);
+                            continue;
+                        }
+                        if busy.len() >= IN_FLIGHT_MAX {
+                            // The rest wait for the next full scan.
+                            want_full = true;
+                            break;
+                        }
+                        busy.insert(lane);
+                        let (state, client, conn, done) = (state.clone(), client.clone(), conn.clone(), done.clone());
+                        tokio::spawn(async move {
+                            if let Err(e) = attempt(&state, &client, &conn, delivery_id).await {
+                                tracing::error!(delivery_id, error = %e, "a webhook delivery could not be attempted");
+                                tokio::time::sleep(Duration::from_millis(DB_RETRY_MS)).await;
+                            }
+                            let _ = done.send(lane);
+                        });
+                    }
                 }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "webhook deliveries: cannot read what is due");
-                wake_at = now + i64::try_from(DB_RETRY_MS).unwrap_or(IDLE_MS_MAX);
+                Err(e) => {
+                    tracing::error!(error = %e, "webhook deliveries: cannot read what is due");
+                    want_full = true;
+                    tokio::time::sleep(Duration::from_millis(DB_RETRY_MS)).await;
+                }
             }
         }
-        let sleep = Duration::from_millis(u64::try_from((wake_at - now).max(1)).unwrap_or(1));
+        let sleep = if want_full {
+            last_full.map_or(Duration::ZERO, |at| SCAN_GAP.saturating_sub(at.elapsed()))
+        } else {
+            let until_due = due_at.min(now_ms().saturating_add(IDLE_MS_MAX)).saturating_sub(now_ms());
+            Duration::from_millis(u64::try_from(until_due).unwrap_or(0))
+        };
         tokio::select! {
-            () = state.webhooks.wake.notified() => {}
+            () = state.webhooks.wake.notified() => want_full = true,
             Some(lane) = finished.recv() => {
                 busy.remove(&lane);
+                ended.push(lane);
                 while let Ok(lane) = finished.try_recv() {
                     busy.remove(&lane);
+                    ended.push(lane);
                 }
             }
-            () = tokio::time::sleep(sleep) => {}
+            () = tokio::time::sleep(sleep) => want_full = true,
         }
     }
 }
 
-/// Each lane's next delivery: (lane, delivery id, when it is due, Unix ms).
-fn heads(conn: &mut Connection) -> rusqlite::Result<Vec<(Lane, i64, i64)>> {
-    let endpoints: Vec<i64> = conn
-        .prepare_cached("SELECT id FROM webhook_endpoints WHERE active = 1 ORDER BY id")?
-        .query_map([], |row| row.get(0))?
-        .collect::<Result<_, _>>()?;
+/// The next delivery (id, when it is due, Unix ms) of each lane of an active endpoint:
+/// of every one, or of `lanes`.
+fn heads(conn: &mut Connection, lanes: Option<&[Lane]>) -> rusqlite::Result<Vec<(Lane, i64, i64)>> {
+    let all: Vec<Lane>;
+    let lanes = match lanes {
+        Some(lanes) => lanes,
+        None => {
+            let endpoints: Vec<i64> = conn
+                .prepare_cached("SELECT id FROM webhook_endpoints WHERE active = 1 ORDER BY id")?
+                .query_map([], |row| row.get(0))?
+                .collect::<Result<_, _>>()?;
+            all = endpoints
+                .into_iter()
+                .flat_map(|endpoint_id| [false, true].map(|redelivery| Lane { endpoint_id, redelivery }))
+                .collect();
+            &all
+        }
+    };
     let mut head = conn.prepare_cached(
-        "SELECT id, next_attempt_ms FROM webhook_deliveries
-         WHERE endpoint_id = ?1 AND redelivery = ?2 AND status = 'pending' ORDER BY event_seq, id LIMIT 1",
+        "SELECT d.id, d.next_attempt_ms FROM webhook_deliveries d
+         JOIN webhook_endpoints e ON e.id = d.endpoint_id AND e.active = 1
+         WHERE d.endpoint_id = ?1 AND d.redelivery = ?2 AND d.status = 'pending'
+         ORDER BY d.event_seq, d.id LIMIT 1",
     )?;
     let mut heads = Vec::new();
-    for endpoint_id in endpoints {
-        for redelivery in [false, true] {
-            if let Some((id, due)) =
-                head.query_row(params![endpoint_id, redelivery], |row| Ok((row.get(0)?, row.get(1)?))).optional()?
-            {
-                heads.push((Lane { endpoint_id, redelivery }, id, due));
-            }
+    for lane in lanes {
+        if let Some((id, due)) = head
+            .query_row(params![lane.endpoint_id, lane.redelivery], |row| Ok((row.get(0)?, row.get(1)?)))
+            .optional()?
+        {
+            heads.push((*lane, id, due));
         }
     }
     Ok(heads)
