@@ -23,6 +23,7 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 
 const PASSWORD: &str = "a long enough password";
+const METRICS_TOKEN: &str = "a metrics token of some length";
 /// Fast retries: 50 ms, doubling.
 const FAST: [&str; 5] = ["--allow-private-webhooks", "--webhook-retry-base-ms", "50", "--webhook-attempts-max", "30"];
 
@@ -205,8 +206,12 @@ const ALL: [&str; 6] =
 #[test]
 fn every_money_movement_yields_one_signed_event_of_its_type() {
     let dir = tempfile::tempdir().unwrap();
-    let svc =
-        Service::start_with(dir.path(), true, &Launch { args: FAST.map(String::from).to_vec(), ..Launch::default() });
+    let launch = Launch {
+        args: FAST.map(String::from).to_vec(),
+        env: vec![("PORTAL_METRICS_TOKEN".to_string(), METRICS_TOKEN.to_string())],
+        ..Launch::default()
+    };
+    let svc = Service::start_with(dir.path(), true, &launch);
     let root = svc.token(ADMIN_EMAIL, ADMIN_PASSWORD);
     let a = client(&svc, &root, "A");
     let receiver = Receiver::start();
@@ -354,6 +359,25 @@ fn every_money_movement_yields_one_signed_event_of_its_type() {
     let (status, _) =
         svc.request("GET", &format!("/v1/webhook-endpoints/{endpoint_id}/deliveries"), Some(&a.admin), None);
     assert_eq!(status, 200);
+
+    // /metrics: the follower is up and caught up; attempts and their latency counted.
+    let (status, metrics) = svc.request("GET", "/metrics", Some(METRICS_TOKEN), None);
+    assert_eq!(status, 200);
+    let metrics = metrics.as_str().unwrap().to_string();
+    for line in [
+        "portal_events_feed_lag_records 0",
+        "portal_events_follower_up 1",
+        "portal_events_follower_errors_total 0",
+        "portal_webhook_deliveries_pending 0",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
+    }
+    let successes = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("portal_webhook_delivery_attempts_total{outcome=\"success\"} "))
+        .unwrap_or_else(|| panic!("no successful attempts counted in\n{metrics}"));
+    assert!(successes.parse::<u64>().unwrap() >= expected.len() as u64);
+    assert!(metrics.contains("portal_webhook_delivery_duration_seconds_bucket"), "{metrics}");
 
     // Every action is audited.
     let (_, audit) = svc.request("GET", "/v1/audit?limit=100", Some(&a.admin), None);
