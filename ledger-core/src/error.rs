@@ -51,6 +51,10 @@ pub enum SubmitError {
     /// ledger refuses further writes until it is reopened.
     #[error("the log failed; the outcome of this call is unknown: {0}")]
     Failed(String),
+    /// This node of a replicated ledger is not its leader: send the request to the
+    /// leader. Nothing changed.
+    #[error("this node is not the leader of the replicated ledger")]
+    NotLeader,
 }
 
 /// Why closing a batch failed.
@@ -73,6 +77,45 @@ pub enum SnapshotError {
     /// Writing the snapshot file failed.
     #[error("writing the snapshot failed: {0}")]
     Write(String),
+    /// As for [`SubmitError`].
+    #[error(transparent)]
+    Submit(#[from] SubmitError),
+}
+
+/// Why [`Ledger::apply_replicated`](crate::Ledger::apply_replicated) did not apply.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReplicateError {
+    /// The records do not start at the ledger's next seq (a gap, or records already
+    /// applied): nothing changed.
+    #[error("the records start at seq {first}, the ledger's next is {expected}")]
+    NotNext {
+        /// The ledger's next seq.
+        expected: u64,
+        /// The first record's seq.
+        first: u64,
+    },
+    /// A record does not decode, or the seqs are not consecutive: nothing changed.
+    #[error("record {seq} is malformed: {detail}")]
+    Malformed {
+        /// Its seq.
+        seq: u64,
+        /// What is wrong.
+        detail: String,
+    },
+    /// The ledger closes batches by itself (a cut-over policy is set), so its records
+    /// could not follow another ledger's: nothing changed.
+    #[error("this ledger runs its own batch cut-over; a replica must not")]
+    OwnCutover,
+    /// Judging a record here did not reproduce what the leader committed: this ledger's
+    /// state differs from the leader's. The ledger refuses writes from now on.
+    #[error("record {seq} does not reproduce the leader's commit: {detail}")]
+    Diverged {
+        /// Its seq.
+        seq: u64,
+        /// What differed.
+        detail: String,
+    },
     /// As for [`SubmitError`].
     #[error(transparent)]
     Submit(#[from] SubmitError),

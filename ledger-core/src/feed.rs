@@ -66,6 +66,19 @@ impl FeedRecord {
     }
 }
 
+/// A committed record as the log holds it: its seq, frame kind and payload bytes. A
+/// replica applies a leader's raw records ([`Ledger::apply_replicated`](crate::Ledger::apply_replicated)),
+/// and its log then holds the same payloads at the same seqs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawRecord {
+    /// Its log position.
+    pub seq: u64,
+    /// The frame kind.
+    pub kind: u16,
+    /// The archived record.
+    pub payload: Vec<u8>,
+}
+
 /// Why a feed cannot be opened or read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

@@ -15,8 +15,8 @@ use crate::checkpoint::{self, Book, CheckpointStats, CommitStats};
 use crate::codec::{self, Record};
 use crate::completion::{self, Pending};
 use crate::currency::Currency;
-use crate::error::{CloseBatchError, OpenError, SnapshotError, SubmitError};
-use crate::feed::{Feed, FeedError, FeedShared};
+use crate::error::{CloseBatchError, OpenError, ReplicateError, SnapshotError, SubmitError};
+use crate::feed::{Feed, FeedError, FeedShared, RawRecord};
 use crate::model::{Balance, BatchSummary, Tx, TxId, TxOutcome, TxRecord};
 use crate::sequencer::{CutoverPolicy, Request, Sequencer};
 use crate::state::State;
@@ -68,6 +68,13 @@ pub struct LedgerOptions {
     /// replay of everything), at the cost of the disk it takes and a reopen that
     /// verifies all of it.
     pub keep_whole_log: bool,
+    /// A node of a replicated ledger (issue 19): its log takes only groups a majority
+    /// committed, through [`Ledger::apply_replicated`]; it judges submits and closes
+    /// (and runs its cut-over) only while it is the leader, handing each judged group
+    /// to the [`Proposer`](crate::Proposer) set by [`Ledger::set_proposer`] and
+    /// answering its callers when the group comes back committed; otherwise submits
+    /// are refused with [`SubmitError::NotLeader`].
+    pub replicated: bool,
 }
 
 impl Default for LedgerOptions {
@@ -80,6 +87,7 @@ impl Default for LedgerOptions {
             transactions_hint: 0,
             hot_bytes_max: HOT_BYTES_MAX_DEFAULT,
             keep_whole_log: false,
+            replicated: false,
         }
     }
 }
@@ -113,7 +121,7 @@ pub struct Ledger {
 }
 
 #[derive(Debug)]
-struct Inner {
+pub(crate) struct Inner {
     requests: Option<Sender<Request>>,
     state: Arc<RwLock<State>>,
     sequencer: Mutex<Option<JoinHandle<()>>>,
@@ -121,6 +129,14 @@ struct Inner {
     book: Arc<Mutex<Book>>,
     reader: LogReader,
     feed: Arc<FeedShared>,
+}
+
+impl Inner {
+    pub(crate) fn send(&self, request: Request) -> Result<(), SubmitError> {
+        let sender = self.requests.as_ref().ok_or(SubmitError::Closed)?;
+        // Blocks while the queue is full: back-pressure on producers.
+        sender.send(request).map_err(|_| SubmitError::Closed)
+    }
 }
 
 impl Drop for Inner {
@@ -231,6 +247,7 @@ impl Ledger {
             Arc::clone(&book),
         );
         sequencer.keep_whole_log = options.keep_whole_log;
+        sequencer.replicated = options.replicated;
         sequencer.feed = Arc::clone(&feed);
         let report = OpenReport {
             log: sequencer.log.recovery().clone(),
@@ -250,9 +267,15 @@ impl Ledger {
     }
 
     pub(crate) fn send(&self, request: Request) -> Result<(), SubmitError> {
-        let sender = self.inner.requests.as_ref().ok_or(SubmitError::Closed)?;
-        // Blocks while the queue is full: back-pressure on producers.
-        sender.send(request).map_err(|_| SubmitError::Closed)
+        self.inner.send(request)
+    }
+
+    /// Makes this node of a replicated ledger its leader, handing each group it judges
+    /// to `proposer` (`Some`), or a follower again (`None`: a group in flight is
+    /// answered "outcome unknown", held submits "not the leader"). See
+    /// [`LedgerOptions::replicated`].
+    pub fn set_proposer(&self, proposer: Option<Arc<dyn crate::Proposer>>) -> Result<(), SubmitError> {
+        self.send(Request::SetProposer { proposer, ledger: Arc::downgrade(&self.inner) })
     }
 
     /// Submits transactions, judged and committed in order (a later one may refer to an
@@ -323,6 +346,44 @@ impl Ledger {
     /// disk while such a consumer lags; memory does not.
     pub fn feed_holding(&self, from_seq: u64) -> Result<Feed, FeedError> {
         Feed::open(&self.inner.reader, &self.inner.feed, &self.inner.state, from_seq, true)
+    }
+
+    /// Up to `max` committed records from `from_seq` on, as the log holds them (what a
+    /// leader ships to a replica; see [`Ledger::apply_replicated`]). Only the log holds
+    /// records whole: below its start (log retention after checkpoints; hold it with
+    /// [`Ledger::feed_holding`]) the answer is [`FeedError::Damaged`] naming the first
+    /// seq it holds.
+    pub fn read_raw(&self, from_seq: u64, max: usize) -> Result<Vec<RawRecord>, FeedError> {
+        let from_seq = from_seq.max(1);
+        let applied = self.inner.feed.applied();
+        if from_seq > applied + 1 {
+            return Err(FeedError::Ahead { requested: from_seq, next: applied + 1 });
+        }
+        let mut cursor = self.inner.reader.cursor(from_seq).map_err(|e| FeedError::Damaged(e.to_string()))?;
+        let mut out = Vec::new();
+        while out.len() < max {
+            match cursor.next() {
+                Some(Ok(frame)) if frame.seq <= applied => {
+                    out.push(RawRecord { seq: frame.seq, kind: frame.kind, payload: frame.payload.to_vec() })
+                }
+                Some(Ok(_)) | None => break,
+                Some(Err(e)) => return Err(FeedError::Damaged(e.to_string())),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Applies records another ledger committed, in order, starting at this ledger's
+    /// next seq: each is judged here as it was there (it must commit in the same batch
+    /// at the same time: replay's check), and its payload goes into this log unchanged,
+    /// so the two logs hold the same records at the same seqs. Durable when this
+    /// returns, as a submit. For a replica following its leader: such a ledger takes no
+    /// submits of its own and runs no batch cut-over of its own (its leader's closes
+    /// arrive as records). Returns the last seq applied.
+    pub fn apply_replicated(&self, records: Vec<RawRecord>) -> Result<u64, ReplicateError> {
+        let (done, pending) = completion::pair();
+        self.send(Request::Replicate { records, done })?;
+        pending.wait().unwrap_or(Err(ReplicateError::Submit(SubmitError::Closed)))
     }
 
     /// The first seq the log still holds (a feed reads what is below it from the runs).

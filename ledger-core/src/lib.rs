@@ -53,12 +53,12 @@ mod state;
 pub use checkpoint::{CheckpointStats, CommitStats, SYNC_BUCKET_BOUNDS};
 pub use codec::DecodeError;
 pub use currency::Currency;
-pub use error::{CloseBatchError, OpenError, SnapshotError, SubmitError};
-pub use feed::{Feed, FeedError, FeedRecord};
+pub use error::{CloseBatchError, OpenError, ReplicateError, SnapshotError, SubmitError};
+pub use feed::{Feed, FeedError, FeedRecord, RawRecord};
 pub use ledger::{
     HOT_BYTES_MAX_DEFAULT, HistoryQuery, Ledger, LedgerOptions, OpenReport, QUEUE_REQUESTS_MAX,
     SNAPSHOT_EVERY_RECORDS_DEFAULT, SubmitFuture, TierStats,
 };
 pub use ledger_store::{Durability, FaultInjector, Storage, StorageOp, fault};
 pub use model::{Balance, BatchSummary, Kind, Reject, Tx, TxId, TxOutcome, TxRecord, TxState};
-pub use sequencer::{AGE_CHECK_INTERVAL_MAX, CutoverPolicy};
+pub use sequencer::{AGE_CHECK_INTERVAL_MAX, CutoverPolicy, ProposalFailed, Proposer};

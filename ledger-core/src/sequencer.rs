@@ -10,7 +10,8 @@
 //! clock is a [`Clock`], so the simulation (`crate::sim`) can step the very same code
 //! from a test's thread with a clock it sets, and one seed decides every grouping.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -21,11 +22,11 @@ use rkyv::util::AlignedVec;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::checkpoint::{self, Book, Books, Job};
-use crate::codec::{self, CloseFrame, FRAME_BATCH_CLOSE, FRAME_TX, TxFrame};
+use crate::codec::{self, CloseFrame, FRAME_BATCH_CLOSE, FRAME_TX, Record, TxFrame};
 use crate::completion::{self, Completer};
 use crate::currency::Currency;
-use crate::error::{CloseBatchError, SnapshotError, SubmitError};
-use crate::feed::FeedShared;
+use crate::error::{CloseBatchError, ReplicateError, SnapshotError, SubmitError};
+use crate::feed::{FeedShared, RawRecord};
 use crate::model::{BatchSummary, Tx, TxId, TxOutcome};
 use crate::state::{Changes, Group, State};
 
@@ -45,6 +46,21 @@ pub(crate) enum Request {
         currency: Currency,
         done: Completer<Result<BatchSummary, CloseBatchError>>,
     },
+    /// Apply records another ledger committed (a replica following its leader).
+    Replicate {
+        records: Vec<RawRecord>,
+        done: Completer<Result<u64, ReplicateError>>,
+    },
+    /// A replicated ledger's node became its leader (a proposer) or stopped being it.
+    SetProposer {
+        proposer: Option<Arc<dyn Proposer>>,
+        ledger: Weak<crate::ledger::Inner>,
+    },
+    /// The group proposed from `first_seq` on will not be committed by this proposal.
+    ProposalFailed {
+        first_seq: u64,
+        reason: String,
+    },
     /// Write a checkpoint of the state now; replies with the seq it covers.
     Snapshot {
         done: Completer<Result<u64, SnapshotError>>,
@@ -59,7 +75,12 @@ impl Request {
     fn commands(&self) -> usize {
         match self {
             Request::Submit { txs, .. } => txs.len(),
-            Request::CloseBatch { .. } | Request::Snapshot { .. } | Request::Shutdown { .. } => 1,
+            Request::Replicate { records, .. } => records.len().max(1),
+            Request::CloseBatch { .. }
+            | Request::Snapshot { .. }
+            | Request::Shutdown { .. }
+            | Request::SetProposer { .. }
+            | Request::ProposalFailed { .. } => 1,
         }
     }
 }
@@ -98,11 +119,47 @@ impl Clock {
 }
 
 /// What one request's commands came to, before the group is durable.
+#[derive(Debug)]
 enum Reply {
     Submit(Vec<TxOutcome>),
+    Replicate(Result<u64, ReplicateError>),
     CloseBatch(Result<BatchSummary, CloseBatchError>),
     /// Taken once the group is durable and applied.
     Snapshot,
+}
+
+/// Replicates a leader's groups: the Raft layer of a replicated ledger implements it
+/// (see `Ledger::set_proposer`).
+pub trait Proposer: Send + Sync + std::fmt::Debug {
+    /// Starts replicating `records`, a group the leader judged (their seqs follow the
+    /// ledger's last); must not block. If a majority commits them, they come back to
+    /// every node, this one included, through `Ledger::apply_replicated`, and the
+    /// callers are answered then. When it is known that this proposal will not be
+    /// committed (no longer the leader, ...), call [`ProposalFailed::fail`].
+    fn propose(&self, records: Vec<RawRecord>, failed: ProposalFailed);
+}
+
+/// Tells the ledger a proposal failed (its callers are told their outcome is unknown).
+#[derive(Debug)]
+pub struct ProposalFailed {
+    ledger: Weak<crate::ledger::Inner>,
+    first_seq: u64,
+}
+
+impl ProposalFailed {
+    /// The proposal will not be committed: `reason` says why.
+    pub fn fail(self, reason: impl Into<String>) {
+        if let Some(inner) = self.ledger.upgrade() {
+            let _ = inner.send(Request::ProposalFailed { first_seq: self.first_seq, reason: reason.into() });
+        }
+    }
+}
+
+/// A leader's group proposed and not yet come back.
+#[derive(Debug)]
+struct InFlight {
+    records: Vec<RawRecord>,
+    waiters: Vec<(Request, Reply)>,
 }
 
 pub(crate) struct Sequencer {
@@ -132,6 +189,17 @@ pub(crate) struct Sequencer {
     failed: Option<String>,
     /// Feeds: told what is applied, and holding the log they have not confirmed.
     pub(crate) feed: Arc<FeedShared>,
+    /// `LedgerOptions::replicated`: a node of a replicated ledger. Its log takes only
+    /// groups a majority committed (`apply_replicated`); it judges submits only while
+    /// it is the leader, proposing them instead of committing them.
+    pub(crate) replicated: bool,
+    proposer: Option<Arc<dyn Proposer>>,
+    ledger: Weak<crate::ledger::Inner>,
+    in_flight: Option<InFlight>,
+    /// Submits and closes waiting for the group in flight to come back.
+    held: VecDeque<Request>,
+    /// While judging a proposal: its records, instead of the log.
+    sink: Option<Vec<RawRecord>>,
 }
 
 impl Sequencer {
@@ -191,6 +259,12 @@ impl Sequencer {
             buf: AlignedVec::new(),
             failed: None,
             feed: FeedShared::new(0),
+            replicated: false,
+            proposer: None,
+            ledger: Weak::new(),
+            in_flight: None,
+            held: VecDeque::new(),
+            sink: None,
         }
     }
 
@@ -247,11 +321,16 @@ impl Sequencer {
     pub(crate) fn run_group(&mut self, mut batch: Vec<Request>) -> bool {
         let shutdown = batch.iter().position(|r| matches!(r, Request::Shutdown { .. }));
         let rest = shutdown.map(|at| batch.split_off(at));
-        self.process(batch);
+        if self.replicated {
+            self.process_replicated(batch);
+        } else {
+            self.process(batch);
+        }
         if let Some(mut rest) = rest {
             let Request::Shutdown { done } = rest.remove(0) else { unreachable!("split at the shutdown") };
             // Anything queued after the shutdown is refused: drop it (its waiters see Closed).
             drop(rest);
+            self.abandon_in_flight("the ledger closed");
             done.complete(self.finish());
             return false;
         }
@@ -271,7 +350,14 @@ impl Sequencer {
             .into_iter()
             .map(|(client_id, currency)| Request::CloseBatch { client_id, currency, done: completion::pair().0 })
             .collect();
-        self.process(requests);
+        if self.replicated {
+            // Only the leader closes batches; its closes reach every node as records.
+            if self.proposer.is_some() {
+                self.process_replicated(requests);
+            }
+        } else {
+            self.process(requests);
+        }
     }
 
     pub(crate) fn finish(&mut self) -> Result<(), SubmitError> {
@@ -325,8 +411,18 @@ impl Sequencer {
         if let Some(reason) = error {
             // Nothing of this group is acknowledged or applied; the log refuses writes.
             self.failed = Some(reason.clone());
+            let mut replies = replies.into_iter();
             for request in requests {
-                fail(request, SubmitError::Failed(reason.clone()));
+                match (request, replies.next()) {
+                    // The replica that diverged is told so precisely.
+                    (
+                        Request::Replicate { done, .. },
+                        Some(Reply::Replicate(Err(e @ ReplicateError::Diverged { .. }))),
+                    ) => {
+                        done.complete(Err(e));
+                    }
+                    (request, _) => fail(request, SubmitError::Failed(reason.clone())),
+                }
             }
             return;
         }
@@ -345,6 +441,7 @@ impl Sequencer {
             match (request, reply) {
                 (Request::Submit { done, .. }, Reply::Submit(outcomes)) => done.complete(Ok(outcomes)),
                 (Request::CloseBatch { done, .. }, Reply::CloseBatch(result)) => done.complete(result),
+                (Request::Replicate { done, .. }, Reply::Replicate(result)) => done.complete(result),
                 (Request::Snapshot { done }, Reply::Snapshot) => asked.push(done),
                 _ => unreachable!("replies follow requests"),
             }
@@ -401,8 +498,18 @@ impl Sequencer {
                         }
                     }
                 }
+                Request::Replicate { records, .. } => match self.replicate(&mut group, records) {
+                    Ok(reply) => Reply::Replicate(reply),
+                    Err((seq, detail)) => {
+                        error.get_or_insert(format!("replicated record {seq} does not reproduce: {detail}"));
+                        Reply::Replicate(Err(ReplicateError::Diverged { seq, detail }))
+                    }
+                },
                 Request::Snapshot { .. } => Reply::Snapshot,
                 Request::Shutdown { .. } => unreachable!("shutdown is split off before processing"),
+                Request::SetProposer { .. } | Request::ProposalFailed { .. } => {
+                    unreachable!("a replicated ledger's requests are sorted before judging")
+                }
             };
             replies.push(reply);
             if error.is_some() {
@@ -515,6 +622,111 @@ impl Sequencer {
         }
     }
 
+    /// A replicated ledger's node takes a group of requests: records a majority
+    /// committed are applied (and answer the callers of the group this node proposed,
+    /// if they are its records); submits and closes are judged into a proposal while
+    /// this node is the leader, one group in flight at a time, and refused otherwise.
+    fn process_replicated(&mut self, requests: Vec<Request>) {
+        for request in requests {
+            match request {
+                Request::Submit { .. } | Request::CloseBatch { .. } => {
+                    if self.proposer.is_some() && self.failed.is_none() {
+                        self.held.push_back(request);
+                    } else if let Some(reason) = &self.failed {
+                        let reason = reason.clone();
+                        fail(request, SubmitError::Failed(reason));
+                    } else {
+                        fail(request, SubmitError::NotLeader);
+                    }
+                }
+                Request::SetProposer { proposer, ledger } => {
+                    self.ledger = ledger;
+                    if proposer.is_none() {
+                        self.abandon_in_flight("this node is no longer the leader");
+                        for request in std::mem::take(&mut self.held) {
+                            fail(request, SubmitError::NotLeader);
+                        }
+                    }
+                    self.proposer = proposer;
+                }
+                Request::ProposalFailed { first_seq, reason } => {
+                    if self.in_flight.as_ref().and_then(|f| f.records.first()).is_some_and(|r| r.seq == first_seq) {
+                        self.abandon_in_flight(&reason);
+                    }
+                }
+                Request::Replicate { records, done } => {
+                    let ours = self.in_flight.as_ref().is_some_and(|f| f.records == records);
+                    let first = records.first().map(|r| r.seq);
+                    let (reply, pending) = completion::pair();
+                    self.process(vec![Request::Replicate { records, done: reply }]);
+                    let result = pending.wait().unwrap_or(Err(ReplicateError::Submit(SubmitError::Closed)));
+                    let applied = result.is_ok() && first.is_some();
+                    if ours && applied {
+                        if let Some(in_flight) = self.in_flight.take() {
+                            complete(in_flight.waiters);
+                        }
+                    } else if let Some(start) = self.in_flight.as_ref().and_then(|f| f.records.first()).map(|r| r.seq)
+                        && self.log.next_seq() > start
+                    {
+                        // Other records took the seqs this group was judged for.
+                        self.abandon_in_flight("another group was committed at its seqs");
+                    }
+                    done.complete(result);
+                }
+                other => self.process(vec![other]),
+            }
+        }
+        self.propose_held();
+    }
+
+    /// Judges the held submits and closes into a proposal, when none is in flight.
+    fn propose_held(&mut self) {
+        while self.in_flight.is_none() && !self.held.is_empty() && self.failed.is_none() {
+            let Some(proposer) = self.proposer.clone() else { return };
+            let mut requests = Vec::new();
+            let mut commands = 0;
+            while let Some(next) = self.held.front() {
+                if commands > 0 && commands + next.commands() > GROUP_COMMANDS_MAX {
+                    break;
+                }
+                commands += next.commands();
+                requests.extend(self.held.pop_front());
+            }
+            let state = Arc::clone(&self.state);
+            self.sink = Some(Vec::new());
+            let (replies, _overlay, error) = {
+                let committed = state.read();
+                self.judge(&committed, &requests)
+            };
+            let records = self.sink.take().unwrap_or_default();
+            if let Some(reason) = error {
+                for request in requests {
+                    fail(request, SubmitError::Failed(reason.clone()));
+                }
+                continue;
+            }
+            let waiters: Vec<(Request, Reply)> = requests.into_iter().zip(replies).collect();
+            let Some(first_seq) = records.first().map(|r| r.seq) else {
+                // Nothing to commit (ids that exist, refusals, empty batches): answered now.
+                complete(waiters);
+                continue;
+            };
+            let failed = ProposalFailed { ledger: self.ledger.clone(), first_seq };
+            self.in_flight = Some(InFlight { records: records.clone(), waiters });
+            proposer.propose(records, failed);
+        }
+    }
+
+    /// The group in flight will not come back as proposed: its callers learn that its
+    /// outcome is unknown (it may still be committed; resubmitting the same ids is safe).
+    fn abandon_in_flight(&mut self, reason: &str) {
+        if let Some(in_flight) = self.in_flight.take() {
+            for (request, _) in in_flight.waiters {
+                fail(request, SubmitError::Failed(format!("the outcome is unknown: {reason}")));
+            }
+        }
+    }
+
     /// Simulation of a crash inside a group: judges and appends `requests` as
     /// [`Sequencer::process`] would, then stops before the sync returned (`commit`
     /// false: the frames are written but not marked as a whole group) or just after it
@@ -544,15 +756,29 @@ impl Sequencer {
 
     /// Judges one transaction; appends its record when accepted (and a batch close
     /// when the cut-over policy says so).
+    /// The seq the next record judged gets: the log's next, or after a proposal's.
+    fn next_seq(&self) -> u64 {
+        self.log.next_seq() + self.sink.as_ref().map_or(0, |s| s.len() as u64)
+    }
+
     fn submit_one(&mut self, group: &mut Group<'_>, tx: &Tx, now: u64) -> Result<TxOutcome, String> {
-        let seq = self.log.next_seq();
+        let seq = self.next_seq();
         let outcome = group.submit(tx, seq, now).map_err(|e| e.to_string())?;
         if let TxOutcome::Committed(record) = &outcome {
             let frame = TxFrame::new(&record.tx, record.timestamp_ns, record.batch_id);
-            let appended = self
-                .log
-                .append_in_place(FRAME_TX, codec::TX_FRAME_BYTES, |out| codec::encode_tx_into(&frame, out))
-                .map_err(|e| e.to_string())?;
+            let appended = match &mut self.sink {
+                Some(sink) => {
+                    let mut payload = AlignedVec::<16>::new();
+                    payload.resize(codec::TX_FRAME_BYTES, 0);
+                    codec::encode_tx_into(&frame, &mut payload);
+                    sink.push(RawRecord { seq, kind: FRAME_TX, payload: payload.to_vec() });
+                    seq
+                }
+                None => self
+                    .log
+                    .append_in_place(FRAME_TX, codec::TX_FRAME_BYTES, |out| codec::encode_tx_into(&frame, out))
+                    .map_err(|e| e.to_string())?,
+            };
             assert_eq!(appended, seq, "the log assigns the seq the group judged with");
             if record.batch_id != 0
                 && let (Some(max), Some(currency)) = (self.cutover.transactions_max, tx.currency())
@@ -568,6 +794,60 @@ impl Sequencer {
         Ok(outcome)
     }
 
+    /// Judges and appends a leader's records as replay does: each must commit here
+    /// exactly as it did there (same batch, same time), and its payload goes into this
+    /// log unchanged at the same seq. `Ok(Err)`: refused before anything was appended;
+    /// `Err((seq, what))`: record `seq` diverged (the group then fails and the ledger
+    /// refuses writes: its state is not the leader's).
+    fn replicate(
+        &mut self,
+        group: &mut Group<'_>,
+        records: &[RawRecord],
+    ) -> Result<Result<u64, ReplicateError>, (u64, String)> {
+        let expected = self.log.next_seq();
+        let Some(first) = records.first() else { return Ok(Ok(expected - 1)) };
+        if !self.replicated && self.cutover != CutoverPolicy::default() {
+            return Ok(Err(ReplicateError::OwnCutover));
+        }
+        if first.seq != expected {
+            return Ok(Err(ReplicateError::NotNext { expected, first: first.seq }));
+        }
+        let mut decoded = Vec::with_capacity(records.len());
+        for (i, raw) in records.iter().enumerate() {
+            let seq = expected + i as u64;
+            if raw.seq != seq {
+                return Ok(Err(ReplicateError::Malformed { seq: raw.seq, detail: format!("expected seq {seq}") }));
+            }
+            match codec::decode(raw.kind, &raw.payload) {
+                Ok(record) => decoded.push(record),
+                Err(e) => return Ok(Err(ReplicateError::Malformed { seq, detail: e.to_string() })),
+            }
+        }
+        for (raw, record) in records.iter().zip(decoded) {
+            let seq = raw.seq;
+            match record {
+                Record::Tx { tx, timestamp_ns, batch_id } => match group.submit(&tx, seq, timestamp_ns) {
+                    Ok(TxOutcome::Committed(r)) if r.timestamp_ns == timestamp_ns && r.batch_id == batch_id => {}
+                    other => {
+                        return Err((
+                            seq,
+                            format!("expected a commit in batch {batch_id} at {timestamp_ns}, got {other:?}"),
+                        ));
+                    }
+                },
+                Record::Close { client_id, currency, batch_id, timestamp_ns } => {
+                    match group.close_batch(client_id, currency, seq, timestamp_ns) {
+                        Ok(Ok(b)) if b.batch_id == batch_id && b.closed_ns == timestamp_ns => {}
+                        other => return Err((seq, format!("expected batch {batch_id} to close, got {other:?}"))),
+                    }
+                }
+            }
+            let appended = self.log.append(raw.kind, &raw.payload).map_err(|e| (seq, e.to_string()))?;
+            assert_eq!(appended, seq, "the log assigns the seq the group judged with");
+        }
+        Ok(Ok(self.log.next_seq() - 1))
+    }
+
     fn close_one(
         &mut self,
         group: &mut Group<'_>,
@@ -575,7 +855,7 @@ impl Sequencer {
         currency: Currency,
         now: u64,
     ) -> Result<Result<BatchSummary, CloseBatchError>, String> {
-        let seq = self.log.next_seq();
+        let seq = self.next_seq();
         let Ok(summary) = group.close_batch(client_id, currency, seq, now).map_err(|e| e.to_string())? else {
             return Ok(Err(CloseBatchError::Empty));
         };
@@ -586,7 +866,13 @@ impl Sequencer {
             timestamp_ns: summary.closed_ns,
         };
         self.buf = codec::encode_close(&frame, std::mem::take(&mut self.buf));
-        let appended = self.log.append(FRAME_BATCH_CLOSE, &self.buf).map_err(|e| e.to_string())?;
+        let appended = match &mut self.sink {
+            Some(sink) => {
+                sink.push(RawRecord { seq, kind: FRAME_BATCH_CLOSE, payload: self.buf.to_vec() });
+                seq
+            }
+            None => self.log.append(FRAME_BATCH_CLOSE, &self.buf).map_err(|e| e.to_string())?,
+        };
         assert_eq!(appended, seq, "the log assigns the seq the group judged with");
         Ok(Ok(summary))
     }
@@ -621,8 +907,21 @@ fn fail(request: Request, err: SubmitError) {
     match request {
         Request::Submit { done, .. } => done.complete(Err(err)),
         Request::CloseBatch { done, .. } => done.complete(Err(CloseBatchError::Submit(err))),
+        Request::Replicate { done, .. } => done.complete(Err(ReplicateError::Submit(err))),
+        Request::SetProposer { .. } | Request::ProposalFailed { .. } => {}
         Request::Snapshot { done } => done.complete(Err(SnapshotError::Submit(err))),
         Request::Shutdown { done } => done.complete(Err(err)),
+    }
+}
+
+/// Answers the callers of a group with what judging it said.
+fn complete(waiters: Vec<(Request, Reply)>) {
+    for (request, reply) in waiters {
+        match (request, reply) {
+            (Request::Submit { done, .. }, Reply::Submit(outcomes)) => done.complete(Ok(outcomes)),
+            (Request::CloseBatch { done, .. }, Reply::CloseBatch(result)) => done.complete(result),
+            (request, _) => fail(request, SubmitError::Failed("a proposal held an unexpected request".into())),
+        }
     }
 }
 

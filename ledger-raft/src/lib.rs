@@ -18,6 +18,7 @@
 //! `openraft::testing::Suite` (the storage conformance suite) passes against it
 //! (`tests/conformance.rs`).
 
+pub mod machine;
 pub mod network;
 
 use std::collections::Bound;
@@ -294,6 +295,36 @@ impl Inner {
     }
 }
 
+impl RaftLog {
+    /// Runs `f` on the log off the async runtime's workers: syncs take milliseconds,
+    /// and a worker blocked that long would delay heartbeats (and elections).
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Inner) -> Result<T, Failed> + Send + 'static,
+    ) -> Result<T, StorageError<NodeId>> {
+        let inner = Arc::clone(&self.inner);
+        match tokio::task::spawn_blocking(move || f(&mut inner.lock())).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(Failed { vote, detail })) => {
+                let e = std::io::Error::other(detail);
+                Err(if vote { StorageIOError::write_vote(&e) } else { StorageIOError::write_logs(&e) }.into())
+            }
+            Err(e) => Err(StorageIOError::write_logs(&std::io::Error::other(e.to_string())).into()),
+        }
+    }
+}
+
+/// A storage call that failed on the blocking pool: whether it wrote the vote, and why.
+#[derive(Debug)]
+struct Failed {
+    vote: bool,
+    detail: String,
+}
+
+fn failed(e: impl std::fmt::Display) -> Failed {
+    Failed { vote: false, detail: e.to_string() }
+}
+
 fn read_failure((index, detail): (u64, String)) -> StorageError<NodeId> {
     StorageIOError::read_log_at_index(index, &std::io::Error::other(detail)).into()
 }
@@ -337,11 +368,14 @@ impl RaftLogStorage<TypeConfig> for RaftLog {
     }
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError<NodeId>> {
-        let mut inner = self.inner.lock();
-        let meta = Meta { vote: Some(*vote), ..inner.meta.clone() };
-        write_meta(&inner.dir, &meta).map_err(|e| StorageIOError::write_vote(&e))?;
-        inner.meta = meta;
-        Ok(())
+        let vote = *vote;
+        self.blocking(move |inner| {
+            let meta = Meta { vote: Some(vote), ..inner.meta.clone() };
+            write_meta(&inner.dir, &meta).map_err(|e| Failed { vote: true, detail: e.to_string() })?;
+            inner.meta = meta;
+            Ok(())
+        })
+        .await
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError<NodeId>> {
@@ -371,7 +405,8 @@ impl RaftLogStorage<TypeConfig> for RaftLog {
         I::IntoIter: Send,
     {
         let entries: Vec<_> = entries.into_iter().collect();
-        let result = self.inner.lock().append(entries);
+        // Written and synced off the runtime's workers; readable once this returns.
+        let result = self.blocking(move |inner| Ok(inner.append(entries))).await?;
         match result {
             Ok(()) => {
                 callback.log_io_completed(Ok(()));
@@ -386,28 +421,32 @@ impl RaftLogStorage<TypeConfig> for RaftLog {
     }
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
-        let mut inner = self.inner.lock();
-        let seq = (log_id.index + 1).saturating_sub(inner.meta.base).max(inner.log.first_seq());
-        if seq <= inner.log.committed_seq() {
-            inner.log.truncate_from(seq).map_err(|e| StorageIOError::write_logs(&e))?;
-        }
-        Ok(())
+        self.blocking(move |inner| {
+            let seq = (log_id.index + 1).saturating_sub(inner.meta.base).max(inner.log.first_seq());
+            if seq <= inner.log.committed_seq() {
+                inner.log.truncate_from(seq).map_err(failed)?;
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
-        let mut inner = self.inner.lock();
-        if inner.meta.last_purged.is_some_and(|p| p.index >= log_id.index) {
-            return Ok(());
-        }
-        let meta = Meta { last_purged: Some(log_id), ..inner.meta.clone() };
-        write_meta(&inner.dir, &meta).map_err(|e| StorageIOError::write_logs(&e))?;
-        inner.meta = meta;
-        // Whole segments below go now (reads skip the rest: `first_readable`). Only
-        // published frames can go; the next `save_committed` lets the rest follow.
-        if let Some(seq) = (log_id.index + 2).checked_sub(inner.meta.base) {
-            let published = inner.log.published_seq();
-            inner.log.remove_segments_before(seq.min(published + 1)).map_err(|e| StorageIOError::write_logs(&e))?;
-        }
-        Ok(())
+        self.blocking(move |inner| {
+            if inner.meta.last_purged.is_some_and(|p| p.index >= log_id.index) {
+                return Ok(());
+            }
+            let meta = Meta { last_purged: Some(log_id), ..inner.meta.clone() };
+            write_meta(&inner.dir, &meta).map_err(failed)?;
+            inner.meta = meta;
+            // Whole segments below go now (reads skip the rest: `first_readable`). Only
+            // published frames can go; the next `save_committed` lets the rest follow.
+            if let Some(seq) = (log_id.index + 2).checked_sub(inner.meta.base) {
+                let published = inner.log.published_seq();
+                inner.log.remove_segments_before(seq.min(published + 1)).map_err(failed)?;
+            }
+            Ok(())
+        })
+        .await
     }
 }

@@ -10,7 +10,16 @@
 //! cargo run --release -p ledger-benches --bin portal_load -- --connections 64 --seconds 10
 //! cargo run --release -p ledger-benches --bin portal_load -- --idempotency-keys
 //! cargo run --release -p ledger-benches --bin portal_load -- --rate 10000   # open loop
+//! cargo run --release -p ledger-benches --bin portal_load -- --webhooks       # deliveries/s
+//! cargo run --release -p ledger-benches --bin portal_load -- --webhooks --webhook-delay-ms 1000
 //! ```
+//!
+//! `--webhooks` starts a local receiver, subscribes it to the run's client's
+//! `payment.created` events (the service is started with `--allow-private-webhooks`),
+//! and reports the deliveries per second it received and how long after the load the
+//! last event came (waiting up to `--webhook-wait-secs` for every payment's event);
+//! with `--webhook-delay-ms` the receiver answers that much later, to see whether a
+//! slow receiver slows payments (compare the rate with a run without webhooks).
 //!
 //! By default it starts `target/release/portal-svc` (next to this binary, or
 //! `--portal-bin PATH`) on a temporary data directory and stops it with SIGTERM at the
@@ -34,6 +43,8 @@ mod http;
 mod load;
 #[path = "portal_load/service.rs"]
 mod service;
+#[path = "portal_load/webhooks.rs"]
+mod webhooks;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -95,6 +106,15 @@ struct Args {
     /// The `portal-svc` binary to start (default: next to this one).
     #[arg(long)]
     portal_bin: Option<PathBuf>,
+    /// Subscribe a local receiver to the payments' webhooks and measure deliveries.
+    #[arg(long)]
+    webhooks: bool,
+    /// The receiver answers each delivery this many milliseconds late.
+    #[arg(long, default_value_t = 0, requires = "webhooks")]
+    webhook_delay_ms: u64,
+    /// How long to wait after the load for every payment's event to be delivered.
+    #[arg(long, default_value_t = 120, requires = "webhooks")]
+    webhook_wait_secs: u64,
 }
 
 fn main() -> ExitCode {
@@ -176,7 +196,8 @@ fn start_service(args: &Args) -> Result<Service, BoxError> {
         )
         .into());
     }
-    let service = Service::spawn(&binary, SPAWNED_ADMIN_EMAIL, SPAWNED_ADMIN_PASSWORD)?;
+    let extra: &[&str] = if args.webhooks { &["--allow-private-webhooks"] } else { &[] };
+    let service = Service::spawn(&binary, SPAWNED_ADMIN_EMAIL, SPAWNED_ADMIN_PASSWORD, extra)?;
     eprintln!("portal_load: started {} (pid {}) on http://{}", binary.display(), service.pid(), service.authority);
     Ok(service)
 }
@@ -185,7 +206,15 @@ async fn run(args: &Args, authority: String, email: &str, password: &str) -> Res
     let load_at_start = load_average();
     // Names this run's client and makes its idempotency keys unique across runs.
     let run_id = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let api_key = http::provision(&authority, email, password, &format!("portal-load {run_id}")).await?;
+    let provisioned = http::provision(&authority, email, password, &format!("portal-load {run_id}")).await?;
+    let api_key = provisioned.api_key.clone();
+    let receiver = if args.webhooks {
+        let receiver = webhooks::start(Duration::from_millis(args.webhook_delay_ms)).await?;
+        webhooks::subscribe(&authority, &provisioned.admin_token, provisioned.client_id, &receiver.url).await?;
+        Some(receiver)
+    } else {
+        None
+    };
     let config = Arc::new(Config::new(
         authority,
         &api_key,
@@ -211,6 +240,16 @@ async fn run(args: &Args, authority: String, email: &str, password: &str) -> Res
     for task in tasks {
         total.merge(task.await.map_err(|e| format!("a connection's task failed: {e}"))?)?;
     }
+    let load_ended = Instant::now();
+    let hooks = match &receiver {
+        Some(r) => {
+            // Every payment answered 201, warmup included, has an event.
+            let want = total.created;
+            let all = webhooks::drained(&r.seen, want, Duration::from_secs(args.webhook_wait_secs)).await;
+            Some(HookReport::of(&r.seen, want, all, load_ended, args.webhook_delay_ms))
+        }
+        None => None,
+    };
     let load_at_end = load_average();
     let captured = http::captured_totals(&config.authority, &api_key).await?;
     let mut balance = Vec::new();
@@ -233,7 +272,62 @@ async fn run(args: &Args, authority: String, email: &str, password: &str) -> Res
         load_at_start,
         load_at_end,
         service_stop: None,
+        hooks,
     })
+}
+
+/// What the webhook receiver got.
+#[derive(Debug)]
+struct HookReport {
+    delay_ms: u64,
+    /// Events owed: payments answered 201.
+    expected: u64,
+    events: u64,
+    deliveries: u64,
+    signed: u64,
+    all_arrived: bool,
+    /// Deliveries per second from the first to the last.
+    per_second: f64,
+    /// From the end of the load to the last delivery.
+    drain_secs: f64,
+}
+
+impl HookReport {
+    fn of(seen: &webhooks::Seen, expected: u64, all_arrived: bool, load_ended: Instant, delay_ms: u64) -> HookReport {
+        use std::sync::atomic::Ordering;
+        let deliveries = seen.deliveries.load(Ordering::Relaxed);
+        let (per_second, drain_secs) = match seen.span() {
+            Some((first, last)) => {
+                let span = (last - first).as_secs_f64();
+                let rate = if span > 0.0 { deliveries as f64 / span } else { 0.0 };
+                (rate, last.saturating_duration_since(load_ended).as_secs_f64())
+            }
+            None => (0.0, 0.0),
+        };
+        HookReport {
+            delay_ms,
+            expected,
+            events: seen.events(),
+            deliveries,
+            signed: seen.signed.load(Ordering::Relaxed),
+            all_arrived,
+            per_second,
+            drain_secs,
+        }
+    }
+
+    fn to_json(&self) -> Value {
+        json!({
+            "receiver_delay_ms": self.delay_ms,
+            "events_expected": self.expected,
+            "events_received": self.events,
+            "deliveries": self.deliveries,
+            "signed": self.signed,
+            "all_arrived": self.all_arrived,
+            "deliveries_per_sec": (self.per_second * 10.0).round() / 10.0,
+            "last_delivery_after_load_secs": (self.drain_secs * 100.0).round() / 100.0,
+        })
+    }
 }
 
 /// The 1, 5 and 15 minute load averages, when the system says.
@@ -270,6 +364,7 @@ struct Report {
     load_at_end: Option<String>,
     /// `None` when targeting a service this run did not start.
     service_stop: Option<Result<(), String>>,
+    hooks: Option<HookReport>,
 }
 
 impl Report {
@@ -278,7 +373,9 @@ impl Report {
     }
 
     fn passed(&self) -> bool {
-        self.stats.errors() == 0 && self.balance_ok() && !matches!(self.service_stop, Some(Err(_)))
+        // With a prompt receiver, every payment's event must have arrived, once.
+        let hooks_ok = self.hooks.as_ref().is_none_or(|h| h.delay_ms > 0 || (h.all_arrived && h.events == h.expected));
+        self.stats.errors() == 0 && self.balance_ok() && !matches!(self.service_stop, Some(Err(_))) && hooks_ok
     }
 
     /// Open loop fell behind its schedule: sends never went out.
@@ -363,6 +460,20 @@ impl Report {
                 if b.expected == b.captured { "equal" } else { "MISMATCH" }
             );
         }
+        if let Some(h) = &self.hooks {
+            println!(
+                "webhooks       receiver delay {} ms: {} of {} events received ({} deliveries, {} signed), \
+                 {:.0} deliveries/s, the last {:.2} s after the load{}",
+                h.delay_ms,
+                h.events,
+                h.expected,
+                h.deliveries,
+                h.signed,
+                h.per_second,
+                h.drain_secs,
+                if h.all_arrived { "" } else { " (not all arrived within --webhook-wait-secs)" }
+            );
+        }
         if let Some(stop) = &self.service_stop {
             println!("service stop   {}", stop.as_ref().err().map_or("clean (SIGTERM, exit 0)", String::as_str));
         }
@@ -416,6 +527,7 @@ impl Report {
             "service_stop": self.service_stop.as_ref().map(|s| s.as_ref().err().cloned().unwrap_or_else(|| "clean".into())),
             "load_average_start": self.load_at_start,
             "load_average_end": self.load_at_end,
+            "webhooks": self.hooks.as_ref().map(HookReport::to_json),
             "passed": self.passed(),
         })
     }

@@ -138,6 +138,8 @@ impl Setup {
             hot_bytes_max: if rng.percent(50) { rng.range(2, 60) as usize * 260 } else { 0 },
             // Mostly the default: segments the oldest kept checkpoint covers are removed.
             keep_whole_log: rng.percent(30),
+            // Replication has its own tests (tests/replicated.rs).
+            replicated: false,
         };
         Setup { producers: rng.range(1, 5) as usize, clients: rng.range(1, 3), options }
     }

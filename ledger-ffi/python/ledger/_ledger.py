@@ -128,7 +128,33 @@ class _TxBuffer:
             self.address = ctypes.addressof(cbuf)
 
 
-class Ledger:
+class _Owned:
+    """A library handle this object owns: released by ``close()``, at the end of a
+    ``with`` block, or when garbage collected (never from a ``fork`` child, whose copy
+    the library never made)."""
+
+    _handle: Optional[Any]
+    _pid: int
+    _close_fn: Any
+
+    def close(self) -> None:  # pragma: no cover - each subclass defines it
+        raise NotImplementedError
+
+    def __enter__(self):  # type: ignore[no-untyped-def]
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        handle = getattr(self, "_handle", None)
+        if handle is not None:
+            self._handle = None
+            if self._pid == os.getpid():
+                self._close_fn(handle)
+
+
+class Ledger(_Owned):
     """An open ledger directory (``ledger_open``).
 
     ``Ledger(path, sync="always", segment_bytes=0)``: ``sync="always"`` makes a submit
@@ -212,19 +238,6 @@ class Ledger:
     @property
     def closed(self) -> bool:
         return self._handle is None
-
-    def __enter__(self) -> "Ledger":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        handle = getattr(self, "_handle", None)
-        if handle is not None:
-            self._handle = None
-            if self._pid == os.getpid():
-                self._close_fn(handle)
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
@@ -415,7 +428,7 @@ _FEED_PAGE = 512
 _WAIT_SLICE_MS = 200  # an iterator wakes this often, so Ctrl-C interrupts it
 
 
-class Feed:
+class Feed(_Owned):
     """A change feed (``ledger_feed_*``): every committed record once, in seq order.
     Transactions come as :class:`TxRecord` values as they were right after their commit;
     batch closes as :class:`BatchClose`.
@@ -486,16 +499,3 @@ class Feed:
             handle, self._handle = self._handle, None
         if handle is not None and self._pid == os.getpid():
             self._close_fn(handle)
-
-    def __enter__(self) -> "Feed":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        handle = getattr(self, "_handle", None)
-        if handle is not None:
-            self._handle = None
-            if self._pid == os.getpid():
-                self._close_fn(handle)

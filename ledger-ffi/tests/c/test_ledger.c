@@ -462,6 +462,22 @@ static void test_open_defaults_creates_parents(const char *dir) {
 
 /* ----- the change feed ------------------------------------------------------------ */
 
+/* Opens "<dir>/ledger" without syncs, with small segments and frequent checkpoints
+   (0: the default for that option); NULL (a failed check) when it fails. */
+static ledger *open_checkpointing(const char *dir, uint64_t segment_bytes, uint64_t checkpoint_every,
+                                  uint64_t hot_bytes) {
+    char path[PATH_MAX];
+    join_path(path, sizeof path, dir, "ledger");
+    ledger_options o = test_options();
+    o.sync = LEDGER_SYNC_NONE;
+    o.segment_bytes = segment_bytes;
+    o.checkpoint_every_records = checkpoint_every;
+    o.hot_bytes_max = hot_bytes;
+    ledger *l = NULL;
+    return CHECK_OK(ledger_open(path, &o, &l)) ? l : NULL;
+}
+
+
 /* Reads from `f` until `want` records are in `out` (at most `cap`) or a wait of 10 s
    finds nothing; returns how many were read. */
 static size_t feed_collect(ledger_feed *f, ledger_feed_record *out, size_t cap, size_t want) {
@@ -588,12 +604,8 @@ static void *feed_writer_thread(void *p) {
 
 /* A reader blocked in ledger_feed_next sees every commit of a concurrent writer, once. */
 static void test_feed_follows_a_concurrent_writer(const char *dir) {
-    char path[PATH_MAX];
-    join_path(path, sizeof path, dir, "ledger");
-    ledger_options o = test_options();
-    o.sync = LEDGER_SYNC_NONE;
-    ledger *l = NULL;
-    if (!CHECK_OK(ledger_open(path, &o, &l))) {
+    ledger *l = open_checkpointing(dir, 256 * 1024, 0, 0);
+    if (!l) {
         return;
     }
     ledger_feed *f = NULL;
@@ -628,14 +640,8 @@ static void test_feed_follows_a_concurrent_writer(const char *dir) {
    is gone, retention removes the log's start, and a feed from seq 1 reads those records
    back from the cold tier's runs, the same as they were read from the log. */
 static void test_feed_holding_and_cold_history(const char *dir) {
-    char path[PATH_MAX];
-    join_path(path, sizeof path, dir, "ledger");
-    ledger_options o = test_options();
-    o.sync = LEDGER_SYNC_NONE;
-    o.segment_bytes = 64 * 1024;
-    o.checkpoint_every_records = 500;
-    ledger *l = NULL;
-    if (!CHECK_OK(ledger_open(path, &o, &l))) {
+    ledger *l = open_checkpointing(dir, 64 * 1024, 500, 0);
+    if (!l) {
         return;
     }
     enum { TOTAL = 6000 };

@@ -48,7 +48,7 @@ impl Conn {
     }
 
     /// A JSON call that must answer `expect`; returns the parsed body.
-    async fn call(
+    pub(crate) async fn call(
         &mut self,
         host: &HeaderValue,
         method: Method,
@@ -85,14 +85,22 @@ pub(crate) fn host_header(authority: &str) -> Result<HeaderValue, BoxError> {
     Ok(HeaderValue::from_str(authority).map_err(|e| format!("bad address {authority:?}: {e}"))?)
 }
 
+/// What [`provision`] made: the application's API key, the client, the admin's token.
+#[derive(Debug)]
+pub(crate) struct Provisioned {
+    pub(crate) api_key: String,
+    pub(crate) client_id: i64,
+    pub(crate) admin_token: String,
+}
+
 /// Signs in as the platform admin, creates a client named `client_name` and an
-/// application for it; returns the application's API key.
+/// application for it.
 pub(crate) async fn provision(
     authority: &str,
     email: &str,
     password: &str,
     client_name: &str,
-) -> Result<String, BoxError> {
+) -> Result<Provisioned, BoxError> {
     let host = host_header(authority)?;
     let mut conn = Conn::open(authority).await?;
     let login = json!({ "email": email, "password": password });
@@ -119,7 +127,8 @@ pub(crate) async fn provision(
             StatusCode::CREATED,
         )
         .await?;
-    Ok(app["api_key"].as_str().ok_or("the new application has no api_key")?.to_string())
+    let api_key = app["api_key"].as_str().ok_or("the new application has no api_key")?.to_string();
+    Ok(Provisioned { api_key, client_id, admin_token: token })
 }
 
 /// `GET /v1/balance`: the captured total of each currency, in minor units.

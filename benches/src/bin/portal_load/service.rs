@@ -41,13 +41,14 @@ pub(crate) struct Service {
 impl Service {
     /// Starts `binary` on a fresh temporary data directory, listening on a free port of
     /// 127.0.0.1, with the platform admin `email`/`password`.
-    pub(crate) fn spawn(binary: &Path, email: &str, password: &str) -> Result<Service, BoxError> {
+    pub(crate) fn spawn(binary: &Path, email: &str, password: &str, extra: &[&str]) -> Result<Service, BoxError> {
         let data = tempfile::Builder::new().prefix("portal-load-").tempdir()?;
         let log = data.path().join("portal-svc.log");
         let mut child = Command::new(binary)
             .arg("--data-dir")
             .arg(data.path().join("data"))
             .args(["--listen", "127.0.0.1:0"])
+            .args(extra)
             .env("PORTAL_ADMIN_EMAIL", email)
             .env("PORTAL_ADMIN_PASSWORD", password)
             .stdin(Stdio::null())
