@@ -110,6 +110,11 @@ impl Portal {
             let status = response.status();
             let content_type =
                 response.headers().get("content-type").map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+            // A server-sent event stream (`GET /v1/events/stream`) does not end: its
+            // status and headers are what is checked, not a body.
+            if content_type.as_deref().is_some_and(|t| t.starts_with("text/event-stream")) {
+                return Answer { status, content_type, body: Vec::new() };
+            }
             let body = axum::body::to_bytes(response.into_body(), usize::MAX).await.expect("read the response body");
             Answer { status, content_type, body: body.to_vec() }
         })

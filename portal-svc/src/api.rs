@@ -308,6 +308,25 @@ pub struct Metrics {
     pub registry: prometheus_client::registry::Registry,
     requests: prometheus_client::metrics::family::Family<RequestLabels, prometheus_client::metrics::counter::Counter>,
     latency: prometheus_client::metrics::family::Family<RouteLabels, prometheus_client::metrics::histogram::Histogram>,
+    /// Webhook delivery attempts by outcome (`success`, `http_error`, `timeout`,
+    /// `network_error`, `refused`).
+    webhook_attempts:
+        prometheus_client::metrics::family::Family<OutcomeLabels, prometheus_client::metrics::counter::Counter>,
+    /// How long each webhook delivery attempt took.
+    webhook_latency: prometheus_client::metrics::histogram::Histogram,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+impl Metrics {
+    /// Counts a webhook delivery attempt that ended with `outcome` after `seconds`.
+    pub fn webhook_attempt(&self, outcome: &'static str, seconds: f64) {
+        self.webhook_attempts.get_or_create(&OutcomeLabels { outcome }).inc();
+        self.webhook_latency.observe(seconds);
+    }
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
@@ -335,7 +354,22 @@ impl Default for Metrics {
         });
         registry.register("http_requests", "HTTP requests answered, by route and status", requests.clone());
         registry.register("http_request_duration_seconds", "Time to answer, by route", latency.clone());
-        Metrics { registry, requests, latency }
+        let webhook_attempts = prometheus_client::metrics::family::Family::default();
+        registry.register(
+            "webhook_delivery_attempts",
+            "Webhook delivery attempts, by outcome",
+            webhook_attempts.clone(),
+        );
+        // 1 ms to ~16 s (past the 10 s timeout).
+        let webhook_latency = prometheus_client::metrics::histogram::Histogram::new(
+            prometheus_client::metrics::histogram::exponential_buckets(0.001, 2.0, 15),
+        );
+        registry.register(
+            "webhook_delivery_duration_seconds",
+            "How long each webhook delivery attempt took",
+            webhook_latency.clone(),
+        );
+        Metrics { registry, requests, latency, webhook_attempts, webhook_latency }
     }
 }
 
@@ -451,7 +485,7 @@ fn check_query(request: &Request, query: &[&str]) -> Result<(), ApiError> {
         // Row ids are 1 to i64::MAX, as the document says (a device id past it, or 0,
         // was taken as a filter that matches nothing: found by Schemathesis).
         let row_id = matches!(name.as_ref(), "device_id" | "group_id" | "client_id" | "actor_id")
-            || (name == "starting_after" && request.uri().path() != "/v1/transactions");
+            || (name == "starting_after" && !matches!(request.uri().path(), "/v1/transactions" | "/v1/events"));
         if row_id && query.contains(&name.as_ref()) && !value.parse::<i64>().is_ok_and(|id| id >= 1) {
             return Err(ApiError::invalid(
                 "invalid_query",
@@ -715,6 +749,10 @@ fn query_param_schema(path: &str, name: &str) -> ObjectBuilder {
             .maximum(Some(crate::extract::PAGE_MAX as f64))
             .default(Some(json!(crate::extract::PAGE_DEFAULT))),
         ("/v1/transactions", "starting_after") => tx_id_schema(),
+        ("/v1/events", "starting_after") => {
+            ObjectBuilder::new().schema_type(Type::String).pattern(Some("^evt_[0-9a-f]{24}$"))
+        }
+        ("/v1/events", "type") => one_of(&crate::events::TYPES),
         ("/v1/audit", "from" | "to") => {
             ObjectBuilder::new().schema_type(Type::Integer).format(Some(int64())).description(Some("Unix seconds"))
         }
@@ -727,6 +765,7 @@ fn query_param_schema(path: &str, name: &str) -> ObjectBuilder {
         }
         ("/v1/batches", "status") => one_of(&["open", "closed"]),
         ("/v1/devices", "status") => one_of(&["online", "offline"]),
+        ("/v1/webhook-endpoints/{id}/deliveries", "status") => one_of(&["pending", "succeeded", "failed"]),
         ("/v1/tickets", "status") => one_of(&crate::routes::tickets::STATUSES),
         (_, "kind") => one_of(&["payment", "capture", "void", "refund", "adjustment"]),
         (_, "order") => one_of(&["newest", "oldest"]),

@@ -208,6 +208,64 @@ const MIGRATIONS: &[&str] = &[
         resource_id TEXT,
         detail TEXT
     ) WITHOUT ROWID;",
+    // 11 (issue 17): events (money events from the ledger's change feed, one per ledger
+    // seq; others inserted with the change that causes them), the feed position the
+    // follower has made durable, webhook endpoints (secrets encrypted, `secrets.rs`),
+    // their deliveries and every delivery attempt; the `last_seen` of a device whose
+    // going offline was announced (`device.offline`; devices offline already, by
+    // `routes::devices::ONLINE_SECS`, are taken as announced, so an upgrade does not
+    // announce every terminal that went quiet long ago).
+    "CREATE TABLE events (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        client_id INTEGER NOT NULL,
+        type TEXT NOT NULL,
+        ledger_seq INTEGER UNIQUE,
+        created_at INTEGER NOT NULL,
+        object TEXT NOT NULL
+    );
+    CREATE INDEX events_client ON events(client_id, seq);
+    CREATE TABLE event_feed (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        next_seq INTEGER NOT NULL
+    );
+    CREATE TABLE webhook_endpoints (
+        id INTEGER PRIMARY KEY,
+        client_id INTEGER NOT NULL REFERENCES clients(id),
+        url TEXT NOT NULL,
+        events TEXT NOT NULL,
+        secret TEXT NOT NULL,
+        active INTEGER NOT NULL DEFAULT 1,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+    );
+    CREATE INDEX webhook_endpoints_client ON webhook_endpoints(client_id, id);
+    CREATE TABLE webhook_deliveries (
+        id INTEGER PRIMARY KEY,
+        endpoint_id INTEGER NOT NULL REFERENCES webhook_endpoints(id),
+        event_seq INTEGER NOT NULL REFERENCES events(seq),
+        redelivery INTEGER NOT NULL DEFAULT 0,
+        status TEXT NOT NULL CHECK (status IN ('pending', 'succeeded', 'failed')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_ms INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+    );
+    CREATE INDEX webhook_deliveries_endpoint ON webhook_deliveries(endpoint_id, id);
+    CREATE INDEX webhook_deliveries_pending ON webhook_deliveries(endpoint_id, redelivery, event_seq)
+        WHERE status = 'pending';
+    CREATE TABLE webhook_attempts (
+        id INTEGER PRIMARY KEY,
+        delivery_id INTEGER NOT NULL REFERENCES webhook_deliveries(id),
+        at_ms INTEGER NOT NULL,
+        status_code INTEGER,
+        error TEXT,
+        latency_ms INTEGER NOT NULL
+    );
+    CREATE INDEX webhook_attempts_delivery ON webhook_attempts(delivery_id, id);
+    ALTER TABLE devices ADD COLUMN offline_announced INTEGER;
+    UPDATE devices SET offline_announced = last_seen
+        WHERE last_seen < CAST(strftime('%s', 'now') AS INTEGER) - 300;",
 ];
 
 /// A shared handle on the metadata database.
@@ -269,6 +327,13 @@ impl std::future::IntoFuture for MetaCommit {
 
 /// Waits for a lock held by the other connection rather than failing at once.
 const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A connection of its own on the database at `path`, set up as the shared one (for
+/// the events follower and the webhook deliveries, which must not queue behind
+/// handlers on the shared connection).
+pub fn connect_own(path: &Path) -> Result<Connection, rusqlite::Error> {
+    connect(path)
+}
 
 fn connect(path: &Path) -> Result<Connection, rusqlite::Error> {
     let conn = Connection::open(path)?;
@@ -353,6 +418,11 @@ impl Db {
     {
         let path = Arc::clone(&self.path);
         tokio::task::spawn_blocking(move || f(&mut connect(&path)?)).await.map_err(ApiError::internal)?
+    }
+
+    /// Where the database file is.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// Runs `f` with the connection on the calling thread (start-up only).
@@ -457,6 +527,13 @@ fn migrate(conn: &mut Connection) -> Result<(), rusqlite::Error> {
         tx.commit()?;
     }
     Ok(())
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// Seconds since the Unix epoch.

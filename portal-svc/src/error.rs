@@ -62,6 +62,12 @@ impl ApiError {
         .with_param("Content-Type")
     }
 
+    /// 422: a well-formed request whose content cannot be accepted (an unknown event
+    /// type, a webhook url the SSRF guard refuses), with the validation errors' body.
+    pub fn unprocessable(code: &'static str, message: impl Into<String>) -> ApiError {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request_error", code, message)
+    }
+
     /// 422: a valid request that the ledger refuses.
     pub fn refused(code: &'static str, message: impl Into<String>) -> ApiError {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, "ledger_error", code, message)

@@ -17,6 +17,10 @@
 //! (`audit`, `routes::audit`), the user lifecycle and password policy
 //! (`routes::users`, `password`), client settings with the settlement cut-over
 //! (`settings`), and `/metrics` behind its own token.
+//!
+//! Issue 17: events from the ledger's change feed (`follower`, `events`), webhook
+//! endpoints and signed, retried, ordered deliveries with an SSRF guard (`webhooks`,
+//! `routes::webhooks`), `GET /v1/events` and its server-sent stream (`routes::events`).
 
 pub mod api;
 pub mod app;
@@ -25,7 +29,9 @@ pub mod auth;
 pub mod backup;
 pub mod db;
 pub mod error;
+pub mod events;
 pub mod extract;
+pub mod follower;
 pub mod idempotency;
 pub mod mfa;
 pub mod password;
@@ -33,3 +39,4 @@ pub mod routes;
 pub mod schema;
 pub mod secrets;
 pub mod settings;
+pub mod webhooks;

@@ -33,6 +33,20 @@ struct Args {
     #[arg(long, default_value_t = portal_svc::auth::ADDR_FAILURES_MAX,
           value_parser = clap::value_parser!(i64).range(1..=1_000_000))]
     login_failures_per_address: i64,
+    /// Admit webhook urls on loopback and private addresses (refused otherwise: a
+    /// webhook must not reach into the service's own network). For tests and closed
+    /// networks.
+    #[arg(long)]
+    allow_private_webhooks: bool,
+    /// The delay before a failed webhook delivery's first retry, in milliseconds; each
+    /// next retry waits twice as long.
+    #[arg(long, default_value_t = portal_svc::webhooks::RETRY_BASE_MS_DEFAULT,
+          value_parser = clap::value_parser!(u64).range(1..=86_400_000))]
+    webhook_retry_base_ms: u64,
+    /// Attempts of a webhook delivery before it is marked failed.
+    #[arg(long, default_value_t = portal_svc::webhooks::ATTEMPTS_MAX_DEFAULT,
+          value_parser = clap::value_parser!(u32).range(1..=100))]
+    webhook_attempts_max: u32,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -128,12 +142,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         addr_failures_max: args.login_failures_per_address,
         metrics_token,
         keyring: std::sync::Arc::new(keyring),
+        webhooks: std::sync::Arc::new(portal_svc::webhooks::Webhooks::new(portal_svc::webhooks::Config {
+            allow_private: args.allow_private_webhooks,
+            retry_base_ms: args.webhook_retry_base_ms,
+            attempts_max: args.webhook_attempts_max,
+        })),
         ..AppState::new(db, ledger.clone())
     };
+    // The holding feed is open before any request is accepted: every record committed
+    // from now on (and any after the stored position) becomes an event.
+    let follower = portal_svc::follower::start(&state)?;
     // Each client's daily settlement cut-over closes its open batches by itself.
     runtime.spawn(portal_svc::settings::cutover_task(state.clone()));
+    // Devices that stop sending heartbeats are announced offline (device.offline).
+    runtime.spawn(portal_svc::routes::devices::offline_task(state.clone()));
+    // Webhook deliveries, off the request path.
+    runtime.spawn(portal_svc::webhooks::delivery::run(state.clone()));
     let db = state.db.clone();
     runtime.block_on(serve(args.listen, state))?;
+    follower.stop();
     // Audit entries queued by the last answers are committed before the exit.
     if let Err(e) = runtime.block_on(db.settle()) {
         tracing::error!(error = %e.message, "the last audit entries stay pending until the next start");
@@ -161,6 +188,7 @@ async fn serve(listen: SocketAddr, state: AppState) -> std::io::Result<()> {
     println!("listening on http://{addr}");
     std::io::stdout().flush()?;
     tracing::info!(%addr, "accepting connections");
+    let webhooks = std::sync::Arc::clone(&state.webhooks);
     let router = app::router(state);
     let (closing, closing_seen) = tokio::sync::watch::channel(false);
     let mut connections = tokio::task::JoinSet::new();
@@ -201,6 +229,8 @@ async fn serve(listen: SocketAddr, state: AppState) -> std::io::Result<()> {
         while connections.try_join_next().is_some() {}
     }
     drop(listener);
+    // Event streams never end by themselves: end them, so their connections drain.
+    webhooks.close_streams();
     let _ = closing.send(true);
     while connections.join_next().await.is_some() {}
     Ok(())

@@ -174,3 +174,24 @@ pub fn new_transaction_kind() -> Object {
 pub fn note_resource_type() -> Object {
     one_of(&["transaction", "device", "ticket"])
 }
+
+/// A webhook endpoint's url: http or https (the SSRF guard checks the rest).
+pub fn webhook_url() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some("^https?://[^\\s]+$"))
+        .max_length(Some(crate::webhooks::address::URL_CHARS_MAX))
+        .build()
+}
+
+/// The event types an endpoint subscribes to: at least one, each known.
+pub fn event_types() -> Schema {
+    Schema::Array(
+        ArrayBuilder::new()
+            .items(ObjectBuilder::new().schema_type(Type::String).enum_values(Some(crate::events::TYPES)))
+            .min_items(Some(1))
+            .max_items(Some(crate::events::TYPES.len()))
+            .unique_items(true)
+            .build(),
+    )
+}

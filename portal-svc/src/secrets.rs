@@ -121,14 +121,19 @@ impl Keyring {
 
     /// Encrypts `plain`, bound to `user_id`.
     pub fn seal(&self, user_id: i64, plain: &str) -> String {
+        self.seal_with(&user_id.to_le_bytes(), plain)
+    }
+
+    /// Encrypts `plain`, bound to the associated data `aad` (which names the row it
+    /// belongs to: a ciphertext copied to another row does not decrypt).
+    pub fn seal_with(&self, aad: &[u8], plain: &str) -> String {
         let mut nonce = [0u8; 24];
         OsRng.fill_bytes(&mut nonce);
-        let aad = user_id.to_le_bytes();
         // Encryption with a valid key and nonce only fails past 256 GiB of input.
         let sealed = self
             .current
             .cipher
-            .encrypt(XNonce::from_slice(&nonce), Payload { msg: plain.as_bytes(), aad: &aad })
+            .encrypt(XNonce::from_slice(&nonce), Payload { msg: plain.as_bytes(), aad })
             .unwrap_or_default();
         let mut bytes = nonce.to_vec();
         bytes.extend_from_slice(&sealed);
@@ -142,7 +147,13 @@ impl Keyring {
 
     /// Decrypts what [`Keyring::seal`] made for `user_id`.
     pub fn open(&self, user_id: i64, stored: &str) -> Result<String, KeyError> {
-        let bad = |why: &str| KeyError::Undecryptable(format!("the MFA secret of user {user_id} {why}"));
+        self.open_with(&user_id.to_le_bytes(), stored, &format!("the MFA secret of user {user_id}"))
+    }
+
+    /// Decrypts what [`Keyring::seal_with`] made for `aad`; `what` names the secret in
+    /// errors.
+    pub fn open_with(&self, aad: &[u8], stored: &str, what: &str) -> Result<String, KeyError> {
+        let bad = |why: &str| KeyError::Undecryptable(format!("{what} {why}"));
         let rest = stored.strip_prefix(SEALED_PREFIX).ok_or_else(|| bad("is not encrypted"))?;
         let (id, data) = rest.split_once(':').ok_or_else(|| bad("is malformed"))?;
         let key = [Some(&self.current), self.previous.as_ref()]
@@ -155,10 +166,9 @@ impl Keyring {
             return Err(bad("is malformed"));
         }
         let (nonce, sealed) = bytes.split_at(24);
-        let aad = user_id.to_le_bytes();
         let plain = key
             .cipher
-            .decrypt(XNonce::from_slice(nonce), Payload { msg: sealed, aad: &aad })
+            .decrypt(XNonce::from_slice(nonce), Payload { msg: sealed, aad })
             .map_err(|_| bad("fails authentication"))?;
         String::from_utf8(plain).map_err(|_| bad("is malformed"))
     }
@@ -295,6 +305,31 @@ pub fn seal_all(conn: &mut Connection, ring: &Keyring) -> Result<usize, KeyError
         tx.execute("UPDATE users SET mfa_secret = ?1 WHERE id = ?2", rusqlite::params![ring.seal(id, &plain), id])?;
         changed += 1;
     }
+    // Webhook signing secrets are only ever stored sealed; a rotation re-seals them.
+    // (`rotate-key` may run on a database older than the table.)
+    let has_endpoints: bool = tx.query_row(
+        "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'webhook_endpoints'",
+        [],
+        |row| row.get(0),
+    )?;
+    let endpoints: Vec<(i64, String)> = if !has_endpoints {
+        Vec::new()
+    } else {
+        let mut stmt = tx.prepare("SELECT id, secret FROM webhook_endpoints")?;
+        stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?.collect::<Result<_, _>>()?
+    };
+    for (id, stored) in endpoints {
+        if stored.strip_prefix(SEALED_PREFIX).is_some_and(|r| r.starts_with(&format!("{}:", ring.current.id))) {
+            continue;
+        }
+        let aad = crate::webhooks::secret_aad(id);
+        let plain = ring.open_with(&aad, &stored, &format!("the secret of webhook endpoint {id}"))?;
+        tx.execute(
+            "UPDATE webhook_endpoints SET secret = ?1 WHERE id = ?2",
+            rusqlite::params![ring.seal_with(&aad, &plain), id],
+        )?;
+        changed += 1;
+    }
     tx.commit()?;
     if clear > 0 {
         // secure_delete is on: VACUUM rebuilds every page, and the checkpoint moves the
@@ -351,6 +386,35 @@ pub fn rotate(dir: &Path, conn: &mut Connection) -> Result<String, KeyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rotation_reseals_webhook_secrets_bound_to_their_endpoint() {
+        let dir = tempfile::tempdir().expect("a directory");
+        let db = crate::db::Db::open(&dir.path().join("portal.db")).expect("a database");
+        let old = Keyring::random();
+        let aad = crate::webhooks::secret_aad(1);
+        let sealed = old.seal_with(&aad, "whsec_abc");
+        db.call_blocking(|conn| {
+            conn.execute("INSERT INTO clients (id, name, created_at) VALUES (1, 'A', 0)", [])?;
+            conn.execute(
+                "INSERT INTO webhook_endpoints (id, client_id, url, events, secret, active, created_at, updated_at)
+                 VALUES (1, 1, 'https://x.test/', 'payment.created', ?1, 1, 0, 0)",
+                [&sealed],
+            )
+        })
+        .expect("the lock")
+        .expect("rows");
+        let new = Keyring { current: Keyring::random().current, previous: Some(old.current.clone()) };
+        assert_eq!(db.call_blocking(|conn| seal_all(conn, &new)).expect("the lock").expect("sealed"), 1);
+        let stored: String = db
+            .call_blocking(|conn| conn.query_row("SELECT secret FROM webhook_endpoints", [], |r| r.get(0)))
+            .expect("the lock")
+            .expect("the row");
+        assert_eq!(new.open_with(&aad, &stored, "it").expect("opens"), "whsec_abc");
+        assert!(old.open_with(&aad, &stored, "it").is_err(), "the old key alone no longer opens it");
+        assert!(new.open_with(&crate::webhooks::secret_aad(2), &stored, "it").is_err(), "another endpoint's row");
+        assert!(new.open(1, &stored).is_err(), "a user's MFA secret slot");
+    }
 
     #[test]
     fn sealed_secrets_open_only_for_their_user_and_key() {

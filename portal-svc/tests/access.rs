@@ -63,6 +63,19 @@ fn fill(path: &str, value: impl Fn(&str, &str) -> String) -> String {
         .join("/")
 }
 
+/// The status of `GET path` with `token`, reading only the status line (for a route
+/// whose answer streams without end).
+fn stream_status(svc: &Service, path: &str, token: &str) -> u16 {
+    use std::io::{BufRead, Write};
+    let addr = svc.base.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(stream).read_line(&mut line).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
 #[test]
 fn every_route_checks_role_and_key() {
     let dir = tempfile::tempdir().unwrap();
@@ -126,7 +139,17 @@ fn every_route_checks_role_and_key() {
         assert_eq!(status, 401, "{} {path} without credentials: {body}", op.method);
         for (who, token) in &callers {
             let allowed = if *who == "api_key" { op.api_key } else { op.roles.iter().any(|r| r == who) };
-            let (status, body) = svc.request(&op.method, &path, Some(token), Some("{}"));
+            // The event stream does not end: only its status line is read.
+            let (status, body) = if op.path == "/v1/events/stream" {
+                (stream_status(&svc, &path, token), Value::Null)
+            } else {
+                svc.request(&op.method, &path, Some(token), Some("{}"))
+            };
+            if op.path == "/v1/events/stream" && !allowed {
+                assert_eq!(status, 403, "{who} may not open the event stream");
+                checked += 1;
+                continue;
+            }
             if allowed {
                 assert!(status != 401 && status != 403, "{who} may {} {path}: {status} {body}", op.method);
             } else {
@@ -184,6 +207,13 @@ fn another_clients_objects_are_not_found_on_every_route() {
     );
     assert_eq!(status, 201, "{user_a}");
 
+    let (status, hook) = svc.post(
+        "/v1/webhook-endpoints",
+        &admin_a,
+        json!({ "url": "https://hooks.example.invalid/a", "events": ["payment.created"] }),
+    );
+    assert_eq!(status, 201, "{hook}");
+
     let id_of = |first: &str, param: &str| -> String {
         match (first, param) {
             ("clients", "id") => a.to_string(),
@@ -195,6 +225,9 @@ fn another_clients_objects_are_not_found_on_every_route() {
             ("device-groups", "id") => group["id"].to_string(),
             ("rollouts", "id") => rollout["id"].to_string(),
             ("users", "id") => user_a["id"].to_string(),
+            ("webhook-endpoints", "id") => hook["id"].to_string(),
+            // The endpoint is another client's, so 404 whatever the delivery.
+            ("webhook-endpoints", "delivery_id") => "1".to_string(),
             // Any well-formed session id: the user is another client's, so 404 first.
             ("users", "session_id") => "0123456789abcdef".to_string(),
             _ => panic!("no isolation case for /v1/{first}/.../{{{param}}}: add one"),

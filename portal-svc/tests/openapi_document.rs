@@ -126,6 +126,12 @@ fn parameters_are_typed() {
                 ("query", "starting_after") if path == "/v1/transactions" => {
                     assert_eq!(schema["pattern"], "^tx_[0-9a-f]{32}$");
                 }
+                ("query", "starting_after") if path == "/v1/events" => {
+                    assert_eq!(schema["pattern"], "^evt_[0-9a-f]{24}$");
+                }
+                ("query", "type") => {
+                    assert!(schema["enum"].as_array().is_some_and(|e| e.len() == 9), "{method} {path} {name}");
+                }
                 ("query", "starting_after") => assert_eq!(schema["type"], "integer", "{method} {path}"),
                 _ => {}
             }
@@ -587,4 +593,69 @@ fn created_objects_link_to_their_operations() {
     expect("POST /v1/device-groups/{id}/firmware", &["get /v1/rollouts/{id}"]);
     expect("POST /v1/clients", &["get /v1/clients/{id}"]);
     expect("POST /v1/clients/{id}/applications", &["delete /v1/clients/{id}/applications/{app_id}"]);
+}
+
+/// Webhook endpoints, their delivery log and events (issue 17) are what their schemas
+/// say.
+#[test]
+fn webhook_and_event_answers_match_their_schemas() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(dir.path(), true);
+    let doc = document(&svc);
+    let admin = svc.token(ADMIN_EMAIL, ADMIN_PASSWORD);
+    let (client, key) = svc.client_with_key(&admin, "hooks");
+    let (email, password) = ("hooks-admin@doc.test", "a long enough password");
+    let (status, _) = svc.post(
+        "/v1/users",
+        &admin,
+        json!({ "email": email, "password": password, "role": "client_admin", "client_id": client }),
+    );
+    assert_eq!(status, 201);
+    let client_admin = svc.token(email, password);
+    let (status, endpoint) = svc.post(
+        "/v1/webhook-endpoints",
+        &client_admin,
+        json!({ "url": "https://hooks.example.invalid/doc", "events": ["payment.created"] }),
+    );
+    assert_eq!(status, 201, "{endpoint}");
+    assert_shape(&doc, "WebhookEndpoint", &endpoint);
+    let (status, _) =
+        svc.post("/v1/transactions", &key, json!({ "kind": "payment", "amount": "1.00", "currency": "USD" }));
+    assert_eq!(status, 201);
+    let id = endpoint["id"].as_i64().unwrap();
+    // The host does not resolve: the first attempt fails, with an error and no status.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let log = loop {
+        let (_, log) = svc.request("GET", &format!("/v1/webhook-endpoints/{id}/deliveries"), Some(&client_admin), None);
+        if log["data"][0]["attempts"].as_array().is_some_and(|a| !a.is_empty()) {
+            break log;
+        }
+        assert!(std::time::Instant::now() < deadline, "no attempt: {log}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_shape(&doc, "WebhookDeliveryList", &log);
+    assert_shape(&doc, "WebhookDelivery", &log["data"][0]);
+    assert_shape(&doc, "DeliveryAttempt", &log["data"][0]["attempts"][0]);
+    let (status, again) = svc.post(
+        &format!("/v1/webhook-endpoints/{id}/deliveries/{}/redeliver", log["data"][0]["id"]),
+        &client_admin,
+        json!({}),
+    );
+    assert_eq!(status, 201, "{again}");
+    assert_shape(&doc, "WebhookDelivery", &again);
+    let (_, list) = svc.request("GET", "/v1/webhook-endpoints", Some(&client_admin), None);
+    assert_shape(&doc, "WebhookEndpointList", &list);
+    assert_shape(&doc, "WebhookEndpoint", &list["data"][0]);
+    let (status, rotated) = svc.post(&format!("/v1/webhook-endpoints/{id}/rotate-secret"), &client_admin, json!({}));
+    let documented =
+        operation(&doc, "POST", "/v1/webhook-endpoints/{id}/rotate-secret")["responses"].as_object().unwrap();
+    assert!(documented.contains_key(&status.to_string()), "answered {status}: {rotated}");
+    assert_shape(&doc, "WebhookEndpoint", &rotated);
+    let (_, events) = svc.request("GET", "/v1/events", Some(&key), None);
+    assert_shape(&doc, "EventList", &events);
+    assert_shape(&doc, "Event", &events["data"][0]);
+    assert_shape(&doc, "EventData", &events["data"][0]["data"]);
+    let (status, disabled) = svc.request("DELETE", &format!("/v1/webhook-endpoints/{id}"), Some(&client_admin), None);
+    assert_eq!(status, 200);
+    assert_shape(&doc, "WebhookEndpoint", &disabled);
 }

@@ -118,3 +118,24 @@ export function idempotencyKey() {
   crypto.getRandomValues(bytes);
   return `web-${Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('')}`;
 }
+
+/** Follows the client's new events (`GET /v1/events/stream`, server-sent events over
+ *  the session cookie) and calls `onEvent(event)` for each of `types`. Returns a
+ *  function that stops following. The browser reconnects by itself when the stream
+ *  ends; `lagged` (events were missed) is passed on as `{type: 'lagged'}`. */
+export function followEvents(types, onEvent) {
+  if (typeof EventSource === 'undefined') return () => {};
+  const source = new EventSource('/v1/events/stream');
+  const deliver = (message) => {
+    let event = null;
+    try {
+      event = JSON.parse(message.data);
+    } catch (e) {
+      return;
+    }
+    onEvent(event);
+  };
+  for (const type of types) source.addEventListener(type, deliver);
+  source.addEventListener('lagged', () => onEvent({ type: 'lagged' }));
+  return () => source.close();
+}

@@ -14,10 +14,13 @@ import { renderTickets, renderTicket } from './page-tickets.js';
 import { renderAdmin } from './page-admin.js';
 import { renderActivity } from './page-activity.js';
 import { renderApi } from './page-api.js';
+import { renderWebhooks, renderWebhook } from './page-webhooks.js';
 
 const member = (user) => can(user, 'viewer');
 const manager = (user) => can(user, 'client_admin') || isPlatformAdmin(user);
 const anyone = () => true;
+/** Webhooks are a client's own configuration: its client admins. */
+const clientAdmin = (user) => can(user, 'client_admin');
 
 /** Pages: path pattern, who sees it, the renderer, and its navigation entry. */
 const ROUTES = [
@@ -32,6 +35,8 @@ const ROUTES = [
   { path: /^\/groups\/(\d+)$/, who: member, render: renderGroup, section: '#/devices' },
   { path: /^\/tickets$/, who: member, render: renderTickets, nav: 'Support', href: '#/tickets' },
   { path: /^\/tickets\/(\d+)$/, who: member, render: renderTicket, section: '#/tickets' },
+  { path: /^\/webhooks$/, who: clientAdmin, render: renderWebhooks, nav: 'Webhooks', href: '#/webhooks' },
+  { path: /^\/webhooks\/(\d+)$/, who: clientAdmin, render: renderWebhook, section: '#/webhooks' },
   { path: /^\/admin$/, who: manager, render: renderAdmin, nav: 'Administration', href: '#/admin' },
   { path: /^\/activity$/, who: manager, render: renderActivity, nav: 'Activity', href: '#/activity' },
   { path: /^\/account$/, who: anyone, render: renderAccount, title: 'Account', href: '#/account' },

@@ -3,7 +3,7 @@
 // rollouts whose progress the page follows while they run.
 
 import { get, post, put, patch, query, ApiError } from './api.js';
-import { h, mount, can, when, badge, table, field, select, onSubmit, confirmDialog, flash, pageHeader, errorBox } from './ui.js';
+import { h, mount, can, when, badge, table, field, select, onSubmit, confirmDialog, flash, pageHeader, errorBox, liveUpdates } from './ui.js';
 import { notesPanel } from './notes.js';
 
 /** How often a running rollout's progress is fetched again. */
@@ -85,8 +85,11 @@ export async function renderDevices(view, ctx) {
   }
 
   const here = (extra) => `#/devices${query({ status, group_id: groupId, ...extra })}`;
+  // Devices going offline and rollouts completing show by themselves (the event stream).
+  const live = liveUpdates(ctx, ['device.offline', 'rollout.completed'], { message: 'Devices changed.' });
   mount(view,
     pageHeader('Devices'),
+    live,
     h('section', { class: 'card', 'aria-label': 'Devices' },
       filter,
       table([

@@ -3,7 +3,7 @@
 // confirmed first and sent with an Idempotency-Key so it moves money at most once.
 
 import { get, post, query, idempotencyKey } from './api.js';
-import { h, mount, can, money, when, badge, shortId, table, field, select, onSubmit, confirmDialog, subtract, flash, pageHeader } from './ui.js';
+import { h, mount, can, money, when, badge, shortId, table, field, select, onSubmit, confirmDialog, subtract, flash, pageHeader, liveUpdates } from './ui.js';
 import { notesPanel } from './notes.js';
 
 const STATUSES = ['authorized', 'captured', 'partially_refunded', 'refunded', 'voided', 'applied'];
@@ -55,8 +55,12 @@ export async function renderTransactions(view, ctx) {
       : null,
     h('span', { class: 'muted' }, `${page.data.length} shown, oldest first`));
 
+  // New money movements appear by themselves on the first page (the event stream).
+  const live = liveUpdates(ctx, ['payment.created', 'payment.captured', 'payment.voided', 'refund.created', 'adjustment.created'],
+    { quiet: Boolean(after), message: 'New transactions were made.' });
   mount(view,
     pageHeader('Transactions'),
+    live,
     find,
     form,
     h('section', { class: 'card', 'aria-label': 'Transactions' },

@@ -2,7 +2,7 @@
 // HTML (text is always text, so nothing the API returns can become markup), money
 // and time formatting, messages, confirmation dialogs and form helpers.
 
-import { ApiError } from './api.js';
+import { ApiError, followEvents } from './api.js';
 
 /** Builds an element: `h('a', {href: '#/x', class: 'c', on: {click}}, 'text', child)`. */
 export function h(tag, props, ...children) {
@@ -121,7 +121,7 @@ const BADGES = {
   captured: 'good', applied: 'good', matches: 'good', mismatch: 'bad', on: 'good', active: 'good', revoked: 'bad', online: 'good', completed: 'good', installed: 'good', resolved: 'good', closed: 'info',
   authorized: 'info', open: 'info', in_progress: 'info', waiting: 'warn', pending: 'warn',
   partially_refunded: 'warn', refunded: 'warn', voided: 'bad', offline: 'bad', failed: 'bad', cancelled: 'bad',
-  ok: 'good', refused: 'warn', deactivated: 'bad', locked: 'bad', password_change: 'warn',
+  ok: 'good', refused: 'warn', deactivated: 'bad', succeeded: 'good', disabled: 'bad', locked: 'bad', password_change: 'warn',
 };
 
 /** A status as a badge (the word itself, so colour is never the only signal). */
@@ -259,4 +259,32 @@ export async function section(el, load) {
   } catch (error) {
     mount(el, errorBox(error));
   }
+}
+
+/** Keeps a page live: when an event of `types` arrives (the event stream), the page is
+ *  rendered again shortly after, unless the user is typing in it or `quiet` says
+ *  so (a later page of a list): then the returned notice offers to. */
+export function liveUpdates(ctx, types, { quiet = false, message = 'There is new activity.' } = {}) {
+  const show = h('button', { type: 'button', class: 'link' }, 'Show it');
+  show.addEventListener('click', () => ctx.refresh());
+  const notice = h('p', { class: 'live-notice', role: 'status', hidden: true }, message, ' ', show);
+  let timer = null;
+  const stop = followEvents(types, () => {
+    if (!ctx.current()) return;
+    const typing = document.activeElement && document.activeElement.closest('form');
+    if (quiet || typing) {
+      notice.hidden = false;
+      return;
+    }
+    clearTimeout(timer);
+    timer = setTimeout(() => {
+      if (ctx.current() && !document.hidden) ctx.refresh();
+      else notice.hidden = false;
+    }, 700);
+  });
+  ctx.onLeave(() => {
+    stop();
+    clearTimeout(timer);
+  });
+  return notice;
 }

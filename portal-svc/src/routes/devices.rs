@@ -25,6 +25,8 @@ use crate::extract::{ApiJson, ApiPath, fetch_limit, page, page_limit};
 
 /// A device is online when its last heartbeat is at most this many seconds old.
 pub const ONLINE_SECS: i64 = 300;
+// Migration 11 (db.rs) takes devices silent for 300 s as announced offline already.
+const _: () = assert!(ONLINE_SECS == 300, "update migration 11's offline devices with ONLINE_SECS");
 /// Heartbeats kept per device; each new one deletes those beyond the newest this many.
 pub const HEARTBEATS_PER_DEVICE_MAX: i64 = 1000;
 /// Largest diagnostics object of one heartbeat, serialized.
@@ -43,6 +45,52 @@ const _: () = assert!(CONFIG_BYTES_MAX < crate::app::BODY_BYTES_MAX);
 /// Whether a device last seen at `last_seen` is online at `now`.
 pub fn is_online(last_seen: Option<i64>, now: i64) -> bool {
     last_seen.is_some_and(|seen| seen >= now.saturating_sub(ONLINE_SECS))
+}
+
+/// How often [`offline_task`] looks for devices that went offline.
+pub const OFFLINE_SWEEP_SECS: u64 = 10;
+/// Devices announced offline per sweep at most (the next sweep takes the rest).
+const OFFLINE_SWEEP_MAX: i64 = 1000;
+
+/// Announces devices that went offline: a device whose last heartbeat is older than
+/// [`ONLINE_SECS`] gets one `device.offline` event for that heartbeat (the event and
+/// the mark that it was announced commit together), every [`OFFLINE_SWEEP_SECS`].
+pub async fn offline_task(state: AppState) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(OFFLINE_SWEEP_SECS));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match state.db.call(announce_offline).await {
+            Ok(events) if !events.is_empty() => state.webhooks.published(events),
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e.message, "announcing offline devices failed; retried next sweep"),
+        }
+    }
+}
+
+fn announce_offline(conn: &mut Connection) -> Result<Vec<crate::events::Event>, ApiError> {
+    let now = now_secs();
+    let tx = crate::db::write_tx(conn)?;
+    let gone: Vec<(i64, i64, i64)> = {
+        let mut stmt = tx.prepare_cached(
+            "SELECT id, client_id, last_seen FROM devices
+             WHERE last_seen IS NOT NULL AND last_seen < ?1
+               AND (offline_announced IS NULL OR offline_announced <> last_seen)
+             ORDER BY last_seen LIMIT ?2",
+        )?;
+        stmt.query_map(params![now.saturating_sub(ONLINE_SECS), OFFLINE_SWEEP_MAX], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        })?
+        .collect::<Result<_, _>>()?
+    };
+    let mut events = Vec::new();
+    for (id, client_id, last_seen) in gone {
+        let object = serde_json::to_value(load_device(&tx, client_id, id)?).map_err(ApiError::internal)?;
+        events.extend(crate::events::insert(&tx, &crate::events::of_change(client_id, "device.offline", object))?);
+        tx.execute("UPDATE devices SET offline_announced = ?1 WHERE id = ?2", params![last_seen, id])?;
+    }
+    tx.commit()?;
+    Ok(events)
 }
 
 /// Trimmed text of 1 to `max` characters without control characters.
@@ -639,11 +687,18 @@ fn settle_rollout(conn: &Connection, client_id: i64, rollout_id: i64, now: i64) 
     )?;
     if pending == 0 {
         let status = if total == 0 { "cancelled" } else { "completed" };
-        conn.execute(
+        let changed = conn.execute(
             "UPDATE rollouts SET status = ?1, updated_at = ?2
              WHERE id = ?3 AND client_id = ?4 AND status = 'in_progress'",
             params![status, now, rollout_id, client_id],
         )?;
+        // The event is committed with the change it announces (issue 17); the delivery
+        // worker's poll finds its deliveries within a second.
+        if changed > 0 && status == "completed" {
+            let object =
+                serde_json::to_value(load_rollout(conn, client_id, rollout_id)?).map_err(ApiError::internal)?;
+            crate::events::insert(conn, &crate::events::of_change(client_id, "rollout.completed", object))?;
+        }
     }
     Ok(())
 }
@@ -1208,6 +1263,33 @@ pub fn endpoints() -> Vec<Endpoint> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_device_gone_offline_is_announced_once_per_last_heartbeat() {
+        let dir = tempfile::tempdir().expect("a directory");
+        let db = crate::db::Db::open(&dir.path().join("portal.db")).expect("a database");
+        let announce = || db.call_blocking(announce_offline).expect("the lock").expect("announced");
+        let old = now_secs() - ONLINE_SECS - 10;
+        db.call_blocking(|conn| {
+            conn.execute("INSERT INTO clients (id, name, created_at) VALUES (1, 'A', 0)", [])?;
+            conn.execute(
+                "INSERT INTO devices (id, client_id, serial, model, last_seen, created_at) VALUES (5, 1, 'S', 'M', ?1, 0)",
+                [old],
+            )?;
+            conn.execute("INSERT INTO devices (id, client_id, serial, model, created_at) VALUES (6, 1, 'T', 'M', 0)", [])
+        })
+        .expect("the lock")
+        .expect("rows");
+        let first = announce();
+        assert_eq!(first.len(), 1, "the device seen long ago; not the one never seen");
+        assert_eq!((first[0].kind.as_str(), first[0].client_id), ("device.offline", 1));
+        assert_eq!(first[0].data.object["id"], 5);
+        assert!(announce().is_empty(), "announced once");
+        db.call_blocking(|conn| conn.execute("UPDATE devices SET last_seen = ?1 WHERE id = 5", [old + 1]))
+            .expect("the lock")
+            .expect("seen again");
+        assert_eq!(announce().len(), 1, "seen again, then gone again");
+    }
 
     #[test]
     fn online_means_seen_within_the_window() {

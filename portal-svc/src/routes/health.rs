@@ -84,8 +84,45 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<im
         text.push_str(&format!("# HELP {name} {help}.\n# TYPE {name} {kind}\n{name} {value}\n"));
     }
     engine_metrics(&state.ledger, &mut text);
+    events_metrics(&state, &mut text).await?;
     prometheus_client::encoding::text::encode_eof(&mut text).map_err(ApiError::internal)?;
     Ok(([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text))
+}
+
+/// The events follower and the webhook deliveries, read at scrape time: how far the
+/// follower is behind the ledger, whether it runs, its errors, and the deliveries
+/// waiting (attempts by outcome and their latency are in the registry).
+async fn events_metrics(state: &AppState, text: &mut String) -> Result<(), ApiError> {
+    use std::fmt::Write as _;
+    use std::sync::atomic::Ordering;
+    let pending: i64 = state
+        .db
+        .call(|conn| {
+            Ok(conn
+                .query_row("SELECT count(*) FROM webhook_deliveries WHERE status = 'pending'", [], |row| row.get(0))?)
+        })
+        .await?;
+    let follower = &state.webhooks.follower;
+    let lag = state.ledger.last_seq().saturating_add(1).saturating_sub(follower.position());
+    let gauges = [
+        ("portal_events_feed_lag_records", "Ledger records committed that the events follower has not stored", lag),
+        ("portal_events_follower_up", "1 while the events follower follows the ledger, 0 after an error", {
+            u64::from(follower.running.load(Ordering::Relaxed))
+        }),
+        ("portal_webhook_deliveries_pending", "Webhook deliveries not yet succeeded or failed", {
+            u64::try_from(pending).unwrap_or(0)
+        }),
+    ];
+    for (name, help, value) in gauges {
+        let _ = write!(text, "# HELP {name} {help}.\n# TYPE {name} gauge\n{name} {value}\n");
+    }
+    let (name, errors) = ("portal_events_follower_errors", follower.errors.load(Ordering::Relaxed));
+    let _ = write!(
+        text,
+        "# HELP {name} Errors and panics of the events follower (each followed by a retry).\n\
+         # TYPE {name} counter\n{name}_total {errors}\n"
+    );
+    Ok(())
 }
 
 /// The engine's own metrics, read at scrape time: group commits (how many, their sizes,

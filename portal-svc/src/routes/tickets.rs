@@ -358,10 +358,19 @@ pub async fn update(
             }
             let ticket = load(&tx, client_id, id)?;
             audit::record(&tx, &principal, "ticket.update", &format!("ticket:{id}"))?;
+            // The event is committed with the change it announces (issue 17).
+            let event = if req.status.is_some() || req.assignee_id.is_some() {
+                let object = serde_json::to_value(&ticket).map_err(ApiError::internal)?;
+                crate::events::insert(&tx, &crate::events::of_change(client_id, "ticket.updated", object))?
+            } else {
+                None
+            };
             tx.commit()?;
-            Ok(ticket)
+            Ok((ticket, event))
         })
         .await?;
+    let (ticket, event) = ticket;
+    state.webhooks.published(event);
     Ok(Json(ticket))
 }
 

@@ -62,6 +62,7 @@ const ASSETS: &[Asset] = &[
     asset!("page-admin.js", "text/javascript; charset=utf-8"),
     asset!("page-activity.js", "text/javascript; charset=utf-8"),
     asset!("page-api.js", "text/javascript; charset=utf-8"),
+    asset!("page-webhooks.js", "text/javascript; charset=utf-8"),
 ];
 
 /// The quoted ETag of each asset (index 0 the page, then `ASSETS` in order): a

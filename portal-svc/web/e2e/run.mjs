@@ -5,7 +5,8 @@
 // A scenario a person would follow: sign in (with the keyboard), see the dashboard,
 // refund in the page a payment made through the API, close the batch and reconcile
 // it, export a report as CSV, register a device and follow a firmware rollout, open a
-// ticket and add a note, create and revoke an API key, set the client's settings,
+// ticket and add a note, see a new payment appear live, add a webhook endpoint (its
+// secret shown once), rotate and disable it, create and revoke an API key, set the client's settings,
 // deactivate and reactivate a user, find the refused refund in the activity page and
 // export it, turn on two-factor sign-in
 // and sign in again with a code; then what a viewer may not do, the platform admin's
@@ -153,6 +154,7 @@ async function main() {
   for (const [email, role] of [['manager@cafe.test', 'client_admin'], ['viewer@cafe.test', 'viewer']]) {
     await api('POST', '/v1/users', { token: admin, body: { email, password: PASSWORD, role, client_id: client.id }, expect: 201 });
   }
+  const managerToken = (await api('POST', '/v1/auth/login', { body: { email: 'manager@cafe.test', password: PASSWORD }, expect: 200 })).body.token;
   const till = (await api('POST', `/v1/clients/${client.id}/applications`, { token: admin, body: { name: 'till' }, expect: 201 })).body.api_key;
   const sale = (await api('POST', '/v1/transactions', { token: till, key: 'order-1001', body: { kind: 'payment', amount: '12.50', currency: 'USD', description: 'Two flat whites' }, expect: 201 })).body;
   const auth = (await api('POST', '/v1/transactions', { token: till, key: 'order-1002', body: { kind: 'payment', amount: '40.00', currency: 'USD', capture: false, description: 'Catering deposit' }, expect: 201 })).body;
@@ -330,6 +332,35 @@ async function main() {
       await api('POST', '/v1/transactions', { token: till, key: 'order-1050', body: { kind: 'payment', amount: '3.00', currency: 'USD', device_id: deviceId }, expect: 201 });
       await nav(page, 'Transactions').click();
       await page.getByRole('region', { name: 'Transactions' }).getByRole('link', { name: 'T-1001', exact: true }).waitFor();
+    });
+
+    await step('the transactions list shows a payment made meanwhile, without a reload (event stream)', page, async () => {
+      await nav(page, 'Transactions').click();
+      await page.getByRole('region', { name: 'Transactions' }).waitFor();
+      await page.waitForFunction(() => !document.getElementById('main').hasAttribute('aria-busy'));
+      await api('POST', '/v1/transactions', { token: till, key: 'order-1060', body: { kind: 'payment', amount: '6.60', currency: 'USD', description: 'Live croissant' }, expect: 201 });
+      await page.getByRole('region', { name: 'Transactions' }).getByText('Live croissant').waitFor();
+    });
+
+    await step('webhooks: an endpoint added with its secret shown once, rotated, disabled', page, async () => {
+      await nav(page, 'Webhooks').click();
+      await page.getByLabel('URL').fill('https://hooks.example.invalid/cafe');
+      await page.getByRole('button', { name: 'Add endpoint' }).click();
+      const secret = page.getByLabel('Signing secret', { exact: true });
+      await secret.waitFor();
+      check((await secret.inputValue()).startsWith('whsec_'), 'the secret is shown once');
+      await shot(page, 'webhooks');
+      await page.getByRole('link', { name: 'https://hooks.example.invalid/cafe' }).click();
+      await page.getByRole('heading', { name: 'Deliveries' }).waitFor();
+      await page.getByRole('button', { name: 'Rotate secret' }).click();
+      await confirm(page, 'Rotate');
+      check((await page.getByLabel('Signing secret', { exact: true }).inputValue()).startsWith('whsec_'), 'the new secret is shown');
+      await page.getByRole('button', { name: 'Disable' }).click();
+      await confirm(page, 'Disable');
+      await page.getByRole('region', { name: 'Endpoint' }).getByText('disabled').waitFor();
+      await shot(page, 'webhook');
+      const endpoints = (await api('GET', '/v1/webhook-endpoints', { token: managerToken, expect: 200 })).body.data;
+      check(endpoints.length === 1 && !endpoints[0].active && !('secret' in endpoints[0]), JSON.stringify(endpoints));
     });
 
     await step('open a ticket, comment, start work and add a note', page, async () => {
