@@ -208,6 +208,10 @@ const MIGRATIONS: &[&str] = &[
         resource_id TEXT,
         detail TEXT
     ) WITHOUT ROWID;",
+    // 11 (issue 15): a client's time zone by IANA name (NULL: the fixed
+    // `utc_offset_minutes`, as every client had before; that column then keeps the
+    // name's offset when set, a fallback should a later build not know the name).
+    "ALTER TABLE clients ADD COLUMN time_zone_name TEXT;",
 ];
 
 /// A shared handle on the metadata database.

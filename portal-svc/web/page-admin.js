@@ -4,7 +4,7 @@
 // revoking one stops the key.
 
 import { get, post, patch, del, query } from './api.js';
-import { h, mount, when, money, badge, table, field, select, onSubmit, confirmDialog, flash, pageHeader, isPlatformAdmin, ROLE_NAMES } from './ui.js';
+import { h, mount, when, money, badge, table, field, select, onSubmit, confirmDialog, flash, pageHeader, isPlatformAdmin, ROLE_NAMES, COMMON_TIME_ZONES } from './ui.js';
 
 const CLIENT_ROLES = ['client_admin', 'operator', 'viewer'];
 
@@ -52,7 +52,8 @@ function clientsSection(clients, chosen, ctx) {
 function settingsSection(client, ctx) {
   const form = h('form', { class: 'stack', 'aria-labelledby': 'settings-title' },
     h('div', { class: 'row' },
-      field('Time zone (UTC offset)', h('input', { name: 'time_zone', value: client.time_zone || '+00:00', required: true, pattern: 'UTC|\\+[0-9]{2}:[0-9]{2}|-[0-9]{2}:[0-9]{2}', size: 7 }), 'Reports\' days and the cut-over follow it, e.g. +01:00.'),
+      field('Time zone', h('input', { name: 'time_zone', value: client.time_zone || 'UTC', required: true, list: 'time-zone-names', maxlength: 64, autocomplete: 'off', spellcheck: 'false' }), 'Reports\' and the dashboard\'s days and the cut-over follow it, daylight saving time included: a name such as Europe/Paris, or a fixed offset such as +01:00.'),
+      h('datalist', { id: 'time-zone-names' }, COMMON_TIME_ZONES.map((name) => h('option', { value: name }))),
       field('Daily settlement cut-over', h('input', { name: 'settlement_cutover', type: 'time', value: client.settlement_cutover || '' }), 'Open batches close by themselves after it; empty: never.'),
       field('Allowed currencies', h('input', { name: 'allowed_currencies', value: (client.allowed_currencies || []).join(', '), placeholder: 'all' }), 'ISO codes, comma-separated; empty: all.')),
     h('label', { class: 'check' }, h('input', { type: 'checkbox', name: 'mfa_required', checked: Boolean(client.mfa_required) }), ' Every user must use two-factor sign-in'),
@@ -60,7 +61,7 @@ function settingsSection(client, ctx) {
   onSubmit(form, (v) => {
     const codes = (v.allowed_currencies || '').split(',').map((c) => c.trim().toUpperCase()).filter(Boolean);
     return patch(`/v1/clients/${client.id}`, {
-      time_zone: v.time_zone,
+      time_zone: v.time_zone.trim(),
       settlement_cutover: v.settlement_cutover ? v.settlement_cutover.slice(0, 5) : null,
       allowed_currencies: codes.length ? codes : null,
       mfa_required: v.mfa_required === 'on',

@@ -390,12 +390,18 @@ async function main() {
 
       // The client's settings.
       const settings = page.getByRole('region', { name: 'Settings of Corner Cafe' });
-      await settings.getByLabel('Time zone (UTC offset)').fill('+01:00');
+      // A time zone by name, offered in the list (any other name may be typed).
+      await settings.getByLabel('Time zone').waitFor();
+      check((await page.locator('#time-zone-names option[value="Europe/Paris"]').count()) === 1, 'common zones are offered');
+      await settings.getByLabel('Time zone').fill('Europe/Pariss');
+      await settings.getByRole('button', { name: 'Save settings' }).click();
+      await page.getByText(/IANA time zone name/).waitFor();
+      await settings.getByLabel('Time zone').fill('Europe/Paris');
       await settings.getByLabel('Allowed currencies').fill('usd, EUR');
       await settings.getByRole('button', { name: 'Save settings' }).click();
       await page.getByText('Settings of Corner Cafe saved.').waitFor();
       const shown = (await api('GET', `/v1/clients/${client.id}`, { token: admin, expect: 200 })).body;
-      check(shown.time_zone === '+01:00' && JSON.stringify(shown.allowed_currencies) === '["USD","EUR"]' && shown.settlement_cutover === null && shown.mfa_required === false, JSON.stringify(shown));
+      check(shown.time_zone === 'Europe/Paris' && JSON.stringify(shown.allowed_currencies) === '["USD","EUR"]' && shown.settlement_cutover === null && shown.mfa_required === false, JSON.stringify(shown));
 
       // A user's lifecycle: deactivated (refused at once), then reactivated.
       await page.getByRole('button', { name: 'Deactivate viewer@cafe.test' }).click();
