@@ -417,6 +417,56 @@ async function main() {
       await shot(page, 'admin');
     });
 
+    await step('administration: a user\'s sessions listed and ended one by one, a temporary password set', page, async () => {
+      const user = (await api('POST', '/v1/users', { token: admin, body: { email: 'access@cafe.test', password: PASSWORD, role: 'operator', client_id: client.id }, expect: 201 })).body;
+      const signInApi = async (password) => (await api('POST', '/v1/auth/login', { body: { email: 'access@cafe.test', password }, expect: 200 })).body.token;
+      const sessionIds = async () => (await api('GET', `/v1/users/${user.id}/sessions`, { token: admin, expect: 200 })).body.data.map((s) => s.id);
+      const kept = await signInApi(PASSWORD);
+      const before = await sessionIds();
+      const ended = await signInApi(PASSWORD);
+      const endedId = (await sessionIds()).find((id) => !before.includes(id));
+      check(endedId, 'the new session is listed');
+
+      // The user was added behind the page's back: come to Administration afresh.
+      await nav(page, 'Dashboard').click();
+      await page.getByRole('heading', { name: 'Dashboard' }).waitFor();
+      await nav(page, 'Administration').click();
+      await page.getByRole('link', { name: 'Sessions and password of access@cafe.test' }).click();
+      const access = page.getByRole('region', { name: 'Sessions and password of access@cafe.test' });
+      await access.waitFor();
+      check((await access.locator('tbody tr').count()) === 2, 'both sessions are listed');
+      await shot(page, 'admin-user-sessions');
+      await access.getByRole('button', { name: `End session ${endedId}` }).click();
+      await confirm(page, 'End session');
+      await page.getByText('A session of access@cafe.test ended.').waitFor();
+      await page.getByRole('region', { name: 'Sessions and password of access@cafe.test' }).waitFor();
+      await page.waitForFunction(() => !document.getElementById('main').hasAttribute('aria-busy'));
+      check((await page.getByRole('region', { name: 'Sessions and password of access@cafe.test' }).locator('tbody tr').count()) === 1, 'one session is left');
+      await api('GET', '/v1/users/me', { token: ended, expect: 401 });
+      await api('GET', '/v1/users/me', { token: kept, expect: 200 });
+
+      // A weak one is refused in the form; then a temporary password ends the rest.
+      const form = page.getByRole('form', { name: 'Set a temporary password' });
+      await form.getByLabel('Temporary password').fill('password1234');
+      await form.getByRole('button', { name: 'Set temporary password' }).click();
+      await confirm(page, 'Set password');
+      await form.getByText(/common/i).waitFor();
+      await form.getByLabel('Temporary password').fill('temporary access pass 7');
+      await form.getByRole('button', { name: 'Set temporary password' }).click();
+      await confirm(page, 'Set password');
+      await page.getByText('Temporary password of access@cafe.test set; they must change it at their next sign-in.').waitFor();
+      await api('GET', '/v1/users/me', { token: kept, expect: 401 });
+      await api('POST', '/v1/auth/login', { body: { email: 'access@cafe.test', password: PASSWORD }, expect: 401 });
+      const temp = await signInApi('temporary access pass 7');
+      const refused = (await api('GET', '/v1/transactions', { token: temp, expect: 403 })).body;
+      check(refused.error.code === 'password_change_required', JSON.stringify(refused));
+      for (const action of ['user.session_revoke', 'user.password_reset']) {
+        const audit = (await api('GET', `/v1/audit?action=${action}`, { token: admin, expect: 200 })).body.data;
+        check(audit.some((e) => e.resource_id === String(user.id) && e.outcome === 'ok'), `${action} audited: ${JSON.stringify(audit)}`);
+      }
+      await shot(page, 'admin-temporary-password');
+    });
+
     await step('the activity page: the refused refund, filtered and exported as CSV', page, async () => {
       await nav(page, 'Activity').click();
       await page.getByRole('heading', { name: 'Activity' }).waitFor();
@@ -515,7 +565,8 @@ async function main() {
       await root.getByRole('region', { name: 'Clients' }).getByText('Corner Cafe (selected)').waitFor();
       // The cross-client view: each client's users and volume.
       const row = root.getByRole('region', { name: 'Clients' }).locator('tbody tr').filter({ hasText: 'Corner Cafe' });
-      check((await row.locator('td').nth(1).textContent()).trim() === '2', await row.textContent());
+      // The manager, the viewer and access@cafe.test (the temporary password step).
+      check((await row.locator('td').nth(1).textContent()).trim() === '3', await row.textContent());
       check((await row.locator('td').nth(2).textContent()).includes('USD'), await row.textContent());
       await root.getByRole('link', { name: 'Activity' }).waitFor();
       check((await nav(root, 'Dashboard').count()) === 0, 'no client pages for the platform admin');
