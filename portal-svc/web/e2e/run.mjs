@@ -352,9 +352,20 @@ async function main() {
       check(notes.length === 1 && notes[0].author === 'manager@cafe.test', JSON.stringify(notes));
       const ticket = (await api('GET', `/v1/tickets/${ticketId}`, { token: till, expect: 200 })).body;
       check(ticket.status === 'in_progress' && ticket.priority === 'high' && ticket.comments.length === 1, JSON.stringify(ticket));
+      // Assigned from the client's users, by email; shown by email, not by number.
+      const assignForm = page.getByRole('form', { name: 'Assign the ticket' });
+      const offered = await assignForm.getByLabel('Assignee').locator('option').allTextContents();
+      check(JSON.stringify(offered) === JSON.stringify(['Nobody', 'manager@cafe.test (you)', 'viewer@cafe.test']), JSON.stringify(offered));
+      await assignForm.getByLabel('Assignee').selectOption({ label: 'viewer@cafe.test' });
+      await assignForm.getByRole('button', { name: 'Assign' }).click();
+      await page.getByText('Assigned to viewer@cafe.test.').waitFor();
+      await page.locator('#ticket-assignee').filter({ hasText: 'viewer@cafe.test' }).waitFor();
+      const assigned = (await api('GET', `/v1/tickets/${ticketId}`, { token: till, expect: 200 })).body;
+      check(assigned.assignee && assigned.assignee.email === 'viewer@cafe.test' && assigned.assignee_id === assigned.assignee.id, JSON.stringify(assigned));
       await shot(page, 'ticket');
       await nav(page, 'Support').click();
       await page.getByRole('link', { name: /T-1001 drops off the Wi-Fi/ }).waitFor();
+      check((await page.getByRole('region', { name: 'Tickets' }).locator('tbody tr').first().textContent()).includes('viewer@cafe.test'), 'the list shows the assignee by email');
       await shot(page, 'tickets');
     });
 
