@@ -111,12 +111,6 @@ export function when(secs) {
   return d.toLocaleString(undefined, { year: 'numeric', month: 'short', day: '2-digit', hour: '2-digit', minute: '2-digit', timeZoneName: 'short' });
 }
 
-/** A date input's value (`YYYY-MM-DD`, UTC) `days` from today. */
-export function isoDay(days = 0) {
-  const d = new Date(Date.now() + days * 86400000);
-  return d.toISOString().slice(0, 10);
-}
-
 /**
  * The date (YYYY-MM-DD) `days` after today in a client's time zone: an IANA name
  * (`Europe/Paris`, daylight saving included) or a fixed offset (`+05:30`); UTC
