@@ -266,6 +266,10 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE devices ADD COLUMN offline_announced INTEGER;
     UPDATE devices SET offline_announced = last_seen
         WHERE last_seen < CAST(strftime('%s', 'now') AS INTEGER) - 300;",
+    // 12 (issue 15): a client's time zone by IANA name (NULL: the fixed
+    // `utc_offset_minutes`, as every client had before; that column then keeps the
+    // name's offset when set, a fallback should a later build not know the name).
+    "ALTER TABLE clients ADD COLUMN time_zone_name TEXT;",
 ];
 
 /// A shared handle on the metadata database.
@@ -285,8 +289,15 @@ pub struct Db {
 pub struct MetaWrite {
     /// `(ledger id, client, description)`.
     pub description: Option<(Vec<u8>, i64, String)>,
-    /// `(client, key, fingerprint, status, response)`.
+    /// `(client, key, fingerprint, status, response)`: fills in a row written ahead,
+    /// never replaces a complete one.
     pub idempotency: Option<(i64, String, Vec<u8>, u16, String)>,
+    /// `(client, key, fingerprint)` written while the ledger commits, status
+    /// [`crate::idempotency::AHEAD_STATUS`]: a retry after a crash that lost the
+    /// response finds the key's fingerprint and answers from the ledger's record.
+    pub idempotency_ahead: Option<(i64, String, Vec<u8>)>,
+    /// `(client, key)` whose row written ahead is dropped (the ledger refused it).
+    pub forget_idempotency: Option<(i64, String)>,
     /// The money action's audit entry (chained in the group's order).
     pub audit: Option<crate::audit::Entry>,
     /// `(ledger id, client, description)` written before the ledger commit, replacing
@@ -482,10 +493,23 @@ fn commit_meta(conn: &mut Connection, group: &[MetaJob]) -> Result<(), rusqlite:
     {
         let mut describe =
             tx.prepare_cached("INSERT OR IGNORE INTO tx_meta (ledger_id, client_id, description) VALUES (?1, ?2, ?3)")?;
+        // Status 0 is a row written ahead (`idempotency::AHEAD_STATUS`): the response
+        // completes it; a complete row is never replaced.
         let mut remember = tx.prepare_cached(
-            "INSERT OR IGNORE INTO idempotency (client_id, key, fingerprint, status, response, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO idempotency (client_id, key, fingerprint, status, response, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (client_id, key) DO UPDATE SET
+                 fingerprint = excluded.fingerprint, status = excluded.status, response = excluded.response
+             WHERE idempotency.status = 0",
         )?;
+        let mut remember_ahead = tx.prepare_cached(
+            "INSERT INTO idempotency (client_id, key, fingerprint, status, response, created_at)
+             VALUES (?1, ?2, ?3, 0, '', ?4)
+             ON CONFLICT (client_id, key) DO UPDATE SET fingerprint = excluded.fingerprint, created_at = excluded.created_at
+             WHERE idempotency.status = 0",
+        )?;
+        let mut forget_key =
+            tx.prepare_cached("DELETE FROM idempotency WHERE client_id = ?1 AND key = ?2 AND status = 0")?;
         let mut ahead = tx
             .prepare_cached("INSERT OR REPLACE INTO tx_meta (ledger_id, client_id, description) VALUES (?1, ?2, ?3)")?;
         let mut forget = tx.prepare_cached("DELETE FROM tx_meta WHERE ledger_id = ?1")?;
@@ -499,6 +523,12 @@ fn commit_meta(conn: &mut Connection, group: &[MetaJob]) -> Result<(), rusqlite:
             }
             if let Some((id, client, description)) = &job.write.description {
                 describe.execute(rusqlite::params![id, client, description])?;
+            }
+            if let Some((client, key, fingerprint)) = &job.write.idempotency_ahead {
+                remember_ahead.execute(rusqlite::params![client, key, fingerprint, now])?;
+            }
+            if let Some((client, key)) = &job.write.forget_idempotency {
+                forget_key.execute(rusqlite::params![client, key])?;
             }
             if let Some((client, key, fingerprint, status, response)) = &job.write.idempotency {
                 remember.execute(rusqlite::params![client, key, fingerprint, status, response, now])?;

@@ -4,6 +4,12 @@
 //!
 //! Requests with the same key are serialized through a striped lock, so concurrent
 //! duplicates wait for the first and then replay its response.
+//!
+//! The response is not waited for: the key's fingerprint is written ahead, in the
+//! same group commit as the pending audit entry while the ledger commits
+//! ([`AHEAD_STATUS`]), and the response completes that row after the answer. A replay
+//! that finds only the row written ahead rebuilds the original answer from the
+//! ledger's record as it stood at its commit, which is durable before any answer.
 
 use std::sync::Arc;
 
@@ -11,6 +17,13 @@ use ledger_core::TxId;
 use tokio::sync::{Mutex, MutexGuard};
 
 use crate::error::ApiError;
+
+/// The status of a key's row written ahead, while the ledger commits (a real one is
+/// an HTTP status): the row holds the request's fingerprint but no response yet. A
+/// retry that finds one answers from the ledger's record when the ledger has it
+/// (the answer was, or would have been, built from that record), and is judged afresh
+/// when it does not (the ledger refused or never got that attempt).
+pub const AHEAD_STATUS: u16 = 0;
 
 /// Longest key accepted (the contract: 1 to 255 printable ASCII characters).
 pub const KEY_CHARS_MAX: usize = 255;

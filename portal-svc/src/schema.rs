@@ -1,6 +1,6 @@
 //! The request fields' schemas where a Rust type says less than the handler checks:
 //! the text rule every body is held to ([`crate::extract::clean_char`]), trimmed text
-//! that must not be empty, emails, passwords, ISO 4217 codes, amounts, offsets and
+//! that must not be empty, emails, passwords, ISO 4217 codes, amounts, time zones and
 //! times. Named by `#[schema(schema_with = ...)]` on the request types, so that what
 //! the document allows is what the service accepts (Schemathesis checks both ways).
 
@@ -133,13 +133,22 @@ pub fn currencies() -> Schema {
     )
 }
 
-/// A UTC offset: `UTC`, `Z`, `+HH:MM` or `-HH:MM`, at most 14 hours; `null` or absent:
-/// unchanged.
+/// An IANA time zone name (`Europe/Paris`, `UTC`; one the bundled database does not
+/// know is 400 `invalid_time_zone`, so the pattern lists them) or a UTC offset: `Z`, `+HH:MM` or `-HH:MM`, at most
+/// 14 hours; `null` or absent: unchanged.
 pub fn time_zone() -> Object {
     ObjectBuilder::new()
         .schema_type(utoipa::openapi::schema::SchemaType::from_iter([Type::String, Type::Null]))
-        .pattern(Some("^([Uu][Tt][Cc]|Z|[+-](0[0-9]|1[0-3]):[0-5][0-9]|[+-]14:00)$"))
+        .pattern(Some(time_zone_pattern()))
         .build()
+}
+
+/// Exactly what [`crate::settings::Zone::parse`] accepts: an offset, `UTC` in any case,
+/// or one of the bundled database's names.
+pub fn time_zone_pattern() -> String {
+    let mut names: Vec<String> = jiff::tz::db().available().map(|name| name.as_str().replace('+', r"\+")).collect();
+    names.sort();
+    format!("^(Z|[+-](0[0-9]|1[0-3]):[0-5][0-9]|[+-]14:00|[Uu][Tt][Cc]|{})$", names.join("|"))
 }
 
 /// `HH:MM` (24-hour); `null`: never.

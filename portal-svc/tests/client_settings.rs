@@ -1,5 +1,6 @@
 //! Over real HTTP (issue 15): a client's own configuration, set by its client admin:
-//! allowed currencies (refused otherwise), the time zone its reports' days follow, and
+//! allowed currencies (refused otherwise), the time zone its reports' days follow (an
+//! IANA name with its daylight saving changes, or a fixed offset), and
 //! a daily settlement cut-over that closes its open batches by itself.
 #![allow(clippy::unwrap_used)]
 
@@ -51,7 +52,8 @@ fn settings_are_checked_shown_scoped_and_audited() {
     let (id, client_admin, key) = client(&svc, &admin, "cafe");
     let (_, other_admin, _) = client(&svc, &admin, "other");
     for (body, code) in [
-        (json!({ "time_zone": "Europe/Paris" }), "invalid_time_zone"),
+        (json!({ "time_zone": "Europe/Pariss" }), "invalid_time_zone"),
+        (json!({ "time_zone": "Mars/Olympus_Mons" }), "invalid_time_zone"),
         (json!({ "time_zone": "+15:00" }), "invalid_time_zone"),
         (json!({ "settlement_cutover": "24:00" }), "invalid_cutover"),
         (json!({ "settlement_cutover": 7 }), "invalid_cutover"),
@@ -123,6 +125,44 @@ fn reports_group_by_the_clients_day() {
     let (_, today) =
         svc.request("GET", &format!("/v1/reports/transactions?rows=false&from={day}&to={day}"), Some(&key), None);
     assert_eq!(today["count"], 1, "{today}");
+}
+
+/// A named time zone is kept as named, survives a restart, and a report's date is that
+/// zone's day: 23 hours on the spring-forward day, 25 on the fall-back day.
+#[test]
+fn a_named_time_zone_is_kept_and_its_days_follow_daylight_saving() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(dir.path(), true);
+    let admin = svc.token(ADMIN_EMAIL, ADMIN_PASSWORD);
+    let (id, client_admin, key) = client(&svc, &admin, "paris");
+    let (status, changed) = patch(&svc, &client_admin, id, json!({ "time_zone": "Europe/Paris" }));
+    assert_eq!((status, changed["time_zone"].as_str()), (200, Some("Europe/Paris")), "{changed}");
+    let (_, shown) = svc.request("GET", &format!("/v1/clients/{id}"), Some(&client_admin), None);
+    assert_eq!(shown["time_zone"], "Europe/Paris");
+    let (_, audit) = svc.request("GET", "/v1/audit?action=client.settings", Some(&client_admin), None);
+    assert_eq!(audit["data"][0]["detail"]["time_zone"], "Europe/Paris", "{audit}");
+    let period = |from: &str, to: &str| {
+        let path = format!("/v1/reports/transactions?rows=false&from={from}&to={to}");
+        let (status, report) = svc.request("GET", &path, Some(&key), None);
+        assert_eq!(status, 200, "{report}");
+        assert_eq!(report["time_zone"], "Europe/Paris");
+        (report["from"].as_i64().unwrap(), report["to"].as_i64().unwrap())
+    };
+    // 2026-03-29 runs from 23:00 UTC the day before to 22:00 UTC; 2026-10-25 from
+    // 22:00 UTC the day before to 23:00 UTC.
+    assert_eq!(period("2026-03-29", "2026-03-29"), (1_774_738_800, 1_774_821_600));
+    assert_eq!(period("2026-10-25", "2026-10-25"), (1_792_879_200, 1_792_969_200));
+
+    assert!(svc.stop());
+    let svc = Service::start(dir.path(), false);
+    let client_admin = svc.token("ca@paris.test", "a long enough password");
+    let (_, shown) = svc.request("GET", &format!("/v1/clients/{id}"), Some(&client_admin), None);
+    assert_eq!(shown["time_zone"], "Europe/Paris", "after a restart");
+    // Back to a fixed offset, which drops the name.
+    let (status, changed) = patch(&svc, &client_admin, id, json!({ "time_zone": "+01:00" }));
+    assert_eq!((status, changed["time_zone"].as_str()), (200, Some("+01:00")));
+    let (status, changed) = patch(&svc, &client_admin, id, json!({ "time_zone": "America/New_York" }));
+    assert_eq!((status, changed["time_zone"].as_str()), (200, Some("America/New_York")));
 }
 
 /// The daily settlement cut-over closes every open batch of the client by itself once

@@ -51,10 +51,29 @@ fn tickets_follow_their_state_machine_and_stay_within_the_client() {
         (status, t["assignee_id"].clone(), t["status"].as_str()),
         (200, agent["id"].clone(), Some("in_progress"))
     );
+    assert_eq!(t["assignee"], json!({ "id": agent["id"], "email": "agent@a.test" }), "the assignee by name");
+    let (_, listed) = svc.request("GET", "/v1/tickets", Some(&a), None);
+    assert_eq!(listed["data"][0]["assignee"]["email"], "agent@a.test");
     let (status, reply) = patch(json!({ "assignee_id": outsider["id"] }));
     assert_eq!((status, reply["error"]["param"].as_str()), (404, Some("assignee_id")));
+    let (_, unchanged) = svc.request("GET", &path, Some(&a), None);
+    assert_eq!(unchanged["assignee"]["email"], "agent@a.test", "a refused assignment changes nothing");
+    // Who may be assigned: the client's own active users only, by email.
+    let (status, candidates) = svc.request("GET", "/v1/tickets/assignees", Some(&a), None);
+    assert_eq!(status, 200, "{candidates}");
+    assert_eq!(
+        candidates["data"],
+        json!([{ "id": agent["id"], "email": "agent@a.test" }, { "id": viewer["id"], "email": "viewer@a.test" }])
+    );
+    let (_, others) = svc.request("GET", "/v1/tickets/assignees", Some(&b), None);
+    assert_eq!(others["data"], json!([{ "id": outsider["id"], "email": "agent@b.test" }]));
+    assert_eq!(svc.request("POST", &format!("/v1/users/{}/deactivate", viewer["id"]), Some(&admin), None).0, 200);
+    let (_, candidates) = svc.request("GET", "/v1/tickets/assignees", Some(&a), None);
+    assert_eq!(candidates["data"].as_array().unwrap().len(), 1, "a deactivated user is not offered");
+    assert_eq!(svc.request("POST", &format!("/v1/users/{}/reactivate", viewer["id"]), Some(&admin), None).0, 200);
     let (status, t) = patch(json!({ "assignee_id": null }));
     assert_eq!((status, t["assignee_id"].clone()), (200, serde_json::Value::Null), "null unassigns");
+    assert_eq!(t["assignee"], serde_json::Value::Null);
 
     // The state machine: in_progress cannot close; resolve, close, and then it is final.
     let (status, reply) = patch(json!({ "status": "closed" }));

@@ -258,9 +258,11 @@ fn lists_filter_by_status_kind_device_currency_period_and_amount() {
     assert_eq!(other["data"], json!([]), "another client's device filters nothing in");
 }
 
-/// Issue 15: a payment that the ledger commits but whose answer is cut off (here the
-/// metadata written after the commit fails, as a crash there would lose it) keeps its
-/// description: it is on disk before the commit. A refused payment leaves none behind.
+/// Issue 15: a payment that the ledger commits but whose metadata written after the
+/// commit is lost (here that write fails, as a crash there would lose it) keeps its
+/// description: it is on disk before the commit. Its key's response is not waited for:
+/// the answer is the same, and a retry replays it from the fingerprint written ahead
+/// and the ledger's record. A refused payment leaves no description behind.
 #[test]
 fn a_committed_payment_keeps_its_description_when_its_answer_is_lost() {
     let dir = tempfile::tempdir().unwrap();
@@ -268,27 +270,34 @@ fn a_committed_payment_keeps_its_description_when_its_answer_is_lost() {
     let admin = svc.token(ADMIN_EMAIL, ADMIN_PASSWORD);
     let (_, key) = svc.client_with_key(&admin, "cutoff");
     assert!(svc.stop());
-    // Everything written after the commit with the stored response fails.
+    // Everything written after the commit with the stored response fails (the key's
+    // row written ahead, status 0, goes in).
     let db = rusqlite::Connection::open(dir.path().join("portal.db")).unwrap();
-    db.execute_batch("CREATE TRIGGER cut_off BEFORE INSERT ON idempotency BEGIN SELECT RAISE(ABORT, 'cut off'); END;")
-        .unwrap();
+    db.execute_batch(
+        "CREATE TRIGGER cut_off BEFORE INSERT ON idempotency WHEN NEW.status <> 0
+         BEGIN SELECT RAISE(ABORT, 'cut off'); END;",
+    )
+    .unwrap();
     drop(db);
     let svc = Service::start(dir.path(), true);
     let body = json!({ "kind": "payment", "amount": "3.00", "currency": "USD", "description": "Table 4, two soups" });
-    let (status, _, reply) = svc.post_keyed("/v1/transactions", &key, Some("order-77"), &body.to_string());
-    assert_eq!(status, 500, "{reply}");
+    let (status, replayed, first) = svc.post_keyed("/v1/transactions", &key, Some("order-77"), &body.to_string());
+    assert_eq!((status, replayed), (201, false), "{first}");
     let (status, list) = svc.request("GET", "/v1/transactions", Some(&key), None);
     assert_eq!(status, 200);
     let data = list["data"].as_array().unwrap();
     assert_eq!(data.len(), 1, "the ledger committed it: {list}");
     assert_eq!(data[0]["description"], "Table 4, two soups");
-    // The retry replays it from the ledger, description included.
+    // The retry replays it from the ledger, byte for byte, before and after a restart.
+    let (status, replayed, again) = svc.post_keyed("/v1/transactions", &key, Some("order-77"), &body.to_string());
+    assert_eq!((status, replayed, &again), (201, true, &first));
     assert!(svc.stop());
     let db = rusqlite::Connection::open(dir.path().join("portal.db")).unwrap();
     db.execute_batch("DROP TRIGGER cut_off;").unwrap();
     let svc = Service::start(dir.path(), true);
     let (status, replayed, again) = svc.post_keyed("/v1/transactions", &key, Some("order-77"), &body.to_string());
-    assert_eq!((status, replayed, again["description"].as_str()), (201, true, Some("Table 4, two soups")));
+    assert_eq!((status, replayed, &again), (201, true, &first));
+    assert_eq!(again["description"], "Table 4, two soups");
     // A payment the ledger refuses (its total would leave the representable range)
     // leaves no description behind.
     let big = |note: &str| json!({ "kind": "payment", "amount": "9000000000000000000", "currency": "JPY", "description": note });
@@ -303,4 +312,55 @@ fn a_committed_payment_keeps_its_description_when_its_answer_is_lost() {
         .collect::<Result<_, _>>()
         .unwrap();
     assert_eq!(kept, ["Table 4, two soups", "first"]);
+}
+
+/// An `Idempotency-Key`'s response is stored after the answer; until it is (or when a
+/// crash lost it), the row written ahead with the request's fingerprint and the
+/// ledger's record answer: the same bytes as the original answer even after the
+/// payment was captured and refunded, 409 for another body, and a key whose attempt
+/// the ledger refused is judged afresh.
+#[test]
+fn a_key_whose_response_was_lost_replays_from_the_ledger() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(dir.path(), true);
+    let admin = svc.token(ADMIN_EMAIL, ADMIN_PASSWORD);
+    let (_, key) = svc.client_with_key(&admin, "lost");
+    let auth = json!({ "kind": "payment", "amount": "10.00", "currency": "EUR", "capture": false }).to_string();
+    let (status, _, original) = svc.post_keyed("/v1/transactions", &key, Some("auth-1"), &auth);
+    assert_eq!((status, original["status"].as_str()), (201, Some("authorized")), "{original}");
+    let id = original["id"].as_str().unwrap().to_string();
+    assert_eq!(svc.post(&format!("/v1/transactions/{id}/capture"), &key, json!({})).0, 201);
+    assert_eq!(svc.post(&format!("/v1/transactions/{id}/refunds"), &key, json!({ "amount": "4.00" })).0, 201);
+    // An over-refund with a key: refused, and nothing kept for that key.
+    let over = json!({ "amount": "99.00" }).to_string();
+    let (status, _, refused) = svc.post_keyed(&format!("/v1/transactions/{id}/refunds"), &key, Some("refund-9"), &over);
+    assert_eq!((status, error_code(&refused).as_str()), (422, "refund_exceeds_captured"));
+    assert!(svc.stop());
+
+    // As a crash right after the answer would leave it: the row written ahead only.
+    let db = rusqlite::Connection::open(dir.path().join("portal.db")).unwrap();
+    let (ahead, kept): (i64, i64) = db
+        .query_row(
+            "SELECT count(*) FILTER (WHERE status = 0), count(*) FILTER (WHERE key = 'refund-9') FROM idempotency",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((ahead, kept), (0, 0), "responses complete their rows; a refused attempt leaves none");
+    db.execute("UPDATE idempotency SET status = 0, response = '' WHERE key = 'auth-1'", []).unwrap();
+    drop(db);
+    let svc = Service::start(dir.path(), true);
+    let (status, replayed, again) = svc.post_keyed("/v1/transactions", &key, Some("auth-1"), &auth);
+    assert_eq!((status, replayed, &again), (201, true, &original), "the original answer, not today's state");
+    let other = json!({ "kind": "payment", "amount": "11.00", "currency": "EUR", "capture": false }).to_string();
+    let (status, _, conflict) = svc.post_keyed("/v1/transactions", &key, Some("auth-1"), &other);
+    assert_eq!((status, error_code(&conflict).as_str()), (409, "idempotency_conflict"));
+    // The refused key, now within what was captured: judged afresh.
+    let fits = json!({ "amount": "6.00" }).to_string();
+    let (status, replayed, _) =
+        svc.post_keyed(&format!("/v1/transactions/{id}/refunds"), &key, Some("refund-9"), &fits);
+    assert_eq!((status, replayed), (201, false));
+    let (status, replayed, _) =
+        svc.post_keyed(&format!("/v1/transactions/{id}/refunds"), &key, Some("refund-9"), &fits);
+    assert_eq!((status, replayed), (201, true));
 }

@@ -1,10 +1,11 @@
 // Administration: clients (platform admins), a client's settings, its users (roles and
-// lifecycle: deactivate, reactivate, unlock, reset two-factor, end sessions, a
-// temporary password) and its applications: creating one shows its API key once;
+// lifecycle: deactivate, reactivate, unlock, reset two-factor, end sessions; and, for
+// one user chosen with `?user=ID`, its sessions listed and ended one by one and a
+// temporary password set) and its applications: creating one shows its API key once;
 // revoking one stops the key.
 
 import { get, post, patch, del, query } from './api.js';
-import { h, mount, when, money, badge, table, field, select, onSubmit, confirmDialog, flash, pageHeader, isPlatformAdmin, ROLE_NAMES } from './ui.js';
+import { h, mount, when, money, badge, table, field, select, onSubmit, confirmDialog, flash, pageHeader, isPlatformAdmin, ROLE_NAMES, COMMON_TIME_ZONES } from './ui.js';
 
 const CLIENT_ROLES = ['client_admin', 'operator', 'viewer'];
 
@@ -21,7 +22,13 @@ export async function renderAdmin(view, ctx) {
       get(`/v1/users${query({ client_id: client.id, limit: 100 })}`),
       get(`/v1/clients/${client.id}/applications`),
     ]);
-    parts.push(settingsSection(client, ctx), usersSection(client, users.data, ctx), applicationsSection(client, apps.data, ctx));
+    parts.push(settingsSection(client, ctx), usersSection(client, users.data, ctx));
+    const managed = users.data.find((u) => String(u.id) === ctx.query.get('user') && manages(u, ctx));
+    if (managed) {
+      const sessions = await get(`/v1/users/${managed.id}/sessions`);
+      parts.push(accessSection(client, managed, sessions.data, ctx));
+    }
+    parts.push(applicationsSection(client, apps.data, ctx));
   } else if (platform) {
     parts.push(h('p', { class: 'empty' }, 'Create a client to manage its users and applications.'));
   }
@@ -52,7 +59,8 @@ function clientsSection(clients, chosen, ctx) {
 function settingsSection(client, ctx) {
   const form = h('form', { class: 'stack', 'aria-labelledby': 'settings-title' },
     h('div', { class: 'row' },
-      field('Time zone (UTC offset)', h('input', { name: 'time_zone', value: client.time_zone || '+00:00', required: true, pattern: 'UTC|\\+[0-9]{2}:[0-9]{2}|-[0-9]{2}:[0-9]{2}', size: 7 }), 'Reports\' days and the cut-over follow it, e.g. +01:00.'),
+      field('Time zone', h('input', { name: 'time_zone', value: client.time_zone || 'UTC', required: true, list: 'time-zone-names', maxlength: 64, autocomplete: 'off', spellcheck: 'false' }), 'Reports\' and the dashboard\'s days and the cut-over follow it, daylight saving time included: a name such as Europe/Paris, or a fixed offset such as +01:00.'),
+      h('datalist', { id: 'time-zone-names' }, COMMON_TIME_ZONES.map((name) => h('option', { value: name }))),
       field('Daily settlement cut-over', h('input', { name: 'settlement_cutover', type: 'time', value: client.settlement_cutover || '' }), 'Open batches close by themselves after it; empty: never.'),
       field('Allowed currencies', h('input', { name: 'allowed_currencies', value: (client.allowed_currencies || []).join(', '), placeholder: 'all' }), 'ISO codes, comma-separated; empty: all.')),
     h('label', { class: 'check' }, h('input', { type: 'checkbox', name: 'mfa_required', checked: Boolean(client.mfa_required) }), ' Every user must use two-factor sign-in'),
@@ -60,7 +68,7 @@ function settingsSection(client, ctx) {
   onSubmit(form, (v) => {
     const codes = (v.allowed_currencies || '').split(',').map((c) => c.trim().toUpperCase()).filter(Boolean);
     return patch(`/v1/clients/${client.id}`, {
-      time_zone: v.time_zone,
+      time_zone: v.time_zone.trim(),
       settlement_cutover: v.settlement_cutover ? v.settlement_cutover.slice(0, 5) : null,
       allowed_currencies: codes.length ? codes : null,
       mfa_required: v.mfa_required === 'on',
@@ -81,9 +89,14 @@ function userState(u) {
   return badge('active');
 }
 
-/** The lifecycle buttons of a user the caller manages (never its own account). */
-function lifecycleCell(u, ctx) {
-  if (u.id === ctx.user.id || u.role === 'admin') return '';
+/** Whether the caller manages `u`'s lifecycle (never its own account, nor a platform admin). */
+function manages(u, ctx) {
+  return u.id !== ctx.user.id && u.role !== 'admin';
+}
+
+/** The lifecycle buttons of a user the caller manages. */
+function lifecycleCell(u, client, ctx) {
+  if (!manages(u, ctx)) return '';
   const act = (label, title, body, confirmText, run, done, danger = false) => {
     const button = h('button', { type: 'button', class: danger ? 'danger' : '', 'aria-label': `${label} ${u.email}` }, `${label}…`);
     button.addEventListener('click', async () => {
@@ -117,7 +130,60 @@ function lifecycleCell(u, ctx) {
   }
   buttons.push(act('End sessions', `End every session of ${u.email}?`, 'They are signed out everywhere.', 'End sessions',
     () => del(`/v1/users/${u.id}/sessions`), `Sessions of ${u.email} ended.`));
+  buttons.push(h('a', { href: `#/admin${query({ client: client.id, user: u.id })}`, 'aria-label': `Sessions and password of ${u.email}` }, 'Sessions and password'));
   return h('div', { class: 'actions' }, buttons);
+}
+
+/**
+ * One user's access: the sessions that have not ended, each ended on its own (the
+ * others go on), and a temporary password the user must change at the next sign-in
+ * (every session ends with it).
+ */
+function accessSection(client, u, sessions, ctx) {
+  const back = `#/admin${query({ client: client.id })}`;
+  const endCell = (s) => {
+    const button = h('button', { type: 'button', class: 'danger', 'aria-label': `End session ${s.id}` }, 'End…');
+    button.addEventListener('click', async () => {
+      const ok = await confirmDialog({
+        title: `End this session of ${u.email}?`, danger: true, confirm: 'End session',
+        body: h('p', {}, `The session begun ${when(s.created_at)} is refused from its next request; their other sessions go on.`),
+      });
+      if (!ok) return;
+      try {
+        await del(`/v1/users/${u.id}/sessions/${s.id}`);
+        flash(`A session of ${u.email} ended.`);
+        ctx.refresh();
+      } catch (error) {
+        flash(`${error.message} (${error.code})`, 'error');
+      }
+    });
+    return button;
+  };
+  const reset = h('form', { class: 'stack', 'aria-labelledby': 'temporary-title' },
+    h('h3', { id: 'temporary-title' }, 'Set a temporary password'),
+    field('Temporary password', h('input', { name: 'password', type: 'password', required: true, minlength: 12, autocomplete: 'new-password' }),
+      'At least 12 characters, not a common one; give it to them safely. They must change it at their next sign-in, and their sessions end now.'),
+    h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary' }, 'Set temporary password')));
+  onSubmit(reset, async (v) => {
+    const ok = await confirmDialog({
+      title: `Set a temporary password for ${u.email}?`, danger: true, confirm: 'Set password',
+      body: h('p', {}, 'Their current password stops working and every session of theirs ends.'),
+    });
+    return ok ? post(`/v1/users/${u.id}/password`, { password: v.password }) : null;
+  }, (changed) => {
+    if (!changed) return;
+    flash(`Temporary password of ${u.email} set; they must change it at their next sign-in.`);
+    ctx.refresh();
+  });
+  return h('section', { class: 'card', 'aria-labelledby': 'access-title' },
+    h('div', { class: 'spread' }, h('h2', { id: 'access-title' }, `Sessions and password of ${u.email}`), h('a', { href: back }, 'Close')),
+    table([
+      ['Session', (s) => h('code', {}, s.id)],
+      ['Began', (s) => when(s.created_at)],
+      ['Ends', (s) => when(s.expires_at)],
+      ['', endCell],
+    ], sessions, { empty: 'No session: they are not signed in anywhere.', caption: 'Sessions that have not ended, newest first' }),
+    reset);
 }
 
 function usersSection(client, users, ctx) {
@@ -154,7 +220,7 @@ function usersSection(client, users, ctx) {
       ['Two-factor', (u) => badge(u.mfa_enabled ? 'on' : 'off')],
       ['Status', userState],
       ['Added', (u) => when(u.created_at)],
-      ['', (u) => lifecycleCell(u, ctx)],
+      ['', (u) => lifecycleCell(u, client, ctx)],
     ], users, { empty: 'No user yet.' }),
     create);
 }

@@ -2,25 +2,29 @@
 // weeks, the open batches, and the devices that stopped reporting.
 
 import { get, query } from './api.js';
-import { h, mount, money, sum, subtract, isoDay, when, table, badge, select } from './ui.js';
+import { h, mount, money, sum, subtract, dayIn, when, table, badge, select } from './ui.js';
 import { barChart } from './chart.js';
 
 const DAYS = 14;
 
-/** Totals by (day, currency) of a report over the last DAYS days. */
-async function byDay(kind) {
-  const report = await get(`/v1/reports/transactions${query({ from: isoDay(1 - DAYS), to: isoDay(0), rows: 'false', kind })}`);
+/** Totals by (day, currency) of a report over the last DAYS days of the client's zone. */
+async function byDay(kind, zone) {
+  const report = await get(`/v1/reports/transactions${query({ from: dayIn(zone, 1 - DAYS), to: dayIn(zone, 0), rows: 'false', kind })}`);
   const map = new Map();
   for (const t of report.totals.by_day) map.set(`${t.day} ${t.currency}`, t);
   return map;
 }
 
-export async function renderDashboard(view) {
+export async function renderDashboard(view, ctx) {
+  // The days are the client's (its time zone, daylight saving included), as the
+  // report's totals by day are.
+  const client = ctx && ctx.user.client_id ? await get(`/v1/clients/${ctx.user.client_id}`) : null;
+  const zone = client ? client.time_zone : 'UTC';
   const [sales, captures, refunds, all, open, offline] = await Promise.all([
-    byDay('payment'), byDay('capture'), byDay('refund'), byDay(undefined),
+    byDay('payment', zone), byDay('capture', zone), byDay('refund', zone), byDay(undefined, zone),
     get('/v1/batches?status=open'), get('/v1/devices?status=offline&limit=100'),
   ]);
-  const days = Array.from({ length: DAYS }, (_, i) => isoDay(i + 1 - DAYS));
+  const days = Array.from({ length: DAYS }, (_, i) => dayIn(zone, i + 1 - DAYS));
   const currencies = [...new Set([...all.keys()].map((k) => k.split(' ')[1]))].sort();
   // Volume is what came in: sales (captured payments) and captures of authorizations.
   // A currency's zero with its minor digits ("0.00"), from any amount seen in it.
@@ -33,7 +37,7 @@ export async function renderDashboard(view) {
     const key = `${day} ${currency}`;
     return sum([figure(sales, key, 'net'), figure(captures, key, 'net')]);
   };
-  const today = isoDay(0);
+  const today = dayIn(zone, 0);
 
   const cards = currencies.length
     ? currencies.map((c) => {
@@ -63,7 +67,7 @@ export async function renderDashboard(view) {
     h('h1', {}, 'Dashboard'),
     cards,
     h('section', { class: 'card', 'aria-labelledby': 'chart-title' },
-      h('div', { class: 'spread' }, h('h2', { id: 'chart-title' }, `Volume by day, last ${DAYS} days (UTC)`), chooser),
+      h('div', { class: 'spread' }, h('h2', { id: 'chart-title' }, `Volume by day, last ${DAYS} days (${zone})`), chooser),
       currencies.length ? chartBox : h('p', { class: 'empty' }, 'No data for this period.')),
     h('div', { class: 'grid' },
       h('section', { class: 'card', 'aria-labelledby': 'open-title' },

@@ -2,7 +2,7 @@
 // as a chart and a table, and exported as CSV (the rows, or the table's totals).
 
 import { get, query } from './api.js';
-import { h, mount, money, isoDay, table, field, select, pageHeader } from './ui.js';
+import { h, mount, money, dayIn, table, field, select, pageHeader } from './ui.js';
 import { barChart } from './chart.js';
 
 const GROUPS = [['day', 'Day'], ['kind', 'Kind'], ['status', 'Status'], ['device', 'Device']];
@@ -10,9 +10,13 @@ const KEY = { day: 'day', kind: 'kind', status: 'status', device: 'device_id' };
 const KINDS = ['payment', 'capture', 'void', 'refund', 'adjustment'];
 
 export async function renderReports(view, ctx) {
+  // The default period is the last 30 days of the client's time zone, whose days the
+  // report's dates are.
+  const client = ctx.user.client_id ? await get(`/v1/clients/${ctx.user.client_id}`) : null;
+  const zone = client ? client.time_zone : 'UTC';
   const params = {
-    from: ctx.query.get('from') || isoDay(-29),
-    to: ctx.query.get('to') || isoDay(0),
+    from: ctx.query.get('from') || dayIn(zone, -29),
+    to: ctx.query.get('to') || dayIn(zone, 0),
     group_by: ctx.query.get('group_by') || 'day',
     currency: ctx.query.get('currency') || '',
     kind: ctx.query.get('kind') || '',

@@ -1,5 +1,6 @@
 // Support tickets: the list (newest first), opening one, and a ticket's page with its
-// comments, status changes along the allowed transitions, assignment, and notes.
+// comments, status changes along the allowed transitions, assignment to one of the
+// client's users (shown by email), and notes.
 
 import { get, post, patch, query } from './api.js';
 import { h, mount, can, when, badge, table, field, select, onSubmit, flash, pageHeader } from './ui.js';
@@ -51,6 +52,7 @@ export async function renderTickets(view, ctx) {
         ['Ticket', (t) => h('a', { href: `#/tickets/${t.id}` }, `#${t.id} ${t.subject}`)],
         ['Status', (t) => badge(t.status)],
         ['Priority', (t) => t.priority],
+        ['Assignee', (t) => (t.assignee ? t.assignee.email : '—')],
         ['Opened by', (t) => t.created_by],
         ['Updated', (t) => when(t.updated_at)],
       ], page.data, { empty: 'No ticket.' }),
@@ -62,8 +64,10 @@ export async function renderTickets(view, ctx) {
 
 export async function renderTicket(view, ctx) {
   const [id] = ctx.params;
-  const ticket = await get(`/v1/tickets/${id}`);
   const operator = can(ctx.user, 'operator');
+  const [ticket, candidates] = await Promise.all([
+    get(`/v1/tickets/${id}`), operator ? get('/v1/tickets/assignees') : Promise.resolve({ data: [] }),
+  ]);
   const change = async (body, message) => {
     try {
       await patch(`/v1/tickets/${id}`, body);
@@ -80,11 +84,21 @@ export async function renderTicket(view, ctx) {
       return button;
     })
     : [];
+  // Assignment: one of the client's active users, by email (the current assignee kept
+  // in the list even if deactivated since), or nobody.
   let assign = null;
-  if (operator && ctx.user.object === 'user') {
-    const mine = ticket.assignee_id === ctx.user.id;
-    assign = h('button', { type: 'button' }, mine ? 'Unassign me' : 'Assign to me');
-    assign.addEventListener('click', () => change({ assignee_id: mine ? null : ctx.user.id }, mine ? 'Unassigned.' : 'Assigned to you.'));
+  if (operator) {
+    const people = candidates.data.map((u) => [u.id, u.id === ctx.user.id ? `${u.email} (you)` : u.email]);
+    if (ticket.assignee && !candidates.data.some((u) => u.id === ticket.assignee.id)) people.push([ticket.assignee.id, ticket.assignee.email]);
+    assign = h('form', { class: 'row', 'aria-label': 'Assign the ticket' },
+      field('Assignee', select('assignee_id', [['', 'Nobody'], ...people], ticket.assignee_id)),
+      h('div', { class: 'actions' }, h('button', { type: 'submit' }, 'Assign')));
+    assign.addEventListener('submit', (event) => {
+      event.preventDefault();
+      const chosen = new FormData(assign).get('assignee_id');
+      const who = people.find(([uid]) => String(uid) === chosen);
+      change({ assignee_id: chosen ? Number(chosen) : null }, who ? `Assigned to ${who[1]}.` : 'Unassigned.');
+    });
   }
   let comment = null;
   if (operator && ticket.status !== 'closed') {
@@ -103,10 +117,11 @@ export async function renderTicket(view, ctx) {
         h('dt', {}, 'Status'), h('dd', { id: 'ticket-status' }, badge(ticket.status)),
         h('dt', {}, 'Priority'), h('dd', {}, ticket.priority),
         h('dt', {}, 'Opened by'), h('dd', {}, `${ticket.created_by}, ${when(ticket.created_at)}`),
-        h('dt', {}, 'Assignee'), h('dd', {}, ticket.assignee_id === null ? 'nobody' : ticket.assignee_id === ctx.user.id ? 'you' : `user #${ticket.assignee_id}`)),
+        h('dt', {}, 'Assignee'), h('dd', { id: 'ticket-assignee' }, ticket.assignee ? `${ticket.assignee.email}${ticket.assignee.id === ctx.user.id ? ' (you)' : ''}` : 'nobody')),
       h('h2', {}, 'Description'),
       h('pre', {}, ticket.body),
-      statusButtons.length || assign ? h('div', { class: 'actions', 'aria-label': 'Change the ticket' }, statusButtons, assign) : null),
+      statusButtons.length ? h('div', { class: 'actions', 'aria-label': 'Change the ticket' }, statusButtons) : null,
+      assign),
     h('section', { class: 'card', 'aria-labelledby': 'comments-title' },
       h('h2', { id: 'comments-title' }, 'Comments'),
       ticket.comments.length

@@ -111,11 +111,45 @@ export function when(secs) {
   return d.toLocaleString(undefined, { year: 'numeric', month: 'short', day: '2-digit', hour: '2-digit', minute: '2-digit', timeZoneName: 'short' });
 }
 
-/** A date input's value (`YYYY-MM-DD`, UTC) `days` from today. */
-export function isoDay(days = 0) {
-  const d = new Date(Date.now() + days * 86400000);
+/**
+ * The date (YYYY-MM-DD) `days` after today in a client's time zone: an IANA name
+ * (`Europe/Paris`, daylight saving included) or a fixed offset (`+05:30`); UTC
+ * without one. Days are counted on the calendar, so a 23- or 25-hour day between
+ * is still one day.
+ */
+export function dayIn(zone, days = 0) {
+  const now = new Date();
+  let today = now.toISOString().slice(0, 10);
+  const offset = /^([+-])([0-9]{2}):([0-9]{2})$/.exec(zone || '');
+  if (offset) {
+    const minutes = (offset[1] === '-' ? -1 : 1) * (Number(offset[2]) * 60 + Number(offset[3]));
+    today = new Date(now.getTime() + minutes * 60000).toISOString().slice(0, 10);
+  } else if (zone) {
+    try {
+      const parts = new Intl.DateTimeFormat('en-US', { timeZone: zone, year: 'numeric', month: '2-digit', day: '2-digit' }).formatToParts(now);
+      const part = (type) => parts.find((p) => p.type === type).value;
+      today = `${part('year')}-${part('month')}-${part('day')}`;
+    } catch (e) {
+      // A zone this browser does not know: UTC days.
+    }
+  }
+  const d = new Date(`${today}T00:00:00Z`);
+  d.setUTCDate(d.getUTCDate() + days);
   return d.toISOString().slice(0, 10);
 }
+
+/** Time zones offered for a client's settings (any other IANA name may be typed). */
+export const COMMON_TIME_ZONES = [
+  'UTC', 'Europe/London', 'Europe/Dublin', 'Europe/Lisbon', 'Europe/Paris', 'Europe/Berlin', 'Europe/Madrid',
+  'Europe/Rome', 'Europe/Amsterdam', 'Europe/Brussels', 'Europe/Zurich', 'Europe/Stockholm', 'Europe/Warsaw',
+  'Europe/Athens', 'Europe/Helsinki', 'Europe/Istanbul', 'Europe/Moscow', 'Africa/Cairo', 'Africa/Johannesburg',
+  'Africa/Lagos', 'Africa/Nairobi', 'Asia/Dubai', 'Asia/Karachi', 'Asia/Kolkata', 'Asia/Dhaka', 'Asia/Bangkok',
+  'Asia/Jakarta', 'Asia/Singapore', 'Asia/Hong_Kong', 'Asia/Shanghai', 'Asia/Taipei', 'Asia/Seoul', 'Asia/Tokyo',
+  'Australia/Perth', 'Australia/Adelaide', 'Australia/Sydney', 'Pacific/Auckland', 'Pacific/Honolulu',
+  'America/Anchorage', 'America/Los_Angeles', 'America/Denver', 'America/Phoenix', 'America/Chicago',
+  'America/Mexico_City', 'America/New_York', 'America/Toronto', 'America/Bogota', 'America/Lima',
+  'America/Santiago', 'America/Halifax', 'America/Sao_Paulo', 'America/Argentina/Buenos_Aires',
+];
 
 const BADGES = {
   captured: 'good', applied: 'good', matches: 'good', mismatch: 'bad', on: 'good', active: 'good', revoked: 'bad', online: 'good', completed: 'good', installed: 'good', resolved: 'good', closed: 'info',

@@ -95,7 +95,9 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::E
 pub struct ClientSettings {
     /// Every user of the client must enrol in MFA before doing anything else.
     mfa_required: Option<bool>,
-    /// A UTC offset: `UTC`, `+HH:MM`, `-HH:MM`. Reports' days and the cut-over follow it.
+    /// An IANA time zone name (`Europe/Paris`, `America/New_York`, `UTC`) or a fixed UTC
+    /// offset (`+HH:MM`, `-HH:MM`). Reports' and the dashboard's days and the cut-over
+    /// follow it, daylight saving time included.
     #[schema(schema_with = crate::schema::time_zone)]
     time_zone: Option<String>,
     /// `HH:MM` local time at which open batches close by themselves each day; `null`: never.
@@ -120,7 +122,7 @@ pub async fn update_client(
         return Err(ApiError::not_found("no such client"));
     }
     principal.require_user(Role::ClientAdmin)?;
-    let offset = req.time_zone.as_deref().map(crate::settings::parse_offset).transpose()?;
+    let zone = req.time_zone.as_deref().map(crate::settings::Zone::parse).transpose()?;
     let cutover = match &req.settlement_cutover {
         None => None,
         Some(Value::Null) => Some(None),
@@ -156,8 +158,18 @@ pub async fn update_client(
             if let Some(required) = req.mfa_required {
                 tx.execute("UPDATE clients SET mfa_required = ?1 WHERE id = ?2", params![required, id])?;
             }
-            if let Some(offset) = offset {
-                tx.execute("UPDATE clients SET utc_offset_minutes = ?1 WHERE id = ?2", params![offset, id])?;
+            if let Some(zone) = &zone {
+                let (offset_minutes, name) = match zone {
+                    crate::settings::Zone::Offset(minutes) => (*minutes, None),
+                    named => {
+                        let offset = named.offset_secs_at(now_secs()) / 60;
+                        (i32::try_from(offset).unwrap_or(0), Some(named.name()))
+                    }
+                };
+                tx.execute(
+                    "UPDATE clients SET utc_offset_minutes = ?1, time_zone_name = ?2 WHERE id = ?3",
+                    params![offset_minutes, name, id],
+                )?;
             }
             if let Some(cutover) = &cutover {
                 // A new cut-over time applies from today on.

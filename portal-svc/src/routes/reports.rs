@@ -28,6 +28,7 @@ use crate::auth::{Principal, Role};
 use crate::db::now_secs;
 use crate::error::{ApiError, ApiResult};
 use crate::routes::transactions::{Transaction, kind_name, state_name, tx_id_string};
+use crate::settings::Zone;
 
 const DAY_SECS: i64 = 86_400;
 /// Records read from the ledger per step of the scan.
@@ -55,16 +56,19 @@ pub(crate) fn parse_moment(text: &str, end: bool, param: &'static str) -> Result
 
 /// The period `[from, to)` of a query, in Unix seconds.
 fn period(from: Option<&str>, to: Option<&str>) -> Result<(i64, i64), ApiError> {
-    period_in(from, to, 0)
+    period_in(from, to, &Zone::Offset(0))
 }
 
-/// [`period`] where a date is a day in a zone `offset_secs` east of UTC (the client's
-/// time zone): its local midnight.
-fn period_in(from: Option<&str>, to: Option<&str>, offset_secs: i64) -> Result<(i64, i64), ApiError> {
+/// [`period`] where a date is a day in `zone` (the client's time zone): from its local
+/// start to the next day's (23, 24 or 25 hours across a daylight saving change).
+fn period_in(from: Option<&str>, to: Option<&str>, zone: &Zone) -> Result<(i64, i64), ApiError> {
     let local = |text: &str, end: bool, param: &'static str| -> Result<i64, ApiError> {
         let secs = parse_moment(text, end, param)?;
-        let is_date = time::Date::parse(text.trim(), format_description!("[year]-[month]-[day]")).is_ok();
-        Ok(if is_date { secs - offset_secs } else { secs })
+        match time::Date::parse(text.trim(), format_description!("[year]-[month]-[day]")) {
+            Ok(date) if end => Ok(date.next_day().map_or(secs, |next| zone.start_of_day(next))),
+            Ok(date) => Ok(zone.start_of_day(date)),
+            Err(_) => Ok(secs),
+        }
     };
     let to = to.map(|t| local(t, true, "to")).transpose()?.unwrap_or_else(|| now_secs() + 1);
     let from = from.map(|f| local(f, false, "from")).transpose()?.unwrap_or(to - 30 * DAY_SECS);
@@ -72,13 +76,6 @@ fn period_in(from: Option<&str>, to: Option<&str>, offset_secs: i64) -> Result<(
         return Err(ApiError::invalid("invalid_period", "from must be before to").with_param("from"));
     }
     Ok((from, to))
-}
-
-fn day_of(secs: i64) -> String {
-    OffsetDateTime::from_unix_timestamp(secs)
-        .ok()
-        .and_then(|t| t.format(format_description!("[year]-[month]-[day]")).ok())
-        .unwrap_or_default()
 }
 
 fn rfc3339(secs: i64) -> String {
@@ -150,8 +147,8 @@ impl Sums {
 /// Totals of a report, grouped four ways, each per currency.
 #[derive(Debug, Default)]
 struct Totals {
-    /// The client's time zone, seconds east of UTC: days are its days.
-    offset_secs: i64,
+    /// The client's time zone: days are its days.
+    zone: Zone,
     by_currency: BTreeMap<((), String), Sums>,
     by_day: BTreeMap<(String, String), Sums>,
     by_kind: BTreeMap<(&'static str, String), Sums>,
@@ -164,7 +161,7 @@ impl Totals {
         let currency = r.tx.currency().map_or_else(|| "???".to_string(), |c| c.code().to_string());
         let secs = i64::try_from(r.timestamp_ns / 1_000_000_000).unwrap_or(i64::MAX);
         self.by_currency.entry(((), currency.clone())).or_default().add(r);
-        self.by_day.entry((day_of(secs + self.offset_secs), currency.clone())).or_default().add(r);
+        self.by_day.entry((self.zone.day_of(secs), currency.clone())).or_default().add(r);
         self.by_kind.entry((kind_name(r.tx.kind), currency.clone())).or_default().add(r);
         self.by_status.entry((state_name(r.state), currency.clone())).or_default().add(r);
         self.by_device.entry((r.tx.device_id, currency)).or_default().add(r);
@@ -295,7 +292,7 @@ pub struct TransactionReport {
     pub from: i64,
     /// Unix seconds, exclusive.
     pub to: i64,
-    /// The client's UTC offset, which the days follow.
+    /// The client's time zone (an IANA name or a UTC offset), which the days follow.
     pub time_zone: String,
     /// The transactions, oldest first; `null` with `rows=false`.
     pub rows: Option<Vec<Transaction>>,
@@ -469,8 +466,8 @@ async fn transactions_report(
 ) -> ApiResult<Response> {
     let client_id = principal.ledger_client()?;
     let settings = crate::settings::of(&state, i64::try_from(client_id).map_err(ApiError::internal)?).await?;
-    let offset_secs = i64::from(settings.utc_offset_minutes) * 60;
-    let (from, to) = period_in(query.from.as_deref(), query.to.as_deref(), offset_secs)?;
+    let zone = settings.zone.clone();
+    let (from, to) = period_in(query.from.as_deref(), query.to.as_deref(), &zone)?;
     let format = format_arg(query.format.as_deref())?;
     let grouping = query.group_by.as_deref().map(Grouping::parse).transpose()?;
     let kind = match query.kind.as_deref() {
@@ -500,7 +497,7 @@ async fn transactions_report(
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(8);
     let scan_state = state.clone();
     tokio::task::spawn_blocking(move || {
-        let mut totals = Totals { offset_secs, ..Totals::default() };
+        let mut totals = Totals { zone: settings.zone.clone(), ..Totals::default() };
         let mut chunk = String::with_capacity(64 << 10);
         let send = |chunk: &mut String| tx.blocking_send(Bytes::from(std::mem::take(chunk))).is_ok();
         let mut count: u64 = 0;
@@ -508,8 +505,8 @@ async fn transactions_report(
             (Format::Csv, None) => chunk.push_str(CSV_HEADER),
             (Format::Json, _) => {
                 chunk.push_str(&format!(
-                    r#"{{"object":"report","from":{from},"to":{to},"time_zone":"{}","rows":{}"#,
-                    settings.time_zone(),
+                    r#"{{"object":"report","from":{from},"to":{to},"time_zone":{},"rows":{}"#,
+                    serde_json::Value::from(settings.time_zone()),
                     if with_rows { "[" } else { "null" }
                 ));
             }
@@ -555,11 +552,7 @@ async fn transactions_report(
         Format::Json => ("application/json", None),
         Format::Csv => (
             "text/csv; charset=utf-8",
-            Some(format!(
-                "attachment; filename=\"transactions-{}-{}.csv\"",
-                day_of(from + offset_secs),
-                day_of(to - 1 + offset_secs)
-            )),
+            Some(format!("attachment; filename=\"transactions-{}-{}.csv\"", zone.day_of(from), zone.day_of(to - 1))),
         ),
     };
     let mut response = ([(header::CONTENT_TYPE, content_type)], body).into_response();

@@ -115,6 +115,8 @@ pub struct Ticket {
     pub status: TicketStatus,
     /// A user of the same client.
     pub assignee_id: Option<i64>,
+    /// The assignee by id and email (users have no other name); `null`: nobody.
+    pub assignee: Option<Assignee>,
     pub created_by: String,
     /// Unix seconds.
     pub created_at: i64,
@@ -123,6 +125,23 @@ pub struct Ticket {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub comments: Option<Vec<Comment>>,
 }
+
+/// A user a ticket is (or may be) assigned to.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct Assignee {
+    pub id: i64,
+    pub email: String,
+}
+
+/// Who a ticket may be assigned to: the client's active users, by email.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct AssigneeList {
+    pub data: Vec<Assignee>,
+    pub has_more: bool,
+}
+
+/// Users listed as possible assignees at most.
+const ASSIGNEES_MAX: usize = 1000;
 
 /// A page of tickets, newest first.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
@@ -146,6 +165,10 @@ fn ticket_row(row: &Row<'_>) -> rusqlite::Result<Ticket> {
         priority,
         status: TicketStatus::parse(&row.get::<_, String>(4)?),
         assignee_id: row.get(5)?,
+        assignee: match (row.get(5)?, row.get(9)?) {
+            (Some(id), Some(email)) => Some(Assignee { id, email }),
+            _ => None,
+        },
         created_by: row.get(6)?,
         created_at: row.get(7)?,
         updated_at: row.get(8)?,
@@ -153,7 +176,9 @@ fn ticket_row(row: &Row<'_>) -> rusqlite::Result<Ticket> {
     })
 }
 
-const TICKET_COLUMNS: &str = "id, subject, body, priority, status, assignee_id, created_by, created_at, updated_at";
+/// The assignee's email is looked up within the ticket's client only.
+const TICKET_COLUMNS: &str = "id, subject, body, priority, status, assignee_id, created_by, created_at, updated_at,
+    (SELECT email FROM users WHERE users.id = tickets.assignee_id AND users.client_id = tickets.client_id)";
 
 fn load(conn: &rusqlite::Connection, client_id: i64, id: i64) -> Result<Ticket, ApiError> {
     conn.query_row(
@@ -208,6 +233,28 @@ pub async fn create(
         })
         .await?;
     Ok((StatusCode::CREATED, Json(ticket)))
+}
+
+/// `GET /v1/tickets/assignees` (operator+): the client's active users, by email.
+pub async fn assignees(State(state): State<AppState>, principal: Principal) -> ApiResult<Json<AssigneeList>> {
+    principal.require(Role::Operator)?;
+    let client_id = principal.own_client()?;
+    let (data, has_more) = state
+        .db
+        .call(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT id, email FROM users WHERE client_id = ?1 AND active = 1 ORDER BY email LIMIT ?2",
+            )?;
+            let limit = i64::try_from(ASSIGNEES_MAX + 1).unwrap_or(i64::MAX);
+            let rows =
+                stmt.query_map(params![client_id, limit], |r| Ok(Assignee { id: r.get(0)?, email: r.get(1)? }))?;
+            let mut data = rows.collect::<Result<Vec<_>, _>>()?;
+            let has_more = data.len() > ASSIGNEES_MAX;
+            data.truncate(ASSIGNEES_MAX);
+            Ok((data, has_more))
+        })
+        .await?;
+    Ok(Json(AssigneeList { data, has_more }))
 }
 
 #[derive(Debug, Deserialize)]
@@ -446,6 +493,14 @@ pub fn endpoints() -> Vec<Endpoint> {
         .returns::<TicketList>()
         .errors(&[(400, "invalid_status")])
         .query(&["limit", "starting_after", "status"]),
+        Endpoint::new(
+            Method::GET,
+            "/v1/tickets/assignees",
+            Access::member(Role::Operator),
+            "List who a ticket may be assigned to",
+            routing::get(assignees),
+        )
+        .returns::<AssigneeList>(),
         Endpoint::new(
             Method::GET,
             "/v1/tickets/{id}",

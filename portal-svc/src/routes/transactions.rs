@@ -310,7 +310,13 @@ async fn commit(
         Some(k) => Some(state.key_locks.lock(client, k).await),
         None => None,
     };
-    if let Some(k) = &key {
+    // Only an id the ledger holds can have a stored response or a fingerprint to
+    // compare (a response is stored after its commit, a refusal stores none, a row
+    // written ahead of an attempt the ledger lacks is judged afresh): a new key goes
+    // to the ledger without reading the database first.
+    let held =
+        key.as_deref().map(|k| idempotency::ledger_id(client, k)).filter(|id| state.ledger.lookup(*id).is_some());
+    if let (Some(k), Some(key_id)) = (&key, held) {
         let k = k.clone();
         let stored: Option<(Vec<u8>, u16, String)> = state
             .db
@@ -323,14 +329,32 @@ async fn commit(
                     .optional()?)
             })
             .await?;
-        if let Some((stored_fingerprint, status, response)) = stored {
-            if !fingerprint.matches(&stored_fingerprint) {
-                return Err(ledger_reject(Reject::ExistsWithDifferentFields, Kind::Payment));
+        match stored {
+            Some((stored_fingerprint, status, response)) if status != idempotency::AHEAD_STATUS => {
+                if !fingerprint.matches(&stored_fingerprint) {
+                    return Err(ledger_reject(Reject::ExistsWithDifferentFields, Kind::Payment));
+                }
+                return Ok(replayed(status, response));
             }
-            return Ok(replayed(status, response));
+            // Written ahead, its response not (yet) stored: if the ledger committed that
+            // attempt, its record as committed is the answer it got.
+            Some((stored_fingerprint, _, _)) => {
+                if let Some(record) = state.ledger.lookup(key_id) {
+                    if !fingerprint.matches(&stored_fingerprint) {
+                        return Err(ledger_reject(Reject::ExistsWithDifferentFields, Kind::Payment));
+                    }
+                    let answer = transaction(&as_committed(&record), description.as_deref());
+                    return Ok(replayed(201, serde_json::to_string(&answer).map_err(ApiError::internal)?));
+                }
+            }
+            None => {}
         }
     }
     let id = key.as_deref().map_or_else(idempotency::random_id, |k| idempotency::ledger_id(client, k));
+    // A key's fingerprint is written ahead only for a transaction the ledger does not
+    // hold yet, so a row written ahead always belongs to the attempt the ledger has. A
+    // random id (no key) is new: 128 random bits.
+    let fresh = held.is_none();
     let tx = make(id);
     let kind = tx.kind().unwrap_or(Kind::Payment);
     let on_ref = (!tx.ref_id.is_none()).then_some(tx.ref_id);
@@ -340,13 +364,14 @@ async fn commit(
     // commits, not for both in a row, and a crash after the answer still finds it.
     let pending = MetaWrite {
         pending_audit: Some((ledger_key.clone(), money_entry(principal, &tx, Some(id), "ok", None))),
+        idempotency_ahead: key.as_ref().filter(|_| fresh).map(|k| (client, k.clone(), fingerprint.canonical.clone())),
         ..MetaWrite::default()
     };
     // The description goes to disk before the ledger commit, so a crash between the
     // commit and its answer keeps it (it was lost: issue 15). Not over an existing
     // transaction's: a retry with another body is refused by the ledger below.
     let (ahead, pended) = match &description {
-        Some(d) if state.ledger.lookup(id).is_none() => {
+        Some(d) if fresh => {
             let write = MetaWrite { description_ahead: Some((ledger_key.clone(), client, d.clone())), ..pending };
             state.db.write_meta(write).await?;
             (true, state.ledger.submit_async(vec![tx]).await.map(|outcome| (Ok(()), outcome)))
@@ -381,6 +406,7 @@ async fn commit(
             let write = MetaWrite {
                 audit: Some(entry),
                 forget_description: forget,
+                forget_idempotency: key.filter(|_| fresh).map(|k| (client, k)),
                 resolved_audit: Some(ledger_key),
                 ..MetaWrite::default()
             };
@@ -389,12 +415,17 @@ async fn commit(
         }
         None => return Err(ApiError::internal("the ledger returned no outcome")),
     };
+    // A transaction committed before answers as it stood then (a later capture or refund
+    // does not change what its creation answered).
+    let record = if was_there { as_committed(&record) } else { record };
     let body = serde_json::to_string(&transaction(&record, description.as_deref())).map_err(ApiError::internal)?;
     let (stored_body, ledger_id) = (body.clone(), record.tx.id.0.to_le_bytes().to_vec());
-    // The answer waits for this write only when it holds what the answer promises: the
-    // response an Idempotency-Key replays, a description not written ahead, or the
-    // audit entry when its pending form did not commit.
-    let wait = key.is_some() || (description.is_some() && !ahead) || !pended;
+    // The answer waits for this write only when it holds what the answer promises: a
+    // description not written ahead, or what was written ahead did not commit (the
+    // audit entry's pending form, a key's fingerprint). A key's response is not
+    // waited for: until it is stored, its row written ahead and the ledger's record
+    // answer a replay with the same bytes.
+    let wait = (description.is_some() && !ahead) || !pended;
     let write = MetaWrite {
         description: description.map(|d| (ledger_id.clone(), client, d)),
         idempotency: key.map(|k| (client, k, fingerprint.canonical, 201, stored_body)),
@@ -408,6 +439,20 @@ async fn commit(
         state.db.write_meta_later(write);
     }
     Ok(if was_there { replayed(201, body) } else { (StatusCode::CREATED, json_response(body)).into_response() })
+}
+
+/// The record as it stood right after its commit, whatever happened to it since: a
+/// payment without its later capture, void or refunds (an authorization counts in no
+/// batch until captured). The same rule as the change feed's records in ledger-core.
+fn as_committed(r: &TxRecord) -> TxRecord {
+    let applied = TxRecord { state: TxState::Applied, captured: 0, refunded: 0, ..*r };
+    match Kind::from_code(r.tx.kind) {
+        Some(Kind::Payment) if r.tx.flags & Tx::AUTH_ONLY != 0 => {
+            TxRecord { state: TxState::Authorized, batch_id: 0, ..applied }
+        }
+        Some(Kind::Payment) => TxRecord { state: TxState::Captured, captured: r.tx.amount, ..applied },
+        _ => applied,
+    }
 }
 
 fn json_response(body: String) -> Response {

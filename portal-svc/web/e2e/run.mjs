@@ -383,9 +383,20 @@ async function main() {
       check(notes.length === 1 && notes[0].author === 'manager@cafe.test', JSON.stringify(notes));
       const ticket = (await api('GET', `/v1/tickets/${ticketId}`, { token: till, expect: 200 })).body;
       check(ticket.status === 'in_progress' && ticket.priority === 'high' && ticket.comments.length === 1, JSON.stringify(ticket));
+      // Assigned from the client's users, by email; shown by email, not by number.
+      const assignForm = page.getByRole('form', { name: 'Assign the ticket' });
+      const offered = await assignForm.getByLabel('Assignee').locator('option').allTextContents();
+      check(JSON.stringify(offered) === JSON.stringify(['Nobody', 'manager@cafe.test (you)', 'viewer@cafe.test']), JSON.stringify(offered));
+      await assignForm.getByLabel('Assignee').selectOption({ label: 'viewer@cafe.test' });
+      await assignForm.getByRole('button', { name: 'Assign' }).click();
+      await page.getByText('Assigned to viewer@cafe.test.').waitFor();
+      await page.locator('#ticket-assignee').filter({ hasText: 'viewer@cafe.test' }).waitFor();
+      const assigned = (await api('GET', `/v1/tickets/${ticketId}`, { token: till, expect: 200 })).body;
+      check(assigned.assignee && assigned.assignee.email === 'viewer@cafe.test' && assigned.assignee_id === assigned.assignee.id, JSON.stringify(assigned));
       await shot(page, 'ticket');
       await nav(page, 'Support').click();
       await page.getByRole('link', { name: /T-1001 drops off the Wi-Fi/ }).waitFor();
+      check((await page.getByRole('region', { name: 'Tickets' }).locator('tbody tr').first().textContent()).includes('viewer@cafe.test'), 'the list shows the assignee by email');
       await shot(page, 'tickets');
     });
 
@@ -421,12 +432,18 @@ async function main() {
 
       // The client's settings.
       const settings = page.getByRole('region', { name: 'Settings of Corner Cafe' });
-      await settings.getByLabel('Time zone (UTC offset)').fill('+01:00');
+      // A time zone by name, offered in the list (any other name may be typed).
+      await settings.getByLabel('Time zone').waitFor();
+      check((await page.locator('#time-zone-names option[value="Europe/Paris"]').count()) === 1, 'common zones are offered');
+      await settings.getByLabel('Time zone').fill('Europe/Pariss');
+      await settings.getByRole('button', { name: 'Save settings' }).click();
+      await page.getByText(/IANA time zone name/).waitFor();
+      await settings.getByLabel('Time zone').fill('Europe/Paris');
       await settings.getByLabel('Allowed currencies').fill('usd, EUR');
       await settings.getByRole('button', { name: 'Save settings' }).click();
       await page.getByText('Settings of Corner Cafe saved.').waitFor();
       const shown = (await api('GET', `/v1/clients/${client.id}`, { token: admin, expect: 200 })).body;
-      check(shown.time_zone === '+01:00' && JSON.stringify(shown.allowed_currencies) === '["USD","EUR"]' && shown.settlement_cutover === null && shown.mfa_required === false, JSON.stringify(shown));
+      check(shown.time_zone === 'Europe/Paris' && JSON.stringify(shown.allowed_currencies) === '["USD","EUR"]' && shown.settlement_cutover === null && shown.mfa_required === false, JSON.stringify(shown));
 
       // A user's lifecycle: deactivated (refused at once), then reactivated.
       await page.getByRole('button', { name: 'Deactivate viewer@cafe.test' }).click();
@@ -440,6 +457,56 @@ async function main() {
       await api('POST', '/v1/auth/login', { body: { email: 'viewer@cafe.test', password: PASSWORD }, expect: 200 });
       check((await page.getByRole('button', { name: /Deactivate manager@cafe\.test/ }).count()) === 0, 'nobody deactivates themselves');
       await shot(page, 'admin');
+    });
+
+    await step('administration: a user\'s sessions listed and ended one by one, a temporary password set', page, async () => {
+      const user = (await api('POST', '/v1/users', { token: admin, body: { email: 'access@cafe.test', password: PASSWORD, role: 'operator', client_id: client.id }, expect: 201 })).body;
+      const signInApi = async (password) => (await api('POST', '/v1/auth/login', { body: { email: 'access@cafe.test', password }, expect: 200 })).body.token;
+      const sessionIds = async () => (await api('GET', `/v1/users/${user.id}/sessions`, { token: admin, expect: 200 })).body.data.map((s) => s.id);
+      const kept = await signInApi(PASSWORD);
+      const before = await sessionIds();
+      const ended = await signInApi(PASSWORD);
+      const endedId = (await sessionIds()).find((id) => !before.includes(id));
+      check(endedId, 'the new session is listed');
+
+      // The user was added behind the page's back: come to Administration afresh.
+      await nav(page, 'Dashboard').click();
+      await page.getByRole('heading', { name: 'Dashboard' }).waitFor();
+      await nav(page, 'Administration').click();
+      await page.getByRole('link', { name: 'Sessions and password of access@cafe.test' }).click();
+      const access = page.getByRole('region', { name: 'Sessions and password of access@cafe.test' });
+      await access.waitFor();
+      check((await access.locator('tbody tr').count()) === 2, 'both sessions are listed');
+      await shot(page, 'admin-user-sessions');
+      await access.getByRole('button', { name: `End session ${endedId}` }).click();
+      await confirm(page, 'End session');
+      await page.getByText('A session of access@cafe.test ended.').waitFor();
+      await page.getByRole('region', { name: 'Sessions and password of access@cafe.test' }).waitFor();
+      await page.waitForFunction(() => !document.getElementById('main').hasAttribute('aria-busy'));
+      check((await page.getByRole('region', { name: 'Sessions and password of access@cafe.test' }).locator('tbody tr').count()) === 1, 'one session is left');
+      await api('GET', '/v1/users/me', { token: ended, expect: 401 });
+      await api('GET', '/v1/users/me', { token: kept, expect: 200 });
+
+      // A weak one is refused in the form; then a temporary password ends the rest.
+      const form = page.getByRole('form', { name: 'Set a temporary password' });
+      await form.getByLabel('Temporary password').fill('password1234');
+      await form.getByRole('button', { name: 'Set temporary password' }).click();
+      await confirm(page, 'Set password');
+      await form.getByText(/common/i).waitFor();
+      await form.getByLabel('Temporary password').fill('temporary access pass 7');
+      await form.getByRole('button', { name: 'Set temporary password' }).click();
+      await confirm(page, 'Set password');
+      await page.getByText('Temporary password of access@cafe.test set; they must change it at their next sign-in.').waitFor();
+      await api('GET', '/v1/users/me', { token: kept, expect: 401 });
+      await api('POST', '/v1/auth/login', { body: { email: 'access@cafe.test', password: PASSWORD }, expect: 401 });
+      const temp = await signInApi('temporary access pass 7');
+      const refused = (await api('GET', '/v1/transactions', { token: temp, expect: 403 })).body;
+      check(refused.error.code === 'password_change_required', JSON.stringify(refused));
+      for (const action of ['user.session_revoke', 'user.password_reset']) {
+        const audit = (await api('GET', `/v1/audit?action=${action}`, { token: admin, expect: 200 })).body.data;
+        check(audit.some((e) => e.resource_id === String(user.id) && e.outcome === 'ok'), `${action} audited: ${JSON.stringify(audit)}`);
+      }
+      await shot(page, 'admin-temporary-password');
     });
 
     await step('the activity page: the refused refund, filtered and exported as CSV', page, async () => {
@@ -540,7 +607,8 @@ async function main() {
       await root.getByRole('region', { name: 'Clients' }).getByText('Corner Cafe (selected)').waitFor();
       // The cross-client view: each client's users and volume.
       const row = root.getByRole('region', { name: 'Clients' }).locator('tbody tr').filter({ hasText: 'Corner Cafe' });
-      check((await row.locator('td').nth(1).textContent()).trim() === '2', await row.textContent());
+      // The manager, the viewer and access@cafe.test (the temporary password step).
+      check((await row.locator('td').nth(1).textContent()).trim() === '3', await row.textContent());
       check((await row.locator('td').nth(2).textContent()).includes('USD'), await row.textContent());
       await root.getByRole('link', { name: 'Activity' }).waitFor();
       check((await nav(root, 'Dashboard').count()) === 0, 'no client pages for the platform admin');
