@@ -7,13 +7,12 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::Machine;
-use ledger_raft::network::{Network, router};
+use ledger_raft::network::Network;
 use ledger_raft::{Group, NodeId, RaftLog, TypeConfig};
-use openraft::{BasicNode, Config, Entry, Raft, RaftLogReader};
+use openraft::{Entry, Raft, RaftLogReader};
 
 struct Node {
     raft: Raft<TypeConfig>,
@@ -23,30 +22,16 @@ struct Node {
 }
 
 async fn start(id: NodeId, dir: &std::path::Path, listener: tokio::net::TcpListener) -> Node {
-    let config = Arc::new(
-        Config { heartbeat_interval: 100, election_timeout_min: 400, election_timeout_max: 800, ..Config::default() }
-            .validate()
-            .unwrap(),
-    );
     let log = RaftLog::open(dir, 64 << 10).unwrap();
     let machine = Machine::default();
-    let raft = Raft::new(id, config, Network, log.clone(), machine.clone()).await.unwrap();
-    let app = router(raft.clone());
-    let server = tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
+    let raft = Raft::new(id, common::config(), Network, log.clone(), machine.clone()).await.unwrap();
+    let server = common::serve(listener, &raft);
     Node { raft, log, machine, server }
 }
 
 async fn leader_of(nodes: &BTreeMap<NodeId, Node>) -> NodeId {
-    let any = nodes.values().next().unwrap();
-    let metrics = any
-        .raft
-        .wait(Some(Duration::from_secs(10)))
-        .metrics(|m| m.current_leader.is_some_and(|l| nodes.contains_key(&l)), "a live leader")
-        .await
-        .unwrap();
-    metrics.current_leader.unwrap()
+    let alive: Vec<NodeId> = nodes.keys().copied().collect();
+    common::leader(&nodes.values().next().unwrap().raft, &alive).await
 }
 
 async fn write(node: &Node, from: u64, to: u64) {
@@ -67,13 +52,7 @@ async fn entries(node: &Node) -> Vec<Entry<TypeConfig>> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_replicate_fail_over_and_catch_up() {
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let mut listeners = Vec::new();
-    let mut members = BTreeMap::new();
-    for id in 1..=3u64 {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        members.insert(id, BasicNode { addr: listener.local_addr().unwrap().to_string() });
-        listeners.push(listener);
-    }
+    let (listeners, members) = common::listeners(3).await;
     let mut nodes = BTreeMap::new();
     for (id, listener) in (1..=3u64).zip(listeners) {
         let dir = dirs[usize::try_from(id - 1).unwrap()].path();

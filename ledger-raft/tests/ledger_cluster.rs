@@ -5,15 +5,16 @@
 //! dead node restarts on its directories and catches up to byte-identical records.
 #![allow(clippy::unwrap_used, clippy::cast_possible_truncation)] // small test values
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ledger_core::{Currency, Durability, Ledger, LedgerOptions, SubmitError, Tx, TxId, TxOutcome};
 use ledger_raft::machine::{LedgerMachine, RaftProposer, follow_leadership};
-use ledger_raft::network::{Network, router};
+use ledger_raft::network::Network;
 use ledger_raft::{NodeId, RaftLog, TypeConfig};
-use openraft::{BasicNode, Config, Raft, SnapshotPolicy};
+use openraft::Raft;
 
 struct Node {
     raft: Raft<TypeConfig>,
@@ -26,17 +27,6 @@ fn usd() -> Currency {
 }
 
 async fn start(id: NodeId, dir: &std::path::Path, listener: tokio::net::TcpListener) -> Node {
-    let config = Arc::new(
-        Config {
-            heartbeat_interval: 100,
-            election_timeout_min: 500,
-            election_timeout_max: 1_000,
-            snapshot_policy: SnapshotPolicy::Never,
-            ..Config::default()
-        }
-        .validate()
-        .unwrap(),
-    );
     let options = LedgerOptions {
         durability: Durability::SyncData,
         segment_bytes: 256 << 10,
@@ -46,11 +36,8 @@ async fn start(id: NodeId, dir: &std::path::Path, listener: tokio::net::TcpListe
     let ledger = Ledger::open(dir.join("ledger"), options).unwrap();
     // A Raft entry is one frame: segments must hold the largest group (8190 records).
     let log = RaftLog::open(dir.join("raft"), 4 << 20).unwrap();
-    let raft = Raft::new(id, config, Network, log, LedgerMachine::new(ledger.clone())).await.unwrap();
-    let app = router(raft.clone());
-    let server = tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
+    let raft = Raft::new(id, common::config(), Network, log, LedgerMachine::new(ledger.clone())).await.unwrap();
+    let server = common::serve(listener, &raft);
     let proposer = RaftProposer::new(raft.clone(), tokio::runtime::Handle::current());
     let leadership = tokio::spawn(follow_leadership(raft.clone(), ledger.clone(), proposer));
     Node { raft, ledger, tasks: vec![server, leadership] }
@@ -65,14 +52,8 @@ async fn stop(node: Node) {
 }
 
 async fn leader_of(nodes: &BTreeMap<NodeId, Node>) -> NodeId {
-    let any = nodes.values().next().unwrap();
-    let metrics = any
-        .raft
-        .wait(Some(Duration::from_secs(10)))
-        .metrics(|m| m.current_leader.is_some_and(|l| nodes.contains_key(&l)), "a live leader")
-        .await
-        .unwrap();
-    metrics.current_leader.unwrap()
+    let alive: Vec<NodeId> = nodes.keys().copied().collect();
+    common::leader(&nodes.values().next().unwrap().raft, &alive).await
 }
 
 /// Submits `count` sales from `from` on `ledger` (a blocking call, on a thread of its
@@ -124,13 +105,7 @@ fn assert_same(nodes: &BTreeMap<NodeId, Node>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replicated_ledger_commits_through_raft_fails_over_and_catches_up() {
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let mut listeners = Vec::new();
-    let mut members = BTreeMap::new();
-    for id in 1..=3u64 {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        members.insert(id, BasicNode { addr: listener.local_addr().unwrap().to_string() });
-        listeners.push(listener);
-    }
+    let (listeners, members) = common::listeners(3).await;
     let mut nodes = BTreeMap::new();
     for (id, listener) in (1..=3u64).zip(listeners) {
         nodes.insert(id, start(id, dirs[(id - 1) as usize].path(), listener).await);

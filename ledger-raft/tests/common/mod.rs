@@ -101,3 +101,51 @@ impl RaftStateMachine<TypeConfig> for Machine {
         Ok(self.0.lock().snapshot.clone().map(|(meta, data)| Snapshot { meta, snapshot: Box::new(Cursor::new(data)) }))
     }
 }
+
+// ----- a cluster on loopback ----------------------------------------------------------
+
+/// Raft's timing for the tests' clusters: quick elections, no automatic snapshots (the
+/// ledger's are not built yet).
+pub fn config() -> Arc<openraft::Config> {
+    Arc::new(
+        openraft::Config {
+            heartbeat_interval: 100,
+            election_timeout_min: 500,
+            election_timeout_max: 1_000,
+            snapshot_policy: openraft::SnapshotPolicy::Never,
+            ..openraft::Config::default()
+        }
+        .validate()
+        .unwrap(),
+    )
+}
+
+/// `n` listeners on free loopback ports, and the membership naming them (ids from 1).
+pub async fn listeners(n: u64) -> (Vec<tokio::net::TcpListener>, std::collections::BTreeMap<NodeId, BasicNode>) {
+    let mut listeners = Vec::new();
+    let mut members = std::collections::BTreeMap::new();
+    for id in 1..=n {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        members.insert(id, BasicNode { addr: listener.local_addr().unwrap().to_string() });
+        listeners.push(listener);
+    }
+    (listeners, members)
+}
+
+/// Serves `raft`'s routes on `listener` until aborted.
+pub fn serve(listener: tokio::net::TcpListener, raft: &openraft::Raft<TypeConfig>) -> tokio::task::JoinHandle<()> {
+    let app = ledger_raft::network::router(raft.clone());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    })
+}
+
+/// The leader `raft` knows of, once it is one of `alive`.
+pub async fn leader(raft: &openraft::Raft<TypeConfig>, alive: &[NodeId]) -> NodeId {
+    let metrics = raft
+        .wait(Some(std::time::Duration::from_secs(10)))
+        .metrics(|m| m.current_leader.is_some_and(|l| alive.contains(&l)), "a live leader")
+        .await
+        .unwrap();
+    metrics.current_leader.unwrap()
+}
