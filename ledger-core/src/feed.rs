@@ -37,7 +37,7 @@ use parking_lot::{Condvar, Mutex, RwLock};
 
 use crate::codec::{self, Record};
 use crate::cold::Run;
-use crate::model::{BatchSummary, Kind, Tx, TxRecord, TxState};
+use crate::model::{BatchSummary, Tx, TxRecord, TxState};
 use crate::records::Stored;
 use crate::state::State;
 
@@ -529,16 +529,7 @@ impl ColdRange {
     }
 }
 
-/// The record as it stood right after its commit.
+/// The record as it stood right after its commit (see [`TxRecord::as_committed`]).
 fn as_committed(tx: Tx, seq: u64, batch_id: u64, timestamp_ns: u64) -> TxRecord {
-    let applied = TxRecord { tx, seq, batch_id, timestamp_ns, state: TxState::Applied, captured: 0, refunded: 0 };
-    match tx.kind() {
-        // An authorization counts in no batch until a capture (which then gives the
-        // payment the capture's batch: a run holds the payment as it stands now).
-        Some(Kind::Payment) if tx.flags & Tx::AUTH_ONLY != 0 => {
-            TxRecord { state: TxState::Authorized, batch_id: 0, ..applied }
-        }
-        Some(Kind::Payment) => TxRecord { state: TxState::Captured, captured: tx.amount, ..applied },
-        _ => applied,
-    }
+    TxRecord { tx, seq, batch_id, timestamp_ns, state: TxState::Applied, captured: 0, refunded: 0 }.as_committed()
 }

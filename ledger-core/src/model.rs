@@ -228,6 +228,25 @@ pub struct TxRecord {
     pub refunded: i64,
 }
 
+impl TxRecord {
+    /// The record as it stood right after its commit, whatever happened since: a sale
+    /// `captured` in full, an authorization `authorized` in no batch, a capture, void,
+    /// refund or adjustment `applied`. What the change feed gives, and what a replayed
+    /// answer to the committing request says.
+    pub fn as_committed(&self) -> TxRecord {
+        let applied = TxRecord { state: TxState::Applied, captured: 0, refunded: 0, ..*self };
+        match self.tx.kind() {
+            // An authorization counts in no batch until a capture (which then gives the
+            // payment the capture's batch: a record read now shows that batch).
+            Some(Kind::Payment) if self.tx.flags & Tx::AUTH_ONLY != 0 => {
+                TxRecord { state: TxState::Authorized, batch_id: 0, ..applied }
+            }
+            Some(Kind::Payment) => TxRecord { state: TxState::Captured, captured: self.tx.amount, ..applied },
+            _ => applied,
+        }
+    }
+}
+
 /// Why a transaction was refused. Nothing was stored; resubmitting the same id later
 /// is judged afresh.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]

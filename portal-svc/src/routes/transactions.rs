@@ -343,7 +343,7 @@ async fn commit(
                     if !fingerprint.matches(&stored_fingerprint) {
                         return Err(ledger_reject(Reject::ExistsWithDifferentFields, Kind::Payment));
                     }
-                    let answer = transaction(&as_committed(&record), description.as_deref());
+                    let answer = transaction(&record.as_committed(), description.as_deref());
                     return Ok(replayed(201, serde_json::to_string(&answer).map_err(ApiError::internal)?));
                 }
             }
@@ -417,7 +417,7 @@ async fn commit(
     };
     // A transaction committed before answers as it stood then (a later capture or refund
     // does not change what its creation answered).
-    let record = if was_there { as_committed(&record) } else { record };
+    let record = if was_there { record.as_committed() } else { record };
     let body = serde_json::to_string(&transaction(&record, description.as_deref())).map_err(ApiError::internal)?;
     let (stored_body, ledger_id) = (body.clone(), record.tx.id.0.to_le_bytes().to_vec());
     // The answer waits for this write only when it holds what the answer promises: a
@@ -439,20 +439,6 @@ async fn commit(
         state.db.write_meta_later(write);
     }
     Ok(if was_there { replayed(201, body) } else { (StatusCode::CREATED, json_response(body)).into_response() })
-}
-
-/// The record as it stood right after its commit, whatever happened to it since: a
-/// payment without its later capture, void or refunds (an authorization counts in no
-/// batch until captured). The same rule as the change feed's records in ledger-core.
-fn as_committed(r: &TxRecord) -> TxRecord {
-    let applied = TxRecord { state: TxState::Applied, captured: 0, refunded: 0, ..*r };
-    match Kind::from_code(r.tx.kind) {
-        Some(Kind::Payment) if r.tx.flags & Tx::AUTH_ONLY != 0 => {
-            TxRecord { state: TxState::Authorized, batch_id: 0, ..applied }
-        }
-        Some(Kind::Payment) => TxRecord { state: TxState::Captured, captured: r.tx.amount, ..applied },
-        _ => applied,
-    }
 }
 
 fn json_response(body: String) -> Response {
