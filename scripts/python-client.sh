@@ -14,27 +14,13 @@ pinned_venv portal-svc/tests/python_client/requirements.txt python-client-venv
 portal_binary
 
 work=$(mktemp -d)
-service=
-cleanup() {
-  if [ -n "$service" ]; then
-    kill "$service" 2>/dev/null || true
-    wait "$service" 2>/dev/null || true
-  fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
+trap 'stop_service; rm -rf "$work"' EXIT
 
 port=$(free_port)
 base=http://127.0.0.1:$port
 email=admin@python-client.test
 password="python client platform admin 2026"
-PORTAL_ADMIN_EMAIL=$email PORTAL_ADMIN_PASSWORD=$password \
-  "$binary" --data-dir "$work/data" --listen "127.0.0.1:$port" >"$work/service.log" 2>&1 &
-service=$!
-for _ in $(seq 100); do
-  grep -q "listening on" "$work/service.log" && break
-  sleep 0.1
-done
+start_service "$work/data" "$port" "$email" "$password" "$work/service.log"
 
 "$venv/bin/python" -c "import urllib.request; open('$work/openapi.json', 'wb').write(urllib.request.urlopen('$base/openapi.json').read())"
 # Generated from the live document; the only warning allowed is /metrics' OpenMetrics

@@ -25,14 +25,6 @@ pinned_venv portal-svc/tests/schemathesis/requirements.txt schemathesis-venv
 portal_binary
 
 work=$(mktemp -d)
-service=
-stop_service() {
-  if [ -n "$service" ]; then
-    kill "$service" 2>/dev/null || true
-    wait "$service" 2>/dev/null || true
-    service=
-  fi
-}
 trap 'stop_service; rm -rf "$work"' EXIT
 
 
@@ -48,13 +40,7 @@ run_role() {
   mkdir -p "$dir"
   port=$(free_port)
   base=http://127.0.0.1:$port
-  PORTAL_ADMIN_EMAIL=$admin_email PORTAL_ADMIN_PASSWORD=$admin_password \
-    "$binary" --data-dir "$dir/data" --listen "127.0.0.1:$port" >"$dir/service.log" 2>&1 &
-  service=$!
-  for _ in $(seq 100); do
-    grep -q "listening on" "$dir/service.log" && break
-    sleep 0.1
-  done
+  start_service "$dir/data" "$port" "$admin_email" "$admin_password" "$dir/service.log"
   token=$("$venv/bin/python" portal-svc/tests/schemathesis/roles.py "$base" "$admin_email" "$admin_password" "$role")
   # Signing out ends the very session the run uses (and with an API key it is 400
   # not_a_session); so does ending every session of a user, its own included.

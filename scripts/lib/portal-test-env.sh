@@ -29,3 +29,24 @@ portal_binary() {
 free_port() {
   "$venv/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
+
+# start_service DATA_DIR PORT EMAIL PASSWORD LOG: starts `binary` on 127.0.0.1:PORT with
+# that platform admin, sets `service` to its pid, and waits (up to 10 s) for it to listen.
+start_service() {
+  PORTAL_ADMIN_EMAIL=$3 PORTAL_ADMIN_PASSWORD=$4 "$binary" --data-dir "$1" --listen "127.0.0.1:$2" >"$5" 2>&1 &
+  service=$!
+  for _ in $(seq 100); do
+    grep -q "listening on" "$5" && break
+    sleep 0.1
+  done
+}
+
+# stop_service: stops the service `start_service` started, if any.
+service=
+stop_service() {
+  if [ -n "$service" ]; then
+    kill "$service" 2>/dev/null || true
+    wait "$service" 2>/dev/null || true
+    service=
+  fi
+}
