@@ -30,6 +30,10 @@ pub enum OpenError {
     /// The sequencer thread could not be started.
     #[error("starting the sequencer thread: {0}")]
     Spawn(#[source] std::io::Error),
+    /// A replacement of the directory's content ([`crate::Ledger::replace`]) that a
+    /// crash interrupted could not be finished.
+    #[error("finishing an interrupted replacement of the ledger directory: {0}")]
+    Replace(#[source] std::io::Error),
     /// A run of the cold tier failed its checksum when replay read it (runs are
     /// verified chunk by chunk as they are first read): what replay read from it cannot
     /// be trusted, so the ledger does not open.
@@ -119,4 +123,25 @@ pub enum ReplicateError {
     /// As for [`SubmitError`].
     #[error(transparent)]
     Submit(#[from] SubmitError),
+}
+
+/// Why [`crate::Ledger::replace`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplaceError {
+    /// The ledger was closed.
+    #[error("the ledger is closed")]
+    Closed,
+    /// The new content could not be written: nothing changed.
+    #[error("writing the new content: {0}")]
+    Fill(String),
+    /// The old engine did not stop cleanly: nothing changed on disk.
+    #[error("stopping the ledger: {0}")]
+    Close(#[source] SubmitError),
+    /// A file-system step failed (named); the next open finishes or undoes it.
+    #[error("{0}")]
+    Io(String),
+    /// The new content is in place but did not open: every call fails until the
+    /// process opens the directory again.
+    #[error("opening the new content: {0}")]
+    Open(#[source] OpenError),
 }

@@ -1,12 +1,13 @@
 //! The `Ledger` handle: open (with replay), submit, close batches, query.
 
 use std::future::Future;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::thread::JoinHandle;
 
+use arc_swap::ArcSwap;
 use crossbeam::channel::{self, Sender};
 use ledger_store::{Durability, Log, LogOptions, LogReader, Storage};
 use parking_lot::{Mutex, RwLock};
@@ -15,7 +16,7 @@ use crate::checkpoint::{self, Book, CheckpointStats, CommitStats};
 use crate::codec::{self, Record};
 use crate::completion::{self, Pending};
 use crate::currency::Currency;
-use crate::error::{CloseBatchError, OpenError, ReplicateError, SnapshotError, SubmitError};
+use crate::error::{CloseBatchError, OpenError, ReplaceError, ReplicateError, SnapshotError, SubmitError};
 use crate::feed::{Feed, FeedError, FeedShared, RawRecord};
 use crate::model::{Balance, BatchSummary, Tx, TxId, TxOutcome, TxRecord};
 use crate::sequencer::{CutoverPolicy, Request, Sequencer};
@@ -117,7 +118,25 @@ pub struct OpenReport {
 /// explicitly with [`Ledger::close`].
 #[derive(Debug, Clone)]
 pub struct Ledger {
-    inner: Arc<Inner>,
+    slot: Arc<Slot>,
+}
+
+/// What a handle points at: the engine open on the directory now, swapped whole by
+/// [`Ledger::replace`]; and, under the lock that serializes replacements, how to open
+/// it again.
+#[derive(Debug)]
+struct Slot {
+    current: ArcSwap<Inner>,
+    reopen: Mutex<Reopen>,
+}
+
+#[derive(Debug)]
+struct Reopen {
+    dir: PathBuf,
+    options: LedgerOptions,
+    storage: Storage,
+    /// [`Ledger::close`] was called: no replacement reopens it.
+    closed: bool,
 }
 
 #[derive(Debug)]
@@ -189,13 +208,82 @@ impl Ledger {
         options: LedgerOptions,
         storage: Storage,
     ) -> Result<Ledger, OpenError> {
-        let (ledger, sequencer) = Ledger::open_unstarted(dir.as_ref(), options, storage)?;
+        let dir = dir.as_ref();
+        finish_replace(dir).map_err(OpenError::Replace)?;
+        let inner = Ledger::start(dir, options, storage.clone())?;
+        let reopen = Reopen { dir: dir.to_path_buf(), options, storage, closed: false };
+        Ok(Ledger { slot: Arc::new(Slot { current: ArcSwap::new(inner), reopen: Mutex::new(reopen) }) })
+    }
+
+    /// Opens the engine on `dir` and starts its sequencer thread.
+    fn start(dir: &Path, options: LedgerOptions, storage: Storage) -> Result<Arc<Inner>, OpenError> {
+        let (inner, sequencer) = Ledger::open_inner(dir, options, storage)?;
         let thread = std::thread::Builder::new()
             .name("ledger-sequencer".into())
             .spawn(move || sequencer.run())
             .map_err(OpenError::Spawn)?;
-        *ledger.inner.sequencer.lock() = Some(thread);
-        Ok(ledger)
+        *inner.sequencer.lock() = Some(thread);
+        Ok(Arc::new(inner))
+    }
+
+    /// The engine open now (see [`Ledger::replace`]).
+    fn inner(&self) -> arc_swap::Guard<Arc<Inner>> {
+        self.slot.current.load()
+    }
+
+    /// The directory this ledger lives in.
+    pub fn dir(&self) -> PathBuf {
+        self.slot.reopen.lock().dir.clone()
+    }
+
+    /// Replaces everything this ledger holds with the ledger `fill` writes into an
+    /// empty directory (a replica installing its leader's snapshot), keeping every
+    /// handle: later calls on any clone reach the new content.
+    ///
+    /// `fill` runs first, while this ledger goes on serving; it must leave a whole
+    /// ledger directory, synced. Then the engine commits what is queued and stops,
+    /// the new directory takes the old one's place (renames and a directory sync: a
+    /// crash at any point leaves either the old ledger or the new one, which the next
+    /// open finishes), and the new one is opened. Feeds on the old engine end with
+    /// [`FeedError::Closed`]; open them again on the handle. Calls racing with the
+    /// switch may fail with [`SubmitError::Closed`]. If `fill` fails nothing changed;
+    /// if the new directory does not open, every call fails with
+    /// [`SubmitError::Closed`] and the error says why.
+    pub fn replace(&self, fill: impl FnOnce(&Path) -> Result<(), String>) -> Result<(), ReplaceError> {
+        let reopen = self.slot.reopen.lock();
+        if reopen.closed {
+            return Err(ReplaceError::Closed);
+        }
+        let dir = reopen.dir.clone();
+        let incoming = sibling(&dir, INCOMING_SUFFIX);
+        let replaced = sibling(&dir, REPLACED_SUFFIX);
+        let io = |what: &str, path: &Path| {
+            let what = format!("{what} {}", path.display());
+            move |e: std::io::Error| ReplaceError::Io(format!("{what}: {e}"))
+        };
+        if incoming.exists() {
+            std::fs::remove_dir_all(&incoming).map_err(io("removing", &incoming))?;
+        }
+        std::fs::create_dir_all(&incoming).map_err(io("creating", &incoming))?;
+        if let Err(e) = fill(&incoming) {
+            let _ = std::fs::remove_dir_all(&incoming);
+            return Err(ReplaceError::Fill(e));
+        }
+        sync_dir(&incoming).map_err(io("syncing", &incoming))?;
+        // The old engine commits what is queued and lets the directory go.
+        let old = self.slot.current.load_full();
+        close_inner(&old).map_err(ReplaceError::Close)?;
+        if replaced.exists() {
+            std::fs::remove_dir_all(&replaced).map_err(io("removing", &replaced))?;
+        }
+        std::fs::rename(&dir, &replaced).map_err(io("moving aside", &dir))?;
+        std::fs::rename(&incoming, &dir).map_err(io("moving into place", &incoming))?;
+        let parent = dir.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+        sync_dir(&parent).map_err(io("syncing", &parent))?;
+        std::fs::remove_dir_all(&replaced).map_err(io("removing", &replaced))?;
+        let inner = Ledger::start(&dir, reopen.options, reopen.storage.clone()).map_err(ReplaceError::Open)?;
+        self.slot.current.store(inner);
+        Ok(())
     }
 
     /// Opens as [`Ledger::open_with_storage`] does but hands the sequencer back instead
@@ -206,6 +294,13 @@ impl Ledger {
         options: LedgerOptions,
         storage: Storage,
     ) -> Result<(Ledger, Sequencer), OpenError> {
+        let (inner, sequencer) = Ledger::open_inner(dir, options, storage.clone())?;
+        let reopen = Reopen { dir: dir.to_path_buf(), options, storage, closed: false };
+        let slot = Slot { current: ArcSwap::new(Arc::new(inner)), reopen: Mutex::new(reopen) };
+        Ok((Ledger { slot: Arc::new(slot) }, sequencer))
+    }
+
+    fn open_inner(dir: &Path, options: LedgerOptions, storage: Storage) -> Result<(Inner, Sequencer), OpenError> {
         let mut log_options = LogOptions::new().durability(options.durability);
         if options.segment_bytes != 0 {
             log_options = log_options.segment_bytes(options.segment_bytes);
@@ -258,16 +353,16 @@ impl Ledger {
             runs_removed,
         };
         let inner = Inner { requests: Some(sender), state, sequencer: Mutex::new(None), report, book, reader, feed };
-        Ok((Ledger { inner: Arc::new(inner) }, sequencer))
+        Ok((inner, sequencer))
     }
 
     /// What opening found.
-    pub fn open_report(&self) -> &OpenReport {
-        &self.inner.report
+    pub fn open_report(&self) -> OpenReport {
+        self.inner().report.clone()
     }
 
     pub(crate) fn send(&self, request: Request) -> Result<(), SubmitError> {
-        self.inner.send(request)
+        self.inner().send(request)
     }
 
     /// Makes this node of a replicated ledger its leader, handing each group it judges
@@ -275,7 +370,8 @@ impl Ledger {
     /// answered "outcome unknown", held submits "not the leader"). See
     /// [`LedgerOptions::replicated`].
     pub fn set_proposer(&self, proposer: Option<Arc<dyn crate::Proposer>>) -> Result<(), SubmitError> {
-        self.send(Request::SetProposer { proposer, ledger: Arc::downgrade(&self.inner) })
+        let inner = self.slot.current.load_full();
+        inner.send(Request::SetProposer { proposer, ledger: Arc::downgrade(&inner) })
     }
 
     /// Submits transactions, judged and committed in order (a later one may refer to an
@@ -308,18 +404,18 @@ impl Ledger {
 
     /// The committed transaction with this id, as it stands now.
     pub fn lookup(&self, id: TxId) -> Option<TxRecord> {
-        self.inner.state.read().lookup(id)
+        self.inner().state.read().lookup(id)
     }
 
     /// The client's transactions with `seq > after_seq`, oldest first, at most `limit`.
     pub fn list(&self, client_id: u64, after_seq: u64, limit: usize) -> Vec<TxRecord> {
-        self.inner.state.read().list(client_id, after_seq, limit)
+        self.inner().state.read().list(client_id, after_seq, limit)
     }
 
     /// The captures, voids and refunds of the payment `id`, in commit order, from
     /// every tier's index of refs: its cost follows how many there are, never history.
     pub fn follow_ups(&self, id: TxId) -> Vec<TxRecord> {
-        self.inner.state.read().follow_ups(id)
+        self.inner().state.read().follow_ups(id)
     }
 
     /// A page of the client's history: transactions with seq in `query.seqs` and commit
@@ -327,7 +423,7 @@ impl Ledger {
     /// stands now. Its cost is proportional to the page (binary searches in each run's
     /// client index, then one lookup per transaction), never to the client's history.
     pub fn history(&self, client_id: u64, query: &HistoryQuery) -> Vec<TxRecord> {
-        self.inner.state.read().history(client_id, query)
+        self.inner().state.read().history(client_id, query)
     }
 
     /// A change feed of the committed records with `seq >= from_seq` (1, or 0, is the
@@ -336,7 +432,8 @@ impl Ledger {
     /// reads the cold tier's runs. [`FeedError::Ahead`] when `from_seq` is beyond the
     /// next record.
     pub fn feed(&self, from_seq: u64) -> Result<Feed, FeedError> {
-        Feed::open(&self.inner.reader, &self.inner.feed, &self.inner.state, from_seq, false)
+        let inner = self.inner();
+        Feed::open(&inner.reader, &inner.feed, &inner.state, from_seq, false)
     }
 
     /// As [`Ledger::feed`], and while the feed lives, log retention keeps every record
@@ -345,7 +442,8 @@ impl Ledger {
     /// replica) stays on the log, the fast path, instead of the runs. The log grows on
     /// disk while such a consumer lags; memory does not.
     pub fn feed_holding(&self, from_seq: u64) -> Result<Feed, FeedError> {
-        Feed::open(&self.inner.reader, &self.inner.feed, &self.inner.state, from_seq, true)
+        let inner = self.inner();
+        Feed::open(&inner.reader, &inner.feed, &inner.state, from_seq, true)
     }
 
     /// Up to `max` committed records from `from_seq` on, as the log holds them (what a
@@ -355,11 +453,12 @@ impl Ledger {
     /// seq it holds.
     pub fn read_raw(&self, from_seq: u64, max: usize) -> Result<Vec<RawRecord>, FeedError> {
         let from_seq = from_seq.max(1);
-        let applied = self.inner.feed.applied();
+        let inner = self.inner();
+        let applied = inner.feed.applied();
         if from_seq > applied + 1 {
             return Err(FeedError::Ahead { requested: from_seq, next: applied + 1 });
         }
-        let mut cursor = self.inner.reader.cursor(from_seq).map_err(|e| FeedError::Damaged(e.to_string()))?;
+        let mut cursor = inner.reader.cursor(from_seq).map_err(|e| FeedError::Damaged(e.to_string()))?;
         let mut out = Vec::new();
         while out.len() < max {
             match cursor.next() {
@@ -390,43 +489,58 @@ impl Ledger {
     /// passed or the ledger closed (false): read-your-writes on a replica, given the
     /// seq its leader answered a write with.
     pub fn wait_for_seq(&self, seq: u64, timeout: std::time::Duration) -> bool {
-        self.inner.feed.wait_applied(seq, timeout)
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let inner = self.slot.current.load_full();
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if inner.feed.wait_applied(seq, left) {
+                return true;
+            }
+            // Closed, or out of time. A replacement in progress (`Ledger::replace`)
+            // finishes under this lock: then wait on the new engine.
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let Some(reopen) = self.slot.reopen.try_lock_for(left) else { return false };
+            if reopen.closed || Arc::ptr_eq(&inner, &self.slot.current.load_full()) {
+                return false;
+            }
+        }
     }
 
     /// The first seq the log still holds (a feed reads what is below it from the runs).
     pub fn log_first_seq(&self) -> u64 {
-        self.inner.reader.first_seq()
+        self.inner().reader.first_seq()
     }
 
     /// A batch by id.
     pub fn batch(&self, batch_id: u64) -> Option<BatchSummary> {
-        self.inner.state.read().batch(batch_id)
+        self.inner().state.read().batch(batch_id)
     }
 
     /// The client's batches with `batch_id > after_id`, oldest first, at most `limit`.
     pub fn batches(&self, client_id: u64, after_id: u64, limit: usize) -> Vec<BatchSummary> {
-        self.inner.state.read().batches_of(client_id, after_id, limit)
+        self.inner().state.read().batches_of(client_id, after_id, limit)
     }
 
     /// The client's open batch in `currency`, if it has one.
     pub fn open_batch(&self, client_id: u64, currency: Currency) -> Option<BatchSummary> {
-        self.inner.state.read().open_batch(client_id, currency)
+        self.inner().state.read().open_batch(client_id, currency)
     }
 
     /// The client's balance in `currency`; `None` before any transaction counted in it.
     pub fn balance(&self, client_id: u64, currency: Currency) -> Option<Balance> {
-        self.inner.state.read().balance(client_id, currency)
+        self.inner().state.read().balance(client_id, currency)
     }
 
     /// The client's balances, one per currency it has used, in code order.
     pub fn balances(&self, client_id: u64) -> Vec<(Currency, Balance)> {
-        let state = self.inner.state.read();
+        let inner = self.inner();
+        let state = inner.state.read();
         state.currencies_of(client_id).into_iter().filter_map(|c| state.balance(client_id, c).map(|b| (c, b))).collect()
     }
 
     /// Seq of the last committed record.
     pub fn last_seq(&self) -> u64 {
-        self.inner.state.read().last_seq()
+        self.inner().state.read().last_seq()
     }
 
     /// Writes a snapshot of the state now (after what is queued before it is
@@ -440,30 +554,31 @@ impl Ledger {
     /// Transactions committed (in every tier; [`Ledger::tiers`] says how many are in
     /// memory).
     pub fn transaction_count(&self) -> usize {
-        self.inner.state.read().transaction_count()
+        self.inner().state.read().transaction_count()
     }
 
     /// How checkpoints have gone: counts, the last failure, the newest one's seq, time
     /// and sizes.
     pub fn checkpoint_stats(&self) -> CheckpointStats {
-        self.inner.book.lock().stats.clone()
+        self.inner().book.lock().stats.clone()
     }
 
     /// How group commits have gone since open: how many, how many records they held,
     /// and how long each took to write and sync (a histogram).
     pub fn commit_stats(&self) -> CommitStats {
-        self.inner.book.lock().commits.clone()
+        self.inner().book.lock().commits.clone()
     }
 
     /// Requests waiting in the submission queue for the sequencer (at most
     /// [`QUEUE_REQUESTS_MAX`]; producers wait when it is full).
     pub fn queue_depth(&self) -> usize {
-        self.inner.requests.as_ref().map_or(0, Sender::len)
+        self.inner().requests.as_ref().map_or(0, Sender::len)
     }
 
     /// The tiers' sizes now.
     pub fn tiers(&self) -> TierStats {
-        let state = self.inner.state.read();
+        let inner = self.inner();
+        let state = inner.state.read();
         TierStats {
             hot_transactions: state.records.len() as u64,
             hot_promoted: state.records.promoted_len() as u64,
@@ -482,7 +597,7 @@ impl Ledger {
     /// and offset), if any: the ledger refuses writes from its next group on, and
     /// `ledger verify` reports the whole directory.
     pub fn cold_damage(&self) -> Option<String> {
-        self.inner.state.read().cold.damage()
+        self.inner().state.read().cold.damage()
     }
 
     /// Every transaction of every tier, in seq order, checked against the batches and
@@ -490,7 +605,8 @@ impl Ledger {
     /// `Err` says what first does not hang together.
     #[doc(hidden)]
     pub fn check_consistency(&self) -> Result<u64, String> {
-        let state = self.inner.state.read();
+        let inner = self.inner();
+        let state = inner.state.read();
         let records = state.all_records();
         crate::consistency::check(&state, &records)?;
         Ok(records.len() as u64)
@@ -500,18 +616,71 @@ impl Ledger {
     /// every handle's later calls fail with [`SubmitError::Closed`]. Returns when the
     /// directory is released.
     pub fn close(&self) -> Result<(), SubmitError> {
-        let (done, pending) = completion::pair();
-        let sent = self.send(Request::Shutdown { done });
-        let result = match sent {
-            Ok(()) => pending.wait().unwrap_or(Ok(())),
-            Err(SubmitError::Closed) => Ok(()), // already closed
-            Err(e) => Err(e),
-        };
-        if let Some(thread) = self.inner.sequencer.lock().take() {
-            let _ = thread.join();
-        }
-        result
+        let mut reopen = self.slot.reopen.lock();
+        reopen.closed = true;
+        close_inner(&self.slot.current.load_full())
     }
+}
+
+/// Commits what `inner` has queued, stops its sequencer and releases the directory.
+fn close_inner(inner: &Inner) -> Result<(), SubmitError> {
+    let (done, pending) = completion::pair();
+    let result = match inner.send(Request::Shutdown { done }) {
+        Ok(()) => pending.wait().unwrap_or(Ok(())),
+        Err(SubmitError::Closed) => Ok(()), // already closed
+        Err(e) => Err(e),
+    };
+    if let Some(thread) = inner.sequencer.lock().take() {
+        let _ = thread.join();
+    }
+    result
+}
+
+/// Beside the ledger directory while [`Ledger::replace`] runs: the new content being
+/// written, and the old content moved aside.
+const INCOMING_SUFFIX: &str = "incoming";
+const REPLACED_SUFFIX: &str = "replaced";
+
+/// `dir` with `.suffix` appended to its name, in the same parent.
+fn sibling(dir: &Path, suffix: &str) -> PathBuf {
+    let mut name = dir.file_name().map(std::ffi::OsStr::to_os_string).unwrap_or_default();
+    name.push(".");
+    name.push(suffix);
+    dir.with_file_name(name)
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// Finishes or undoes a [`Ledger::replace`] a crash interrupted. The new content is
+/// moved into place only once whole and synced, so: with the directory present, what
+/// is beside it is left over (removed); with it missing, the new content is used if
+/// it was written, else the old content goes back.
+fn finish_replace(dir: &Path) -> std::io::Result<()> {
+    let incoming = sibling(dir, INCOMING_SUFFIX);
+    let replaced = sibling(dir, REPLACED_SUFFIX);
+    if dir.exists() {
+        for leftover in [&incoming, &replaced] {
+            if leftover.exists() {
+                std::fs::remove_dir_all(leftover)?;
+            }
+        }
+        return Ok(());
+    }
+    if !replaced.exists() {
+        return Ok(()); // a new ledger
+    }
+    // Moved aside: the new content had been written and synced before that.
+    let from = if incoming.exists() { &incoming } else { &replaced };
+    std::fs::rename(from, dir)?;
+    if let Some(parent) = dir.parent() {
+        sync_dir(parent)?;
+    }
+    if replaced.exists() {
+        std::fs::remove_dir_all(&replaced)?;
+    }
+    Ok(())
 }
 
 /// A page of a client's history for [`Ledger::history`].

@@ -53,7 +53,7 @@ mod state;
 pub use checkpoint::{CheckpointStats, CommitStats, SYNC_BUCKET_BOUNDS};
 pub use codec::DecodeError;
 pub use currency::Currency;
-pub use error::{CloseBatchError, OpenError, ReplicateError, SnapshotError, SubmitError};
+pub use error::{CloseBatchError, OpenError, ReplaceError, ReplicateError, SnapshotError, SubmitError};
 pub use feed::{Feed, FeedError, FeedRecord, RawRecord};
 pub use ledger::{
     HOT_BYTES_MAX_DEFAULT, HistoryQuery, Ledger, LedgerOptions, OpenReport, QUEUE_REQUESTS_MAX,
