@@ -233,6 +233,45 @@ fn earlier_backup(dir: &Path, dest: &Path) -> Result<u64, Failure> {
 
 /// `backup DIR DEST`.
 pub fn backup(dir: &Path, dest: &Path) -> Result<Status, Failure> {
+    let done = take_backup(dir, dest)?;
+    let incremental = done.incremental_over.map_or_else(String::new, |seq| {
+        format!(
+            "; incremental over the backup at seq {seq}: {} segments kept, {} files removed",
+            done.kept, done.removed
+        )
+    });
+    println!(
+        "backup {}: seq {} (checkpoint {}, {} files, {} bytes written{incremental}), verified",
+        dest.display(),
+        done.seq,
+        done.checkpoint_seq.map_or_else(|| "none".to_string(), |s| format!("at seq {s}")),
+        done.files,
+        done.bytes
+    );
+    Ok(Status::Ok)
+}
+
+/// What [`take_backup`] wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backup {
+    /// The backup holds the ledger up to this seq (the end of a whole commit group).
+    pub seq: u64,
+    /// The checkpoint it holds, if any: the seq it covers.
+    pub checkpoint_seq: Option<u64>,
+    /// Files and bytes written.
+    pub files: u64,
+    pub bytes: u64,
+    /// When `dest` held an earlier backup of the same ledger: its seq, the segments
+    /// kept from it and the files removed.
+    pub incremental_over: Option<u64>,
+    pub kept: u64,
+    pub removed: u64,
+}
+
+/// `backup DIR DEST` without printing (for programs that take backups, such as a
+/// replica building its snapshot): a consistent, verified copy of the ledger in `dir`
+/// as of one seq, taken while its owner writes.
+pub fn take_backup(dir: &Path, dest: &Path) -> Result<Backup, Failure> {
     let earlier = match fs::read_dir(dest) {
         Ok(entries) => match entries.count() {
             0 => None,
@@ -281,19 +320,16 @@ pub fn backup(dir: &Path, dest: &Path) -> Result<Status, Failure> {
     let removed = remove_superseded(dest, checkpoint.as_ref(), log_start)?;
     sync_dir(dest)?;
     let view = verify_copy(dest, outcome.last_seq)?;
-    let incremental = earlier.map_or_else(String::new, |seq| {
-        format!("; incremental over the backup at seq {seq}: {kept} segments kept, {removed} files removed")
-    });
-    println!(
-        "backup {}: seq {} (checkpoint {}, {} files, {} bytes written{incremental}), verified",
-        dest.display(),
-        outcome.last_seq,
-        checkpoint.as_ref().map_or_else(|| "none".to_string(), |(s, _)| format!("at seq {s}")),
-        written.files,
-        written.bytes
-    );
     debug_assert_eq!(view.last_seq(), outcome.last_seq);
-    Ok(Status::Ok)
+    Ok(Backup {
+        seq: outcome.last_seq,
+        checkpoint_seq: checkpoint.as_ref().map(|(s, _)| *s),
+        files: written.files,
+        bytes: written.bytes,
+        incremental_over: earlier,
+        kept,
+        removed,
+    })
 }
 
 /// Removes from a backup the checkpoint files other than `checkpoint` and the runs it

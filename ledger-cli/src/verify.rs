@@ -84,6 +84,13 @@ pub fn run(dir: &Path) -> Result<Status, Failure> {
     }
 }
 
+/// `verify DIR` without printing: every problem found (empty when clean). For
+/// programs that must not take a damaged ledger directory, such as a replica about
+/// to install a snapshot.
+pub fn damage(dir: &Path) -> Result<Vec<String>, Failure> {
+    Ok(check(dir, true)?.damage)
+}
+
 /// Checks every file of `dir`, printing the report unless `quiet`.
 pub(crate) fn check(dir: &Path, quiet: bool) -> Result<Report, Failure> {
     let mut report = Report { quiet, damage: Vec::new() };

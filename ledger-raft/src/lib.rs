@@ -20,6 +20,7 @@
 
 pub mod machine;
 pub mod network;
+pub mod snapshot;
 
 use std::collections::Bound;
 use std::fmt::Debug;
@@ -43,7 +44,7 @@ openraft::declare_raft_types!(
     pub TypeConfig:
         D = Group,
         R = Applied,
-        SnapshotData = std::io::Cursor<Vec<u8>>,
+        SnapshotData = snapshot::SnapshotFile,
 );
 
 /// A node id.

@@ -36,7 +36,15 @@ async fn start(id: NodeId, dir: &std::path::Path, listener: tokio::net::TcpListe
     let ledger = Ledger::open(dir.join("ledger"), options).unwrap();
     // A Raft entry is one frame: segments must hold the largest group (8190 records).
     let log = RaftLog::open(dir.join("raft"), 4 << 20).unwrap();
-    let raft = Raft::new(id, common::config(), Network, log, LedgerMachine::new(ledger.clone())).await.unwrap();
+    let raft = Raft::new(
+        id,
+        common::config(),
+        Network,
+        log,
+        LedgerMachine::open(ledger.clone(), dir.join("snapshots")).unwrap(),
+    )
+    .await
+    .unwrap();
     let server = common::serve(listener, &raft);
     let proposer = RaftProposer::new(raft.clone(), tokio::runtime::Handle::current());
     let leadership = tokio::spawn(follow_leadership(raft.clone(), ledger.clone(), proposer));

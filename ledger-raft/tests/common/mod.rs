@@ -4,9 +4,9 @@
 //! comes with the replicated sequencer.
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
 
-use std::io::Cursor;
 use std::sync::Arc;
 
+use ledger_raft::snapshot::SnapshotFile;
 use ledger_raft::{Applied, NodeId, TypeConfig};
 use openraft::storage::{RaftStateMachine, Snapshot, SnapshotMeta};
 use openraft::{BasicNode, Entry, EntryPayload, LogId, RaftSnapshotBuilder, StorageError, StoredMembership};
@@ -26,6 +26,20 @@ pub struct State {
     pub applies: Applies,
     snapshot: Option<(SnapshotMeta<NodeId, BasicNode>, Vec<u8>)>,
     built: u64,
+    /// Where snapshot data lives as files (openraft streams them).
+    files: Option<tempfile::TempDir>,
+}
+
+impl State {
+    fn file(&mut self, name: &str) -> std::path::PathBuf {
+        self.files.get_or_insert_with(|| tempfile::tempdir().unwrap()).path().join(name)
+    }
+}
+
+/// `data` as a snapshot file at `path`.
+async fn snapshot_file(path: std::path::PathBuf, data: &[u8]) -> Box<SnapshotFile> {
+    std::fs::write(&path, data).unwrap();
+    Box::new(SnapshotFile::open(path).await.unwrap())
 }
 
 #[derive(Debug, Clone, Default)]
@@ -33,16 +47,23 @@ pub struct Machine(pub Arc<Mutex<State>>);
 
 impl RaftSnapshotBuilder<TypeConfig> for Machine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
-        let mut state = self.0.lock();
-        state.built += 1;
-        let data = serde_json::to_vec(&state.applies).unwrap();
-        let meta = SnapshotMeta {
-            last_log_id: state.applies.last,
-            last_membership: state.applies.membership.clone(),
-            snapshot_id: format!("{:?}-{}", state.applies.last, state.built),
+        let (meta, data, path) = {
+            let mut state = self.0.lock();
+            state.built += 1;
+            let data = serde_json::to_vec(&state.applies).unwrap();
+            let meta = SnapshotMeta {
+                last_log_id: state.applies.last,
+                last_membership: state.applies.membership.clone(),
+                snapshot_id: format!("{:?}-{}", state.applies.last, state.built),
+            };
+            state.snapshot = Some((meta.clone(), data.clone()));
+            let path = {
+                let name = format!("built-{}", state.built);
+                state.file(&name)
+            };
+            (meta, data, path)
         };
-        state.snapshot = Some((meta.clone(), data.clone()));
-        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
+        Ok(Snapshot { meta, snapshot: snapshot_file(path, &data).await })
     }
 }
 
@@ -80,16 +101,25 @@ impl RaftStateMachine<TypeConfig> for Machine {
         self.clone()
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError<NodeId>> {
-        Ok(Box::new(Cursor::new(Vec::new())))
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotFile>, StorageError<NodeId>> {
+        let path = {
+            let mut state = self.0.lock();
+            state.built += 1;
+            {
+                let name = format!("received-{}", state.built);
+                state.file(&name)
+            }
+        };
+        Ok(Box::new(SnapshotFile::create(path).await.unwrap()))
     }
 
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta<NodeId, BasicNode>,
-        snapshot: Box<Cursor<Vec<u8>>>,
+        mut snapshot: Box<SnapshotFile>,
     ) -> Result<(), StorageError<NodeId>> {
-        let data = snapshot.into_inner();
+        snapshot.finish().await.unwrap();
+        let data = std::fs::read(snapshot.path()).unwrap();
         let applies: Applies = serde_json::from_slice(&data).unwrap();
         let mut state = self.0.lock();
         state.applies = Applies { last: meta.last_log_id, membership: meta.last_membership.clone(), ..applies };
@@ -98,7 +128,19 @@ impl RaftStateMachine<TypeConfig> for Machine {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
-        Ok(self.0.lock().snapshot.clone().map(|(meta, data)| Snapshot { meta, snapshot: Box::new(Cursor::new(data)) }))
+        let current = {
+            let mut state = self.0.lock();
+            state.built += 1;
+            let path = {
+                let name = format!("current-{}", state.built);
+                state.file(&name)
+            };
+            state.snapshot.clone().map(|(meta, data)| (meta, data, path))
+        };
+        match current {
+            Some((meta, data, path)) => Ok(Some(Snapshot { meta, snapshot: snapshot_file(path, &data).await })),
+            None => Ok(None),
+        }
     }
 }
 

@@ -115,9 +115,9 @@ fn cluster(args: &ClusterArgs, base: &std::path::Path) -> Result<(u64, f64), Str
         for ((id, listener), dir) in (1..=args.nodes).zip(listeners).zip(&dirs) {
             let ledger = Ledger::open(dir.path().join("ledger"), options(true)).map_err(|e| format!("open: {e}"))?;
             let log = RaftLog::open(dir.path().join("raft"), 0).map_err(|e| e.to_string())?;
-            let raft = Raft::new(id, Arc::clone(&config), Network, log, LedgerMachine::new(ledger.clone()))
-                .await
-                .map_err(|e| e.to_string())?;
+            let machine =
+                LedgerMachine::open(ledger.clone(), dir.path().join("snapshots")).map_err(|e| e.to_string())?;
+            let raft = Raft::new(id, Arc::clone(&config), Network, log, machine).await.map_err(|e| e.to_string())?;
             let app = router(raft.clone());
             tokio::spawn(async move {
                 let _ = axum_serve(listener, app).await;

@@ -1,0 +1,198 @@
+//! Catch-up beyond the Raft log: nodes build ledger snapshots and purge the Raft log
+//! behind them, so a node that was away (its log and ledger behind the purge) or wiped
+//! (nothing at all) catches up from the leader's snapshot plus the log after it, and
+//! ends with the same records at the same seqs as every other node. A node restarted
+//! on a purged Raft log starts from its own snapshot.
+#![allow(clippy::unwrap_used, clippy::cast_possible_truncation)] // small test values
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ledger_core::{Currency, Durability, Ledger, LedgerOptions, SubmitError, Tx, TxId, TxOutcome};
+use ledger_raft::machine::{LedgerMachine, RaftProposer, follow_leadership};
+use ledger_raft::network::Network;
+use ledger_raft::{NodeId, RaftLog, TypeConfig};
+use openraft::Raft;
+
+struct Node {
+    raft: Raft<TypeConfig>,
+    ledger: Ledger,
+    machine: LedgerMachine,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+fn usd() -> Currency {
+    Currency::from_code("USD").unwrap()
+}
+
+/// Snapshots every 25 entries, and the Raft log purged right behind each.
+fn config() -> Arc<openraft::Config> {
+    Arc::new(
+        openraft::Config {
+            heartbeat_interval: 100,
+            election_timeout_min: 500,
+            election_timeout_max: 1_000,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(25),
+            max_in_snapshot_log_to_keep: 0,
+            purge_batch_size: 1,
+            // Small chunks: a snapshot crosses several messages.
+            snapshot_max_chunk_size: 64 << 10,
+            ..openraft::Config::default()
+        }
+        .validate()
+        .unwrap(),
+    )
+}
+
+async fn start(id: NodeId, dir: &Path, addr: &str) -> Node {
+    let options = LedgerOptions {
+        durability: Durability::SyncData,
+        segment_bytes: 64 << 10,
+        replicated: true,
+        // Checkpoints too, so snapshots carry one and the runs it names.
+        snapshot_every_records: 100,
+        ..LedgerOptions::default()
+    };
+    let ledger = Ledger::open(dir.join("ledger"), options).unwrap();
+    let log = RaftLog::open(dir.join("raft"), 4 << 20).unwrap();
+    let machine = LedgerMachine::open(ledger.clone(), dir.join("snapshots")).unwrap();
+    let raft = Raft::new(id, config(), Network, log, machine.clone()).await.unwrap();
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let server = common::serve(listener, &raft);
+    let proposer = RaftProposer::new(raft.clone(), tokio::runtime::Handle::current());
+    let leadership = tokio::spawn(follow_leadership(raft.clone(), ledger.clone(), proposer));
+    Node { raft, ledger, machine, tasks: vec![server, leadership] }
+}
+
+async fn stop(node: Node) {
+    node.raft.shutdown().await.unwrap();
+    for task in node.tasks {
+        task.abort();
+    }
+    node.ledger.close().unwrap();
+}
+
+/// One call per sale: one Raft entry each, so snapshots come often.
+async fn sales(ledger: &Ledger, from: u128, count: u128) {
+    let ledger = ledger.clone();
+    tokio::task::spawn_blocking(move || {
+        for i in from..from + count {
+            let sale = [Tx::sale(TxId(i), 1 + (i % 3) as u64, 1_00 + i as i64, usd())];
+            let until = Instant::now() + Duration::from_secs(10);
+            loop {
+                match ledger.submit(&sale) {
+                    Ok(out) => {
+                        assert!(matches!(out[0], TxOutcome::Committed(_) | TxOutcome::Exists(_)), "{out:?}");
+                        break;
+                    }
+                    Err(SubmitError::NotLeader | SubmitError::Failed(_)) if Instant::now() < until => {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    Err(e) => panic!("sale {i}: {e}"),
+                }
+            }
+        }
+    })
+    .await
+    .unwrap();
+}
+
+async fn caught_up(nodes: &BTreeMap<NodeId, Node>, seq: u64) {
+    let until = Instant::now() + Duration::from_secs(20);
+    while nodes.values().any(|n| n.ledger.last_seq() < seq) {
+        let at: Vec<u64> = nodes.values().map(|n| n.ledger.last_seq()).collect();
+        assert!(Instant::now() < until, "every node reaches seq {seq}: {at:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn assert_same(nodes: &BTreeMap<NodeId, Node>) {
+    let mut all = nodes.values();
+    let first = all.next().unwrap();
+    let raw = first.ledger.read_raw(1, usize::MAX).unwrap();
+    for node in all {
+        assert_eq!(node.ledger.read_raw(1, usize::MAX).unwrap(), raw, "the same records at the same seqs");
+        for client in 1..=3 {
+            assert_eq!(node.ledger.balances(client), first.ledger.balances(client));
+        }
+        node.ledger.check_consistency().unwrap();
+    }
+}
+
+/// Waits until the leader's Raft log starts past `index` (purged behind a snapshot).
+async fn purged_past(raft: &Raft<TypeConfig>, index: u64) {
+    raft.wait(Some(Duration::from_secs(20)))
+        .metrics(|m| m.purged.is_some_and(|p| p.index > index), "the log purged behind a snapshot")
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lagging_node_and_a_wiped_node_catch_up_from_a_snapshot() {
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let dir = |id: NodeId| dirs[(id - 1) as usize].path().to_path_buf();
+    let (listeners, members) = common::listeners(3).await;
+    drop(listeners);
+    let addr = |id: NodeId| members[&id].addr.clone();
+    let mut nodes = BTreeMap::new();
+    for id in 1..=3u64 {
+        nodes.insert(id, start(id, &dir(id), &addr(id)).await);
+    }
+    nodes[&1].raft.initialize(members.clone()).await.unwrap();
+    let alive: Vec<NodeId> = nodes.keys().copied().collect();
+    let leader = common::leader(&nodes[&1].raft, &alive).await;
+    sales(&nodes[&leader].ledger, 1, 40).await;
+    caught_up(&nodes, 40).await;
+
+    // A follower goes away with 40 records; the others go on past a snapshot and purge
+    // the Raft log it would need.
+    let lagging = *nodes.keys().find(|&&id| id != leader).unwrap();
+    stop(nodes.remove(&lagging).unwrap()).await;
+    let index_then = nodes[&leader].raft.metrics().borrow().last_log_index.unwrap();
+    sales(&nodes[&leader].ledger, 41, 80).await;
+    purged_past(&nodes[&leader].raft, index_then).await;
+    let built = nodes[&leader].machine.current_snapshot().expect("the leader built a snapshot");
+
+    // Back on its own directories: its log ends before the leader's starts, so it
+    // installs the leader's snapshot (its ledger replaced) and applies the rest.
+    nodes.insert(lagging, start(lagging, &dir(lagging), &addr(lagging)).await);
+    sales(&nodes[&leader].ledger, 121, 10).await;
+    caught_up(&nodes, 130).await;
+    assert_same(&nodes);
+    let installed = nodes[&lagging].machine.current_snapshot().unwrap();
+    assert!(installed.last_log_id >= built.last_log_id);
+    assert_eq!(nodes[&lagging].machine.installed_snapshots(), (1, 1), "installed, its ledger replaced");
+
+    // A wiped node (a replaced machine, same id and address) comes back with nothing.
+    let wiped = *nodes.keys().find(|&&id| id != leader && id != lagging).unwrap();
+    stop(nodes.remove(&wiped).unwrap()).await;
+    std::fs::remove_dir_all(dir(wiped)).unwrap();
+    std::fs::create_dir_all(dir(wiped)).unwrap();
+    sales(&nodes[&leader].ledger, 131, 30).await;
+    nodes.insert(wiped, start(wiped, &dir(wiped), &addr(wiped)).await);
+    caught_up(&nodes, 160).await;
+    assert_same(&nodes);
+    assert_eq!(nodes[&wiped].machine.installed_snapshots(), (1, 1), "it started from a snapshot");
+
+    // Every node restarts on a purged Raft log: each starts from its own snapshot and
+    // the log after it, and they still agree, and take more.
+    for id in 1..=3u64 {
+        stop(nodes.remove(&id).unwrap()).await;
+        nodes.insert(id, start(id, &dir(id), &addr(id)).await);
+    }
+    let alive: Vec<NodeId> = nodes.keys().copied().collect();
+    let leader = common::leader(&nodes[&1].raft, &alive).await;
+    sales(&nodes[&leader].ledger, 161, 20).await;
+    caught_up(&nodes, 180).await;
+    assert_same(&nodes);
+    for node in nodes.values() {
+        assert_eq!(node.ledger.transaction_count(), 180);
+    }
+    for (_, node) in std::mem::take(&mut nodes) {
+        stop(node).await;
+    }
+}
