@@ -231,6 +231,14 @@ impl Ledger {
         self.slot.current.load()
     }
 
+    /// True once [`Ledger::close`] was called, or a [`Ledger::replace`] could not open
+    /// the new content: every call fails from then on. A feed that ends with
+    /// [`FeedError::Closed`] while this is false ended because the content was
+    /// replaced: open it again.
+    pub fn is_closed(&self) -> bool {
+        self.slot.reopen.lock().closed
+    }
+
     /// The directory this ledger lives in.
     pub fn dir(&self) -> PathBuf {
         self.slot.reopen.lock().dir.clone()
@@ -250,7 +258,7 @@ impl Ledger {
     /// if the new directory does not open, every call fails with
     /// [`SubmitError::Closed`] and the error says why.
     pub fn replace(&self, fill: impl FnOnce(&Path) -> Result<(), String>) -> Result<(), ReplaceError> {
-        let reopen = self.slot.reopen.lock();
+        let mut reopen = self.slot.reopen.lock();
         if reopen.closed {
             return Err(ReplaceError::Closed);
         }
@@ -281,9 +289,16 @@ impl Ledger {
         let parent = dir.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
         sync_dir(&parent).map_err(io("syncing", &parent))?;
         std::fs::remove_dir_all(&replaced).map_err(io("removing", &replaced))?;
-        let inner = Ledger::start(&dir, reopen.options, reopen.storage.clone()).map_err(ReplaceError::Open)?;
-        self.slot.current.store(inner);
-        Ok(())
+        match Ledger::start(&dir, reopen.options, reopen.storage.clone()) {
+            Ok(inner) => {
+                self.slot.current.store(inner);
+                Ok(())
+            }
+            Err(e) => {
+                reopen.closed = true;
+                Err(ReplaceError::Open(e))
+            }
+        }
     }
 
     /// Opens as [`Ledger::open_with_storage`] does but hands the sequencer back instead

@@ -56,6 +56,7 @@ fn every_handle_reaches_the_new_content_and_the_old_is_gone() {
     let mut old_feed = ledger.feed(1).unwrap();
 
     ledger.replace(|into| copy_ledger(&source, into)).unwrap();
+    assert!(!ledger.is_closed(), "replaced, not closed: feeds on the old content are opened again");
 
     for handle in [&ledger, &clone] {
         assert_eq!(handle.last_seq(), 50, "the new content's history");
@@ -103,6 +104,7 @@ fn a_failed_fill_changes_nothing_and_a_closed_ledger_is_not_replaced() {
     sales(&ledger, 1, 100, 1);
     assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 1, "the partial content is removed");
     ledger.close().unwrap();
+    assert!(ledger.is_closed());
     assert!(matches!(ledger.replace(|_| Ok(())), Err(ReplaceError::Closed)));
 }
 
@@ -180,4 +182,23 @@ fn an_interrupted_replacement_is_finished_or_undone_at_open() {
     copy_dir(&keep, &replaced);
     let ledger = Ledger::open(&dir, options()).unwrap();
     assert_eq!(ledger.last_seq(), 12);
+}
+
+#[test]
+fn new_content_that_does_not_open_closes_the_ledger_and_says_why() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("ledger");
+    let ledger = Ledger::open(&dir, options()).unwrap();
+    sales(&ledger, 1, 1, 3);
+    let err = ledger
+        .replace(|into| {
+            // A segment file that is not one: the log refuses it (corruption is never
+            // silently accepted).
+            std::fs::write(into.join(ledger_store::format::segment_file_name(1)), vec![0xA5; 4096])
+                .map_err(|e| e.to_string())
+        })
+        .unwrap_err();
+    assert!(matches!(err, ReplaceError::Open(_)), "{err}");
+    assert!(ledger.is_closed());
+    assert!(ledger.submit(&[Tx::sale(TxId(77), 1, 1, usd())]).is_err());
 }
