@@ -20,6 +20,7 @@
 
 pub mod machine;
 pub mod network;
+pub mod node;
 
 use std::collections::Bound;
 use std::fmt::Debug;
