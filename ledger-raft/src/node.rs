@@ -40,9 +40,13 @@ pub const RAFT_SEGMENT_BYTES: usize = 16 << 20;
 pub const RAFT_SEGMENT_BYTES_MIN: usize = 4 << 20;
 const _: () = assert!(RAFT_SEGMENT_BYTES >= RAFT_SEGMENT_BYTES_MIN);
 
-/// Raft's timing. The defaults suit nodes on one LAN whose disks sync in milliseconds:
-/// a leader that stops sending heartbeats is replaced after 1 to 2 seconds, far above
-/// a heartbeat's round trip, so a busy node does not cause spurious elections.
+/// Raft's timing. The defaults suit nodes on one LAN whose disks sync in milliseconds.
+///
+/// In openraft 0.9 a follower that knows a leader waits the leader's lease (the longest
+/// election timeout) plus a random election timeout after the last word from it before
+/// it stands for election: with the defaults, a dead leader is replaced after 1.5 to 2
+/// seconds (then one round of votes), far above a heartbeat's round trip, so a busy
+/// node does not cause spurious elections. The longer, the slower a fail-over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timing {
     /// How often the leader sends heartbeats, in milliseconds.
@@ -71,7 +75,7 @@ impl Timing {
 
 impl Default for Timing {
     fn default() -> Self {
-        Timing { heartbeat_ms: 100, election_min_ms: 1_000, election_max_ms: 2_000 }
+        Timing { heartbeat_ms: 100, election_min_ms: 500, election_max_ms: 1_000 }
     }
 }
 
