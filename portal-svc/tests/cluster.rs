@@ -14,8 +14,8 @@
 //! - With two of three nodes killed, a write answers 503 `no_leader`, never a 2xx.
 //!
 //! Bounded: `PORTAL_CLUSTER_KILLS` leader kills (default [`KILLS_DEFAULT`], for CI).
-//! Full run: `PORTAL_CLUSTER_KILLS=200 cargo test --release -p portal-svc --test cluster
-//! -- --nocapture`. `PORTAL_CLUSTER_LOGS=DIR` keeps each node's stderr in DIR.
+//! Full run: `PORTAL_CLUSTER_KILLS=200 cargo test -p portal-svc --test cluster --
+//! --nocapture` (README, "Measured"). `PORTAL_CLUSTER_LOGS=DIR` keeps each node's stderr in DIR.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -171,6 +171,8 @@ impl Cluster {
 fn seed() -> (tempfile::TempDir, String) {
     let seed = tempfile::tempdir().unwrap();
     let service = Service::start(seed.path(), true);
+    let (status, body) = service.request("GET", "/v1/cluster", None, None);
+    assert_eq!((status, common::error_code(&body).as_str()), (404, "not_found"), "a single node is no cluster");
     let admin = service.token(ADMIN_EMAIL, ADMIN_PASSWORD);
     let (_, key) = service.client_with_key(&admin, "acme");
     assert!(service.stop(), "the seed stops cleanly");
@@ -372,5 +374,8 @@ fn three_nodes_forward_fail_over_and_refuse_without_a_majority() {
         let (status, body) = pay(&agent, &base, &key, &format!("no-majority-{n}"), "1.00").unwrap();
         assert_eq!((status, body["error"]["code"].as_str()), (503, Some("no_leader")), "{body}");
     }
+    // SIGTERM drains and closes the node cleanly, even without a majority.
+    let last = cluster.nodes.remove(&leader).unwrap();
+    assert!(last.stop(), "the last node stops cleanly");
     println!("test took {:?}", started.elapsed());
 }
