@@ -269,3 +269,19 @@ impl Cluster {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse_peers;
+
+    #[test]
+    fn peers_are_id_equals_host_port_each_once() {
+        let peers = parse_peers("1=127.0.0.1:7001, 2=node-b:7002,3=[::1]:7003").unwrap_or_default();
+        assert_eq!(peers.len(), 3);
+        assert_eq!(peers.get(&2).map(String::as_str), Some("node-b:7002"));
+        assert_eq!(peers.get(&3).map(String::as_str), Some("[::1]:7003"));
+        for bad in ["", "1", "1=host", "x=host:1", "1=:7001", "1=host:99999", "1=a:1,1=b:2"] {
+            assert!(parse_peers(bad).is_err(), "{bad:?} is refused");
+        }
+    }
+}

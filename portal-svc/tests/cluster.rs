@@ -270,6 +270,14 @@ fn three_nodes_forward_fail_over_and_refuse_without_a_majority() {
     let (status, again) = pay(&agent, &cluster.nodes[&other].base, &key, "through-a-follower", "12.34").unwrap();
     assert_eq!((status, &again["id"]), (201, &json!(id)), "{again}");
 
+    // A sign-in through a follower is forwarded too, and the leader's audit log names
+    // the client's address (trusted from the forwarding node), not "unknown".
+    let admin = cluster.nodes[&follower].token(ADMIN_EMAIL, ADMIN_PASSWORD);
+    let (status, audit) =
+        cluster.nodes[&leader].request("GET", "/v1/audit?action=auth.login&limit=1", Some(&admin), None);
+    assert_eq!(status, 200, "{audit}");
+    assert_eq!(audit["data"][0]["detail"]["address"], json!("127.0.0.1"), "{audit}");
+
     // The leader dies under load, again and again.
     let stop = Arc::new(AtomicBool::new(false));
     let acks: Arc<Mutex<Vec<Ack>>> = Arc::default();
