@@ -31,9 +31,25 @@ async fn stop(node: Node) {
     node.shutdown().await.unwrap();
 }
 
+/// The leader once every node names it and a quorum acknowledges it, twice in a row
+/// 0.3 s apart: on a first start every node stands for election (each initializes the
+/// membership), so the first leader seen may be replaced within a second.
 async fn leader_of(nodes: &BTreeMap<NodeId, Node>) -> NodeId {
-    let alive: Vec<NodeId> = nodes.keys().copied().collect();
-    common::leader(nodes.values().next().unwrap().raft(), &alive).await
+    let until = Instant::now() + Duration::from_secs(20);
+    let mut seen = None;
+    loop {
+        let leaders: Vec<Option<NodeId>> = nodes.values().map(Node::leader_id).collect();
+        let now = leaders[0]
+            .filter(|l| leaders.iter().all(|x| *x == Some(*l)) && nodes.get(l).is_some_and(Node::leads_with_quorum));
+        if let Some(leader) = now
+            && now == seen
+        {
+            return leader;
+        }
+        assert!(Instant::now() < until, "no settled leader: {leaders:?}");
+        seen = now;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
 }
 
 /// Submits `count` sales from `from` on `ledger` (a blocking call, on a thread of its
