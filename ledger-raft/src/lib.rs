@@ -20,6 +20,7 @@
 
 pub mod machine;
 pub mod network;
+pub mod node;
 pub mod snapshot;
 
 use std::collections::Bound;

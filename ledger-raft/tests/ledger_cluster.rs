@@ -1,5 +1,6 @@
-//! Three nodes of a replicated ledger on loopback: each a `ledger-core` ledger in its
-//! replicated mode, its Raft log over `ledger-store`, the HTTP transport. Submits on
+//! Three nodes of a replicated ledger on loopback, each a `ledger_raft::node::Node`
+//! (the ledger in its replicated mode, its Raft log over `ledger-store`, the HTTP
+//! transport, the static membership each node initializes). Submits on
 //! the leader are answered once Raft committed their group and every node's ledger
 //! holds the same records; the leader's death elects another that takes submits; the
 //! dead node restarts on its directories and catches up to byte-identical records.
@@ -11,57 +12,44 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use ledger_core::{Currency, Durability, Ledger, LedgerOptions, SubmitError, Tx, TxId, TxOutcome};
-use ledger_raft::machine::{LedgerMachine, RaftProposer, follow_leadership};
-use ledger_raft::network::Network;
-use ledger_raft::{NodeId, RaftLog, TypeConfig};
-use openraft::Raft;
-
-struct Node {
-    raft: Raft<TypeConfig>,
-    ledger: Ledger,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
+use ledger_raft::NodeId;
+use ledger_raft::node::{Node, NodeConfig};
 
 fn usd() -> Currency {
     Currency::from_code("USD").unwrap()
 }
 
-async fn start(id: NodeId, dir: &std::path::Path, listener: tokio::net::TcpListener) -> Node {
-    let options = LedgerOptions {
-        durability: Durability::SyncData,
-        segment_bytes: 256 << 10,
-        replicated: true,
-        ..LedgerOptions::default()
-    };
-    let ledger = Ledger::open(dir.join("ledger"), options).unwrap();
-    // A Raft entry is one frame: segments must hold the largest group (8190 records).
-    let log = RaftLog::open(dir.join("raft"), 4 << 20).unwrap();
-    let raft = Raft::new(
-        id,
-        common::config(),
-        Network,
-        log,
-        LedgerMachine::open(ledger.clone(), dir.join("snapshots")).unwrap(),
-    )
-    .await
-    .unwrap();
-    let server = common::serve(listener, &raft);
-    let proposer = RaftProposer::new(raft.clone(), tokio::runtime::Handle::current());
-    let leadership = tokio::spawn(follow_leadership(raft.clone(), ledger.clone(), proposer));
-    Node { raft, ledger, tasks: vec![server, leadership] }
+/// Node `id` of the cluster `peers` on `dir`, with the tests' quick Raft timing.
+async fn start(id: NodeId, dir: &std::path::Path, peers: &BTreeMap<NodeId, String>) -> Node {
+    let mut config = NodeConfig::new(id, dir, peers.clone());
+    config.timing = common::timing();
+    config.ledger = LedgerOptions { durability: Durability::SyncData, segment_bytes: 256 << 10, ..config.ledger };
+    Node::start(config).await.unwrap()
 }
 
 async fn stop(node: Node) {
-    node.raft.shutdown().await.unwrap();
-    for task in node.tasks {
-        task.abort();
-    }
-    node.ledger.close().unwrap();
+    node.shutdown().await.unwrap();
 }
 
+/// The leader once every node names it and a quorum acknowledges it, twice in a row
+/// 0.3 s apart: on a first start every node stands for election (each initializes the
+/// membership), so the first leader seen may be replaced within a second.
 async fn leader_of(nodes: &BTreeMap<NodeId, Node>) -> NodeId {
-    let alive: Vec<NodeId> = nodes.keys().copied().collect();
-    common::leader(&nodes.values().next().unwrap().raft, &alive).await
+    let until = Instant::now() + Duration::from_secs(20);
+    let mut seen = None;
+    loop {
+        let leaders: Vec<Option<NodeId>> = nodes.values().map(Node::leader_id).collect();
+        let now = leaders[0]
+            .filter(|l| leaders.iter().all(|x| *x == Some(*l)) && nodes.get(l).is_some_and(Node::leads_with_quorum));
+        if let Some(leader) = now
+            && now == seen
+        {
+            return leader;
+        }
+        assert!(Instant::now() < until, "no settled leader: {leaders:?}");
+        seen = now;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
 }
 
 /// Submits `count` sales from `from` on `ledger` (a blocking call, on a thread of its
@@ -92,7 +80,7 @@ async fn sales(ledger: &Ledger, from: u128, count: u128) {
 
 async fn caught_up(nodes: &BTreeMap<NodeId, Node>, seq: u64) {
     let until = Instant::now() + Duration::from_secs(10);
-    while nodes.values().any(|n| n.ledger.last_seq() < seq) {
+    while nodes.values().any(|n| n.ledger().last_seq() < seq) {
         assert!(Instant::now() < until, "every node applies every committed group");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -101,11 +89,11 @@ async fn caught_up(nodes: &BTreeMap<NodeId, Node>, seq: u64) {
 fn assert_same(nodes: &BTreeMap<NodeId, Node>) {
     let mut all = nodes.values();
     let first = all.next().unwrap();
-    let raw = first.ledger.read_raw(1, usize::MAX).unwrap();
+    let raw = first.ledger().read_raw(1, usize::MAX).unwrap();
     for node in all {
-        assert_eq!(node.ledger.read_raw(1, usize::MAX).unwrap(), raw, "the same records at the same seqs");
+        assert_eq!(node.ledger().read_raw(1, usize::MAX).unwrap(), raw, "the same records at the same seqs");
         for client in 1..=3 {
-            assert_eq!(node.ledger.balances(client), first.ledger.balances(client));
+            assert_eq!(node.ledger().balances(client), first.ledger().balances(client));
         }
     }
 }
@@ -113,32 +101,36 @@ fn assert_same(nodes: &BTreeMap<NodeId, Node>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replicated_ledger_commits_through_raft_fails_over_and_catches_up() {
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let (listeners, members) = common::listeners(3).await;
+    let peers = common::free_addresses(3).await;
     let mut nodes = BTreeMap::new();
-    for (id, listener) in (1..=3u64).zip(listeners) {
-        nodes.insert(id, start(id, dirs[(id - 1) as usize].path(), listener).await);
+    for id in 1..=3u64 {
+        nodes.insert(id, start(id, dirs[(id - 1) as usize].path(), &peers).await);
     }
-    nodes[&1].raft.initialize(members.clone()).await.unwrap();
+    for node in nodes.values() {
+        assert_eq!(node.members(), vec![1, 2, 3], "every node initialized the same membership");
+    }
 
     let leader = leader_of(&nodes).await;
-    sales(&nodes[&leader].ledger, 1, 60).await;
+    sales(nodes[&leader].ledger(), 1, 60).await;
     // One call of thousands: one group, one Raft entry of megabytes between nodes.
     let big: Vec<Tx> = (10_001..=14_000u128).map(|i| Tx::sale(TxId(i), 2, 1_00, usd())).collect();
-    let ledger = nodes[&leader].ledger.clone();
+    let ledger = nodes[&leader].ledger().clone();
     let out = tokio::task::spawn_blocking(move || ledger.submit(&big)).await.unwrap();
     assert!(out.unwrap().iter().all(|o| matches!(o, TxOutcome::Committed(_))));
     let follower = *nodes.keys().find(|&&id| id != leader).unwrap();
-    let refused = nodes[&follower].ledger.submit(&[Tx::sale(TxId(999), 1, 1, usd())]);
+    let refused = nodes[&follower].ledger().submit(&[Tx::sale(TxId(999), 1, 1, usd())]);
     assert_eq!(refused, Err(SubmitError::NotLeader), "a follower takes no submits");
     // Reads: linearizable on the leader (it confirms its leadership with a quorum and
     // its state machine has applied what was committed); a follower refuses that, and
     // reads its own writes by waiting for the seq the leader answered with.
-    nodes[&leader].raft.ensure_linearizable().await.unwrap();
-    assert!(nodes[&follower].raft.ensure_linearizable().await.is_err());
-    let written = nodes[&leader].ledger.lookup(TxId(14_000)).unwrap();
-    assert!(nodes[&follower].ledger.wait_for_seq(written.seq, Duration::from_secs(10)));
-    assert_eq!(nodes[&follower].ledger.lookup(TxId(14_000)), Some(written));
-    let last = nodes[&leader].ledger.last_seq();
+    nodes[&leader].ensure_linearizable().await.unwrap();
+    assert!(nodes[&follower].ensure_linearizable().await.is_err());
+    assert_eq!(nodes[&follower].leader_id(), Some(leader));
+    assert!(nodes[&follower].term() >= 1);
+    let written = nodes[&leader].ledger().lookup(TxId(14_000)).unwrap();
+    assert!(nodes[&follower].ledger().wait_for_seq(written.seq, Duration::from_secs(10)));
+    assert_eq!(nodes[&follower].ledger().lookup(TxId(14_000)), Some(written));
+    let last = nodes[&leader].ledger().last_seq();
     assert_eq!(last, 4_060);
     caught_up(&nodes, last).await;
     assert_same(&nodes);
@@ -148,22 +140,21 @@ async fn a_replicated_ledger_commits_through_raft_fails_over_and_catches_up() {
     stop(old).await;
     let next = leader_of(&nodes).await;
     assert_ne!(next, leader);
-    sales(&nodes[&next].ledger, 61, 40).await;
+    sales(nodes[&next].ledger(), 61, 40).await;
     // A sale acknowledged before the fail-over, resubmitted, is there once.
-    sales(&nodes[&next].ledger, 1, 5).await;
-    let last = nodes[&next].ledger.last_seq();
+    sales(nodes[&next].ledger(), 1, 5).await;
+    let last = nodes[&next].ledger().last_seq();
     assert_eq!(last, 4_100);
     caught_up(&nodes, last).await;
 
     // The dead node restarts on its directories and catches up.
-    let listener = tokio::net::TcpListener::bind(&members[&leader].addr).await.unwrap();
-    let back = start(leader, dirs[(leader - 1) as usize].path(), listener).await;
+    let back = start(leader, dirs[(leader - 1) as usize].path(), &peers).await;
     nodes.insert(leader, back);
     caught_up(&nodes, last).await;
     assert_same(&nodes);
     for node in nodes.values() {
-        assert_eq!(node.ledger.transaction_count(), 4_100);
-        node.ledger.check_consistency().unwrap();
+        assert_eq!(node.ledger().transaction_count(), 4_100);
+        node.ledger().check_consistency().unwrap();
     }
     for (_, node) in std::mem::take(&mut nodes) {
         stop(node).await;

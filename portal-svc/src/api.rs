@@ -258,6 +258,8 @@ impl Endpoint {
         if self.method != Method::GET {
             add(413, "body_too_large");
             add(408, "body_timeout");
+            // Cluster mode: no leader of the replicated ledger can be reached.
+            add(503, "no_leader");
         }
         if self.idempotent {
             add(400, "invalid_idempotency_key");

@@ -50,6 +50,9 @@ pub struct AppState {
     /// Webhook configuration, the delivery worker's wake-up, the event stream and the
     /// events follower's health (see [`crate::webhooks`]).
     pub webhooks: Arc<crate::webhooks::Webhooks>,
+    /// In cluster mode, this node of the replicated ledger (`ledger` is its ledger);
+    /// `None` for a single node.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 impl AppState {
@@ -66,6 +69,7 @@ impl AppState {
             metrics_token: None,
             settings: Arc::default(),
             webhooks: Arc::default(),
+            cluster: None,
         }
     }
 }
@@ -88,6 +92,7 @@ pub fn endpoints() -> Vec<Endpoint> {
         // Last, so the route indices of the fuzz target's seeds keep their meaning.
         routes::events::endpoints(),
         routes::webhooks::endpoints(),
+        routes::cluster::endpoints(),
     ]
     .into_iter()
     .flatten()
@@ -99,6 +104,9 @@ pub fn endpoints() -> Vec<Endpoint> {
 pub fn router(state: AppState) -> Router {
     api::router(endpoints(), &state)
         .fallback(|| async { ApiError::not_found("no such route") })
+        // In cluster mode a write on a follower goes to the leader (inside the body
+        // deadline, outside every route's access check: the leader checks).
+        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::cluster::forward))
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
         .layer(axum::middleware::from_fn(body_deadline))
         .layer(axum::middleware::map_response(error_body))

@@ -81,8 +81,20 @@ impl ApiError {
     }
 
     /// 503: the ledger could not commit (its outcome is unknown; never a false 2xx).
-    /// The engine's detail (file paths, OS errors) goes to the log only.
-    pub fn ledger_unavailable(detail: impl std::fmt::Display) -> ApiError {
+    /// The engine's detail (file paths, OS errors) goes to the log only. A node of a
+    /// replicated ledger that is not (or no longer) its leader refused the write
+    /// before judging it ([`ledger_core::SubmitError::NotLeader`], also inside a
+    /// `CloseBatchError`): that is [`ApiError::no_leader`], nothing changed.
+    pub fn ledger_unavailable(detail: impl std::fmt::Display + 'static) -> ApiError {
+        let any: &dyn std::any::Any = &detail;
+        let not_leader = matches!(any.downcast_ref(), Some(ledger_core::SubmitError::NotLeader))
+            || matches!(
+                any.downcast_ref(),
+                Some(ledger_core::CloseBatchError::Submit(ledger_core::SubmitError::NotLeader))
+            );
+        if not_leader {
+            return ApiError::no_leader();
+        }
         tracing::error!(%detail, "the ledger could not commit");
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -91,6 +103,22 @@ impl ApiError {
             "the ledger could not commit this request and its outcome is unknown; \
              retrying with the same Idempotency-Key (or transaction id) is safe",
         )
+    }
+
+    /// 503 `no_leader`: in cluster mode, no leader of the replicated ledger can be
+    /// reached (an election is under way, or a majority of the nodes is down), or this
+    /// node lost its leadership before it judged the write. Nothing changed; the same
+    /// request may be sent again (with the same Idempotency-Key).
+    pub fn no_leader() -> ApiError {
+        let mut e = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "api_error",
+            "no_leader",
+            "no leader of the replicated ledger can be reached; nothing changed, retry shortly \
+             (with the same Idempotency-Key)",
+        );
+        e.retry_after_secs = Some(1);
+        e
     }
 
     /// 500: a bug or an unexpected failure; the detail goes to the log only.

@@ -141,6 +141,17 @@ fn follow(state: &AppState, mut conn: Connection, feed: Feed, stop: &AtomicBool)
     }
 }
 
+/// The feed ended: the ledger closed (`Ok`: the follower stops), or a cluster node
+/// installed a snapshot and the ledger's content was replaced (`Err`: the follower
+/// starts again from its stored position, on the new content).
+fn closed(state: &AppState) -> Result<(), String> {
+    if state.ledger.is_closed() {
+        Ok(())
+    } else {
+        Err("the ledger's content was replaced (a snapshot was installed); following it again".into())
+    }
+}
+
 /// Follows `feed` (or a new one from the stored position) until stopped (`Ok`), the
 /// ledger closed (`Ok`), or an error.
 fn follow_feed(state: &AppState, conn: &mut Connection, feed: Option<Feed>, stop: &AtomicBool) -> Result<(), String> {
@@ -155,11 +166,11 @@ fn follow_feed(state: &AppState, conn: &mut Connection, feed: Option<Feed>, stop
         match feed.read(&mut records, BATCH_RECORDS_MAX) {
             Ok(0) => match feed.wait(Duration::from_millis(WAIT_MS)) {
                 Ok(_) => continue,
-                Err(FeedError::Closed) => return Ok(()),
+                Err(FeedError::Closed) => return closed(state),
                 Err(e) => return Err(format!("waiting on the ledger's feed: {e}")),
             },
             Ok(_) => {}
-            Err(FeedError::Closed) => return Ok(()),
+            Err(FeedError::Closed) => return closed(state),
             Err(e) => return Err(format!("reading the ledger's feed: {e}")),
         }
         let next = feed.next_seq();

@@ -21,12 +21,16 @@
 //! Issue 17: events from the ledger's change feed (`follower`, `events`), webhook
 //! endpoints and signed, retried, ordered deliveries with an SSRF guard (`webhooks`,
 //! `routes::webhooks`), `GET /v1/events` and its server-sent stream (`routes::events`).
+//!
+//! Issue 19: cluster mode (`cluster`, `routes::cluster`): node N of a replicated
+//! ledger, writes on a follower forwarded to the leader.
 
 pub mod api;
 pub mod app;
 pub mod audit;
 pub mod auth;
 pub mod backup;
+pub mod cluster;
 pub mod db;
 pub mod error;
 pub mod events;

@@ -1,5 +1,7 @@
 //! `portal-svc --data-dir DIR --listen ADDR`: serves the portal over the ledger whose
-//! data (the ledger's log and the metadata database) lives under DIR.
+//! data (the ledger's log and the metadata database) lives under DIR. With
+//! `--node-id N --peers 1=HOST:PORT,...` it is node N of a replicated ledger
+//! (`portal_svc::cluster`).
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -8,6 +10,7 @@ use std::path::PathBuf;
 use clap::Parser;
 use ledger_core::{Ledger, LedgerOptions, TxId};
 use portal_svc::app::{self, AppState};
+use portal_svc::cluster::Cluster;
 use portal_svc::db::Db;
 use portal_svc::secrets;
 
@@ -47,6 +50,16 @@ struct Args {
     #[arg(long, default_value_t = portal_svc::webhooks::ATTEMPTS_MAX_DEFAULT,
           value_parser = clap::value_parser!(u32).range(1..=100))]
     webhook_attempts_max: u32,
+    /// Cluster mode: this service is node N of a replicated ledger whose members are
+    /// `--peers` (its Raft log under DIR/raft). Without it, a single node.
+    #[arg(long, requires = "peers", value_parser = clap::value_parser!(u64).range(1..))]
+    node_id: Option<u64>,
+    /// Cluster mode: every node's replication address, this node's included, the same
+    /// list on every node: `1=HOST:PORT,2=HOST:PORT,3=HOST:PORT`. Raft's messages and
+    /// the writes followers forward travel there, unauthenticated: keep those
+    /// addresses on a private network.
+    #[arg(long, requires = "node_id", value_parser = portal_svc::cluster::parse_peers)]
+    peers: Option<std::collections::BTreeMap<u64, String>>,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -114,7 +127,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         Err(_) => None,
     };
-    let ledger = Ledger::open(args.data_dir.join("ledger"), LedgerOptions::default())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    // Cluster mode: the node opens the replicated ledger and joins its peers.
+    let cluster = match (args.node_id, args.peers.clone()) {
+        (Some(id), Some(peers)) => {
+            Some(std::sync::Arc::new(runtime.block_on(Cluster::start(id, peers, &args.data_dir))?))
+        }
+        _ => None,
+    };
+    let ledger = match &cluster {
+        Some(cluster) => cluster.node().ledger().clone(),
+        None => Ledger::open(args.data_dir.join("ledger"), LedgerOptions::default())?,
+    };
     let db = Db::open(&args.data_dir.join("portal.db"))?;
     db.call_blocking(|conn| secrets::seal_all(conn, &keyring)).map_err(|e| e.message)??;
     // Money actions a crash left with their audit entry pending are chained now, as
@@ -136,7 +160,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Printed once, on stdout only (never logged): the one way to learn it.
         println!("created platform admin {email} with password {password}");
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let state = AppState {
         session_secs: args.session_secs,
         addr_failures_max: args.login_failures_per_address,
@@ -147,8 +170,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             retry_base_ms: args.webhook_retry_base_ms,
             attempts_max: args.webhook_attempts_max,
         })),
+        cluster: cluster.clone(),
         ..AppState::new(db, ledger.clone())
     };
+    if let Some(cluster) = &cluster {
+        // The other nodes' forwarded writes, answered by the whole service.
+        cluster.serve_forwarded(app::router(state.clone()));
+    }
     // The holding feed is open before any request is accepted: every record committed
     // from now on (and any after the stored position) becomes an event.
     let follower = portal_svc::follower::start(&state)?;
@@ -164,6 +192,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Audit entries queued by the last answers are committed before the exit.
     if let Err(e) = runtime.block_on(db.settle()) {
         tracing::error!(error = %e.message, "the last audit entries stay pending until the next start");
+    }
+    if let Some(cluster) = &cluster
+        && let Err(e) = runtime.block_on(cluster.shutdown())
+    {
+        tracing::error!(error = %e, "the node did not close its ledger cleanly");
     }
     // Stops the cut-over task (it may be between two awaits) before the ledger closes.
     runtime.shutdown_timeout(std::time::Duration::from_secs(SHUTDOWN_TASKS_SECS));

@@ -334,11 +334,17 @@ pub async fn of(state: &crate::app::AppState, client_id: i64) -> Result<Settings
 
 /// Runs forever: every [`CUTOVER_TICK_MS`], closes the open batches of each client
 /// whose local cut-over time has passed today and that has not been settled today,
-/// and audits each close as the system's.
+/// and audits each close as the system's. In cluster mode only on the leader; which
+/// days are settled is metadata, kept per node until it is shared, so a new leader
+/// may close a client's batches a second time on the day of a fail-over.
 pub async fn cutover_task(state: crate::app::AppState) {
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(CUTOVER_TICK_MS));
     loop {
         tick.tick().await;
+        // Cluster mode: only the leader closes batches (a follower's ledger refuses).
+        if state.cluster.as_ref().is_some_and(|c| !c.node().leads_with_quorum()) {
+            continue;
+        }
         if let Err(e) = cutover_once(&state).await {
             tracing::error!(error = %e.message, "settlement cut-over failed");
         }

@@ -146,20 +146,24 @@ impl RaftStateMachine<TypeConfig> for Machine {
 
 // ----- a cluster on loopback ----------------------------------------------------------
 
-/// Raft's timing for the tests' clusters: quick elections, no automatic snapshots (the
-/// ledger's are not built yet).
+/// Raft's timing for the tests' clusters: quick elections.
+pub fn timing() -> ledger_raft::node::Timing {
+    ledger_raft::node::Timing { heartbeat_ms: 100, election_min_ms: 500, election_max_ms: 1_000 }
+}
+
+/// openraft's configuration of [`timing`], without automatic snapshots.
 pub fn config() -> Arc<openraft::Config> {
-    Arc::new(
-        openraft::Config {
-            heartbeat_interval: 100,
-            election_timeout_min: 500,
-            election_timeout_max: 1_000,
-            snapshot_policy: openraft::SnapshotPolicy::Never,
-            ..openraft::Config::default()
-        }
-        .validate()
-        .unwrap(),
-    )
+    let mut config = ledger_raft::node::NodeConfig::new(0, "", std::collections::BTreeMap::new());
+    config.timing = timing();
+    config.snapshot_every_entries = 0;
+    config.raft_config().unwrap()
+}
+
+/// `n` free loopback addresses for nodes 1..=n (bound once to learn them, then freed).
+pub async fn free_addresses(n: u64) -> std::collections::BTreeMap<NodeId, String> {
+    let (listeners, members) = listeners(n).await;
+    drop(listeners);
+    members.into_iter().map(|(id, node)| (id, node.addr)).collect()
 }
 
 /// `n` listeners on free loopback ports, and the membership naming them (ids from 1).

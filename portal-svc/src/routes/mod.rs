@@ -5,6 +5,7 @@ pub mod audit;
 pub mod auth;
 pub mod batches;
 pub mod clients;
+pub mod cluster;
 pub mod devices;
 pub mod events;
 pub mod health;

@@ -37,6 +37,9 @@ const ERROR_CHARS_MAX: usize = 300;
 const SCAN_GAP: Duration = Duration::from_millis(25);
 /// How long the worker waits after its database failed before trying again.
 const DB_RETRY_MS: u64 = 1000;
+/// How often a node that is not the cluster's leader looks whether it leads now (only
+/// the leader sends webhooks).
+const FOLLOWER_POLL_MS: u64 = 250;
 
 /// The deliveries of one endpoint that go one at a time, in event order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -112,6 +115,16 @@ pub async fn run(state: AppState) {
     let mut due_at = i64::MAX;
     let mut ended: Vec<Lane> = Vec::new();
     loop {
+        // Cluster mode: every node's follower queues the same events (their ids come
+        // from the seq), and only the leader sends them, so an event goes out once per
+        // attempt, not once per node; a new leader sends what is still pending.
+        if let Some(cluster) = &state.cluster
+            && !cluster.node().leads_with_quorum()
+        {
+            tokio::time::sleep(Duration::from_millis(FOLLOWER_POLL_MS)).await;
+            want_full = true;
+            continue;
+        }
         let full = want_full && last_full.is_none_or(|at| at.elapsed() >= SCAN_GAP);
         let lanes = if full { None } else { Some(std::mem::take(&mut ended)) };
         if full {

@@ -3,19 +3,17 @@
 //! between nodes, all in this process) against a single durable ledger, the same
 //! seeded workload from one writer in calls of `--batch`, in alternating runs
 //! (`--pairs`). A call on the cluster is answered once a majority holds its group and
-//! the leader applied it.
+//! the leader applied it. Each node is a `ledger_raft::node::Node` (its default Raft
+//! timing; the nodes form the cluster themselves).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Args;
 use ledger_core::{Durability, Ledger, LedgerOptions, SubmitError, TxOutcome};
-use ledger_raft::machine::{LedgerMachine, RaftProposer, follow_leadership};
-use ledger_raft::network::{Network, router};
-use ledger_raft::{NodeId, RaftLog, TypeConfig};
-use openraft::{BasicNode, Config, Raft, SnapshotPolicy};
+use ledger_raft::NodeId;
+use ledger_raft::node::{Node, NodeConfig};
 use serde_json::{Value, json};
 
 use crate::workload::{Workload, calls};
@@ -83,11 +81,6 @@ fn single(args: &ClusterArgs, base: &std::path::Path) -> Result<(u64, f64), Stri
     result
 }
 
-struct Node {
-    raft: Raft<TypeConfig>,
-    ledger: Ledger,
-}
-
 fn cluster(args: &ClusterArgs, base: &std::path::Path) -> Result<(u64, f64), String> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -97,62 +90,58 @@ fn cluster(args: &ClusterArgs, base: &std::path::Path) -> Result<(u64, f64), Str
     let dirs: Vec<tempfile::TempDir> = (0..args.nodes)
         .map(|_| tempfile::Builder::new().prefix("ledger-bench-node-").tempdir_in(base).map_err(|e| e.to_string()))
         .collect::<Result<_, _>>()?;
-    let nodes: BTreeMap<NodeId, Node> = runtime.block_on(async {
-        let config = Arc::new(
-            Config { snapshot_policy: SnapshotPolicy::Never, ..Config::default() }
-                .validate()
-                .map_err(|e| e.to_string())?,
-        );
-        let mut listeners = Vec::new();
-        let mut members = BTreeMap::new();
-        for id in 1..=args.nodes {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
-            let addr = listener.local_addr().map_err(|e| e.to_string())?.to_string();
-            members.insert(id, BasicNode { addr });
-            listeners.push(listener);
-        }
+    // Free loopback ports for the replication listeners (each node binds its own).
+    let mut peers = BTreeMap::new();
+    for id in 1..=args.nodes {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+        peers.insert(id, probe.local_addr().map_err(|e| e.to_string())?.to_string());
+    }
+    let (nodes, leader_id): (BTreeMap<NodeId, Node>, NodeId) = runtime.block_on(async {
         let mut nodes = BTreeMap::new();
-        for ((id, listener), dir) in (1..=args.nodes).zip(listeners).zip(&dirs) {
-            let ledger = Ledger::open(dir.path().join("ledger"), options(true)).map_err(|e| format!("open: {e}"))?;
-            let log = RaftLog::open(dir.path().join("raft"), 0).map_err(|e| e.to_string())?;
-            let machine =
-                LedgerMachine::open(ledger.clone(), dir.path().join("snapshots")).map_err(|e| e.to_string())?;
-            let raft = Raft::new(id, Arc::clone(&config), Network, log, machine).await.map_err(|e| e.to_string())?;
-            let app = router(raft.clone());
-            tokio::spawn(async move {
-                let _ = axum_serve(listener, app).await;
-            });
-            let proposer = RaftProposer::new(raft.clone(), tokio::runtime::Handle::current());
-            tokio::spawn(follow_leadership(raft.clone(), ledger.clone(), proposer));
-            nodes.insert(id, Node { raft, ledger });
+        for (id, dir) in (1..=args.nodes).zip(&dirs) {
+            let config = NodeConfig { ledger: options(true), ..NodeConfig::new(id, dir.path(), peers.clone()) };
+            nodes.insert(id, Node::start(config).await.map_err(|e| format!("node {id}: {e}"))?);
         }
-        let first = nodes.get(&1).ok_or("no node 1")?;
-        first.raft.initialize(members).await.map_err(|e| e.to_string())?;
-        first
-            .raft
-            .wait(Some(Duration::from_secs(10)))
-            .metrics(|m| m.current_leader.is_some(), "a leader")
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok::<_, String>(nodes)
+        let leader = settled_leader(&nodes).await?;
+        Ok::<_, String>((nodes, leader))
     })?;
-    let leader_id = nodes.values().next().and_then(|n| n.raft.metrics().borrow().current_leader).ok_or("no leader")?;
-    let leader = nodes.get(&leader_id).ok_or("the leader is not a node")?.ledger.clone();
+    let leader = nodes.get(&leader_id).ok_or("the leader is not a node")?.ledger().clone();
     let result = drive(args, &leader);
     runtime.block_on(async {
         for node in nodes.values() {
-            let _ = node.raft.shutdown().await;
+            let _ = node.shutdown().await;
         }
     });
-    for node in nodes.values() {
-        let _ = node.ledger.close();
-    }
     drop(runtime);
     result
 }
 
-async fn axum_serve(listener: tokio::net::TcpListener, app: axum::Router) -> std::io::Result<()> {
-    axum::serve(listener, app).await
+/// The leader once every node names it and a quorum acknowledges it, twice in a row
+/// 0.5 s apart: every node stands for election on its first start (each initializes the
+/// membership), so the first leader seen may be replaced by another within a second.
+async fn settled_leader(nodes: &BTreeMap<NodeId, Node>) -> Result<NodeId, String> {
+    let until = Instant::now() + Duration::from_secs(30);
+    let mut seen = None;
+    loop {
+        let leaders: Vec<Option<NodeId>> = nodes.values().map(Node::leader_id).collect();
+        let now = match leaders.first() {
+            Some(Some(leader))
+                if leaders.iter().all(|l| *l == Some(*leader))
+                    && nodes.get(leader).is_some_and(Node::leads_with_quorum) =>
+            {
+                Some(*leader)
+            }
+            _ => None,
+        };
+        if now.is_some() && now == seen {
+            return now.ok_or_else(|| "no leader".to_string());
+        }
+        if Instant::now() > until {
+            return Err("no settled leader within 30 s".into());
+        }
+        seen = now;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 /// Runs the measurement.

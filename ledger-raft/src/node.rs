@@ -1,0 +1,392 @@
+//! One node of a replicated ledger, assembled in one place: the ledger in its
+//! replicated mode and the Raft log under the node's directory, openraft's `Raft` over
+//! [`LedgerMachine`], the replication router served on the node's own replication
+//! address, [`follow_leadership`], and the static membership initialized on first start.
+//!
+//! Membership is static: every node is started with the same peers map (its own entry
+//! included) and calls `Raft::initialize` with it when its Raft state is pristine. That
+//! is openraft 0.9's documented way to form a cluster ("more than one node performing
+//! `initialize()` with the same config is safe"); a node whose log already holds a
+//! membership answers `NotAllowed`, which is the goal reached.
+//!
+//! The replication listener carries Raft's messages and, once attached with
+//! [`Node::serve_internal`], the application's own routes between nodes (the portal
+//! forwards writes there). Nothing on it is authenticated: it belongs on a private
+//! network.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use ledger_core::{Ledger, LedgerOptions};
+use openraft::error::{CheckIsLeaderError, InitializeError, RaftError};
+use openraft::{BasicNode, Raft};
+use tokio::task::JoinHandle;
+use tower::ServiceExt as _;
+
+use crate::machine::{LedgerMachine, RaftProposer, follow_leadership};
+use crate::network::{Network, router};
+use crate::{NodeId, RaftLog, TypeConfig};
+
+/// Bytes of one segment of the Raft log: a Raft entry is one frame, so a segment must
+/// hold the largest commit group (8190 records, about 1.2 MB).
+pub const RAFT_SEGMENT_BYTES: usize = 16 << 20;
+/// The smallest Raft log segment that holds the largest group.
+pub const RAFT_SEGMENT_BYTES_MIN: usize = 4 << 20;
+const _: () = assert!(RAFT_SEGMENT_BYTES >= RAFT_SEGMENT_BYTES_MIN);
+
+/// Raft's timing. The defaults suit nodes on one LAN whose disks sync in milliseconds.
+///
+/// In openraft 0.9 a follower that knows a leader waits the leader's lease (the longest
+/// election timeout) plus a random election timeout after the last word from it before
+/// it stands for election: with the defaults, a dead leader is replaced after 1.5 to 2
+/// seconds (then one round of votes), far above a heartbeat's round trip, so a busy
+/// node does not cause spurious elections. The longer, the slower a fail-over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    /// How often the leader sends heartbeats, in milliseconds.
+    pub heartbeat_ms: u64,
+    /// A follower that heard nothing for a random time in
+    /// `election_min_ms..election_max_ms` starts an election.
+    pub election_min_ms: u64,
+    /// See [`Timing::election_min_ms`].
+    pub election_max_ms: u64,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing { heartbeat_ms: 100, election_min_ms: 500, election_max_ms: 1_000 }
+    }
+}
+
+/// What a [`Node`] is started with.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// This node's id: a key of `peers`.
+    pub id: NodeId,
+    /// Where the node keeps its ledger (`DIR/ledger`) and Raft log (`DIR/raft`).
+    pub dir: PathBuf,
+    /// Every member's replication address (`HOST:PORT`), this node's included; the same
+    /// map on every node.
+    pub peers: BTreeMap<NodeId, String>,
+    /// Raft's timing.
+    pub timing: Timing,
+    /// The ledger's options; `replicated` is set whatever it says.
+    pub ledger: LedgerOptions,
+    /// Build a snapshot of the ledger after this many Raft entries (0: never), and
+    /// keep [`NodeConfig::log_kept_entries`] of the Raft log behind it: a node further
+    /// behind catches up from the snapshot (`DIR/snapshots`).
+    pub snapshot_every_entries: u64,
+    /// Raft entries kept behind the newest snapshot, so a node briefly away catches
+    /// up from the log rather than a whole snapshot.
+    pub log_kept_entries: u64,
+}
+
+/// Default [`NodeConfig::snapshot_every_entries`]. An entry is one commit group; a
+/// snapshot copies the whole ledger (its backup is incremental, its packing is not), so
+/// they are kept rare.
+pub const SNAPSHOT_EVERY_ENTRIES: u64 = 100_000;
+/// Default [`NodeConfig::log_kept_entries`].
+pub const LOG_KEPT_ENTRIES: u64 = 10_000;
+
+impl NodeConfig {
+    /// openraft's configuration for this node's timing and snapshots.
+    pub fn raft_config(&self) -> Result<Arc<openraft::Config>, StartError> {
+        let snapshot_policy = match self.snapshot_every_entries {
+            0 => openraft::SnapshotPolicy::Never,
+            n => openraft::SnapshotPolicy::LogsSinceLast(n),
+        };
+        let config = openraft::Config {
+            heartbeat_interval: self.timing.heartbeat_ms,
+            election_timeout_min: self.timing.election_min_ms,
+            election_timeout_max: self.timing.election_max_ms,
+            snapshot_policy,
+            max_in_snapshot_log_to_keep: self.log_kept_entries,
+            ..openraft::Config::default()
+        };
+        Ok(Arc::new(config.validate().map_err(|e| StartError::Config(e.to_string()))?))
+    }
+}
+
+impl NodeConfig {
+    /// Node `id` of the cluster `peers`, keeping its data under `dir`, with the default
+    /// timing and ledger options.
+    pub fn new(id: NodeId, dir: impl Into<PathBuf>, peers: BTreeMap<NodeId, String>) -> NodeConfig {
+        NodeConfig {
+            id,
+            dir: dir.into(),
+            peers,
+            timing: Timing::default(),
+            ledger: LedgerOptions::default(),
+            snapshot_every_entries: SNAPSHOT_EVERY_ENTRIES,
+            log_kept_entries: LOG_KEPT_ENTRIES,
+        }
+    }
+}
+
+/// Why a node did not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The configuration is not usable (an id missing from the peers, bad timing).
+    #[error("cluster configuration: {0}")]
+    Config(String),
+    /// The ledger did not open.
+    #[error("ledger: {0}")]
+    Ledger(#[from] ledger_core::OpenError),
+    /// The Raft log did not open.
+    #[error("raft log: {0}")]
+    Log(#[from] crate::OpenError),
+    /// The replication address could not be listened on.
+    #[error("listen on {addr}: {source}")]
+    Listen {
+        /// The node's replication address.
+        addr: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// openraft refused to start or to initialize.
+    #[error("raft: {0}")]
+    Raft(String),
+}
+
+/// A running node of a replicated ledger.
+pub struct Node {
+    id: NodeId,
+    timing: Timing,
+    ledger: Ledger,
+    machine: LedgerMachine,
+    raft: Raft<TypeConfig>,
+    internal: Arc<OnceLock<Router>>,
+    tasks: parking_lot::Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node").field("id", &self.id).finish_non_exhaustive()
+    }
+}
+
+impl Node {
+    /// Opens the node's ledger and Raft log, starts Raft, listens on the node's
+    /// replication address, follows leadership, and initializes the cluster if this
+    /// node never was. Must be called on a multi-threaded tokio runtime.
+    pub async fn start(config: NodeConfig) -> Result<Node, StartError> {
+        let own = config
+            .peers
+            .get(&config.id)
+            .ok_or_else(|| StartError::Config(format!("node {} is not among the peers", config.id)))?
+            .clone();
+        let raft_config = config.raft_config()?;
+        let options = LedgerOptions { replicated: true, ..config.ledger };
+        let (ledger_dir, log_dir) = (config.dir.join("ledger"), config.dir.join("raft"));
+        let snapshot_dir = config.dir.join("snapshots");
+        let opened = tokio::task::spawn_blocking(move || -> Result<(Ledger, RaftLog, LedgerMachine), StartError> {
+            let ledger = Ledger::open(ledger_dir, options)?;
+            let rest = RaftLog::open(log_dir, RAFT_SEGMENT_BYTES).map_err(StartError::from).and_then(|log| {
+                let machine = LedgerMachine::open(ledger.clone(), snapshot_dir)
+                    .map_err(|e| StartError::Raft(format!("the state machine: {e}")))?;
+                Ok((log, machine))
+            });
+            match rest {
+                Ok((log, machine)) => Ok((ledger, log, machine)),
+                Err(e) => {
+                    let _ = ledger.close();
+                    Err(e)
+                }
+            }
+        })
+        .await
+        .map_err(|e| StartError::Raft(format!("opening the stores panicked: {e}")))?;
+        let (ledger, log, machine) = opened?;
+        let started = Self::start_raft(&config, own, raft_config, ledger.clone(), log, machine.clone()).await;
+        match started {
+            Ok((raft, internal, tasks)) => Ok(Node {
+                id: config.id,
+                timing: config.timing,
+                ledger,
+                machine,
+                raft,
+                internal,
+                tasks: parking_lot::Mutex::new(tasks),
+            }),
+            Err(e) => {
+                let _ = ledger.close();
+                Err(e)
+            }
+        }
+    }
+
+    async fn start_raft(
+        config: &NodeConfig,
+        own: String,
+        raft_config: Arc<openraft::Config>,
+        ledger: Ledger,
+        log: RaftLog,
+        machine: LedgerMachine,
+    ) -> Result<(Raft<TypeConfig>, Arc<OnceLock<Router>>, Vec<JoinHandle<()>>), StartError> {
+        let listener = tokio::net::TcpListener::bind(&own)
+            .await
+            .map_err(|source| StartError::Listen { addr: own.clone(), source })?;
+        let raft = Raft::new(config.id, raft_config, Network, log, machine)
+            .await
+            .map_err(|e| StartError::Raft(e.to_string()))?;
+        let internal: Arc<OnceLock<Router>> = Arc::default();
+        let slot = Arc::clone(&internal);
+        let app = router(raft.clone()).fallback(move |request: Request| internal_route(Arc::clone(&slot), request));
+        let id = config.id;
+        let server = tokio::spawn(async move {
+            match axum::serve(listener, app).await {
+                Ok(()) => tracing::info!(node = id, "the replication listener stopped"),
+                Err(e) => tracing::error!(node = id, error = %e, "the replication listener failed"),
+            }
+        });
+        let proposer = RaftProposer::new(raft.clone(), tokio::runtime::Handle::current());
+        let (follow_raft, follow_ledger) = (raft.clone(), ledger.clone());
+        let leadership = tokio::spawn(async move {
+            follow_leadership(follow_raft, follow_ledger, proposer).await;
+            tracing::info!(node = id, "stopped following leadership (Raft or the ledger stopped)");
+        });
+        let tasks = vec![server, leadership];
+        let initialized = raft.is_initialized().await.map_err(|e| StartError::Raft(e.to_string()));
+        let result = match initialized {
+            Ok(true) => Ok(()),
+            Ok(false) => {
+                let members: BTreeMap<NodeId, BasicNode> =
+                    config.peers.iter().map(|(id, addr)| (*id, BasicNode { addr: addr.clone() })).collect();
+                match raft.initialize(members).await {
+                    Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(()),
+                    Err(e) => Err(StartError::Raft(format!("initialize: {e}"))),
+                }
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            let _ = raft.shutdown().await;
+            for task in &tasks {
+                task.abort();
+            }
+            return Err(e);
+        }
+        Ok((raft, internal, tasks))
+    }
+
+    /// Serves `routes` on the replication listener too, for paths Raft does not use
+    /// (until then they answer 503). Only the first call takes effect; `Err` gives
+    /// back the routes of a later one.
+    #[allow(clippy::result_large_err)] // handed back unchanged, on a path taken once
+    pub fn serve_internal(&self, routes: Router) -> Result<(), Router> {
+        self.internal.set(routes)
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// The replicated ledger: submits are taken while this node leads
+    /// ([`ledger_core::SubmitError::NotLeader`] otherwise); reads are of what this node
+    /// applied.
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// The Raft state machine: its snapshots and the groups it found void.
+    pub fn machine(&self) -> &LedgerMachine {
+        &self.machine
+    }
+
+    /// The Raft node.
+    pub fn raft(&self) -> &Raft<TypeConfig> {
+        &self.raft
+    }
+
+    /// The leader this node knows of, if any.
+    pub fn leader_id(&self) -> Option<NodeId> {
+        self.raft.metrics().borrow().current_leader
+    }
+
+    /// Whether this node is the leader and a quorum acknowledged it within the longest
+    /// election timeout: a leader cut off from the majority (its followers dead or
+    /// partitioned) keeps believing it leads until it hears of a newer term, but its
+    /// writes cannot commit, so it should not take them.
+    pub fn leads_with_quorum(&self) -> bool {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        m.current_leader == Some(self.id)
+            && m.millis_since_quorum_ack.is_some_and(|ms| ms <= self.timing.election_max_ms)
+    }
+
+    /// The current Raft term as this node knows it.
+    pub fn term(&self) -> u64 {
+        self.raft.metrics().borrow().current_term
+    }
+
+    /// The voting members, in id order.
+    pub fn members(&self) -> Vec<NodeId> {
+        self.raft.metrics().borrow().membership_config.membership().voter_ids().collect()
+    }
+
+    /// The replication address of `id`, from the membership.
+    pub fn address_of(&self, id: NodeId) -> Option<String> {
+        self.raft.metrics().borrow().membership_config.membership().get_node(&id).map(|n| n.addr.clone())
+    }
+
+    /// The seq of the last ledger record this node applied.
+    pub fn applied_seq(&self) -> u64 {
+        self.ledger.last_seq()
+    }
+
+    /// Confirms with a quorum that this node still leads, and waits until its ledger
+    /// applied everything committed before: a read after it is linearizable. `Err` on
+    /// a node that is not the leader (or cannot reach a quorum).
+    pub async fn ensure_linearizable(&self) -> Result<(), RaftError<NodeId, CheckIsLeaderError<NodeId, BasicNode>>> {
+        self.raft.ensure_linearizable().await.map(|_| ())
+    }
+
+    /// Stops Raft, the replication listener and the leadership follower, then closes
+    /// the ledger (queued work committed or answered, the log synced). Later calls
+    /// of anything on the node fail (the ledger is closed, Raft stopped).
+    pub async fn shutdown(&self) -> Result<(), ledger_core::SubmitError> {
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::error!(node = self.id, error = %e, "raft did not shut down cleanly");
+        }
+        let tasks = std::mem::take(&mut *self.tasks.lock());
+        for task in &tasks {
+            task.abort();
+        }
+        for task in tasks {
+            let _ = task.await;
+        }
+        let ledger = self.ledger.clone();
+        tokio::task::spawn_blocking(move || ledger.close())
+            .await
+            .unwrap_or(Err(ledger_core::SubmitError::Failed("closing the ledger panicked".into())))
+    }
+}
+
+/// How long a request to a path Raft does not use waits for [`Node::serve_internal`].
+const INTERNAL_WAIT: Duration = Duration::from_secs(5);
+
+/// The replication listener's other paths: the routes attached by
+/// [`Node::serve_internal`], or 503 until there are some.
+async fn internal_route(internal: Arc<OnceLock<Router>>, request: Request) -> Response {
+    let deadline = tokio::time::Instant::now() + INTERNAL_WAIT;
+    loop {
+        if let Some(routes) = internal.get() {
+            return match routes.clone().oneshot(request).await {
+                Ok(response) => response,
+                Err(never) => match never {},
+            };
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return (StatusCode::SERVICE_UNAVAILABLE, "this node is starting").into_response();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -1,0 +1,287 @@
+//! Cluster mode (issue 19): this service as node N of a replicated ledger
+//! (`--node-id N --peers 1=HOST:PORT,...`), every node taking every request.
+//!
+//! Reads are answered by the node that receives them, from what its ledger applied.
+//! A write (any method but GET, HEAD and OPTIONS) on a node that is not the leader is
+//! forwarded to the leader: followers know the leader's replication address only, so
+//! the replication listener also serves the portal under [`FORWARD_PREFIX`]. The
+//! forwarded request carries the method, path, query, every end-to-end header
+//! (credentials, cookies, the CSRF token, `Idempotency-Key`) and the body, plus the
+//! original client's address in [`CLIENT_ADDR_HEADER`], which is trusted only there
+//! (audit and sign-in throttling see the real client); the leader's answer streams
+//! back unchanged. No known leader, or a leader that refuses the connection: 503
+//! `no_leader` (nothing changed). A leader that took the request and did not answer:
+//! 503 `ledger_unavailable` (outcome unknown; the client retries with the same
+//! Idempotency-Key, which lands once). A leader that lost its leadership before it
+//! judged the write answers 503 `no_leader` itself (`SubmitError::NotLeader`).
+//!
+//! **Architecture invariant:** a 2xx for a money movement comes only from the leader's
+//! ledger, which answers once a majority made the group durable (`ledger_raft`).
+//! Nothing on the replication listener is authenticated beyond the portal's own
+//! checks: it belongs on a private network.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderName, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use ledger_raft::NodeId;
+use ledger_raft::node::{Node, NodeConfig, StartError};
+
+use crate::app::{AppState, BODY_BYTES_MAX};
+use crate::auth::PeerAddr;
+use crate::error::ApiError;
+
+/// Where the replication listener serves the portal to the other nodes.
+pub const FORWARD_PREFIX: &str = "/portal";
+/// The original client's address on a forwarded request (trusted only on the
+/// replication listener; on the public listener it is an ordinary, ignored header).
+pub const CLIENT_ADDR_HEADER: &str = "x-portal-client-addr";
+/// How long a follower waits to connect to the leader.
+const CONNECT_SECS_MAX: u64 = 2;
+/// How long a follower waits for the leader's answer: above the proposal timeout
+/// (`ledger_raft::machine::PROPOSAL_TIMEOUT`, 10 s) after which the leader answers.
+const FORWARD_SECS_MAX: u64 = 30;
+const _: () = assert!(FORWARD_SECS_MAX > ledger_raft::machine::PROPOSAL_TIMEOUT.as_secs());
+
+/// A node of the replicated ledger and the client that forwards writes to its leader.
+#[derive(Debug)]
+pub struct Cluster {
+    node: Node,
+    client: reqwest::Client,
+}
+
+/// Marks a request that arrived forwarded: it is answered here, never forwarded again.
+#[derive(Debug, Clone, Copy)]
+struct Forwarded;
+
+/// Parses `--peers`: `1=HOST:PORT,2=HOST:PORT,...`.
+pub fn parse_peers(text: &str) -> Result<BTreeMap<NodeId, String>, String> {
+    let mut peers = BTreeMap::new();
+    for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (id, addr) = entry.split_once('=').ok_or_else(|| format!("{entry:?} is not ID=HOST:PORT"))?;
+        let id: NodeId = id.trim().parse().map_err(|_| format!("{id:?} is not a node id"))?;
+        let addr = addr.trim();
+        if addr.rsplit_once(':').is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err()) {
+            return Err(format!("{addr:?} is not HOST:PORT"));
+        }
+        if peers.insert(id, addr.to_string()).is_some() {
+            return Err(format!("node {id} is named twice"));
+        }
+    }
+    if peers.is_empty() {
+        return Err("no peers".into());
+    }
+    Ok(peers)
+}
+
+impl Cluster {
+    /// Starts node `id` of `peers` on `dir` (its ledger under `DIR/ledger`, its Raft
+    /// log under `DIR/raft`). On the runtime the service then runs on.
+    pub async fn start(id: NodeId, peers: BTreeMap<NodeId, String>, dir: &Path) -> Result<Cluster, StartError> {
+        let node = Node::start(NodeConfig::new(id, dir, peers)).await?;
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_secs(CONNECT_SECS_MAX))
+            .timeout(Duration::from_secs(FORWARD_SECS_MAX))
+            .build()
+            .map_err(|e| StartError::Config(format!("the forwarding client: {e}")))?;
+        Ok(Cluster { node, client })
+    }
+
+    /// The node.
+    pub fn node(&self) -> &Node {
+        &self.node
+    }
+
+    /// Serves the portal (`router`, the whole service) to the other nodes on the
+    /// replication listener, under [`FORWARD_PREFIX`].
+    pub fn serve_forwarded(&self, router: axum::Router) {
+        let internal =
+            axum::Router::new().nest(FORWARD_PREFIX, router).layer(axum::middleware::from_fn(trust_forwarded));
+        if self.node.serve_internal(internal).is_err() {
+            tracing::error!("the forwarded portal was attached twice; the first stays");
+        }
+    }
+
+    /// Stops the node and closes its ledger.
+    pub async fn shutdown(&self) -> Result<(), ledger_core::SubmitError> {
+        self.node.shutdown().await
+    }
+
+    /// Sends `request` to `leader` and relays its answer.
+    async fn forward(&self, leader: NodeId, request: Request) -> Response {
+        let Some(addr) = self.node.address_of(leader) else {
+            return ApiError::no_leader().into_response();
+        };
+        let client_addr = request.extensions().get::<PeerAddr>().map(|PeerAddr(ip)| *ip);
+        let (parts, body) = request.into_parts();
+        // The body is read here (the leader's own limit applies again): a body past
+        // the limit is answered as the service answers it, 413.
+        let Ok(body) = axum::body::to_bytes(body, BODY_BYTES_MAX).await else {
+            return ApiError {
+                status: StatusCode::PAYLOAD_TOO_LARGE,
+                kind: "invalid_request_error",
+                code: "body_too_large",
+                message: format!("the request body exceeds {BODY_BYTES_MAX} bytes"),
+                param: None,
+                retry_after_secs: None,
+            }
+            .into_response();
+        };
+        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let url = format!("http://{addr}{FORWARD_PREFIX}{path}");
+        let mut headers = end_to_end(&parts.headers);
+        headers.remove(HeaderName::from_static(CLIENT_ADDR_HEADER));
+        if let Some(ip) = client_addr
+            && let Ok(value) = ip.to_string().parse()
+        {
+            headers.insert(HeaderName::from_static(CLIENT_ADDR_HEADER), value);
+        }
+        let sent = self.client.request(parts.method.clone(), url).headers(headers).body(body).send().await;
+        let answer = match sent {
+            Ok(answer) => answer,
+            // Nothing reached the leader: nothing changed.
+            Err(e) if e.is_connect() => {
+                tracing::debug!(leader, error = %e, "the leader refused the forwarded request");
+                return ApiError::no_leader().into_response();
+            }
+            Err(e) => return ApiError::ledger_unavailable(format!("forwarded to node {leader}: {e}")).into_response(),
+        };
+        let mut response = Response::builder().status(answer.status());
+        if let Some(h) = response.headers_mut() {
+            *h = end_to_end(answer.headers());
+        }
+        let chunks = futures_util::stream::unfold(Some(answer), |answer| async move {
+            let mut answer = answer?;
+            match answer.chunk().await {
+                Ok(Some(chunk)) => Some((Ok(chunk), Some(answer))),
+                Ok(None) => None,
+                Err(e) => Some((Err(e), None)),
+            }
+        });
+        response.body(Body::from_stream(chunks)).unwrap_or_else(|e| ApiError::internal(e).into_response())
+    }
+}
+
+/// The headers of `headers` that are for the other end, not for this hop (RFC 9110
+/// 7.6.1), without `Host` (the client sets the leader's) and `Content-Length` (set
+/// from the body).
+fn end_to_end(headers: &HeaderMap) -> HeaderMap {
+    let named_by_connection: Vec<String> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|name| name.trim().to_ascii_lowercase())
+        .collect();
+    let mut out = HeaderMap::new();
+    for (name, value) in headers {
+        let hop = matches!(
+            name.as_str(),
+            "connection"
+                | "keep-alive"
+                | "proxy-connection"
+                | "proxy-authenticate"
+                | "proxy-authorization"
+                | "te"
+                | "trailer"
+                | "transfer-encoding"
+                | "upgrade"
+                | "host"
+                | "content-length"
+        ) || named_by_connection.iter().any(|n| n == name.as_str());
+        if !hop {
+            out.append(name.clone(), value.clone());
+        }
+    }
+    out
+}
+
+/// The forwarding layer (cluster mode): reads are answered here; a write is answered
+/// only by a leader a quorum acknowledged lately (one cut off from the majority could
+/// not commit it), forwarded there by a follower (once: a forwarded write that finds
+/// no leader here is not sent on), and otherwise refused with 503 `no_leader`.
+pub async fn forward(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let Some(cluster) = state.cluster.as_ref() else {
+        return next.run(request).await;
+    };
+    if matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        return next.run(request).await;
+    }
+    let forwarded = request.extensions().get::<Forwarded>().is_some();
+    let node = &cluster.node;
+    match node.leader_id() {
+        Some(leader) if leader == node.id() && node.leads_with_quorum() => next.run(request).await,
+        Some(leader) if leader != node.id() && !forwarded => cluster.forward(leader, request).await,
+        _ => {
+            let _ = axum::body::to_bytes(request.into_body(), BODY_BYTES_MAX).await;
+            ApiError::no_leader().into_response()
+        }
+    }
+}
+
+/// On the replication listener: a forwarded request takes its client's address from
+/// [`CLIENT_ADDR_HEADER`] and is answered by this node, never forwarded again.
+async fn trust_forwarded(mut request: Request, next: Next) -> Response {
+    let addr = request
+        .headers_mut()
+        .remove(CLIENT_ADDR_HEADER)
+        .and_then(|v| v.to_str().ok().and_then(|v| v.parse::<IpAddr>().ok()));
+    if let Some(ip) = addr {
+        request.extensions_mut().insert(PeerAddr(ip));
+    }
+    request.extensions_mut().insert(Forwarded);
+    next.run(request).await
+}
+
+/// `GET /v1/cluster`'s answer.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ClusterStatus {
+    /// This node's id.
+    pub node_id: NodeId,
+    /// The leader this node knows of (`null` during an election).
+    pub leader_id: Option<NodeId>,
+    /// The Raft term as this node knows it.
+    pub term: u64,
+    /// The voting members' ids.
+    pub members: Vec<NodeId>,
+    /// The seq of the last ledger record this node applied: a write answered with
+    /// `seq` S is readable here once this is at least S.
+    pub applied_seq: u64,
+}
+
+impl Cluster {
+    /// This node's view of the cluster.
+    pub fn status(&self) -> ClusterStatus {
+        ClusterStatus {
+            node_id: self.node.id(),
+            leader_id: self.node.leader_id(),
+            term: self.node.term(),
+            members: self.node.members(),
+            applied_seq: self.node.applied_seq(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_peers;
+
+    #[test]
+    fn peers_are_id_equals_host_port_each_once() {
+        let peers = parse_peers("1=127.0.0.1:7001, 2=node-b:7002,3=[::1]:7003").unwrap_or_default();
+        assert_eq!(peers.len(), 3);
+        assert_eq!(peers.get(&2).map(String::as_str), Some("node-b:7002"));
+        assert_eq!(peers.get(&3).map(String::as_str), Some("[::1]:7003"));
+        for bad in ["", "1", "1=host", "x=host:1", "1=:7001", "1=host:99999", "1=a:1,1=b:2"] {
+            assert!(parse_peers(bad).is_err(), "{bad:?} is refused");
+        }
+    }
+}

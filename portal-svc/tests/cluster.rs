@@ -1,0 +1,389 @@
+//! Cluster mode (issue 19) at process level: three real `portal-svc` processes on
+//! loopback, each node N of a replicated ledger (`--node-id N --peers ...`), their
+//! metadata seeded from one single-node service (until metadata is shared through
+//! PostgreSQL each node keeps its own SQLite: the seed gives all three the same admin,
+//! client and API key).
+//!
+//! - `GET /v1/cluster` agrees on one leader and the members on every node; a payment
+//!   written through a follower is forwarded, answered 201, then readable everywhere.
+//! - The leader is killed with SIGKILL under a steady load of keyed payments from a few
+//!   client threads (each retried with its own key on 503 and connection errors until
+//!   it gets a definite answer), and restarted on its directory; after healing every
+//!   acknowledged payment is on every node exactly once and the balances agree. The
+//!   failover time (leader death to the next acknowledged write) is printed as p50/p99.
+//! - With two of three nodes killed, a write answers 503 `no_leader`, never a 2xx.
+//!
+//! Bounded: `PORTAL_CLUSTER_KILLS` leader kills (default [`KILLS_DEFAULT`], for CI).
+//! Full run: `PORTAL_CLUSTER_KILLS=200 cargo test -p portal-svc --test cluster --
+//! --nocapture` (README, "Measured"). `PORTAL_CLUSTER_LOGS=DIR` keeps each node's stderr in DIR.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use common::{ADMIN_EMAIL, ADMIN_PASSWORD, Launch, Service};
+use serde_json::{Value, json};
+
+/// Leader kills when `PORTAL_CLUSTER_KILLS` is unset: sized for CI.
+const KILLS_DEFAULT: usize = 3;
+/// Client threads writing payments.
+const WRITERS: usize = 3;
+/// Load between two kills, in milliseconds.
+const LOAD_MS: u64 = 400;
+/// How long anything the test waits for may take before it fails.
+const WAIT_SECS_MAX: u64 = 60;
+/// Per-request timeout (above the service's own forwarding timeout).
+const REQUEST_SECS_MAX: u64 = 40;
+
+struct Cluster {
+    dirs: Vec<tempfile::TempDir>,
+    peers: String,
+    nodes: BTreeMap<u64, Service>,
+    /// Each live node's base URL, for the writer threads.
+    bases: Arc<RwLock<BTreeMap<u64, String>>>,
+    logs: Option<std::path::PathBuf>,
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(REQUEST_SECS_MAX)))
+        .build()
+        .into()
+}
+
+/// GET `base/path` -> (status, JSON), or `None` if the node did not answer.
+fn get(agent: &ureq::Agent, base: &str, path: &str, token: &str) -> Option<(u16, Value)> {
+    let mut response =
+        agent.get(&format!("{base}{path}")).header("Authorization", &format!("Bearer {token}")).call().ok()?;
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string().ok()?;
+    Some((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
+}
+
+/// A keyed payment to `base` -> (status, JSON), or `None` on a connection error.
+fn pay(agent: &ureq::Agent, base: &str, token: &str, key: &str, amount: &str) -> Option<(u16, Value)> {
+    let body = json!({ "kind": "payment", "amount": amount, "currency": "USD" }).to_string();
+    let mut response = agent
+        .post(&format!("{base}/v1/transactions"))
+        .header("Content-Type", "application/json")
+        .header("Authorization", &format!("Bearer {token}"))
+        .header("Idempotency-Key", key)
+        .send(&body)
+        .ok()?;
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string().ok()?;
+    Some((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
+}
+
+/// Free loopback addresses for the nodes' replication listeners.
+fn free_addresses(n: u64) -> String {
+    let listeners: Vec<_> = (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    let peers: Vec<String> =
+        listeners.iter().enumerate().map(|(i, l)| format!("{}={}", i + 1, l.local_addr().unwrap())).collect();
+    peers.join(",")
+}
+
+impl Cluster {
+    /// Three nodes whose metadata is a copy of `seed`'s (portal.db and secret.key).
+    fn start(seed: &std::path::Path) -> Cluster {
+        let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+        for dir in &dirs {
+            for name in ["portal.db", "portal.db-wal", "secret.key"] {
+                if seed.join(name).exists() {
+                    std::fs::copy(seed.join(name), dir.path().join(name)).unwrap();
+                }
+            }
+        }
+        let logs = std::env::var_os("PORTAL_CLUSTER_LOGS").map(std::path::PathBuf::from);
+        let mut cluster =
+            Cluster { dirs, peers: free_addresses(3), nodes: BTreeMap::new(), bases: Arc::default(), logs };
+        for id in 1..=3 {
+            cluster.start_node(id);
+        }
+        cluster
+    }
+
+    fn start_node(&mut self, id: u64) {
+        let launch = Launch {
+            args: vec!["--node-id".into(), id.to_string(), "--peers".into(), self.peers.clone()],
+            env: Vec::new(),
+            stderr: self.logs.as_ref().map(|d| d.join(format!("node-{id}.log"))),
+        };
+        let dir = self.dirs[usize::try_from(id - 1).unwrap()].path();
+        let service = Service::start_with(dir, true, &launch);
+        self.bases.write().unwrap().insert(id, service.base.clone());
+        self.nodes.insert(id, service);
+    }
+
+    /// SIGKILL.
+    fn kill(&mut self, id: u64) {
+        self.bases.write().unwrap().remove(&id);
+        let mut service = self.nodes.remove(&id).unwrap();
+        service.child.kill().unwrap();
+        service.child.wait().unwrap();
+    }
+
+    fn status(&self, agent: &ureq::Agent, id: u64) -> Option<Value> {
+        let (status, body) = get(agent, &self.nodes[&id].base, "/v1/cluster", "")?;
+        (status == 200).then_some(body)
+    }
+
+    /// The leader every live node agrees on, once they do.
+    fn leader(&self, agent: &ureq::Agent) -> u64 {
+        let until = Instant::now() + Duration::from_secs(WAIT_SECS_MAX);
+        loop {
+            let views: Vec<Option<Value>> = self.nodes.keys().map(|&id| self.status(agent, id)).collect();
+            let leaders: Vec<Option<u64>> =
+                views.iter().map(|v| v.as_ref().and_then(|v| v["leader_id"].as_u64())).collect();
+            if let Some(Some(leader)) = leaders.first()
+                && leaders.iter().all(|l| *l == Some(*leader))
+                && self.nodes.contains_key(leader)
+            {
+                for view in views.iter().flatten() {
+                    assert_eq!(view["members"], json!([1, 2, 3]), "{view}");
+                }
+                return *leader;
+            }
+            assert!(Instant::now() < until, "no agreed leader: {views:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits until every live node applied `seq`.
+    fn applied(&self, agent: &ureq::Agent, seq: u64) {
+        let until = Instant::now() + Duration::from_secs(WAIT_SECS_MAX);
+        for &id in self.nodes.keys() {
+            while self.status(agent, id).and_then(|v| v["applied_seq"].as_u64()).is_none_or(|s| s < seq) {
+                assert!(Instant::now() < until, "node {id} did not apply seq {seq}");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+/// The seed: a single-node service with the admin, a client and its API key; its
+/// metadata is copied to every node.
+fn seed() -> (tempfile::TempDir, String) {
+    let seed = tempfile::tempdir().unwrap();
+    let service = Service::start(seed.path(), true);
+    let (status, body) = service.request("GET", "/v1/cluster", None, None);
+    assert_eq!((status, common::error_code(&body).as_str()), (404, "not_found"), "a single node is no cluster");
+    let admin = service.token(ADMIN_EMAIL, ADMIN_PASSWORD);
+    let (_, key) = service.client_with_key(&admin, "acme");
+    assert!(service.stop(), "the seed stops cleanly");
+    (seed, key)
+}
+
+/// One acknowledged payment: its key, transaction id, amount and seq.
+#[derive(Debug, Clone)]
+struct Ack {
+    id: String,
+    amount: String,
+    seq: u64,
+    at: Instant,
+}
+
+/// Writes keyed payments until `stop`, each retried with its key on 503 and connection
+/// errors (on any live node) until it gets a definite answer, which must be 201.
+fn writer(
+    thread: usize,
+    key: String,
+    bases: Arc<RwLock<BTreeMap<u64, String>>>,
+    stop: Arc<AtomicBool>,
+    acks: Arc<Mutex<Vec<Ack>>>,
+) {
+    let agent = agent();
+    let mut n = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        n += 1;
+        let idem = format!("w{thread}-{n}");
+        let amount = format!("{}.{:02}", 1 + n % 50, (thread as u64 * 7 + n) % 100);
+        let until = Instant::now() + Duration::from_secs(WAIT_SECS_MAX);
+        let mut attempt = 0usize;
+        loop {
+            attempt += 1;
+            let base = {
+                let bases = bases.read().unwrap();
+                let live: Vec<&String> = bases.values().collect();
+                (!live.is_empty()).then(|| live[(thread + attempt) % live.len()].clone())
+            };
+            let answer = base.as_deref().and_then(|b| pay(&agent, b, &key, &idem, &amount));
+            match answer {
+                Some((201, body)) => {
+                    assert_eq!(body["amount"], json!(amount), "{body}");
+                    let ack = Ack {
+                        id: body["id"].as_str().unwrap().to_string(),
+                        amount: amount.clone(),
+                        seq: body["seq"].as_u64().unwrap(),
+                        at: Instant::now(),
+                    };
+                    acks.lock().unwrap().push(ack);
+                    break;
+                }
+                Some((503, body)) => {
+                    let code = body["error"]["code"].as_str().unwrap_or_default();
+                    assert!(code == "no_leader" || code == "ledger_unavailable", "{body}");
+                }
+                None => {}
+                Some((status, body)) => panic!("payment {idem}: {status} {body}"),
+            }
+            assert!(Instant::now() < until, "payment {idem} got no definite answer");
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+}
+
+/// The `p`th percentile (0 to 100) of `sorted`, nearest rank.
+fn percentile(sorted: &[Duration], p: usize) -> Duration {
+    let rank = (p * sorted.len().saturating_sub(1) + 50) / 100;
+    sorted.get(rank).copied().unwrap_or_default()
+}
+
+#[test]
+fn three_nodes_forward_fail_over_and_refuse_without_a_majority() {
+    let started = Instant::now();
+    let kills: usize = std::env::var("PORTAL_CLUSTER_KILLS").ok().and_then(|v| v.parse().ok()).unwrap_or(KILLS_DEFAULT);
+    let (_seed, key) = seed();
+    let mut cluster = Cluster::start(_seed.path());
+    let agent = agent();
+
+    // One leader, the same members, on every node.
+    let leader = cluster.leader(&agent);
+    let follower = *cluster.nodes.keys().find(|&&id| id != leader).unwrap();
+    // A payment through a follower is forwarded to the leader, answered 201, and then
+    // readable on every node.
+    let (status, body) = pay(&agent, &cluster.nodes[&follower].base, &key, "through-a-follower", "12.34").unwrap();
+    assert_eq!(status, 201, "{body}");
+    let (id, seq) = (body["id"].as_str().unwrap().to_string(), body["seq"].as_u64().unwrap());
+    cluster.applied(&agent, seq);
+    for service in cluster.nodes.values() {
+        let (status, read) = get(&agent, &service.base, &format!("/v1/transactions/{id}"), &key).unwrap();
+        assert_eq!((status, &read["amount"]), (200, &json!("12.34")), "{read}");
+    }
+    // The same key through another node replays the answer.
+    let other = *cluster.nodes.keys().find(|&&id| id != follower).unwrap();
+    let (status, again) = pay(&agent, &cluster.nodes[&other].base, &key, "through-a-follower", "12.34").unwrap();
+    assert_eq!((status, &again["id"]), (201, &json!(id)), "{again}");
+
+    // A sign-in through a follower is forwarded too, and the leader's audit log names
+    // the client's address (trusted from the forwarding node), not "unknown".
+    let admin = cluster.nodes[&follower].token(ADMIN_EMAIL, ADMIN_PASSWORD);
+    let (status, audit) =
+        cluster.nodes[&leader].request("GET", "/v1/audit?action=auth.login&limit=1", Some(&admin), None);
+    assert_eq!(status, 200, "{audit}");
+    assert_eq!(audit["data"][0]["detail"]["address"], json!("127.0.0.1"), "{audit}");
+
+    // The leader dies under load, again and again.
+    let stop = Arc::new(AtomicBool::new(false));
+    let acks: Arc<Mutex<Vec<Ack>>> = Arc::default();
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|t| {
+            let (key, bases, stop, acks) =
+                (key.clone(), Arc::clone(&cluster.bases), Arc::clone(&stop), Arc::clone(&acks));
+            std::thread::spawn(move || writer(t, key, bases, stop, acks))
+        })
+        .collect();
+    let mut failovers = Vec::new();
+    for _ in 0..kills {
+        let leader = cluster.leader(&agent);
+        std::thread::sleep(Duration::from_millis(LOAD_MS));
+        cluster.kill(leader);
+        let died = Instant::now();
+        let until = died + Duration::from_secs(WAIT_SECS_MAX);
+        let next_ack = loop {
+            if let Some(at) = acks.lock().unwrap().iter().map(|a| a.at).filter(|&at| at > died).min() {
+                break at;
+            }
+            assert!(Instant::now() < until, "no write acknowledged after the leader died");
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        failovers.push(next_ack - died);
+        cluster.start_node(leader);
+    }
+    std::thread::sleep(Duration::from_millis(LOAD_MS));
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        w.join().unwrap();
+    }
+
+    // Healed: every acknowledged payment is on every node exactly once.
+    let acks = acks.lock().unwrap().clone();
+    let leader = cluster.leader(&agent);
+    let last = acks.iter().map(|a| a.seq).max().unwrap_or(seq);
+    cluster.applied(&agent, last);
+    let expected: HashMap<&str, &str> = acks.iter().map(|a| (a.id.as_str(), a.amount.as_str())).collect();
+    assert_eq!(expected.len(), acks.len(), "every acknowledged payment has an id of its own");
+    let mut balances = Vec::new();
+    for (node, service) in &cluster.nodes {
+        let mut seen: HashMap<String, String> = HashMap::new();
+        let mut after: Option<String> = None;
+        loop {
+            let path = match &after {
+                Some(a) => format!("/v1/transactions?limit=100&starting_after={a}"),
+                None => "/v1/transactions?limit=100".to_string(),
+            };
+            let (status, page) = get(&agent, &service.base, &path, &key).unwrap();
+            assert_eq!(status, 200, "{page}");
+            for t in page["data"].as_array().unwrap() {
+                let tid = t["id"].as_str().unwrap().to_string();
+                assert!(seen.insert(tid.clone(), t["amount"].as_str().unwrap().to_string()).is_none(), "{tid} twice");
+                after = Some(tid);
+            }
+            if !page["has_more"].as_bool().unwrap() {
+                break;
+            }
+        }
+        for (id, amount) in &expected {
+            assert_eq!(seen.get(*id).map(String::as_str), Some(*amount), "node {node} holds payment {id}");
+        }
+        // Every payment is one writer's (acknowledged) or the first one's: nothing else.
+        assert_eq!(seen.len(), expected.len() + 1, "node {node} holds only what was acknowledged");
+        balances.push(get(&agent, &service.base, "/v1/balance", &key).unwrap().1);
+    }
+    assert!(balances.windows(2).all(|w| w[0] == w[1]), "balances agree: {balances:?}");
+
+    failovers.sort();
+    println!(
+        "failover (leader death to the next acknowledged write): {} kills, p50 {:?}, p99 {:?}, max {:?}; {} payments \
+         acknowledged",
+        failovers.len(),
+        percentile(&failovers, 50),
+        percentile(&failovers, 99),
+        failovers.last().copied().unwrap_or_default(),
+        acks.len()
+    );
+
+    // Two of three nodes down: a write answers 503 no_leader, never a 2xx (the
+    // leader's followers die: it stops taking writes once no quorum acknowledges it).
+    let followers: Vec<u64> = cluster.nodes.keys().copied().filter(|&id| id != leader).collect();
+    for id in followers {
+        cluster.kill(id);
+    }
+    let base = cluster.nodes[&leader].base.clone();
+    let until = Instant::now() + Duration::from_secs(WAIT_SECS_MAX);
+    let mut n = 0;
+    loop {
+        n += 1;
+        let (status, body) = pay(&agent, &base, &key, &format!("no-majority-{n}"), "1.00").unwrap();
+        assert!(!(200..300).contains(&status), "a 2xx without a majority: {body}");
+        assert_eq!(status, 503, "{body}");
+        if body["error"]["code"] == "no_leader" {
+            break;
+        }
+        assert!(Instant::now() < until, "no no_leader answer: {body}");
+    }
+    for _ in 0..5 {
+        n += 1;
+        let (status, body) = pay(&agent, &base, &key, &format!("no-majority-{n}"), "1.00").unwrap();
+        assert_eq!((status, body["error"]["code"].as_str()), (503, Some("no_leader")), "{body}");
+    }
+    // SIGTERM drains and closes the node cleanly, even without a majority.
+    let last = cluster.nodes.remove(&leader).unwrap();
+    assert!(last.stop(), "the last node stops cleanly");
+    println!("test took {:?}", started.elapsed());
+}
