@@ -6,7 +6,14 @@
 //! answer is openraft's `Result` as JSON, so a remote Raft error reaches the caller as
 //! openraft's `RemoteError`, and a connection or timeout failure as `Unreachable` (the
 //! peer is retried with backoff by openraft's replication).
+//!
+//! The connection is opened by a [`Connect`]: plain TCP ([`Tcp`], what [`Network`]
+//! uses) in production; [`NetworkOver`] takes another, so the same messages can cross
+//! a simulated network (`tests/simulation.rs` runs them over turmoil's). The server
+//! side needs no such seam: [`router`] is served by `axum::serve` on any
+//! `axum::serve::Listener`.
 
+use std::future::Future;
 use std::time::Duration;
 
 use axum::extract::State;
@@ -66,7 +73,32 @@ async fn snapshot(
     Json(raft.install_snapshot(req).await)
 }
 
-/// Makes a [`Peer`] per target node (openraft keeps one per replication stream).
+/// Opens a byte stream to a peer's address (`BasicNode::addr`, `HOST:PORT`): the
+/// transport under the HTTP messages.
+pub trait Connect: std::fmt::Debug + Clone + Send + Sync + 'static {
+    /// The stream a connection is.
+    type Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static;
+
+    /// Connects to `addr`.
+    fn connect(&self, addr: &str) -> impl Future<Output = std::io::Result<Self::Stream>> + Send;
+}
+
+/// Plain TCP (tokio's), with Nagle off: what [`Network`] uses.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Tcp;
+
+impl Connect for Tcp {
+    type Stream = TcpStream;
+
+    async fn connect(&self, addr: &str) -> std::io::Result<TcpStream> {
+        let stream = TcpStream::connect(addr).await?;
+        let _ = stream.set_nodelay(true);
+        Ok(stream)
+    }
+}
+
+/// Makes a [`Peer`] per target node (openraft keeps one per replication stream),
+/// connecting over TCP.
 #[derive(Debug, Clone, Default)]
 pub struct Network;
 
@@ -74,15 +106,29 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Peer;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Peer {
-        Peer { target, addr: node.addr.clone(), conn: None }
+        Peer { target, addr: node.addr.clone(), connector: Tcp, conn: None }
+    }
+}
+
+/// As [`Network`], connecting with `C` instead of TCP (the same messages, the same
+/// HTTP, over another stream).
+#[derive(Debug, Clone, Default)]
+pub struct NetworkOver<C>(pub C);
+
+impl<C: Connect> RaftNetworkFactory<TypeConfig> for NetworkOver<C> {
+    type Network = Peer<C>;
+
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Peer<C> {
+        Peer { target, addr: node.addr.clone(), connector: self.0.clone(), conn: None }
     }
 }
 
 /// One peer's connection, opened on first use and again after a failure.
 #[derive(Debug)]
-pub struct Peer {
+pub struct Peer<C: Connect = Tcp> {
     target: NodeId,
     addr: String,
+    connector: C,
     conn: Option<SendRequest<Full<Bytes>>>,
 }
 
@@ -97,13 +143,13 @@ enum CallError {
     Timeout(Duration),
 }
 
-impl Peer {
+impl<C: Connect> Peer<C> {
     async fn connection(&mut self) -> Result<&mut SendRequest<Full<Bytes>>, CallError> {
         if self.conn.as_ref().is_none_or(SendRequest::is_closed) {
-            let stream = TcpStream::connect(&self.addr)
-                .await
-                .map_err(|e| CallError::Connect(format!("connect to node {} at {}: {e}", self.target, self.addr)))?;
-            let _ = stream.set_nodelay(true);
+            let stream =
+                self.connector.connect(&self.addr).await.map_err(|e| {
+                    CallError::Connect(format!("connect to node {} at {}: {e}", self.target, self.addr))
+                })?;
             let (sender, connection) =
                 http1::handshake(TokioIo::new(stream)).await.map_err(|e| CallError::Connect(e.to_string()))?;
             tokio::spawn(async move {
@@ -160,7 +206,7 @@ impl Peer {
     }
 }
 
-impl RaftNetwork<TypeConfig> for Peer {
+impl<C: Connect> RaftNetwork<TypeConfig> for Peer<C> {
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
