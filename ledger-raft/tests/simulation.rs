@@ -37,7 +37,7 @@
 //! it to look again, knowing it may take a few runs.
 //!
 //! - `LEDGER_RAFT_SIM_SEED=N` runs seed N alone (a failing run prints this line);
-//! - `LEDGER_RAFT_SIM_SEEDS=N` runs N seeds (default 4) from a random first seed,
+//! - `LEDGER_RAFT_SIM_SEEDS=N` runs N seeds (default 12, about 30 s in debug) from a random first seed,
 //!   printed (or from `LEDGER_RAFT_SIM_SEED`). A longer run:
 //!   `LEDGER_RAFT_SIM_SEEDS=200 cargo test --release -p ledger-raft --test simulation -- --nocapture`
 #![allow(clippy::unwrap_used, clippy::cast_possible_truncation)] // test code, small values
@@ -64,7 +64,7 @@ use parking_lot::Mutex;
 const NODES: u64 = 3;
 const CLIENTS: u64 = 2;
 const RAFT_PORT: u16 = 9000;
-const SEEDS_DEFAULT: u64 = 4;
+const SEEDS_DEFAULT: u64 = 12;
 /// Calls a client makes at most (each one to three transactions); it stops calling
 /// when the fault phase ends.
 const CALLS_PER_CLIENT_MAX: usize = 200;
@@ -289,19 +289,41 @@ fn call_txs(rng: &mut Rng, client: u64, call: usize, payments: &mut Vec<(TxId, u
                 payments.push((id, account, amount, false));
                 Tx::authorization(id, account, amount, usd())
             }
-            6..=7 if !payments.is_empty() => {
-                let (auth, account, authorized, _) = payments[rng.below(payments.len() as u64) as usize];
-                Tx::capture(id, auth, account, 1 + (authorized / 2), usd())
+            // Captures of authorizations and refunds of sales, mostly; now and then
+            // of the other kind (refused: the wrong state).
+            6..=7 => {
+                let sales = rng_kind(rng, false);
+                match pick(rng, payments, sales) {
+                    Some((auth, account, authorized)) => Tx::capture(id, auth, account, 1 + authorized / 2, usd()),
+                    None => Tx::sale(id, account, amount, usd()),
+                }
             }
-            _ if !payments.is_empty() => {
-                let (sale, account, paid, _) = payments[rng.below(payments.len() as u64) as usize];
-                Tx::refund(id, sale, account, 1 + paid / 4, usd())
+            _ => {
+                let sales = rng_kind(rng, true);
+                match pick(rng, payments, sales) {
+                    Some((sale, account, paid)) => Tx::refund(id, sale, account, 1 + paid / 4, usd()),
+                    None => Tx::sale(id, account, amount, usd()),
+                }
             }
-            _ => Tx::sale(id, account, amount, usd()),
         };
         txs.push(tx);
     }
     txs
+}
+
+/// Mostly `sales`; one time in ten the other kind.
+fn rng_kind(rng: &mut Rng, sales: bool) -> bool {
+    if rng.chance(10) { !sales } else { sales }
+}
+
+/// One of the client's payments of the kind asked (sales, or authorizations).
+fn pick(rng: &mut Rng, payments: &[(TxId, u64, i64, bool)], sales: bool) -> Option<(TxId, u64, i64)> {
+    let of_kind: Vec<_> = payments.iter().filter(|p| p.3 == sales).collect();
+    if of_kind.is_empty() {
+        return None;
+    }
+    let p = of_kind[rng.below(of_kind.len() as u64) as usize];
+    Some((p.0, p.1, p.2))
 }
 
 /// What a client makes of an answer.
