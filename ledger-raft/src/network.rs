@@ -7,6 +7,12 @@
 //! openraft's `RemoteError`, and a connection or timeout failure as `Unreachable` (the
 //! peer is retried with backoff by openraft's replication).
 //!
+//! Each request names the node it is for (`x-raft-target`), and a node answers one
+//! meant for another id `421 Misdirected Request`, which the caller takes as that node
+//! unreachable: a node wiped and brought back at the same address under a new id must
+//! not answer the leader's stream to the old one (openraft would see that follower's
+//! log go backwards and panic in debug builds). A request without the header is served.
+//!
 //! The connection is opened by a [`Connect`]: plain TCP ([`Tcp`], what [`Network`]
 //! uses) in production; [`NetworkOver`] takes another, so the same messages can cross
 //! a simulated network (`tests/simulation.rs` runs them over turmoil's). The server
@@ -17,6 +23,8 @@ use std::future::Future;
 use std::time::Duration;
 
 use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use http_body_util::{BodyExt, Full};
@@ -42,6 +50,9 @@ use crate::{NodeId, TypeConfig};
 /// records are about 1.2 MB as base64), and openraft sends several at once.
 pub const MESSAGE_BYTES_MAX: usize = 256 << 20;
 
+/// The header naming the node a request is for.
+pub const TARGET_HEADER: &str = "x-raft-target";
+
 /// The routes a node serves to its peers, over its Raft.
 pub fn router(raft: Raft<TypeConfig>) -> Router {
     Router::new()
@@ -52,25 +63,45 @@ pub fn router(raft: Raft<TypeConfig>) -> Router {
         .with_state(raft)
 }
 
+/// `Some(421)` when the request names another node than this one.
+fn misdirected(raft: &Raft<TypeConfig>, headers: &HeaderMap) -> Option<Response> {
+    let target = headers.get(TARGET_HEADER)?.to_str().ok()?.parse::<NodeId>().ok()?;
+    let me = raft.metrics().borrow().id;
+    (target != me)
+        .then(|| (StatusCode::MISDIRECTED_REQUEST, format!("this is node {me}, not {target}")).into_response())
+}
+
 async fn append(
     State(raft): State<Raft<TypeConfig>>,
+    headers: HeaderMap,
     Json(req): Json<AppendEntriesRequest<TypeConfig>>,
-) -> Json<Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>> {
-    Json(raft.append_entries(req).await)
+) -> Response {
+    if let Some(refused) = misdirected(&raft, &headers) {
+        return refused;
+    }
+    Json(raft.append_entries(req).await).into_response()
 }
 
 async fn vote(
     State(raft): State<Raft<TypeConfig>>,
+    headers: HeaderMap,
     Json(req): Json<VoteRequest<NodeId>>,
-) -> Json<Result<VoteResponse<NodeId>, RaftError<NodeId>>> {
-    Json(raft.vote(req).await)
+) -> Response {
+    if let Some(refused) = misdirected(&raft, &headers) {
+        return refused;
+    }
+    Json(raft.vote(req).await).into_response()
 }
 
 async fn snapshot(
     State(raft): State<Raft<TypeConfig>>,
+    headers: HeaderMap,
     Json(req): Json<InstallSnapshotRequest<TypeConfig>>,
-) -> Json<Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>> {
-    Json(raft.install_snapshot(req).await)
+) -> Response {
+    if let Some(refused) = misdirected(&raft, &headers) {
+        return refused;
+    }
+    Json(raft.install_snapshot(req).await).into_response()
 }
 
 /// Opens a byte stream to a peer's address (`BasicNode::addr`, `HOST:PORT`): the
@@ -139,6 +170,8 @@ enum CallError {
     Connect(String),
     #[error("{0}")]
     Http(String),
+    #[error("{0}")]
+    Misdirected(String),
     #[error("timed out after {0:?}")]
     Timeout(Duration),
 }
@@ -170,19 +203,24 @@ impl<C: Connect> Peer<C> {
     ) -> Result<Resp, CallError> {
         let body = serde_json::to_vec(req).map_err(|e| CallError::Http(e.to_string()))?;
         let addr = self.addr.clone();
+        let target = self.target.to_string();
         let attempt = async {
             let conn = self.connection().await?;
             conn.ready().await.map_err(|e| CallError::Http(e.to_string()))?;
             let request = Request::builder()
                 .method(Method::POST)
                 .uri(path)
-                .header(HOST, addr)
+                .header(HOST, addr.as_str())
                 .header(CONTENT_TYPE, "application/json")
+                .header(TARGET_HEADER, target.as_str())
                 .body(Full::new(Bytes::from(body)))
                 .map_err(|e| CallError::Http(e.to_string()))?;
             let response = conn.send_request(request).await.map_err(|e| CallError::Http(e.to_string()))?;
             let status = response.status();
             let bytes = response.into_body().collect().await.map_err(|e| CallError::Http(e.to_string()))?.to_bytes();
+            if status == StatusCode::MISDIRECTED_REQUEST {
+                return Err(CallError::Misdirected(format!("{addr} is not node {target}")));
+            }
             if status != StatusCode::OK {
                 return Err(CallError::Http(format!("{path} answered {status}")));
             }
@@ -200,7 +238,9 @@ impl<C: Connect> Peer<C> {
 
     fn failed<E: std::error::Error>(&self, e: &CallError) -> RPCError<NodeId, BasicNode, E> {
         match e {
-            CallError::Connect(_) | CallError::Timeout(_) => RPCError::Unreachable(Unreachable::new(e)),
+            CallError::Connect(_) | CallError::Timeout(_) | CallError::Misdirected(_) => {
+                RPCError::Unreachable(Unreachable::new(e))
+            }
             CallError::Http(_) => RPCError::Network(NetworkError::new(e)),
         }
     }
