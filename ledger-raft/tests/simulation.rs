@@ -85,8 +85,19 @@ fn usd() -> Currency {
     Currency::from_code("USD").unwrap()
 }
 
-fn host(id: NodeId) -> String {
-    format!("n{id}")
+/// Host `h`'s name (hosts are 1..=NODES).
+fn host(h: u64) -> String {
+    format!("n{h}")
+}
+
+/// The host node `id` runs on: a wiped host comes back as a new node whose id is
+/// `NODES` more than its last.
+fn host_of(id: NodeId) -> u64 {
+    (id - 1) % NODES + 1
+}
+
+fn addr_of(id: NodeId) -> BasicNode {
+    BasicNode { addr: format!("{}:{RAFT_PORT}", host(host_of(id))) }
 }
 
 // ----- a seeded generator (splitmix64) ------------------------------------------------
@@ -142,6 +153,9 @@ struct Stats {
     /// Acknowledged refusals of transactions that are stored after all.
     stale_refusals_stored: u64,
     crashes: u64,
+    wipes: u64,
+    /// Wiped nodes replaced by new ones (membership changes done).
+    replaced: u64,
     restarts: u64,
     partitions: u64,
     holds: u64,
@@ -163,6 +177,8 @@ impl Stats {
         self.stale_refusals += o.stale_refusals;
         self.stale_refusals_stored += o.stale_refusals_stored;
         self.crashes += o.crashes;
+        self.wipes += o.wipes;
+        self.replaced += o.replaced;
         self.restarts += o.restarts;
         self.partitions += o.partitions;
         self.holds += o.holds;
@@ -174,7 +190,10 @@ impl Stats {
 
 #[derive(Default)]
 struct World {
-    nodes: BTreeMap<NodeId, Live>,
+    /// The running nodes, by host.
+    nodes: BTreeMap<u64, Live>,
+    /// Per host, the node id it runs (a wiped host comes back under a new one).
+    ids: BTreeMap<u64, NodeId>,
     /// Per term, the nodes whose metrics said they led it.
     leaders: BTreeMap<u64, BTreeSet<NodeId>>,
     /// Every transaction a caller was answered for, as answered.
@@ -211,7 +230,7 @@ fn config() -> Arc<openraft::Config> {
 }
 
 fn members() -> BTreeMap<NodeId, BasicNode> {
-    (1..=NODES).map(|id| (id, BasicNode { addr: format!("{}:{RAFT_PORT}", host(id)) })).collect()
+    (1..=NODES).map(|id| (id, addr_of(id))).collect()
 }
 
 /// Opens the ledger in `dir`; a crashed incarnation's handle may still be letting go
@@ -239,7 +258,8 @@ fn open_ledger(dir: &Path) -> Result<Ledger, String> {
 
 /// One node's software: opens its directories, runs Raft and serves its peers until
 /// the host crashes; records which terms it led.
-async fn run_node(id: NodeId, dir: PathBuf, world: Shared, initialize: Arc<AtomicBool>) -> turmoil::Result {
+async fn run_node(h: u64, dir: PathBuf, world: Shared, initialize: Arc<AtomicBool>) -> turmoil::Result {
+    let id = world.lock().ids.get(&h).copied().unwrap_or(h);
     let ledger = open_ledger(&dir.join("ledger"))?;
     let log = RaftLog::open(dir.join("raft"), 4 << 20)?;
     let machine = LedgerMachine::open(ledger.clone(), dir.join("snapshots"))?;
@@ -251,7 +271,7 @@ async fn run_node(id: NodeId, dir: PathBuf, world: Shared, initialize: Arc<Atomi
     });
     let proposer = RaftProposer::new(raft.clone(), tokio::runtime::Handle::current());
     tokio::spawn(follow_leadership(raft.clone(), ledger.clone(), proposer));
-    world.lock().nodes.insert(id, Live { ledger, raft: raft.clone(), machine });
+    world.lock().nodes.insert(h, Live { ledger, raft: raft.clone(), machine });
     if initialize.swap(false, Ordering::SeqCst) {
         raft.initialize(members()).await?;
     }
@@ -367,7 +387,7 @@ async fn run_client(client: u64, seed: u64, world: Shared) -> turmoil::Result {
             match next {
                 Next::Done => break,
                 Next::Ask(0) => target = 1 + rng.below(NODES),
-                Next::Ask(node) => target = node,
+                Next::Ask(node) => target = host_of(node),
                 Next::Again => {}
             }
             tokio::time::sleep(rng.millis(5, 60)).await;
@@ -423,6 +443,47 @@ fn answered(
     }
 }
 
+// ----- replacing a wiped node --------------------------------------------------------
+
+/// How long a replacement keeps trying before it gives up (the run then fails to settle).
+const REPLACE_DEADLINE: Duration = Duration::from_secs(60);
+/// How long one membership call may take before it is tried again.
+const MEMBERSHIP_CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The leader's Raft, if a running node leads.
+fn leading(world: &Shared) -> Option<Raft<TypeConfig>> {
+    let world = world.lock();
+    world.nodes.values().find(|n| n.raft.metrics().borrow().state == ServerState::Leader).map(|n| n.raft.clone())
+}
+
+/// An operator's replacement of node `old` (its disk wiped) by node `new` on the same
+/// host: `new` joins as a learner (catching up from a snapshot), then takes `old`'s
+/// place among the voters. A wiped node never comes back under its old id: it forgot
+/// its vote and its log, which Raft needs durable.
+async fn replace(world: Shared, old: NodeId, new: NodeId, busy: Arc<AtomicBool>) -> turmoil::Result {
+    let started = tokio::time::Instant::now();
+    while started.elapsed() < REPLACE_DEADLINE {
+        if let Some(raft) = leading(&world) {
+            let added = tokio::time::timeout(MEMBERSHIP_CALL_TIMEOUT, raft.add_learner(new, addr_of(new), true)).await;
+            if matches!(added, Ok(Ok(_))) {
+                let mut voters: BTreeSet<NodeId> =
+                    raft.metrics().borrow().membership_config.membership().voter_ids().collect();
+                voters.remove(&old);
+                voters.insert(new);
+                let changed =
+                    tokio::time::timeout(MEMBERSHIP_CALL_TIMEOUT, raft.change_membership(voters, false)).await;
+                if matches!(changed, Ok(Ok(_))) {
+                    world.lock().stats.replaced += 1;
+                    break;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    busy.store(false, Ordering::SeqCst);
+    Ok(())
+}
+
 // ----- the harness --------------------------------------------------------------------
 
 struct Run {
@@ -435,6 +496,10 @@ struct Run {
     held: Vec<(NodeId, NodeId, Duration)>,
     /// A node is cut off by an explicit partition.
     partitioned: bool,
+    /// Each host's directory.
+    dirs: BTreeMap<u64, PathBuf>,
+    /// A replacement of a wiped node is under way.
+    replacing: Arc<AtomicBool>,
     _dir: tempfile::TempDir,
     /// The faults, at their simulated times (printed when a seed fails).
     events: Vec<String>,
@@ -463,8 +528,10 @@ impl Run {
             .max_message_latency(Duration::from_millis(15))
             .build();
         let initialize = Arc::new(AtomicBool::new(true));
+        let mut dirs = BTreeMap::new();
         for id in 1..=NODES {
             let node_dir = dir.path().join(host(id));
+            dirs.insert(id, node_dir.clone());
             let world = Arc::clone(&world);
             let init = if id == 1 { Arc::clone(&initialize) } else { Arc::new(AtomicBool::new(false)) };
             sim.host(host(id), move || run_node(id, node_dir.clone(), Arc::clone(&world), Arc::clone(&init)));
@@ -480,6 +547,8 @@ impl Run {
             lossy_until: None,
             held: Vec::new(),
             partitioned: false,
+            dirs,
+            replacing: Arc::new(AtomicBool::new(false)),
             _dir: dir,
             events: Vec::new(),
         }
@@ -512,7 +581,7 @@ impl Run {
         })
     }
 
-    /// Crashes node `id`: its software stops where it is; the ledger handle it left
+    /// Crashes host `id`: its software stops where it is; the ledger handle it left
     /// behind is closed (its sequencer thread is not part of the simulated host).
     fn crash(&mut self, id: NodeId) {
         self.sim.crash(host(id));
@@ -565,12 +634,12 @@ impl Run {
             // Isolate the leader (or a node), so another is elected and the old one's
             // proposals fail.
             0..=19 => {
-                let id = if self.rng.chance(70) { self.leader().unwrap_or(pick) } else { pick };
+                let id = if self.rng.chance(70) { self.leader().map_or(pick, host_of) } else { pick };
                 self.isolate(id);
             }
             20..=29 => self.heal_links(),
             30..=44 if self.down.len() < DOWN_MAX => {
-                let id = if self.rng.chance(50) { self.leader().unwrap_or(pick) } else { pick };
+                let id = if self.rng.chance(50) { self.leader().map_or(pick, host_of) } else { pick };
                 self.crash(id);
                 // Sometimes back at once: a kill and a restart.
                 if self.rng.chance(40) {
@@ -595,6 +664,21 @@ impl Run {
                 self.lossy_until = Some(self.sim.elapsed() + self.rng.millis(200, 2_000));
                 self.world.lock().stats.lossy += 1;
                 self.event("lossy links".into());
+            }
+            // A node loses its disk: it comes back empty under a new id, and the
+            // leader puts it in the old one's place.
+            90..=99 if self.down.is_empty() && !self.replacing.swap(true, Ordering::SeqCst) => {
+                let h = pick;
+                let old = self.world.lock().ids.get(&h).copied().unwrap_or(h);
+                let new = old + NODES;
+                self.crash(h);
+                std::fs::remove_dir_all(&self.dirs[&h]).unwrap();
+                self.world.lock().ids.insert(h, new);
+                self.world.lock().stats.wipes += 1;
+                self.event(format!("wipe {h}: node {old} replaced by node {new}"));
+                self.restart(h);
+                let (world, busy) = (Arc::clone(&self.world), Arc::clone(&self.replacing));
+                self.sim.client(format!("operator{new}"), replace(world, old, new, busy));
             }
             _ => {}
         }
@@ -657,7 +741,14 @@ impl Run {
         if world.nodes.len() != NODES as usize {
             return false;
         }
+        if self.replacing.load(Ordering::SeqCst) {
+            return false;
+        }
         let metrics: Vec<_> = world.nodes.values().map(|n| n.raft.metrics().borrow().clone()).collect();
+        let ids: BTreeSet<NodeId> = (1..=NODES).map(|h| world.ids.get(&h).copied().unwrap_or(h)).collect();
+        if metrics.iter().any(|m| m.membership_config.membership().voter_ids().collect::<BTreeSet<_>>() != ids) {
+            return false;
+        }
         let leader = metrics[0].current_leader;
         let last = metrics[0].last_log_index;
         leader.is_some()
