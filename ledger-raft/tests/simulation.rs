@@ -15,11 +15,15 @@
 //! until a node answers it. A seeded fault schedule meanwhile partitions a node (often
 //! the leader) from the others and heals, holds a link's messages and releases them
 //! (delay), makes links fail at random for a while (loss: turmoil drops the segments,
-//! the connection stalls and is replaced), and crashes nodes, restarting them on their
-//! directories later or at once (the ledger and the Raft log reopen from disk).
+//! the connection stalls and is replaced), crashes nodes, restarting them on their
+//! directories later or at once (the ledger and the Raft log reopen from disk), and
+//! wipes a node now and then: it comes back empty on the same host under a new id, and
+//! an operator task has the leader add it as a learner (it catches up from a snapshot)
+//! and swap it for the old id among the voters.
 //!
 //! Then everything heals, the clients finish, the cluster settles, and on every node:
-//! - Raft: at most one leader per term (every node's metrics, watched all along);
+//! - Raft: at most one leader per term (every node's metrics, watched all along), and
+//!   every node lists the current ids as voters;
 //! - every acknowledged transaction is in the ledger exactly once (its id counted in
 //!   the ledger's raw records), and every node reports for it what its caller was told
 //!   (`TxRecord::as_committed`); an acknowledged refusal is not in the ledger;
