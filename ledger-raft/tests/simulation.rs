@@ -1,6 +1,7 @@
 //! A simulation of the replicated ledger (issue 19) with turmoil, over many seeds.
 //!
-//! Each seed runs three hosts, each a real replicated ledger node: `Ledger` in its
+//! Each seed runs three hosts (five for one seed in four), each a real replicated
+//! ledger node: `Ledger` in its
 //! replicated mode, the Raft log over `ledger-store` (`RaftLog`), the ledger's state
 //! machine with its snapshots (`LedgerMachine`, a snapshot every few entries and the
 //! Raft log purged behind it), `RaftProposer` and `follow_leadership`, and the HTTP
@@ -41,7 +42,7 @@
 //! it to look again, knowing it may take a few runs.
 //!
 //! - `LEDGER_RAFT_SIM_SEED=N` runs seed N alone (a failing run prints this line);
-//! - `LEDGER_RAFT_SIM_SEEDS=N` runs N seeds (default 12, about 30 s in debug) from a random first seed,
+//! - `LEDGER_RAFT_SIM_SEEDS=N` runs N seeds (default 10, about 30 s in debug) from a random first seed,
 //!   printed (or from `LEDGER_RAFT_SIM_SEED`). A longer run:
 //!   `LEDGER_RAFT_SIM_SEEDS=200 cargo test --release -p ledger-raft --test simulation -- --nocapture`
 #![allow(clippy::unwrap_used, clippy::cast_possible_truncation)] // test code, small values
@@ -53,7 +54,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use ledger_core::inspect::{LogRecord, decode_record};
@@ -65,10 +66,20 @@ use net::{SimConnect, SimListener};
 use openraft::{BasicNode, Raft, ServerState};
 use parking_lot::Mutex;
 
-const NODES: u64 = 3;
+/// Nodes of the seed being run: 3, or 5 for one seed in four (set by `Run::new`; the
+/// seeds run one after another). `LEDGER_RAFT_SIM_NODES=N` sets it for every seed.
+static NODES: AtomicU64 = AtomicU64::new(3);
+
+fn nodes() -> u64 {
+    NODES.load(Ordering::Relaxed)
+}
+
+fn nodes_for(seed: u64) -> u64 {
+    env_u64("LEDGER_RAFT_SIM_NODES").unwrap_or(if seed % 4 == 3 { 5 } else { 3 })
+}
 const CLIENTS: u64 = 2;
 const RAFT_PORT: u16 = 9000;
-const SEEDS_DEFAULT: u64 = 12;
+const SEEDS_DEFAULT: u64 = 10;
 /// Calls a client makes at most (each one to three transactions); it stops calling
 /// when the fault phase ends.
 const CALLS_PER_CLIENT_MAX: usize = 200;
@@ -81,7 +92,9 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(3);
 /// After the clients are done: at most this much simulated time to settle.
 const SETTLE_MAX: Duration = Duration::from_secs(40);
 /// Nodes down at once, at most: a majority stays up to make progress.
-const DOWN_MAX: usize = 1;
+fn down_max() -> usize {
+    ((nodes() - 1) / 2) as usize
+}
 /// Accounts the clients' transactions belong to.
 const ACCOUNTS: u64 = 3;
 
@@ -89,15 +102,15 @@ fn usd() -> Currency {
     Currency::from_code("USD").unwrap()
 }
 
-/// Host `h`'s name (hosts are 1..=NODES).
+/// Host `h`'s name (hosts are 1..=nodes()).
 fn host(h: u64) -> String {
     format!("n{h}")
 }
 
 /// The host node `id` runs on: a wiped host comes back as a new node whose id is
-/// `NODES` more than its last.
+/// `nodes()` more than its last.
 fn host_of(id: NodeId) -> u64 {
-    (id - 1) % NODES + 1
+    (id - 1) % nodes() + 1
 }
 
 fn addr_of(id: NodeId) -> BasicNode {
@@ -234,7 +247,7 @@ fn config() -> Arc<openraft::Config> {
 }
 
 fn members() -> BTreeMap<NodeId, BasicNode> {
-    (1..=NODES).map(|id| (id, addr_of(id))).collect()
+    (1..=nodes()).map(|id| (id, addr_of(id))).collect()
 }
 
 /// Opens the ledger in `dir`; a crashed incarnation's handle may still be letting go
@@ -362,7 +375,7 @@ enum Next {
 async fn run_client(client: u64, seed: u64, world: Shared) -> turmoil::Result {
     let mut rng = Rng(seed ^ (client.wrapping_mul(0x2545_f491_4f6c_dd1d)));
     let mut payments = Vec::new();
-    let mut target = 1 + rng.below(NODES);
+    let mut target = 1 + rng.below(nodes());
     let started = tokio::time::Instant::now();
     for call in 0..CALLS_PER_CLIENT_MAX {
         if started.elapsed() > FAULT_PHASE {
@@ -382,7 +395,7 @@ async fn run_client(client: u64, seed: u64, world: Shared) -> turmoil::Result {
             let live = world.lock().nodes.get(&target).cloned();
             let Some(live) = live else {
                 // That node is down: ask another.
-                target = 1 + rng.below(NODES);
+                target = 1 + rng.below(nodes());
                 tokio::time::sleep(rng.millis(10, 100)).await;
                 continue;
             };
@@ -390,7 +403,7 @@ async fn run_client(client: u64, seed: u64, world: Shared) -> turmoil::Result {
             let next = answered(&world, &txs, answer, &live);
             match next {
                 Next::Done => break,
-                Next::Ask(0) => target = 1 + rng.below(NODES),
+                Next::Ask(0) => target = 1 + rng.below(nodes()),
                 Next::Ask(node) => target = host_of(node),
                 Next::Again => {}
             }
@@ -522,6 +535,7 @@ fn temp_root() -> tempfile::TempDir {
 
 impl Run {
     fn new(seed: u64) -> Run {
+        NODES.store(nodes_for(seed), Ordering::Relaxed);
         let dir = temp_root();
         let world: Shared = Arc::new(Mutex::new(World::default()));
         let mut sim = turmoil::Builder::new()
@@ -533,7 +547,7 @@ impl Run {
             .build();
         let initialize = Arc::new(AtomicBool::new(true));
         let mut dirs = BTreeMap::new();
-        for id in 1..=NODES {
+        for id in 1..=nodes() {
             let node_dir = dir.path().join(host(id));
             dirs.insert(id, node_dir.clone());
             let world = Arc::clone(&world);
@@ -607,7 +621,7 @@ impl Run {
     }
 
     fn isolate(&mut self, id: NodeId) {
-        for other in (1..=NODES).filter(|&o| o != id) {
+        for other in (1..=nodes()).filter(|&o| o != id) {
             self.sim.partition(host(id), host(other));
         }
         self.partitioned = true;
@@ -616,8 +630,8 @@ impl Run {
     }
 
     fn heal_links(&mut self) {
-        for a in 1..=NODES {
-            for b in (a + 1)..=NODES {
+        for a in 1..=nodes() {
+            for b in (a + 1)..=nodes() {
                 self.sim.repair(host(a), host(b));
             }
         }
@@ -633,7 +647,7 @@ impl Run {
     /// One fault, drawn from the seed.
     fn fault(&mut self) {
         let r = &mut self.rng;
-        let pick = 1 + r.below(NODES);
+        let pick = 1 + r.below(nodes());
         match r.below(100) {
             // Isolate the leader (or a node), so another is elected and the old one's
             // proposals fail.
@@ -642,7 +656,7 @@ impl Run {
                 self.isolate(id);
             }
             20..=29 => self.heal_links(),
-            30..=44 if self.down.len() < DOWN_MAX => {
+            30..=44 if self.down.len() < down_max() => {
                 let id = if self.rng.chance(50) { self.leader().map_or(pick, host_of) } else { pick };
                 self.crash(id);
                 // Sometimes back at once: a kill and a restart.
@@ -656,7 +670,7 @@ impl Run {
                 }
             }
             65..=79 => {
-                let b = 1 + (pick % NODES);
+                let b = 1 + (pick % nodes());
                 let until = self.sim.elapsed() + self.rng.millis(100, 2_000);
                 self.sim.hold(host(pick), host(b));
                 self.held.push((pick, b, until));
@@ -674,7 +688,7 @@ impl Run {
             90..=99 if self.down.is_empty() && !self.replacing.swap(true, Ordering::SeqCst) => {
                 let h = pick;
                 let old = self.world.lock().ids.get(&h).copied().unwrap_or(h);
-                let new = old + NODES;
+                let new = old + nodes();
                 self.crash(h);
                 std::fs::remove_dir_all(&self.dirs[&h]).unwrap();
                 self.world.lock().ids.insert(h, new);
@@ -742,14 +756,14 @@ impl Run {
     /// committed with the same ledger seq.
     fn settled(&self) -> bool {
         let world = self.world.lock();
-        if world.nodes.len() != NODES as usize {
+        if world.nodes.len() as u64 != nodes() {
             return false;
         }
         if self.replacing.load(Ordering::SeqCst) {
             return false;
         }
         let metrics: Vec<_> = world.nodes.values().map(|n| n.raft.metrics().borrow().clone()).collect();
-        let ids: BTreeSet<NodeId> = (1..=NODES).map(|h| world.ids.get(&h).copied().unwrap_or(h)).collect();
+        let ids: BTreeSet<NodeId> = (1..=nodes()).map(|h| world.ids.get(&h).copied().unwrap_or(h)).collect();
         if metrics.iter().any(|m| m.membership_config.membership().voter_ids().collect::<BTreeSet<_>>() != ids) {
             return false;
         }
@@ -949,7 +963,8 @@ fn replication_keeps_raft_and_ledger_safety_under_seeded_faults() {
     for seed in first..first.wrapping_add(seeds) {
         let at = Instant::now();
         let (digest, stats) = run_seed(seed);
-        println!("seed {seed}: trace digest {digest:#018x} in {:.1?}: {stats:?}", at.elapsed());
+        let n = nodes_for(seed);
+        println!("seed {seed} ({n} nodes): trace digest {digest:#018x} in {:.1?}: {stats:?}", at.elapsed());
         total.add(&stats);
     }
     println!("replication simulation: {total:?} in {:.1?}", started.elapsed());
