@@ -9,7 +9,7 @@
 //! (`NetworkOver(SimConnect)`, the routes served by `axum::serve` on a turmoil
 //! listener). Raft's timers run on turmoil's simulated clock.
 //!
-//! Client tasks (turmoil clients) submit sales, authorizations, captures and refunds
+//! Client tasks (turmoil clients) submit sales, authorizations, captures, voids and refunds
 //! with ids they choose, one to three per call, to the node they believe leads (they
 //! learn it from the node they asked); "not the leader", "outcome unknown", a closed
 //! ledger or no answer within a while make them retry the same call, with the same ids,
@@ -332,6 +332,14 @@ fn call_txs(rng: &mut Rng, client: u64, call: usize, payments: &mut Vec<(TxId, u
                 let sales = rng_kind(rng, false);
                 match pick(rng, payments, sales) {
                     Some((auth, account, authorized)) => Tx::capture(id, auth, account, 1 + authorized / 2, usd()),
+                    None => Tx::sale(id, account, amount, usd()),
+                }
+            }
+            // Voids of authorizations (one captured since is refused).
+            8 if rng.chance(50) => {
+                let sales = rng_kind(rng, false);
+                match pick(rng, payments, sales) {
+                    Some((auth, account, _)) => Tx::void(id, auth, account, usd()),
                     None => Tx::sale(id, account, amount, usd()),
                 }
             }
