@@ -666,10 +666,13 @@ impl Run {
             20..=29 => self.heal_links(),
             30..=44 if self.down.len() < down_max() => {
                 let id = if self.rng.chance(50) { self.leader().map_or(pick, host_of) } else { pick };
-                self.crash(id);
                 // Sometimes back at once: a kill and a restart.
-                if self.rng.chance(40) {
-                    self.restart(id);
+                let again = self.rng.chance(40);
+                if !self.down.contains(&id) {
+                    self.crash(id);
+                    if again {
+                        self.restart(id);
+                    }
                 }
             }
             45..=64 => {
