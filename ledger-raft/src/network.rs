@@ -6,10 +6,25 @@
 //! answer is openraft's `Result` as JSON, so a remote Raft error reaches the caller as
 //! openraft's `RemoteError`, and a connection or timeout failure as `Unreachable` (the
 //! peer is retried with backoff by openraft's replication).
+//!
+//! Each request names the node it is for (`x-raft-target`), and a node answers one
+//! meant for another id `421 Misdirected Request`, which the caller takes as that node
+//! unreachable: a node wiped and brought back at the same address under a new id must
+//! not answer the leader's stream to the old one (openraft would see that follower's
+//! log go backwards and panic in debug builds). A request without the header is served.
+//!
+//! The connection is opened by a [`Connect`]: plain TCP ([`Tcp`], what [`Network`]
+//! uses) in production; [`NetworkOver`] takes another, so the same messages can cross
+//! a simulated network (`tests/simulation.rs` runs them over turmoil's). The server
+//! side needs no such seam: [`router`] is served by `axum::serve` on any
+//! `axum::serve::Listener`.
 
+use std::future::Future;
 use std::time::Duration;
 
 use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use http_body_util::{BodyExt, Full};
@@ -35,6 +50,9 @@ use crate::{NodeId, TypeConfig};
 /// records are about 1.2 MB as base64), and openraft sends several at once.
 pub const MESSAGE_BYTES_MAX: usize = 256 << 20;
 
+/// The header naming the node a request is for.
+pub const TARGET_HEADER: &str = "x-raft-target";
+
 /// The routes a node serves to its peers, over its Raft.
 pub fn router(raft: Raft<TypeConfig>) -> Router {
     Router::new()
@@ -45,28 +63,73 @@ pub fn router(raft: Raft<TypeConfig>) -> Router {
         .with_state(raft)
 }
 
+/// `Some(421)` when the request names another node than this one.
+fn misdirected(raft: &Raft<TypeConfig>, headers: &HeaderMap) -> Option<Response> {
+    let target = headers.get(TARGET_HEADER)?.to_str().ok()?.parse::<NodeId>().ok()?;
+    let me = raft.metrics().borrow().id;
+    (target != me)
+        .then(|| (StatusCode::MISDIRECTED_REQUEST, format!("this is node {me}, not {target}")).into_response())
+}
+
 async fn append(
     State(raft): State<Raft<TypeConfig>>,
+    headers: HeaderMap,
     Json(req): Json<AppendEntriesRequest<TypeConfig>>,
-) -> Json<Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>> {
-    Json(raft.append_entries(req).await)
+) -> Response {
+    if let Some(refused) = misdirected(&raft, &headers) {
+        return refused;
+    }
+    Json(raft.append_entries(req).await).into_response()
 }
 
 async fn vote(
     State(raft): State<Raft<TypeConfig>>,
+    headers: HeaderMap,
     Json(req): Json<VoteRequest<NodeId>>,
-) -> Json<Result<VoteResponse<NodeId>, RaftError<NodeId>>> {
-    Json(raft.vote(req).await)
+) -> Response {
+    if let Some(refused) = misdirected(&raft, &headers) {
+        return refused;
+    }
+    Json(raft.vote(req).await).into_response()
 }
 
 async fn snapshot(
     State(raft): State<Raft<TypeConfig>>,
+    headers: HeaderMap,
     Json(req): Json<InstallSnapshotRequest<TypeConfig>>,
-) -> Json<Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>> {
-    Json(raft.install_snapshot(req).await)
+) -> Response {
+    if let Some(refused) = misdirected(&raft, &headers) {
+        return refused;
+    }
+    Json(raft.install_snapshot(req).await).into_response()
 }
 
-/// Makes a [`Peer`] per target node (openraft keeps one per replication stream).
+/// Opens a byte stream to a peer's address (`BasicNode::addr`, `HOST:PORT`): the
+/// transport under the HTTP messages.
+pub trait Connect: std::fmt::Debug + Clone + Send + Sync + 'static {
+    /// The stream a connection is.
+    type Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static;
+
+    /// Connects to `addr`.
+    fn connect(&self, addr: &str) -> impl Future<Output = std::io::Result<Self::Stream>> + Send;
+}
+
+/// Plain TCP (tokio's), with Nagle off: what [`Network`] uses.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Tcp;
+
+impl Connect for Tcp {
+    type Stream = TcpStream;
+
+    async fn connect(&self, addr: &str) -> std::io::Result<TcpStream> {
+        let stream = TcpStream::connect(addr).await?;
+        let _ = stream.set_nodelay(true);
+        Ok(stream)
+    }
+}
+
+/// Makes a [`Peer`] per target node (openraft keeps one per replication stream),
+/// connecting over TCP.
 #[derive(Debug, Clone, Default)]
 pub struct Network;
 
@@ -74,15 +137,29 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Peer;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Peer {
-        Peer { target, addr: node.addr.clone(), conn: None }
+        Peer { target, addr: node.addr.clone(), connector: Tcp, conn: None }
+    }
+}
+
+/// As [`Network`], connecting with `C` instead of TCP (the same messages, the same
+/// HTTP, over another stream).
+#[derive(Debug, Clone, Default)]
+pub struct NetworkOver<C>(pub C);
+
+impl<C: Connect> RaftNetworkFactory<TypeConfig> for NetworkOver<C> {
+    type Network = Peer<C>;
+
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Peer<C> {
+        Peer { target, addr: node.addr.clone(), connector: self.0.clone(), conn: None }
     }
 }
 
 /// One peer's connection, opened on first use and again after a failure.
 #[derive(Debug)]
-pub struct Peer {
+pub struct Peer<C: Connect = Tcp> {
     target: NodeId,
     addr: String,
+    connector: C,
     conn: Option<SendRequest<Full<Bytes>>>,
 }
 
@@ -93,17 +170,19 @@ enum CallError {
     Connect(String),
     #[error("{0}")]
     Http(String),
+    #[error("{0}")]
+    Misdirected(String),
     #[error("timed out after {0:?}")]
     Timeout(Duration),
 }
 
-impl Peer {
+impl<C: Connect> Peer<C> {
     async fn connection(&mut self) -> Result<&mut SendRequest<Full<Bytes>>, CallError> {
         if self.conn.as_ref().is_none_or(SendRequest::is_closed) {
-            let stream = TcpStream::connect(&self.addr)
-                .await
-                .map_err(|e| CallError::Connect(format!("connect to node {} at {}: {e}", self.target, self.addr)))?;
-            let _ = stream.set_nodelay(true);
+            let stream =
+                self.connector.connect(&self.addr).await.map_err(|e| {
+                    CallError::Connect(format!("connect to node {} at {}: {e}", self.target, self.addr))
+                })?;
             let (sender, connection) =
                 http1::handshake(TokioIo::new(stream)).await.map_err(|e| CallError::Connect(e.to_string()))?;
             tokio::spawn(async move {
@@ -124,19 +203,24 @@ impl Peer {
     ) -> Result<Resp, CallError> {
         let body = serde_json::to_vec(req).map_err(|e| CallError::Http(e.to_string()))?;
         let addr = self.addr.clone();
+        let target = self.target.to_string();
         let attempt = async {
             let conn = self.connection().await?;
             conn.ready().await.map_err(|e| CallError::Http(e.to_string()))?;
             let request = Request::builder()
                 .method(Method::POST)
                 .uri(path)
-                .header(HOST, addr)
+                .header(HOST, addr.as_str())
                 .header(CONTENT_TYPE, "application/json")
+                .header(TARGET_HEADER, target.as_str())
                 .body(Full::new(Bytes::from(body)))
                 .map_err(|e| CallError::Http(e.to_string()))?;
             let response = conn.send_request(request).await.map_err(|e| CallError::Http(e.to_string()))?;
             let status = response.status();
             let bytes = response.into_body().collect().await.map_err(|e| CallError::Http(e.to_string()))?.to_bytes();
+            if status == StatusCode::MISDIRECTED_REQUEST {
+                return Err(CallError::Misdirected(format!("{addr} is not node {target}")));
+            }
             if status != StatusCode::OK {
                 return Err(CallError::Http(format!("{path} answered {status}")));
             }
@@ -154,13 +238,15 @@ impl Peer {
 
     fn failed<E: std::error::Error>(&self, e: &CallError) -> RPCError<NodeId, BasicNode, E> {
         match e {
-            CallError::Connect(_) | CallError::Timeout(_) => RPCError::Unreachable(Unreachable::new(e)),
+            CallError::Connect(_) | CallError::Timeout(_) | CallError::Misdirected(_) => {
+                RPCError::Unreachable(Unreachable::new(e))
+            }
             CallError::Http(_) => RPCError::Network(NetworkError::new(e)),
         }
     }
 }
 
-impl RaftNetwork<TypeConfig> for Peer {
+impl<C: Connect> RaftNetwork<TypeConfig> for Peer<C> {
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
