@@ -12,6 +12,7 @@
 //!   acknowledged payment is on every node exactly once and the balances agree. The
 //!   failover time (leader death to the next acknowledged write) is printed as p50/p99.
 //! - With two of three nodes killed, a write answers 503 `no_leader`, never a 2xx.
+//! - Every node queues the same events; only the leader delivers them (each once).
 //!
 //! Bounded: `PORTAL_CLUSTER_KILLS` leader kills (default [`KILLS_DEFAULT`], for CI).
 //! Full run: `PORTAL_CLUSTER_KILLS=200 cargo test -p portal-svc --test cluster --
@@ -42,6 +43,8 @@ const REQUEST_SECS_MAX: u64 = 40;
 struct Cluster {
     dirs: Vec<tempfile::TempDir>,
     peers: String,
+    /// More arguments for every node.
+    args: Vec<String>,
     nodes: BTreeMap<u64, Service>,
     /// Each live node's base URL, for the writer threads.
     bases: Arc<RwLock<BTreeMap<u64, String>>>,
@@ -91,6 +94,11 @@ fn free_addresses(n: u64) -> String {
 impl Cluster {
     /// Three nodes whose metadata is a copy of `seed`'s (portal.db and secret.key).
     fn start(seed: &std::path::Path) -> Cluster {
+        Cluster::start_with(seed, &[])
+    }
+
+    /// [`Cluster::start`] with more arguments for every node.
+    fn start_with(seed: &std::path::Path, args: &[&str]) -> Cluster {
         let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
         for dir in &dirs {
             for name in ["portal.db", "portal.db-wal", "secret.key"] {
@@ -100,8 +108,14 @@ impl Cluster {
             }
         }
         let logs = std::env::var_os("PORTAL_CLUSTER_LOGS").map(std::path::PathBuf::from);
-        let mut cluster =
-            Cluster { dirs, peers: free_addresses(3), nodes: BTreeMap::new(), bases: Arc::default(), logs };
+        let mut cluster = Cluster {
+            dirs,
+            peers: free_addresses(3),
+            args: args.iter().map(|a| a.to_string()).collect(),
+            nodes: BTreeMap::new(),
+            bases: Arc::default(),
+            logs,
+        };
         for id in 1..=3 {
             cluster.start_node(id);
         }
@@ -110,7 +124,8 @@ impl Cluster {
 
     fn start_node(&mut self, id: u64) {
         let launch = Launch {
-            args: vec!["--node-id".into(), id.to_string(), "--peers".into(), self.peers.clone()],
+            args: [vec!["--node-id".into(), id.to_string(), "--peers".into(), self.peers.clone()], self.args.clone()]
+                .concat(),
             env: Vec::new(),
             stderr: self.logs.as_ref().map(|d| d.join(format!("node-{id}.log"))),
         };
@@ -386,4 +401,107 @@ fn three_nodes_forward_fail_over_and_refuse_without_a_majority() {
     let last = cluster.nodes.remove(&leader).unwrap();
     assert!(last.stop(), "the last node stops cleanly");
     println!("test took {:?}", started.elapsed());
+}
+
+/// Event ids a webhook receiver got, one entry per delivery (HTTP/1.1, one request per
+/// connection).
+fn receiver() -> (String, Arc<Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let got: Arc<Mutex<Vec<String>>> = Arc::default();
+    let shared = Arc::clone(&got);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut length = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).is_err() || line == "\r\n" || line.is_empty() {
+                    break;
+                }
+                if let Some((name, value)) = line.trim_end().split_once(':')
+                    && name.eq_ignore_ascii_case("content-length")
+                {
+                    length = value.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            if reader.read_exact(&mut body).is_ok() {
+                let event: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                shared.lock().unwrap().push(event["id"].as_str().unwrap_or_default().to_string());
+                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+            }
+        }
+    });
+    (url, got)
+}
+
+#[test]
+fn webhooks_go_out_from_the_leader_only() {
+    const PRIVATE: [&str; 3] = ["--allow-private-webhooks", "--webhook-retry-base-ms", "50"];
+    let (url, got) = receiver();
+    // The seed: a client, its API key, its client_admin, and an endpoint at the receiver.
+    let seed = tempfile::tempdir().unwrap();
+    let launch = Launch { args: PRIVATE.iter().map(|a| a.to_string()).collect(), ..Launch::default() };
+    let service = Service::start_with(seed.path(), true, &launch);
+    let admin = service.token(ADMIN_EMAIL, ADMIN_PASSWORD);
+    let (client, key) = service.client_with_key(&admin, "acme");
+    let user =
+        json!({ "email": "boss@acme.test", "password": ADMIN_PASSWORD, "role": "client_admin", "client_id": client });
+    let (status, body) = service.post("/v1/users", &admin, user);
+    assert_eq!(status, 201, "{body}");
+    let boss = service.token("boss@acme.test", ADMIN_PASSWORD);
+    let (status, body) =
+        service.post("/v1/webhook-endpoints", &boss, json!({ "url": url, "events": ["payment.created"] }));
+    assert_eq!(status, 201, "{body}");
+    assert!(service.stop());
+
+    let cluster = Cluster::start_with(seed.path(), &PRIVATE);
+    let agent = agent();
+    let leader = cluster.leader(&agent);
+    let follower = *cluster.nodes.keys().find(|&&id| id != leader).unwrap();
+    let mut last = 0;
+    for n in 0..5 {
+        let (status, body) =
+            pay(&agent, &cluster.nodes[&follower].base, &key, &format!("hooked-{n}"), &format!("{}.00", n + 1))
+                .unwrap();
+        assert_eq!(status, 201, "{body}");
+        last = body["seq"].as_u64().unwrap();
+    }
+    cluster.applied(&agent, last);
+    // Every node's follower queues the same five events (after its ledger applied them).
+    let mut queued = Vec::new();
+    let until = Instant::now() + Duration::from_secs(WAIT_SECS_MAX);
+    for service in cluster.nodes.values() {
+        loop {
+            let (status, events) = get(&agent, &service.base, "/v1/events?type=payment.created", &key).unwrap();
+            assert_eq!(status, 200, "{events}");
+            let ids: Vec<String> =
+                events["data"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap().to_string()).collect();
+            if ids.len() >= 5 {
+                queued.push(ids);
+                break;
+            }
+            assert!(Instant::now() < until, "the events were not queued: {ids:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    assert_eq!(queued[0].len(), 5, "{queued:?}");
+    assert!(queued.windows(2).all(|w| w[0] == w[1]), "the same event ids on every node: {queued:?}");
+    // Each is delivered once: by the leader, not once per node.
+    let until = Instant::now() + Duration::from_secs(WAIT_SECS_MAX);
+    while got.lock().unwrap().len() < 5 {
+        assert!(Instant::now() < until, "the deliveries did not arrive: {:?}", got.lock().unwrap());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Followers look every 250 ms whether they lead: give them many chances to send.
+    std::thread::sleep(Duration::from_secs(2));
+    let mut delivered = got.lock().unwrap().clone();
+    delivered.sort();
+    let mut expected = queued[0].clone();
+    expected.sort();
+    assert_eq!(delivered, expected, "each event delivered exactly once");
 }
