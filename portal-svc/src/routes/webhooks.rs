@@ -382,7 +382,7 @@ fn with_attempts(conn: &Connection, deliveries: &mut [WebhookDelivery]) -> crate
     let mut stmt = conn.prepare_cached(
         "SELECT at_ms, status_code, error, latency_ms FROM (
              SELECT id, at_ms, status_code, error, latency_ms FROM webhook_attempts WHERE delivery_id = ?1
-             ORDER BY id DESC LIMIT ?2) ORDER BY id",
+             ORDER BY id DESC LIMIT ?2) AS newest ORDER BY id",
     )?;
     for delivery in deliveries {
         delivery.attempts = stmt
