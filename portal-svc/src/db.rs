@@ -275,6 +275,12 @@ const MIGRATIONS: &[&str] = &[
     // `utc_offset_minutes`, as every client had before; that column then keeps the
     // name's offset when set, a fallback should a later build not know the name).
     "ALTER TABLE clients ADD COLUMN time_zone_name TEXT;",
+    // 13: a value sealed under the secrets' key (`secrets::seal_all`): a node started
+    // with another key is refused before it seals what the others cannot open.
+    "CREATE TABLE secret_check (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        sealed TEXT NOT NULL
+    );",
 ];
 
 /// A shared handle on the metadata database.

@@ -295,6 +295,11 @@ const PG_MIGRATIONS: &[&str] = &[
     // `utc_offset_minutes`, as every client had before; that column then keeps the
     // name's offset when set, a fallback should a later build not know the name).
     "ALTER TABLE clients ADD COLUMN time_zone_name TEXT;",
+    // 13: a value sealed under the secrets' key (`secrets::seal_all`).
+    "CREATE TABLE secret_check (
+        id BIGINT PRIMARY KEY CHECK (id = 1),
+        sealed TEXT NOT NULL
+    );",
 ];
 
 /// One connection: the client and its prepared statements, by their SQLite text.

@@ -326,6 +326,7 @@ pub fn seal_all(conn: &mut Connection, ring: &Keyring) -> Result<usize, KeyError
         )?;
         changed += 1;
     }
+    check_key(&tx, ring)?;
     tx.commit()?;
     if clear > 0 && conn.is_sqlite() {
         // secure_delete is on: VACUUM rebuilds every page, and the checkpoint moves the
@@ -335,6 +336,46 @@ pub fn seal_all(conn: &mut Connection, ring: &Keyring) -> Result<usize, KeyError
         tracing::warn!(count = clear, "MFA secrets stored in clear were encrypted");
     }
     Ok(changed)
+}
+
+/// What the key check seals (not secret: it proves which key the database is under).
+const CHECK_TEXT: &str = "portal-svc secret key check v1";
+/// Its associated data.
+const CHECK_AAD: &[u8] = b"portal-svc secret_check";
+
+/// The key check (migration 13): sealed under the current key the first time; from
+/// then on it must open, so a node given another key than the database's secrets are
+/// under (nodes sharing one PostgreSQL database must share the key) is refused at
+/// start, before it seals anything the others cannot open. Re-sealed by a rotation.
+fn check_key(conn: &Connection, ring: &Keyring) -> Result<(), KeyError> {
+    if !conn.table_exists("secret_check")? {
+        return Ok(()); // `rotate-key` on a database from before migration 13
+    }
+    let stored: Option<String> = crate::db::OptionalExtension::optional(conn.query_row(
+        "SELECT sealed FROM secret_check WHERE id = 1",
+        [],
+        |row| row.get(0),
+    ))?;
+    let current = stored.as_deref().is_some_and(|stored| {
+        stored.strip_prefix(SEALED_PREFIX).is_some_and(|r| r.starts_with(&format!("{}:", ring.current.id)))
+    });
+    if let Some(stored) = &stored {
+        let opened = ring.open_with(CHECK_AAD, stored, "the key check").ok();
+        if opened.as_deref() != Some(CHECK_TEXT) {
+            return Err(KeyError::Undecryptable(format!(
+                "the secret key (id {}) is not the key this database's secrets are under: every node sharing \
+                 one database needs the same key (copy DIR/{KEY_FILE}, or set {KEY_ENV})",
+                ring.current.id
+            )));
+        }
+    }
+    if !current {
+        conn.execute(
+            "INSERT INTO secret_check (id, sealed) VALUES (1, ?1) ON CONFLICT (id) DO UPDATE SET sealed = excluded.sealed",
+            [ring.seal_with(CHECK_AAD, CHECK_TEXT)],
+        )?;
+    }
+    Ok(())
 }
 
 /// After [`seal_all`] under a keyring from an interrupted rotation: the next key
