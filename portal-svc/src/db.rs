@@ -478,7 +478,7 @@ impl Db {
     }
 
     /// Runs `f` with a connection on the blocking pool (SQLite: the shared one;
-    /// PostgreSQL: one from the pool).
+    /// PostgreSQL: one from the pool, holding the metadata lock: [`Conn::exclusive`]).
     pub async fn call<T, F>(&self, f: F) -> Result<T, ApiError>
     where
         T: Send + 'static,
@@ -532,7 +532,7 @@ impl Store {
             Store::Postgres(pool) => {
                 let mut conn =
                     pool.get().map_err(|e| ApiError::internal(format!("no metadata database connection: {e}")))?;
-                Ok(f(&mut conn))
+                Ok(conn.exclusive(f)?)
             }
         }
     }

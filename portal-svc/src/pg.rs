@@ -8,10 +8,13 @@
 //! SQLite's storage classes (`BIGINT`, `BOOLEAN` -> integer, `NUMERIC` -> integer or
 //! real, text types -> text, `BYTEA` -> blob).
 //!
-//! **Writers on every node are serialized** by one transaction-scoped advisory lock
-//! ([`WRITE_LOCK`]), taken by every write transaction: what relied on SQLite's single
-//! writer (the audit chain's head, read-then-insert checks, counters) stays correct
-//! when several processes share the database.
+//! **Writers on every node are serialized** by one advisory lock ([`WRITE_LOCK`]),
+//! taken by every write transaction and held by every handler's call
+//! ([`crate::sql::Conn::exclusive`]) for its whole length: on SQLite those calls share
+//! one connection and so never overlap, and code written for that (read a step, a
+//! count or a row, then write) stays correct when a pool and several processes share
+//! the database. Long reads on a connection of their own (`Db::call_own`, the events
+//! follower, webhook deliveries) do not hold it.
 
 use std::collections::HashMap;
 
@@ -359,6 +362,18 @@ impl PgConn {
             let _ = client.batch_execute("ROLLBACK");
             return Err(e.into());
         }
+        Ok(())
+    }
+
+    /// Takes [`WRITE_LOCK`] for the session (until [`PgConn::unlock_session`]); the
+    /// write transactions inside take it again, which a session may (it stacks).
+    pub(crate) fn lock_session(&mut self) -> Result<()> {
+        self.client()?.execute("SELECT pg_advisory_lock($1)", &[&WRITE_LOCK])?;
+        Ok(())
+    }
+
+    pub(crate) fn unlock_session(&mut self) -> Result<()> {
+        self.client()?.execute("SELECT pg_advisory_unlock($1)", &[&WRITE_LOCK])?;
         Ok(())
     }
 

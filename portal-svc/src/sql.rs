@@ -499,6 +499,29 @@ impl Conn {
         }
     }
 
+    /// Runs `f` as SQLite runs every handler's call: alone. Nothing to do on SQLite (the
+    /// calls share one connection behind a mutex); on PostgreSQL `f` holds the
+    /// metadata's advisory lock ([`crate::pg::WRITE_LOCK`]) throughout, released after
+    /// it even if it panics, so calls on every node and connection do not interleave.
+    pub fn exclusive<T>(&mut self, f: impl FnOnce(&mut Conn) -> T) -> Result<T> {
+        let Backend::Postgres(c) = &self.backend else {
+            return Ok(f(self));
+        };
+        c.borrow_mut().lock_session()?;
+        struct Unlock<'a>(&'a mut Conn);
+        impl Drop for Unlock<'_> {
+            fn drop(&mut self) {
+                if let Backend::Postgres(c) = &self.0.backend
+                    && let Err(e) = c.borrow_mut().unlock_session()
+                {
+                    tracing::error!(error = %e, "cannot release the metadata lock");
+                }
+            }
+        }
+        let guard = Unlock(self);
+        Ok(f(guard.0))
+    }
+
     fn rows(&self, sql: &str, values: Vec<Value>, max: Option<usize>) -> Result<Vec<Vec<Value>>> {
         match &self.backend {
             Backend::Sqlite(c) => {

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 const THREADS_PER_NODE: usize = 4;
 const TICKETS_PER_THREAD: usize = 10;
+const RACES: usize = 10;
 const PASSWORD: &str = "another long and correct password";
 
 fn node(dir: &std::path::Path, url: &str, key: &str) -> Service {
@@ -80,6 +81,29 @@ fn two_nodes_on_one_database_share_users_keys_and_one_audit_chain() {
         json!({ "email": "OPS@shared.test", "password": PASSWORD, "role": "viewer", "client_id": client }),
     );
     assert_eq!(status, 409, "{taken}");
+
+    // Read-then-insert across nodes: the same new email sent to both at once is created
+    // once and refused once (409, as on one node; never a 500 from the UNIQUE index).
+    for round in 0..RACES {
+        let email = format!("race{round}@shared.test");
+        let statuses: Vec<u16> = std::thread::scope(|scope| {
+            let racers: Vec<_> = [&a, &b]
+                .map(|svc| {
+                    let (email, admin) = (&email, &admin_a);
+                    scope.spawn(move || {
+                        let body =
+                            json!({ "email": email, "password": PASSWORD, "role": "viewer", "client_id": client });
+                        svc.post("/v1/users", admin, body).0
+                    })
+                })
+                .into_iter()
+                .collect();
+            racers.into_iter().map(|r| r.join().unwrap()).collect()
+        });
+        let mut sorted = statuses.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, [201, 409], "round {round}: {statuses:?}");
+    }
 
     // Writes sent to both nodes at once: each ticket lands once, with its audit entry,
     // and the chain stays one valid chain (writers on both serialize on the lock).
