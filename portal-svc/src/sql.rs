@@ -476,9 +476,24 @@ impl Conn {
         Ok(())
     }
 
+    /// Ends the transaction with `sql` (`COMMIT` or `ROLLBACK`); a failed `COMMIT` is
+    /// rolled back, so the connection is never left inside a transaction.
     fn end(&self, sql: &str) -> Result<()> {
         self.in_tx.set(false);
-        self.execute_batch(sql)
+        let ended = self.execute_batch(sql);
+        if ended.is_err() && sql == "COMMIT" && !self.is_autocommit_now() {
+            let _ = self.execute_batch("ROLLBACK");
+        }
+        ended
+    }
+
+    /// Whether the backend is outside a transaction now (after a failed `COMMIT`).
+    fn is_autocommit_now(&self) -> bool {
+        match &self.backend {
+            Backend::Sqlite(c) => c.is_autocommit(),
+            // A failed COMMIT ends a PostgreSQL transaction (rolled back) by itself.
+            Backend::Postgres(_) => true,
+        }
     }
 
     /// Runs `f` in a write transaction on this connection (no other may be open):
