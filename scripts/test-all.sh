@@ -17,8 +17,8 @@ echo "== portal-svc's suites that exercise its SQL, on PostgreSQL (a server per 
 # The binaries the workspace tests just built; tests/shared_postgres.rs (two processes on
 # one database) ran above. The suites left out add no SQL of their own.
 PORTAL_TEST_POSTGRES=1 cargo test --locked -p portal-svc --test audit_concurrency --test client_settings \
-  --test clients_and_keys --test devices --test mfa --test reports_notes --test tickets --test transactions \
-  --test webhooks
+  --test clients_and_keys --test devices --test mfa --test openapi_document --test reports_notes --test tickets \
+  --test transactions --test webhooks
 
 echo "== Schemathesis against portal-svc, as the three roles (scripts/schemathesis.sh)"
 # The debug binary the workspace tests just built.

@@ -284,13 +284,15 @@ async fn revoke_session(
     ApiPath((id, session)): ApiPath<(i64, String)>,
     _body: Bytes,
 ) -> ApiResult<Json<User>> {
-    if session.len() != 16 || !session.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(ApiError::not_found("no such session"));
-    }
-    let prefix = session.to_ascii_uppercase();
+    // The first 8 bytes of the token's hash, compared as bytes (SQL both backends
+    // accept: PostgreSQL has no hex() of a blob).
+    let prefix = match hex::decode(&session) {
+        Ok(prefix) if prefix.len() == 8 => prefix,
+        _ => return Err(ApiError::not_found("no such session")),
+    };
     lifecycle(&state, principal, id, "user.session_revoke", move |tx, _| {
         let ended = tx.execute(
-            "DELETE FROM sessions WHERE user_id = ?1 AND substr(hex(token_hash), 1, 16) = ?2",
+            "DELETE FROM sessions WHERE user_id = ?1 AND substr(token_hash, 1, 8) = ?2",
             params![id, prefix],
         )?;
         if ended == 0 {
