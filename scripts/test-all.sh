@@ -17,7 +17,7 @@ echo "== portal-svc's suites that exercise its SQL, on PostgreSQL (a server per 
 # The binaries the workspace tests just built; tests/shared_postgres.rs (two processes on
 # one database) ran above. Left out for time: suites that add little SQL of their own
 # (access, auth_flows, batches, error_bodies, request_hygiene, web, soak) and those whose
-# checks read DIR/portal.db (backup, security); the first pass on PostgreSQL too.
+# checks read DIR/portal.db (backup, security). The former pass on PostgreSQL as well.
 PORTAL_TEST_POSTGRES=1 cargo test --locked -p portal-svc --test audit_concurrency --test client_settings \
   --test clients_and_keys --test devices --test mfa --test openapi_document --test reports_notes --test tickets \
   --test transactions --test webhooks
