@@ -14,10 +14,11 @@ echo "== workspace tests"
 cargo test --workspace --locked
 
 echo "== portal-svc's suites that exercise its SQL, on PostgreSQL (a server per suite, a database per test)"
-# The binaries the workspace tests just built; tests/shared_postgres.rs (two processes on
-# one database, concurrent writers on both) ran above. Left out for time (about 3 min): suites that add little SQL of their own
-# (access, audit_concurrency, auth_flows, batches, error_bodies, request_hygiene, web, soak) and those whose
-# checks read DIR/portal.db (backup, security). The former pass on PostgreSQL as well.
+# The binaries the workspace tests just built; tests/shared_postgres.rs (two processes
+# on one database, concurrent writers on both) ran above. Left out for time (about
+# 3 min): suites that add little SQL of their own (access, audit_concurrency,
+# auth_flows, batches, error_bodies, request_hygiene, web, soak), which pass on
+# PostgreSQL as well, and those whose checks read DIR/portal.db (backup, security).
 PORTAL_TEST_POSTGRES=1 cargo test --locked -p portal-svc --test client_settings --test clients_and_keys \
   --test devices --test mfa --test openapi_document --test reports_notes --test tickets --test transactions \
   --test webhooks
