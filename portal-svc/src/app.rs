@@ -221,7 +221,7 @@ pub fn bootstrap_admin(db: &Db) -> Result<Option<(String, String)>, ApiError> {
             };
         conn.execute(
             "INSERT INTO users (email, password_hash, role, client_id, created_at) VALUES (?1, ?2, 'admin', NULL, ?3)",
-            rusqlite::params![email, auth::hash_password(&password)?, now_secs()],
+            crate::params![email, auth::hash_password(&password)?, now_secs()],
         )?;
         Ok(generated.then_some((email, password)))
     })?

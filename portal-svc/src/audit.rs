@@ -11,7 +11,8 @@
 //! is not caught by the chain alone: `GET /v1/audit/verify` answers the head hash, for
 //! an operator to keep elsewhere and compare.)
 
-use rusqlite::{Connection, OptionalExtension, params};
+use crate::db::{Connection, OptionalExtension};
+use crate::params;
 
 use crate::auth::{Actor, Principal};
 use crate::db::now_secs;
@@ -149,7 +150,7 @@ fn chain_hash(prev: &[u8], id: i64, at: i64, e: &Entry) -> [u8; 32] {
 }
 
 /// The newest entry's `(id, hash)`; `(0, zeros)` for an empty log.
-fn head(conn: &Connection) -> rusqlite::Result<(i64, Vec<u8>)> {
+fn head(conn: &Connection) -> crate::db::Result<(i64, Vec<u8>)> {
     Ok(conn
         .prepare_cached("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1")?
         .query_row([], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, Option<Vec<u8>>>(1)?.unwrap_or_default())))
@@ -160,15 +161,9 @@ fn head(conn: &Connection) -> rusqlite::Result<(i64, Vec<u8>)> {
 /// Appends `entries` after the log's head; returns the last id. Call inside a
 /// transaction that holds the write lock (or autocommit: then this takes it), so no
 /// other writer can append in between.
-pub fn append(conn: &Connection, entries: &[Entry]) -> rusqlite::Result<i64> {
+pub fn append(conn: &Connection, entries: &[Entry]) -> crate::db::Result<i64> {
     if conn.is_autocommit() {
-        conn.execute_batch("BEGIN IMMEDIATE")?;
-        let result = append(conn, entries);
-        match result {
-            Ok(_) => conn.execute_batch("COMMIT")?,
-            Err(_) => conn.execute_batch("ROLLBACK")?,
-        }
-        return result;
+        return conn.in_write_tx(|conn| append(conn, entries));
     }
     let (mut id, mut prev) = head(conn)?;
     let at = now_secs();
@@ -203,7 +198,7 @@ pub fn append(conn: &Connection, entries: &[Entry]) -> rusqlite::Result<i64> {
 
 /// Records that `principal` did `action` (e.g. `device.register`) on `resource`
 /// (e.g. `device:12`). Never pass secrets: the log is readable by client admins.
-pub fn record(conn: &Connection, principal: &Principal, action: &str, resource: &str) -> rusqlite::Result<()> {
+pub fn record(conn: &Connection, principal: &Principal, action: &str, resource: &str) -> crate::db::Result<()> {
     record_in(conn, principal, principal.client_id, action, resource)
 }
 
@@ -215,15 +210,15 @@ pub fn record_in(
     client_id: Option<i64>,
     action: &str,
     resource: &str,
-) -> rusqlite::Result<()> {
+) -> crate::db::Result<()> {
     let (kind, id) = resource.split_once(':').unwrap_or((resource, ""));
     append(conn, &[Entry::by(principal, action, kind, id).in_client(client_id.or(principal.client_id))]).map(|_| ())
 }
 
 /// Chains entries written before the chain existed (migration 7), oldest first, at
 /// start. Returns how many.
-pub fn seal_legacy(conn: &mut Connection) -> rusqlite::Result<usize> {
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+pub fn seal_legacy(conn: &mut Connection) -> crate::db::Result<usize> {
+    let tx = conn.transaction()?;
     let rows = unchained(&tx)?;
     if rows.is_empty() {
         return Ok(0);
@@ -252,11 +247,15 @@ type Row = (i64, i64, Entry, Option<Vec<u8>>);
 /// into chained entries by [`recover_pending`] at the next start. (A table of its own,
 /// `WITHOUT ROWID`: it holds only the actions in flight, one B-tree to insert into
 /// and delete from.)
-pub fn pend(conn: &Connection, ledger_id: &[u8], entry: &Entry) -> rusqlite::Result<()> {
+pub fn pend(conn: &Connection, ledger_id: &[u8], entry: &Entry) -> crate::db::Result<()> {
     conn.prepare_cached(
-        "INSERT OR REPLACE INTO audit_pending (ledger_id, at, actor_type, actor_id, actor, client_id, action,
-                                               resource_type, resource_id, detail)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        "INSERT INTO audit_pending (ledger_id, at, actor_type, actor_id, actor, client_id, action, resource_type,
+                                    resource_id, detail)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+         ON CONFLICT (ledger_id) DO UPDATE SET at = excluded.at, actor_type = excluded.actor_type,
+             actor_id = excluded.actor_id, actor = excluded.actor, client_id = excluded.client_id,
+             action = excluded.action, resource_type = excluded.resource_type, resource_id = excluded.resource_id,
+             detail = excluded.detail",
     )?
     .execute(params![
         ledger_id,
@@ -275,7 +274,7 @@ pub fn pend(conn: &Connection, ledger_id: &[u8], entry: &Entry) -> rusqlite::Res
 
 /// Removes what [`pend`] wrote for `ledger_id` (its chained entry is in the same
 /// transaction).
-pub fn resolve(conn: &Connection, ledger_id: &[u8]) -> rusqlite::Result<()> {
+pub fn resolve(conn: &Connection, ledger_id: &[u8]) -> crate::db::Result<()> {
     conn.prepare_cached("DELETE FROM audit_pending WHERE ledger_id = ?1")?.execute([ledger_id])?;
     Ok(())
 }
@@ -285,8 +284,8 @@ pub fn resolve(conn: &Connection, ledger_id: &[u8]) -> rusqlite::Result<()> {
 /// `failed` with code `interrupted` (the service stopped before the ledger answered, so
 /// nothing was acknowledged). Each keeps the time of its action. Returns how many of
 /// each `(ok, failed)`.
-pub fn recover_pending(conn: &mut Connection, committed: impl Fn(&[u8]) -> bool) -> rusqlite::Result<(usize, usize)> {
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+pub fn recover_pending(conn: &mut Connection, committed: impl Fn(&[u8]) -> bool) -> crate::db::Result<(usize, usize)> {
+    let tx = conn.transaction()?;
     let rows: Vec<(Vec<u8>, Entry)> = {
         let mut stmt = tx.prepare(
             "SELECT ledger_id, at, actor_type, actor_id, actor, client_id, action, resource_type, resource_id,
@@ -337,7 +336,7 @@ pub fn recover_pending(conn: &mut Connection, committed: impl Fn(&[u8]) -> bool)
 }
 
 /// The entries not chained yet, oldest first.
-fn unchained(conn: &Connection) -> rusqlite::Result<Vec<Row>> {
+fn unchained(conn: &Connection) -> crate::db::Result<Vec<Row>> {
     let mut stmt = conn.prepare(
         "SELECT id, at, actor_type, actor_id, actor, client_id, action, resource_type, resource_id, outcome,
                 detail, hash FROM audit_log WHERE hash IS NULL ORDER BY id",
@@ -350,7 +349,7 @@ fn static_of(s: &str, options: &[&'static str]) -> &'static str {
     options.iter().find(|o| **o == s).copied().unwrap_or("unknown")
 }
 
-fn row_entry(row: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
+fn row_entry(row: &crate::db::Row<'_>) -> crate::db::Result<Row> {
     let entry = Entry {
         actor_type: static_of(&row.get::<_, String>(2)?, &["user", "api_key", "system"]),
         actor_id: row.get(3)?,
@@ -380,7 +379,7 @@ pub struct Verdict {
 const VERIFY_PAGE: i64 = 10_000;
 
 /// Recomputes the chain from the first entry, page by page.
-pub fn verify(conn: &Connection) -> rusqlite::Result<Verdict> {
+pub fn verify(conn: &Connection) -> crate::db::Result<Verdict> {
     let mut stmt = conn.prepare(
         "SELECT id, at, actor_type, actor_id, actor, client_id, action, resource_type, resource_id, outcome,
                 detail, hash FROM audit_log WHERE id > ?1 ORDER BY id LIMIT ?2",

@@ -2,12 +2,12 @@
 //! BLAKE3 hashes, login throttling, API keys, the browser's session cookie with its
 //! CSRF token, and the [`Principal`] every protected route takes.
 
+use crate::db::OptionalExtension;
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use rand_core::{OsRng, RngCore};
-use rusqlite::OptionalExtension;
 use subtle::ConstantTimeEq;
 
 use crate::app::AppState;
@@ -162,7 +162,9 @@ impl Principal {
 /// API keys already verified against the database, by the hash of the key: a
 /// request with a known key needs no database round trip. The service is the only
 /// writer of its database, so revoking through it ([`KeyCache::forget_application`])
-/// keeps the cache exact. Unknown keys are never cached.
+/// keeps the cache exact. Unknown keys are never cached. On a database shared with
+/// other nodes (PostgreSQL) another node may revoke a key, so the cache is not used
+/// there: every request with a key reads its row.
 #[derive(Debug, Default)]
 pub struct KeyCache {
     /// The keys, and a generation that every revocation bumps: a lookup that read the
@@ -261,7 +263,7 @@ struct Account {
     client_id: Option<i64>,
 }
 
-fn account(conn: &rusqlite::Connection, email: &str) -> rusqlite::Result<Option<Account>> {
+fn account(conn: &crate::db::Conn, email: &str) -> crate::db::Result<Option<Account>> {
     conn.prepare_cached("SELECT id, password_hash, active, locked_until, client_id FROM users WHERE email = ?1")?
         .query_row([email], |row| {
             Ok(Account {
@@ -276,11 +278,11 @@ fn account(conn: &rusqlite::Connection, email: &str) -> rusqlite::Result<Option<
 }
 
 /// Seconds until sign-in from `addr` is allowed again; 0 when it is now.
-fn addr_wait(conn: &rusqlite::Connection, addr: &str, max: i64, now: i64) -> rusqlite::Result<i64> {
+fn addr_wait(conn: &crate::db::Conn, addr: &str, max: i64, now: i64) -> crate::db::Result<i64> {
     let since = now - ADDR_WINDOW_SECS;
     let count: i64 = conn.query_row(
         "SELECT count(*) FROM login_failures WHERE addr = ?1 AND at >= ?2",
-        rusqlite::params![addr, since],
+        crate::params![addr, since],
         |row| row.get(0),
     )?;
     if count < max {
@@ -289,20 +291,20 @@ fn addr_wait(conn: &rusqlite::Connection, addr: &str, max: i64, now: i64) -> rus
     // Allowed again when enough of the window's failures have aged out of it.
     let pivot: i64 = conn.query_row(
         "SELECT at FROM login_failures WHERE addr = ?1 AND at >= ?2 ORDER BY at LIMIT 1 OFFSET ?3",
-        rusqlite::params![addr, since, count - max],
+        crate::params![addr, since, count - max],
         |row| row.get(0),
     )?;
     Ok((pivot + ADDR_WINDOW_SECS - now).max(1))
 }
 
 /// Seconds until the account (or the email without one) may sign in again; 0 when now.
-fn lock_wait(conn: &rusqlite::Connection, email: &str, account: Option<&Account>, now: i64) -> rusqlite::Result<i64> {
+fn lock_wait(conn: &crate::db::Conn, email: &str, account: Option<&Account>, now: i64) -> crate::db::Result<i64> {
     if let Some(a) = account {
         return Ok(a.locked_until.map_or(0, |until| (until - now).max(0)));
     }
     let recent: Vec<i64> = conn
         .prepare_cached("SELECT at FROM login_failures WHERE email = ?1 AND at >= ?2 ORDER BY at DESC LIMIT ?3")?
-        .query_map(rusqlite::params![email, now - LOCK_SECS, LOGIN_FAILURES_MAX], |row| row.get(0))?
+        .query_map(crate::params![email, now - LOCK_SECS, LOGIN_FAILURES_MAX], |row| row.get(0))?
         .collect::<Result<_, _>>()?;
     Ok(match recent.last() {
         Some(tenth) if i64::try_from(recent.len()).unwrap_or(0) >= LOGIN_FAILURES_MAX => {
@@ -321,17 +323,14 @@ fn throttled(wait: i64) -> ApiError {
 /// one: the tenth in a row locks it for [`LOCK_SECS`]), with its audit entries, and
 /// commits. `reason` goes into the audit entry only.
 pub fn record_failure(
-    tx: rusqlite::Transaction<'_>,
+    tx: crate::db::Transaction<'_>,
     email: &str,
     addr: &str,
     account: Option<(i64, Option<i64>)>,
     reason: &str,
 ) -> Result<(), ApiError> {
     let now = now_secs();
-    tx.execute(
-        "INSERT INTO login_failures (email, at, addr) VALUES (?1, ?2, ?3)",
-        rusqlite::params![email, now, addr],
-    )?;
+    tx.execute("INSERT INTO login_failures (email, at, addr) VALUES (?1, ?2, ?3)", crate::params![email, now, addr])?;
     let detail = serde_json::json!({ "email": email, "address": addr, "reason": reason });
     let mut entries = vec![
         audit::Entry::anonymous("user", account.map(|a| a.0), email, "auth.login_failed")
@@ -350,7 +349,7 @@ pub fn record_failure(
         let until = if lock { Some(now + LOCK_SECS) } else { locked_until.filter(|u| *u > now) };
         tx.execute(
             "UPDATE users SET failed_logins = ?1, locked_until = ?2 WHERE id = ?3",
-            rusqlite::params![failed, until, id],
+            crate::params![failed, until, id],
         )?;
         entries[0] = entries[0].clone().on("user", id);
         if lock {
@@ -376,7 +375,7 @@ pub fn record_failure(
 /// failure (401, counted, audited); a right password without a code is not (the client
 /// asks for one and retries).
 pub fn login(
-    conn: &mut rusqlite::Connection,
+    conn: &mut crate::db::Conn,
     ring: &crate::secrets::Keyring,
     attempt: &Attempt<'_>,
 ) -> Result<SignedIn, ApiError> {
@@ -428,7 +427,7 @@ pub fn login(
     let expires_at = now + attempt.session_secs;
     tx.execute(
         "INSERT INTO sessions (token_hash, user_id, expires_at, created_at) VALUES (?1, ?2, ?3, ?4)",
-        rusqlite::params![token_hash(&token), user.id, expires_at, now],
+        crate::params![token_hash(&token), user.id, expires_at, now],
     )?;
     audit::append(
         &tx,
@@ -608,7 +607,7 @@ impl Restriction {
 }
 
 /// Ends the session of `token` (a no-op when there is none).
-pub fn end_session(conn: &rusqlite::Connection, token: &str) -> Result<(), ApiError> {
+pub fn end_session(conn: &crate::db::Conn, token: &str) -> Result<(), ApiError> {
     conn.execute("DELETE FROM sessions WHERE token_hash = ?1", [token_hash(token)])?;
     Ok(())
 }
@@ -657,7 +656,8 @@ pub async fn authenticate_session(parts: &Parts, state: &AppState) -> Result<(Pr
     if !via_cookie && let Some(secret) = token.strip_prefix(API_KEY_PREFIX) {
         let lookup = secret.get(..KEY_LOOKUP_CHARS).unwrap_or_default().to_string();
         let hash = token_hash(&token);
-        if let Some(principal) = state.key_cache.get(&hash) {
+        let shared = state.db.is_postgres();
+        if !shared && let Some(principal) = state.key_cache.get(&hash) {
             return Ok((principal, None));
         }
         let cache = std::sync::Arc::clone(&state.key_cache);
@@ -679,7 +679,9 @@ pub async fn authenticate_session(parts: &Parts, state: &AppState) -> Result<(Pr
                             role: Role::Operator,
                             client_id: Some(client_id),
                         };
-                        cache.insert(generation, hash, principal.clone());
+                        if !shared {
+                            cache.insert(generation, hash, principal.clone());
+                        }
                         Ok((principal, None))
                     }
                     _ => Err(ApiError::unauthenticated("invalid_api_key", "the API key is unknown or revoked")),
@@ -703,7 +705,7 @@ pub async fn authenticate_session(parts: &Parts, state: &AppState) -> Result<(Pr
                      FROM sessions s JOIN users u ON u.id = s.user_id LEFT JOIN clients c ON c.id = u.client_id
                      WHERE s.token_hash = ?1 AND s.expires_at > ?2 AND u.active = 1",
                 )?
-                .query_row(rusqlite::params![hash, now_secs()], |row| {
+                .query_row(crate::params![hash, now_secs()], |row| {
                     Ok((
                         row.get(0)?,
                         row.get(1)?,

@@ -1,15 +1,20 @@
-//! The portal's metadata in embedded SQLite (users, clients, sessions, ...), with
-//! versioned migrations. Money never lives here: it is in the ledger.
+//! The portal's metadata (users, clients, sessions, ...), with versioned migrations:
+//! in embedded SQLite under the data directory (the single-node default), or in
+//! PostgreSQL shared by several nodes (`--database-url`, [`crate::pg`]). Money never
+//! lives here: it is in the ledger.
 //!
-//! SQLite calls block, so handlers reach the connection through [`Db::call`], which
-//! runs them on tokio's blocking pool. Every statement uses bound parameters.
+//! Database calls block, so handlers reach a connection ([`Conn`], the same for both
+//! backends, [`crate::sql`]) through [`Db::call`], which runs them on tokio's blocking
+//! pool. Every statement uses bound parameters.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use rusqlite::Connection;
-
 use crate::error::ApiError;
+pub use crate::sql::{Conn, Error, OptionalExtension, Result, Row, Transaction};
+
+/// The connection type handlers are given (the name rusqlite gave it).
+pub type Connection = Conn;
 
 /// Migrations in order; the database records how many it has applied. Never edit one
 /// that has shipped: add the next.
@@ -270,17 +275,58 @@ const MIGRATIONS: &[&str] = &[
     // `utc_offset_minutes`, as every client had before; that column then keeps the
     // name's offset when set, a fallback should a later build not know the name).
     "ALTER TABLE clients ADD COLUMN time_zone_name TEXT;",
+    // 13: a value sealed under the secrets' key (`secrets::seal_all`): a node started
+    // with another key is refused before it seals what the others cannot open.
+    "CREATE TABLE secret_check (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        sealed TEXT NOT NULL
+    );",
 ];
 
 /// A shared handle on the metadata database.
 #[derive(Debug, Clone)]
 pub struct Db {
-    conn: Arc<Mutex<Connection>>,
-    /// Where the database is, for readers that must not hold the shared connection
-    /// for long (the audit chain's verification).
-    path: Arc<std::path::PathBuf>,
+    store: Arc<Store>,
     /// The group-committing writer of what money requests keep beside the ledger.
     meta: std::sync::mpsc::Sender<MetaJob>,
+}
+
+/// Where the metadata is.
+#[derive(Debug)]
+enum Store {
+    /// One shared connection on the file; readers that must not hold it for long (the
+    /// audit chain's verification) open their own on `path`.
+    Sqlite { conn: Mutex<Conn>, path: PathBuf },
+    /// A pool on the shared database.
+    Postgres(crate::pg::Pool),
+}
+
+/// A connection of its own, for as long as it is held: an SQLite connection opened for
+/// it, or one taken from the PostgreSQL pool.
+#[derive(Debug)]
+pub enum OwnConn {
+    Sqlite(Conn),
+    Postgres(r2d2::PooledConnection<crate::pg::Manager>),
+}
+
+impl std::ops::Deref for OwnConn {
+    type Target = Conn;
+
+    fn deref(&self) -> &Conn {
+        match self {
+            OwnConn::Sqlite(c) => c,
+            OwnConn::Postgres(c) => c,
+        }
+    }
+}
+
+impl std::ops::DerefMut for OwnConn {
+    fn deref_mut(&mut self) -> &mut Conn {
+        match self {
+            OwnConn::Sqlite(c) => c,
+            OwnConn::Postgres(c) => c,
+        }
+    }
 }
 
 /// What a money request keeps beside the ledger: a description, and the response of an
@@ -339,42 +385,68 @@ impl std::future::IntoFuture for MetaCommit {
 /// Waits for a lock held by the other connection rather than failing at once.
 const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// A connection of its own on the database at `path`, set up as the shared one (for
-/// the events follower and the webhook deliveries, which must not queue behind
-/// handlers on the shared connection).
-pub fn connect_own(path: &Path) -> Result<Connection, rusqlite::Error> {
+/// A connection of its own on the SQLite database at `path`, set up as the shared one.
+pub fn connect_own(path: &Path) -> Result<Conn> {
     connect(path)
 }
 
-fn connect(path: &Path) -> Result<Connection, rusqlite::Error> {
-    let conn = Connection::open(path)?;
+fn connect(path: &Path) -> Result<Conn> {
+    let conn = rusqlite::Connection::open(path)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     // Deleted or overwritten content is zeroed, not left in free pages.
     conn.pragma_update(None, "secure_delete", "ON")?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
-    Ok(conn)
+    Ok(Conn::sqlite(conn))
+}
+
+/// Where the metadata writer gets its connection.
+enum WriterConn {
+    Sqlite(Conn),
+    Postgres(crate::pg::Pool),
 }
 
 impl Db {
-    /// Opens (creating) the database at `path`, applies pending migrations, and starts
-    /// the metadata writer on its own connection.
-    pub fn open(path: &Path) -> Result<Db, rusqlite::Error> {
+    /// Opens (creating) the SQLite database at `path`, applies pending migrations, and
+    /// starts the metadata writer on its own connection.
+    pub fn open(path: &Path) -> Result<Db> {
         let mut conn = connect(path)?;
         migrate(&mut conn)?;
         crate::audit::seal_legacy(&mut conn)?;
-        let writer = connect(path)?;
+        let writer = WriterConn::Sqlite(connect(path)?);
+        Db::start(Store::Sqlite { conn: Mutex::new(conn), path: path.to_path_buf() }, writer)
+    }
+
+    /// Connects to the PostgreSQL database at `url` (`postgres://...`), applies pending
+    /// migrations (each once, whichever node starts first), and starts the metadata
+    /// writer. Never logs the url (it may hold a password).
+    pub fn open_postgres(url: &str) -> Result<Db> {
+        let pool = crate::pg::pool(url)?;
+        {
+            let mut conn = pool.get().map_err(|e| Error::Other(e.to_string()))?;
+            crate::pg::migrate(&conn)?;
+            crate::audit::seal_legacy(&mut conn)?;
+        }
+        Db::start(Store::Postgres(pool.clone()), WriterConn::Postgres(pool))
+    }
+
+    fn start(store: Store, writer: WriterConn) -> Result<Db> {
         let (meta, jobs) = std::sync::mpsc::channel();
         std::thread::Builder::new()
             .name("portal-meta-writer".into())
             .spawn(move || meta_writer(writer, &jobs))
-            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
-        Ok(Db { conn: Arc::new(Mutex::new(conn)), path: Arc::new(path.to_path_buf()), meta })
+            .map_err(|e| Error::Other(format!("cannot start the metadata writer: {e}")))?;
+        Ok(Db { store: Arc::new(store), meta })
     }
 
-    /// Stores `write` durably: requests arriving together share one SQLite transaction
-    /// and one fsync (group commit), and each returns once its rows are committed.
+    /// Whether the metadata is in PostgreSQL.
+    pub fn is_postgres(&self) -> bool {
+        matches!(*self.store, Store::Postgres(_))
+    }
+
+    /// Stores `write` durably: requests arriving together share one transaction (and,
+    /// on SQLite, one fsync: group commit), and each returns once its rows are committed.
     pub async fn write_meta(&self, write: MetaWrite) -> Result<(), ApiError> {
         self.start_meta(write).await
     }
@@ -405,19 +477,15 @@ impl Db {
         self.write_meta(MetaWrite::default()).await
     }
 
-    /// Runs `f` with the connection on the blocking pool.
+    /// Runs `f` with a connection on the blocking pool (SQLite: the shared one;
+    /// PostgreSQL: one from the pool, holding the metadata lock: [`Conn::exclusive`]).
     pub async fn call<T, F>(&self, f: F) -> Result<T, ApiError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Connection) -> Result<T, ApiError> + Send + 'static,
+        F: FnOnce(&mut Conn) -> Result<T, ApiError> + Send + 'static,
     {
-        let conn = Arc::clone(&self.conn);
-        tokio::task::spawn_blocking(move || {
-            let mut guard = conn.lock().map_err(|_| ApiError::internal("the database lock was poisoned"))?;
-            f(&mut guard)
-        })
-        .await
-        .map_err(ApiError::internal)?
+        let store = Arc::clone(&self.store);
+        tokio::task::spawn_blocking(move || store.with(f)?).await.map_err(ApiError::internal)?
     }
 
     /// Runs `f` on the blocking pool with a connection of its own, opened for this call:
@@ -425,21 +493,48 @@ impl Db {
     pub async fn call_own<T, F>(&self, f: F) -> Result<T, ApiError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Connection) -> Result<T, ApiError> + Send + 'static,
+        F: FnOnce(&mut Conn) -> Result<T, ApiError> + Send + 'static,
     {
-        let path = Arc::clone(&self.path);
-        tokio::task::spawn_blocking(move || f(&mut connect(&path)?)).await.map_err(ApiError::internal)?
+        let db = self.clone();
+        tokio::task::spawn_blocking(move || f(&mut *db.own_conn()?)).await.map_err(ApiError::internal)?
     }
 
-    /// Where the database file is.
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// A connection of its own (the events follower and the webhook deliveries, which
+    /// must not queue behind handlers on the shared connection). Blocks.
+    pub fn own_conn(&self) -> Result<OwnConn> {
+        match &*self.store {
+            Store::Sqlite { path, .. } => Ok(OwnConn::Sqlite(connect(path)?)),
+            Store::Postgres(pool) => Ok(OwnConn::Postgres(pool.get().map_err(|e| Error::Other(e.to_string()))?)),
+        }
     }
 
-    /// Runs `f` with the connection on the calling thread (start-up only).
-    pub fn call_blocking<T>(&self, f: impl FnOnce(&mut Connection) -> T) -> Result<T, ApiError> {
-        let mut guard = self.conn.lock().map_err(|_| ApiError::internal("the database lock was poisoned"))?;
-        Ok(f(&mut guard))
+    /// Where the SQLite database file is (`None`: in PostgreSQL).
+    pub fn path(&self) -> Option<&Path> {
+        match &*self.store {
+            Store::Sqlite { path, .. } => Some(path),
+            Store::Postgres(_) => None,
+        }
+    }
+
+    /// Runs `f` with a connection on the calling thread (start-up only).
+    pub fn call_blocking<T>(&self, f: impl FnOnce(&mut Conn) -> T) -> Result<T, ApiError> {
+        self.store.with(f)
+    }
+}
+
+impl Store {
+    fn with<T>(&self, f: impl FnOnce(&mut Conn) -> T) -> Result<T, ApiError> {
+        match self {
+            Store::Sqlite { conn, .. } => {
+                let mut guard = conn.lock().map_err(|_| ApiError::internal("the database lock was poisoned"))?;
+                Ok(f(&mut guard))
+            }
+            Store::Postgres(pool) => {
+                let mut conn =
+                    pool.get().map_err(|e| ApiError::internal(format!("no metadata database connection: {e}")))?;
+                Ok(conn.exclusive(f)?)
+            }
+        }
     }
 }
 
@@ -455,7 +550,10 @@ const META_GROUP_MAX: usize = 4096;
 /// power loss before that only sends its entries back to `audit_pending`, chained at
 /// the next start. The disk's flushes are the scarce resource (the ledger syncs on the
 /// same disk), so they are spent only where an answer waits.
-fn meta_writer(mut conn: Connection, jobs: &std::sync::mpsc::Receiver<MetaJob>) {
+///
+/// On PostgreSQL each group takes a pooled connection (a broken one is replaced) and
+/// commits under the write lock like any writer; durability is the server's.
+fn meta_writer(mut writer: WriterConn, jobs: &std::sync::mpsc::Receiver<MetaJob>) {
     let mut synced = true;
     while let Ok(first) = jobs.recv() {
         let mut group = vec![first];
@@ -466,6 +564,26 @@ fn meta_writer(mut conn: Connection, jobs: &std::sync::mpsc::Receiver<MetaJob>) 
             }
         }
         let sync = group.iter().any(|job| job.done.is_some());
+        let mut pooled;
+        let conn: &mut Conn = match &mut writer {
+            WriterConn::Sqlite(conn) => conn,
+            WriterConn::Postgres(pool) => match pool.get() {
+                Ok(got) => {
+                    pooled = got;
+                    &mut pooled
+                }
+                Err(e) => {
+                    let e = format!("no metadata database connection: {e}");
+                    tracing::error!(error = %e, jobs = group.len(), "metadata group commit failed");
+                    for job in group {
+                        if let Some(done) = job.done {
+                            let _ = done.send(Err(e.clone()));
+                        }
+                    }
+                    continue;
+                }
+            },
+        };
         if sync != synced {
             match conn.pragma_update(None, "synchronous", if sync { "FULL" } else { "NORMAL" }) {
                 Ok(()) => synced = sync,
@@ -473,7 +591,7 @@ fn meta_writer(mut conn: Connection, jobs: &std::sync::mpsc::Receiver<MetaJob>) 
             }
         }
         let result = if synced || !sync {
-            commit_meta(&mut conn, &group).map_err(|e| e.to_string())
+            commit_meta(conn, &group).map_err(|e| e.to_string())
         } else {
             Err("the metadata writer cannot sync".to_string())
         };
@@ -488,11 +606,12 @@ fn meta_writer(mut conn: Connection, jobs: &std::sync::mpsc::Receiver<MetaJob>) 
     }
 }
 
-fn commit_meta(conn: &mut Connection, group: &[MetaJob]) -> Result<(), rusqlite::Error> {
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+fn commit_meta(conn: &mut Conn, group: &[MetaJob]) -> Result<()> {
+    let tx = write_tx(conn)?;
     {
-        let mut describe =
-            tx.prepare_cached("INSERT OR IGNORE INTO tx_meta (ledger_id, client_id, description) VALUES (?1, ?2, ?3)")?;
+        let mut describe = tx.prepare_cached(
+            "INSERT INTO tx_meta (ledger_id, client_id, description) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+        )?;
         // Status 0 is a row written ahead (`idempotency::AHEAD_STATUS`): the response
         // completes it; a complete row is never replaced.
         let mut remember = tx.prepare_cached(
@@ -510,28 +629,30 @@ fn commit_meta(conn: &mut Connection, group: &[MetaJob]) -> Result<(), rusqlite:
         )?;
         let mut forget_key =
             tx.prepare_cached("DELETE FROM idempotency WHERE client_id = ?1 AND key = ?2 AND status = 0")?;
-        let mut ahead = tx
-            .prepare_cached("INSERT OR REPLACE INTO tx_meta (ledger_id, client_id, description) VALUES (?1, ?2, ?3)")?;
+        let mut ahead = tx.prepare_cached(
+            "INSERT INTO tx_meta (ledger_id, client_id, description) VALUES (?1, ?2, ?3)
+             ON CONFLICT (ledger_id) DO UPDATE SET client_id = excluded.client_id, description = excluded.description",
+        )?;
         let mut forget = tx.prepare_cached("DELETE FROM tx_meta WHERE ledger_id = ?1")?;
         let now = now_secs();
         for job in group {
             if let Some((id, client, description)) = &job.write.description_ahead {
-                ahead.execute(rusqlite::params![id, client, description])?;
+                ahead.execute(crate::params![id, client, description])?;
             }
             if let Some(id) = &job.write.forget_description {
                 forget.execute([id])?;
             }
             if let Some((id, client, description)) = &job.write.description {
-                describe.execute(rusqlite::params![id, client, description])?;
+                describe.execute(crate::params![id, client, description])?;
             }
             if let Some((client, key, fingerprint)) = &job.write.idempotency_ahead {
-                remember_ahead.execute(rusqlite::params![client, key, fingerprint, now])?;
+                remember_ahead.execute(crate::params![client, key, fingerprint, now])?;
             }
             if let Some((client, key)) = &job.write.forget_idempotency {
-                forget_key.execute(rusqlite::params![client, key])?;
+                forget_key.execute(crate::params![client, key])?;
             }
             if let Some((client, key, fingerprint, status, response)) = &job.write.idempotency {
-                remember.execute(rusqlite::params![client, key, fingerprint, status, response, now])?;
+                remember.execute(crate::params![client, key, fingerprint, status, response, now])?;
             }
             if let Some((id, entry)) = &job.write.pending_audit {
                 crate::audit::pend(&tx, id, entry)?;
@@ -548,16 +669,19 @@ fn commit_meta(conn: &mut Connection, group: &[MetaJob]) -> Result<(), rusqlite:
     tx.commit()
 }
 
-fn migrate(conn: &mut Connection) -> Result<(), rusqlite::Error> {
-    let applied: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+fn migrate(conn: &mut Conn) -> Result<()> {
+    let applied: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(usize::try_from(applied).unwrap_or(0)) {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
-        tx.pragma_update(None, "user_version", i64::try_from(i + 1).unwrap_or(i64::MAX))?;
+        tx.pragma_update(None, "user_version", &(i + 1).to_string())?;
         tx.commit()?;
     }
     Ok(())
 }
+
+// The two lists of migrations stay in step: the same number, the same meaning.
+const _: () = assert!(MIGRATIONS.len() == crate::pg::MIGRATIONS_LEN);
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
@@ -575,7 +699,9 @@ pub fn now_secs() -> i64 {
 
 /// A transaction that takes the write lock at once. The metadata writer commits on its
 /// own connection, so a transaction that read first and wrote later could fail with
-/// SQLITE_BUSY (its snapshot outdated); taking the lock up front waits instead.
-pub fn write_tx(conn: &mut Connection) -> rusqlite::Result<rusqlite::Transaction<'_>> {
-    conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+/// SQLITE_BUSY (its snapshot outdated); taking the lock up front waits instead. On
+/// PostgreSQL the lock is the advisory one every node's writers take
+/// ([`crate::pg::WRITE_LOCK`]), so a read-then-write stays atomic across nodes.
+pub fn write_tx(conn: &mut Conn) -> Result<Transaction<'_>> {
+    conn.transaction()
 }

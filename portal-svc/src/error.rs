@@ -154,5 +154,11 @@ impl From<rusqlite::Error> for ApiError {
     }
 }
 
+impl From<crate::sql::Error> for ApiError {
+    fn from(e: crate::sql::Error) -> ApiError {
+        ApiError::internal(e)
+    }
+}
+
 /// The result of a handler.
 pub type ApiResult<T> = Result<T, ApiError>;

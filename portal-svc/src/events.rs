@@ -10,8 +10,9 @@
 //! Either way the deliveries to the client's matching endpoints are queued in the same
 //! transaction as the event ([`insert`]).
 
+use crate::db::{Connection, OptionalExtension, Row};
+use crate::params;
 use ledger_core::{BatchSummary, Kind, TxRecord};
-use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::Value;
 
 /// Every event type, in the order the contract lists them.
@@ -134,18 +135,20 @@ pub fn of_change(client_id: i64, kind: &'static str, object: Value) -> NewEvent 
 /// Inserts `event` unless an event of the same id or ledger seq is there, and queues a
 /// delivery of it to each active endpoint of its client subscribed to its type, in the
 /// caller's transaction. Returns the event when it is new.
-pub fn insert(conn: &Connection, event: &NewEvent) -> rusqlite::Result<Option<Event>> {
+pub fn insert(conn: &Connection, event: &NewEvent) -> crate::db::Result<Option<Event>> {
     let object = event.object.to_string();
-    let inserted = conn
+    let inserted: Option<i64> = conn
         .prepare_cached(
-            "INSERT OR IGNORE INTO events (id, client_id, type, ledger_seq, created_at, object)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO events (id, client_id, type, ledger_seq, created_at, object)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING RETURNING seq",
         )?
-        .execute(params![event.id, event.client_id, event.kind, event.ledger_seq, event.created_at, object])?;
-    if inserted == 0 {
+        .query_row(params![event.id, event.client_id, event.kind, event.ledger_seq, event.created_at, object], |row| {
+            row.get(0)
+        })
+        .optional()?;
+    let Some(seq) = inserted else {
         return Ok(None);
-    }
-    let seq = conn.last_insert_rowid();
+    };
     let now = crate::db::now_secs();
     conn.prepare_cached(
         "INSERT INTO webhook_deliveries (endpoint_id, event_seq, redelivery, status, attempts, next_attempt_ms,
@@ -170,7 +173,7 @@ pub fn insert(conn: &Connection, event: &NewEvent) -> rusqlite::Result<Option<Ev
 pub const EVENT_COLUMNS: &str = "seq, id, client_id, type, created_at, object";
 
 /// An event from a row of [`EVENT_COLUMNS`].
-pub fn event_row(row: &Row<'_>) -> rusqlite::Result<Event> {
+pub fn event_row(row: &Row<'_>) -> crate::db::Result<Event> {
     let object: String = row.get(5)?;
     Ok(Event {
         seq: row.get(0)?,
@@ -184,7 +187,7 @@ pub fn event_row(row: &Row<'_>) -> rusqlite::Result<Event> {
 }
 
 /// The event at `seq`.
-pub fn load(conn: &Connection, seq: i64) -> rusqlite::Result<Option<Event>> {
+pub fn load(conn: &Connection, seq: i64) -> crate::db::Result<Option<Event>> {
     conn.prepare_cached(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE seq = ?1"))?
         .query_row([seq], event_row)
         .optional()

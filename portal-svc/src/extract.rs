@@ -165,41 +165,36 @@ pub enum CursorList {
 
 /// Whether the row `id` of `list` exists within `scope` (a client; `None`: a platform
 /// admin's view of all), else [`unknown_cursor`].
-pub fn cursor_exists(
-    conn: &rusqlite::Connection,
-    list: CursorList,
-    id: i64,
-    scope: Option<i64>,
-) -> Result<(), ApiError> {
-    use rusqlite::OptionalExtension;
+pub fn cursor_exists(conn: &crate::db::Conn, list: CursorList, id: i64, scope: Option<i64>) -> Result<(), ApiError> {
+    use crate::db::OptionalExtension;
     let mut stmt = match list {
         CursorList::Tickets => {
-            conn.prepare_cached("SELECT 1 FROM tickets WHERE id = ?1 AND (?2 IS NULL OR client_id = ?2)")?
+            conn.prepare_cached("SELECT 1 FROM tickets WHERE id = ?1 AND (client_id = ?2 OR ?2 IS NULL)")?
         }
         CursorList::Devices => {
-            conn.prepare_cached("SELECT 1 FROM devices WHERE id = ?1 AND (?2 IS NULL OR client_id = ?2)")?
+            conn.prepare_cached("SELECT 1 FROM devices WHERE id = ?1 AND (client_id = ?2 OR ?2 IS NULL)")?
         }
         CursorList::DeviceGroups => {
-            conn.prepare_cached("SELECT 1 FROM device_groups WHERE id = ?1 AND (?2 IS NULL OR client_id = ?2)")?
+            conn.prepare_cached("SELECT 1 FROM device_groups WHERE id = ?1 AND (client_id = ?2 OR ?2 IS NULL)")?
         }
         CursorList::Heartbeats => conn.prepare_cached(
             "SELECT 1 FROM device_heartbeats h JOIN devices d ON d.id = h.device_id
-             WHERE h.id = ?1 AND (?2 IS NULL OR d.client_id = ?2)",
+             WHERE h.id = ?1 AND (d.client_id = ?2 OR ?2 IS NULL)",
         )?,
         CursorList::Rollouts => {
-            conn.prepare_cached("SELECT 1 FROM rollouts WHERE id = ?1 AND (?2 IS NULL OR client_id = ?2)")?
+            conn.prepare_cached("SELECT 1 FROM rollouts WHERE id = ?1 AND (client_id = ?2 OR ?2 IS NULL)")?
         }
         CursorList::Notes => {
-            conn.prepare_cached("SELECT 1 FROM notes WHERE id = ?1 AND (?2 IS NULL OR client_id = ?2)")?
+            conn.prepare_cached("SELECT 1 FROM notes WHERE id = ?1 AND (client_id = ?2 OR ?2 IS NULL)")?
         }
         CursorList::Users => {
-            conn.prepare_cached("SELECT 1 FROM users WHERE id = ?1 AND (?2 IS NULL OR client_id = ?2)")?
+            conn.prepare_cached("SELECT 1 FROM users WHERE id = ?1 AND (client_id = ?2 OR ?2 IS NULL)")?
         }
         CursorList::Audit => {
-            conn.prepare_cached("SELECT 1 FROM audit_log WHERE id = ?1 AND (?2 IS NULL OR client_id = ?2)")?
+            conn.prepare_cached("SELECT 1 FROM audit_log WHERE id = ?1 AND (client_id = ?2 OR ?2 IS NULL)")?
         }
     };
-    let found = stmt.query_row(rusqlite::params![id, scope], |_| Ok(())).optional()?;
+    let found = stmt.query_row(crate::params![id, scope], |_| Ok(())).optional()?;
     found.ok_or_else(unknown_cursor)
 }
 

@@ -29,8 +29,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use crate::db::{Connection, OptionalExtension};
 use ledger_core::{Feed, FeedError, FeedRecord, Ledger};
-use rusqlite::{Connection, OptionalExtension};
 
 use crate::app::AppState;
 use crate::events::{self, Event};
@@ -63,7 +63,7 @@ impl Follower {
 
 /// The stored position, or on the very first start the ledger's next seq (events
 /// start from then on), stored at once so a restart does not move it.
-fn position(conn: &Connection, ledger: &Ledger) -> rusqlite::Result<u64> {
+fn position(conn: &Connection, ledger: &Ledger) -> crate::db::Result<u64> {
     let stored: Option<i64> =
         conn.query_row("SELECT next_seq FROM event_feed WHERE id = 1", [], |row| row.get(0)).optional()?;
     if let Some(next) = stored {
@@ -74,7 +74,7 @@ fn position(conn: &Connection, ledger: &Ledger) -> rusqlite::Result<u64> {
     Ok(next)
 }
 
-fn store_position(conn: &Connection, next_seq: u64) -> rusqlite::Result<()> {
+fn store_position(conn: &Connection, next_seq: u64) -> crate::db::Result<()> {
     conn.execute(
         "INSERT INTO event_feed (id, next_seq) VALUES (1, ?1) ON CONFLICT (id) DO UPDATE SET next_seq = ?1",
         [i64::try_from(next_seq).unwrap_or(i64::MAX)],
@@ -104,7 +104,7 @@ fn open_feed(state: &AppState, conn: &Connection) -> Result<Feed, String> {
 /// Opens the follower's connection and its holding feed (call before accepting
 /// requests), and starts its thread.
 pub fn start(state: &AppState) -> Result<Follower, Box<dyn std::error::Error>> {
-    let conn = crate::db::connect_own(state.db.path())?;
+    let conn = state.db.own_conn()?;
     let feed = open_feed(state, &conn)?;
     let stop = Arc::new(AtomicBool::new(false));
     let thread = {
@@ -116,7 +116,7 @@ pub fn start(state: &AppState) -> Result<Follower, Box<dyn std::error::Error>> {
 
 /// The thread: follows until stopped or the ledger closes; errors and panics are
 /// logged, counted, and followed by a fresh start from the stored position.
-fn follow(state: &AppState, mut conn: Connection, feed: Feed, stop: &AtomicBool) {
+fn follow(state: &AppState, mut conn: crate::db::OwnConn, feed: Feed, stop: &AtomicBool) {
     let mut feed = Some(feed);
     loop {
         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| follow_feed(state, &mut conn, feed.take(), stop)));
@@ -186,7 +186,7 @@ fn follow_feed(state: &AppState, conn: &mut Connection, feed: Option<Feed>, stop
 
 /// Stores the events of `records`, their deliveries and the position `next_seq` in one
 /// transaction; returns the events that are new.
-fn commit_batch(conn: &mut Connection, records: &[FeedRecord], next_seq: u64) -> rusqlite::Result<Vec<Event>> {
+fn commit_batch(conn: &mut Connection, records: &[FeedRecord], next_seq: u64) -> crate::db::Result<Vec<Event>> {
     let tx = crate::db::write_tx(conn)?;
     let mut new = Vec::with_capacity(records.len());
     {

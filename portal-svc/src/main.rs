@@ -23,6 +23,14 @@ struct Args {
     data_dir: PathBuf,
     #[command(subcommand)]
     command: Option<Command>,
+    /// Keep the metadata (users, keys, tickets, ...) in this PostgreSQL database,
+    /// shared by every node given it, instead of DIR/portal.db:
+    /// `postgres://USER@HOST:PORT/DB` (`?host=/socket/dir` for a Unix socket). Rather
+    /// than a password here (visible to `ps`), set PORTAL_DATABASE_URL, read when this
+    /// is not given. Nodes sharing a database need the same secret key (DIR/secret.key
+    /// copied, or PORTAL_SECRET_KEY).
+    #[arg(long, global = true)]
+    database_url: Option<String>,
     /// Address to listen on (port 0 picks a free port; the line `listening on ...`
     /// says which).
     #[arg(long, default_value = "127.0.0.1:8080")]
@@ -78,6 +86,14 @@ enum Command {
     },
 }
 
+/// The environment variable read for `--database-url` when it is not given.
+const DATABASE_URL_ENV: &str = "PORTAL_DATABASE_URL";
+
+/// `--database-url`, else PORTAL_DATABASE_URL (never logged: it may hold a password).
+fn database_url(args: &Args) -> Option<String> {
+    args.database_url.clone().or_else(|| std::env::var(DATABASE_URL_ENV).ok()).filter(|url| !url.is_empty())
+}
+
 /// The file a running service holds locked, so `rotate-key` cannot run beside it.
 const LOCK_FILE: &str = "portal.lock";
 
@@ -100,15 +116,27 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Before anything is created: every file 0600 and directory 0700 from its creation.
     secrets::private_umask();
     if let Some(Command::Backup { dest }) = &args.command {
+        if database_url(&args).is_some() {
+            return Err(
+                "the metadata is in PostgreSQL: back it up with pg_dump, the ledger with `ledger backup`".into()
+            );
+        }
         // Beside the running service: no lock taken, nothing of DIR changed.
         return portal_svc::backup::backup(&args.data_dir, dest);
     }
     secrets::tighten_modes(&args.data_dir)?;
     let _lock = lock_data_dir(&args.data_dir)?;
     if let Some(Command::RotateKey) = args.command {
-        let mut conn = rusqlite::Connection::open(args.data_dir.join("portal.db"))?;
-        conn.pragma_update(None, "secure_delete", "ON")?;
-        let id = secrets::rotate(&args.data_dir, &mut conn)?;
+        let id = match database_url(&args) {
+            Some(url) => Db::open_postgres(&url)?
+                .call_blocking(|conn| secrets::rotate(&args.data_dir, conn))
+                .map_err(|e| e.message)??,
+            None => {
+                let conn = rusqlite::Connection::open(args.data_dir.join("portal.db"))?;
+                conn.pragma_update(None, "secure_delete", "ON")?;
+                secrets::rotate(&args.data_dir, &mut portal_svc::db::Conn::sqlite(conn))?
+            }
+        };
         println!("secrets re-encrypted under key {id}");
         return Ok(());
     }
@@ -139,7 +167,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(cluster) => cluster.node().ledger().clone(),
         None => Ledger::open(args.data_dir.join("ledger"), LedgerOptions::default())?,
     };
-    let db = Db::open(&args.data_dir.join("portal.db"))?;
+    let db = match database_url(&args) {
+        Some(url) => Db::open_postgres(&url)?,
+        None => Db::open(&args.data_dir.join("portal.db"))?,
+    };
     db.call_blocking(|conn| secrets::seal_all(conn, &keyring)).map_err(|e| e.message)??;
     // Money actions a crash left with their audit entry pending are chained now, as
     // the ledger decided them.

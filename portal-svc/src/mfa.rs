@@ -6,8 +6,9 @@
 //! steps pass. Recovery codes are random, stored only as BLAKE3 hashes, and each works
 //! once.
 
+use crate::db::{Connection, OptionalExtension};
+use crate::params;
 use rand_core::{OsRng, RngCore};
-use rusqlite::{Connection, OptionalExtension, params};
 use subtle::ConstantTimeEq;
 use totp_rs::{Algorithm, Secret, TOTP};
 

@@ -19,10 +19,10 @@ use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use crate::db::Conn as Connection;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use rand_core::{OsRng, RngCore};
-use rusqlite::Connection;
 
 /// The environment variable that may hold the key (64 hex characters) instead of the file.
 pub const KEY_ENV: &str = "PORTAL_SECRET_KEY";
@@ -50,7 +50,7 @@ pub enum KeyError {
     /// A stored secret is under a key that is not loaded, or fails authentication.
     Undecryptable(String),
     /// The database failed.
-    Db(rusqlite::Error),
+    Db(crate::db::Error),
 }
 
 impl std::fmt::Display for KeyError {
@@ -66,8 +66,8 @@ impl std::fmt::Display for KeyError {
 
 impl std::error::Error for KeyError {}
 
-impl From<rusqlite::Error> for KeyError {
-    fn from(e: rusqlite::Error) -> KeyError {
+impl From<crate::db::Error> for KeyError {
+    fn from(e: crate::db::Error) -> KeyError {
         KeyError::Db(e)
     }
 }
@@ -286,7 +286,7 @@ pub fn load(dir: &Path) -> Result<(Keyring, KeySource), KeyError> {
 /// any was in clear, rewrites the database so no old page keeps it. Returns how many
 /// changed.
 pub fn seal_all(conn: &mut Connection, ring: &Keyring) -> Result<usize, KeyError> {
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let tx = conn.transaction()?;
     let rows: Vec<(i64, String)> = {
         let mut stmt = tx.prepare("SELECT id, mfa_secret FROM users WHERE mfa_secret IS NOT NULL")?;
         stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?.collect::<Result<_, _>>()?
@@ -302,16 +302,12 @@ pub fn seal_all(conn: &mut Connection, ring: &Keyring) -> Result<usize, KeyError
             clear += 1;
             stored
         };
-        tx.execute("UPDATE users SET mfa_secret = ?1 WHERE id = ?2", rusqlite::params![ring.seal(id, &plain), id])?;
+        tx.execute("UPDATE users SET mfa_secret = ?1 WHERE id = ?2", crate::params![ring.seal(id, &plain), id])?;
         changed += 1;
     }
     // Webhook signing secrets are only ever stored sealed; a rotation re-seals them.
     // (`rotate-key` may run on a database older than the table.)
-    let has_endpoints: bool = tx.query_row(
-        "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'webhook_endpoints'",
-        [],
-        |row| row.get(0),
-    )?;
+    let has_endpoints = tx.table_exists("webhook_endpoints")?;
     let endpoints: Vec<(i64, String)> = if !has_endpoints {
         Vec::new()
     } else {
@@ -326,12 +322,13 @@ pub fn seal_all(conn: &mut Connection, ring: &Keyring) -> Result<usize, KeyError
         let plain = ring.open_with(&aad, &stored, &format!("the secret of webhook endpoint {id}"))?;
         tx.execute(
             "UPDATE webhook_endpoints SET secret = ?1 WHERE id = ?2",
-            rusqlite::params![ring.seal_with(&aad, &plain), id],
+            crate::params![ring.seal_with(&aad, &plain), id],
         )?;
         changed += 1;
     }
+    check_key(&tx, ring)?;
     tx.commit()?;
-    if clear > 0 {
+    if clear > 0 && conn.is_sqlite() {
         // secure_delete is on: VACUUM rebuilds every page, and the checkpoint moves the
         // rebuilt pages over the old ones and empties the WAL.
         conn.execute_batch("VACUUM")?;
@@ -339,6 +336,46 @@ pub fn seal_all(conn: &mut Connection, ring: &Keyring) -> Result<usize, KeyError
         tracing::warn!(count = clear, "MFA secrets stored in clear were encrypted");
     }
     Ok(changed)
+}
+
+/// What the key check seals (not secret: it proves which key the database is under).
+const CHECK_TEXT: &str = "portal-svc secret key check v1";
+/// Its associated data.
+const CHECK_AAD: &[u8] = b"portal-svc secret_check";
+
+/// The key check (migration 13): sealed under the current key the first time; from
+/// then on it must open, so a node given another key than the database's secrets are
+/// under (nodes sharing one PostgreSQL database must share the key) is refused at
+/// start, before it seals anything the others cannot open. Re-sealed by a rotation.
+fn check_key(conn: &Connection, ring: &Keyring) -> Result<(), KeyError> {
+    if !conn.table_exists("secret_check")? {
+        return Ok(()); // `rotate-key` on a database from before migration 13
+    }
+    let stored: Option<String> = crate::db::OptionalExtension::optional(conn.query_row(
+        "SELECT sealed FROM secret_check WHERE id = 1",
+        [],
+        |row| row.get(0),
+    ))?;
+    let current = stored.as_deref().is_some_and(|stored| {
+        stored.strip_prefix(SEALED_PREFIX).is_some_and(|r| r.starts_with(&format!("{}:", ring.current.id)))
+    });
+    if let Some(stored) = &stored {
+        let opened = ring.open_with(CHECK_AAD, stored, "the key check").ok();
+        if opened.as_deref() != Some(CHECK_TEXT) {
+            return Err(KeyError::Undecryptable(format!(
+                "the secret key (id {}) is not the key this database's secrets are under: every node sharing \
+                 one database needs the same key (copy DIR/{KEY_FILE}, or set {KEY_ENV})",
+                ring.current.id
+            )));
+        }
+    }
+    if !current {
+        conn.execute(
+            "INSERT INTO secret_check (id, sealed) VALUES (1, ?1) ON CONFLICT (id) DO UPDATE SET sealed = excluded.sealed",
+            [ring.seal_with(CHECK_AAD, CHECK_TEXT)],
+        )?;
+    }
+    Ok(())
 }
 
 /// After [`seal_all`] under a keyring from an interrupted rotation: the next key

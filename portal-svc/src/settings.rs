@@ -8,8 +8,8 @@
 use std::collections::HashMap;
 use std::sync::RwLock;
 
+use crate::db::{Connection, OptionalExtension};
 use ledger_core::Currency;
-use rusqlite::{Connection, OptionalExtension};
 use serde_json::{Value, json};
 
 use crate::error::ApiError;
@@ -262,7 +262,7 @@ pub fn parse_currencies(codes: &[String]) -> Result<Vec<Currency>, ApiError> {
 }
 
 /// Reads a client's settings from the database (`None`: no such client).
-pub fn load(conn: &Connection, client_id: i64) -> rusqlite::Result<Option<Settings>> {
+pub fn load(conn: &Connection, client_id: i64) -> crate::db::Result<Option<Settings>> {
     conn.prepare_cached(
         "SELECT mfa_required, utc_offset_minutes, settlement_cutover, allowed_currencies, time_zone_name
          FROM clients WHERE id = ?1",
@@ -297,8 +297,9 @@ pub fn cutover_due(now: i64, zone: &Zone, cutover: (u8, u8), done: Option<&str>)
     (minute >= at && done != Some(day.as_str())).then_some(day)
 }
 
-/// Settings already read, by client. The service is the only writer of its database,
-/// so [`SettingsCache::put`] after each change keeps it exact.
+/// Settings already read, by client. The service is the only writer of its SQLite
+/// database, so [`SettingsCache::put`] after each change keeps it exact (not used on
+/// a shared PostgreSQL database: see [`of`]).
 #[derive(Debug, Default)]
 pub struct SettingsCache {
     clients: RwLock<HashMap<i64, Settings>>,
@@ -322,13 +323,17 @@ impl SettingsCache {
     }
 }
 
-/// The client's settings, from the cache or the database.
+/// The client's settings, from the cache or the database. On a database shared with
+/// other nodes (PostgreSQL) another node may change them, so they are read each time.
 pub async fn of(state: &crate::app::AppState, client_id: i64) -> Result<Settings, ApiError> {
-    if let Some(settings) = state.settings.get(client_id) {
+    let shared = state.db.is_postgres();
+    if !shared && let Some(settings) = state.settings.get(client_id) {
         return Ok(settings);
     }
     let settings = state.db.call(move |conn| Ok(load(conn, client_id)?.unwrap_or_default())).await?;
-    state.settings.put(client_id, settings.clone());
+    if !shared {
+        state.settings.put(client_id, settings.clone());
+    }
     Ok(settings)
 }
 
@@ -404,7 +409,7 @@ pub async fn cutover_once(state: &crate::app::AppState) -> Result<usize, ApiErro
             .db
             .call(move |conn| {
                 let tx = crate::db::write_tx(conn)?;
-                tx.execute("UPDATE clients SET cutover_done_day = ?1 WHERE id = ?2", rusqlite::params![day, client])?;
+                tx.execute("UPDATE clients SET cutover_done_day = ?1 WHERE id = ?2", crate::params![day, client])?;
                 if !entries.is_empty() {
                     crate::audit::append(&tx, &entries)?;
                 }

@@ -113,7 +113,7 @@ fn api_keys_are_shown_once_stored_hashed_and_revocable() {
     assert_eq!(status, 404, "an application is found only under its own client");
 
     // Stored only as a hash: the key is nowhere in the database file.
-    let db = std::fs::read(dir.path().join("portal.db")).unwrap();
+    let db = common::metadata_bytes(dir.path());
     assert!(!db.windows(key.len() - 3).any(|w| w == &key.as_bytes()[3..]), "the raw key is stored");
 
     // A near-miss key (same lookup prefix, different secret) is refused.

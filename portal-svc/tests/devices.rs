@@ -7,7 +7,7 @@
 mod common;
 
 use common::{ADMIN_EMAIL, ADMIN_PASSWORD, Service, error_code};
-use portal_svc::db::{Db, now_secs};
+use portal_svc::db::now_secs;
 use serde_json::{Value, json};
 
 const PASSWORD: &str = "twelve chars at least";
@@ -97,13 +97,13 @@ impl World {
 
     /// A count from the service's database (`?1` is bound to `arg`).
     fn count(&self, sql: &str, arg: i64) -> i64 {
-        let db = Db::open(&self.dir.path().join("portal.db")).unwrap();
+        let db = common::open_metadata(self.dir.path());
         db.call_blocking(|conn| conn.query_row(sql, [arg], |row| row.get::<_, i64>(0))).unwrap().unwrap()
     }
 
     /// Audit records of client A with `action`.
     fn audited(&self, action: &str) -> Vec<String> {
-        let db = Db::open(&self.dir.path().join("portal.db")).unwrap();
+        let db = common::open_metadata(self.dir.path());
         let (client, action) = (self.a_id, action.to_string());
         db.call_blocking(|conn| {
             let mut stmt = conn

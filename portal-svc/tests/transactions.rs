@@ -265,6 +265,11 @@ fn lists_filter_by_status_kind_device_currency_period_and_amount() {
 /// and the ledger's record. A refused payment leaves no description behind.
 #[test]
 fn a_committed_payment_keeps_its_description_when_its_answer_is_lost() {
+    if common::pg::enabled() {
+        // It cuts writes off with an SQLite trigger on DIR/portal.db; the code under test
+        // (the metadata writer's statements) is the same on PostgreSQL.
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let svc = Service::start(dir.path(), true);
     let admin = svc.token(ADMIN_EMAIL, ADMIN_PASSWORD);
@@ -321,6 +326,11 @@ fn a_committed_payment_keeps_its_description_when_its_answer_is_lost() {
 /// the ledger refused is judged afresh.
 #[test]
 fn a_key_whose_response_was_lost_replays_from_the_ledger() {
+    if common::pg::enabled() {
+        // It cuts writes off with an SQLite trigger on DIR/portal.db; the code under test
+        // (the metadata writer's statements) is the same on PostgreSQL.
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let svc = Service::start(dir.path(), true);
     let admin = svc.token(ADMIN_EMAIL, ADMIN_PASSWORD);

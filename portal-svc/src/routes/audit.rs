@@ -2,12 +2,12 @@
 //! platform admin everyone's), newest first, and `GET /v1/audit/verify` (platform
 //! admins), which recomputes the hash chain.
 
+use crate::params;
 use axum::Json;
 use axum::extract::State;
 use axum::http::{Method, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing;
-use rusqlite::params;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -102,7 +102,7 @@ pub struct AuditVerification {
 }
 
 /// One entry as the API shows it.
-fn entry_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<AuditEntry> {
+fn entry_row(row: &crate::db::Row<'_>) -> crate::db::Result<AuditEntry> {
     let detail: Option<String> = row.get(9)?;
     let actor_type = match row.get::<_, String>(2)?.as_str() {
         "api_key" => ActorType::ApiKey,
@@ -186,11 +186,11 @@ async fn list(
                 "SELECT id, at, actor_type, actor_id, actor, client_id, action, resource_type, resource_id, detail,
                         outcome
                  FROM audit_log
-                 WHERE id < ?1 AND (?2 IS NULL OR client_id = ?2) AND (?3 IS NULL OR action = ?3)
-                   AND (?4 IS NULL OR action LIKE ?4) AND (?5 IS NULL OR outcome = ?5)
-                   AND (?6 IS NULL OR actor_type = ?6) AND (?7 IS NULL OR actor_id = ?7)
-                   AND (?8 IS NULL OR resource_type = ?8) AND (?9 IS NULL OR resource_id = ?9)
-                   AND (?10 IS NULL OR at >= ?10) AND (?11 IS NULL OR at < ?11)
+                 WHERE id < ?1 AND (client_id = ?2 OR ?2 IS NULL) AND (action = ?3 OR ?3 IS NULL)
+                   AND (action LIKE ?4 OR ?4 IS NULL) AND (outcome = ?5 OR ?5 IS NULL)
+                   AND (actor_type = ?6 OR ?6 IS NULL) AND (actor_id = ?7 OR ?7 IS NULL)
+                   AND (resource_type = ?8 OR ?8 IS NULL) AND (resource_id = ?9 OR ?9 IS NULL)
+                   AND (at >= ?10 OR ?10 IS NULL) AND (at < ?11 OR ?11 IS NULL)
                  ORDER BY id DESC LIMIT ?12",
             )?;
             let rows = stmt.query_map(

@@ -14,10 +14,10 @@ use crate::auth::Role;
 use crate::auth::{self, Actor, Principal};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
+use crate::params;
 use crate::{audit, mfa};
 use axum::http::Method;
 use axum::routing;
-use rusqlite::params;
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -3,10 +3,11 @@
 //! Every query is scoped: a caller sees its own client only (platform admins see all),
 //! and another client's object is answered 404, never 403, so ids reveal nothing.
 
+use crate::db::OptionalExtension;
+use crate::params;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use rusqlite::{OptionalExtension, params};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -82,7 +83,7 @@ fn client_with(id: i64, name: &str, created_at: i64, settings: &crate::settings:
 }
 
 /// A client row (`id, name, created_at`) with its settings, as the API shows it.
-fn client_row(conn: &rusqlite::Connection, row: (i64, String, i64)) -> Result<Client, ApiError> {
+fn client_row(conn: &crate::db::Conn, row: (i64, String, i64)) -> Result<Client, ApiError> {
     Ok(client_with(row.0, &row.1, row.2, &crate::settings::load(conn, row.0)?.unwrap_or_default()))
 }
 
@@ -217,8 +218,11 @@ pub async fn create_client(
         .db
         .call(move |conn| {
             let tx = crate::db::write_tx(conn)?;
-            tx.execute("INSERT INTO clients (name, created_at) VALUES (?1, ?2)", params![name, now])?;
-            let id = tx.last_insert_rowid();
+            let id: i64 = tx.query_row(
+                "INSERT INTO clients (name, created_at) VALUES (?1, ?2) RETURNING id",
+                params![name, now],
+                |row| row.get(0),
+            )?;
             audit::record_in(&tx, &principal, Some(id), "client.create", &format!("client:{id}"))?;
             tx.commit()?;
             Ok(id)
@@ -366,11 +370,12 @@ pub async fn create_user(
                 )
                 .with_param("email"));
             }
-            conn.execute(
-                "INSERT INTO users (email, password_hash, role, client_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            let id: i64 = conn.query_row(
+                "INSERT INTO users (email, password_hash, role, client_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5)
+                 RETURNING id",
                 params![stored_email, hash, role.as_str(), client_id, now],
+                |row| row.get(0),
             )?;
-            let id = conn.last_insert_rowid();
             audit::record_in(conn, &principal, client_id, "user.create", &format!("user:{id}"))?;
             Ok(id)
         })
@@ -417,11 +422,9 @@ pub struct UserList {
     pub has_more: bool,
 }
 
-fn user_json(row: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
+fn user_json(row: &crate::db::Row<'_>) -> crate::db::Result<User> {
     let role: String = row.get(2)?;
-    let role = Role::parse(&role).ok_or_else(|| {
-        rusqlite::Error::FromSqlConversionFailure(2, rusqlite::types::Type::Text, format!("role {role:?}").into())
-    })?;
+    let role = Role::parse(&role).ok_or_else(|| crate::db::Error::conversion(2, format!("role {role:?}")))?;
     Ok(User {
         identity: UserIdentity {
             id: row.get(0)?,
@@ -439,7 +442,7 @@ fn user_json(row: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
 }
 
 /// The user with this id as the API shows it (no hash or secret).
-pub(crate) fn user_by_id(conn: &rusqlite::Connection, id: i64) -> rusqlite::Result<User> {
+pub(crate) fn user_by_id(conn: &crate::db::Conn, id: i64) -> crate::db::Result<User> {
     conn.query_row(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"), [id], user_json)
 }
 
@@ -478,7 +481,7 @@ pub async fn list_users(
                 crate::extract::cursor_exists(conn, crate::extract::CursorList::Users, after, scope)?;
             }
             let mut stmt = conn.prepare(&format!(
-                "SELECT {USER_COLUMNS} FROM users WHERE id > ?1 AND (?2 IS NULL OR client_id = ?2) ORDER BY id LIMIT ?3"
+                "SELECT {USER_COLUMNS} FROM users WHERE id > ?1 AND (client_id = ?2 OR ?2 IS NULL) ORDER BY id LIMIT ?3"
             ))?;
             let rows =
                 stmt.query_map(params![query.starting_after.unwrap_or(0), scope, fetch_limit(limit)], user_json)?;
@@ -641,11 +644,12 @@ pub async fn create_application(
             if !exists {
                 return Err(ApiError::not_found("no such client"));
             }
-            conn.execute(
-                "INSERT INTO applications (client_id, name, key_lookup, key_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            let id: i64 = conn.query_row(
+                "INSERT INTO applications (client_id, name, key_lookup, key_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5)
+                 RETURNING id",
                 params![client_id, stored_name, lookup, hash, now],
+                |row| row.get(0),
             )?;
-            let id = conn.last_insert_rowid();
             audit::record_in(conn, &principal, Some(client_id), "application.create", &format!("application:{id}"))?;
             Ok(id)
         })

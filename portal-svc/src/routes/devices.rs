@@ -7,11 +7,12 @@
 //! change is written with its audit record in one SQLite transaction (heartbeats are
 //! not audited: they are the terminals' own reports, not someone's decision).
 
+use crate::db::{Connection, OptionalExtension, Row};
+use crate::params;
 use axum::Json;
 use axum::extract::State;
 use axum::http::{Method, StatusCode};
 use axum::routing;
-use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -119,15 +120,14 @@ fn object_arg(value: &Value, code: &'static str, param: &'static str, max: usize
 }
 
 /// Whether `e` is a UNIQUE constraint violation (a serial or group name taken).
-fn is_unique_violation(e: &rusqlite::Error) -> bool {
-    matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE)
+fn is_unique_violation(e: &crate::db::Error) -> bool {
+    e.is_unique_violation()
 }
 
 /// Stored JSON text back as JSON (it was serialized by this module).
-fn stored_json(row: &Row<'_>, index: usize) -> rusqlite::Result<Value> {
+fn stored_json(row: &Row<'_>, index: usize) -> crate::db::Result<Value> {
     let text: String = row.get(index)?;
-    serde_json::from_str(&text)
-        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, Box::new(e)))
+    serde_json::from_str(&text).map_err(|e| crate::db::Error::conversion(index, e))
 }
 
 fn not_found_device() -> ApiError {
@@ -299,11 +299,9 @@ pub struct RolloutList {
 }
 
 /// A stored status text as its enum (the module writes only these).
-fn stored_status<T>(row: &Row<'_>, index: usize, parse: fn(&str) -> Option<T>) -> rusqlite::Result<T> {
+fn stored_status<T>(row: &Row<'_>, index: usize, parse: fn(&str) -> Option<T>) -> crate::db::Result<T> {
     let text: String = row.get(index)?;
-    parse(&text).ok_or_else(|| {
-        rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, format!("status {text:?}").into())
-    })
+    parse(&text).ok_or_else(|| crate::db::Error::conversion(index, format!("status {text:?}")))
 }
 
 fn rollout_status(text: &str) -> Option<RolloutStatus> {
@@ -334,7 +332,7 @@ const DEVICE_COLUMNS: &str = "d.id, d.serial, d.model, d.group_id, d.last_seen, 
      WHERE rd.device_id = d.id AND r.client_id = d.client_id AND rd.status = 'pending' AND r.status = 'in_progress'
      ORDER BY r.id DESC LIMIT 1)";
 
-fn device_json(row: &Row<'_>, now: i64) -> rusqlite::Result<Device> {
+fn device_json(row: &Row<'_>, now: i64) -> crate::db::Result<Device> {
     let last_seen: Option<i64> = row.get(4)?;
     Ok(Device {
         id: row.get(0)?,
@@ -394,11 +392,12 @@ pub async fn register(
         .db
         .call(move |conn| {
             let tx = write_tx(conn)?;
-            let inserted = tx.execute(
-                "INSERT INTO devices (client_id, serial, model, created_at) VALUES (?1, ?2, ?3, ?4)",
+            let inserted = tx.query_row(
+                "INSERT INTO devices (client_id, serial, model, created_at) VALUES (?1, ?2, ?3, ?4) RETURNING id",
                 params![client_id, serial, model, now_secs()],
+                |row| row.get::<_, i64>(0),
             );
-            match inserted {
+            let id = match inserted {
                 Err(e) if is_unique_violation(&e) => {
                     return Err(ApiError::conflict(
                         "invalid_request_error",
@@ -409,7 +408,6 @@ pub async fn register(
                 }
                 other => other?,
             };
-            let id = tx.last_insert_rowid();
             audit::record(&tx, &principal, "device.register", &format!("device:{id}"))?;
             let device = load_device(&tx, client_id, id)?;
             tx.commit()?;
@@ -455,8 +453,8 @@ pub async fn list(
             let mut stmt = conn.prepare(&format!(
                 "SELECT {DEVICE_COLUMNS} FROM devices d
                  WHERE d.client_id = ?1 AND d.id > ?2
-                   AND (?3 IS NULL OR d.group_id = ?3)
-                   AND (?4 IS NULL OR ((d.last_seen IS NOT NULL AND d.last_seen >= ?5) = (?4 = 'online')))
+                   AND (d.group_id = ?3 OR ?3 IS NULL)
+                   AND (((d.last_seen IS NOT NULL AND d.last_seen >= ?5) = (?4 = 'online')) OR ?4 IS NULL)
                  ORDER BY d.id LIMIT ?6"
             ))?;
             let rows = stmt.query_map(
@@ -757,7 +755,7 @@ pub async fn diagnostics(
 
 const GROUP_COLUMNS: &str = "id, name, config, created_at, updated_at";
 
-fn group_json(row: &Row<'_>) -> rusqlite::Result<DeviceGroup> {
+fn group_json(row: &Row<'_>) -> crate::db::Result<DeviceGroup> {
     Ok(DeviceGroup {
         id: row.get(0)?,
         object: "device_group".to_string(),
@@ -832,16 +830,16 @@ pub async fn create_group(
         .call(move |conn| {
             let tx = write_tx(conn)?;
             let now = now_secs();
-            let inserted = tx.execute(
+            let inserted = tx.query_row(
                 "INSERT INTO device_groups (client_id, name, config, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?4)",
+                 VALUES (?1, ?2, ?3, ?4, ?4) RETURNING id",
                 params![client_id, name, config, now],
+                |row| row.get::<_, i64>(0),
             );
-            match inserted {
+            let id = match inserted {
                 Err(e) if is_unique_violation(&e) => return Err(name_taken()),
                 other => other?,
             };
-            let id = tx.last_insert_rowid();
             audit::record(&tx, &principal, "group.create", &format!("device_group:{id}"))?;
             let group = load_group(&tx, client_id, id)?;
             tx.commit()?;
@@ -1053,12 +1051,13 @@ pub async fn schedule_rollout(
                 )?;
                 audit::record(&tx, &principal, "rollout.cancel", &format!("rollout:{old}"))?;
             }
-            tx.execute(
+            let id: i64 = tx.query_row(
                 "INSERT INTO rollouts (client_id, group_id, version, status, created_by, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, 'in_progress', ?4, ?5, ?5)",
+                 VALUES (?1, ?2, ?3, 'in_progress', ?4, ?5, ?5)
+                 RETURNING id",
                 params![client_id, group_id, version, principal.label(), now],
+                |row| row.get(0),
             )?;
-            let id = tx.last_insert_rowid();
             for (device_id, firmware) in &devices {
                 let status = if firmware.as_deref() == Some(version.as_str()) { "installed" } else { "pending" };
                 tx.execute(

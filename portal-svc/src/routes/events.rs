@@ -4,12 +4,13 @@
 
 use std::time::Duration;
 
+use crate::db::OptionalExtension;
+use crate::params;
 use axum::Json;
 use axum::extract::State;
 use axum::http::Method;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::routing;
-use rusqlite::{OptionalExtension, params};
 use serde::Deserialize;
 
 use crate::api::{Access, Endpoint};
@@ -63,7 +64,7 @@ async fn list(
                     .ok_or_else(crate::extract::unknown_cursor)?,
             };
             let mut stmt = conn.prepare_cached(&format!(
-                "SELECT {LIST_COLUMNS} FROM events WHERE client_id = ?1 AND seq < ?2 AND (?3 IS NULL OR type = ?3)
+                "SELECT {LIST_COLUMNS} FROM events WHERE client_id = ?1 AND seq < ?2 AND (type = ?3 OR ?3 IS NULL)
                  ORDER BY seq DESC LIMIT ?4"
             ))?;
             let rows = stmt.query_map(params![client_id, before, query.kind, fetch_limit(limit)], event_row)?;

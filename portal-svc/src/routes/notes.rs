@@ -1,11 +1,12 @@
 //! Notes on transactions, devices and tickets. A note can only be attached to, and
 //! listed for, a resource of the caller's client: anything else is 404.
 
+use crate::db::{Connection, OptionalExtension, Row};
+use crate::params;
 use axum::Json;
 use axum::extract::State;
 use axum::http::{Method, StatusCode};
 use axum::routing;
-use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -110,7 +111,7 @@ pub struct NoteList {
     pub has_more: bool,
 }
 
-fn note_row(row: &Row<'_>) -> rusqlite::Result<Note> {
+fn note_row(row: &Row<'_>) -> crate::db::Result<Note> {
     let resource_type = match row.get::<_, String>(1)?.as_str() {
         "device" => NoteResource::Device,
         "ticket" => NoteResource::Ticket,
@@ -180,12 +181,13 @@ async fn create(
         .call(move |conn| {
             let tx = crate::db::write_tx(conn)?;
             check_owned(&tx, client_id, &resource)?;
-            tx.execute(
+            let id: i64 = tx.query_row(
                 "INSERT INTO notes (client_id, resource_type, resource_id, body, author, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 RETURNING id",
                 params![client_id, resource.kind, resource.id, body, author, now_secs()],
+                |row| row.get(0),
             )?;
-            let id = tx.last_insert_rowid();
             audit::record(&tx, &principal, "note.create", &format!("{}:{}", resource.kind, resource.id))?;
             let note = tx.query_row(&format!("SELECT {NOTE_COLUMNS} FROM notes WHERE id = ?1"), [id], note_row)?;
             tx.commit()?;

@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 
+use crate::params;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{Method, header};
@@ -16,7 +17,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing;
 use ledger_core::money::format_minor;
 use ledger_core::{Currency, HistoryQuery, Kind, Tx, TxRecord};
-use rusqlite::params;
 use serde::Deserialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -590,7 +590,7 @@ async fn activity_report(
         .call(move |conn| {
             let mut stmt = conn.prepare(
                 "SELECT id, client_id, actor, action, resource, at FROM audit_log
-                 WHERE at >= ?1 AND at < ?2 AND (?3 IS NULL OR client_id = ?3) ORDER BY id LIMIT ?4",
+                 WHERE at >= ?1 AND at < ?2 AND (client_id = ?3 OR ?3 IS NULL) ORDER BY id LIMIT ?4",
             )?;
             let rows = stmt.query_map(
                 params![from, to, scope, i64::try_from(ACTIVITY_ROWS_MAX).unwrap_or(i64::MAX)],

@@ -1,10 +1,11 @@
 //! Support tickets with a status state machine, assignment and comments, scoped to the
 //! caller's client.
 
+use crate::db::{OptionalExtension, Row};
+use crate::params;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use rusqlite::{OptionalExtension, Row, params};
 use serde::Deserialize;
 
 use crate::api::{Access, Endpoint};
@@ -150,7 +151,7 @@ pub struct TicketList {
     pub has_more: bool,
 }
 
-fn ticket_row(row: &Row<'_>) -> rusqlite::Result<Ticket> {
+fn ticket_row(row: &Row<'_>) -> crate::db::Result<Ticket> {
     let priority = match row.get::<_, String>(3)?.as_str() {
         "low" => TicketPriority::Low,
         "high" => TicketPriority::High,
@@ -180,7 +181,7 @@ fn ticket_row(row: &Row<'_>) -> rusqlite::Result<Ticket> {
 const TICKET_COLUMNS: &str = "id, subject, body, priority, status, assignee_id, created_by, created_at, updated_at,
     (SELECT email FROM users WHERE users.id = tickets.assignee_id AND users.client_id = tickets.client_id)";
 
-fn load(conn: &rusqlite::Connection, client_id: i64, id: i64) -> Result<Ticket, ApiError> {
+fn load(conn: &crate::db::Conn, client_id: i64, id: i64) -> Result<Ticket, ApiError> {
     conn.query_row(
         &format!("SELECT {TICKET_COLUMNS} FROM tickets WHERE id = ?1 AND client_id = ?2"),
         params![id, client_id],
@@ -222,12 +223,13 @@ pub async fn create(
         .db
         .call(move |conn| {
             let now = now_secs();
-            conn.execute(
+            let id: i64 = conn.query_row(
                 "INSERT INTO tickets (client_id, subject, body, priority, status, created_by, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, 'open', ?5, ?6, ?6)",
+                 VALUES (?1, ?2, ?3, ?4, 'open', ?5, ?6, ?6)
+                 RETURNING id",
                 params![client_id, subject, body, priority, created_by, now],
+                |row| row.get(0),
             )?;
-            let id = conn.last_insert_rowid();
             audit::record(conn, &principal, "ticket.create", &format!("ticket:{id}"))?;
             load(conn, client_id, id)
         })
@@ -288,7 +290,7 @@ pub async fn list(
                 crate::extract::cursor_exists(conn, crate::extract::CursorList::Tickets, after, Some(client_id))?;
             }
             let mut stmt = conn.prepare(&format!(
-                "SELECT {TICKET_COLUMNS} FROM tickets WHERE client_id = ?1 AND id < ?2 AND (?3 IS NULL OR status = ?3)
+                "SELECT {TICKET_COLUMNS} FROM tickets WHERE client_id = ?1 AND id < ?2 AND (status = ?3 OR ?3 IS NULL)
                  ORDER BY id DESC LIMIT ?4"
             ))?;
             let rows = stmt.query_map(params![client_id, before, query.status, fetch_limit(limit)], ticket_row)?;
@@ -445,13 +447,14 @@ pub async fn comment(
             load(conn, client_id, id)?;
             let now = now_secs();
             let tx = crate::db::write_tx(conn)?;
-            tx.execute(
-                "INSERT INTO ticket_comments (ticket_id, author, body, created_at) VALUES (?1, ?2, ?3, ?4)",
-                params![id, by, body, now],
-            )?;
             // Read before the audit entry is inserted, which would be the last row then
             // (the answer carried the audit entry's id: issue 15).
-            let comment_id = tx.last_insert_rowid();
+            let comment_id: i64 = tx.query_row(
+                "INSERT INTO ticket_comments (ticket_id, author, body, created_at) VALUES (?1, ?2, ?3, ?4)
+                 RETURNING id",
+                params![id, by, body, now],
+                |row| row.get(0),
+            )?;
             audit::record(&tx, &principal, "ticket.comment", &format!("ticket:{id}"))?;
             tx.commit()?;
             Ok(Comment {

@@ -4,6 +4,8 @@
 
 use std::future::IntoFuture;
 
+use crate::db::OptionalExtension;
+use crate::params;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -11,7 +13,6 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use ledger_core::money::{format_minor, parse_minor};
 use ledger_core::{Currency, HistoryQuery, Kind, Reject, Tx, TxId, TxOutcome, TxRecord, TxState};
-use rusqlite::{OptionalExtension, params};
 use serde::Deserialize;
 use serde_json::{Value, json};
 

@@ -3,12 +3,13 @@
 //! temporary password, reset MFA, unlock, list and end sessions. By the user: change
 //! the password. Each change is audited in the same SQLite transaction.
 
+use crate::db::OptionalExtension;
+use crate::params;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::Method;
 use axum::routing;
-use rusqlite::{OptionalExtension, params};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -30,7 +31,7 @@ pub struct Target {
 
 /// The user `id` if `principal` manages it (404 otherwise, as for any other client's
 /// object; a client admin never manages a platform admin).
-pub fn managed(conn: &rusqlite::Connection, principal: &Principal, id: i64) -> Result<Target, ApiError> {
+pub fn managed(conn: &crate::db::Conn, principal: &Principal, id: i64) -> Result<Target, ApiError> {
     let row: Option<(String, String, Option<i64>)> = conn
         .query_row("SELECT email, role, client_id FROM users WHERE id = ?1", [id], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
@@ -48,7 +49,7 @@ pub fn managed(conn: &rusqlite::Connection, principal: &Principal, id: i64) -> R
 
 /// The user object with its lifecycle state (never a hash or secret): the same columns
 /// and JSON as the users list (`clients::user_json`).
-pub fn user_json(conn: &rusqlite::Connection, id: i64) -> Result<User, ApiError> {
+pub fn user_json(conn: &crate::db::Conn, id: i64) -> Result<User, ApiError> {
     Ok(crate::routes::clients::user_by_id(conn, id)?)
 }
 
@@ -92,7 +93,7 @@ async fn lifecycle(
     principal: Principal,
     id: i64,
     action: &'static str,
-    change: impl FnOnce(&rusqlite::Transaction<'_>, &Target) -> Result<Option<Value>, ApiError> + Send + 'static,
+    change: impl FnOnce(&crate::db::Transaction<'_>, &Target) -> Result<Option<Value>, ApiError> + Send + 'static,
 ) -> ApiResult<Json<User>> {
     principal.require_user(Role::ClientAdmin)?;
     let user = state
@@ -229,7 +230,7 @@ pub struct UserSessionList {
     pub has_more: bool,
 }
 
-fn session_json(row: &rusqlite::Row<'_>) -> rusqlite::Result<UserSession> {
+fn session_json(row: &crate::db::Row<'_>) -> crate::db::Result<UserSession> {
     let hash: Vec<u8> = row.get(0)?;
     Ok(UserSession {
         id: hex::encode(hash.get(..8).unwrap_or_default()),
@@ -283,13 +284,15 @@ async fn revoke_session(
     ApiPath((id, session)): ApiPath<(i64, String)>,
     _body: Bytes,
 ) -> ApiResult<Json<User>> {
-    if session.len() != 16 || !session.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(ApiError::not_found("no such session"));
-    }
-    let prefix = session.to_ascii_uppercase();
+    // The first 8 bytes of the token's hash, compared as bytes (SQL both backends
+    // accept: PostgreSQL has no hex() of a blob).
+    let prefix = match hex::decode(&session) {
+        Ok(prefix) if prefix.len() == 8 => prefix,
+        _ => return Err(ApiError::not_found("no such session")),
+    };
     lifecycle(&state, principal, id, "user.session_revoke", move |tx, _| {
         let ended = tx.execute(
-            "DELETE FROM sessions WHERE user_id = ?1 AND substr(hex(token_hash), 1, 16) = ?2",
+            "DELETE FROM sessions WHERE user_id = ?1 AND substr(token_hash, 1, 8) = ?2",
             params![id, prefix],
         )?;
         if ended == 0 {

@@ -3,11 +3,12 @@
 //! every attempt, and manual redelivery. The deliveries themselves are made by
 //! `webhooks::delivery`, off the request path.
 
+use crate::db::{Connection, OptionalExtension, Row};
+use crate::params;
 use axum::Json;
 use axum::extract::State;
 use axum::http::{Method, StatusCode};
 use axum::routing;
-use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::Deserialize;
 
 use crate::api::{Access, Endpoint};
@@ -121,7 +122,7 @@ pub struct NewWebhookEndpoint {
 
 const ENDPOINT_COLUMNS: &str = "id, url, events, active, created_at, updated_at";
 
-fn endpoint_row(row: &Row<'_>) -> rusqlite::Result<WebhookEndpoint> {
+fn endpoint_row(row: &Row<'_>) -> crate::db::Result<WebhookEndpoint> {
     let events: String = row.get(2)?;
     Ok(WebhookEndpoint {
         id: row.get(0)?,
@@ -217,12 +218,13 @@ async fn create(
             let now = now_secs();
             // The secret is sealed under the row's id, known once the row exists: the
             // placeholder never leaves this transaction.
-            tx.execute(
+            let id: i64 = tx.query_row(
                 "INSERT INTO webhook_endpoints (client_id, url, events, secret, active, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, '', 1, ?4, ?4)",
+                 VALUES (?1, ?2, ?3, '', 1, ?4, ?4)
+                 RETURNING id",
                 params![client_id, url, events, now],
+                |row| row.get(0),
             )?;
-            let id = tx.last_insert_rowid();
             let secret = store_new_secret(&tx, &db_state, id)?;
             audit::append(
                 &tx,
@@ -352,7 +354,7 @@ pub struct DeliveryQuery {
 const DELIVERY_COLUMNS: &str = "d.id, d.endpoint_id, ev.id, ev.type, d.event_seq, d.redelivery, d.status, d.attempts,
      d.next_attempt_ms, d.created_at, d.updated_at";
 
-fn delivery_row(row: &Row<'_>) -> rusqlite::Result<WebhookDelivery> {
+fn delivery_row(row: &Row<'_>) -> crate::db::Result<WebhookDelivery> {
     let status = match row.get::<_, String>(6)?.as_str() {
         "succeeded" => DeliveryStatus::Succeeded,
         "failed" => DeliveryStatus::Failed,
@@ -376,11 +378,11 @@ fn delivery_row(row: &Row<'_>) -> rusqlite::Result<WebhookDelivery> {
 }
 
 /// Fills in each delivery's attempts.
-fn with_attempts(conn: &Connection, deliveries: &mut [WebhookDelivery]) -> rusqlite::Result<()> {
+fn with_attempts(conn: &Connection, deliveries: &mut [WebhookDelivery]) -> crate::db::Result<()> {
     let mut stmt = conn.prepare_cached(
         "SELECT at_ms, status_code, error, latency_ms FROM (
              SELECT id, at_ms, status_code, error, latency_ms FROM webhook_attempts WHERE delivery_id = ?1
-             ORDER BY id DESC LIMIT ?2) ORDER BY id",
+             ORDER BY id DESC LIMIT ?2) AS newest ORDER BY id",
     )?;
     for delivery in deliveries {
         delivery.attempts = stmt
@@ -438,7 +440,7 @@ async fn deliveries(
             }
             let mut stmt = conn.prepare_cached(&format!(
                 "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries d JOIN events ev ON ev.seq = d.event_seq
-                 WHERE d.endpoint_id = ?1 AND d.id < ?2 AND (?3 IS NULL OR d.status = ?3)
+                 WHERE d.endpoint_id = ?1 AND d.id < ?2 AND (d.status = ?3 OR ?3 IS NULL)
                  ORDER BY d.id DESC LIMIT ?4"
             ))?;
             let rows = stmt.query_map(
@@ -479,13 +481,14 @@ async fn redeliver(
                 ));
             }
             let now = now_secs();
-            tx.execute(
+            let new_id: i64 = tx.query_row(
                 "INSERT INTO webhook_deliveries (endpoint_id, event_seq, redelivery, status, attempts, next_attempt_ms,
                                                  created_at, updated_at)
-                 VALUES (?1, ?2, 1, 'pending', 0, ?3, ?4, ?4)",
+                 VALUES (?1, ?2, 1, 'pending', 0, ?3, ?4, ?4)
+                 RETURNING id",
                 params![id, original.event_seq, now_ms(), now],
+                |row| row.get(0),
             )?;
-            let new_id = tx.last_insert_rowid();
             audit::append(
                 &tx,
                 &[audit::Entry::by(&principal, "webhook_delivery.redeliver", "webhook_delivery", new_id)

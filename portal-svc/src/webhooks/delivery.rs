@@ -20,7 +20,8 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rusqlite::{Connection, OptionalExtension, params};
+use crate::db::{Connection, OptionalExtension};
+use crate::params;
 
 use super::{Config, TIMEOUT_SECS, address, signature};
 use crate::app::AppState;
@@ -62,12 +63,12 @@ pub fn client(config: &Config) -> reqwest::Result<reqwest::Client> {
     builder.build()
 }
 
-type Shared = Arc<Mutex<Connection>>;
+type Shared = Arc<Mutex<crate::db::OwnConn>>;
 
 /// Runs `f` with the worker's connection on the blocking pool.
 async fn blocking<T: Send + 'static>(
     conn: &Shared,
-    f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    f: impl FnOnce(&mut Connection) -> crate::db::Result<T> + Send + 'static,
 ) -> Result<T, String> {
     let conn = Arc::clone(conn);
     tokio::task::spawn_blocking(move || {
@@ -88,7 +89,12 @@ pub async fn run(state: AppState) {
         }
     };
     let conn = loop {
-        match crate::db::connect_own(state.db.path()) {
+        // Opening may block (a PostgreSQL connection is made by its client's own runtime).
+        let db = state.db.clone();
+        let opened = tokio::task::spawn_blocking(move || db.own_conn().map_err(|e| e.to_string()))
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()));
+        match opened {
             Ok(conn) => {
                 // An attempt's record lost to a power cut only means the event is sent
                 // again: no fsync of its own (the next synced commit carries it).
@@ -188,7 +194,7 @@ pub async fn run(state: AppState) {
 
 /// The next delivery (id, when it is due, Unix ms) of each lane of an active endpoint:
 /// of every one, or of `lanes`.
-fn heads(conn: &mut Connection, lanes: Option<&[Lane]>) -> rusqlite::Result<Vec<(Lane, i64, i64)>> {
+fn heads(conn: &mut Connection, lanes: Option<&[Lane]>) -> crate::db::Result<Vec<(Lane, i64, i64)>> {
     let all: Vec<Lane>;
     let lanes = match lanes {
         Some(lanes) => lanes,
@@ -333,7 +339,7 @@ async fn attempt(state: &AppState, client: &reqwest::Client, conn: &Shared, deli
 }
 
 /// The delivery's work, if it is still pending for an active endpoint.
-fn load(conn: &mut Connection, delivery_id: i64) -> rusqlite::Result<Option<Work>> {
+fn load(conn: &mut Connection, delivery_id: i64) -> crate::db::Result<Option<Work>> {
     let row = conn
         .prepare_cached(
             "SELECT d.endpoint_id, d.event_seq, d.attempts, e.url, e.secret FROM webhook_deliveries d

@@ -6,6 +6,8 @@ use std::process::{Child, Command, Stdio};
 
 use serde_json::Value;
 
+pub mod pg;
+
 pub const ADMIN_EMAIL: &str = "root@example.test";
 pub const ADMIN_PASSWORD: &str = "a long and correct password";
 
@@ -43,12 +45,12 @@ impl Service {
             None if std::env::var_os("PORTAL_TEST_STDERR").is_some() => Stdio::inherit(),
             None => Stdio::null(),
         };
-        cmd.args(["--data-dir", dir.to_str().unwrap(), "--listen", "127.0.0.1:0"])
-            .args(&launch.args)
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .env_remove("PORTAL_ADMIN_EMAIL")
-            .env_remove("PORTAL_ADMIN_PASSWORD");
+        cmd.args(["--data-dir", dir.to_str().unwrap(), "--listen", "127.0.0.1:0"]).args(&launch.args);
+        // PORTAL_TEST_POSTGRES: the metadata in a database of its own on the suite's server.
+        if pg::enabled() && !launch.args.iter().any(|a| a == "--database-url") {
+            cmd.args(["--database-url", &pg::database_for(dir)]);
+        }
+        cmd.stdout(Stdio::piped()).stderr(stderr).env_remove("PORTAL_ADMIN_EMAIL").env_remove("PORTAL_ADMIN_PASSWORD");
         for (name, value) in &launch.env {
             cmd.env(name, value);
         }
@@ -65,6 +67,9 @@ impl Service {
             }
             banner.push(line);
         };
+        if pg::enabled() {
+            assert!(!dir.join("portal.db").exists(), "on PostgreSQL, no metadata under the data directory");
+        }
         let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
         Service { child, base, banner, agent }
     }
@@ -185,4 +190,37 @@ impl Service {
         assert_eq!(status, 201, "{app}");
         (id, app["api_key"].as_str().unwrap().to_string())
     }
+}
+
+/// The metadata database of the service on `dir` (SQLite under it, or its PostgreSQL
+/// database when the suite runs on PostgreSQL), opened beside the service.
+pub fn open_metadata(dir: &std::path::Path) -> portal_svc::db::Db {
+    if pg::enabled() {
+        portal_svc::db::Db::open_postgres(&pg::database_for(dir)).unwrap()
+    } else {
+        portal_svc::db::Db::open(&dir.join("portal.db")).unwrap()
+    }
+}
+
+/// Everything the metadata database holds, as bytes to search: the SQLite file, or
+/// every row of every table of the PostgreSQL database as text.
+pub fn metadata_bytes(dir: &std::path::Path) -> Vec<u8> {
+    if !pg::enabled() {
+        return std::fs::read(dir.join("portal.db")).unwrap();
+    }
+    let mut client = postgres::Client::connect(&pg::database_for(dir), postgres::NoTls).unwrap();
+    let tables: Vec<String> = client
+        .query("SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public'", &[])
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let mut out = Vec::new();
+    for table in tables {
+        for row in client.query(&format!("SELECT CAST(t AS TEXT) FROM \"{table}\" t"), &[]).unwrap() {
+            out.extend_from_slice(row.get::<_, String>(0).as_bytes());
+            out.push(b'\n');
+        }
+    }
+    out
 }
