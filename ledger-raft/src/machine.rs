@@ -9,7 +9,8 @@
 //! re-applying after a restart harmless. [`RaftProposer`] is the ledger's `Proposer`:
 //! it writes each judged group through `Raft::client_write` on the runtime, and tells
 //! the ledger when that fails (the callers then learn their outcome is unknown).
-//! [`follow_leadership`] hands the proposer to the ledger while this node leads.
+//! [`follow_leadership`] hands the proposer to the ledger while this node leads and has
+//! applied what was committed before its term.
 //!
 //! Snapshots: a node beyond what the Raft log keeps catches up from a snapshot of the
 //! ledger (a consistent backup of its directory, `crate::snapshot`) plus the log after
@@ -424,7 +425,12 @@ pub async fn follow_leadership(raft: Raft<TypeConfig>, ledger: Ledger, proposer:
     loop {
         let now = {
             let m = metrics.borrow_and_update();
-            m.state == ServerState::Leader && m.current_leader == Some(m.id)
+            // A new leader judges only once it has applied an entry of its own term
+            // (the blank one it commits on election): then everything committed before
+            // it is in its ledger, and no judgement rests on a state that misses it.
+            m.state == ServerState::Leader
+                && m.current_leader == Some(m.id)
+                && m.last_applied.is_some_and(|applied| applied.leader_id.term == m.current_term)
         };
         if now != leading {
             let handed: Option<Arc<dyn Proposer>> =
