@@ -11,13 +11,9 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use ledger_core::{Currency, Durability, Ledger, LedgerOptions, SubmitError, Tx, TxId, TxOutcome};
+use ledger_core::{Durability, Ledger, LedgerOptions, SubmitError, Tx, TxId, TxOutcome};
 use ledger_raft::NodeId;
 use ledger_raft::node::{Node, NodeConfig};
-
-fn usd() -> Currency {
-    Currency::from_code("USD").unwrap()
-}
 
 /// Node `id` of the cluster `peers` on `dir`, with the tests' quick Raft timing.
 async fn start(id: NodeId, dir: &std::path::Path, peers: &BTreeMap<NodeId, String>) -> Node {
@@ -52,52 +48,6 @@ async fn leader_of(nodes: &BTreeMap<NodeId, Node>) -> NodeId {
     }
 }
 
-/// Submits `count` sales from `from` on `ledger` (a blocking call, on a thread of its
-/// own), retrying while this node is not yet the leader's proposer.
-async fn sales(ledger: &Ledger, from: u128, count: u128) {
-    let ledger = ledger.clone();
-    tokio::task::spawn_blocking(move || {
-        for i in from..from + count {
-            let sale = [Tx::sale(TxId(i), 1 + (i % 3) as u64, 1_00 + i as i64, usd())];
-            let until = Instant::now() + Duration::from_secs(10);
-            loop {
-                match ledger.submit(&sale) {
-                    Ok(out) => {
-                        assert!(matches!(out[0], TxOutcome::Committed(_) | TxOutcome::Exists(_)), "{out:?}");
-                        break;
-                    }
-                    Err(SubmitError::NotLeader | SubmitError::Failed(_)) if Instant::now() < until => {
-                        std::thread::sleep(Duration::from_millis(20));
-                    }
-                    Err(e) => panic!("sale {i}: {e}"),
-                }
-            }
-        }
-    })
-    .await
-    .unwrap();
-}
-
-async fn caught_up(nodes: &BTreeMap<NodeId, Node>, seq: u64) {
-    let until = Instant::now() + Duration::from_secs(10);
-    while nodes.values().any(|n| n.ledger().last_seq() < seq) {
-        assert!(Instant::now() < until, "every node applies every committed group");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-fn assert_same(nodes: &BTreeMap<NodeId, Node>) {
-    let mut all = nodes.values();
-    let first = all.next().unwrap();
-    let raw = first.ledger().read_raw(1, usize::MAX).unwrap();
-    for node in all {
-        assert_eq!(node.ledger().read_raw(1, usize::MAX).unwrap(), raw, "the same records at the same seqs");
-        for client in 1..=3 {
-            assert_eq!(node.ledger().balances(client), first.ledger().balances(client));
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replicated_ledger_commits_through_raft_fails_over_and_catches_up() {
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
@@ -111,14 +61,14 @@ async fn a_replicated_ledger_commits_through_raft_fails_over_and_catches_up() {
     }
 
     let leader = leader_of(&nodes).await;
-    sales(nodes[&leader].ledger(), 1, 60).await;
+    common::sales(nodes[&leader].ledger(), 1, 60).await;
     // One call of thousands: one group, one Raft entry of megabytes between nodes.
-    let big: Vec<Tx> = (10_001..=14_000u128).map(|i| Tx::sale(TxId(i), 2, 1_00, usd())).collect();
+    let big: Vec<Tx> = (10_001..=14_000u128).map(|i| Tx::sale(TxId(i), 2, 1_00, common::usd())).collect();
     let ledger = nodes[&leader].ledger().clone();
     let out = tokio::task::spawn_blocking(move || ledger.submit(&big)).await.unwrap();
     assert!(out.unwrap().iter().all(|o| matches!(o, TxOutcome::Committed(_))));
     let follower = *nodes.keys().find(|&&id| id != leader).unwrap();
-    let refused = nodes[&follower].ledger().submit(&[Tx::sale(TxId(999), 1, 1, usd())]);
+    let refused = nodes[&follower].ledger().submit(&[Tx::sale(TxId(999), 1, 1, common::usd())]);
     assert_eq!(refused, Err(SubmitError::NotLeader), "a follower takes no submits");
     // Reads: linearizable on the leader (it confirms its leadership with a quorum and
     // its state machine has applied what was committed); a follower refuses that, and
@@ -132,26 +82,26 @@ async fn a_replicated_ledger_commits_through_raft_fails_over_and_catches_up() {
     assert_eq!(nodes[&follower].ledger().lookup(TxId(14_000)), Some(written));
     let last = nodes[&leader].ledger().last_seq();
     assert_eq!(last, 4_060);
-    caught_up(&nodes, last).await;
-    assert_same(&nodes);
+    common::caught_up(&ledgers(&nodes), last).await;
+    common::assert_same(&ledgers(&nodes));
 
     // The leader dies; another is elected and takes submits.
     let old = nodes.remove(&leader).unwrap();
     stop(old).await;
     let next = leader_of(&nodes).await;
     assert_ne!(next, leader);
-    sales(nodes[&next].ledger(), 61, 40).await;
+    common::sales(nodes[&next].ledger(), 61, 40).await;
     // A sale acknowledged before the fail-over, resubmitted, is there once.
-    sales(nodes[&next].ledger(), 1, 5).await;
+    common::sales(nodes[&next].ledger(), 1, 5).await;
     let last = nodes[&next].ledger().last_seq();
     assert_eq!(last, 4_100);
-    caught_up(&nodes, last).await;
+    common::caught_up(&ledgers(&nodes), last).await;
 
     // The dead node restarts on its directories and catches up.
     let back = start(leader, dirs[(leader - 1) as usize].path(), &peers).await;
     nodes.insert(leader, back);
-    caught_up(&nodes, last).await;
-    assert_same(&nodes);
+    common::caught_up(&ledgers(&nodes), last).await;
+    common::assert_same(&ledgers(&nodes));
     for node in nodes.values() {
         assert_eq!(node.ledger().transaction_count(), 4_100);
         node.ledger().check_consistency().unwrap();
@@ -159,4 +109,8 @@ async fn a_replicated_ledger_commits_through_raft_fails_over_and_catches_up() {
     for (_, node) in std::mem::take(&mut nodes) {
         stop(node).await;
     }
+}
+
+fn ledgers(nodes: &BTreeMap<NodeId, Node>) -> Vec<&Ledger> {
+    nodes.values().map(Node::ledger).collect()
 }

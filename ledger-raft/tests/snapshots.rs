@@ -11,9 +11,9 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use ledger_core::{Currency, Durability, Ledger, LedgerOptions, SubmitError, Tx, TxId, TxOutcome};
+use ledger_core::{Durability, Ledger, LedgerOptions};
 use ledger_raft::machine::{LedgerMachine, RaftProposer, follow_leadership};
 use ledger_raft::network::Network;
 use ledger_raft::{NodeId, RaftLog, TypeConfig};
@@ -24,10 +24,6 @@ struct Node {
     ledger: Ledger,
     machine: LedgerMachine,
     tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-fn usd() -> Currency {
-    Currency::from_code("USD").unwrap()
 }
 
 /// Snapshots every 25 entries, and the Raft log purged right behind each.
@@ -77,53 +73,6 @@ async fn stop(node: Node) {
     node.ledger.close().unwrap();
 }
 
-/// One call per sale: one Raft entry each, so snapshots come often.
-async fn sales(ledger: &Ledger, from: u128, count: u128) {
-    let ledger = ledger.clone();
-    tokio::task::spawn_blocking(move || {
-        for i in from..from + count {
-            let sale = [Tx::sale(TxId(i), 1 + (i % 3) as u64, 1_00 + i as i64, usd())];
-            let until = Instant::now() + Duration::from_secs(10);
-            loop {
-                match ledger.submit(&sale) {
-                    Ok(out) => {
-                        assert!(matches!(out[0], TxOutcome::Committed(_) | TxOutcome::Exists(_)), "{out:?}");
-                        break;
-                    }
-                    Err(SubmitError::NotLeader | SubmitError::Failed(_)) if Instant::now() < until => {
-                        std::thread::sleep(Duration::from_millis(20));
-                    }
-                    Err(e) => panic!("sale {i}: {e}"),
-                }
-            }
-        }
-    })
-    .await
-    .unwrap();
-}
-
-async fn caught_up(nodes: &BTreeMap<NodeId, Node>, seq: u64) {
-    let until = Instant::now() + Duration::from_secs(20);
-    while nodes.values().any(|n| n.ledger.last_seq() < seq) {
-        let at: Vec<u64> = nodes.values().map(|n| n.ledger.last_seq()).collect();
-        assert!(Instant::now() < until, "every node reaches seq {seq}: {at:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-fn assert_same(nodes: &BTreeMap<NodeId, Node>) {
-    let mut all = nodes.values();
-    let first = all.next().unwrap();
-    let raw = first.ledger.read_raw(1, usize::MAX).unwrap();
-    for node in all {
-        assert_eq!(node.ledger.read_raw(1, usize::MAX).unwrap(), raw, "the same records at the same seqs");
-        for client in 1..=3 {
-            assert_eq!(node.ledger.balances(client), first.ledger.balances(client));
-        }
-        node.ledger.check_consistency().unwrap();
-    }
-}
-
 /// Waits until the leader's Raft log starts past `index` (purged behind a snapshot).
 async fn purged_past(raft: &Raft<TypeConfig>, index: u64) {
     raft.wait(Some(Duration::from_secs(20)))
@@ -146,24 +95,24 @@ async fn a_lagging_node_catches_up_from_a_snapshot_and_nodes_restart_on_purged_l
     nodes[&1].raft.initialize(members.clone()).await.unwrap();
     let alive: Vec<NodeId> = nodes.keys().copied().collect();
     let leader = common::leader(&nodes[&1].raft, &alive).await;
-    sales(&nodes[&leader].ledger, 1, 40).await;
-    caught_up(&nodes, 40).await;
+    common::sales(&nodes[&leader].ledger, 1, 40).await;
+    common::caught_up(&ledgers(&nodes), 40).await;
 
     // A follower goes away with 40 records; the others go on past a snapshot and purge
     // the Raft log it would need.
     let lagging = *nodes.keys().find(|&&id| id != leader).unwrap();
     stop(nodes.remove(&lagging).unwrap()).await;
     let index_then = nodes[&leader].raft.metrics().borrow().last_log_index.unwrap();
-    sales(&nodes[&leader].ledger, 41, 80).await;
+    common::sales(&nodes[&leader].ledger, 41, 80).await;
     purged_past(&nodes[&leader].raft, index_then).await;
     let built = nodes[&leader].machine.current_snapshot().expect("the leader built a snapshot");
 
     // Back on its own directories: its log ends before the leader's starts, so it
     // installs the leader's snapshot (its ledger replaced) and applies the rest.
     nodes.insert(lagging, start(lagging, &dir(lagging), &addr(lagging)).await);
-    sales(&nodes[&leader].ledger, 121, 10).await;
-    caught_up(&nodes, 130).await;
-    assert_same(&nodes);
+    common::sales(&nodes[&leader].ledger, 121, 10).await;
+    common::caught_up(&ledgers(&nodes), 130).await;
+    common::assert_same(&ledgers(&nodes));
     let installed = nodes[&lagging].machine.current_snapshot().unwrap();
     assert!(installed.last_log_id >= built.last_log_id);
     // Installed, its ledger replaced (more than once when the leader purged again
@@ -179,9 +128,9 @@ async fn a_lagging_node_catches_up_from_a_snapshot_and_nodes_restart_on_purged_l
     }
     let alive: Vec<NodeId> = nodes.keys().copied().collect();
     let leader = common::leader(&nodes[&1].raft, &alive).await;
-    sales(&nodes[&leader].ledger, 131, 20).await;
-    caught_up(&nodes, 150).await;
-    assert_same(&nodes);
+    common::sales(&nodes[&leader].ledger, 131, 20).await;
+    common::caught_up(&ledgers(&nodes), 150).await;
+    common::assert_same(&ledgers(&nodes));
     for node in nodes.values() {
         assert_eq!(node.ledger.transaction_count(), 150);
     }
@@ -207,26 +156,30 @@ async fn a_node_is_replaced_by_a_new_one_that_joins_from_a_snapshot() {
     let new = all.remove(&4).unwrap();
     nodes[&1].raft.initialize(all.clone()).await.unwrap();
     let leader = common::leader(&nodes[&1].raft, &[1, 2, 3]).await;
-    sales(&nodes[&leader].ledger, 1, 60).await;
+    common::sales(&nodes[&leader].ledger, 1, 60).await;
     purged_past(&nodes[&leader].raft, 10).await;
 
     nodes.insert(4, start(4, &dir(4), &new.addr).await);
     // Blocks until the leader has sent the learner what it lacks; it applies it next.
     nodes[&leader].raft.add_learner(4, new, true).await.unwrap();
-    caught_up(&nodes, 60).await;
+    common::caught_up(&ledgers(&nodes), 60).await;
     assert!(nodes[&4].machine.installed_snapshots().1 >= 1, "the learner started from a snapshot");
     let members: std::collections::BTreeSet<NodeId> = [2, 3, 4].into();
     nodes[&leader].raft.change_membership(members, false).await.unwrap();
     stop(nodes.remove(&1).unwrap()).await;
 
     let leader = common::leader(&nodes[&2].raft, &[2, 3, 4]).await;
-    sales(&nodes[&leader].ledger, 61, 30).await;
-    caught_up(&nodes, 90).await;
-    assert_same(&nodes);
+    common::sales(&nodes[&leader].ledger, 61, 30).await;
+    common::caught_up(&ledgers(&nodes), 90).await;
+    common::assert_same(&ledgers(&nodes));
     let membership = nodes[&4].raft.metrics().borrow().membership_config.clone();
     let voters: Vec<NodeId> = membership.membership().voter_ids().collect();
     assert_eq!(voters, [2, 3, 4]);
     for (_, node) in std::mem::take(&mut nodes) {
         stop(node).await;
     }
+}
+
+fn ledgers(nodes: &BTreeMap<NodeId, Node>) -> Vec<&Ledger> {
+    nodes.values().map(|n| &n.ledger).collect()
 }

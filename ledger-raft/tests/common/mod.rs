@@ -195,3 +195,61 @@ pub async fn leader(raft: &openraft::Raft<TypeConfig>, alive: &[NodeId]) -> Node
         .unwrap();
     metrics.current_leader.unwrap()
 }
+
+// ----- a replicated ledger's load and checks ------------------------------------------
+
+pub fn usd() -> ledger_core::Currency {
+    ledger_core::Currency::from_code("USD").unwrap()
+}
+
+/// Submits `count` sales from `from` on `ledger`, one call each (a blocking call, on a
+/// thread of its own), retrying while this node is not yet the leader's proposer.
+pub async fn sales(ledger: &ledger_core::Ledger, from: u128, count: u128) {
+    use ledger_core::{SubmitError, Tx, TxId, TxOutcome};
+    let ledger = ledger.clone();
+    tokio::task::spawn_blocking(move || {
+        for i in from..from + count {
+            let client = 1 + u64::try_from(i % 3).unwrap();
+            let sale = [Tx::sale(TxId(i), client, 1_00 + i64::try_from(i).unwrap(), usd())];
+            let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            loop {
+                match ledger.submit(&sale) {
+                    Ok(out) => {
+                        assert!(matches!(out[0], TxOutcome::Committed(_) | TxOutcome::Exists(_)), "{out:?}");
+                        break;
+                    }
+                    Err(SubmitError::NotLeader | SubmitError::Failed(_)) if std::time::Instant::now() < until => {
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                    }
+                    Err(e) => panic!("sale {i}: {e}"),
+                }
+            }
+        }
+    })
+    .await
+    .unwrap();
+}
+
+/// Waits until every ledger has applied `seq`.
+pub async fn caught_up(ledgers: &[&ledger_core::Ledger], seq: u64) {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while ledgers.iter().any(|l| l.last_seq() < seq) {
+        let at: Vec<u64> = ledgers.iter().map(|l| l.last_seq()).collect();
+        assert!(std::time::Instant::now() < until, "every node reaches seq {seq}: {at:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+/// The same records at the same seqs and the same balances on every ledger, each
+/// consistent with its transactions.
+pub fn assert_same(ledgers: &[&ledger_core::Ledger]) {
+    let first = ledgers[0];
+    let raw = first.read_raw(1, usize::MAX).unwrap();
+    for ledger in ledgers {
+        assert_eq!(ledger.read_raw(1, usize::MAX).unwrap(), raw, "the same records at the same seqs");
+        for client in 1..=3 {
+            assert_eq!(ledger.balances(client), first.balances(client));
+        }
+        ledger.check_consistency().unwrap();
+    }
+}
