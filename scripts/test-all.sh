@@ -19,8 +19,8 @@ echo "== portal-svc's suites that exercise its SQL, on PostgreSQL (a server per 
 # 3 min): suites that add little SQL of their own (access, audit_concurrency,
 # auth_flows, batches, error_bodies, request_hygiene, web, soak), which pass on
 # PostgreSQL as well, and those whose checks read DIR/portal.db (backup, security).
-# `--workspace`, as above, so the features unify as they did there and the binaries are
-# reused (with `-p portal-svc` cargo resolved them apart and rebuilt every crate: 8 min).
+# `--workspace`, as above, meant to unify features as there and reuse the binaries; it
+# still rebuilds about 90 crates (proc-macro2 up) here, cause not found yet (CI: 35 min).
 PORTAL_TEST_POSTGRES=1 cargo test --locked --workspace --test client_settings --test clients_and_keys \
   --test devices --test mfa --test openapi_document --test reports_notes --test tickets --test transactions \
   --test webhooks
