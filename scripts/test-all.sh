@@ -14,16 +14,23 @@ echo "== workspace tests"
 cargo test --workspace --locked
 
 echo "== portal-svc's suites that exercise its SQL, on PostgreSQL (a server per suite, a database per test)"
-# The binaries the workspace tests just built; tests/shared_postgres.rs (two processes
-# on one database, concurrent writers on both) ran above. Left out for time (about
-# 3 min): suites that add little SQL of their own (access, audit_concurrency,
-# auth_flows, batches, error_bodies, request_hygiene, web, soak), which pass on
-# PostgreSQL as well, and those whose checks read DIR/portal.db (backup, security).
-# `--workspace`, as above, meant to unify features as there and reuse the binaries; it
-# still rebuilds about 90 crates (proc-macro2 up) here, cause not found yet (CI: 35 min).
-PORTAL_TEST_POSTGRES=1 cargo test --locked --workspace --test client_settings --test clients_and_keys \
-  --test devices --test mfa --test openapi_document --test reports_notes --test tickets --test transactions \
-  --test webhooks
+# The binaries the workspace tests just built, run directly: tests/shared_postgres.rs
+# (two processes on one database, concurrent writers on both) ran above. Asking cargo
+# for a subset of the tests (`--test NAME`) resolves host dependencies differently and
+# rebuilds about 90 crates (4 min on 2 cores), so the same `cargo test --workspace
+# --no-run` names the fresh binaries instead. Left out for time (about 3 min): suites
+# that add little SQL of their own (access, audit_concurrency, auth_flows, batches,
+# error_bodies, request_hygiene, web, soak), which pass on PostgreSQL as well, and
+# those whose checks read DIR/portal.db (backup, security).
+pg_suites="client_settings clients_and_keys devices mfa openapi_document reports_notes tickets transactions webhooks"
+cargo test --workspace --locked --no-run --message-format=json 2>/dev/null \
+  | python3 scripts/test-binaries.py portal-svc $pg_suites > "${CARGO_TARGET_DIR:-target}/pg-suites.txt"
+[ "$(wc -l < "${CARGO_TARGET_DIR:-target}/pg-suites.txt")" -eq "$(echo $pg_suites | wc -w)" ] || {
+  echo "expected the binaries of: $pg_suites; found:" >&2; cat "${CARGO_TARGET_DIR:-target}/pg-suites.txt" >&2; exit 1; }
+while read -r name binary; do
+  echo "-- $name on PostgreSQL"
+  (cd portal-svc && PORTAL_TEST_POSTGRES=1 "$binary" -q)
+done < "${CARGO_TARGET_DIR:-target}/pg-suites.txt"
 
 echo "== Schemathesis against portal-svc, as the three roles (scripts/schemathesis.sh)"
 # The debug binary the workspace tests just built.
