@@ -383,7 +383,7 @@ impl Ledger {
     /// Makes this node of a replicated ledger its leader, handing each group it judges
     /// to `proposer` (`Some`), or a follower again (`None`: a group in flight is
     /// answered "outcome unknown", held submits "not the leader"). See
-    /// [`LedgerOptions::replicated`].
+    /// [`LedgerOptions::replicated`]. A ledger that is not replicated ignores it.
     pub fn set_proposer(&self, proposer: Option<Arc<dyn crate::Proposer>>) -> Result<(), SubmitError> {
         let inner = self.slot.current.load_full();
         inner.send(Request::SetProposer { proposer, ledger: Arc::downgrade(&inner) })

@@ -61,4 +61,4 @@ pub use ledger::{
 };
 pub use ledger_store::{Durability, FaultInjector, Storage, StorageOp, fault};
 pub use model::{Balance, BatchSummary, Kind, Reject, Tx, TxId, TxOutcome, TxRecord, TxState};
-pub use sequencer::{AGE_CHECK_INTERVAL_MAX, CutoverPolicy, ProposalFailed, Proposer};
+pub use sequencer::{AGE_CHECK_INTERVAL_MAX, Confirmation, CutoverPolicy, ProposalFailed, Proposer};

@@ -61,6 +61,11 @@ pub(crate) enum Request {
         first_seq: u64,
         reason: String,
     },
+    /// The proposer's answer to confirmation `token` ([`Proposer::confirm`]).
+    Confirmed {
+        token: u64,
+        result: Result<(), String>,
+    },
     /// Write a checkpoint of the state now; replies with the seq it covers.
     Snapshot {
         done: Completer<Result<u64, SnapshotError>>,
@@ -80,7 +85,8 @@ impl Request {
             | Request::Snapshot { .. }
             | Request::Shutdown { .. }
             | Request::SetProposer { .. }
-            | Request::ProposalFailed { .. } => 1,
+            | Request::ProposalFailed { .. }
+            | Request::Confirmed { .. } => 1,
         }
     }
 }
@@ -137,6 +143,33 @@ pub trait Proposer: Send + Sync + std::fmt::Debug {
     /// callers are answered then. When it is known that this proposal will not be
     /// committed (no longer the leader, ...), call [`ProposalFailed::fail`].
     fn propose(&self, records: Vec<RawRecord>, failed: ProposalFailed);
+
+    /// Confirms, for a group with nothing to commit (its transactions all refused,
+    /// ids already answered, ...), that its answers can be given: that this node still
+    /// leads with a quorum, in the term it was handed this proposer for, and has
+    /// applied everything committed up to now (Raft's read index; openraft's
+    /// `ensure_linearizable`). Then `confirmation.done(Ok(()))`, otherwise
+    /// `done(Err(why))`; must not block. Without it a deposed leader, cut off from its
+    /// majority, would answer from a state that misses what the new leader committed:
+    /// "referenced payment not found" for a payment already acknowledged elsewhere.
+    fn confirm(&self, confirmation: Confirmation);
+}
+
+/// Answers a [`Proposer::confirm`].
+#[derive(Debug)]
+pub struct Confirmation {
+    ledger: Weak<crate::ledger::Inner>,
+    token: u64,
+}
+
+impl Confirmation {
+    /// `Ok(())`: this node led, with a quorum, in the proposer's term, and has applied
+    /// all that was committed; `Err(why)`: it could not be confirmed.
+    pub fn done(self, result: Result<(), String>) {
+        if let Some(inner) = self.ledger.upgrade() {
+            let _ = inner.send(Request::Confirmed { token: self.token, result });
+        }
+    }
 }
 
 /// Tells the ledger a proposal failed (its callers are told their outcome is unknown).
@@ -155,11 +188,21 @@ impl ProposalFailed {
     }
 }
 
-/// A leader's group proposed and not yet come back.
+/// A leader's group proposed and not yet come back, or one with nothing to commit
+/// waiting for its answers to be confirmed.
 #[derive(Debug)]
 struct InFlight {
     records: Vec<RawRecord>,
     waiters: Vec<(Request, Reply)>,
+    /// A group with nothing to commit: the confirmation asked for, and the ledger's
+    /// next seq when it was judged (if it moved meanwhile, the group is judged again).
+    confirming: Option<Confirming>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Confirming {
+    token: u64,
+    judged_at: u64,
 }
 
 pub(crate) struct Sequencer {
@@ -198,6 +241,8 @@ pub(crate) struct Sequencer {
     in_flight: Option<InFlight>,
     /// Submits and closes waiting for the group in flight to come back.
     held: VecDeque<Request>,
+    /// The last confirmation token handed out.
+    confirm_token: u64,
     /// While judging a proposal: its records, instead of the log.
     sink: Option<Vec<RawRecord>>,
 }
@@ -264,6 +309,7 @@ impl Sequencer {
             ledger: Weak::new(),
             in_flight: None,
             held: VecDeque::new(),
+            confirm_token: 0,
             sink: None,
         }
     }
@@ -324,6 +370,10 @@ impl Sequencer {
         if self.replicated {
             self.process_replicated(batch);
         } else {
+            // A leader's controls mean nothing to a ledger that is not replicated.
+            batch.retain(|r| {
+                !matches!(r, Request::SetProposer { .. } | Request::ProposalFailed { .. } | Request::Confirmed { .. })
+            });
             self.process(batch);
         }
         if let Some(mut rest) = rest {
@@ -507,7 +557,7 @@ impl Sequencer {
                 },
                 Request::Snapshot { .. } => Reply::Snapshot,
                 Request::Shutdown { .. } => unreachable!("shutdown is split off before processing"),
-                Request::SetProposer { .. } | Request::ProposalFailed { .. } => {
+                Request::SetProposer { .. } | Request::ProposalFailed { .. } | Request::Confirmed { .. } => {
                     unreachable!("a replicated ledger's requests are sorted before judging")
                 }
             };
@@ -654,8 +704,9 @@ impl Sequencer {
                         self.abandon_in_flight(&reason);
                     }
                 }
+                Request::Confirmed { token, result } => self.confirmed(token, result),
                 Request::Replicate { records, done } => {
-                    let ours = self.in_flight.as_ref().is_some_and(|f| f.records == records);
+                    let ours = !records.is_empty() && self.in_flight.as_ref().is_some_and(|f| f.records == records);
                     let first = records.first().map(|r| r.seq);
                     let (reply, pending) = completion::pair();
                     self.process(vec![Request::Replicate { records, done: reply }]);
@@ -707,22 +758,60 @@ impl Sequencer {
             }
             let waiters: Vec<(Request, Reply)> = requests.into_iter().zip(replies).collect();
             let Some(first_seq) = records.first().map(|r| r.seq) else {
-                // Nothing to commit (ids that exist, refusals, empty batches): answered now.
-                complete(waiters);
+                // Nothing to commit (ids that exist, refusals, empty batches): answered
+                // once the proposer confirms this node still leads and missed nothing.
+                // Held like a proposal meanwhile, so that nothing of this node's own
+                // lands between the judging and the answer.
+                self.confirm_token += 1;
+                let confirming = Confirming { token: self.confirm_token, judged_at: self.log.next_seq() };
+                self.in_flight = Some(InFlight { records, waiters, confirming: Some(confirming) });
+                proposer.confirm(Confirmation { ledger: self.ledger.clone(), token: confirming.token });
                 continue;
             };
             let failed = ProposalFailed { ledger: self.ledger.clone(), first_seq };
-            self.in_flight = Some(InFlight { records: records.clone(), waiters });
+            self.in_flight = Some(InFlight { records: records.clone(), waiters, confirming: None });
             proposer.propose(records, failed);
+        }
+    }
+
+    /// The proposer answered confirmation `token`: the group waiting for it is
+    /// answered as judged if the ledger did not move since (nothing was applied in
+    /// between), judged again (first in line) if it did, and refused with `NotLeader`
+    /// (nothing was proposed: a definite outcome) if this node could not be confirmed.
+    fn confirmed(&mut self, token: u64, result: Result<(), String>) {
+        let Some(Confirming { judged_at, .. }) =
+            self.in_flight.as_ref().and_then(|f| f.confirming).filter(|c| c.token == token)
+        else {
+            return; // a confirmation already given up (a new proposer, a new term)
+        };
+        let Some(in_flight) = self.in_flight.take() else { return };
+        match result {
+            Ok(()) if self.log.next_seq() == judged_at => complete(in_flight.waiters),
+            Ok(()) => {
+                for (request, _) in in_flight.waiters.into_iter().rev() {
+                    self.held.push_front(request);
+                }
+            }
+            Err(_) => {
+                for (request, _) in in_flight.waiters {
+                    fail(request, SubmitError::NotLeader);
+                }
+            }
         }
     }
 
     /// The group in flight will not come back as proposed: its callers learn that its
     /// outcome is unknown (it may still be committed; resubmitting the same ids is safe).
+    /// A group waiting for a confirmation proposed nothing: its callers are told this
+    /// node is not the leader.
     fn abandon_in_flight(&mut self, reason: &str) {
         if let Some(in_flight) = self.in_flight.take() {
             for (request, _) in in_flight.waiters {
-                fail(request, SubmitError::Failed(format!("the outcome is unknown: {reason}")));
+                let err = match in_flight.confirming {
+                    Some(_) => SubmitError::NotLeader,
+                    None => SubmitError::Failed(format!("the outcome is unknown: {reason}")),
+                };
+                fail(request, err);
             }
         }
     }
@@ -908,7 +997,7 @@ fn fail(request: Request, err: SubmitError) {
         Request::Submit { done, .. } => done.complete(Err(err)),
         Request::CloseBatch { done, .. } => done.complete(Err(CloseBatchError::Submit(err))),
         Request::Replicate { done, .. } => done.complete(Err(ReplicateError::Submit(err))),
-        Request::SetProposer { .. } | Request::ProposalFailed { .. } => {}
+        Request::SetProposer { .. } | Request::ProposalFailed { .. } | Request::Confirmed { .. } => {}
         Request::Snapshot { done } => done.complete(Err(SnapshotError::Submit(err))),
         Request::Shutdown { done } => done.complete(Err(err)),
     }

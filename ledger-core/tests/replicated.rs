@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use crossbeam::channel::{Receiver, Sender, unbounded};
 use ledger_core::{
-    Currency, CutoverPolicy, Durability, Ledger, LedgerOptions, ProposalFailed, Proposer, RawRecord, ReplicateError,
-    SubmitError, Tx, TxId, TxOutcome,
+    Confirmation, Currency, CutoverPolicy, Durability, Ledger, LedgerOptions, ProposalFailed, Proposer, RawRecord,
+    ReplicateError, SubmitError, Tx, TxId, TxOutcome,
 };
 
 fn usd() -> Currency {
@@ -29,15 +29,41 @@ fn options() -> LedgerOptions {
     }
 }
 
-type Proposal = (Vec<RawRecord>, ProposalFailed);
-
-/// The stand-in for Raft's leader side: proposals go to the log thread.
+/// What the leader asks of Raft.
 #[derive(Debug)]
-struct Bus(Sender<Proposal>);
+enum Message {
+    Propose(Vec<RawRecord>, ProposalFailed),
+    /// A group with nothing to commit waits for this before it is answered.
+    Confirm(Confirmation),
+}
+
+/// The stand-in for Raft's leader side: proposals and confirmations go to the log
+/// thread (or to the test, which plays Raft by hand).
+#[derive(Debug)]
+struct Bus(Sender<Message>);
 
 impl Proposer for Bus {
     fn propose(&self, records: Vec<RawRecord>, failed: ProposalFailed) {
-        let _ = self.0.send((records, failed));
+        let _ = self.0.send(Message::Propose(records, failed));
+    }
+    fn confirm(&self, confirmation: Confirmation) {
+        let _ = self.0.send(Message::Confirm(confirmation));
+    }
+}
+
+/// The next proposal the test's hand-played Raft receives.
+fn next_proposal(rx: &Receiver<Message>) -> (Vec<RawRecord>, ProposalFailed) {
+    match rx.recv_timeout(Duration::from_secs(10)).expect("a message from the leader") {
+        Message::Propose(records, failed) => (records, failed),
+        Message::Confirm(_) => panic!("a proposal was expected, not a confirmation"),
+    }
+}
+
+/// The next confirmation the test's hand-played Raft receives.
+fn next_confirmation(rx: &Receiver<Message>) -> Confirmation {
+    match rx.recv_timeout(Duration::from_secs(10)).expect("a message from the leader") {
+        Message::Confirm(confirmation) => confirmation,
+        Message::Propose(records, _) => panic!("a confirmation was expected, not a proposal of {records:?}"),
     }
 }
 
@@ -49,16 +75,24 @@ enum Fate {
 }
 
 /// Commits (applies to every node, in order) or fails each proposal as `fate` says;
-/// a group whose seqs were taken meanwhile is void on every node alike.
+/// a group whose seqs were taken meanwhile is void on every node alike. Confirms each
+/// confirmation in its turn (everything proposed before it has been applied).
 fn log_thread(
-    proposals: Receiver<Proposal>,
+    proposals: Receiver<Message>,
     nodes: Vec<Ledger>,
     fate: impl Fn(u64) -> Fate + Send + 'static,
 ) -> std::thread::JoinHandle<u64> {
     std::thread::spawn(move || {
         let mut n = 0;
         let mut committed = 0;
-        while let Ok((records, failed)) = proposals.recv() {
+        while let Ok(message) = proposals.recv() {
+            let (records, failed) = match message {
+                Message::Propose(records, failed) => (records, failed),
+                Message::Confirm(confirmation) => {
+                    confirmation.done(Ok(()));
+                    continue;
+                }
+            };
             match fate(n) {
                 Fate::Commit => {
                     for node in &nodes {
@@ -131,7 +165,7 @@ fn the_leaders_submits_come_back_committed_on_every_node() {
     });
     let close = leader.close_batch(1, usd());
     assert!(close.is_ok() || matches!(close, Err(ledger_core::CloseBatchError::Empty)));
-    // An id again answers Exists without a proposal; a follower takes no submits.
+    // An id again answers Exists without a proposal (once confirmed); a follower takes no submits.
     let first = leader.lookup(TxId(1)).expect("the first sale").tx;
     let again = leader.submit(&[first]).expect("resubmit");
     assert!(matches!(again[0], TxOutcome::Exists(_)));
@@ -198,13 +232,13 @@ fn a_new_leader_takes_over_and_a_superseded_group_is_void_everywhere() {
     let nodes: Vec<Ledger> = dirs.iter().map(open).collect();
 
     // Node 0 leads; its proposal is held (not yet committed) when it is deposed.
-    let (tx0, rx0) = unbounded::<Proposal>();
+    let (tx0, rx0) = unbounded::<Message>();
     nodes[0].set_proposer(Some(Arc::new(Bus(tx0)))).expect("leader 0");
     let old = {
         let leader = nodes[0].clone();
         std::thread::spawn(move || leader.submit(&[Tx::sale(TxId(1), 1, 5_00, usd())]))
     };
-    let (held_records, held_failed) = rx0.recv_timeout(Duration::from_secs(10)).expect("a proposal");
+    let (held_records, held_failed) = next_proposal(&rx0);
     assert_eq!(held_records[0].seq, 1);
 
     // Node 1 becomes leader and commits its own group at the same seqs first.
@@ -217,7 +251,9 @@ fn a_new_leader_takes_over_and_a_superseded_group_is_void_everywhere() {
     // The old leader's caller learns its outcome is unknown (another group took seq 1).
     let answer = old.join().expect("caller");
     assert!(matches!(answer, Err(SubmitError::Failed(ref r)) if r.contains("unknown")), "{answer:?}");
-    // The deposed proposal, committed late, is void on every node alike.
+    // The deposed proposal, committed late, is void on every node alike (once each has
+    // applied the new leader's group: its caller is answered when node 1 has).
+    caught_up(&[&nodes[0], &nodes[1], &nodes[2]], nodes[1].last_seq());
     for node in &nodes {
         assert!(matches!(node.apply_replicated(held_records.clone()), Err(ReplicateError::NotNext { .. })));
     }
@@ -236,4 +272,104 @@ fn a_new_leader_takes_over_and_a_superseded_group_is_void_everywhere() {
     nodes[1].set_proposer(None).expect("step down");
     drop(nodes);
     log.join().expect("log thread");
+}
+
+/// A deposed leader, cut off from the majority that elected another, still believes it
+/// leads. A call whose transactions it would all refuse from its own stale state (a
+/// refund of a payment the new leader committed) is not answered "refused": it waits
+/// for the proposer's confirmation, which such a node cannot get, and is answered
+/// "not the leader"; on the new leader the same call lands.
+#[test]
+fn a_deposed_leader_does_not_answer_refusals_from_its_stale_state() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
+    let nodes: Vec<Ledger> = dirs.iter().map(open).collect();
+    let (tx0, rx0) = unbounded::<Message>();
+    nodes[0].set_proposer(Some(Arc::new(Bus(tx0)))).expect("leader 0");
+
+    // Nodes 1 and 2 elect node 1 and commit a sale node 0 never hears of.
+    let (tx1, rx1) = unbounded();
+    let log = log_thread(rx1, vec![nodes[1].clone(), nodes[2].clone()], |_| Fate::Commit);
+    nodes[1].set_proposer(Some(Arc::new(Bus(tx1)))).expect("leader 1");
+    let sale = nodes[1].submit(&[Tx::sale(TxId(1), 1, 9_00, usd())]).expect("sale on the new leader");
+    assert!(matches!(sale[0], TxOutcome::Committed(_)));
+
+    let refund = [Tx::refund(TxId(2), TxId(1), 1, 4_00, usd())];
+    let caller = {
+        let deposed = nodes[0].clone();
+        std::thread::spawn(move || deposed.submit(&refund))
+    };
+    // The deposed node judged it refused (it has no sale 1) and asks to confirm.
+    let confirmation = next_confirmation(&rx0);
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(!caller.is_finished(), "a refusal is not answered before it is confirmed");
+    confirmation.done(Err("no quorum answered".into()));
+    assert_eq!(caller.join().expect("caller"), Err(SubmitError::NotLeader));
+
+    let landed = nodes[1].submit(&refund).expect("the same call on the new leader");
+    assert!(matches!(landed[0], TxOutcome::Committed(_)), "{landed:?}");
+    assert_eq!(nodes[0].transaction_count(), 0, "the deposed node changed nothing");
+    nodes[0].set_proposer(None).expect("step down");
+    nodes[1].set_proposer(None).expect("step down");
+    drop(nodes);
+    log.join().expect("log thread");
+}
+
+/// A refusal is judged again when the ledger moved between its judging and its
+/// confirmation (a group committed late, after its proposal had been given up), and a
+/// confirmation that came back after its proposer was taken away answers nothing.
+#[test]
+fn a_refusal_is_judged_again_when_the_ledger_moved_before_its_confirmation() {
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().expect("dir")).collect();
+    let nodes: Vec<Ledger> = dirs.iter().map(open).collect();
+    let (tx, rx) = unbounded::<Message>();
+    nodes[0].set_proposer(Some(Arc::new(Bus(tx.clone())))).expect("leader");
+
+    // A sale is proposed; Raft's answer is slow and the proposal is given up.
+    let sale = {
+        let leader = nodes[0].clone();
+        std::thread::spawn(move || leader.submit(&[Tx::sale(TxId(1), 1, 9_00, usd())]))
+    };
+    let (sale_records, sale_failed) = next_proposal(&rx);
+    sale_failed.fail("timed out");
+    assert!(matches!(sale.join().expect("caller"), Err(SubmitError::Failed(ref r)) if r.contains("unknown")));
+
+    // A refund of that sale: judged refused (no sale 1 yet), waiting for confirmation.
+    let refund = {
+        let leader = nodes[0].clone();
+        std::thread::spawn(move || leader.submit(&[Tx::refund(TxId(2), TxId(1), 1, 4_00, usd())]))
+    };
+    let confirmation = next_confirmation(&rx);
+    // Meanwhile the given-up sale commits after all, and every node applies it.
+    for node in &nodes {
+        node.apply_replicated(sale_records.clone()).expect("the late sale applies");
+    }
+    // Confirmed: but the ledger moved since the judging, so the refund is judged
+    // again, now accepted and proposed.
+    confirmation.done(Ok(()));
+    let (refund_records, _refund_failed) = next_proposal(&rx);
+    for node in &nodes {
+        node.apply_replicated(refund_records.clone()).expect("the refund applies");
+    }
+    let out = refund.join().expect("caller").expect("refund answered");
+    assert!(matches!(out[0], TxOutcome::Committed(_)), "the refund lands: {out:?}");
+
+    // A confirmation for a proposer that was taken away answers nothing twice.
+    let late = {
+        let leader = nodes[0].clone();
+        std::thread::spawn(move || leader.submit(&[Tx::refund(TxId(3), TxId(77), 1, 1_00, usd())]))
+    };
+    let stale = next_confirmation(&rx);
+    nodes[0].set_proposer(None).expect("deposed");
+    assert_eq!(late.join().expect("caller"), Err(SubmitError::NotLeader));
+    stale.done(Ok(()));
+    nodes[0].set_proposer(Some(Arc::new(Bus(tx)))).expect("leader again");
+    let again = {
+        let leader = nodes[0].clone();
+        std::thread::spawn(move || leader.submit(&[Tx::refund(TxId(3), TxId(77), 1, 1_00, usd())]))
+    };
+    next_confirmation(&rx).done(Ok(()));
+    let refused = again.join().expect("caller").expect("answered");
+    assert!(matches!(refused[0], TxOutcome::Rejected(_)), "{refused:?}");
+    assert_same(&[&nodes[0], &nodes[1]]);
+    nodes[0].set_proposer(None).expect("step down");
 }
