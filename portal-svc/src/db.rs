@@ -281,6 +281,16 @@ const MIGRATIONS: &[&str] = &[
         id INTEGER PRIMARY KEY CHECK (id = 1),
         sealed TEXT NOT NULL
     );",
+    // 14 (issue 19): one events position per node (`id`: the node's id in cluster
+    // mode, 1 for a single node): nodes sharing one metadata database follow their own
+    // ledgers, each at its own pace.
+    "CREATE TABLE event_feed_per_node (
+        id INTEGER PRIMARY KEY CHECK (id >= 1),
+        next_seq INTEGER NOT NULL
+    );
+    INSERT INTO event_feed_per_node (id, next_seq) SELECT id, next_seq FROM event_feed;
+    DROP TABLE event_feed;
+    ALTER TABLE event_feed_per_node RENAME TO event_feed;",
 ];
 
 /// A shared handle on the metadata database.
@@ -704,4 +714,33 @@ pub fn now_secs() -> i64 {
 /// ([`crate::pg::WRITE_LOCK`]), so a read-then-write stays atomic across nodes.
 pub fn write_tx(conn: &mut Conn) -> Result<Transaction<'_>> {
     conn.transaction()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Migration 14 keeps the single node's events position and lets every node of a
+    /// cluster keep its own (ids from 1 up).
+    #[test]
+    fn the_events_position_survives_migration_14_and_becomes_per_node() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut conn = connect(&dir.path().join("portal.db")).expect("open");
+        for (i, sql) in MIGRATIONS.iter().enumerate().take(13) {
+            let tx = conn.transaction().expect("begin");
+            tx.execute_batch(sql).expect("migration");
+            tx.pragma_update(None, "user_version", &(i + 1).to_string()).expect("version");
+            tx.commit().expect("commit");
+        }
+        conn.execute("INSERT INTO event_feed (id, next_seq) VALUES (1, 42)", []).expect("position");
+        assert!(conn.execute("INSERT INTO event_feed (id, next_seq) VALUES (2, 7)", []).is_err(), "one row before");
+
+        migrate(&mut conn).expect("migrate");
+        let kept: i64 = conn.query_row("SELECT next_seq FROM event_feed WHERE id = 1", [], |r| r.get(0)).expect("row");
+        assert_eq!(kept, 42);
+        conn.execute("INSERT INTO event_feed (id, next_seq) VALUES (2, 7)", []).expect("node 2's own row");
+        assert!(conn.execute("INSERT INTO event_feed (id, next_seq) VALUES (0, 7)", []).is_err(), "ids from 1");
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).expect("version");
+        assert_eq!(usize::try_from(version).ok(), Some(MIGRATIONS.len()));
+    }
 }

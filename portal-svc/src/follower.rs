@@ -1,7 +1,9 @@
 //! The events follower: one thread that follows the ledger's change feed and turns
 //! every committed record into an event (`events`), with the deliveries it makes.
 //!
-//! Its position (the next ledger seq to read) lives in SQLite (`event_feed`). For each
+//! Its position (the next ledger seq to read) lives in the metadata (`event_feed`, one
+//! row per node: nodes of a cluster sharing one PostgreSQL database each follow their
+//! own ledger, and insert the same events, which are unique on the seq). For each
 //! batch of records it commits, in ONE SQLite transaction, the events (idempotent:
 //! unique on the ledger seq, with ids derived from it), one pending delivery per
 //! matching active endpoint, and the new position; only then does it confirm the batch
@@ -61,23 +63,29 @@ impl Follower {
     }
 }
 
+/// The `event_feed` row of this node: its id in cluster mode, 1 for a single node (a
+/// single node that becomes node 1 of a cluster keeps its position).
+fn feed_row(state: &AppState) -> i64 {
+    state.cluster.as_ref().map_or(1, |c| i64::try_from(c.status().node_id).unwrap_or(i64::MAX))
+}
+
 /// The stored position, or on the very first start the ledger's next seq (events
 /// start from then on), stored at once so a restart does not move it.
-fn position(conn: &Connection, ledger: &Ledger) -> crate::db::Result<u64> {
+fn position(conn: &Connection, row: i64, ledger: &Ledger) -> crate::db::Result<u64> {
     let stored: Option<i64> =
-        conn.query_row("SELECT next_seq FROM event_feed WHERE id = 1", [], |row| row.get(0)).optional()?;
+        conn.query_row("SELECT next_seq FROM event_feed WHERE id = ?1", [row], |r| r.get(0)).optional()?;
     if let Some(next) = stored {
         return Ok(u64::try_from(next).unwrap_or(1));
     }
     let next = ledger.last_seq().saturating_add(1);
-    store_position(conn, next)?;
+    store_position(conn, row, next)?;
     Ok(next)
 }
 
-fn store_position(conn: &Connection, next_seq: u64) -> crate::db::Result<()> {
+fn store_position(conn: &Connection, row: i64, next_seq: u64) -> crate::db::Result<()> {
     conn.execute(
-        "INSERT INTO event_feed (id, next_seq) VALUES (1, ?1) ON CONFLICT (id) DO UPDATE SET next_seq = ?1",
-        [i64::try_from(next_seq).unwrap_or(i64::MAX)],
+        "INSERT INTO event_feed (id, next_seq) VALUES (?1, ?2) ON CONFLICT (id) DO UPDATE SET next_seq = ?2",
+        [row, i64::try_from(next_seq).unwrap_or(i64::MAX)],
     )?;
     Ok(())
 }
@@ -87,13 +95,14 @@ fn store_position(conn: &Connection, next_seq: u64) -> crate::db::Result<()> {
 /// beyond the ledger's end (the metadata restored from a newer time than the ledger)
 /// starts at its end, loudly.
 fn open_feed(state: &AppState, conn: &Connection) -> Result<Feed, String> {
-    let from = position(conn, &state.ledger).map_err(|e| format!("reading the events position: {e}"))?;
+    let row = feed_row(state);
+    let from = position(conn, row, &state.ledger).map_err(|e| format!("reading the events position: {e}"))?;
     state.webhooks.follower.set_position(from);
     match state.ledger.feed_holding(from) {
         Ok(feed) => Ok(feed),
         Err(FeedError::Ahead { requested, next }) => {
             tracing::error!(requested, next, "the events position is beyond the ledger's end: following from its end");
-            store_position(conn, next).map_err(|e| e.to_string())?;
+            store_position(conn, row, next).map_err(|e| e.to_string())?;
             state.webhooks.follower.set_position(next);
             state.ledger.feed_holding(next).map_err(|e| e.to_string())
         }
@@ -160,6 +169,7 @@ fn follow_feed(state: &AppState, conn: &mut Connection, feed: Option<Feed>, stop
         None => open_feed(state, conn)?,
     };
     state.webhooks.follower.set_running(true);
+    let row = feed_row(state);
     let mut records = Vec::with_capacity(BATCH_RECORDS_MAX);
     while !stop.load(Ordering::Acquire) {
         records.clear();
@@ -174,7 +184,7 @@ fn follow_feed(state: &AppState, conn: &mut Connection, feed: Option<Feed>, stop
             Err(e) => return Err(format!("reading the ledger's feed: {e}")),
         }
         let next = feed.next_seq();
-        let new = commit_batch(conn, &records, next).map_err(|e| format!("storing events: {e}"))?;
+        let new = commit_batch(conn, row, &records, next).map_err(|e| format!("storing events: {e}"))?;
         if let Some(last) = records.last() {
             feed.confirm(last.seq());
         }
@@ -184,9 +194,14 @@ fn follow_feed(state: &AppState, conn: &mut Connection, feed: Option<Feed>, stop
     Ok(())
 }
 
-/// Stores the events of `records`, their deliveries and the position `next_seq` in one
-/// transaction; returns the events that are new.
-fn commit_batch(conn: &mut Connection, records: &[FeedRecord], next_seq: u64) -> crate::db::Result<Vec<Event>> {
+/// Stores the events of `records`, their deliveries and the position `next_seq` (in
+/// `event_feed` row `row`) in one transaction; returns the events that are new.
+fn commit_batch(
+    conn: &mut Connection,
+    row: i64,
+    records: &[FeedRecord],
+    next_seq: u64,
+) -> crate::db::Result<Vec<Event>> {
     let tx = crate::db::write_tx(conn)?;
     let mut new = Vec::with_capacity(records.len());
     {
@@ -205,7 +220,7 @@ fn commit_batch(conn: &mut Connection, records: &[FeedRecord], next_seq: u64) ->
             }
         }
     }
-    store_position(&tx, next_seq)?;
+    store_position(&tx, row, next_seq)?;
     tx.commit()?;
     Ok(new)
 }

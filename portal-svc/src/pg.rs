@@ -303,6 +303,9 @@ const PG_MIGRATIONS: &[&str] = &[
         id BIGINT PRIMARY KEY CHECK (id = 1),
         sealed TEXT NOT NULL
     );",
+    // 14: one events position per node (`db::MIGRATIONS` 14).
+    "ALTER TABLE event_feed DROP CONSTRAINT event_feed_id_check;
+    ALTER TABLE event_feed ADD CONSTRAINT event_feed_id_check CHECK (id >= 1);",
 ];
 
 /// One connection: the client and its prepared statements, by their SQLite text.
