@@ -60,7 +60,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -74,19 +74,24 @@ const STOPS_DEFAULT: usize = 2;
 const PARTITIONS_DEFAULT: usize = 1;
 /// Client threads writing payments through the reachable nodes.
 const WRITERS: usize = 3;
-/// Threads sending payments to the faulted node only.
-const PROBES: usize = 3;
+/// Threads sending payments to the faulted node only, from just before the fault.
+const PROBES: usize = 4;
+/// Probes that wait for every answer ([`PROBE_SECS_MAX`]); the others give up after
+/// [`ATTEMPT_MS_MAX`] and send the next one, so the node gets new requests all through
+/// the fault.
+const PATIENT_PROBES: usize = 2;
+/// How long the probes run alone before the fault, in milliseconds.
+const PROBE_LEAD_MS: u64 = 50;
 /// Pause between two of a probe's payments, in milliseconds.
-const PROBE_PAUSE_MS: u64 = 20;
+const PROBE_PAUSE_MS: u64 = 5;
 /// Load before and after each fault, in milliseconds.
 const LOAD_MS: u64 = 300;
 /// A writer's timeout for one attempt: past it the outcome is unknown and the payment
 /// is retried with its key on another node (so writes go on while a node is frozen).
 const ATTEMPT_MS_MAX: u64 = 1000;
-/// The first probe's timeout: above every answer the service gives (its forwarding
+/// A patient probe's timeout: above every answer the service gives (its forwarding
 /// timeout, 30 s), so a request stuck on a frozen or cut-off node gets that node's
-/// answer. The other probes give up after [`ATTEMPT_MS_MAX`] and send the next one, so
-/// the node gets new requests all through the fault.
+/// answer.
 const PROBE_SECS_MAX: u64 = 40;
 /// How long a fault lasts at least, in milliseconds: past a leader's lease (the
 /// longest election timeout, 1 s) and an election (1.5 to 2 s in all).
@@ -125,6 +130,10 @@ struct Load {
     next: Arc<AtomicU64>,
     bases: Arc<RwLock<BTreeMap<u64, String>>>,
     log: Arc<Mutex<Vec<Attempt>>>,
+    /// Writers hold back while set ([`Load::hush`]).
+    quiet: Arc<AtomicBool>,
+    /// Writers' requests in flight.
+    busy: Arc<AtomicUsize>,
 }
 
 /// Payment `key`'s amount, its own: 1.00 and up, in cents.
@@ -145,7 +154,37 @@ fn cents(amount: &str) -> u64 {
 
 impl Load {
     fn new(token: &str, bases: &Arc<RwLock<BTreeMap<u64, String>>>) -> Load {
-        Load { token: token.to_string(), next: Arc::default(), bases: Arc::clone(bases), log: Arc::default() }
+        Load {
+            token: token.to_string(),
+            next: Arc::default(),
+            bases: Arc::clone(bases),
+            log: Arc::default(),
+            quiet: Arc::default(),
+            busy: Arc::default(),
+        }
+    }
+
+    /// The requests so far (a thread that failed while holding it poisons nothing:
+    /// its own panic is the failure to report).
+    fn log(&self) -> std::sync::MutexGuard<'_, Vec<Attempt>> {
+        self.log.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Holds the writers back and waits until none has a request in flight: at the
+    /// fault, the requests in flight on the faulted node are then the probes', whose
+    /// clients wait for the answer (a writer would have given up on it).
+    fn hush(&self) {
+        self.quiet.store(true, Ordering::SeqCst);
+        let until = Instant::now() + Duration::from_secs(WAIT_SECS_MAX);
+        while self.busy.load(Ordering::SeqCst) > 0 {
+            assert!(Instant::now() < until, "the writers did not pause");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// Lets the writers go on.
+    fn resume(&self) {
+        self.quiet.store(false, Ordering::SeqCst);
     }
 
     /// A new payment's number.
@@ -168,13 +207,14 @@ impl Load {
             None => Answer::Unknown("no answer".into()),
         };
         let attempt = Attempt { key, node, sent, answered: Instant::now(), answer: answer.clone() };
-        self.log.lock().unwrap().push(attempt);
+        self.log().push(attempt);
         answer
     }
 
     /// Retries payment `key` with its key on the nodes clients may use, from the
-    /// `turn`th on, until it gets a 2xx.
-    fn settle(&self, agent: &ureq::Agent, key: u64, mut turn: usize) {
+    /// `turn`th on, until it gets a 2xx; a writer (`hushed`) holds back while the load
+    /// is hushed.
+    fn settle(&self, agent: &ureq::Agent, key: u64, mut turn: usize, hushed: bool) {
         let until = Instant::now() + Duration::from_secs(WAIT_SECS_MAX);
         let mut last = String::new();
         loop {
@@ -185,7 +225,13 @@ impl Load {
                 (!live.is_empty()).then(|| live[turn % live.len()]).map(|(id, base)| (*id, base.clone()))
             };
             if let Some((node, base)) = target {
-                match self.attempt(agent, key, node, &base) {
+                while hushed && self.quiet.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                self.busy.fetch_add(1, Ordering::SeqCst);
+                let answer = self.attempt(agent, key, node, &base);
+                self.busy.fetch_sub(1, Ordering::SeqCst);
+                match answer {
                     Answer::Acked { .. } => return,
                     Answer::Other(status, body) => panic!("payment k{key} on node {node}: {status} {body}"),
                     Answer::NoLeader => last = "no_leader".into(),
@@ -202,16 +248,19 @@ impl Load {
         let agent = agent_with(Duration::from_millis(ATTEMPT_MS_MAX));
         while !stop.load(Ordering::Relaxed) {
             let key = self.new_key();
-            self.settle(&agent, key, thread);
+            self.settle(&agent, key, thread, true);
         }
     }
 
     /// Sends payments to node `node` only, once each, until `stop`: a client that
-    /// keeps talking to the node that is frozen or cut off; probe 0 waits for every
-    /// answer, the others give up after [`ATTEMPT_MS_MAX`].
+    /// keeps talking to the node that is frozen or cut off ([`PATIENT_PROBES`] wait
+    /// for every answer).
     fn probe(&self, thread: usize, node: u64, base: &str, stop: &AtomicBool) {
-        let timeout =
-            if thread == 0 { Duration::from_secs(PROBE_SECS_MAX) } else { Duration::from_millis(ATTEMPT_MS_MAX) };
+        let timeout = if thread < PATIENT_PROBES {
+            Duration::from_secs(PROBE_SECS_MAX)
+        } else {
+            Duration::from_millis(ATTEMPT_MS_MAX)
+        };
         let agent = agent_with(timeout);
         while !stop.load(Ordering::Relaxed) {
             let key = self.new_key();
@@ -243,15 +292,20 @@ impl Load {
 
     /// Asserts that no request sent to `node` in `[from, to)` got a 2xx before `to`.
     fn none_acked_by(&self, node: u64, from: Instant, to: Instant, what: &str) {
-        for a in self.log.lock().unwrap().iter() {
-            if a.node == node && a.sent >= from && a.answered < to {
-                assert!(
-                    !matches!(a.answer, Answer::Acked { .. }),
-                    "{what}: node {node} acknowledged payment k{} {:?} after the fault began: {a:?}",
-                    a.key,
-                    a.answered - from
-                );
-            }
+        let acked: Vec<Attempt> = self
+            .log()
+            .iter()
+            .filter(|a| a.node == node && a.sent >= from && a.answered < to)
+            .filter(|a| matches!(a.answer, Answer::Acked { .. }))
+            .cloned()
+            .collect();
+        if let Some(a) = acked.first() {
+            panic!(
+                "{what}: node {node} acknowledged {} payments sent after the fault began, the first k{} {:?} in: {a:?}",
+                acked.len(),
+                a.key,
+                a.answered - from
+            );
         }
     }
 
@@ -259,7 +313,7 @@ impl Load {
     /// unknown).
     fn tally(&self, node: u64, from: Instant, to: Instant) -> (usize, usize, usize) {
         let mut tally = (0, 0, 0);
-        for a in self.log.lock().unwrap().iter().filter(|a| a.node == node && a.sent >= from && a.sent < to) {
+        for a in self.log().iter().filter(|a| a.node == node && a.sent >= from && a.sent < to) {
             match a.answer {
                 Answer::Acked { .. } => tally.0 += 1,
                 Answer::NoLeader => tally.1 += 1,
@@ -275,7 +329,7 @@ impl Load {
     /// log. Returns the number of acknowledged payments.
     fn check(&self, cluster: &Cluster, agent: &ureq::Agent) -> usize {
         let mut by_key: BTreeMap<u64, Vec<Answer>> = BTreeMap::new();
-        for a in self.log.lock().unwrap().iter() {
+        for a in self.log().iter() {
             if let Answer::Other(status, body) = &a.answer {
                 panic!("payment k{} on node {}: {status} {body}", a.key, a.node);
             }
@@ -291,13 +345,13 @@ impl Load {
             .collect();
         let retry = agent_with(Duration::from_millis(ATTEMPT_MS_MAX));
         for (turn, &key) in unknown.iter().enumerate() {
-            self.settle(&retry, key, turn);
+            self.settle(&retry, key, turn, false);
         }
 
         // Every key: its 2xx (one id for all), or only no_leader.
         let mut acked: BTreeMap<u64, (String, u64)> = BTreeMap::new();
         let mut refused = Vec::new();
-        for a in self.log.lock().unwrap().iter() {
+        for a in self.log().iter() {
             if let Answer::Acked { id, seq } = &a.answer {
                 let first = acked.entry(a.key).or_insert_with(|| (id.clone(), *seq));
                 assert_eq!(&first.0, id, "payment k{} acknowledged under two ids", a.key);
@@ -405,18 +459,20 @@ fn a_stopped_leader_never_acknowledges_what_it_did_not_commit() {
         let others: Vec<u64> = cluster.nodes.keys().copied().filter(|&id| id != leader).collect();
         let base = cluster.nodes[&leader].base.clone();
         std::thread::sleep(Duration::from_millis(LOAD_MS));
-        // Probes talk to the leader only: some in flight when it stops, then stuck on it.
+        // Probes talk to the leader only: in flight when it stops, then stuck on it.
+        load.hush();
         let probing = Arc::new(AtomicBool::new(false));
         let probes = spawn_all(PROBES, &probing, {
             let (load, base) = (load.clone(), base.clone());
             move |t, stop| load.probe(t, leader, &base, stop)
         });
-        std::thread::sleep(Duration::from_millis(LOAD_MS / 3));
-        // Writers leave it (a client's health check would); what they had in flight on
-        // it times out and is retried elsewhere.
+        std::thread::sleep(Duration::from_millis(PROBE_LEAD_MS));
+        // Writers leave it (a client's health check would); what they send on is
+        // retried elsewhere when it times out.
         cluster.bases.write().unwrap().remove(&leader);
         cluster.signal(leader, "STOP");
         let stopped = Instant::now();
+        load.resume();
         cluster.leader_of(&quick, &others);
         elections.push(stopped.elapsed());
         failovers.push(load.next_ack(stopped, leader) - stopped);
@@ -641,15 +697,18 @@ fn partitions(netns: &Netns, seed: &std::path::Path, key: &str, cycles: usize) {
             let others: Vec<u64> = cluster.nodes.keys().copied().filter(|&id| id != cut).collect();
             let base = cluster.nodes[&cut].base.clone();
             std::thread::sleep(Duration::from_millis(LOAD_MS));
-            cluster.bases.write().unwrap().remove(&cut);
-            netns.cut_off(cut);
-            let from = Instant::now();
-            // Clients that keep talking to the node cut off.
+            // Clients that keep talking to the node cut off, in flight on it at the cut.
+            load.hush();
             let probing = Arc::new(AtomicBool::new(false));
             let probes = spawn_all(PROBES, &probing, {
                 let (load, base) = (load.clone(), base.clone());
                 move |t, stop| load.probe(t, cut, &base, stop)
             });
+            std::thread::sleep(Duration::from_millis(PROBE_LEAD_MS));
+            cluster.bases.write().unwrap().remove(&cut);
+            netns.cut_off(cut);
+            let from = Instant::now();
+            load.resume();
             // The majority has (or elects) a leader and acknowledges writes.
             let majority_leader = cluster.leader_of(&quick, &others);
             if leader_side {
@@ -665,7 +724,7 @@ fn partitions(netns: &Netns, seed: &std::path::Path, key: &str, cycles: usize) {
             let what = if leader_side { "the leader cut off" } else { "a follower cut off" };
             load.none_acked_by(cut, from, healed, what);
             if !leader_side {
-                let log = load.log.lock().unwrap();
+                let log = load.log();
                 acked_while_follower_cut += log
                     .iter()
                     .filter(|a| a.sent >= from && a.answered < healed && matches!(a.answer, Answer::Acked { .. }))
