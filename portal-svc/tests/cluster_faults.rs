@@ -8,6 +8,12 @@
 //!   SIGCONT; `PORTAL_CLUSTER_STOPS` cycles (default [`STOPS_DEFAULT`]). Probe threads
 //!   keep sending payments to that node only, so requests are in flight on it when it
 //!   stops and stuck on it while it is stopped.
+//!
+//! In both, probes start just before the fault while the writers hold back for that
+//! instant, so what is in flight on the faulted node then is the probes' (two of four
+//! wait for every answer, however long; the others give up after 1 s and send the
+//! next): a planted "201 for an unknown outcome", or a 201 before the group committed,
+//! fails both tests.
 //! - `partitions_never_acknowledge_on_the_minority_side`: nftables cuts one node off
 //!   from the two others (not from the clients): first the leader (a minority leader
 //!   that still believes it leads), then a follower; healed by deleting the rules;
@@ -46,12 +52,14 @@
 //! - the balance is the sum of the acknowledged amounts, the same on every node;
 //! - all nodes agree on one leader in one term.
 //!
-//! Bounded for CI (both tests together take about 30 s in debug on two cores). A longer
+//! Bounded for CI: both tests together take about 15 s in debug on two cores. A longer
 //! run: `PORTAL_CLUSTER_STOPS=30 PORTAL_CLUSTER_PARTITIONS=10 cargo test -p portal-svc
 //! --test cluster_faults -- --nocapture --test-threads 1`; each test prints its cycles,
 //! acknowledged payments, the probes' answers, and the time from the fault to a new
 //! leader and to the next acknowledged write (p50/p99). `PORTAL_CLUSTER_LOGS=DIR`
-//! keeps each node's stderr in DIR.
+//! keeps each node's stderr in DIR (one test at a time: both write `node-N.log`). A
+//! run killed outright (SIGKILL) leaves its namespaces behind: `ip netns list` shows
+//! them as `pfPID-...`, `ip netns delete NAME` removes them.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -110,6 +118,38 @@ enum Answer {
     Unknown(String),
     /// Anything else (a failure of the test).
     Other(u16, String),
+}
+
+/// [`Answer::Unknown`] of a request that got no answer (a timeout, a connection error).
+const NO_ANSWER: &str = "no answer";
+
+/// What the requests sent to a faulted node got.
+#[derive(Debug, Default, Clone, Copy)]
+struct Tally {
+    acked: usize,
+    no_leader: usize,
+    unknown: usize,
+    /// The longest the node took to answer one (client timeouts left out).
+    longest: Duration,
+}
+
+impl std::ops::AddAssign for Tally {
+    fn add_assign(&mut self, other: Tally) {
+        self.acked += other.acked;
+        self.no_leader += other.no_leader;
+        self.unknown += other.unknown;
+        self.longest = self.longest.max(other.longest);
+    }
+}
+
+impl std::fmt::Display for Tally {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} acknowledged, {} no_leader, {} unknown, the slowest answered in {:?}",
+            self.acked, self.no_leader, self.unknown, self.longest
+        )
+    }
 }
 
 /// One request: payment `key` sent to node `node`.
@@ -204,7 +244,7 @@ impl Load {
             Some((503, body)) if body["error"]["code"] == "no_leader" => Answer::NoLeader,
             Some((503, body)) if body["error"]["code"] == "ledger_unavailable" => Answer::Unknown(body.to_string()),
             Some((status, body)) => Answer::Other(status, body.to_string()),
-            None => Answer::Unknown("no answer".into()),
+            None => Answer::Unknown(NO_ANSWER.into()),
         };
         let attempt = Attempt { key, node, sent, answered: Instant::now(), answer: answer.clone() };
         self.log().push(attempt);
@@ -309,16 +349,18 @@ impl Load {
         }
     }
 
-    /// The answers that requests to `node` sent in `[from, to)` got: (2xx, no_leader,
-    /// unknown).
-    fn tally(&self, node: u64, from: Instant, to: Instant) -> (usize, usize, usize) {
-        let mut tally = (0, 0, 0);
+    /// What the requests sent to `node` in `[from, to)` got.
+    fn tally(&self, node: u64, from: Instant, to: Instant) -> Tally {
+        let mut tally = Tally::default();
         for a in self.log().iter().filter(|a| a.node == node && a.sent >= from && a.sent < to) {
-            match a.answer {
-                Answer::Acked { .. } => tally.0 += 1,
-                Answer::NoLeader => tally.1 += 1,
-                Answer::Unknown(_) => tally.2 += 1,
+            match &a.answer {
+                Answer::Acked { .. } => tally.acked += 1,
+                Answer::NoLeader => tally.no_leader += 1,
+                Answer::Unknown(_) => tally.unknown += 1,
                 Answer::Other(..) => {}
+            }
+            if !matches!(&a.answer, Answer::Unknown(why) if why == NO_ANSWER) {
+                tally.longest = tally.longest.max(a.answered - a.sent);
             }
         }
         tally
@@ -453,7 +495,7 @@ fn a_stopped_leader_never_acknowledges_what_it_did_not_commit() {
     });
 
     let (mut elections, mut failovers) = (Vec::new(), Vec::new());
-    let mut stuck = (0, 0, 0);
+    let mut stuck = Tally::default();
     for _ in 0..stops {
         let leader = cluster.leader(&agent);
         let others: Vec<u64> = cluster.nodes.keys().copied().filter(|&id| id != leader).collect();
@@ -461,6 +503,7 @@ fn a_stopped_leader_never_acknowledges_what_it_did_not_commit() {
         std::thread::sleep(Duration::from_millis(LOAD_MS));
         // Probes talk to the leader only: in flight when it stops, then stuck on it.
         load.hush();
+        let probed = Instant::now();
         let probing = Arc::new(AtomicBool::new(false));
         let probes = spawn_all(PROBES, &probing, {
             let (load, base) = (load.clone(), base.clone());
@@ -484,22 +527,18 @@ fn a_stopped_leader_never_acknowledges_what_it_did_not_commit() {
         cluster.leader(&agent);
         std::thread::sleep(Duration::from_millis(LOAD_MS));
         stop_all(&probing, probes);
-        // What was sent to the stopped node while it was stopped was answered after
-        // SIGCONT: a 2xx only for a payment that committed (checked at the end).
-        let (acked, no_leader, unknown) = load.tally(leader, stopped, continued);
-        stuck = (stuck.0 + acked, stuck.1 + no_leader, stuck.2 + unknown);
+        // What was in flight on the stopped node or sent to it while it was stopped was
+        // answered after SIGCONT: a 2xx only for a payment that committed (checked at
+        // the end).
+        stuck += load.tally(leader, probed, continued);
     }
     std::thread::sleep(Duration::from_millis(LOAD_MS));
     stop_all(&writing, writers);
 
     let acked = load.check(&cluster, &agent);
     println!(
-        "SIGSTOP of the leader: {stops} cycles, {acked} payments acknowledged; probes stuck on the stopped \
-         leader: {} acknowledged after SIGCONT, {} no_leader, {} unknown; new leader {}; next acknowledged write \
-         {}; test took {:?}",
-        stuck.0,
-        stuck.1,
-        stuck.2,
+        "SIGSTOP of the leader: {stops} cycles, {acked} payments acknowledged; sent to the stopped leader (from just \
+         before the stop until SIGCONT): {stuck}; new leader {}; next acknowledged write {}; test took {:?}",
         summary(&mut elections),
         summary(&mut failovers),
         started.elapsed()
@@ -688,7 +727,7 @@ fn partitions(netns: &Netns, seed: &std::path::Path, key: &str, cycles: usize) {
     });
 
     let (mut elections, mut failovers) = (Vec::new(), Vec::new());
-    let (mut minority, mut isolated) = ((0, 0, 0), (0, 0, 0));
+    let (mut minority, mut isolated) = (Tally::default(), Tally::default());
     let mut acked_while_follower_cut = 0;
     for _ in 0..cycles {
         for leader_side in [true, false] {
@@ -699,6 +738,7 @@ fn partitions(netns: &Netns, seed: &std::path::Path, key: &str, cycles: usize) {
             std::thread::sleep(Duration::from_millis(LOAD_MS));
             // Clients that keep talking to the node cut off, in flight on it at the cut.
             load.hush();
+            let probed = Instant::now();
             let probing = Arc::new(AtomicBool::new(false));
             let probes = spawn_all(PROBES, &probing, {
                 let (load, base) = (load.clone(), base.clone());
@@ -734,24 +774,17 @@ fn partitions(netns: &Netns, seed: &std::path::Path, key: &str, cycles: usize) {
             cluster.leader(&agent);
             std::thread::sleep(Duration::from_millis(LOAD_MS));
             stop_all(&probing, probes);
-            let (a, n, u) = load.tally(cut, from, healed);
-            let tally = if leader_side { &mut minority } else { &mut isolated };
-            *tally = (tally.0 + a, tally.1 + n, tally.2 + u);
+            *(if leader_side { &mut minority } else { &mut isolated }) += load.tally(cut, probed, healed);
         }
     }
     stop_all(&writing, writers);
     let acked = load.check(&cluster, &agent);
     println!(
         "partitions: {cycles} cycles (the leader cut off, then a follower), {acked} payments acknowledged; sent to \
-         the minority leader while cut off: {} acknowledged after healing, {} no_leader, {} unknown; to the \
-         follower cut off: {} acknowledged after healing, {} no_leader, {} unknown; {acked_while_follower_cut} \
-         acknowledged by the majority while a follower was cut off; new leader {}; next acknowledged write {}",
-        minority.0,
-        minority.1,
-        minority.2,
-        isolated.0,
-        isolated.1,
-        isolated.2,
+         the minority leader (from just before the cut until healed): {minority}; to the follower cut off: \
+         {isolated}; \
+         {acked_while_follower_cut} acknowledged by the majority while a follower was cut off; new leader {}; next \
+         acknowledged write {}",
         summary(&mut elections),
         summary(&mut failovers),
     );
