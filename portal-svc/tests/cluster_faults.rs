@@ -56,7 +56,8 @@
 //! run: `PORTAL_CLUSTER_STOPS=30 PORTAL_CLUSTER_PARTITIONS=10 cargo test -p portal-svc
 //! --test cluster_faults -- --nocapture --test-threads 1`; each test prints its cycles,
 //! acknowledged payments, the probes' answers, and the time from the fault to a new
-//! leader and to the next acknowledged write (p50/p99). `PORTAL_CLUSTER_LOGS=DIR`
+//! leader and to the next acknowledged write (p50/p99). `PORTAL_CLUSTER_FAULT_MS`
+//! makes each fault last longer (default [`FAULT_MS_MIN`]). `PORTAL_CLUSTER_LOGS=DIR`
 //! keeps each node's stderr in DIR (one test at a time: both write `node-N.log`). A
 //! run killed outright (SIGKILL) leaves its namespaces behind: `ip netns list` shows
 //! them as `pfPID-...`, `ip netns delete NAME` removes them.
@@ -103,6 +104,9 @@ const ATTEMPT_MS_MAX: u64 = 1000;
 const PROBE_SECS_MAX: u64 = 40;
 /// How long a fault lasts at least, in milliseconds: past a leader's lease (the
 /// longest election timeout, 1 s) and an election (1.5 to 2 s in all).
+/// `PORTAL_CLUSTER_FAULT_MS` sets it (past the leader's proposal timeout, 10 s, a
+/// cut-off leader gives up on the group it proposed; past the forwarding timeout,
+/// 30 s, a cut-off follower gives up on what it forwarded).
 const FAULT_MS_MIN: u64 = 2500;
 /// Status polls during a fault (a frozen node must not hold the test up).
 const POLL_MS_MAX: u64 = 1000;
@@ -448,6 +452,13 @@ fn env_count(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
+/// How long a fault lasts at least.
+fn fault_length() -> Duration {
+    Duration::from_millis(
+        std::env::var("PORTAL_CLUSTER_FAULT_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(FAULT_MS_MIN),
+    )
+}
+
 /// p50/p99/max of `times`.
 fn summary(times: &mut [Duration]) -> String {
     times.sort();
@@ -519,7 +530,7 @@ fn a_stopped_leader_never_acknowledges_what_it_did_not_commit() {
         cluster.leader_of(&quick, &others);
         elections.push(stopped.elapsed());
         failovers.push(load.next_ack(stopped, leader) - stopped);
-        let hold = Duration::from_millis(FAULT_MS_MIN).saturating_sub(stopped.elapsed());
+        let hold = fault_length().saturating_sub(stopped.elapsed());
         std::thread::sleep(hold);
         cluster.signal(leader, "CONT");
         let continued = Instant::now();
@@ -757,7 +768,7 @@ fn partitions(netns: &Netns, seed: &std::path::Path, key: &str, cycles: usize) {
             } else {
                 load.next_ack(from, cut);
             }
-            std::thread::sleep(Duration::from_millis(FAULT_MS_MIN).saturating_sub(from.elapsed()));
+            std::thread::sleep(fault_length().saturating_sub(from.elapsed()));
             let healed = Instant::now();
             netns.heal();
             let what = if leader_side { "the leader cut off" } else { "a follower cut off" };
