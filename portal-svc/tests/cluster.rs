@@ -26,6 +26,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use common::cluster::{Cluster, WAIT_SECS_MAX, agent, get, pay, percentile, seed};
 use common::{ADMIN_EMAIL, ADMIN_PASSWORD, Launch, Service};
 use serde_json::{Value, json};
 
@@ -35,164 +36,6 @@ const KILLS_DEFAULT: usize = 3;
 const WRITERS: usize = 3;
 /// Load between two kills, in milliseconds.
 const LOAD_MS: u64 = 400;
-/// How long anything the test waits for may take before it fails.
-const WAIT_SECS_MAX: u64 = 60;
-/// Per-request timeout (above the service's own forwarding timeout).
-const REQUEST_SECS_MAX: u64 = 40;
-
-struct Cluster {
-    dirs: Vec<tempfile::TempDir>,
-    peers: String,
-    /// More arguments for every node.
-    args: Vec<String>,
-    nodes: BTreeMap<u64, Service>,
-    /// Each live node's base URL, for the writer threads.
-    bases: Arc<RwLock<BTreeMap<u64, String>>>,
-    logs: Option<std::path::PathBuf>,
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(REQUEST_SECS_MAX)))
-        .build()
-        .into()
-}
-
-/// GET `base/path` -> (status, JSON), or `None` if the node did not answer.
-fn get(agent: &ureq::Agent, base: &str, path: &str, token: &str) -> Option<(u16, Value)> {
-    let mut response =
-        agent.get(&format!("{base}{path}")).header("Authorization", &format!("Bearer {token}")).call().ok()?;
-    let status = response.status().as_u16();
-    let text = response.body_mut().read_to_string().ok()?;
-    Some((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
-}
-
-/// A keyed payment to `base` -> (status, JSON), or `None` on a connection error.
-fn pay(agent: &ureq::Agent, base: &str, token: &str, key: &str, amount: &str) -> Option<(u16, Value)> {
-    let body = json!({ "kind": "payment", "amount": amount, "currency": "USD" }).to_string();
-    let mut response = agent
-        .post(&format!("{base}/v1/transactions"))
-        .header("Content-Type", "application/json")
-        .header("Authorization", &format!("Bearer {token}"))
-        .header("Idempotency-Key", key)
-        .send(&body)
-        .ok()?;
-    let status = response.status().as_u16();
-    let text = response.body_mut().read_to_string().ok()?;
-    Some((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
-}
-
-/// Free loopback addresses for the nodes' replication listeners.
-fn free_addresses(n: u64) -> String {
-    let listeners: Vec<_> = (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
-    let peers: Vec<String> =
-        listeners.iter().enumerate().map(|(i, l)| format!("{}={}", i + 1, l.local_addr().unwrap())).collect();
-    peers.join(",")
-}
-
-impl Cluster {
-    /// Three nodes whose metadata is a copy of `seed`'s (portal.db and secret.key).
-    fn start(seed: &std::path::Path) -> Cluster {
-        Cluster::start_with(seed, &[])
-    }
-
-    /// [`Cluster::start`] with more arguments for every node.
-    fn start_with(seed: &std::path::Path, args: &[&str]) -> Cluster {
-        let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-        for dir in &dirs {
-            for name in ["portal.db", "portal.db-wal", "secret.key"] {
-                if seed.join(name).exists() {
-                    std::fs::copy(seed.join(name), dir.path().join(name)).unwrap();
-                }
-            }
-        }
-        let logs = std::env::var_os("PORTAL_CLUSTER_LOGS").map(std::path::PathBuf::from);
-        let mut cluster = Cluster {
-            dirs,
-            peers: free_addresses(3),
-            args: args.iter().map(|a| a.to_string()).collect(),
-            nodes: BTreeMap::new(),
-            bases: Arc::default(),
-            logs,
-        };
-        for id in 1..=3 {
-            cluster.start_node(id);
-        }
-        cluster
-    }
-
-    fn start_node(&mut self, id: u64) {
-        let launch = Launch {
-            args: [vec!["--node-id".into(), id.to_string(), "--peers".into(), self.peers.clone()], self.args.clone()]
-                .concat(),
-            env: Vec::new(),
-            stderr: self.logs.as_ref().map(|d| d.join(format!("node-{id}.log"))),
-        };
-        let dir = self.dirs[usize::try_from(id - 1).unwrap()].path();
-        let service = Service::start_with(dir, true, &launch);
-        self.bases.write().unwrap().insert(id, service.base.clone());
-        self.nodes.insert(id, service);
-    }
-
-    /// SIGKILL.
-    fn kill(&mut self, id: u64) {
-        self.bases.write().unwrap().remove(&id);
-        let mut service = self.nodes.remove(&id).unwrap();
-        service.child.kill().unwrap();
-        service.child.wait().unwrap();
-    }
-
-    fn status(&self, agent: &ureq::Agent, id: u64) -> Option<Value> {
-        let (status, body) = get(agent, &self.nodes[&id].base, "/v1/cluster", "")?;
-        (status == 200).then_some(body)
-    }
-
-    /// The leader every live node agrees on, once they do.
-    fn leader(&self, agent: &ureq::Agent) -> u64 {
-        let until = Instant::now() + Duration::from_secs(WAIT_SECS_MAX);
-        loop {
-            let views: Vec<Option<Value>> = self.nodes.keys().map(|&id| self.status(agent, id)).collect();
-            let leaders: Vec<Option<u64>> =
-                views.iter().map(|v| v.as_ref().and_then(|v| v["leader_id"].as_u64())).collect();
-            if let Some(Some(leader)) = leaders.first()
-                && leaders.iter().all(|l| *l == Some(*leader))
-                && self.nodes.contains_key(leader)
-            {
-                for view in views.iter().flatten() {
-                    assert_eq!(view["members"], json!([1, 2, 3]), "{view}");
-                }
-                return *leader;
-            }
-            assert!(Instant::now() < until, "no agreed leader: {views:?}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Waits until every live node applied `seq`.
-    fn applied(&self, agent: &ureq::Agent, seq: u64) {
-        let until = Instant::now() + Duration::from_secs(WAIT_SECS_MAX);
-        for &id in self.nodes.keys() {
-            while self.status(agent, id).and_then(|v| v["applied_seq"].as_u64()).is_none_or(|s| s < seq) {
-                assert!(Instant::now() < until, "node {id} did not apply seq {seq}");
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-    }
-}
-
-/// The seed: a single-node service with the admin, a client and its API key; its
-/// metadata is copied to every node.
-fn seed() -> (tempfile::TempDir, String) {
-    let seed = tempfile::tempdir().unwrap();
-    let service = Service::start(seed.path(), true);
-    let (status, body) = service.request("GET", "/v1/cluster", None, None);
-    assert_eq!((status, common::error_code(&body).as_str()), (404, "not_found"), "a single node is no cluster");
-    let admin = service.token(ADMIN_EMAIL, ADMIN_PASSWORD);
-    let (_, key) = service.client_with_key(&admin, "acme");
-    assert!(service.stop(), "the seed stops cleanly");
-    (seed, key)
-}
 
 /// One acknowledged payment: its key, transaction id, amount and seq.
 #[derive(Debug, Clone)]
@@ -251,12 +94,6 @@ fn writer(
             std::thread::sleep(Duration::from_millis(25));
         }
     }
-}
-
-/// The `p`th percentile (0 to 100) of `sorted`, nearest rank.
-fn percentile(sorted: &[Duration], p: usize) -> Duration {
-    let rank = (p * sorted.len().saturating_sub(1) + 50) / 100;
-    sorted.get(rank).copied().unwrap_or_default()
 }
 
 #[test]
@@ -334,25 +171,8 @@ fn three_nodes_forward_fail_over_and_refuse_without_a_majority() {
     let expected: HashMap<&str, &str> = acks.iter().map(|a| (a.id.as_str(), a.amount.as_str())).collect();
     assert_eq!(expected.len(), acks.len(), "every acknowledged payment has an id of its own");
     let mut balances = Vec::new();
-    for (node, service) in &cluster.nodes {
-        let mut seen: HashMap<String, String> = HashMap::new();
-        let mut after: Option<String> = None;
-        loop {
-            let path = match &after {
-                Some(a) => format!("/v1/transactions?limit=100&starting_after={a}"),
-                None => "/v1/transactions?limit=100".to_string(),
-            };
-            let (status, page) = get(&agent, &service.base, &path, &key).unwrap();
-            assert_eq!(status, 200, "{page}");
-            for t in page["data"].as_array().unwrap() {
-                let tid = t["id"].as_str().unwrap().to_string();
-                assert!(seen.insert(tid.clone(), t["amount"].as_str().unwrap().to_string()).is_none(), "{tid} twice");
-                after = Some(tid);
-            }
-            if !page["has_more"].as_bool().unwrap() {
-                break;
-            }
-        }
+    for (&node, service) in &cluster.nodes {
+        let seen = cluster.transactions(&agent, node, &key);
         for (id, amount) in &expected {
             assert_eq!(seen.get(*id).map(String::as_str), Some(*amount), "node {node} holds payment {id}");
         }

@@ -6,6 +6,7 @@ use std::process::{Child, Command, Stdio};
 
 use serde_json::Value;
 
+pub mod cluster;
 pub mod pg;
 
 pub const ADMIN_EMAIL: &str = "root@example.test";
@@ -20,6 +21,11 @@ pub struct Launch {
     pub env: Vec<(String, String)>,
     /// A file that stderr is appended to (the service's logs), instead of nowhere.
     pub stderr: Option<std::path::PathBuf>,
+    /// A command the binary runs under (`ip netns exec NS`), which must exec it in
+    /// place: the child's pid is the service's.
+    pub prefix: Vec<String>,
+    /// The public listener's address, instead of `127.0.0.1:0`.
+    pub listen: Option<String>,
 }
 
 /// A running service; stopped (SIGTERM, then waited for) when dropped.
@@ -39,13 +45,22 @@ impl Service {
 
     /// [`Service::start`] with more arguments, environment and where stderr goes.
     pub fn start_with(dir: &std::path::Path, admin: bool, launch: &Launch) -> Service {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_portal-svc"));
+        let binary = env!("CARGO_BIN_EXE_portal-svc");
+        let mut cmd = match launch.prefix.split_first() {
+            Some((program, args)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(args).arg(binary);
+                cmd
+            }
+            None => Command::new(binary),
+        };
         let stderr = match &launch.stderr {
             Some(path) => Stdio::from(std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap()),
             None if std::env::var_os("PORTAL_TEST_STDERR").is_some() => Stdio::inherit(),
             None => Stdio::null(),
         };
-        cmd.args(["--data-dir", dir.to_str().unwrap(), "--listen", "127.0.0.1:0"]).args(&launch.args);
+        let listen = launch.listen.as_deref().unwrap_or("127.0.0.1:0");
+        cmd.args(["--data-dir", dir.to_str().unwrap(), "--listen", listen]).args(&launch.args);
         // PORTAL_TEST_POSTGRES: the metadata in a database of its own on the suite's server.
         if pg::enabled() && !launch.args.iter().any(|a| a == "--database-url") {
             cmd.args(["--database-url", &pg::database_for(dir)]);
