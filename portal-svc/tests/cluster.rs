@@ -261,11 +261,85 @@ fn receiver() -> (String, Arc<Mutex<Vec<String>>>) {
 
 #[test]
 fn webhooks_go_out_from_the_leader_only() {
+    webhooks_from_the_leader_only(&[]);
+}
+
+/// The same three nodes on one PostgreSQL database (`--database-url`, a real server
+/// from `common::pg`): the events and their deliveries are shared, each inserted once
+/// whichever node's follower gets there first, and only the leader delivers. Then the
+/// leader is killed (-9): the new one delivers what comes next; the old one, restarted
+/// five payments behind, follows its own ledger from its own position (one
+/// `event_feed` row per node), and nothing is listed or delivered twice.
+#[test]
+fn webhooks_go_out_from_the_leader_only_on_shared_postgres() {
+    let url = common::pg::server().database("cluster_webhooks");
+    let (mut cluster, key, got, expected) = webhooks_from_the_leader_only(&["--database-url", &url]);
+    let agent = agent();
+    let leader = cluster.leader(&agent);
+    cluster.kill(leader);
+    let survivors: Vec<u64> = cluster.nodes.keys().copied().collect();
+    let new_leader = cluster.leader_of(&agent, &survivors);
+    assert_ne!(new_leader, leader);
+    let mut last = 0;
+    for n in 5..10 {
+        let base = &cluster.nodes[&survivors[n % 2]].base;
+        let (status, body) = pay(&agent, base, &key, &format!("hooked-{n}"), &format!("{}.00", n + 1)).unwrap();
+        assert_eq!(status, 201, "{body}");
+        last = body["seq"].as_u64().unwrap();
+    }
+    cluster.start_node(leader);
+    cluster.applied(&agent, last);
+    let events = |base: &str| -> Vec<String> {
+        let (status, events) = get(&agent, base, "/v1/events?type=payment.created&limit=100", &key).unwrap();
+        assert_eq!(status, 200, "{events}");
+        events["data"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap().to_string()).collect()
+    };
+    let until = Instant::now() + Duration::from_secs(WAIT_SECS_MAX);
+    while got.lock().unwrap().len() < 10 {
+        assert!(Instant::now() < until, "the deliveries did not arrive: {:?}", got.lock().unwrap());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Each node's follower has stored its own position, past the last payment.
+    let mut db = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let until = Instant::now() + Duration::from_secs(WAIT_SECS_MAX);
+    loop {
+        let rows: Vec<(i64, i64)> = db
+            .query("SELECT id, next_seq FROM event_feed ORDER BY id", &[])
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        let past = i64::try_from(last).unwrap();
+        if rows.len() == 3 && rows.iter().all(|&(_, next)| next > past) {
+            assert_eq!(rows.iter().map(|r| r.0).collect::<Vec<_>>(), vec![1, 2, 3], "one row per node");
+            break;
+        }
+        assert!(Instant::now() < until, "every node's events position passes seq {last}: {rows:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let listed = events(&cluster.nodes[&leader].base);
+    let mut unique = listed.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!((listed.len(), unique.len()), (10, 10), "ten events, each once: {listed:?}");
+    assert!(expected.iter().all(|id| listed.contains(id)), "the first five are among them");
+    let mut delivered = got.lock().unwrap().clone();
+    delivered.sort();
+    assert_eq!(delivered, unique, "each event delivered exactly once, across the fail-over");
+}
+
+/// Three nodes (metadata as `metadata` says: their own SQLite copies of the seed's, or
+/// one shared database), five payments through a follower, each event queued alike on
+/// every node and delivered once, by the leader. Returns the cluster, the API key, the
+/// receiver's deliveries and the five event ids.
+fn webhooks_from_the_leader_only(metadata: &[&str]) -> (Cluster, String, Arc<Mutex<Vec<String>>>, Vec<String>) {
     const PRIVATE: [&str; 3] = ["--allow-private-webhooks", "--webhook-retry-base-ms", "50"];
+    let args: Vec<&str> = PRIVATE.iter().chain(metadata).copied().collect();
     let (url, got) = receiver();
     // The seed: a client, its API key, its client_admin, and an endpoint at the receiver.
     let seed = tempfile::tempdir().unwrap();
-    let launch = Launch { args: PRIVATE.iter().map(|a| a.to_string()).collect(), ..Launch::default() };
+    let launch = Launch { args: args.iter().map(|a| a.to_string()).collect(), ..Launch::default() };
     let service = Service::start_with(seed.path(), true, &launch);
     let admin = service.token(ADMIN_EMAIL, ADMIN_PASSWORD);
     let (client, key) = service.client_with_key(&admin, "acme");
@@ -279,7 +353,7 @@ fn webhooks_go_out_from_the_leader_only() {
     assert_eq!(status, 201, "{body}");
     assert!(service.stop());
 
-    let cluster = Cluster::start_with(seed.path(), &PRIVATE);
+    let cluster = Cluster::start_with(seed.path(), &args);
     let agent = agent();
     let leader = cluster.leader(&agent);
     let follower = *cluster.nodes.keys().find(|&&id| id != leader).unwrap();
@@ -324,4 +398,5 @@ fn webhooks_go_out_from_the_leader_only() {
     let mut expected = queued[0].clone();
     expected.sort();
     assert_eq!(delivered, expected, "each event delivered exactly once");
+    (cluster, key, got, queued.swap_remove(0))
 }
