@@ -80,11 +80,39 @@ pub fn parse_peers(text: &str) -> Result<BTreeMap<NodeId, String>, String> {
     Ok(peers)
 }
 
+/// How often a node snapshots its ledger, and how much Raft log it keeps behind
+/// (`--raft-snapshot-every`, `--raft-log-kept`; see [`NodeConfig`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Snapshots {
+    pub every_entries: u64,
+    pub log_kept_entries: u64,
+}
+
+impl Default for Snapshots {
+    fn default() -> Snapshots {
+        Snapshots {
+            every_entries: ledger_raft::node::SNAPSHOT_EVERY_ENTRIES,
+            log_kept_entries: ledger_raft::node::LOG_KEPT_ENTRIES,
+        }
+    }
+}
+
 impl Cluster {
     /// Starts node `id` of `peers` on `dir` (its ledger under `DIR/ledger`, its Raft
-    /// log under `DIR/raft`). On the runtime the service then runs on.
-    pub async fn start(id: NodeId, peers: BTreeMap<NodeId, String>, dir: &Path) -> Result<Cluster, StartError> {
-        let node = Node::start(NodeConfig::new(id, dir, peers)).await?;
+    /// log under `DIR/raft`, its snapshots under `DIR/snapshots`). On the runtime the
+    /// service then runs on.
+    pub async fn start(
+        id: NodeId,
+        peers: BTreeMap<NodeId, String>,
+        dir: &Path,
+        snapshots: Snapshots,
+    ) -> Result<Cluster, StartError> {
+        let config = NodeConfig {
+            snapshot_every_entries: snapshots.every_entries,
+            log_kept_entries: snapshots.log_kept_entries,
+            ..NodeConfig::new(id, dir, peers)
+        };
+        let node = Node::start(config).await?;
         let client = reqwest::Client::builder()
             .no_proxy()
             .redirect(reqwest::redirect::Policy::none())

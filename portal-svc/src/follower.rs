@@ -130,7 +130,14 @@ fn follow(state: &AppState, mut conn: crate::db::OwnConn, feed: Feed, stop: &Ato
     loop {
         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| follow_feed(state, &mut conn, feed.take(), stop)));
         let error = match outcome {
-            Ok(Ok(())) => return,
+            Ok(Ok(Ended::Stopped)) => return,
+            Ok(Ok(Ended::Replaced)) => {
+                // Normal in a cluster: not an error (a short pause all the same, so
+                // that a ledger replaced again and again cannot spin this thread).
+                tracing::info!("the ledger's content was replaced (a snapshot was installed): following it again");
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            }
             Ok(Err(e)) => e,
             Err(panic) => {
                 let what = panic
@@ -150,20 +157,28 @@ fn follow(state: &AppState, mut conn: crate::db::OwnConn, feed: Feed, stop: &Ato
     }
 }
 
-/// The feed ended: the ledger closed (`Ok`: the follower stops), or a cluster node
-/// installed a snapshot and the ledger's content was replaced (`Err`: the follower
-/// starts again from its stored position, on the new content).
-fn closed(state: &AppState) -> Result<(), String> {
-    if state.ledger.is_closed() {
-        Ok(())
-    } else {
-        Err("the ledger's content was replaced (a snapshot was installed); following it again".into())
-    }
+/// Why following a feed ended without an error.
+enum Ended {
+    /// Stopped, or the ledger closed: the follower stops.
+    Stopped,
+    /// A cluster node installed a snapshot and the ledger's content was replaced: the
+    /// follower starts again from its stored position, on the new content.
+    Replaced,
 }
 
-/// Follows `feed` (or a new one from the stored position) until stopped (`Ok`), the
-/// ledger closed (`Ok`), or an error.
-fn follow_feed(state: &AppState, conn: &mut Connection, feed: Option<Feed>, stop: &AtomicBool) -> Result<(), String> {
+/// The feed ended: the ledger closed, or its content was replaced.
+fn closed(state: &AppState) -> Ended {
+    if state.ledger.is_closed() { Ended::Stopped } else { Ended::Replaced }
+}
+
+/// Follows `feed` (or a new one from the stored position) until stopped, the ledger
+/// closed or its content replaced, or an error.
+fn follow_feed(
+    state: &AppState,
+    conn: &mut Connection,
+    feed: Option<Feed>,
+    stop: &AtomicBool,
+) -> Result<Ended, String> {
     let mut feed = match feed {
         Some(feed) => feed,
         None => open_feed(state, conn)?,
@@ -176,11 +191,11 @@ fn follow_feed(state: &AppState, conn: &mut Connection, feed: Option<Feed>, stop
         match feed.read(&mut records, BATCH_RECORDS_MAX) {
             Ok(0) => match feed.wait(Duration::from_millis(WAIT_MS)) {
                 Ok(_) => continue,
-                Err(FeedError::Closed) => return closed(state),
+                Err(FeedError::Closed) => return Ok(closed(state)),
                 Err(e) => return Err(format!("waiting on the ledger's feed: {e}")),
             },
             Ok(_) => {}
-            Err(FeedError::Closed) => return closed(state),
+            Err(FeedError::Closed) => return Ok(closed(state)),
             Err(e) => return Err(format!("reading the ledger's feed: {e}")),
         }
         let next = feed.next_seq();
@@ -191,7 +206,7 @@ fn follow_feed(state: &AppState, conn: &mut Connection, feed: Option<Feed>, stop
         state.webhooks.follower.set_position(next);
         state.webhooks.published(new);
     }
-    Ok(())
+    Ok(Ended::Stopped)
 }
 
 /// Stores the events of `records`, their deliveries and the position `next_seq` (in

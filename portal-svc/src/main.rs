@@ -68,6 +68,15 @@ struct Args {
     /// addresses on a private network.
     #[arg(long, requires = "node_id", value_parser = portal_svc::cluster::parse_peers)]
     peers: Option<std::collections::BTreeMap<u64, String>>,
+    /// Cluster mode: build a snapshot of the ledger every N Raft entries (an entry is
+    /// one commit group; 0: never). A node further behind than the Raft log keeps
+    /// catches up from the leader's snapshot.
+    #[arg(long, requires = "node_id", default_value_t = ledger_raft::node::SNAPSHOT_EVERY_ENTRIES)]
+    raft_snapshot_every: u64,
+    /// Cluster mode: Raft entries kept behind the newest snapshot (a node briefly away
+    /// catches up from them rather than from a whole snapshot).
+    #[arg(long, requires = "node_id", default_value_t = ledger_raft::node::LOG_KEPT_ENTRIES)]
+    raft_log_kept: u64,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -159,7 +168,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Cluster mode: the node opens the replicated ledger and joins its peers.
     let cluster = match (args.node_id, args.peers.clone()) {
         (Some(id), Some(peers)) => {
-            Some(std::sync::Arc::new(runtime.block_on(Cluster::start(id, peers, &args.data_dir))?))
+            let snapshots = portal_svc::cluster::Snapshots {
+                every_entries: args.raft_snapshot_every,
+                log_kept_entries: args.raft_log_kept,
+            };
+            Some(std::sync::Arc::new(runtime.block_on(Cluster::start(id, peers, &args.data_dir, snapshots))?))
         }
         _ => None,
     };

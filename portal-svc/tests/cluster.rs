@@ -223,6 +223,51 @@ fn three_nodes_forward_fail_over_and_refuse_without_a_majority() {
     println!("test took {:?}", started.elapsed());
 }
 
+/// A node away while the others move past a snapshot catches up from it: with a
+/// snapshot every 20 Raft entries and 5 kept behind, 300 payments (one group, one entry
+/// each, one after another) take the leader's log past openraft's purge (in batches of
+/// 256 entries), so the stopped follower's next entries are gone and it installs the
+/// leader's snapshot (its log says so). Then it lists every payment once, with the
+/// balances of the others, and takes a write that comes after.
+#[test]
+fn a_node_away_past_a_snapshot_catches_up_from_it() {
+    const PAYMENTS_AWAY: usize = 300;
+    let (seed, key) = seed();
+    let mut cluster = Cluster::start_with(seed.path(), &["--raft-snapshot-every", "20", "--raft-log-kept", "5"]);
+    let agent = agent();
+    let leader = cluster.leader(&agent);
+    let away = *cluster.nodes.keys().find(|&&id| id != leader).unwrap();
+    cluster.kill(away);
+    let base = cluster.nodes[&leader].base.clone();
+    let mut last = 0;
+    for n in 0..PAYMENTS_AWAY {
+        let (status, body) = pay(&agent, &base, &key, &format!("away-{n}"), "1.00").unwrap();
+        assert_eq!(status, 201, "{body}");
+        last = body["seq"].as_u64().unwrap();
+    }
+    assert!(cluster.dir(leader).join("snapshots/current.snap").exists(), "the leader built a snapshot");
+    let logs = tempfile::tempdir().unwrap();
+    let previous = cluster.logs.replace(logs.path().to_path_buf());
+    cluster.start_node(away);
+    cluster.logs = previous;
+    cluster.applied(&agent, last);
+    let log = std::fs::read_to_string(logs.path().join(format!("node-{away}.log"))).unwrap();
+    assert!(log.contains("a snapshot was installed"), "node {away} caught up from a snapshot:\n{log}");
+    assert!(!log.contains("ERROR"), "an installed snapshot is no error:\n{log}");
+    let (status, body) = pay(&agent, &cluster.nodes[&away].base, &key, "after", "2.00").unwrap();
+    assert_eq!(status, 201, "written through the node that came back: {body}");
+    cluster.applied(&agent, body["seq"].as_u64().unwrap());
+    let expected = cluster.transactions(&agent, leader, &key);
+    assert_eq!(expected.len(), PAYMENTS_AWAY + 1);
+    for &id in cluster.nodes.keys() {
+        assert_eq!(cluster.transactions(&agent, id, &key), expected, "node {id} lists what the leader lists");
+        let (status, balances) = get(&agent, &cluster.nodes[&id].base, "/v1/balance", &key).unwrap();
+        assert_eq!(status, 200, "{balances}");
+        let (_, at_leader) = get(&agent, &base, "/v1/balance", &key).unwrap();
+        assert_eq!(balances, at_leader, "node {id}'s balances");
+    }
+}
+
 /// Event ids a webhook receiver got, one entry per delivery (HTTP/1.1, one request per
 /// connection).
 fn receiver() -> (String, Arc<Mutex<Vec<String>>>) {

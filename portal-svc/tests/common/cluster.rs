@@ -81,7 +81,9 @@ pub struct Cluster {
     /// Each node's base URL that clients may use (the test takes out a node it killed,
     /// stopped or cut off), for the writer threads.
     pub bases: Arc<RwLock<BTreeMap<u64, String>>>,
-    logs: Option<std::path::PathBuf>,
+    /// Where nodes started from now on write their stderr (`node-N.log`); from
+    /// `PORTAL_CLUSTER_LOGS` at the start.
+    pub logs: Option<std::path::PathBuf>,
 }
 
 impl Cluster {
@@ -138,6 +140,11 @@ impl Cluster {
         let service = Service::start_with(self.dirs[index].path(), true, &launch);
         self.bases.write().unwrap().insert(id, service.base.clone());
         self.nodes.insert(id, service);
+    }
+
+    /// Node `id`'s data directory.
+    pub fn dir(&self, id: u64) -> &std::path::Path {
+        self.dirs[usize::try_from(id - 1).unwrap()].path()
     }
 
     /// SIGKILL.
