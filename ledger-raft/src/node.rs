@@ -85,6 +85,10 @@ pub struct NodeConfig {
     /// Raft entries kept behind the newest snapshot, so a node briefly away catches
     /// up from the log rather than a whole snapshot.
     pub log_kept_entries: u64,
+    /// A node joining a cluster already formed (a new member, or the replacement of a
+    /// wiped one): it never initializes, and waits for the leader to add it
+    /// ([`Node::replace_member`]). `peers` then needs only its own entry.
+    pub join: bool,
 }
 
 /// Default [`NodeConfig::snapshot_every_entries`]. An entry is one commit group; a
@@ -125,8 +129,27 @@ impl NodeConfig {
             ledger: LedgerOptions::default(),
             snapshot_every_entries: SNAPSHOT_EVERY_ENTRIES,
             log_kept_entries: LOG_KEPT_ENTRIES,
+            join: false,
         }
     }
+}
+
+/// Why a membership change was refused or failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MembershipError {
+    /// This node is not the leader (the one it knows of, if any).
+    #[error("this node is not the leader (the leader: {0:?})")]
+    NotLeader(Option<NodeId>),
+    /// The change asked for does not apply to this membership.
+    #[error("{0}")]
+    Invalid(String),
+    /// The new node did not catch up in time (it stays a learner).
+    #[error("{0}")]
+    CatchUp(String),
+    /// openraft refused or failed.
+    #[error("{0}")]
+    Raft(String),
 }
 
 /// Why a node did not start.
@@ -256,6 +279,8 @@ impl Node {
         let initialized = raft.is_initialized().await.map_err(|e| StartError::Raft(e.to_string()));
         let result = match initialized {
             Ok(true) => Ok(()),
+            // Added by the leader: its membership comes with the log.
+            Ok(false) if config.join => Ok(()),
             Ok(false) => {
                 let members: BTreeMap<NodeId, BasicNode> =
                     config.peers.iter().map(|(id, addr)| (*id, BasicNode { addr: addr.clone() })).collect();
@@ -340,6 +365,53 @@ impl Node {
     /// The seq of the last ledger record this node applied.
     pub fn applied_seq(&self) -> u64 {
         self.ledger.last_seq()
+    }
+
+    /// Replaces voter `old` by node `new`, listening on `addr` for Raft (started with
+    /// [`NodeConfig::join`]): `new` is added as a learner and sent what it lacks (the
+    /// leader's snapshot and the log after it), within `catch_up`; then the voters
+    /// become the old ones without `old` and with `new` (openraft's joint consensus).
+    /// On the leader only. A wiped machine comes back this way, under a new id: a voter
+    /// that forgot its vote and its log must never rejoin under its old one.
+    pub async fn replace_member(
+        &self,
+        old: NodeId,
+        new: NodeId,
+        addr: String,
+        catch_up: Duration,
+    ) -> Result<Vec<NodeId>, MembershipError> {
+        if self.leader_id() != Some(self.id) {
+            return Err(MembershipError::NotLeader(self.leader_id()));
+        }
+        let voters: std::collections::BTreeSet<NodeId> =
+            self.raft.metrics().borrow().membership_config.membership().voter_ids().collect();
+        if !voters.contains(&old) {
+            return Err(MembershipError::Invalid(format!("node {old} is not a voter (voters: {voters:?})")));
+        }
+        if voters.contains(&new) || new == old {
+            return Err(MembershipError::Invalid(format!("node {new} is a voter already")));
+        }
+        if addr.rsplit_once(':').is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err()) {
+            return Err(MembershipError::Invalid(format!("{addr:?} is not HOST:PORT")));
+        }
+        let added = tokio::time::timeout(catch_up, self.raft.add_learner(new, BasicNode { addr }, true)).await;
+        match added {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(MembershipError::Raft(format!("adding node {new} as a learner: {e}"))),
+            Err(_) => {
+                return Err(MembershipError::CatchUp(format!(
+                    "node {new} did not catch up within {catch_up:?}; it stays a learner (ask again)"
+                )));
+            }
+        }
+        let mut next = voters;
+        next.remove(&old);
+        next.insert(new);
+        self.raft
+            .change_membership(next.clone(), false)
+            .await
+            .map_err(|e| MembershipError::Raft(format!("changing the voters to {next:?}: {e}")))?;
+        Ok(next.into_iter().collect())
     }
 
     /// Confirms with a quorum that this node still leads, and waits until its ledger

@@ -80,19 +80,22 @@ pub fn parse_peers(text: &str) -> Result<BTreeMap<NodeId, String>, String> {
     Ok(peers)
 }
 
-/// How often a node snapshots its ledger, and how much Raft log it keeps behind
-/// (`--raft-snapshot-every`, `--raft-log-kept`; see [`NodeConfig`]).
+/// A node's options beyond its id and peers (see [`NodeConfig`]): how often it
+/// snapshots its ledger and how much Raft log it keeps behind (`--raft-snapshot-every`,
+/// `--raft-log-kept`), and whether it joins a cluster already formed (`--join`).
 #[derive(Debug, Clone, Copy)]
-pub struct Snapshots {
-    pub every_entries: u64,
+pub struct NodeOptions {
+    pub snapshot_every_entries: u64,
     pub log_kept_entries: u64,
+    pub join: bool,
 }
 
-impl Default for Snapshots {
-    fn default() -> Snapshots {
-        Snapshots {
-            every_entries: ledger_raft::node::SNAPSHOT_EVERY_ENTRIES,
+impl Default for NodeOptions {
+    fn default() -> NodeOptions {
+        NodeOptions {
+            snapshot_every_entries: ledger_raft::node::SNAPSHOT_EVERY_ENTRIES,
             log_kept_entries: ledger_raft::node::LOG_KEPT_ENTRIES,
+            join: false,
         }
     }
 }
@@ -105,11 +108,12 @@ impl Cluster {
         id: NodeId,
         peers: BTreeMap<NodeId, String>,
         dir: &Path,
-        snapshots: Snapshots,
+        options: NodeOptions,
     ) -> Result<Cluster, StartError> {
         let config = NodeConfig {
-            snapshot_every_entries: snapshots.every_entries,
-            log_kept_entries: snapshots.log_kept_entries,
+            snapshot_every_entries: options.snapshot_every_entries,
+            log_kept_entries: options.log_kept_entries,
+            join: options.join,
             ..NodeConfig::new(id, dir, peers)
         };
         let node = Node::start(config).await?;

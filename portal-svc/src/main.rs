@@ -77,6 +77,11 @@ struct Args {
     /// catches up from them rather than from a whole snapshot).
     #[arg(long, requires = "node_id", default_value_t = ledger_raft::node::LOG_KEPT_ENTRIES)]
     raft_log_kept: u64,
+    /// Cluster mode: join a cluster already formed, as a new node (`--peers` needs only
+    /// this node's own entry): it waits until a platform admin's `POST
+    /// /v1/cluster/replace` on any node makes it a member, in a lost node's place.
+    #[arg(long, requires = "node_id")]
+    join: bool,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -168,11 +173,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Cluster mode: the node opens the replicated ledger and joins its peers.
     let cluster = match (args.node_id, args.peers.clone()) {
         (Some(id), Some(peers)) => {
-            let snapshots = portal_svc::cluster::Snapshots {
-                every_entries: args.raft_snapshot_every,
+            let options = portal_svc::cluster::NodeOptions {
+                snapshot_every_entries: args.raft_snapshot_every,
                 log_kept_entries: args.raft_log_kept,
+                join: args.join,
             };
-            Some(std::sync::Arc::new(runtime.block_on(Cluster::start(id, peers, &args.data_dir, snapshots))?))
+            Some(std::sync::Arc::new(runtime.block_on(Cluster::start(id, peers, &args.data_dir, options))?))
         }
         _ => None,
     };

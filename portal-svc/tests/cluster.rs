@@ -268,6 +268,69 @@ fn a_node_away_past_a_snapshot_catches_up_from_it() {
     }
 }
 
+/// A machine lost with its disk comes back as a new node: node 3 is killed and its
+/// directory wiped; node 4 starts with `--join` (it never forms a cluster of its own)
+/// and a platform admin's `POST /v1/cluster/replace` on a follower (forwarded to the
+/// leader) adds it as a learner, waits until it caught up, and makes it a voter in 3's
+/// place. Node 4 then lists every payment, takes writes, and every node reports the
+/// voters 1, 2 and 4. Only a platform admin may ask, and a bad request changes nothing.
+#[test]
+fn a_wiped_node_is_replaced_by_a_new_one() {
+    let (seed, key) = seed();
+    let mut cluster = Cluster::start(seed.path());
+    let agent = agent();
+    let leader = cluster.leader(&agent);
+    let gone = *cluster.nodes.keys().rev().find(|&&id| id != leader).unwrap();
+    let asker = *cluster.nodes.keys().find(|&&id| id != leader && id != gone).unwrap_or(&leader);
+    let mut last = 0;
+    for n in 0..20 {
+        let (status, body) = pay(&agent, &cluster.nodes[&leader].base, &key, &format!("before-{n}"), "3.00").unwrap();
+        assert_eq!(status, 201, "{body}");
+        last = body["seq"].as_u64().unwrap();
+    }
+    cluster.applied(&agent, last);
+    cluster.kill(gone);
+    let wiped = cluster.dir(gone).to_path_buf();
+    std::fs::remove_dir_all(&wiped).unwrap();
+    let address = cluster.join(seed.path(), 4);
+    // Waiting to be added: no cluster of its own.
+    let alone = cluster.status(&agent, 4).unwrap();
+    assert_eq!((alone["leader_id"].clone(), alone["members"].clone()), (Value::Null, json!([])), "{alone}");
+
+    let asking = &cluster.nodes[&asker];
+    let admin = asking.token(ADMIN_EMAIL, ADMIN_PASSWORD);
+    let replace =
+        |token: &str, body: Value| asking.request("POST", "/v1/cluster/replace", Some(token), Some(&body.to_string()));
+    let (status, body) = replace(&key, json!({ "old_id": gone, "new_id": 4, "address": address }));
+    assert_eq!(status, 403, "an API key may not: {body}");
+    let (status, body) = replace(&admin, json!({ "old_id": 9, "new_id": 4, "address": address }));
+    assert_eq!((status, common::error_code(&body).as_str()), (400, "invalid_member"), "{body}");
+    let (status, body) = replace(&admin, json!({ "old_id": gone, "new_id": 4, "address": "nowhere" }));
+    assert_eq!((status, common::error_code(&body).as_str()), (400, "invalid_member"), "{body}");
+    let (status, body) = replace(&admin, json!({ "old_id": gone, "new_id": 4, "address": address }));
+    assert_eq!(status, 200, "{body}");
+    let mut voters: Vec<u64> = cluster.nodes.keys().copied().collect();
+    voters.sort_unstable();
+    assert_eq!(body["members"], json!(voters), "{body}");
+
+    cluster.members = voters;
+    let replaced_by = leader;
+    let leader = cluster.leader(&agent);
+    let (status, body) = pay(&agent, &cluster.nodes[&4].base, &key, "after", "5.00").unwrap();
+    assert_eq!(status, 201, "written through the new node: {body}");
+    cluster.applied(&agent, body["seq"].as_u64().unwrap());
+    let expected = cluster.transactions(&agent, leader, &key);
+    assert_eq!(expected.len(), 21);
+    for &id in cluster.nodes.keys() {
+        assert_eq!(cluster.transactions(&agent, id, &key), expected, "node {id} lists what the leader lists");
+    }
+    // Audited where the forwarded request ran (each node keeps its own SQLite here).
+    let (status, audit) = cluster.nodes[&replaced_by].request("GET", "/v1/audit?limit=100", Some(&admin), None);
+    assert_eq!(status, 200, "{audit}");
+    let actions: Vec<&str> = audit["data"].as_array().unwrap().iter().filter_map(|e| e["action"].as_str()).collect();
+    assert!(actions.contains(&"cluster.replace"), "audited: {actions:?}");
+}
+
 /// Event ids a webhook receiver got, one entry per delivery (HTTP/1.1, one request per
 /// connection).
 fn receiver() -> (String, Arc<Mutex<Vec<String>>>) {

@@ -84,6 +84,8 @@ pub struct Cluster {
     /// Where nodes started from now on write their stderr (`node-N.log`); from
     /// `PORTAL_CLUSTER_LOGS` at the start.
     pub logs: Option<std::path::PathBuf>,
+    /// The voters every node must report (1, 2, 3 until a replacement).
+    pub members: Vec<u64>,
 }
 
 impl Cluster {
@@ -119,6 +121,7 @@ impl Cluster {
             nodes: BTreeMap::new(),
             bases: Arc::default(),
             logs,
+            members: vec![1, 2, 3],
         };
         for id in 1..=3 {
             cluster.start_node(id);
@@ -127,11 +130,38 @@ impl Cluster {
     }
 
     pub fn start_node(&mut self, id: u64) {
+        self.start_node_with(id, self.peers.clone(), &[]);
+    }
+
+    /// A new node `id` (the next after the last, on a fresh directory with a copy of
+    /// `seed`'s metadata) started with `--join`, on loopback; returns its replication
+    /// address, for `POST /v1/cluster/replace`.
+    pub fn join(&mut self, seed: &std::path::Path, id: u64) -> String {
+        assert_eq!(usize::try_from(id - 1).unwrap(), self.dirs.len(), "nodes are numbered in order");
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["portal.db", "portal.db-wal", "secret.key"] {
+            if seed.join(name).exists() {
+                std::fs::copy(seed.join(name), dir.path().join(name)).unwrap();
+            }
+        }
+        self.dirs.push(dir);
+        self.hosts.push(Host::default());
+        let own = free_addresses(1).replacen("1=", &format!("{id}="), 1);
+        let addr = own.split_once('=').unwrap().1.to_string();
+        self.start_node_with(id, own, &["--join"]);
+        addr
+    }
+
+    fn start_node_with(&mut self, id: u64, peers: String, more: &[&str]) {
         let index = usize::try_from(id - 1).unwrap();
         let host = &self.hosts[index];
         let launch = Launch {
-            args: [vec!["--node-id".into(), id.to_string(), "--peers".into(), self.peers.clone()], self.args.clone()]
-                .concat(),
+            args: [
+                vec!["--node-id".into(), id.to_string(), "--peers".into(), peers],
+                self.args.clone(),
+                more.iter().map(|a| a.to_string()).collect(),
+            ]
+            .concat(),
             stderr: self.logs.as_ref().map(|d| d.join(format!("node-{id}.log"))),
             prefix: host.prefix.clone(),
             listen: host.listen.clone(),
@@ -188,7 +218,7 @@ impl Cluster {
                 && ids.contains(leader)
             {
                 for view in views.iter().flatten() {
-                    assert_eq!(view["members"], json!([1, 2, 3]), "{view}");
+                    assert_eq!(view["members"], json!(self.members), "{view}");
                 }
                 return *leader;
             }
