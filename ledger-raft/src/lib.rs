@@ -23,6 +23,7 @@ pub mod machine;
 pub mod network;
 pub mod node;
 pub mod snapshot;
+pub mod wire;
 
 use std::collections::Bound;
 use std::fmt::Debug;
@@ -53,22 +54,53 @@ openraft::declare_raft_types!(
 pub type NodeId = u64;
 
 /// A commit group as the leader's sequencer encoded it: the ledger's frames, applied by
-/// every node without judging again. In messages between nodes it is a base64 string.
+/// every node without judging again.
+///
+/// Its serde form is a byte string (`serialize_bytes`): in the Raft messages between
+/// nodes (`wire.rs`, postcard) a length and the frames as they are. Only those messages
+/// use it; the Raft log on disk writes a group's bytes in its own frame (`encode`
+/// below), so the log's format does not depend on it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Group(pub Vec<u8>);
 
 impl Serialize for Group {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use base64::Engine as _;
-        serializer.serialize_str(&base64::engine::general_purpose::STANDARD.encode(&self.0))
+        serializer.serialize_bytes(&self.0)
     }
 }
 
 impl<'de> Deserialize<'de> for Group {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        use base64::Engine as _;
-        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
-        base64::engine::general_purpose::STANDARD.decode(text.as_bytes()).map(Group).map_err(serde::de::Error::custom)
+        deserializer.deserialize_byte_buf(GroupVisitor)
+    }
+}
+
+/// Takes a group's bytes however the format hands them over (borrowed, copied, owned,
+/// or as a sequence of numbers for formats without byte strings).
+struct GroupVisitor;
+
+impl<'de> serde::de::Visitor<'de> for GroupVisitor {
+    type Value = Group;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a commit group's bytes")
+    }
+
+    fn visit_bytes<E: serde::de::Error>(self, bytes: &[u8]) -> Result<Group, E> {
+        Ok(Group(bytes.to_vec()))
+    }
+
+    fn visit_byte_buf<E: serde::de::Error>(self, bytes: Vec<u8>) -> Result<Group, E> {
+        Ok(Group(bytes))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Group, A::Error> {
+        // At most 1 MiB reserved up front, whatever length the input claims.
+        let mut bytes = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 20));
+        while let Some(byte) = seq.next_element()? {
+            bytes.push(byte);
+        }
+        Ok(Group(bytes))
     }
 }
 
