@@ -1,13 +1,14 @@
-//! Raft's messages between nodes: HTTP/1.1 with binary bodies (postcard, `wire.rs`:
-//! a commit group travels as its own bytes), one keep-alive connection per peer (hyper's low-level client), served by axum on the node's replication
-//! address (`--peers N=HOST:PORT` in the portal's cluster mode).
+//! Raft's messages between nodes: HTTP/1.1 with binary bodies (postcard, `wire.rs`: a
+//! commit group travels as its own bytes), one keep-alive connection per peer (hyper's
+//! low-level client), served by axum on the node's replication address
+//! (`--peers N=HOST:PORT` in the portal's cluster mode).
 //!
 //! `POST /raft/append`, `/raft/vote`, `/raft/snapshot` carry openraft's requests
 //! ([`wire::CONTENT_TYPE`]; another media type is answered `415`, a body that does not
-//! decode `400` with the reason); the answer is openraft's `Result` in the same
-//! encoding, so a remote Raft error reaches the caller as
-//! openraft's `RemoteError`, and a connection or timeout failure as `Unreachable` (the
-//! peer is retried with backoff by openraft's replication).
+//! decode `400` with the reason, one over [`MESSAGE_BYTES_MAX`] `413`); the answer is
+//! openraft's `Result` in the same encoding, so a remote Raft error reaches the caller
+//! as openraft's `RemoteError`, and a connection or timeout failure as `Unreachable`
+//! (the peer is retried with backoff by openraft's replication).
 //!
 //! Each request names the node it is for (`x-raft-target`), and a node answers one
 //! meant for another id `421 Misdirected Request`, which the caller takes as that node
