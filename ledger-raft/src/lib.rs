@@ -23,6 +23,7 @@ pub mod machine;
 pub mod network;
 pub mod node;
 pub mod snapshot;
+pub mod wire;
 
 use std::collections::Bound;
 use std::fmt::Debug;
@@ -53,22 +54,53 @@ openraft::declare_raft_types!(
 pub type NodeId = u64;
 
 /// A commit group as the leader's sequencer encoded it: the ledger's frames, applied by
-/// every node without judging again. In messages between nodes it is a base64 string.
+/// every node without judging again.
+///
+/// Its serde form is a byte string (`serialize_bytes`): in the Raft messages between
+/// nodes (`wire.rs`, postcard) a length and the frames as they are. Only those messages
+/// use it; the Raft log on disk writes a group's bytes in its own frame (`encode`
+/// below), so the log's format does not depend on it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Group(pub Vec<u8>);
 
 impl Serialize for Group {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use base64::Engine as _;
-        serializer.serialize_str(&base64::engine::general_purpose::STANDARD.encode(&self.0))
+        serializer.serialize_bytes(&self.0)
     }
 }
 
 impl<'de> Deserialize<'de> for Group {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        use base64::Engine as _;
-        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
-        base64::engine::general_purpose::STANDARD.decode(text.as_bytes()).map(Group).map_err(serde::de::Error::custom)
+        deserializer.deserialize_byte_buf(GroupVisitor)
+    }
+}
+
+/// Takes a group's bytes however the format hands them over (borrowed, copied, owned,
+/// or as a sequence of numbers for formats without byte strings).
+struct GroupVisitor;
+
+impl<'de> serde::de::Visitor<'de> for GroupVisitor {
+    type Value = Group;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a commit group's bytes")
+    }
+
+    fn visit_bytes<E: serde::de::Error>(self, bytes: &[u8]) -> Result<Group, E> {
+        Ok(Group(bytes.to_vec()))
+    }
+
+    fn visit_byte_buf<E: serde::de::Error>(self, bytes: Vec<u8>) -> Result<Group, E> {
+        Ok(Group(bytes))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Group, A::Error> {
+        // At most 1 MiB reserved up front, whatever length the input claims.
+        let mut bytes = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 20));
+        while let Some(byte) = seq.next_element()? {
+            bytes.push(byte);
+        }
+        Ok(Group(bytes))
     }
 }
 
@@ -203,19 +235,31 @@ fn remove_other_generations(dir: &Path, keep: u64) {
     }
 }
 
-fn encode(entry: &Entry<TypeConfig>) -> Result<Vec<u8>, std::io::Error> {
-    let (tag, data) = match &entry.payload {
-        EntryPayload::Blank => (TAG_BLANK, Vec::new()),
-        EntryPayload::Normal(group) => (TAG_NORMAL, group.0.clone()),
-        EntryPayload::Membership(m) => (TAG_MEMBERSHIP, serde_json::to_vec(m).map_err(io_err)?),
+/// Writes `entry` as one frame of `log`: its header (term, leader node, index, tag,
+/// padded to [`ENTRY_HEADER`]) then its data, straight into the log's buffer (a group,
+/// up to a MiB, is copied once).
+fn append_entry(log: &mut Log, entry: &Entry<TypeConfig>) -> Result<(), std::io::Error> {
+    let membership;
+    let (tag, data): (u8, &[u8]) = match &entry.payload {
+        EntryPayload::Blank => (TAG_BLANK, &[]),
+        EntryPayload::Normal(group) => (TAG_NORMAL, &group.0),
+        EntryPayload::Membership(m) => {
+            membership = serde_json::to_vec(m).map_err(io_err)?;
+            (TAG_MEMBERSHIP, &membership)
+        }
     };
-    let mut out = Vec::with_capacity(ENTRY_HEADER + data.len());
-    out.extend_from_slice(&entry.log_id.leader_id.term.to_le_bytes());
-    out.extend_from_slice(&entry.log_id.leader_id.node_id.to_le_bytes());
-    out.extend_from_slice(&entry.log_id.index.to_le_bytes());
-    out.extend_from_slice(&[tag, 0, 0, 0, 0, 0, 0, 0]);
-    out.extend_from_slice(&data);
-    Ok(out)
+    let mut header = [0u8; ENTRY_HEADER];
+    header[0..8].copy_from_slice(&entry.log_id.leader_id.term.to_le_bytes());
+    header[8..16].copy_from_slice(&entry.log_id.leader_id.node_id.to_le_bytes());
+    header[16..24].copy_from_slice(&entry.log_id.index.to_le_bytes());
+    header[24] = tag;
+    log.append_in_place(FRAME_ENTRY, ENTRY_HEADER + data.len(), |frame| {
+        let (head, rest) = frame.split_at_mut(ENTRY_HEADER);
+        head.copy_from_slice(&header);
+        rest.copy_from_slice(data);
+    })
+    .map_err(io_err)?;
+    Ok(())
 }
 
 fn word(bytes: &[u8], at: usize) -> u64 {
@@ -306,8 +350,7 @@ impl Inner {
                 self.log.sync().map_err(io_err)?;
                 self.restart_at(index)?;
             }
-            let payload = encode(&entry)?;
-            self.log.append(FRAME_ENTRY, &payload).map_err(io_err)?;
+            append_entry(&mut self.log, &entry)?;
         }
         self.log.commit().map_err(io_err)?;
         Ok(())
@@ -467,5 +510,60 @@ impl RaftLogStorage<TypeConfig> for RaftLog {
             Ok(())
         })
         .await
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// The entry frame's bytes, written out by hand: logs written by earlier builds
+    /// must read the same (the layout is the on-disk format).
+    #[test]
+    fn an_entry_frame_is_the_documented_layout() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = RaftLog::open(dir.path(), 1 << 20).unwrap();
+        let membership = Membership::<NodeId, openraft::BasicNode>::new(
+            vec![std::collections::BTreeSet::from([1])],
+            std::collections::BTreeMap::from([(1, openraft::BasicNode::new("a:1"))]),
+        );
+        let entries = vec![
+            Entry { log_id: LogId::new(CommittedLeaderId::new(7, 3), 1), payload: EntryPayload::Blank },
+            Entry {
+                log_id: LogId::new(CommittedLeaderId::new(7, 3), 2),
+                payload: EntryPayload::Normal(Group(vec![9; 5])),
+            },
+            Entry {
+                log_id: LogId::new(CommittedLeaderId::new(8, 2), 3),
+                payload: EntryPayload::Membership(membership.clone()),
+            },
+        ];
+        let mut inner = log.inner.lock();
+        inner.meta.base = 1;
+        inner.append(entries.clone()).unwrap();
+        let expected = |term: u64, node: u64, index: u64, tag: u8, data: &[u8]| {
+            let mut out = Vec::new();
+            out.extend_from_slice(&term.to_le_bytes());
+            out.extend_from_slice(&node.to_le_bytes());
+            out.extend_from_slice(&index.to_le_bytes());
+            out.extend_from_slice(&[tag, 0, 0, 0, 0, 0, 0, 0]);
+            out.extend_from_slice(data);
+            out
+        };
+        let json = serde_json::to_vec(&membership).unwrap();
+        let wanted = [
+            expected(7, 3, 1, TAG_BLANK, &[]),
+            expected(7, 3, 2, TAG_NORMAL, &[9; 5]),
+            expected(8, 2, 3, TAG_MEMBERSHIP, &json),
+        ];
+        for (seq, want) in (1..).zip(&wanted) {
+            let frame = inner.log.frame(seq).unwrap();
+            assert_eq!(frame.kind, FRAME_ENTRY);
+            assert_eq!(frame.payload, want.as_slice(), "frame {seq}");
+        }
+        for (index, entry) in (1..).zip(&entries) {
+            assert_eq!(inner.entry(index).unwrap().as_ref(), Some(entry));
+        }
     }
 }

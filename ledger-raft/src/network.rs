@@ -1,11 +1,14 @@
-//! Raft's messages between nodes: HTTP/1.1 with JSON bodies, one keep-alive connection
-//! per peer (hyper's low-level client), served by axum on the node's replication
-//! address (`--peers N=HOST:PORT` in the portal's cluster mode).
+//! Raft's messages between nodes: HTTP/1.1 with binary bodies (postcard, `wire.rs`: a
+//! commit group travels as its own bytes), one keep-alive connection per peer (hyper's
+//! low-level client), served by axum on the node's replication address
+//! (`--peers N=HOST:PORT` in the portal's cluster mode).
 //!
-//! `POST /raft/append`, `/raft/vote`, `/raft/snapshot` carry openraft's requests; the
-//! answer is openraft's `Result` as JSON, so a remote Raft error reaches the caller as
-//! openraft's `RemoteError`, and a connection or timeout failure as `Unreachable` (the
-//! peer is retried with backoff by openraft's replication).
+//! `POST /raft/append`, `/raft/vote`, `/raft/snapshot` carry openraft's requests
+//! ([`wire::CONTENT_TYPE`]; another media type is answered `415`, a body that does not
+//! decode `400` with the reason, one over [`MESSAGE_BYTES_MAX`] `413`); the answer is
+//! openraft's `Result` in the same encoding, so a remote Raft error reaches the caller
+//! as openraft's `RemoteError`, and a connection or timeout failure as `Unreachable`
+//! (the peer is retried with backoff by openraft's replication).
 //!
 //! Each request names the node it is for (`x-raft-target`), and a node answers one
 //! meant for another id `421 Misdirected Request`, which the caller takes as that node
@@ -22,11 +25,11 @@
 use std::future::Future;
 use std::time::Duration;
 
+use axum::Router;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use axum::{Json, Router};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::client::conn::http1::{self, SendRequest};
@@ -44,10 +47,11 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::net::TcpStream;
 
+use crate::wire::{self, Wire};
 use crate::{NodeId, TypeConfig};
 
-/// Largest message a node accepts from a peer: entries carry whole commit groups (8190
-/// records are about 1.2 MB as base64), and openraft sends several at once.
+/// Largest message a node accepts from a peer (`413` above it): entries carry whole
+/// commit groups (8190 records are about 0.9 MB), and openraft sends several at once.
 pub const MESSAGE_BYTES_MAX: usize = 256 << 20;
 
 /// The header naming the node a request is for.
@@ -74,34 +78,34 @@ fn misdirected(raft: &Raft<TypeConfig>, headers: &HeaderMap) -> Option<Response>
 async fn append(
     State(raft): State<Raft<TypeConfig>>,
     headers: HeaderMap,
-    Json(req): Json<AppendEntriesRequest<TypeConfig>>,
+    Wire(req): Wire<AppendEntriesRequest<TypeConfig>>,
 ) -> Response {
     if let Some(refused) = misdirected(&raft, &headers) {
         return refused;
     }
-    Json(raft.append_entries(req).await).into_response()
+    Wire(raft.append_entries(req).await).into_response()
 }
 
 async fn vote(
     State(raft): State<Raft<TypeConfig>>,
     headers: HeaderMap,
-    Json(req): Json<VoteRequest<NodeId>>,
+    Wire(req): Wire<VoteRequest<NodeId>>,
 ) -> Response {
     if let Some(refused) = misdirected(&raft, &headers) {
         return refused;
     }
-    Json(raft.vote(req).await).into_response()
+    Wire(raft.vote(req).await).into_response()
 }
 
 async fn snapshot(
     State(raft): State<Raft<TypeConfig>>,
     headers: HeaderMap,
-    Json(req): Json<InstallSnapshotRequest<TypeConfig>>,
+    Wire(req): Wire<InstallSnapshotRequest<TypeConfig>>,
 ) -> Response {
     if let Some(refused) = misdirected(&raft, &headers) {
         return refused;
     }
-    Json(raft.install_snapshot(req).await).into_response()
+    Wire(raft.install_snapshot(req).await).into_response()
 }
 
 /// Opens a byte stream to a peer's address (`BasicNode::addr`, `HOST:PORT`): the
@@ -201,7 +205,7 @@ impl<C: Connect> Peer<C> {
         req: &Req,
         ttl: Duration,
     ) -> Result<Resp, CallError> {
-        let body = serde_json::to_vec(req).map_err(|e| CallError::Http(e.to_string()))?;
+        let body = wire::encode(req).map_err(|e| CallError::Http(e.to_string()))?;
         let addr = self.addr.clone();
         let target = self.target.to_string();
         let attempt = async {
@@ -211,7 +215,7 @@ impl<C: Connect> Peer<C> {
                 .method(Method::POST)
                 .uri(path)
                 .header(HOST, addr.as_str())
-                .header(CONTENT_TYPE, "application/json")
+                .header(CONTENT_TYPE, wire::CONTENT_TYPE)
                 .header(TARGET_HEADER, target.as_str())
                 .body(Full::new(Bytes::from(body)))
                 .map_err(|e| CallError::Http(e.to_string()))?;
@@ -224,7 +228,7 @@ impl<C: Connect> Peer<C> {
             if status != StatusCode::OK {
                 return Err(CallError::Http(format!("{path} answered {status}")));
             }
-            serde_json::from_slice(&bytes).map_err(|e| CallError::Http(format!("{path}: {e}")))
+            wire::decode(&bytes).map_err(|e| CallError::Http(format!("{path}: {e}")))
         };
         let result = match tokio::time::timeout(ttl, attempt).await {
             Ok(result) => result,
