@@ -4,11 +4,12 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::thread::JoinHandle;
 
 use arc_swap::ArcSwap;
-use crossbeam::channel::{self, Sender};
+use crossbeam::channel::{self, Receiver, Sender};
 use ledger_store::{Durability, Log, LogOptions, LogReader, Storage};
 use parking_lot::{Mutex, RwLock};
 
@@ -142,6 +143,11 @@ struct Reopen {
 #[derive(Debug)]
 pub(crate) struct Inner {
     requests: Option<Sender<Request>>,
+    /// The queue's other end, only to drop what was queued after the sequencer stopped
+    /// (see [`Inner::send`]).
+    leftovers: Receiver<Request>,
+    /// Set by the sequencer thread as it stops, before its last look at the queue.
+    stopped: Arc<AtomicBool>,
     state: Arc<RwLock<State>>,
     sequencer: Mutex<Option<JoinHandle<()>>>,
     report: OpenReport,
@@ -150,11 +156,49 @@ pub(crate) struct Inner {
     feed: Arc<FeedShared>,
 }
 
+/// How often a sender blocked on a full queue looks whether the sequencer stopped.
+const SEND_POLL: std::time::Duration = std::time::Duration::from_millis(20);
+
 impl Inner {
+    /// Queues `request` for the sequencer; blocks while the queue is full
+    /// (back-pressure on producers). A request queued after the sequencer's last look
+    /// at the queue (while it closes the log, say) is dropped here rather than left in
+    /// the queue for ever: its waiter then sees the ledger closed, instead of waiting
+    /// for an answer that cannot come. The queue stays connected while this handle
+    /// lives, so the sequencer's stop is what decides.
     pub(crate) fn send(&self, request: Request) -> Result<(), SubmitError> {
         let sender = self.requests.as_ref().ok_or(SubmitError::Closed)?;
-        // Blocks while the queue is full: back-pressure on producers.
-        sender.send(request).map_err(|_| SubmitError::Closed)
+        if self.stopped.load(Ordering::SeqCst) {
+            return Err(SubmitError::Closed);
+        }
+        let mut request = request;
+        loop {
+            match sender.send_timeout(request, SEND_POLL) {
+                Ok(()) => break,
+                Err(channel::SendTimeoutError::Timeout(back)) => {
+                    if self.stopped.load(Ordering::SeqCst) {
+                        self.drop_leftovers();
+                        return Err(SubmitError::Closed);
+                    }
+                    request = back;
+                }
+                Err(channel::SendTimeoutError::Disconnected(_)) => return Err(SubmitError::Closed),
+            }
+        }
+        // The sequencer sets `stopped` before its last look: if it is not set now, that
+        // look is still to come and will take this request.
+        if self.stopped.load(Ordering::SeqCst) {
+            self.drop_leftovers();
+        }
+        Ok(())
+    }
+
+    /// Drops whatever waits in the queue of a stopped sequencer (each waiter sees the
+    /// ledger closed).
+    fn drop_leftovers(&self) {
+        while let Ok(request) = self.leftovers.try_recv() {
+            drop(request);
+        }
     }
 }
 
@@ -347,6 +391,7 @@ impl Ledger {
             }
         };
         let (sender, receiver) = channel::bounded(QUEUE_REQUESTS_MAX);
+        let receiver_for_leftovers = receiver.clone();
         let mut sequencer = Sequencer::new(
             log,
             Arc::clone(&state),
@@ -367,7 +412,17 @@ impl Ledger {
             batch_closes,
             runs_removed,
         };
-        let inner = Inner { requests: Some(sender), state, sequencer: Mutex::new(None), report, book, reader, feed };
+        let inner = Inner {
+            requests: Some(sender),
+            leftovers: receiver_for_leftovers,
+            stopped: Arc::clone(&sequencer.stopped),
+            state,
+            sequencer: Mutex::new(None),
+            report,
+            book,
+            reader,
+            feed,
+        };
         Ok((inner, sequencer))
     }
 

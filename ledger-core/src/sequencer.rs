@@ -243,6 +243,8 @@ pub(crate) struct Sequencer {
     held: VecDeque<Request>,
     /// The last confirmation token handed out.
     confirm_token: u64,
+    /// Set as the thread stops, before its last look at the queue (`Inner::send`).
+    pub(crate) stopped: Arc<AtomicBool>,
     /// While judging a proposal: its records, instead of the log.
     sink: Option<Vec<RawRecord>>,
 }
@@ -310,12 +312,26 @@ impl Sequencer {
             in_flight: None,
             held: VecDeque::new(),
             confirm_token: 0,
+            stopped: Arc::new(AtomicBool::new(false)),
             sink: None,
         }
     }
 
     /// Runs until a shutdown request or until every handle is gone.
     pub(crate) fn run(mut self) {
+        self.serve();
+        // Whatever was queued after the last group (while the log was being closed,
+        // say) is refused: dropped, its waiter sees the ledger closed. Senders look at
+        // `stopped` after queuing, so one that queues after this last look drops its
+        // request itself.
+        self.stopped.store(true, Ordering::SeqCst);
+        while let Ok(request) = self.requests.try_recv() {
+            drop(request);
+        }
+    }
+
+    /// Takes groups from the queue until a shutdown or until every handle is gone.
+    fn serve(&mut self) {
         let mut batch = Vec::new();
         let tick = self.cutover.age_max.map(|age| (age / 4).clamp(Duration::from_millis(1), AGE_CHECK_INTERVAL_MAX));
         let mut next_age_check = tick.map(|t| Instant::now() + t);
