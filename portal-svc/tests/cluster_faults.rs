@@ -471,6 +471,26 @@ fn summary(times: &mut [Duration]) -> String {
 }
 
 /// Starts `n` threads running `run(thread, stop)` until `stop` is set.
+/// Probes that talk only to node `id` (at `base`), started just before a fault so that
+/// their requests are in flight on it when the fault comes; the writers pause
+/// meanwhile (`Load::hush`) and the caller resumes them after the fault. Returns when
+/// the probes started, their stop flag, and their threads.
+fn probe_before_fault(
+    load: &Load,
+    id: u64,
+    base: &str,
+) -> (Instant, Arc<AtomicBool>, Vec<std::thread::JoinHandle<()>>) {
+    load.hush();
+    let probed = Instant::now();
+    let probing = Arc::new(AtomicBool::new(false));
+    let probes = spawn_all(PROBES, &probing, {
+        let (load, base) = (load.clone(), base.to_string());
+        move |t, stop| load.probe(t, id, &base, stop)
+    });
+    std::thread::sleep(Duration::from_millis(PROBE_LEAD_MS));
+    (probed, probing, probes)
+}
+
 fn spawn_all(
     n: usize,
     stop: &Arc<AtomicBool>,
@@ -513,14 +533,7 @@ fn a_stopped_leader_never_acknowledges_what_it_did_not_commit() {
         let base = cluster.nodes[&leader].base.clone();
         std::thread::sleep(Duration::from_millis(LOAD_MS));
         // Probes talk to the leader only: in flight when it stops, then stuck on it.
-        load.hush();
-        let probed = Instant::now();
-        let probing = Arc::new(AtomicBool::new(false));
-        let probes = spawn_all(PROBES, &probing, {
-            let (load, base) = (load.clone(), base.clone());
-            move |t, stop| load.probe(t, leader, &base, stop)
-        });
-        std::thread::sleep(Duration::from_millis(PROBE_LEAD_MS));
+        let (probed, probing, probes) = probe_before_fault(&load, leader, &base);
         // Writers leave it (a client's health check would); what they send on is
         // retried elsewhere when it times out.
         cluster.bases.write().unwrap().remove(&leader);
@@ -748,14 +761,7 @@ fn partitions(netns: &Netns, seed: &std::path::Path, key: &str, cycles: usize) {
             let base = cluster.nodes[&cut].base.clone();
             std::thread::sleep(Duration::from_millis(LOAD_MS));
             // Clients that keep talking to the node cut off, in flight on it at the cut.
-            load.hush();
-            let probed = Instant::now();
-            let probing = Arc::new(AtomicBool::new(false));
-            let probes = spawn_all(PROBES, &probing, {
-                let (load, base) = (load.clone(), base.clone());
-                move |t, stop| load.probe(t, cut, &base, stop)
-            });
-            std::thread::sleep(Duration::from_millis(PROBE_LEAD_MS));
+            let (probed, probing, probes) = probe_before_fault(&load, cut, &base);
             cluster.bases.write().unwrap().remove(&cut);
             netns.cut_off(cut);
             let from = Instant::now();
