@@ -171,19 +171,24 @@ impl Inner {
         if self.stopped.load(Ordering::SeqCst) {
             return Err(SubmitError::Closed);
         }
-        let mut request = request;
-        loop {
-            match sender.send_timeout(request, SEND_POLL) {
-                Ok(()) => break,
+        // The usual case first: room in the queue, no clock read.
+        let mut waiting = match sender.try_send(request) {
+            Ok(()) => None,
+            Err(channel::TrySendError::Full(back)) => Some(back),
+            Err(channel::TrySendError::Disconnected(_)) => return Err(SubmitError::Closed),
+        };
+        while let Some(request) = waiting {
+            waiting = match sender.send_timeout(request, SEND_POLL) {
+                Ok(()) => None,
                 Err(channel::SendTimeoutError::Timeout(back)) => {
                     if self.stopped.load(Ordering::SeqCst) {
                         self.drop_leftovers();
                         return Err(SubmitError::Closed);
                     }
-                    request = back;
+                    Some(back)
                 }
                 Err(channel::SendTimeoutError::Disconnected(_)) => return Err(SubmitError::Closed),
-            }
+            };
         }
         // The sequencer sets `stopped` before its last look: if it is not set now, that
         // look is still to come and will take this request.
