@@ -7,13 +7,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-echo "== what the tests need beyond Rust (scripts/install-test-deps.sh)"
+echo "== what the tests need beyond Rust (scripts/install-test-deps.sh) (at ${SECONDS} s)"
 bash scripts/install-test-deps.sh
 
-echo "== workspace tests"
+echo "== workspace tests (at ${SECONDS} s)"
 cargo test --workspace --locked
 
-echo "== portal-svc's suites that exercise its SQL, on PostgreSQL (a server per suite, a database per test)"
+echo "== portal-svc's suites that exercise its SQL, on PostgreSQL (a server per suite, a database per test) (at ${SECONDS} s)"
 # The binaries the workspace tests just built, run directly: tests/shared_postgres.rs
 # (two processes on one database, concurrent writers on both) ran above. Asking cargo
 # for a subset of the tests (`--test NAME`) resolves host dependencies differently and
@@ -32,22 +32,22 @@ while read -r name binary; do
   (cd portal-svc && PORTAL_TEST_POSTGRES=1 "$binary" -q)
 done < "${CARGO_TARGET_DIR:-target}/pg-suites.txt"
 
-echo "== Schemathesis against portal-svc, as the three roles (scripts/schemathesis.sh)"
+echo "== Schemathesis against portal-svc, as the three roles (scripts/schemathesis.sh) (at ${SECONDS} s)"
 # The debug binary the workspace tests just built.
 PORTAL_SVC_BIN=${CARGO_TARGET_DIR:-target}/debug/portal-svc bash scripts/schemathesis.sh
 
-echo "== a Python client generated from /openapi.json runs README's session (scripts/python-client.sh)"
+echo "== a Python client generated from /openapi.json runs README's session (scripts/python-client.sh) (at ${SECONDS} s)"
 PORTAL_SVC_BIN=${CARGO_TARGET_DIR:-target}/debug/portal-svc bash scripts/python-client.sh
 
-echo "== web portal end-to-end, headless chromium (scripts/web-e2e.sh)"
-bash scripts/web-e2e.sh
+echo "== web portal end-to-end, headless chromium (scripts/web-e2e.sh) (at ${SECONDS} s)"
+PORTAL_SVC_BIN=${CARGO_TARGET_DIR:-target}/debug/portal-svc bash scripts/web-e2e.sh
 
-echo "== fuzz seed and regression replays (stable, no instrumentation)"
+echo "== fuzz seed and regression replays (stable, no instrumentation) (at ${SECONDS} s)"
 if [ -f fuzz/Cargo.toml ]; then
   (cd fuzz && cargo test --locked)
 fi
 
-echo "== examples"
+echo "== examples (at ${SECONDS} s)"
 demo=$(mktemp -d)
 trap 'rm -rf "$demo"' EXIT
 cargo run --locked --release -q -p ledger-store --example log_roundtrip -- "$demo/log" 200000
@@ -58,11 +58,11 @@ cargo run --locked --release -q -p ledger-core --example embed_ledger -- "$demo/
 cargo run --locked --release -q -p ledger-cli -- verify "$demo/ledger" >/dev/null
 cargo run --locked --release -q -p ledger-cli -- inspect "$demo/ledger" --json >/dev/null
 
-echo "== C ABI: test suite linked statically and dynamically (-Wall -Wextra -Werror)"
+echo "== C ABI: test suite linked statically and dynamically (-Wall -Wextra -Werror) (at ${SECONDS} s)"
 bash ledger-ffi/tests/c/run.sh
 
-echo "== C example"
+echo "== C example (at ${SECONDS} s)"
 make -s -C examples/c run
 
-echo "== Python package: install into a venv, pytest, example"
+echo "== Python package: install into a venv, pytest, example (at ${SECONDS} s)"
 bash ledger-ffi/python/run-tests.sh

@@ -28,9 +28,16 @@ if [ ! -f "$e2e/node_modules/playwright-core/package.json" ]; then
   (cd "$e2e" && npm ci --no-audit --no-fund)
 fi
 
-echo "== web e2e: build portal-svc"
-cargo build --locked -q -p portal-svc
-bin="$target_dir/debug/portal-svc"
+# PORTAL_SVC_BIN: a portal-svc binary built already (test-all.sh passes the one the
+# workspace tests built: a `cargo build -p portal-svc` resolves features for that
+# package alone and may build much again); else it is built here.
+if [ -n "${PORTAL_SVC_BIN:-}" ]; then
+  bin=$PORTAL_SVC_BIN
+else
+  echo "== web e2e: build portal-svc"
+  cargo build --locked -q -p portal-svc
+  bin="$target_dir/debug/portal-svc"
+fi
 [ -x "$bin" ] || fail "no binary at $bin"
 
 data=$(mktemp -d)
