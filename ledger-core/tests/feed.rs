@@ -287,8 +287,10 @@ fn a_feed_reads_history_the_log_no_longer_holds_from_the_runs() {
     let options = LedgerOptions { snapshot_every_records: 300, segment_bytes: 16 << 10, ..small_checkpoints() };
     let ledger = Ledger::open(dir.path(), options).expect("open");
     let all = mixed_history(&ledger);
-    // Retention after a checkpoint runs when the next one starts: three asked-for ones
-    // leave the log starting near the end, however the automatic ones were timed.
+    // Retention after a checkpoint runs when the next one starts, from the older of the
+    // two kept checkpoints. Asked-for ones at one seq replace one another among the
+    // kept, so how much goes depends on which automatic ones finished (on a slow
+    // machine, few: the log then starts at the first of them, seen at 267 of 2080).
     for _ in 0..3 {
         ledger.snapshot().expect("checkpoint");
     }
@@ -296,7 +298,7 @@ fn a_feed_reads_history_the_log_no_longer_holds_from_the_runs() {
     assert_eq!(all.len() as u64, total, "the follower read every record");
     assert!(all.iter().any(|r| matches!(r, FeedRecord::BatchClose { .. })));
     let first = ledger.log_first_seq();
-    assert!(first > total / 2, "retention removed most of the log: it starts at {first} of {total}");
+    assert!(first > 2, "retention removed the log's start: it starts at {first} of {total}");
 
     // From anywhere, the same records: from the runs below the log's start, then the log.
     let closes: Vec<u64> =
