@@ -69,7 +69,7 @@ cargo fuzz --version
 
 if [ "$sanitizer" != none ] && ! rustc -V | grep -q -- '-nightly'; then
   # cargo-fuzz passes -Zsanitizer=...; RUSTC_BOOTSTRAP lets a stable rustc accept it.
-  # Cargo caches rustc's target probe in fuzz/target/.rustc_info.json without keying it
+  # Cargo caches rustc's target probe in target/.rustc_info.json without keying it
   # on RUSTC_BOOTSTRAP, so one earlier failed probe would fail every later build:
   # CARGO_CACHE_RUSTC_INFO=0 turns that cache off.
   export RUSTC_BOOTSTRAP=1 CARGO_CACHE_RUSTC_INFO=0
@@ -83,6 +83,13 @@ else
     targets+=("$(basename "$f" .rs)")
   done
 fi
+
+# fuzz/ is a workspace member, so `cargo fuzz` builds with the root's release profile,
+# made for shipping (one codegen unit, thin LTO): that doubles an instrumented build and
+# buys a fuzzer nothing. Its own settings, which do not touch the shipped builds (those
+# are under target/release, the fuzz build under target/<triple>/release):
+export CARGO_PROFILE_RELEASE_CODEGEN_UNITS=${CARGO_PROFILE_RELEASE_CODEGEN_UNITS:-16}
+export CARGO_PROFILE_RELEASE_LTO=${CARGO_PROFILE_RELEASE_LTO:-false}
 
 # Build every target first, in one cargo run (the dependencies are shared), so that a
 # build failure is not mistaken for a crash and the time budget is spent fuzzing.

@@ -2,7 +2,7 @@
 # Runs every test of the project: the workspace's unit, integration, property, crash
 # and doc tests, portal-svc's SQL-heavy suites again with the metadata in PostgreSQL, Schemathesis against the portal's API as its three roles, a Python
 # client generated from the API's document running README's session, the fuzz
-# regression replays, the web portal's end-to-end tests in headless Chromium, and the
+# regression replays (fuzz/ is a workspace member), the web portal's end-to-end tests in headless Chromium, and the
 # examples. README's test command.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 echo "== what the tests need beyond Rust (scripts/install-test-deps.sh) (at ${SECONDS} s)"
 bash scripts/install-test-deps.sh
 
-echo "== workspace tests (at ${SECONDS} s)"
+echo "== workspace tests, the fuzz seed and regression replays among them (at ${SECONDS} s)"
 cargo test --workspace --locked
 
 echo "== portal-svc's suites that exercise its SQL, on PostgreSQL (a server per suite, a database per test) (at ${SECONDS} s)"
@@ -42,21 +42,18 @@ PORTAL_SVC_BIN=${CARGO_TARGET_DIR:-target}/debug/portal-svc bash scripts/python-
 echo "== web portal end-to-end, headless chromium (scripts/web-e2e.sh) (at ${SECONDS} s)"
 PORTAL_SVC_BIN=${CARGO_TARGET_DIR:-target}/debug/portal-svc bash scripts/web-e2e.sh
 
-echo "== fuzz seed and regression replays (stable, no instrumentation) (at ${SECONDS} s)"
-if [ -f fuzz/Cargo.toml ]; then
-  (cd fuzz && cargo test --locked)
-fi
-
 echo "== examples (at ${SECONDS} s)"
 demo=$(mktemp -d)
 trap 'rm -rf "$demo"' EXIT
-cargo run --locked --release -q -p ledger-store --example log_roundtrip -- "$demo/log" 200000
-cargo run --locked --release -q -p ledger-store --example log_roundtrip -- "$demo/log" 200000
-cargo run --locked --release -q -p ledger-core --example embed_ledger -- "$demo/ledger"
-cargo run --locked --release -q -p ledger-core --example embed_ledger -- "$demo/ledger"
+# The debug builds `cargo test --workspace` made (it builds every example): a release
+# build of three crates took a minute of CI for programs that run in seconds.
+cargo run --locked -q -p ledger-store --example log_roundtrip -- "$demo/log" 200000
+cargo run --locked -q -p ledger-store --example log_roundtrip -- "$demo/log" 200000
+cargo run --locked -q -p ledger-core --example embed_ledger -- "$demo/ledger"
+cargo run --locked -q -p ledger-core --example embed_ledger -- "$demo/ledger"
 # The operators' tool on the ledger the example wrote: clean, and it reads back.
-cargo run --locked --release -q -p ledger-cli -- verify "$demo/ledger" >/dev/null
-cargo run --locked --release -q -p ledger-cli -- inspect "$demo/ledger" --json >/dev/null
+cargo run --locked -q -p ledger-cli -- verify "$demo/ledger" >/dev/null
+cargo run --locked -q -p ledger-cli -- inspect "$demo/ledger" --json >/dev/null
 
 echo "== C ABI: test suite linked statically and dynamically (-Wall -Wextra -Werror) (at ${SECONDS} s)"
 bash ledger-ffi/tests/c/run.sh
