@@ -18,6 +18,7 @@
 //! `openraft::testing::Suite` (the storage conformance suite) passes against it
 //! (`tests/conformance.rs`).
 
+pub mod contact;
 pub mod leader;
 pub mod machine;
 pub mod network;

@@ -23,7 +23,7 @@
 //! `axum::serve::Listener`.
 
 use std::future::Future;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::State;
@@ -47,6 +47,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::net::TcpStream;
 
+use crate::contact::LeaderContact;
 use crate::wire::{self, Wire};
 use crate::{NodeId, TypeConfig};
 
@@ -59,12 +60,25 @@ pub const TARGET_HEADER: &str = "x-raft-target";
 
 /// The routes a node serves to its peers, over its Raft.
 pub fn router(raft: Raft<TypeConfig>) -> Router {
+    router_with_contact(raft, LeaderContact::default())
+}
+
+/// [`router`], recording in `contact` when a message from a leader (entries, a
+/// heartbeat, a snapshot chunk) arrived that this node accepted ([`crate::contact`]).
+pub fn router_with_contact(raft: Raft<TypeConfig>, contact: LeaderContact) -> Router {
     Router::new()
         .route("/raft/append", post(append))
         .route("/raft/vote", post(vote))
         .route("/raft/snapshot", post(snapshot))
         .layer(axum::extract::DefaultBodyLimit::max(MESSAGE_BYTES_MAX))
-        .with_state(raft)
+        .with_state(Served { raft, contact })
+}
+
+/// What the routes are served over.
+#[derive(Clone)]
+struct Served {
+    raft: Raft<TypeConfig>,
+    contact: LeaderContact,
 }
 
 /// `Some(421)` when the request names another node than this one.
@@ -76,18 +90,28 @@ fn misdirected(raft: &Raft<TypeConfig>, headers: &HeaderMap) -> Option<Response>
 }
 
 async fn append(
-    State(raft): State<Raft<TypeConfig>>,
+    State(Served { raft, contact }): State<Served>,
     headers: HeaderMap,
     Wire(req): Wire<AppendEntriesRequest<TypeConfig>>,
 ) -> Response {
+    let arrived = Instant::now();
     if let Some(refused) = misdirected(&raft, &headers) {
         return refused;
     }
-    Wire(raft.append_entries(req).await).into_response()
+    let leader = *req.vote.leader_id();
+    let answer = raft.append_entries(req).await;
+    // Taken (a conflict too is the leader's word, its vote accepted); a higher vote
+    // here means the sender is not the leader any more.
+    if answer.as_ref().is_ok_and(|a| !matches!(a, AppendEntriesResponse::HigherVote(_)))
+        && let Some(id) = leader.voted_for()
+    {
+        contact.heard(id, leader.term, arrived);
+    }
+    Wire(answer).into_response()
 }
 
 async fn vote(
-    State(raft): State<Raft<TypeConfig>>,
+    State(Served { raft, .. }): State<Served>,
     headers: HeaderMap,
     Wire(req): Wire<VoteRequest<NodeId>>,
 ) -> Response {
@@ -98,14 +122,24 @@ async fn vote(
 }
 
 async fn snapshot(
-    State(raft): State<Raft<TypeConfig>>,
+    State(Served { raft, contact }): State<Served>,
     headers: HeaderMap,
     Wire(req): Wire<InstallSnapshotRequest<TypeConfig>>,
 ) -> Response {
+    let arrived = Instant::now();
     if let Some(refused) = misdirected(&raft, &headers) {
         return refused;
     }
-    Wire(raft.install_snapshot(req).await).into_response()
+    let vote = req.vote;
+    let answer = raft.install_snapshot(req).await;
+    // Taken unless this node holds a greater vote (openraft answers with its own).
+    if let Ok(response) = &answer
+        && response.vote <= vote
+        && let Some(id) = vote.leader_id().voted_for()
+    {
+        contact.heard(id, vote.leader_id().term, arrived);
+    }
+    Wire(answer).into_response()
 }
 
 /// Opens a byte stream to a peer's address (`BasicNode::addr`, `HOST:PORT`): the

@@ -17,7 +17,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::Request;
@@ -29,8 +29,9 @@ use openraft::{BasicNode, Raft};
 use tokio::task::JoinHandle;
 use tower::ServiceExt as _;
 
+use crate::contact::LeaderContact;
 use crate::machine::{LedgerMachine, RaftProposer, follow_leadership};
-use crate::network::{Network, router};
+use crate::network::{Network, router_with_contact};
 use crate::{NodeId, RaftLog, TypeConfig};
 
 /// Bytes of one segment of the Raft log: a Raft entry is one frame, so a segment must
@@ -56,6 +57,17 @@ pub struct Timing {
     pub election_min_ms: u64,
     /// See [`Timing::election_min_ms`].
     pub election_max_ms: u64,
+}
+
+impl Timing {
+    /// How long a leader may stay silent before a follower stops trusting it with a
+    /// write (and a leader, its quorum with one): the longest election timeout. Ten
+    /// heartbeats with the defaults, so a busy leader is not given up on; well before
+    /// the follower's own election timer (that plus the leader's lease), so a cut-off
+    /// follower knows it is cut off before it stops naming the leader.
+    pub fn leader_silence_max(&self) -> Duration {
+        Duration::from_millis(self.election_max_ms)
+    }
 }
 
 impl Default for Timing {
@@ -185,6 +197,7 @@ pub struct Node {
     ledger: Ledger,
     machine: LedgerMachine,
     raft: Raft<TypeConfig>,
+    contact: LeaderContact,
     internal: Arc<OnceLock<Router>>,
     tasks: parking_lot::Mutex<Vec<JoinHandle<()>>>,
 }
@@ -227,7 +240,9 @@ impl Node {
         .await
         .map_err(|e| StartError::Raft(format!("opening the stores panicked: {e}")))?;
         let (ledger, log, machine) = opened?;
-        let started = Self::start_raft(&config, own, raft_config, ledger.clone(), log, machine.clone()).await;
+        let contact = LeaderContact::default();
+        let started =
+            Self::start_raft(&config, own, raft_config, ledger.clone(), log, machine.clone(), contact.clone()).await;
         match started {
             Ok((raft, internal, tasks)) => Ok(Node {
                 id: config.id,
@@ -235,6 +250,7 @@ impl Node {
                 ledger,
                 machine,
                 raft,
+                contact,
                 internal,
                 tasks: parking_lot::Mutex::new(tasks),
             }),
@@ -252,6 +268,7 @@ impl Node {
         ledger: Ledger,
         log: RaftLog,
         machine: LedgerMachine,
+        contact: LeaderContact,
     ) -> Result<(Raft<TypeConfig>, Arc<OnceLock<Router>>, Vec<JoinHandle<()>>), StartError> {
         let listener = tokio::net::TcpListener::bind(&own)
             .await
@@ -261,7 +278,8 @@ impl Node {
             .map_err(|e| StartError::Raft(e.to_string()))?;
         let internal: Arc<OnceLock<Router>> = Arc::default();
         let slot = Arc::clone(&internal);
-        let app = router(raft.clone()).fallback(move |request: Request| internal_route(Arc::clone(&slot), request));
+        let app = router_with_contact(raft.clone(), contact)
+            .fallback(move |request: Request| internal_route(Arc::clone(&slot), request));
         let id = config.id;
         let server = tokio::spawn(async move {
             match axum::serve(listener, app).await {
@@ -334,6 +352,29 @@ impl Node {
     /// The leader this node knows of, if any.
     pub fn leader_id(&self) -> Option<NodeId> {
         self.raft.metrics().borrow().current_leader
+    }
+
+    /// Raft's timing on this node.
+    pub fn timing(&self) -> Timing {
+        self.timing
+    }
+
+    /// The leader this node knows of, if it is another node and this node accepted a
+    /// message from it (entries, a heartbeat, a snapshot chunk) that arrived within
+    /// `within`; `None` otherwise (on the leader itself too: see
+    /// [`Node::leads_with_quorum`]). A follower cut off from its leader goes on
+    /// naming it ([`Node::leader_id`]) until its election timer fires; this goes
+    /// `None` once the leader has been silent for `within`.
+    pub fn leader_heard_within(&self, within: Duration) -> Option<NodeId> {
+        let leader = self.leader_id().filter(|&l| l != self.id)?;
+        let heard = self.contact.last()?;
+        (heard.leader == leader && Instant::now().saturating_duration_since(heard.at) <= within).then_some(leader)
+    }
+
+    /// [`Node::leader_heard_within`] the longest silence this node's timing allows
+    /// ([`Timing::leader_silence_max`]): the leader a follower may forward a write to.
+    pub fn leader_heard_recently(&self) -> Option<NodeId> {
+        self.leader_heard_within(self.timing.leader_silence_max())
     }
 
     /// Whether this node is the leader and a quorum acknowledged it within the longest

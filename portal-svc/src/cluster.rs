@@ -15,6 +15,16 @@
 //! Idempotency-Key, which lands once). A leader that lost its leadership before it
 //! judged the write answers 503 `no_leader` itself (`SubmitError::NotLeader`).
 //!
+//! A follower cut off from its leader (a partition, the leader frozen or dead) goes on
+//! naming it until its election timer fires, 1.5 to 2 s later with the default
+//! timing. It answers quickly meanwhile, though never wrongly: it forwards only to a
+//! leader it heard from within the longest election timeout
+//! (`Node::leader_heard_recently`, 1 s by default), and answers `no_leader` at once
+//! otherwise (nothing was sent); a forwarded write whose leader falls silent that long
+//! while the follower waits for its answer is given up with `ledger_unavailable` (it
+//! may have reached the leader), rather than after the connect or answer timeouts
+//! below.
+//!
 //! **Architecture invariant:** a 2xx for a money movement comes only from the leader's
 //! ledger, which answers once a majority made the group durable (`ledger_raft`).
 //! Nothing on the replication listener is authenticated beyond the portal's own
@@ -147,7 +157,11 @@ impl Cluster {
         self.node.shutdown().await
     }
 
-    /// Sends `request` to `leader` and relays its answer.
+    /// Sends `request` to `leader` and relays its answer. A leader that falls silent
+    /// (nothing heard from it for the longest election timeout) before it answered is
+    /// given up within a heartbeat interval, with `ledger_unavailable`, not after the
+    /// connect or answer timeout: the request may have reached it, so the outcome is
+    /// unknown.
     async fn forward(&self, leader: NodeId, request: Request) -> Response {
         let Some(addr) = self.node.address_of(leader) else {
             return ApiError::no_leader().into_response();
@@ -176,7 +190,14 @@ impl Cluster {
         {
             headers.insert(HeaderName::from_static(CLIENT_ADDR_HEADER), value);
         }
-        let sent = self.client.request(parts.method.clone(), url).headers(headers).body(body).send().await;
+        let send = self.client.request(parts.method.clone(), url).headers(headers).body(body).send();
+        let Some(sent) = self.unless_leader_falls_silent(leader, send).await else {
+            tracing::debug!(leader, "the leader fell silent while a forwarded request waited for it");
+            return ApiError::ledger_unavailable(format!(
+                "forwarded to node {leader}, which fell silent before it answered"
+            ))
+            .into_response();
+        };
         let answer = match sent {
             Ok(answer) => answer,
             // Nothing reached the leader: nothing changed.
@@ -199,6 +220,27 @@ impl Cluster {
             }
         });
         response.body(Body::from_stream(chunks)).unwrap_or_else(|e| ApiError::internal(e).into_response())
+    }
+}
+
+impl Cluster {
+    /// Runs `send` (a request forwarded to `leader`) to its end, or `None` once this
+    /// node no longer hears from `leader` ([`Node::leader_heard_recently`], checked
+    /// every heartbeat interval): the leader is cut off, frozen or dead, or replaced.
+    async fn unless_leader_falls_silent<T>(&self, leader: NodeId, send: impl Future<Output = T>) -> Option<T> {
+        let every = Duration::from_millis(self.node.timing().heartbeat_ms.max(1));
+        let watch = async {
+            loop {
+                tokio::time::sleep(every).await;
+                if self.node.leader_heard_recently() != Some(leader) {
+                    return;
+                }
+            }
+        };
+        tokio::select! {
+            sent = send => Some(sent),
+            () = watch => None,
+        }
     }
 }
 
@@ -240,6 +282,14 @@ fn end_to_end(headers: &HeaderMap) -> HeaderMap {
 /// only by a leader a quorum acknowledged lately (one cut off from the majority could
 /// not commit it), forwarded there by a follower (once: a forwarded write that finds
 /// no leader here is not sent on), and otherwise refused with 503 `no_leader`.
+///
+/// A follower forwards only to a leader it heard from within the longest election
+/// timeout: one cut off from its leader still names it until its own election timer
+/// fires, and would otherwise keep clients waiting on a leader it cannot reach (up to
+/// the connect timeout, or the answer timeout on a connection already open) before
+/// answering. It refuses at once instead, with `no_leader`: nothing was sent, so
+/// nothing changed. See [`Cluster::forward`] for a leader that falls silent after the
+/// write was sent.
 pub async fn forward(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let Some(cluster) = state.cluster.as_ref() else {
         return next.run(request).await;
@@ -249,9 +299,11 @@ pub async fn forward(State(state): State<AppState>, request: Request, next: Next
     }
     let forwarded = request.extensions().get::<Forwarded>().is_some();
     let node = &cluster.node;
-    match node.leader_id() {
-        Some(leader) if leader == node.id() && node.leads_with_quorum() => next.run(request).await,
-        Some(leader) if leader != node.id() && !forwarded => cluster.forward(leader, request).await,
+    if node.leader_id() == Some(node.id()) && node.leads_with_quorum() {
+        return next.run(request).await;
+    }
+    match node.leader_heard_recently() {
+        Some(leader) if !forwarded => cluster.forward(leader, request).await,
         _ => {
             let _ = axum::body::to_bytes(request.into_body(), BODY_BYTES_MAX).await;
             ApiError::no_leader().into_response()

@@ -19,9 +19,14 @@
 //!   that still believes it leads), then a follower; healed by deleting the rules;
 //!   `PORTAL_CLUSTER_PARTITIONS` cycles of both (default [`PARTITIONS_DEFAULT`]). Writes
 //!   sent to a cut-off node must never get a 2xx while it is cut off, and the majority
-//!   must go on acknowledging writes. Needs root, `ip` (iproute2) and `nft` (nftables),
-//!   which `scripts/install-test-deps.sh` installs: without them the test fails when
-//!   `CI` is set and is skipped (with a line on stderr) otherwise.
+//!   must go on acknowledging writes. A cut-off follower must answer quickly, though
+//!   never wrongly: every write sent to it from just before the cut until healed is
+//!   answered (client timeouts aside) within [`cut_off_answer_max`] (the longest
+//!   silence the follower allows its leader, a heartbeat interval to notice, slack),
+//!   not after the forwarding's connect (2 s) or answer (30 s) timeout nor held until
+//!   the healing, and some with `no_leader`. Needs root, `ip` (iproute2) and `nft`
+//!   (nftables), which `scripts/install-test-deps.sh` installs: without them the test
+//!   fails when `CI` is set and is skipped (with a line on stderr) otherwise.
 //!
 //! The network of the partition test: the test creates network namespaces with unique
 //! names, a hub and one per node, each node's joined to the hub by a veth pair
@@ -105,11 +110,24 @@ const PROBE_SECS_MAX: u64 = 40;
 /// How long a fault lasts at least, in milliseconds: past a leader's lease (the
 /// longest election timeout, 1 s) and an election (1.5 to 2 s in all).
 /// `PORTAL_CLUSTER_FAULT_MS` sets it (past the leader's proposal timeout, 10 s, a
-/// cut-off leader gives up on the group it proposed; past the forwarding timeout,
-/// 30 s, a cut-off follower gives up on what it forwarded).
+/// cut-off leader gives up on the group it proposed; a cut-off follower gives up on
+/// what it forwarded once its leader was silent for the longest election timeout).
 const FAULT_MS_MIN: u64 = 2500;
 /// Status polls during a fault (a frozen node must not hold the test up).
 const POLL_MS_MAX: u64 = 1000;
+/// Slack on [`cut_off_answer_max`] for a debug build on a loaded machine, in
+/// milliseconds.
+const CUT_OFF_SLACK_MS: u64 = 600;
+
+/// How long a follower cut off from its leader may take to answer a write: the
+/// longest silence it allows its leader (the nodes run with the default timing), a
+/// heartbeat interval (how often a forwarded request checks it), and
+/// [`CUT_OFF_SLACK_MS`]. Below the forwarding's connect timeout (2 s), which bounded
+/// it before (and an open connection, the answer timeout: 30 s).
+fn cut_off_answer_max() -> Duration {
+    let timing = ledger_raft::node::Timing::default();
+    timing.leader_silence_max() + Duration::from_millis(timing.heartbeat_ms + CUT_OFF_SLACK_MS)
+}
 
 /// What one request got.
 #[derive(Debug, Clone)]
@@ -351,6 +369,22 @@ impl Load {
                 a.answered - from
             );
         }
+    }
+
+    /// How long each request sent to `node` in `[from, to)` took to be answered: a
+    /// 2xx, `no_leader`, an unknown outcome (client timeouts left out).
+    fn answer_times(&self, node: u64, from: Instant, to: Instant) -> [Vec<Duration>; 3] {
+        let [mut acked, mut refused, mut unknown] = [Vec::new(), Vec::new(), Vec::new()];
+        for a in self.log().iter().filter(|a| a.node == node && a.sent >= from && a.sent < to) {
+            let took = a.answered - a.sent;
+            match &a.answer {
+                Answer::Acked { .. } => acked.push(took),
+                Answer::NoLeader => refused.push(took),
+                Answer::Unknown(why) if why != NO_ANSWER => unknown.push(took),
+                Answer::Unknown(_) | Answer::Other(..) => {}
+            }
+        }
+        [acked, refused, unknown]
     }
 
     /// What the requests sent to `node` in `[from, to)` got.
@@ -753,6 +787,8 @@ fn partitions(netns: &Netns, seed: &std::path::Path, key: &str, cycles: usize) {
     let (mut elections, mut failovers) = (Vec::new(), Vec::new());
     let (mut minority, mut isolated) = (Tally::default(), Tally::default());
     let mut acked_while_follower_cut = 0;
+    // How long the follower cut off took to answer: `no_leader`, an unknown outcome.
+    let (mut refusals, mut given_up) = (Vec::new(), Vec::new());
     for _ in 0..cycles {
         for leader_side in [true, false] {
             let leader = cluster.leader(&agent);
@@ -791,6 +827,30 @@ fn partitions(netns: &Netns, seed: &std::path::Path, key: &str, cycles: usize) {
             std::thread::sleep(Duration::from_millis(LOAD_MS));
             stop_all(&probing, probes);
             *(if leader_side { &mut minority } else { &mut isolated }) += load.tally(cut, probed, healed);
+            if !leader_side {
+                // Answered quickly: what was in flight at the cut, what came while it
+                // still named its leader, and what came after (a write held until the
+                // healing and acknowledged then is slow too).
+                let [acked, refused, unknown] = load.answer_times(cut, probed, healed);
+                let slowest = acked.iter().chain(&refused).chain(&unknown).max().copied().unwrap_or_default();
+                assert!(
+                    slowest <= cut_off_answer_max(),
+                    "a follower cut off: node {cut} took {slowest:?} to answer a write (at most {:?}); {} 2xx in {}, \
+                     {} no_leader in {}, {} unknown in {}",
+                    cut_off_answer_max(),
+                    acked.len(),
+                    summary(&mut acked.clone()),
+                    refused.len(),
+                    summary(&mut refused.clone()),
+                    unknown.len(),
+                    summary(&mut unknown.clone()),
+                );
+                // Before, a follower cut off for the whole fault could hold every write
+                // (still naming the leader, forwarding over open connections).
+                assert!(!refused.is_empty(), "a follower cut off: node {cut} refused nothing");
+                refusals.extend(refused);
+                given_up.extend(unknown);
+            }
         }
     }
     stop_all(&writing, writers);
@@ -799,8 +859,14 @@ fn partitions(netns: &Netns, seed: &std::path::Path, key: &str, cycles: usize) {
         "partitions: {cycles} cycles (the leader cut off, then a follower), {acked} payments acknowledged; sent to \
          the minority leader (from just before the cut until healed): {minority}; to the follower cut off: \
          {isolated}; \
-         {acked_while_follower_cut} acknowledged by the majority while a follower was cut off; new leader {}; next \
-         acknowledged write {}",
+         {acked_while_follower_cut} acknowledged by the majority while a follower was cut off; the follower cut off \
+         answered no_leader {} times in {}, an unknown outcome {} times in {} (at most {:?} allowed); new leader {}; \
+         next acknowledged write {}",
+        refusals.len(),
+        summary(&mut refusals),
+        given_up.len(),
+        summary(&mut given_up),
+        cut_off_answer_max(),
         summary(&mut elections),
         summary(&mut failovers),
     );
