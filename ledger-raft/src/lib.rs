@@ -23,6 +23,7 @@ pub mod leader;
 pub mod machine;
 pub mod network;
 pub mod node;
+pub mod reads;
 pub mod snapshot;
 pub mod wire;
 

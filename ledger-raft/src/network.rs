@@ -3,7 +3,8 @@
 //! low-level client), served by axum on the node's replication address
 //! (`--peers N=HOST:PORT` in the portal's cluster mode).
 //!
-//! `POST /raft/append`, `/raft/vote`, `/raft/snapshot` carry openraft's requests
+//! `POST /raft/append`, `/raft/vote`, `/raft/snapshot` carry openraft's requests, and
+//! `/raft/read-index` a follower's question for a read (`reads.rs`)
 //! ([`wire::CONTENT_TYPE`]; another media type is answered `415`, a body that does not
 //! decode `400` with the reason, one over [`MESSAGE_BYTES_MAX`] `413`); the answer is
 //! openraft's `Result` in the same encoding, so a remote Raft error reaches the caller
@@ -70,6 +71,7 @@ pub fn router_with_contact(raft: Raft<TypeConfig>, contact: LeaderContact) -> Ro
         .route("/raft/append", post(append))
         .route("/raft/vote", post(vote))
         .route("/raft/snapshot", post(snapshot))
+        .route("/raft/read-index", post(read_index))
         .layer(axum::extract::DefaultBodyLimit::max(MESSAGE_BYTES_MAX))
         .with_state(Served { raft, contact })
 }
@@ -142,6 +144,15 @@ async fn snapshot(
     Wire(answer).into_response()
 }
 
+/// A follower's read-index round (`reads.rs`): this node's commit index once a quorum
+/// confirmed it still leads, or why not. The body is the unit message.
+async fn read_index(State(Served { raft, .. }): State<Served>, headers: HeaderMap, Wire(()): Wire<()>) -> Response {
+    if let Some(refused) = misdirected(&raft, &headers) {
+        return refused;
+    }
+    Wire(crate::reads::leader_read_index(&raft).await).into_response()
+}
+
 /// Opens a byte stream to a peer's address (`BasicNode::addr`, `HOST:PORT`): the
 /// transport under the HTTP messages.
 pub trait Connect: std::fmt::Debug + Clone + Send + Sync + 'static {
@@ -201,9 +212,16 @@ pub struct Peer<C: Connect = Tcp> {
     conn: Option<SendRequest<Full<Bytes>>>,
 }
 
+impl Peer {
+    /// A connection (opened on first use) to node `target` at `addr`, over TCP.
+    pub(crate) fn tcp(target: NodeId, addr: String) -> Peer {
+        Peer { target, addr, connector: Tcp, conn: None }
+    }
+}
+
 /// Why a call to a peer failed before it answered.
 #[derive(Debug, thiserror::Error)]
-enum CallError {
+pub(crate) enum CallError {
     #[error("{0}")]
     Connect(String),
     #[error("{0}")]
@@ -233,7 +251,13 @@ impl<C: Connect> Peer<C> {
         self.conn.as_mut().ok_or_else(|| CallError::Connect("no connection".into()))
     }
 
-    async fn call<Req: Serialize, Resp: DeserializeOwned>(
+    /// The address this peer is reached at.
+    pub(crate) fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// Sends `req` to `path` and decodes the answer, within `ttl`.
+    pub(crate) async fn call<Req: Serialize, Resp: DeserializeOwned>(
         &mut self,
         path: &str,
         req: &Req,

@@ -32,6 +32,7 @@ use tower::ServiceExt as _;
 use crate::contact::LeaderContact;
 use crate::machine::{LedgerMachine, RaftProposer, follow_leadership};
 use crate::network::{Network, router_with_contact};
+use crate::reads::{Freshness, ReadError, ReadIndex};
 use crate::{NodeId, RaftLog, TypeConfig};
 
 /// Bytes of one segment of the Raft log: a Raft entry is one frame, so a segment must
@@ -200,6 +201,7 @@ pub struct Node {
     contact: LeaderContact,
     internal: Arc<OnceLock<Router>>,
     tasks: parking_lot::Mutex<Vec<JoinHandle<()>>>,
+    reads: ReadIndex,
 }
 
 impl std::fmt::Debug for Node {
@@ -253,6 +255,7 @@ impl Node {
                 contact,
                 internal,
                 tasks: parking_lot::Mutex::new(tasks),
+                reads: ReadIndex::default(),
             }),
             Err(e) => {
                 let _ = ledger.close();
@@ -460,6 +463,54 @@ impl Node {
     /// a node that is not the leader (or cannot reach a quorum).
     pub async fn ensure_linearizable(&self) -> Result<(), RaftError<NodeId, CheckIsLeaderError<NodeId, BasicNode>>> {
         self.raft.ensure_linearizable().await.map(|_| ())
+    }
+
+    /// Waits until a read on this node would be as fresh as `freshness` asks (see
+    /// [`crate::reads`]), for at most `within`; the caller then reads the ledger.
+    /// `Err` when it cannot be: nothing should be read (or the read should be labelled
+    /// as staler than asked).
+    pub async fn read(&self, freshness: Freshness, within: Duration) -> Result<(), ReadError> {
+        let arrived = std::time::Instant::now();
+        let deadline = tokio::time::Instant::now() + within;
+        let max_age = match freshness {
+            Freshness::Applied => return Ok(()),
+            Freshness::AtLeastSeq(seq) => return self.wait_seq(seq, deadline, within).await,
+            Freshness::Linearizable => None,
+            Freshness::MaxStaleness(age) => Some(age),
+        };
+        let index = self.reads.index(&self.raft, self.id, arrived, max_age, within).await?;
+        let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match self.raft.wait(Some(remaining)).applied_index_at_least(index, "a read's index").await {
+            Ok(_) => Ok(()),
+            Err(_) => Err(self.behind(format!("Raft index {}", index.unwrap_or(0)), within)),
+        }
+    }
+
+    /// Waits until the ledger applied `seq`: each apply changes Raft's metrics after the
+    /// ledger applied the entry, so the seq is checked again at each change.
+    async fn wait_seq(&self, seq: u64, deadline: tokio::time::Instant, within: Duration) -> Result<(), ReadError> {
+        let mut metrics = self.raft.metrics();
+        loop {
+            if self.ledger.last_seq() >= seq {
+                return Ok(());
+            }
+            match tokio::time::timeout_at(deadline, metrics.changed()).await {
+                Ok(Ok(())) => {}
+                // Raft stopped, or the time is up: one last look.
+                Ok(Err(_)) | Err(_) => {
+                    return if self.ledger.last_seq() >= seq {
+                        Ok(())
+                    } else {
+                        Err(self.behind(format!("seq {seq}"), within))
+                    };
+                }
+            }
+        }
+    }
+
+    fn behind(&self, needed: String, waited: Duration) -> ReadError {
+        let applied_index = self.raft.metrics().borrow().last_applied.map_or(0, |id| id.index);
+        ReadError::Behind { applied: self.ledger.last_seq(), applied_index, needed, waited }
     }
 
     /// Stops Raft, the replication listener and the leadership follower, then closes

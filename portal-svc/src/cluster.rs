@@ -46,6 +46,7 @@ use ledger_raft::node::{Node, NodeConfig, StartError};
 use crate::app::{AppState, BODY_BYTES_MAX};
 use crate::auth::PeerAddr;
 use crate::error::ApiError;
+use crate::reads;
 
 /// Where the replication listener serves the portal to the other nodes.
 pub const FORWARD_PREFIX: &str = "/portal";
@@ -291,12 +292,39 @@ fn end_to_end(headers: &HeaderMap) -> HeaderMap {
 /// nothing changed. See [`Cluster::forward`] for a leader that falls silent after the
 /// write was sent.
 pub async fn forward(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let reading = matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     let Some(cluster) = state.cluster.as_ref() else {
+        // A single node is as fresh as any read can ask; a malformed ask is still one.
+        if reading && let Err(e) = reads::asked(request.headers()) {
+            return e.into_response();
+        }
         return next.run(request).await;
     };
-    if matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
-        return next.run(request).await;
+    let node = &cluster.node;
+    let mut response = if reading { read(node, request, next).await } else { write(cluster, request, next).await };
+    // A forwarded write's answer carries the leader's, which covers the write.
+    response
+        .headers_mut()
+        .entry(reads::APPLIED_SEQ_HEADER)
+        .or_insert_with(|| reads::applied_seq_value(node.applied_seq()));
+    response
+}
+
+/// A read, once this node is as fresh as it asks ([`crate::reads`]).
+async fn read(node: &Node, request: Request, next: Next) -> Response {
+    let asked = match reads::asked(request.headers()) {
+        Ok(asked) => asked,
+        Err(e) => return e.into_response(),
+    };
+    if let Err(e) = reads::make_fresh(node, asked).await {
+        return e.into_response();
     }
+    next.run(request).await
+}
+
+/// A write: answered here by a leader with a quorum, forwarded to a leader heard from
+/// lately, refused otherwise.
+async fn write(cluster: &Cluster, request: Request, next: Next) -> Response {
     let forwarded = request.extensions().get::<Forwarded>().is_some();
     let node = &cluster.node;
     if node.leader_id() == Some(node.id()) && node.leads_with_quorum() {

@@ -40,6 +40,7 @@ pub mod idempotency;
 pub mod mfa;
 pub mod password;
 pub mod pg;
+pub mod reads;
 pub mod routes;
 pub mod schema;
 pub mod secrets;
