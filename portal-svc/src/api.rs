@@ -255,6 +255,13 @@ impl Endpoint {
             }
             add(415, "unsupported_media_type");
         }
+        if self.method == Method::GET {
+            // The freshness headers of a read (`reads.rs`): malformed, or (cluster
+            // mode) not to be made that fresh.
+            add(400, "invalid_header");
+            add(503, "no_leader");
+            add(503, "node_behind");
+        }
         if self.method != Method::GET {
             add(413, "body_too_large");
             add(408, "body_timeout");
@@ -680,7 +687,7 @@ pub fn openapi(endpoints: &[Endpoint]) -> OpenApi {
             InfoBuilder::new()
                 .title("portal-svc")
                 .version(env!("CARGO_PKG_VERSION"))
-                .description(Some("The payment portal's HTTP API over the ledger engine. Money is a decimal string in major units; every error is {\"error\": {type, code, message, param?}}. x-access on each operation says which roles and whether API keys may call it.")),
+                .description(Some("The payment portal's HTTP API over the ledger engine. Money is a decimal string in major units; every error is {\"error\": {type, code, message, param?}}. x-access on each operation says which roles and whether API keys may call it. In cluster mode every answer carries Ledger-Applied-Seq (the seq the answering node had applied), and a GET may ask for a fresher read than the node's own with a header (400 invalid_header if malformed; a single node is always as fresh as asked): Ledger-Min-Seq: S (read-your-writes: answered once the node applied seq S, else 503 node_behind after 5 s), Ledger-Read-Consistency: linearizable (reflects every write acknowledged before the request; 503 no_leader if no leader confirms its commit index), Ledger-Max-Staleness-Ms: M (reflects every write acknowledged before a moment at most M ms earlier, M <= 86400000).")),
         )
         .paths(paths)
         .components(Some(components.build()))

@@ -10,7 +10,8 @@
 //!   asks the leader for its commit index and waits until it applied it).
 //! - `Ledger-Max-Staleness-Ms: M`: the answer reflects every write acknowledged before
 //!   a moment at most `M` ms before the request (a follower reuses a recent round with
-//!   the leader instead of asking again).
+//!   the leader instead of asking again). With a linearizable read too, the
+//!   linearizable read is served.
 //!
 //! Every answer of a cluster node carries `Ledger-Applied-Seq`, the seq of the last
 //! record the answering node had applied when it answered.
@@ -79,11 +80,9 @@ pub fn asked(headers: &HeaderMap) -> Result<Asked, ApiError> {
         Some(v) if v.eq_ignore_ascii_case("linearizable") => true,
         Some(_) => return Err(bad(CONSISTENCY_HEADER, "must be `linearizable`")),
     };
+    // Linearizable is the fresher of the two: asked for both, it is what is served.
     let freshness = match (linearizable, staleness) {
-        (true, Some(_)) => {
-            return Err(bad(MAX_STALENESS_HEADER, "cannot be combined with a linearizable read (which is fresher)"));
-        }
-        (true, None) => Some(Freshness::Linearizable),
+        (true, _) => Some(Freshness::Linearizable),
         (false, Some(ms)) if ms > MAX_STALENESS_MS => {
             return Err(bad(MAX_STALENESS_HEADER, "is at most 86400000 (a day)"));
         }
@@ -166,7 +165,7 @@ mod tests {
         }
         let twice = asked(&headers(&[(MIN_SEQ_HEADER, "1"), (MIN_SEQ_HEADER, "2")])).unwrap_err();
         assert_eq!(twice.param.as_deref(), Some(MIN_SEQ_HEADER));
-        let both = asked(&headers(&[(CONSISTENCY_HEADER, "linearizable"), (MAX_STALENESS_HEADER, "5")])).unwrap_err();
-        assert_eq!(both.param.as_deref(), Some(MAX_STALENESS_HEADER));
+        let both = asked(&headers(&[(CONSISTENCY_HEADER, "linearizable"), (MAX_STALENESS_HEADER, "5")])).unwrap();
+        assert_eq!(both.freshness, Some(Freshness::Linearizable), "the fresher of the two");
     }
 }
