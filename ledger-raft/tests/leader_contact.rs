@@ -27,25 +27,6 @@ async fn start(id: NodeId, dir: &std::path::Path, peers: &BTreeMap<NodeId, Strin
     Node::start(config).await.unwrap()
 }
 
-/// The leader every node names, with a quorum, twice in a row 0.3 s apart.
-async fn settled_leader(nodes: &BTreeMap<NodeId, Node>) -> NodeId {
-    let until = Instant::now() + Duration::from_secs(20);
-    let mut seen = None;
-    loop {
-        let leaders: Vec<Option<NodeId>> = nodes.values().map(Node::leader_id).collect();
-        let now = leaders[0]
-            .filter(|l| leaders.iter().all(|x| *x == Some(*l)) && nodes.get(l).is_some_and(Node::leads_with_quorum));
-        if let Some(leader) = now
-            && now == seen
-        {
-            return leader;
-        }
-        assert!(Instant::now() < until, "no settled leader: {leaders:?}");
-        seen = now;
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-}
-
 /// How long after `since` `node`'s signal (with its own bound) was no longer
 /// `Some(leader)`; panics if it still is `within` after `since`.
 async fn stale_after(node: &Node, leader: NodeId, since: Instant, within: Duration) -> Duration {
@@ -64,7 +45,7 @@ async fn followers_hear_a_running_leader_and_notice_it_fall_silent_or_stop() {
     for (id, dir) in (1..=3u64).zip(&dirs) {
         nodes.insert(id, start(id, dir.path(), &peers).await);
     }
-    let leader = settled_leader(&nodes).await;
+    let leader = common::settled_leader(&nodes).await;
     let followers: Vec<NodeId> = nodes.keys().copied().filter(|&id| id != leader).collect();
     let silence = TIMING.leader_silence_max();
     assert_eq!(silence, Duration::from_millis(TIMING.election_max_ms), "the bound is the longest election timeout");

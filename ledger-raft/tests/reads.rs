@@ -26,25 +26,6 @@ async fn start(id: NodeId, dir: &std::path::Path, peers: &BTreeMap<NodeId, Strin
     Node::start(config).await.unwrap()
 }
 
-/// The leader every node names, with a quorum, twice in a row 0.3 s apart.
-async fn settled_leader(nodes: &BTreeMap<NodeId, Node>) -> NodeId {
-    let until = Instant::now() + Duration::from_secs(20);
-    let mut seen = None;
-    loop {
-        let leaders: Vec<Option<NodeId>> = nodes.values().map(Node::leader_id).collect();
-        let now = leaders[0]
-            .filter(|l| leaders.iter().all(|x| *x == Some(*l)) && nodes.get(l).is_some_and(Node::leads_with_quorum));
-        if let Some(leader) = now
-            && now == seen
-        {
-            return leader;
-        }
-        assert!(Instant::now() < until, "no settled leader: {leaders:?}");
-        seen = now;
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-}
-
 /// Submits one sale on `node` (the leader) and returns its seq.
 async fn sale(node: &Node, id: u128) -> u64 {
     let ledger = node.ledger().clone();
@@ -66,7 +47,7 @@ async fn a_follower_reads_as_fresh_as_asked_or_refuses() {
     for (id, dir) in (1..=3u64).zip(&dirs) {
         nodes.insert(id, start(id, dir.path(), &peers).await);
     }
-    let leader = settled_leader(&nodes).await;
+    let leader = common::settled_leader(&nodes).await;
     let followers: Vec<NodeId> = nodes.keys().copied().filter(|&id| id != leader).collect();
     let within = Duration::from_secs(5);
 

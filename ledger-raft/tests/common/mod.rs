@@ -196,6 +196,29 @@ pub async fn leader(raft: &openraft::Raft<TypeConfig>, alive: &[NodeId]) -> Node
     metrics.current_leader.unwrap()
 }
 
+/// The leader once every node names it and a quorum acknowledges it, twice in a row
+/// 0.3 s apart: on a first start every node stands for election (each initializes the
+/// membership), so the first leader seen may be replaced within a second.
+pub async fn settled_leader(nodes: &std::collections::BTreeMap<NodeId, ledger_raft::node::Node>) -> NodeId {
+    use ledger_raft::node::Node;
+    use std::time::{Duration, Instant};
+    let until = Instant::now() + Duration::from_secs(20);
+    let mut seen = None;
+    loop {
+        let leaders: Vec<Option<NodeId>> = nodes.values().map(Node::leader_id).collect();
+        let now = leaders[0]
+            .filter(|l| leaders.iter().all(|x| *x == Some(*l)) && nodes.get(l).is_some_and(Node::leads_with_quorum));
+        if let Some(leader) = now
+            && now == seen
+        {
+            return leader;
+        }
+        assert!(Instant::now() < until, "no settled leader: {leaders:?}");
+        seen = now;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
 // ----- a replicated ledger's load and checks ------------------------------------------
 
 pub fn usd() -> ledger_core::Currency {
