@@ -9,7 +9,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ledger_core::{Durability, Ledger, LedgerOptions, SubmitError, Tx, TxId, TxOutcome};
 use ledger_raft::NodeId;
@@ -27,27 +27,6 @@ async fn stop(node: Node) {
     node.shutdown().await.unwrap();
 }
 
-/// The leader once every node names it and a quorum acknowledges it, twice in a row
-/// 0.3 s apart: on a first start every node stands for election (each initializes the
-/// membership), so the first leader seen may be replaced within a second.
-async fn leader_of(nodes: &BTreeMap<NodeId, Node>) -> NodeId {
-    let until = Instant::now() + Duration::from_secs(20);
-    let mut seen = None;
-    loop {
-        let leaders: Vec<Option<NodeId>> = nodes.values().map(Node::leader_id).collect();
-        let now = leaders[0]
-            .filter(|l| leaders.iter().all(|x| *x == Some(*l)) && nodes.get(l).is_some_and(Node::leads_with_quorum));
-        if let Some(leader) = now
-            && now == seen
-        {
-            return leader;
-        }
-        assert!(Instant::now() < until, "no settled leader: {leaders:?}");
-        seen = now;
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replicated_ledger_commits_through_raft_fails_over_and_catches_up() {
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
@@ -60,7 +39,7 @@ async fn a_replicated_ledger_commits_through_raft_fails_over_and_catches_up() {
         assert_eq!(node.members(), vec![1, 2, 3], "every node initialized the same membership");
     }
 
-    let leader = leader_of(&nodes).await;
+    let leader = common::settled_leader(&nodes).await;
     common::sales(nodes[&leader].ledger(), 1, 60).await;
     // One call of thousands: one group, one Raft entry of megabytes between nodes.
     let big: Vec<Tx> = (10_001..=14_000u128).map(|i| Tx::sale(TxId(i), 2, 1_00, common::usd())).collect();
@@ -88,7 +67,7 @@ async fn a_replicated_ledger_commits_through_raft_fails_over_and_catches_up() {
     // The leader dies; another is elected and takes submits.
     let old = nodes.remove(&leader).unwrap();
     stop(old).await;
-    let next = leader_of(&nodes).await;
+    let next = common::settled_leader(&nodes).await;
     assert_ne!(next, leader);
     common::sales(nodes[&next].ledger(), 61, 40).await;
     // A sale acknowledged before the fail-over, resubmitted, is there once.

@@ -253,3 +253,44 @@ pub fn assert_same(ledgers: &[&ledger_core::Ledger]) {
         ledger.check_consistency().unwrap();
     }
 }
+
+// ----- nodes (`ledger_raft::node::Node`) -------------------------------------------
+
+/// Node `id` of the cluster `peers` on `dir`, with the tests' quick Raft timing and
+/// synced ledger writes; `join`: a new node that waits to be added
+/// (`NodeConfig::join`).
+pub async fn node(
+    id: NodeId,
+    dir: &std::path::Path,
+    peers: &std::collections::BTreeMap<NodeId, String>,
+    join: bool,
+) -> ledger_raft::node::Node {
+    let mut config = ledger_raft::node::NodeConfig::new(id, dir, peers.clone());
+    config.timing = timing();
+    config.ledger = ledger_core::LedgerOptions { durability: ledger_core::Durability::SyncData, ..config.ledger };
+    config.join = join;
+    ledger_raft::node::Node::start(config).await.unwrap()
+}
+
+/// The leader every node of `nodes` names, with a quorum, twice in a row 0.3 s apart:
+/// on a first start every node stands for election, so the first leader seen may be
+/// replaced within a second.
+pub async fn settled_leader(nodes: &std::collections::BTreeMap<NodeId, ledger_raft::node::Node>) -> NodeId {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut seen = None;
+    loop {
+        let leaders: Vec<Option<NodeId>> = nodes.values().map(ledger_raft::node::Node::leader_id).collect();
+        let now = leaders[0].filter(|l| {
+            leaders.iter().all(|x| *x == Some(*l))
+                && nodes.get(l).is_some_and(ledger_raft::node::Node::leads_with_quorum)
+        });
+        if let Some(leader) = now
+            && now == seen
+        {
+            return leader;
+        }
+        assert!(std::time::Instant::now() < until, "no settled leader: {leaders:?}");
+        seen = now;
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+}
