@@ -84,7 +84,7 @@ pub struct Cluster {
     /// Where nodes started from now on write their stderr (`node-N.log`); from
     /// `PORTAL_CLUSTER_LOGS` at the start.
     pub logs: Option<std::path::PathBuf>,
-    /// The voters every node must report (1, 2, 3 until a replacement).
+    /// The voters every node must report (1, 2, 3 until a membership change).
     pub members: Vec<u64>,
 }
 
@@ -135,7 +135,7 @@ impl Cluster {
 
     /// A new node `id` (the next after the last, on a fresh directory with a copy of
     /// `seed`'s metadata) started with `--join`, on loopback; returns its replication
-    /// address, for `POST /v1/cluster/replace`.
+    /// address, for `POST /v1/cluster/members` or `POST /v1/cluster/replace`.
     pub fn join(&mut self, seed: &std::path::Path, id: u64) -> String {
         assert_eq!(usize::try_from(id - 1).unwrap(), self.dirs.len(), "nodes are numbered in order");
         let dir = tempfile::tempdir().unwrap();
@@ -170,6 +170,12 @@ impl Cluster {
         let service = Service::start_with(self.dirs[index].path(), true, &launch);
         self.bases.write().unwrap().insert(id, service.base.clone());
         self.nodes.insert(id, service);
+    }
+
+    /// The replication address of node `id` among the first three (from `--peers`).
+    pub fn peer_address(&self, id: u64) -> Option<String> {
+        let prefix = format!("{id}=");
+        self.peers.split(',').find_map(|entry| entry.strip_prefix(prefix.as_str())).map(str::to_string)
     }
 
     /// Node `id`'s data directory.
