@@ -346,6 +346,21 @@ fn payments(agent: &ureq::Agent, base: &str, key: &str, prefix: &str, count: usi
     last
 }
 
+/// A keyed payment through `base`, asked again with its key while the answer is 503
+/// (a leader being elected, or just elected) until it is 201; returns the answer.
+fn pay_through(agent: &ureq::Agent, base: &str, key: &str, idem: &str, amount: &str) -> Value {
+    let until = Instant::now() + Duration::from_secs(WAIT_SECS_MAX);
+    loop {
+        let (status, body) = pay(agent, base, key, idem, amount).unwrap();
+        match status {
+            201 => return body,
+            503 => assert!(Instant::now() < until, "payment {idem}: still {body}"),
+            _ => panic!("payment {idem}: {status} {body}"),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// A machine lost with its disk comes back as a new node: node 3 is killed and its
 /// directory wiped; node 4 starts with `--join` (it never forms a cluster of its own)
 /// and a platform admin's `POST /v1/cluster/replace` on a follower (forwarded to the
@@ -453,8 +468,7 @@ fn nodes_are_added_and_removed() {
     assert_eq!(body["members"], json!([1, 2, 3, 4]), "{body}");
     cluster.members = vec![1, 2, 3, 4];
     assert_eq!(cluster.leader(&agent), leader, "adding a voter keeps the leader");
-    let (status, body) = pay(&agent, &cluster.nodes[&4].base, &key, "through-4", "5.00").unwrap();
-    assert_eq!(status, 201, "written through the new node: {body}");
+    let body = pay_through(&agent, &cluster.nodes[&4].base, &key, "through-4", "5.00");
     cluster.applied(&agent, body["seq"].as_u64().unwrap());
     let expected = cluster.transactions(&agent, leader, &key);
     assert_eq!(expected.len(), 6);
@@ -501,8 +515,7 @@ fn nodes_are_added_and_removed() {
     cluster.members = left.clone();
     let mut last_leader = cluster.leader(&agent);
     assert!(left.contains(&last_leader));
-    let (status, body) = pay(&agent, &cluster.nodes[&asker].base, &key, "after-leader", "6.00").unwrap();
-    assert_eq!(status, 201, "written after the leader left: {body}");
+    let body = pay_through(&agent, &cluster.nodes[&asker].base, &key, "after-leader", "6.00");
     last = body["seq"].as_u64().unwrap();
     // The admin's session was the old leader's (per-node SQLite): sign in again, on the
     // new leader.
@@ -520,8 +533,7 @@ fn nodes_are_added_and_removed() {
         cluster.kill(gone);
         assert_eq!(cluster.leader(&agent), last_leader, "removing a follower keeps the leader");
         let base = &cluster.nodes[&last_leader].base;
-        let (status, body) = pay(&agent, base, &key, &format!("without-{gone}"), "1.00").unwrap();
-        assert_eq!(status, 201, "written without node {gone}: {body}");
+        let body = pay_through(&agent, base, &key, &format!("without-{gone}"), "1.00");
         last = body["seq"].as_u64().unwrap();
     }
     cluster.applied(&agent, last);

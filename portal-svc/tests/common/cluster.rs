@@ -210,7 +210,9 @@ impl Cluster {
         self.leader_of(agent, &ids)
     }
 
-    /// The leader nodes `ids` agree on (one of them, in the same term), once they do.
+    /// The leader nodes `ids` agree on (one of them, in the same term), once they do
+    /// and each reports [`Cluster::members`] as the voters (a follower learns of a
+    /// membership change with the leader's next message).
     pub fn leader_of(&self, agent: &ureq::Agent, ids: &[u64]) -> u64 {
         let until = Instant::now() + Duration::from_secs(WAIT_SECS_MAX);
         loop {
@@ -222,13 +224,12 @@ impl Cluster {
             if let Some(Some((leader, term))) = seen.first()
                 && seen.iter().all(|s| *s == Some((*leader, *term)))
                 && ids.contains(leader)
+                && views.iter().flatten().all(|view| view["members"] == json!(self.members))
             {
-                for view in views.iter().flatten() {
-                    assert_eq!(view["members"], json!(self.members), "{view}");
-                }
                 return *leader;
             }
-            assert!(Instant::now() < until, "no agreed leader among {ids:?}: {views:?}");
+            let members = &self.members;
+            assert!(Instant::now() < until, "no agreed leader among {ids:?} with voters {members:?}: {views:?}");
             std::thread::sleep(Duration::from_millis(20));
         }
     }
