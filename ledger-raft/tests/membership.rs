@@ -87,6 +87,7 @@ async fn nodes_are_added_and_removed_the_leader_too() {
     assert_eq!(nodes[&leader].remove_member(leader).await.unwrap(), left);
     let old = nodes.remove(&leader).unwrap();
     assert_eq!((old.leader_id(), old.members()), (None, left.clone()), "the removed leader stepped down");
+    assert!(!old.leads_with_quorum(), "and takes no writes");
     old.shutdown().await.unwrap();
     let mut leader = common::settled_leader(&nodes).await;
     assert!(left.contains(&leader));
