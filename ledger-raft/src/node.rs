@@ -1,20 +1,23 @@
 //! One node of a replicated ledger, assembled in one place: the ledger in its
 //! replicated mode and the Raft log under the node's directory, openraft's `Raft` over
 //! [`LedgerMachine`], the replication router served on the node's own replication
-//! address, [`follow_leadership`], and the static membership initialized on first start.
+//! address, [`follow_leadership`], and the membership initialized on first start.
 //!
-//! Membership is static: every node is started with the same peers map (its own entry
-//! included) and calls `Raft::initialize` with it when its Raft state is pristine. That
+//! The first membership is static: every node is started with the same peers map (its
+//! own entry included) and calls `Raft::initialize` with it when its Raft state is
+//! pristine. That
 //! is openraft 0.9's documented way to form a cluster ("more than one node performing
 //! `initialize()` with the same config is safe"); a node whose log already holds a
-//! membership answers `NotAllowed`, which is the goal reached.
+//! membership answers `NotAllowed`, which is the goal reached. From there the leader
+//! changes the membership: [`Node::add_member`], [`Node::remove_member`] and
+//! [`Node::replace_member`] (a new node starts with [`NodeConfig::join`]).
 //!
 //! The replication listener carries Raft's messages and, once attached with
 //! [`Node::serve_internal`], the application's own routes between nodes (the portal
 //! forwards writes there). Nothing on it is authenticated: it belongs on a private
 //! network.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -25,7 +28,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use ledger_core::{Ledger, LedgerOptions};
 use openraft::error::{CheckIsLeaderError, InitializeError, RaftError};
-use openraft::{BasicNode, Raft};
+use openraft::{BasicNode, ChangeMembers, Raft, ServerState};
 use tokio::task::JoinHandle;
 use tower::ServiceExt as _;
 
@@ -100,7 +103,8 @@ pub struct NodeConfig {
     pub log_kept_entries: u64,
     /// A node joining a cluster already formed (a new member, or the replacement of a
     /// wiped one): it never initializes, and waits for the leader to add it
-    /// ([`Node::replace_member`]). `peers` then needs only its own entry.
+    /// ([`Node::add_member`], [`Node::replace_member`]). `peers` then needs only its
+    /// own entry.
     pub join: bool,
 }
 
@@ -352,9 +356,12 @@ impl Node {
         &self.raft
     }
 
-    /// The leader this node knows of, if any.
+    /// The leader this node knows of, if any. Never this node once it stepped down
+    /// (removed from the voters, it goes on naming itself in openraft's metrics).
     pub fn leader_id(&self) -> Option<NodeId> {
-        self.raft.metrics().borrow().current_leader
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        m.current_leader.filter(|&l| l != self.id || m.state == ServerState::Leader)
     }
 
     /// Raft's timing on this node.
@@ -411,12 +418,68 @@ impl Node {
         self.ledger.last_seq()
     }
 
+    /// Adds node `new`, listening on `addr` for Raft (started with
+    /// [`NodeConfig::join`]), as a voter: it is added as a learner and sent what it
+    /// lacks (the leader's snapshot and the log after it), within `catch_up`; then the
+    /// voters become the current ones and `new` (openraft's joint consensus). Returns
+    /// the new voters. On the leader only. `new` must be an id the cluster never used:
+    /// a node removed earlier (or wiped) comes back under a new one.
+    pub async fn add_member(
+        &self,
+        new: NodeId,
+        addr: String,
+        catch_up: Duration,
+    ) -> Result<Vec<NodeId>, MembershipError> {
+        let voters = self.voters_here()?;
+        self.check_newcomer(&voters, new, &addr)?;
+        self.learn(new, addr, catch_up).await?;
+        let mut next = voters;
+        next.insert(new);
+        self.change_voters(next).await
+    }
+
+    /// Removes voter `old` from the cluster (joint consensus, then `old` is neither a
+    /// voter nor a learner) and returns the voters left. On the leader only; the last
+    /// voter is never removed. A learner `old` (left by an addition that did not catch
+    /// up) is dropped from the membership too.
+    ///
+    /// The leader may remove itself: it commits the membership without itself, answers,
+    /// and steps down (this waits for that, at most the longest election timeout); the
+    /// voters left elect a leader among them once its lease has run out (1.5 to 2 s
+    /// with the default timing). Until then a write answers `no_leader` everywhere.
+    ///
+    /// The removed node is told nothing (openraft stops replicating to it at once, per
+    /// its documentation "the node to remove can be safely terminated"): its operator
+    /// stops it. Left running, it may stand for election; the others refuse it while
+    /// they hear from their leader (openraft's leader lease) and its log is behind
+    /// theirs, but it is noise. It must never come back under its old id (its Raft log
+    /// and vote are of a membership that no longer holds it); wiped, it may come back
+    /// as a new node with [`Node::add_member`] under a new id.
+    pub async fn remove_member(&self, old: NodeId) -> Result<Vec<NodeId>, MembershipError> {
+        let voters = self.voters_here()?;
+        if self.is_learner(old) {
+            self.raft
+                .change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([old])), false)
+                .await
+                .map_err(|e| MembershipError::Raft(format!("removing learner {old}: {e}")))?;
+            return Ok(voters.into_iter().collect());
+        }
+        Self::check_leaving(&voters, old)?;
+        if voters.len() == 1 {
+            return Err(MembershipError::Invalid(format!("node {old} is the last voter; it cannot be removed")));
+        }
+        let mut next = voters;
+        next.remove(&old);
+        self.change_voters_without(next, old).await
+    }
+
     /// Replaces voter `old` by node `new`, listening on `addr` for Raft (started with
     /// [`NodeConfig::join`]): `new` is added as a learner and sent what it lacks (the
     /// leader's snapshot and the log after it), within `catch_up`; then the voters
     /// become the old ones without `old` and with `new` (openraft's joint consensus).
-    /// On the leader only. A wiped machine comes back this way, under a new id: a voter
-    /// that forgot its vote and its log must never rejoin under its old one.
+    /// On the leader only (which may replace itself: see [`Node::remove_member`]). A
+    /// wiped machine comes back this way, under a new id: a voter that forgot its vote
+    /// and its log must never rejoin under its old one.
     pub async fn replace_member(
         &self,
         old: NodeId,
@@ -424,38 +487,134 @@ impl Node {
         addr: String,
         catch_up: Duration,
     ) -> Result<Vec<NodeId>, MembershipError> {
-        if self.leader_id() != Some(self.id) {
-            return Err(MembershipError::NotLeader(self.leader_id()));
-        }
-        let voters: std::collections::BTreeSet<NodeId> =
-            self.raft.metrics().borrow().membership_config.membership().voter_ids().collect();
-        if !voters.contains(&old) {
-            return Err(MembershipError::Invalid(format!("node {old} is not a voter (voters: {voters:?})")));
-        }
-        if voters.contains(&new) || new == old {
-            return Err(MembershipError::Invalid(format!("node {new} is a voter already")));
-        }
-        if addr.rsplit_once(':').is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err()) {
-            return Err(MembershipError::Invalid(format!("{addr:?} is not HOST:PORT")));
-        }
-        let added = tokio::time::timeout(catch_up, self.raft.add_learner(new, BasicNode { addr }, true)).await;
-        match added {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => return Err(MembershipError::Raft(format!("adding node {new} as a learner: {e}"))),
-            Err(_) => {
-                return Err(MembershipError::CatchUp(format!(
-                    "node {new} did not catch up within {catch_up:?}; it stays a learner (ask again)"
-                )));
-            }
-        }
+        let voters = self.voters_here()?;
+        Self::check_leaving(&voters, old)?;
+        self.check_newcomer(&voters, new, &addr)?;
+        self.learn(new, addr, catch_up).await?;
         let mut next = voters;
         next.remove(&old);
         next.insert(new);
+        self.change_voters_without(next, old).await
+    }
+
+    /// The voters, on the leader; `NotLeader` elsewhere.
+    fn voters_here(&self) -> Result<BTreeSet<NodeId>, MembershipError> {
+        if self.leader_id() != Some(self.id) {
+            return Err(MembershipError::NotLeader(self.leader_id()));
+        }
+        Ok(self.raft.metrics().borrow().membership_config.membership().voter_ids().collect())
+    }
+
+    /// Whether `id` is a learner of the membership.
+    fn is_learner(&self, id: NodeId) -> bool {
+        self.raft.metrics().borrow().membership_config.membership().learner_ids().any(|l| l == id)
+    }
+
+    /// `old` may leave if it is a voter.
+    fn check_leaving(voters: &BTreeSet<NodeId>, old: NodeId) -> Result<(), MembershipError> {
+        if voters.contains(&old) {
+            Ok(())
+        } else {
+            Err(MembershipError::Invalid(format!("node {old} is not a voter (voters: {voters:?})")))
+        }
+    }
+
+    /// `new` may join at `addr` if it is no voter yet and `addr` is `HOST:PORT` that no
+    /// other node of the membership uses (two ids on one address could elect two
+    /// leaders). A learner `new` (a join that did not catch up) may be asked again, at
+    /// the same address (openraft keeps a learner's first one).
+    fn check_newcomer(&self, voters: &BTreeSet<NodeId>, new: NodeId, addr: &str) -> Result<(), MembershipError> {
+        if voters.contains(&new) {
+            return Err(MembershipError::Invalid(format!("node {new} is a voter already")));
+        }
+        if !is_host_port(addr) {
+            return Err(MembershipError::Invalid(format!("{addr:?} is not HOST:PORT")));
+        }
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        if let Some(known) = m.membership_config.membership().get_node(&new)
+            && known.addr != addr
+        {
+            return Err(MembershipError::Invalid(format!(
+                "node {new} is a learner at {}: ask again with that address, or remove it first",
+                known.addr
+            )));
+        }
+        if let Some((other, _)) = m.membership_config.membership().nodes().find(|(id, n)| **id != new && n.addr == addr)
+        {
+            return Err(MembershipError::Invalid(format!("{addr} is node {other}'s address")));
+        }
+        Ok(())
+    }
+
+    /// Adds `new` as a learner and waits, at most `catch_up`, until it acknowledged the
+    /// log up to its own addition (the leader's snapshot and the entries after it).
+    ///
+    /// Not openraft's own wait (`add_learner` blocking): that calls a learner up to
+    /// date once it is within `replication_lag_threshold` entries (5,000 by default) of
+    /// the leader, even one that never answered, so a node down or unreachable would
+    /// be made a voter of a small cluster at once.
+    async fn learn(&self, new: NodeId, addr: String, catch_up: Duration) -> Result<(), MembershipError> {
+        let deadline = tokio::time::Instant::now() + catch_up;
+        let not_caught_up = || {
+            MembershipError::CatchUp(format!(
+                "node {new} did not catch up within {catch_up:?}; it stays a learner (ask again, or remove it)"
+            ))
+        };
+        let added = match tokio::time::timeout_at(deadline, self.raft.add_learner(new, BasicNode { addr }, false)).await
+        {
+            Ok(Ok(added)) => added,
+            Ok(Err(e)) => return Err(MembershipError::Raft(format!("adding node {new} as a learner: {e}"))),
+            Err(_) => return Err(not_caught_up()),
+        };
+        let target = added.log_id.index;
+        let within = Some(deadline.saturating_duration_since(tokio::time::Instant::now()));
+        // Done when it acknowledged the entry that added it, or this node stopped leading.
+        let waited = self
+            .raft
+            .wait(within)
+            .metrics(
+                |m| {
+                    m.replication
+                        .as_ref()
+                        .is_none_or(|r| r.get(&new).is_some_and(|l| l.is_some_and(|l| l.index >= target)))
+                },
+                "the learner acknowledged its addition",
+            )
+            .await;
+        match waited {
+            Ok(m) if m.replication.is_some() => Ok(()),
+            Ok(_) => Err(MembershipError::NotLeader(self.leader_id())),
+            Err(_) => Err(not_caught_up()),
+        }
+    }
+
+    /// Makes `next` the voters, dropping the others from the membership.
+    async fn change_voters(&self, next: BTreeSet<NodeId>) -> Result<Vec<NodeId>, MembershipError> {
         self.raft
             .change_membership(next.clone(), false)
             .await
             .map_err(|e| MembershipError::Raft(format!("changing the voters to {next:?}: {e}")))?;
         Ok(next.into_iter().collect())
+    }
+
+    /// [`Node::change_voters`] where `old` leaves: when that is this node, it waits
+    /// until it stepped down (openraft does on its next tick once the membership is
+    /// applied), so that its answer and `/v1/cluster` no longer name it the leader.
+    async fn change_voters_without(&self, next: BTreeSet<NodeId>, old: NodeId) -> Result<Vec<NodeId>, MembershipError> {
+        let voters = self.change_voters(next).await?;
+        if old == self.id {
+            let within = Some(self.timing.leader_silence_max());
+            let stepped_down = self
+                .raft
+                .wait(within)
+                .metrics(|m| m.state != ServerState::Leader, "the removed leader steps down")
+                .await;
+            if let Err(e) = stepped_down {
+                tracing::warn!(node = self.id, error = %e, "removed from the voters, still leading");
+            }
+        }
+        Ok(voters)
     }
 
     /// Confirms with a quorum that this node still leads, and waits until its ledger
@@ -532,6 +691,11 @@ impl Node {
             .await
             .unwrap_or(Err(ledger_core::SubmitError::Failed("closing the ledger panicked".into())))
     }
+}
+
+/// Whether `addr` is `HOST:PORT` (a host, then a port number); `[::1]:7001` is one.
+pub fn is_host_port(addr: &str) -> bool {
+    addr.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
 }
 
 /// How long a request to a path Raft does not use waits for [`Node::serve_internal`].

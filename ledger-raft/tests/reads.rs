@@ -14,17 +14,10 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use ledger_core::{Durability, LedgerOptions, Tx, TxId, TxOutcome};
+use ledger_core::{Tx, TxId, TxOutcome};
 use ledger_raft::NodeId;
-use ledger_raft::node::{Node, NodeConfig};
+use ledger_raft::node::Node;
 use ledger_raft::reads::{Freshness, ReadError};
-
-async fn start(id: NodeId, dir: &std::path::Path, peers: &BTreeMap<NodeId, String>) -> Node {
-    let mut config = NodeConfig::new(id, dir, peers.clone());
-    config.timing = common::timing();
-    config.ledger = LedgerOptions { durability: Durability::SyncData, ..config.ledger };
-    Node::start(config).await.unwrap()
-}
 
 /// Submits one sale on `node` (the leader) and returns its seq.
 async fn sale(node: &Node, id: u128) -> u64 {
@@ -45,7 +38,7 @@ async fn a_follower_reads_as_fresh_as_asked_or_refuses() {
     let peers = common::free_addresses(3).await;
     let mut nodes = BTreeMap::new();
     for (id, dir) in (1..=3u64).zip(&dirs) {
-        nodes.insert(id, start(id, dir.path(), &peers).await);
+        nodes.insert(id, common::node(id, dir.path(), &peers, false).await);
     }
     let leader = common::settled_leader(&nodes).await;
     let followers: Vec<NodeId> = nodes.keys().copied().filter(|&id| id != leader).collect();

@@ -78,7 +78,7 @@ pub fn parse_peers(text: &str) -> Result<BTreeMap<NodeId, String>, String> {
         let (id, addr) = entry.split_once('=').ok_or_else(|| format!("{entry:?} is not ID=HOST:PORT"))?;
         let id: NodeId = id.trim().parse().map_err(|_| format!("{id:?} is not a node id"))?;
         let addr = addr.trim();
-        if addr.rsplit_once(':').is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err()) {
+        if !ledger_raft::node::is_host_port(addr) {
             return Err(format!("{addr:?} is not HOST:PORT"));
         }
         if peers.insert(id, addr.to_string()).is_some() {

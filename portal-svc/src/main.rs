@@ -79,7 +79,8 @@ struct Args {
     raft_log_kept: u64,
     /// Cluster mode: join a cluster already formed, as a new node (`--peers` needs only
     /// this node's own entry): it waits until a platform admin's `POST
-    /// /v1/cluster/replace` on any node makes it a member, in a lost node's place.
+    /// /v1/cluster/members` (a new member) or `POST /v1/cluster/replace` (in a lost
+    /// node's place) on any node makes it a member.
     #[arg(long, requires = "node_id")]
     join: bool,
 }

@@ -334,6 +334,33 @@ fn a_node_away_past_a_snapshot_catches_up_from_it() {
     }
 }
 
+/// `count` keyed payments of 3.00 (keys `prefix-N`) through `base`, each answered 201;
+/// returns the last one's seq.
+fn payments(agent: &ureq::Agent, base: &str, key: &str, prefix: &str, count: usize) -> u64 {
+    let mut last = 0;
+    for n in 0..count {
+        let (status, body) = pay(agent, base, key, &format!("{prefix}-{n}"), "3.00").unwrap();
+        assert_eq!(status, 201, "{body}");
+        last = body["seq"].as_u64().unwrap();
+    }
+    last
+}
+
+/// A keyed payment through `base`, asked again with its key while the answer is 503
+/// (a leader being elected, or just elected) until it is 201; returns the answer.
+fn pay_through(agent: &ureq::Agent, base: &str, key: &str, idem: &str, amount: &str) -> Value {
+    let until = Instant::now() + Duration::from_secs(WAIT_SECS_MAX);
+    loop {
+        let (status, body) = pay(agent, base, key, idem, amount).unwrap();
+        match status {
+            201 => return body,
+            503 => assert!(Instant::now() < until, "payment {idem}: still {body}"),
+            _ => panic!("payment {idem}: {status} {body}"),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// A machine lost with its disk comes back as a new node: node 3 is killed and its
 /// directory wiped; node 4 starts with `--join` (it never forms a cluster of its own)
 /// and a platform admin's `POST /v1/cluster/replace` on a follower (forwarded to the
@@ -348,12 +375,7 @@ fn a_wiped_node_is_replaced_by_a_new_one() {
     let leader = cluster.leader(&agent);
     let gone = *cluster.nodes.keys().rev().find(|&&id| id != leader).unwrap();
     let asker = *cluster.nodes.keys().find(|&&id| id != leader && id != gone).unwrap_or(&leader);
-    let mut last = 0;
-    for n in 0..20 {
-        let (status, body) = pay(&agent, &cluster.nodes[&leader].base, &key, &format!("before-{n}"), "3.00").unwrap();
-        assert_eq!(status, 201, "{body}");
-        last = body["seq"].as_u64().unwrap();
-    }
+    let last = payments(&agent, &cluster.nodes[&leader].base, &key, "before", 20);
     cluster.applied(&agent, last);
     cluster.kill(gone);
     let wiped = cluster.dir(gone).to_path_buf();
@@ -395,6 +417,140 @@ fn a_wiped_node_is_replaced_by_a_new_one() {
     assert_eq!(status, 200, "{audit}");
     let actions: Vec<&str> = audit["data"].as_array().unwrap().iter().filter_map(|e| e["action"].as_str()).collect();
     assert!(actions.contains(&"cluster.replace"), "audited: {actions:?}");
+}
+
+/// Growing and shrinking the cluster (issue 19): node 4 starts with `--join` and a
+/// platform admin's `POST /v1/cluster/members` on a follower (forwarded) adds it: it
+/// catches up, takes writes, and every node lists the same payments. Then `DELETE
+/// /v1/cluster/members/{id}` removes the leader itself (it answers, steps down, and is
+/// stopped as the operator would; the three others elect a leader), then two followers,
+/// one at a time, each stopped once removed; writes succeed after each change, every
+/// remaining node reports the voters, and the last voter cannot be removed. Only a
+/// platform admin may ask; a bad request is a 400 and changes nothing; every change is
+/// audited where it ran.
+#[test]
+fn nodes_are_added_and_removed() {
+    let (seed, key) = seed();
+    let mut cluster = Cluster::start(seed.path());
+    let agent = agent();
+    let leader = cluster.leader(&agent);
+    let asker = *cluster.nodes.keys().find(|&&id| id != leader).unwrap();
+    let mut last = payments(&agent, &cluster.nodes[&leader].base, &key, "before", 5);
+    cluster.applied(&agent, last);
+    let address = cluster.join(seed.path(), 4);
+    let admin = cluster.nodes[&asker].token(ADMIN_EMAIL, ADMIN_PASSWORD);
+
+    // Refused, nothing changed.
+    let taken = cluster.peer_address(leader).unwrap();
+    let add = |token: &str, body: Value| {
+        cluster.nodes[&asker].request("POST", "/v1/cluster/members", Some(token), Some(&body.to_string()))
+    };
+    let (status, body) = add(&key, json!({ "id": 4, "address": address }));
+    assert_eq!(status, 403, "an API key may not: {body}");
+    for bad in [
+        json!({ "id": 0, "address": address }),
+        json!({ "id": 4, "address": "nowhere" }),
+        json!({ "id": 4, "address": taken }),
+        json!({ "id": leader, "address": address }),
+    ] {
+        let (status, body) = add(&admin, bad.clone());
+        assert_eq!((status, common::error_code(&body).as_str()), (400, "invalid_member"), "{bad}: {body}");
+    }
+    let (status, body) = add(&admin, json!({ "id": 4 }));
+    assert_eq!(status, 400, "no address: {body}");
+    assert_eq!(cluster.leader_of(&agent, &[1, 2, 3]), leader, "nothing changed");
+    let alone = cluster.status(&agent, 4).unwrap();
+    assert_eq!(alone["members"], json!([]), "node 4 was not added: {alone}");
+
+    // Added: a voter that caught up and takes writes.
+    let (status, body) = add(&admin, json!({ "id": 4, "address": address }));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["members"], json!([1, 2, 3, 4]), "{body}");
+    cluster.members = vec![1, 2, 3, 4];
+    assert_eq!(cluster.leader(&agent), leader, "adding a voter keeps the leader");
+    let body = pay_through(&agent, &cluster.nodes[&4].base, &key, "through-4", "5.00");
+    cluster.applied(&agent, body["seq"].as_u64().unwrap());
+    let expected = cluster.transactions(&agent, leader, &key);
+    assert_eq!(expected.len(), 6);
+    for &id in cluster.nodes.keys() {
+        assert_eq!(cluster.transactions(&agent, id, &key), expected, "node {id} lists what the leader lists");
+    }
+    let audited = |id: u64, action: &str| -> Vec<Value> {
+        let (status, audit) =
+            cluster.nodes[&id].request("GET", &format!("/v1/audit?action={action}"), Some(&admin), None);
+        assert_eq!(status, 200, "{audit}");
+        audit["data"].as_array().unwrap().clone()
+    };
+    // Each node keeps its own SQLite here: the entries are where the requests ran.
+    let added = audited(leader, "cluster.add");
+    let outcomes: Vec<&str> = added.iter().filter_map(|e| e["outcome"].as_str()).collect();
+    assert_eq!(
+        outcomes,
+        ["ok", "refused", "refused", "refused"],
+        "the add and the refusals the leader judged: {added:?}"
+    );
+
+    // Removing: bad requests change nothing.
+    let remove = |token: &str, id: &str| {
+        cluster.nodes[&asker].request("DELETE", &format!("/v1/cluster/members/{id}"), Some(token), None)
+    };
+    let (status, body) = remove(&key, &leader.to_string());
+    assert_eq!(status, 403, "an API key may not: {body}");
+    for (bad, code) in [("9", "invalid_member"), ("0", "invalid_member"), ("x", "invalid_path")] {
+        let (status, body) = remove(&admin, bad);
+        assert_eq!((status, common::error_code(&body).as_str()), (400, code), "{bad}: {body}");
+    }
+    assert_eq!(cluster.leader(&agent), leader, "nothing changed");
+
+    // The leader removes itself: it answers with the voters left, no longer leading.
+    let (status, body) = remove(&admin, &leader.to_string());
+    assert_eq!(status, 200, "{body}");
+    let left: Vec<u64> = [1, 2, 3, 4].into_iter().filter(|&id| id != leader).collect();
+    assert_eq!((&body["node_id"], &body["members"]), (&json!(leader), &json!(left)), "{body}");
+    assert_eq!(body["leader_id"], Value::Null, "stepped down: {body}");
+    let removed = audited(leader, "cluster.remove");
+    let outcomes: Vec<&str> = removed.iter().filter_map(|e| e["outcome"].as_str()).collect();
+    assert_eq!(outcomes, ["ok", "refused"], "the removal and the refusal of node 9: {removed:?}");
+    cluster.kill(leader);
+    cluster.members = left.clone();
+    let mut last_leader = cluster.leader(&agent);
+    assert!(left.contains(&last_leader));
+    let body = pay_through(&agent, &cluster.nodes[&asker].base, &key, "after-leader", "6.00");
+    last = body["seq"].as_u64().unwrap();
+    // The admin's session was the old leader's (per-node SQLite): sign in again, on the
+    // new leader.
+    let admin = cluster.nodes[&asker].token(ADMIN_EMAIL, ADMIN_PASSWORD);
+
+    // Two followers, one at a time, down to one voter, which cannot be removed.
+    while cluster.members.len() > 1 {
+        let gone = *cluster.members.iter().find(|&&id| id != last_leader).unwrap();
+        let via = cluster.nodes.keys().copied().find(|&id| id != last_leader && id != gone).unwrap_or(last_leader);
+        let (status, body) =
+            cluster.nodes[&via].request("DELETE", &format!("/v1/cluster/members/{gone}"), Some(&admin), None);
+        assert_eq!(status, 200, "{body}");
+        cluster.members.retain(|&id| id != gone);
+        assert_eq!(body["members"], json!(cluster.members), "{body}");
+        cluster.kill(gone);
+        assert_eq!(cluster.leader(&agent), last_leader, "removing a follower keeps the leader");
+        let base = &cluster.nodes[&last_leader].base;
+        let body = pay_through(&agent, base, &key, &format!("without-{gone}"), "1.00");
+        last = body["seq"].as_u64().unwrap();
+    }
+    cluster.applied(&agent, last);
+    let (status, body) = cluster.nodes[&last_leader].request(
+        "DELETE",
+        &format!("/v1/cluster/members/{last_leader}"),
+        Some(&admin),
+        None,
+    );
+    assert_eq!((status, common::error_code(&body).as_str()), (400, "invalid_member"), "the last voter: {body}");
+    last_leader = cluster.leader(&agent);
+    assert_eq!(cluster.transactions(&agent, last_leader, &key).len(), 9, "every payment is on the last voter");
+    let (status, audit) =
+        cluster.nodes[&last_leader].request("GET", "/v1/audit?action=cluster.remove", Some(&admin), None);
+    assert_eq!(status, 200, "{audit}");
+    let outcomes: Vec<&str> = audit["data"].as_array().unwrap().iter().filter_map(|e| e["outcome"].as_str()).collect();
+    assert_eq!(outcomes, ["refused", "ok", "ok"], "two followers removed, the last voter kept: {audit}");
 }
 
 /// Event ids a webhook receiver got, one entry per delivery (HTTP/1.1, one request per

@@ -196,29 +196,6 @@ pub async fn leader(raft: &openraft::Raft<TypeConfig>, alive: &[NodeId]) -> Node
     metrics.current_leader.unwrap()
 }
 
-/// The leader once every node names it and a quorum acknowledges it, twice in a row
-/// 0.3 s apart: on a first start every node stands for election (each initializes the
-/// membership), so the first leader seen may be replaced within a second.
-pub async fn settled_leader(nodes: &std::collections::BTreeMap<NodeId, ledger_raft::node::Node>) -> NodeId {
-    use ledger_raft::node::Node;
-    use std::time::{Duration, Instant};
-    let until = Instant::now() + Duration::from_secs(20);
-    let mut seen = None;
-    loop {
-        let leaders: Vec<Option<NodeId>> = nodes.values().map(Node::leader_id).collect();
-        let now = leaders[0]
-            .filter(|l| leaders.iter().all(|x| *x == Some(*l)) && nodes.get(l).is_some_and(Node::leads_with_quorum));
-        if let Some(leader) = now
-            && now == seen
-        {
-            return leader;
-        }
-        assert!(Instant::now() < until, "no settled leader: {leaders:?}");
-        seen = now;
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-}
-
 // ----- a replicated ledger's load and checks ------------------------------------------
 
 pub fn usd() -> ledger_core::Currency {
@@ -274,5 +251,46 @@ pub fn assert_same(ledgers: &[&ledger_core::Ledger]) {
             assert_eq!(ledger.balances(client), first.balances(client));
         }
         ledger.check_consistency().unwrap();
+    }
+}
+
+// ----- nodes (`ledger_raft::node::Node`) -------------------------------------------
+
+/// Node `id` of the cluster `peers` on `dir`, with the tests' quick Raft timing and
+/// synced ledger writes; `join`: a new node that waits to be added
+/// (`NodeConfig::join`).
+pub async fn node(
+    id: NodeId,
+    dir: &std::path::Path,
+    peers: &std::collections::BTreeMap<NodeId, String>,
+    join: bool,
+) -> ledger_raft::node::Node {
+    let mut config = ledger_raft::node::NodeConfig::new(id, dir, peers.clone());
+    config.timing = timing();
+    config.ledger = ledger_core::LedgerOptions { durability: ledger_core::Durability::SyncData, ..config.ledger };
+    config.join = join;
+    ledger_raft::node::Node::start(config).await.unwrap()
+}
+
+/// The leader every node of `nodes` names, with a quorum, twice in a row 0.3 s apart:
+/// on a first start every node stands for election, so the first leader seen may be
+/// replaced within a second.
+pub async fn settled_leader(nodes: &std::collections::BTreeMap<NodeId, ledger_raft::node::Node>) -> NodeId {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut seen = None;
+    loop {
+        let leaders: Vec<Option<NodeId>> = nodes.values().map(ledger_raft::node::Node::leader_id).collect();
+        let now = leaders[0].filter(|l| {
+            leaders.iter().all(|x| *x == Some(*l))
+                && nodes.get(l).is_some_and(ledger_raft::node::Node::leads_with_quorum)
+        });
+        if let Some(leader) = now
+            && now == seen
+        {
+            return leader;
+        }
+        assert!(std::time::Instant::now() < until, "no settled leader: {leaders:?}");
+        seen = now;
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     }
 }

@@ -84,7 +84,7 @@ pub struct Cluster {
     /// Where nodes started from now on write their stderr (`node-N.log`); from
     /// `PORTAL_CLUSTER_LOGS` at the start.
     pub logs: Option<std::path::PathBuf>,
-    /// The voters every node must report (1, 2, 3 until a replacement).
+    /// The voters every node must report (1, 2, 3 until a membership change).
     pub members: Vec<u64>,
 }
 
@@ -135,7 +135,7 @@ impl Cluster {
 
     /// A new node `id` (the next after the last, on a fresh directory with a copy of
     /// `seed`'s metadata) started with `--join`, on loopback; returns its replication
-    /// address, for `POST /v1/cluster/replace`.
+    /// address, for `POST /v1/cluster/members` or `POST /v1/cluster/replace`.
     pub fn join(&mut self, seed: &std::path::Path, id: u64) -> String {
         assert_eq!(usize::try_from(id - 1).unwrap(), self.dirs.len(), "nodes are numbered in order");
         let dir = tempfile::tempdir().unwrap();
@@ -172,6 +172,12 @@ impl Cluster {
         self.nodes.insert(id, service);
     }
 
+    /// The replication address of node `id` among the first three (from `--peers`).
+    pub fn peer_address(&self, id: u64) -> Option<String> {
+        let prefix = format!("{id}=");
+        self.peers.split(',').find_map(|entry| entry.strip_prefix(prefix.as_str())).map(str::to_string)
+    }
+
     /// Node `id`'s data directory.
     pub fn dir(&self, id: u64) -> &std::path::Path {
         self.dirs[usize::try_from(id - 1).unwrap()].path()
@@ -204,7 +210,9 @@ impl Cluster {
         self.leader_of(agent, &ids)
     }
 
-    /// The leader nodes `ids` agree on (one of them, in the same term), once they do.
+    /// The leader nodes `ids` agree on (one of them, in the same term), once they do
+    /// and each reports [`Cluster::members`] as the voters (a follower learns of a
+    /// membership change with the leader's next message).
     pub fn leader_of(&self, agent: &ureq::Agent, ids: &[u64]) -> u64 {
         let until = Instant::now() + Duration::from_secs(WAIT_SECS_MAX);
         loop {
@@ -216,13 +224,12 @@ impl Cluster {
             if let Some(Some((leader, term))) = seen.first()
                 && seen.iter().all(|s| *s == Some((*leader, *term)))
                 && ids.contains(leader)
+                && views.iter().flatten().all(|view| view["members"] == json!(self.members))
             {
-                for view in views.iter().flatten() {
-                    assert_eq!(view["members"], json!(self.members), "{view}");
-                }
                 return *leader;
             }
-            assert!(Instant::now() < until, "no agreed leader among {ids:?}: {views:?}");
+            let members = &self.members;
+            assert!(Instant::now() < until, "no agreed leader among {ids:?} with voters {members:?}: {views:?}");
             std::thread::sleep(Duration::from_millis(20));
         }
     }
