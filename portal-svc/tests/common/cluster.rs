@@ -25,7 +25,15 @@ pub fn agent() -> ureq::Agent {
 /// [`agent`] with another whole-request timeout. Never through a proxy from the
 /// environment: the nodes are on local or namespaced addresses.
 pub fn agent_with(timeout: Duration) -> ureq::Agent {
-    ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(timeout)).proxy(None).build().into()
+    // Pooled connections retired before the service closes them (see `Service::start`).
+    let idle = Duration::from_secs(portal_svc::app::HEAD_SECS_MAX / 2);
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(timeout))
+        .max_idle_age(idle)
+        .proxy(None)
+        .build()
+        .into()
 }
 
 /// GET `base/path` -> (status, JSON), or `None` if the node did not answer.

@@ -85,7 +85,13 @@ impl Service {
         if pg::enabled() {
             assert!(!dir.join("portal.db").exists(), "on PostgreSQL, no metadata under the data directory");
         }
-        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        // The service closes a keep-alive connection idle for HEAD_SECS_MAX (hyper's
+        // header read timeout); reusing one near that age races the close and fails
+        // with a reset (seen in a_slow_body_is_cut_off, whose last request follows a
+        // 10 s wait). Pooled connections are retired well before it.
+        let idle = std::time::Duration::from_secs(portal_svc::app::HEAD_SECS_MAX / 2);
+        let agent: ureq::Agent =
+            ureq::Agent::config_builder().http_status_as_error(false).max_idle_age(idle).build().into();
         Service { child, base, banner, agent }
     }
 
