@@ -9,7 +9,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ledger_core::{Durability, Ledger, LedgerOptions, SubmitError, Tx, TxId, TxOutcome};
 use ledger_raft::NodeId;
@@ -35,8 +35,13 @@ async fn a_replicated_ledger_commits_through_raft_fails_over_and_catches_up() {
     for id in 1..=3u64 {
         nodes.insert(id, start(id, dirs[(id - 1) as usize].path(), &peers).await);
     }
+    // `initialize` returns before Raft's metrics show the membership it wrote.
     for node in nodes.values() {
-        assert_eq!(node.members(), vec![1, 2, 3], "every node initialized the same membership");
+        let until = Instant::now() + Duration::from_secs(10);
+        while node.members() != vec![1, 2, 3] {
+            assert!(Instant::now() < until, "node {}: members {:?}, not [1, 2, 3]", node.id(), node.members());
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     let leader = common::settled_leader(&nodes).await;
