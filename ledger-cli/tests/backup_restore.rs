@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{build, fill, ledger, path_arg, small, usd};
+use common::{build, fill, ledger, path_arg, reopen, small, usd};
 use ledger_core::{Durability, Ledger, Tx, TxId, TxOutcome};
 
 /// The seq a backup or restore printed (`... seq N (...`).
@@ -21,7 +21,7 @@ fn printed_seq(stdout: &str) -> u64 {
 #[test]
 fn a_backup_under_write_load_restores_exactly_what_was_acknowledged_before_its_seq() {
     let dir = tempfile::tempdir().unwrap();
-    let owner = Ledger::open(dir.path(), small(Durability::SyncData)).unwrap();
+    let owner = reopen(dir.path(), small(Durability::SyncData));
     let before = fill(&owner, 600);
     let acked: Arc<Mutex<Vec<(u64, TxId)>>> =
         Arc::new(Mutex::new(before.records.iter().map(|r| (r.seq, r.tx.id)).collect()));
@@ -144,7 +144,7 @@ fn restore_refuses_a_non_empty_directory_and_a_seq_past_the_end() {
 #[test]
 fn a_second_backup_into_the_same_directory_is_incremental() {
     let dir = tempfile::tempdir().unwrap();
-    let owner = Ledger::open(dir.path(), small(Durability::SyncData)).unwrap();
+    let owner = reopen(dir.path(), small(Durability::SyncData));
     let first = fill(&owner, 1200);
     let backup = tempfile::tempdir().unwrap();
     let run = ledger(&["backup", path_arg(dir.path()), path_arg(backup.path())]);

@@ -7,8 +7,8 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{Committed, build, eur, ledger, path_arg, small, usd};
-use ledger_core::{Durability, Kind, Ledger, Tx, TxId};
+use common::{Committed, build, eur, ledger, path_arg, reopen, small, usd};
+use ledger_core::{Durability, Kind, Tx, TxId};
 use serde_json::Value;
 
 fn kind_name(tx: &Tx) -> &'static str {
@@ -27,7 +27,7 @@ fn kind_name(tx: &Tx) -> &'static str {
 /// zero high half (for a decimal `--tx`).
 fn ledger_with_history() -> (tempfile::TempDir, Committed) {
     let (dir, mut committed) = build(1200, Durability::SyncData);
-    let owner = Ledger::open(dir.path(), small(Durability::SyncData)).unwrap();
+    let owner = reopen(dir.path(), small(Durability::SyncData));
     let outcome = owner.submit(&[Tx::sale(TxId(42), 2, 1234, usd())]).unwrap();
     committed.records.push(*outcome[0].record().unwrap());
     owner.close().unwrap();
@@ -43,7 +43,7 @@ fn inspect_summarizes_what_was_committed() {
     let s: Value = serde_json::from_str(&run.stdout).unwrap();
 
     // What the engine itself says now, for states and balances.
-    let owner = Ledger::open(dir.path(), small(Durability::SyncData)).unwrap();
+    let owner = reopen(dir.path(), small(Durability::SyncData));
     let last_seq = owner.last_seq();
     let mut kinds: BTreeMap<&str, u64> = BTreeMap::new();
     let mut states: BTreeMap<&str, u64> = BTreeMap::new();

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{eur, files, fill, ledger, path_arg, small, usd};
+use common::{eur, files, fill, ledger, path_arg, reopen, small, usd};
 use ledger_core::{Durability, Ledger, LedgerOptions};
 
 /// A closed ledger of 3000 sales (and follow-ups) whose first segments are gone.
@@ -89,7 +89,7 @@ fn an_incremental_backup_follows_the_log_as_its_start_moves() {
     // past its last.
     let held = files(&backup, "0", ".seg");
     let holds = |p: &std::path::PathBuf| dir.path().join(p.file_name().expect("name")).exists();
-    let ledger_b = Ledger::open(dir.path(), options).expect("reopen");
+    let ledger_b = reopen(dir.path(), options);
     let mut more = Vec::new();
     for step in 0..40 {
         more.extend(common::fill_from(&ledger_b, 1_000_000 + step * 100, 100).records);
@@ -111,7 +111,7 @@ fn an_incremental_backup_follows_the_log_as_its_start_moves() {
 
     // Once the ledger's log has moved past everything the backup holds, an incremental
     // backup cannot prove it is the same ledger: refused, the backup left as it was.
-    let ledger_c = Ledger::open(dir.path(), options).expect("reopen");
+    let ledger_c = reopen(dir.path(), options);
     common::fill_from(&ledger_c, 2_000_000, 3000);
     ledger_c.close().expect("close");
     let before = files(&backup, "", "");

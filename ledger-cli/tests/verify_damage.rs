@@ -8,8 +8,8 @@ mod common;
 
 use std::path::Path;
 
-use common::{build, files, fill, flip, ledger, path_arg, small};
-use ledger_core::{Durability, Ledger};
+use common::{build, files, fill, flip, ledger, path_arg, reopen, small};
+use ledger_core::Durability;
 
 /// A transaction's frame: a 32-byte header and its 96-byte record.
 const TX_FRAME_BYTES: u64 = 128;
@@ -108,7 +108,7 @@ fn a_last_segment_cut_below_a_checkpoint_is_found() {
     // newest checkpoint is asked for at the end, so it covers seqs of the last segment
     // (an automatic one may still be behind it, whatever the thread timing).
     let dir = tempfile::tempdir().unwrap();
-    let ledger = Ledger::open(dir.path(), small(Durability::SyncData)).unwrap();
+    let ledger = reopen(dir.path(), small(Durability::SyncData));
     fill(&ledger, 1200);
     ledger.snapshot().unwrap();
     ledger.close().unwrap();
