@@ -34,11 +34,12 @@ use std::time::{Duration, Instant};
 use crossbeam::channel::{Receiver, Sender};
 
 use hashbrown::HashMap;
+use ledger_store::bloom::AtomicBloom;
 use ledger_store::table::{KEY_BYTES, TableBuilder};
 use ledger_store::{SnapshotWriter, Storage};
 use parking_lot::{Mutex, RwLock};
 
-use crate::cold::{Cold, Filters, Run, parse_run_file_name, run_file_name};
+use crate::cold::{Cold, Filters, IdFilter, Run, parse_run_file_name, run_file_name};
 use crate::completion::Completer;
 use crate::consistency;
 use crate::currency::Currency;
@@ -63,6 +64,9 @@ const VERSION: u32 = 2;
 /// reopen 5.65 -> 3.82 s). Pacing merges at half duty to spare the sequencer's memory
 /// bandwidth was tried too: the slowdown spread over more windows, 346 k overall.
 pub(crate) const MERGE_FANIN: usize = 8;
+/// The smallest filter over all ids built, in keys (small: the first builds are cheap,
+/// and a small ledger's tests take the rebuild path often).
+const IDS_CAPACITY_MIN: u64 = 1 << 10;
 /// Rows gathered at a time when a run is built (see `build_run`).
 const GATHER_ROWS: usize = 4096;
 
@@ -108,7 +112,11 @@ pub struct CheckpointStats {
     /// Run merges done since open, and the entries they wrote.
     pub merges: u64,
     pub merged_entries: u64,
-    /// Merges that failed (each reported in `last_merge_error` and tried again later).
+    /// Builds of the Bloom filter over all runs' ids completed since open (the first
+    /// after open, then one each time the runs double).
+    pub id_filter_builds: u64,
+    /// Merges that failed (each reported in `last_merge_error` and tried again later),
+    /// and failed builds of the filter over all ids (reported the same way).
     pub merge_failures: u64,
     pub last_merge_error: Option<String>,
     /// Removals of unreferenced run files, or of log segments the oldest kept
@@ -171,12 +179,40 @@ pub(crate) struct Book {
     pub(crate) commits: CommitStats,
     /// The memory budget of the runs' Bloom filters (see `cold::Filters`).
     pub(crate) filters: Arc<Filters>,
+    /// The filter over every run's ids that the state uses, if one is built: every run
+    /// in `runs` has its ids in it ([`Run::filtered`] at least its generation).
+    pub(crate) ids: Option<Arc<IdFilter>>,
+    /// The larger one the merger is building, if it is (checkpoints add their runs'
+    /// ids to it too), and the last generation handed out.
+    pub(crate) ids_building: Option<Arc<IdFilter>>,
+    pub(crate) ids_generation: u64,
 }
 
 impl Book {
     fn take_run_id(&mut self) -> u64 {
         self.next_run_id += 1;
         self.next_run_id
+    }
+
+    /// The cold tier the state reads: the runs and the filter over their ids.
+    pub(crate) fn cold(&self) -> Cold {
+        Cold { runs: self.runs.clone(), ids: self.ids.clone() }
+    }
+
+    /// The capacity of the filter over all ids to build now, if one is due: none yet
+    /// while there are runs, or the runs' entries past its capacity. Sized for twice
+    /// the entries (so it is rebuilt at doublings: every id is read again about twice
+    /// over a ledger's life) and at most the filters' memory budget; past that, the
+    /// filter at the budget stays and lets more absent ids through as the runs grow.
+    fn ids_due(&self) -> Option<u64> {
+        let entries: u64 = self.runs.iter().map(|r| r.table.len() as u64).sum();
+        let have = self.ids.as_ref().map_or(0, |f| f.bloom.capacity());
+        if entries == 0 || entries <= have {
+            return None;
+        }
+        let budget = self.filters.max() * 8 / ledger_store::table::BLOOM_BITS_PER_KEY as u64;
+        let want = (entries * 2).max(IDS_CAPACITY_MIN).min(budget);
+        (want > have).then_some(want)
     }
 
     /// Run ids that must stay on disk: named by a kept checkpoint, in the list, or
@@ -264,17 +300,27 @@ fn write(job: &Job, cx: &Context) -> Result<Written, String> {
     let mut run = None;
     let mut run_bytes = 0;
     if job.frozen.len() + job.frozen.promoted_len() > 0 {
-        let (id, filters) = {
+        let (id, filters, ids) = {
             let mut book = cx.book.lock();
-            (book.take_run_id(), Arc::clone(&book.filters))
+            let ids: Vec<Arc<IdFilter>> = book.ids.iter().chain(&book.ids_building).cloned().collect();
+            (book.take_run_id(), Arc::clone(&book.filters), ids)
         };
         let built = build_run(&job.frozen, &storage, &dir, id, &filters)?;
+        for filter in ids {
+            add_ids(&filter, &built)?;
+        }
         run_bytes = built.table.file_bytes();
         run = Some(Arc::new(built));
     }
     let mut book = cx.book.lock();
     let added = run.is_some();
     if let Some(run) = run {
+        // A filter the merger finished meanwhile has not seen this run (rare: a build
+        // takes seconds, a run is added every checkpoint): its ids go in before the
+        // state reads the run through it.
+        if let Some(ids) = &book.ids {
+            add_ids(ids, &run)?;
+        }
         book.runs.insert(0, run);
     }
     let ids: Vec<u64> = book.runs.iter().map(|r| r.id).collect();
@@ -290,7 +336,7 @@ fn write(job: &Job, cx: &Context) -> Result<Written, String> {
         let mut state = cx.state.write();
         let ours = state.frozen.as_ref().is_some_and(|f| Arc::ptr_eq(f, &job.frozen));
         assert!(ours, "the frozen tier a checkpoint writes is the state's until it is installed");
-        state.cold = Cold { runs: book.runs.clone() };
+        state.cold = book.cold();
         state.frozen = None;
     }
     if book.kept.back().is_some_and(|(seq, _)| *seq == job.books.last_seq) {
@@ -345,6 +391,16 @@ pub(crate) struct Merger {
 /// ends the thread.
 pub(crate) fn merger(m: &Merger, wake: &Receiver<()>) {
     while wake.recv().is_ok() {
+        let built = catch_unwind(AssertUnwindSafe(|| build_ids(m)))
+            .unwrap_or_else(|panic| Err(format!("building the id filter panicked: {}", panic_message(&panic))));
+        if let Err(e) = built {
+            let mut book = m.book.lock();
+            book.ids_building = None;
+            if !m.stop.load(Ordering::Acquire) {
+                book.stats.merge_failures += 1;
+                book.stats.last_merge_error = Some(e);
+            }
+        }
         scrub(m);
         loop {
             if m.stop.load(Ordering::Acquire) {
@@ -365,6 +421,57 @@ pub(crate) fn merger(m: &Merger, wake: &Receiver<()>) {
                     break;
                 }
             }
+        }
+    }
+}
+
+/// Adds the ids of `run` to `filter` (unless it has them) and marks the run as in it.
+fn add_ids(filter: &IdFilter, run: &Run) -> Result<(), String> {
+    if run.filtered.load(Ordering::Acquire) >= filter.generation {
+        return Ok(());
+    }
+    let never = AtomicBool::new(false);
+    filter.bloom.insert_table(&run.table, &never).map_err(|e| format!("adding a run's ids to the filter: {e}"))?;
+    run.filtered.fetch_max(filter.generation, Ordering::AcqRel);
+    Ok(())
+}
+
+/// Builds the filter over all ids when one is due ([`Book::ids_due`]) and installs it:
+/// reads the keys of every run the book lists, again until every run listed has its
+/// ids in it (a merge's output has its inputs', a checkpoint adds its new run's), then
+/// swaps it in under the book's lock. Gives up, `Ok`, when the ledger closes.
+fn build_ids(m: &Merger) -> Result<(), String> {
+    let filter = {
+        let mut book = m.book.lock();
+        let Some(capacity) = book.ids_due() else { return Ok(()) };
+        book.ids_generation += 1;
+        let bloom = AtomicBloom::with_capacity(capacity).map_err(|e| format!("memory for the id filter: {e}"))?;
+        let filter = Arc::new(IdFilter { bloom, generation: book.ids_generation });
+        book.ids_building = Some(Arc::clone(&filter));
+        filter
+    };
+    loop {
+        let missing: Vec<Arc<Run>> = {
+            let mut book = m.book.lock();
+            let missing: Vec<Arc<Run>> =
+                book.runs.iter().filter(|r| r.filtered.load(Ordering::Acquire) < filter.generation).cloned().collect();
+            if missing.is_empty() {
+                book.ids = Some(Arc::clone(&filter));
+                book.ids_building = None;
+                book.stats.id_filter_builds += 1;
+                m.state.write().cold = book.cold();
+                return Ok(());
+            }
+            missing
+        };
+        for run in missing {
+            let added =
+                filter.bloom.insert_table(&run.table, &m.stop).map_err(|e| format!("building the id filter: {e}"))?;
+            if !added {
+                m.book.lock().ids_building = None;
+                return Ok(()); // closing
+            }
+            run.filtered.fetch_max(filter.generation, Ordering::AcqRel);
         }
     }
 }
@@ -399,6 +506,9 @@ pub(crate) fn merge_once(m: &Merger) -> Result<bool, String> {
     let entries = merged.table.len() as u64;
     let mut book = m.book.lock();
     book.merging = None;
+    // The merged run holds its inputs' ids: it is in every filter they all are in.
+    let filtered = inputs.iter().map(|r| r.filtered.load(Ordering::Acquire)).min().unwrap_or(0);
+    merged.filtered.store(filtered, Ordering::Release);
     // Checkpoints only add runs at the front, so the inputs are still adjacent.
     let at = book.runs.iter().position(|r| Arc::ptr_eq(r, &inputs[0])).ok_or("merged runs vanished")?;
     let still = book.runs[at..].iter().zip(&inputs).filter(|(a, b)| Arc::ptr_eq(a, b)).count() == inputs.len();
@@ -406,7 +516,7 @@ pub(crate) fn merge_once(m: &Merger) -> Result<bool, String> {
     book.runs.splice(at..at + inputs.len(), [Arc::new(merged)]);
     book.stats.merges += 1;
     book.stats.merged_entries += entries;
-    m.state.write().cold = Cold { runs: book.runs.clone() };
+    m.state.write().cold = book.cold();
     Ok(true)
 }
 
@@ -776,7 +886,7 @@ pub(crate) fn load(decoded: Decoded, dir: &Path, filters: &Arc<Filters>) -> Resu
         runs.push(Arc::new(run));
     }
     let Books { last_seq, last_ts, batches, open, balances } = decoded.books;
-    let cold = Cold { runs };
+    let cold = Cold { runs, ids: None }; // the merger builds the filter over all ids
     let mut state = State { last_seq, last_ts, batches, open, balances, cold, ..State::default() };
     for b in &state.batches {
         state.client_batches.entry(b.client_id).or_default().push(b.batch_id);

@@ -3,8 +3,10 @@
 //! a secondary index by client, seq and commit time, and a Bloom filter).
 //!
 //! Each checkpoint writes the frozen tier as one new run; runs of about the same size
-//! are merged (newest wins on an id), so a lookup probes a few Bloom filters, one cache
-//! line each, and searches at most the runs whose filter passes. A run holds a
+//! are merged (newest wins on an id). A lookup first probes one Bloom filter over the
+//! ids of every run ([`IdFilter`]): most ids a ledger judges are new, and for them that
+//! one probe is the whole cost. An id it admits probes each run's own filter, one cache
+//! line each, and is searched in the runs whose filter passes. A run holds a
 //! transaction as it stood when the run was written; a later capture, void or refund of
 //! it is promoted into the tier in memory and written with the next run, which shadows
 //! the older copy until a merge folds them.
@@ -12,6 +14,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use ledger_store::bloom::AtomicBloom;
 use ledger_store::table::{Table, key_hash};
 
 use crate::ledger::HistoryQuery;
@@ -40,6 +43,8 @@ pub(crate) struct Run {
     pub(crate) table: Table,
     /// The memory its Bloom filter holds, when [`Filters`] let it copy the filter.
     lease: Option<Lease>,
+    /// The newest [`IdFilter`] generation known to hold every id of this run (0: none).
+    pub(crate) filtered: AtomicU64,
 }
 
 impl Run {
@@ -49,7 +54,7 @@ impl Run {
     /// moment its inputs still hold theirs.
     pub(crate) fn new(id: u64, mut table: Table, filters: &Arc<Filters>, releasing: u64) -> Run {
         let lease = filters.admit(table.filter_bytes() as u64, releasing).filter(|_| table.cache_filter().is_ok());
-        Run { id, table, lease }
+        Run { id, table, lease, filtered: AtomicU64::new(0) }
     }
 
     /// Bytes of memory the run's filter holds (0: read from the file).
@@ -73,6 +78,11 @@ pub(crate) struct Filters {
 impl Filters {
     pub(crate) fn new(max: u64) -> Arc<Filters> {
         Arc::new(Filters { max, used: AtomicU64::new(0) })
+    }
+
+    /// The budget in bytes.
+    pub(crate) fn max(&self) -> u64 {
+        self.max
     }
 
     fn admit(self: &Arc<Filters>, bytes: u64, releasing: u64) -> Option<Lease> {
@@ -111,10 +121,27 @@ impl Run {
     }
 }
 
-/// The runs, newest first.
+/// One Bloom filter over the ids of every run (in memory, sized for about twice the
+/// runs' entries when built): a new id costs one probe however many runs there are.
+/// Ids are never deleted and a merge keeps the ids of its inputs, so the filter only
+/// grows: a checkpoint adds its new run's ids before it publishes the run, and the
+/// merger builds a larger one (a new generation) in the background once the runs
+/// outgrow it, by reading every run's keys; until it is built (after open, say),
+/// lookups probe each run's own filter as they did without one.
+#[derive(Debug)]
+pub(crate) struct IdFilter {
+    pub(crate) bloom: AtomicBloom,
+    /// Generations are numbered from 1 as filters are built (see [`Run::filtered`]).
+    pub(crate) generation: u64,
+}
+
+/// The runs, newest first, and the filter over all their ids when there is one (it
+/// holds every id of every run in `runs`: `checkpoint` keeps that true wherever a
+/// `Cold` is made).
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Cold {
     pub(crate) runs: Vec<Arc<Run>>,
+    pub(crate) ids: Option<Arc<IdFilter>>,
 }
 
 impl Cold {
@@ -136,32 +163,51 @@ impl Cold {
         }
         let key = key_of(id);
         let hash = key_hash(&key);
+        if self.ids.as_ref().is_some_and(|ids| !ids.bloom.may_contain_hashed(hash)) {
+            return None;
+        }
         self.runs.iter().find_map(|run| run.table.find_hashed(&key, hash).map(|pos| run.row(pos)))
     }
 
-    /// Starts loading the Bloom blocks this id's lookup will read, in every run, without
-    /// waiting for them (the first stage of `State::prefetch`).
-    pub(crate) fn prefetch_blooms(&self, id: TxId) {
+    /// The first stage of `State::prefetch`: starts loading the block of the filter
+    /// over all ids that this id's lookup reads first, without waiting for it; without
+    /// that filter, the Bloom blocks of every run.
+    pub(crate) fn prefetch_ids(&self, id: TxId) {
         if self.runs.is_empty() {
             return;
         }
         let hash = key_hash(&key_of(id));
-        for run in &self.runs {
-            run.table.prefetch_hashed(hash);
+        match &self.ids {
+            Some(ids) => ids.bloom.prefetch_hashed(hash),
+            None => self.runs.iter().for_each(|run| run.table.prefetch_hashed(hash)),
         }
     }
 
-    /// Starts loading, in each run whose Bloom filter admits the id (newest first, up
-    /// to the first that does: the lookup stops there too), the entry its search reads
-    /// first (the second stage of `State::prefetch`).
-    pub(crate) fn prefetch_entries(&self, id: TxId) {
+    /// The second stage: when the filter over all ids admits the id (its block loaded
+    /// by the first stage), starts loading the Bloom block of every run.
+    pub(crate) fn prefetch_blooms(&self, id: TxId) {
+        let Some(ids) = &self.ids else { return }; // the first stage loaded them
+        let hash = key_hash(&key_of(id));
+        if ids.bloom.may_contain_hashed(hash) {
+            self.runs.iter().for_each(|run| run.table.prefetch_hashed(hash));
+        }
+    }
+
+    /// The later stages: in each run whose Bloom filter admits the id (newest first, up
+    /// to the first that does: the lookup stops there too), runs the search's first
+    /// `probe - 1` probes (loaded by the stages before) and starts loading the entry of
+    /// probe number `probe`.
+    pub(crate) fn prefetch_probe(&self, id: TxId, probe: u32) {
         if self.runs.is_empty() {
             return;
         }
         let key = key_of(id);
         let hash = key_hash(&key);
+        if self.ids.as_ref().is_some_and(|ids| !ids.bloom.may_contain_hashed(hash)) {
+            return;
+        }
         for run in &self.runs {
-            if run.table.prefetch_search_hashed(&key, hash) {
+            if run.table.prefetch_probe_hashed(&key, hash, probe) {
                 return;
             }
         }

@@ -663,6 +663,7 @@ impl Ledger {
             cold_entries: state.cold.entries(),
             cold_bytes: state.cold.bytes(),
             cold_filter_bytes: state.cold.runs.iter().map(|r| r.filter_memory()).sum(),
+            cold_id_filter_bytes: state.cold.ids.as_ref().map_or(0, |f| f.bloom.bytes() as u64),
             cold_unverified_bytes: state.cold.unverified_bytes(),
             batches: state.batches.len() as u64,
         }
@@ -802,6 +803,11 @@ pub struct TierStats {
     /// Memory the runs' Bloom filters hold (at most half of `hot_bytes_max`; runs
     /// beyond it read their filters from their files).
     pub cold_filter_bytes: u64,
+    /// Memory the one Bloom filter over every run's ids holds (about 1.5 to 3 bytes per
+    /// entry of the runs, at most half of `hot_bytes_max`; 0 until the background
+    /// thread has built it after open). A larger one is built beside it as the runs
+    /// double, so for a few seconds both are held.
+    pub cold_id_filter_bytes: u64,
     /// Bytes of runs not yet verified against their checksums: runs opened at open are
     /// verified as reads first touch them and by a background scrub, so that opening
     /// costs the same whatever history they hold. 0 once the scrub is done.

@@ -242,13 +242,18 @@ impl State {
     }
 
     /// The cold tier's part of warming, as a software pipeline over a group's ids (each
-    /// transaction's own and the payment it refers to): while transaction `i` is judged,
-    /// the Bloom blocks of `i + 2 * PREFETCH_AHEAD` start loading and, for
-    /// `i + PREFETCH_AHEAD`, whose blocks have arrived by then, the run entries its
-    /// search reads first. None of these loads waits, so the misses of a few hundred
-    /// lookups are in flight together, and the working set stays small enough to be
-    /// cached when judging reaches it (warming a whole group at once fetched megabytes,
-    /// and the first lines were evicted again before they were used).
+    /// transaction's own and the payment it refers to), in stages `PREFETCH_AHEAD`
+    /// transactions apart: while transaction `i` is judged, the block of the filter over
+    /// all ids starts loading for `i + 4 * PREFETCH_AHEAD`; for `i + 3 * PREFETCH_AHEAD`,
+    /// whose block has arrived by then, the runs' Bloom blocks if that filter admits the
+    /// id (few do: most ids are new); for `i + 2 * PREFETCH_AHEAD` the run entry its
+    /// search reads first, and for `i + PREFETCH_AHEAD` the second (the search's probes
+    /// depend on each other: staged, their misses overlap with other ids' instead of
+    /// following one another when the id is judged). None of these loads waits, so the
+    /// misses of a few hundred lookups are in flight together, and the working set
+    /// stays small enough to be cached when judging reaches it (warming a whole group
+    /// at once fetched megabytes, and the first lines were evicted again before they
+    /// were used).
     pub(crate) fn prefetch(&self, ids: &[(TxId, TxId)], judging: usize) {
         if self.cold.runs.is_empty() {
             return;
@@ -259,20 +264,22 @@ impl State {
                 f(ref_id);
             }
         };
-        if judging == 0 {
-            // The pipeline fills: the first stretch in both stages.
-            for &ids in ids.iter().take(2 * PREFETCH_AHEAD) {
-                each(ids, &|id| self.cold.prefetch_blooms(id));
+        let stages: [(usize, &dyn Fn(TxId)); 4] = [
+            (4 * PREFETCH_AHEAD, &|id| self.cold.prefetch_ids(id)),
+            (3 * PREFETCH_AHEAD, &|id| self.cold.prefetch_blooms(id)),
+            (2 * PREFETCH_AHEAD, &|id| self.cold.prefetch_probe(id, 1)),
+            (PREFETCH_AHEAD, &|id| self.cold.prefetch_probe(id, 2)),
+        ];
+        for (ahead, stage) in stages {
+            if judging == 0 {
+                // The pipeline fills: the first stretch of every stage.
+                for &ids in ids.iter().take(ahead) {
+                    each(ids, stage);
+                }
             }
-            for &ids in ids.iter().take(PREFETCH_AHEAD) {
-                each(ids, &|id| self.cold.prefetch_entries(id));
+            if let Some(&at) = ids.get(judging + ahead) {
+                each(at, stage);
             }
-        }
-        if let Some(&far) = ids.get(judging + 2 * PREFETCH_AHEAD) {
-            each(far, &|id| self.cold.prefetch_blooms(id));
-        }
-        if let Some(&near) = ids.get(judging + PREFETCH_AHEAD) {
-            each(near, &|id| self.cold.prefetch_entries(id));
         }
     }
 

@@ -39,6 +39,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod background;
+pub mod bloom;
 mod error;
 pub mod fault;
 pub mod inspect;

@@ -166,6 +166,11 @@ fn engine_metrics(ledger: &ledger_core::Ledger, text: &mut String) {
         ("portal_ledger_cold_bytes", "Bytes of the cold tier's runs", tiers.cold_bytes),
         ("portal_ledger_cold_filter_bytes", "Memory the runs' Bloom filters hold", tiers.cold_filter_bytes),
         (
+            "portal_ledger_cold_id_filter_bytes",
+            "Memory the Bloom filter over all runs' ids holds",
+            tiers.cold_id_filter_bytes,
+        ),
+        (
             "portal_ledger_cold_unverified_bytes",
             "Bytes of runs not yet verified since open",
             tiers.cold_unverified_bytes,
