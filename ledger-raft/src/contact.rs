@@ -11,6 +11,10 @@
 //!
 //! The arrival time is kept, not the time the message was judged: a follower whose
 //! disk holds a message up has still not heard anything newer from the leader.
+//!
+//! It keeps too the highest commit index a leader told this node of
+//! ([`LeaderContact::committed`]): a node whose log ends below it lacks an entry a
+//! quorum holds, so it cannot win an election ([`crate::node`] keeps it from standing).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -24,6 +28,7 @@ use crate::NodeId;
 #[derive(Debug, Clone, Default)]
 pub struct LeaderContact {
     last: Arc<Mutex<Option<Heard>>>,
+    committed: Arc<Mutex<Option<u64>>>,
 }
 
 /// One accepted message from a leader.
@@ -52,6 +57,20 @@ impl LeaderContact {
     pub fn last(&self) -> Option<Heard> {
         *self.last.lock()
     }
+
+    /// Records that a leader named `index` committed (its `leader_commit`). A commit
+    /// index never goes back, whatever the term: the highest one told is kept.
+    pub fn committed(&self, index: u64) {
+        let mut committed = self.committed.lock();
+        if committed.is_none_or(|c| c < index) {
+            *committed = Some(index);
+        }
+    }
+
+    /// The highest commit index a leader told this node of, if any.
+    pub fn known_committed(&self) -> Option<u64> {
+        *self.committed.lock()
+    }
 }
 
 #[cfg(test)]
@@ -73,5 +92,16 @@ mod tests {
         let t2 = t1 + Duration::from_millis(10);
         contact.clone().heard(2, 4, t2); // a clone records into the same place
         assert_eq!(contact.last().map(|h| (h.leader, h.term, h.at)), Some((2, 4, t2)));
+    }
+
+    #[test]
+    fn the_highest_commit_index_told_is_kept() {
+        let contact = LeaderContact::default();
+        assert_eq!(contact.known_committed(), None);
+        contact.committed(7);
+        contact.clone().committed(5); // a late message from an older round
+        assert_eq!(contact.known_committed(), Some(7));
+        contact.committed(9);
+        assert_eq!(contact.known_committed(), Some(9));
     }
 }

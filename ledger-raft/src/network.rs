@@ -101,6 +101,7 @@ async fn append(
         return refused;
     }
     let leader = *req.vote.leader_id();
+    let leader_commit = req.leader_commit.map(|c| c.index);
     let answer = raft.append_entries(req).await;
     // Taken (a conflict too is the leader's word, its vote accepted); a higher vote
     // here means the sender is not the leader any more.
@@ -108,6 +109,9 @@ async fn append(
         && let Some(id) = leader.voted_for()
     {
         contact.heard(id, leader.term, arrived);
+        if let Some(index) = leader_commit {
+            contact.committed(index);
+        }
     }
     Wire(answer).into_response()
 }

@@ -74,6 +74,18 @@ impl Timing {
     }
 }
 
+impl Timing {
+    /// How long a restarted node waits to hear from a leader before it may stand for
+    /// election: past the longest a follower that stayed up waits after a leader's
+    /// last word before it stands (the lease and the longest election timeout, plus
+    /// twice the longest election timeout when openraft 0.9 penalizes it for having
+    /// once seen a greater log: 4 s), with the leader's death up to two election
+    /// timeouts after the restart. 6 s by default.
+    pub fn restart_hold(&self) -> Duration {
+        Duration::from_millis(self.election_max_ms.saturating_mul(6))
+    }
+}
+
 impl Default for Timing {
     fn default() -> Self {
         Timing { heartbeat_ms: 100, election_min_ms: 500, election_max_ms: 1_000 }
@@ -285,7 +297,7 @@ impl Node {
             .map_err(|e| StartError::Raft(e.to_string()))?;
         let internal: Arc<OnceLock<Router>> = Arc::default();
         let slot = Arc::clone(&internal);
-        let app = router_with_contact(raft.clone(), contact)
+        let app = router_with_contact(raft.clone(), contact.clone())
             .fallback(move |request: Request| internal_route(Arc::clone(&slot), request));
         let id = config.id;
         let server = tokio::spawn(async move {
@@ -300,8 +312,13 @@ impl Node {
             follow_leadership(follow_raft, follow_ledger, proposer).await;
             tracing::info!(node = id, "stopped following leadership (Raft or the ledger stopped)");
         });
-        let tasks = vec![server, leadership];
         let initialized = raft.is_initialized().await.map_err(|e| StartError::Raft(e.to_string()));
+        // A restart (not a first start): no candidacy before a leader was heard from,
+        // for a while (see `stand_only_when_electable`).
+        let hold = matches!(initialized, Ok(true)).then(|| Instant::now() + config.timing.restart_hold());
+        let every = Duration::from_millis(config.timing.heartbeat_ms.max(1));
+        let standing = tokio::spawn(stand_only_when_electable(raft.clone(), contact, every, hold));
+        let tasks = vec![server, leadership, standing];
         let result = match initialized {
             Ok(true) => Ok(()),
             // Added by the leader: its membership comes with the log.
@@ -690,6 +707,60 @@ impl Node {
         tokio::task::spawn_blocking(move || ledger.close())
             .await
             .unwrap_or(Err(ledger_core::SubmitError::Failed("closing the ledger panicked".into())))
+    }
+}
+
+/// Keeps this node from standing for election while its log ends below the highest
+/// commit index a leader told it of (checked every `every`), and lets it stand again
+/// once it holds that entry.
+///
+/// Such a node lacks an entry a quorum holds, so no quorum can elect it (a voter
+/// refuses a candidate whose log is behind its own): standing only does harm. A node
+/// restarted after a while away is that node until the leader has sent it what it
+/// missed, and it is often the first to stand when the leader dies (its election timer
+/// is as short as anyone's). It is refused, and two things slow the fail-over: its
+/// term is now the one the node that can win stands for, which must then wait for a
+/// term after it; and openraft 0.9 remembers that it saw a greater log and adds twice
+/// the longest election timeout (2 s with the default timing) to its *next* election
+/// timer, however long after and however caught up it is by then (fixed upstream in
+/// openraft PR 2087, not in 0.9). So the next time a leader died, this node, caught up
+/// and able to win, stood only after 3.5 to 4 s, while the node restarted in the
+/// meantime stood first and was refused in turn: under `tests/cluster.rs`'s kill cycle
+/// the fail-over's median was about 4 s instead of about 2 s.
+///
+/// Liveness is kept: a node held back this way could not have won, and it still votes.
+///
+/// A restarted node does not know yet what it missed: it learns the leader from the
+/// others' answers (its own vote, read back, named itself), before the leader's first
+/// message reaches it, which took more than the 0.4 s the test leaves it. Until it heard
+/// from a leader, it does not stand before `hold` (a deadline, on a restart only): a
+/// node that stayed up and holds the log stands first, within the lease and an
+/// election timeout of the leader's death. Past `hold` it stands as it would have (a
+/// whole cluster restarted elects a leader then).
+async fn stand_only_when_electable(
+    raft: Raft<TypeConfig>,
+    contact: LeaderContact,
+    every: Duration,
+    hold: Option<Instant>,
+) {
+    let mut standing = true;
+    loop {
+        tokio::time::sleep(every).await;
+        let last = raft.metrics().borrow().last_log_index;
+        let unheard = contact.last().is_none() && hold.is_some_and(|until| Instant::now() < until);
+        let behind = unheard || contact.known_committed().is_some_and(|committed| last.is_none_or(|l| l < committed));
+        if behind == standing {
+            standing = !behind;
+            raft.runtime_config().elect(standing);
+            if standing {
+                tracing::info!(last_log_index = ?last, "may stand for election again");
+            } else if unheard {
+                tracing::info!(last_log_index = ?last, "restarted, no leader heard from yet: not standing for election");
+            } else {
+                let committed = contact.known_committed();
+                tracing::info!(last_log_index = ?last, ?committed, "behind what a leader committed: not standing for election");
+            }
+        }
     }
 }
 
