@@ -451,28 +451,30 @@ fn build_ids(m: &Merger) -> Result<(), String> {
         filter
     };
     loop {
-        let missing: Vec<Arc<Run>> = {
+        // One run at a time, not a list of them: a run a merge replaced meanwhile would
+        // be kept alive by the list, and with it the memory of its own filter, which
+        // the merge's output was given on the understanding that the inputs go (the
+        // likely cause of anonymous memory reaching 1.2 GiB instead of 0.5 in a run
+        // where other processes starved the build of CPU).
+        let run = {
             let mut book = m.book.lock();
-            let missing: Vec<Arc<Run>> =
-                book.runs.iter().filter(|r| r.filtered.load(Ordering::Acquire) < filter.generation).cloned().collect();
-            if missing.is_empty() {
-                book.ids = Some(Arc::clone(&filter));
-                book.ids_building = None;
-                book.stats.id_filter_builds += 1;
-                m.state.write().cold = book.cold();
-                return Ok(());
+            match book.runs.iter().find(|r| r.filtered.load(Ordering::Acquire) < filter.generation) {
+                Some(run) => Arc::clone(run),
+                None => {
+                    book.ids = Some(Arc::clone(&filter));
+                    book.ids_building = None;
+                    book.stats.id_filter_builds += 1;
+                    m.state.write().cold = book.cold();
+                    return Ok(());
+                }
             }
-            missing
         };
-        for run in missing {
-            let added =
-                filter.bloom.insert_table(&run.table, &m.stop).map_err(|e| format!("building the id filter: {e}"))?;
-            if !added {
-                m.book.lock().ids_building = None;
-                return Ok(()); // closing
-            }
-            run.filtered.fetch_max(filter.generation, Ordering::AcqRel);
+        let added = filter.bloom.insert_table(&run.table, &m.stop).map_err(|e| format!("building the id filter: {e}"))?;
+        if !added {
+            m.book.lock().ids_building = None;
+            return Ok(()); // closing
         }
+        run.filtered.fetch_max(filter.generation, Ordering::AcqRel);
     }
 }
 
