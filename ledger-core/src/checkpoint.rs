@@ -64,6 +64,11 @@ const VERSION: u32 = 2;
 /// reopen 5.65 -> 3.82 s). Pacing merges at half duty to spare the sequencer's memory
 /// bandwidth was tried too: the slowdown spread over more windows, 346 k overall.
 pub(crate) const MERGE_FANIN: usize = 8;
+/// Runs there must be before a first filter over all ids is built: below, probing each
+/// run's filter costs about the same, and reading the runs to build it is not worth its
+/// cache traffic (measured at 2 M transactions: the sequencer's CPU per transaction
+/// rose with a filter built over one or two runs).
+const IDS_RUNS_MIN: usize = 4;
 /// The smallest filter over all ids built, in keys (small: the first builds are cheap,
 /// and a small ledger's tests take the rebuild path often).
 const IDS_CAPACITY_MIN: u64 = 1 << 10;
@@ -200,14 +205,14 @@ impl Book {
     }
 
     /// The capacity of the filter over all ids to build now, if one is due: none yet
-    /// while there are runs, or the runs' entries past its capacity. Sized for twice
+    /// once there are [`IDS_RUNS_MIN`] runs, or the runs' entries past its capacity. Sized for twice
     /// the entries (so it is rebuilt at doublings: every id is read again about twice
     /// over a ledger's life) and at most the filters' memory budget; past that, the
     /// filter at the budget stays and lets more absent ids through as the runs grow.
     fn ids_due(&self) -> Option<u64> {
         let entries: u64 = self.runs.iter().map(|r| r.table.len() as u64).sum();
         let have = self.ids.as_ref().map_or(0, |f| f.bloom.capacity());
-        if entries == 0 || entries <= have {
+        if entries <= have || (self.ids.is_none() && self.runs.len() < IDS_RUNS_MIN) {
             return None;
         }
         let budget = self.filters.max() * 8 / ledger_store::table::BLOOM_BITS_PER_KEY as u64;
@@ -305,10 +310,7 @@ fn write(job: &Job, cx: &Context) -> Result<Written, String> {
             let ids: Vec<Arc<IdFilter>> = book.ids.iter().chain(&book.ids_building).cloned().collect();
             (book.take_run_id(), Arc::clone(&book.filters), ids)
         };
-        let built = build_run(&job.frozen, &storage, &dir, id, &filters)?;
-        for filter in ids {
-            add_ids(&filter, &built)?;
-        }
+        let built = build_run(&job.frozen, &storage, &dir, id, &filters, &ids)?;
         run_bytes = built.table.file_bytes();
         run = Some(Arc::new(built));
     }
@@ -469,7 +471,8 @@ fn build_ids(m: &Merger) -> Result<(), String> {
                 }
             }
         };
-        let added = filter.bloom.insert_table(&run.table, &m.stop).map_err(|e| format!("building the id filter: {e}"))?;
+        let added =
+            filter.bloom.insert_table(&run.table, &m.stop).map_err(|e| format!("building the id filter: {e}"))?;
         if !added {
             m.book.lock().ids_building = None;
             return Ok(()); // closing
@@ -524,7 +527,17 @@ pub(crate) fn merge_once(m: &Merger) -> Result<bool, String> {
 
 /// Writes the frozen tier as run `id`: its rows and promoted rows sorted by id, and the
 /// client index (client, seq, commit time).
-fn build_run(frozen: &Records, storage: &Storage, dir: &Path, id: u64, filters: &Arc<Filters>) -> Result<Run, String> {
+/// Its ids go into `id_filters` (the filters over all ids) as its entries are written, from
+/// the rows already in cache: reading the written run back for them streamed every
+/// checkpoint's hundred-odd megabytes through the cache the sequencer works in.
+fn build_run(
+    frozen: &Records,
+    storage: &Storage,
+    dir: &Path,
+    id: u64,
+    filters: &Arc<Filters>,
+    id_filters: &[Arc<IdFilter>],
+) -> Result<Run, String> {
     let rows: Vec<&Stored> = frozen.rows().iter().chain(frozen.promoted()).collect();
     // Sorted as plain numbers with the row's position beside them: comparisons never
     // chase a pointer into the rows (measured: sorting the rows by reference took a
@@ -544,7 +557,14 @@ fn build_run(frozen: &Records, storage: &Storage, dir: &Path, id: u64, filters: 
         block.clear();
         block.extend(ids.iter().map(|&(_, i)| *rows[i as usize]));
         for row in &block {
-            builder.push_entry(&row.entry()).map_err(|e| e.to_string())?;
+            let entry = row.entry();
+            if !id_filters.is_empty() {
+                let mut key = [0u8; KEY_BYTES];
+                key.copy_from_slice(&entry[..KEY_BYTES]);
+                let hash = ledger_store::table::key_hash(&key);
+                id_filters.iter().for_each(|f| f.bloom.insert_hashed(hash));
+            }
+            builder.push_entry(&entry).map_err(|e| e.to_string())?;
         }
     }
     drop(by_id);
@@ -568,7 +588,9 @@ fn build_run(frozen: &Records, storage: &Storage, dir: &Path, id: u64, filters: 
         builder.push_second(*g, *seq, *ts, key).map_err(|e| e.to_string())?;
     }
     let info = builder.finish().map_err(|e| e.to_string())?;
-    open_written_run(&info, id, filters, 0)
+    let run = open_written_run(&info, id, filters, 0)?;
+    run.filtered.store(id_filters.iter().map(|f| f.generation).max().unwrap_or(0), Ordering::Release);
+    Ok(run)
 }
 
 /// Merges `inputs` (newest first) into run `id`: on an id in several, the newest wins.
