@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use memmap2::{MmapMut, MmapRaw};
 
-use crate::table::{BLOOM_BITS_PER_KEY, Table, TableError, bloom_slots, key_hash, prefetch};
+use crate::table::{BLOOM_BITS_PER_KEY, Table, TableError, bloom_slots, key_hash, prefetch_raw};
 
 /// u64 words per 512-bit block.
 const BLOCK_WORDS: usize = 8;
@@ -98,9 +98,9 @@ impl AtomicBloom {
     /// Starts loading the block of this key's hash into the cache, without waiting.
     pub fn prefetch_hashed(&self, hash: u64) {
         let (block, _) = bloom_slots(hash, self.blocks);
-        // SAFETY: as in `word`; a prefetch reads nothing.
-        let byte = unsafe { &*self.map.as_ptr().add(block * BLOCK_WORDS * 8) };
-        prefetch(byte);
+        // The block's address, never a reference (other threads write it): inside the
+        // mapping, since `block` is below `blocks`.
+        prefetch_raw(self.map.as_ptr().wrapping_add(block * BLOCK_WORDS * 8));
     }
 
     /// Adds every key of `table`, in order, a few blocks prefetched ahead (the blocks

@@ -1034,6 +1034,18 @@ fn huge_zeroed(len: usize) -> Vec<u8> {
 
 /// A hint to the CPU to start loading `byte`'s cache line; never faults, never waits.
 #[inline(always)]
+/// As [`prefetch`], from a raw pointer: for memory other threads write through atomics,
+/// where a `&u8` must not be made.
+pub(crate) fn prefetch_raw(ptr: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is a hint that never faults and reads nothing into the program.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(ptr.cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = ptr;
+}
+
 pub(crate) fn prefetch(byte: &u8) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: a prefetch only hints the cache; the pointer comes from a live reference.
