@@ -321,7 +321,7 @@ fn write(job: &Job, cx: &Context) -> Result<Written, String> {
         // takes seconds, a run is added every checkpoint): its ids go in before the
         // state reads the run through it.
         if let Some(ids) = &book.ids {
-            add_ids(ids, &run)?;
+            add_ids(ids, &run, &AtomicBool::new(false))?;
         }
         book.runs.insert(0, run);
     }
@@ -427,15 +427,17 @@ pub(crate) fn merger(m: &Merger, wake: &Receiver<()>) {
     }
 }
 
-/// Adds the ids of `run` to `filter` (unless it has them) and marks the run as in it.
-fn add_ids(filter: &IdFilter, run: &Run) -> Result<(), String> {
+/// Adds the ids of `run` to `filter` (unless it has them) and marks the run as in it;
+/// false when `stop` was set first.
+fn add_ids(filter: &IdFilter, run: &Run, stop: &AtomicBool) -> Result<bool, String> {
     if run.filtered.load(Ordering::Acquire) >= filter.generation {
-        return Ok(());
+        return Ok(true);
     }
-    let never = AtomicBool::new(false);
-    filter.bloom.insert_table(&run.table, &never).map_err(|e| format!("adding a run's ids to the filter: {e}"))?;
+    if !filter.bloom.insert_table(&run.table, stop).map_err(|e| format!("adding a run's ids to the id filter: {e}"))? {
+        return Ok(false);
+    }
     run.filtered.fetch_max(filter.generation, Ordering::AcqRel);
-    Ok(())
+    Ok(true)
 }
 
 /// Builds the filter over all ids when one is due ([`Book::ids_due`]) and installs it:
@@ -471,13 +473,10 @@ fn build_ids(m: &Merger) -> Result<(), String> {
                 }
             }
         };
-        let added =
-            filter.bloom.insert_table(&run.table, &m.stop).map_err(|e| format!("building the id filter: {e}"))?;
-        if !added {
+        if !add_ids(&filter, &run, &m.stop)? {
             m.book.lock().ids_building = None;
             return Ok(()); // closing
         }
-        run.filtered.fetch_max(filter.generation, Ordering::AcqRel);
     }
 }
 
@@ -608,15 +607,25 @@ fn merge_runs(
     let mut builder = TableBuilder::create(storage, dir, &name, ENTRY_BYTES, upper)
         .map_err(|e| format!("creating run {name}: {e}"))?;
     // k-way merge by key; k is MERGE_FANIN, so a linear scan for the smallest is enough.
+    // Each input's current key is held as a big-endian integer (ordered as the bytes
+    // are) and read again only when that input advances: an entry is read twice (its
+    // key, then the copy), not twice per input per output entry.
+    let head = |run: &Run, pos: usize| {
+        (pos < run.table.len()).then(|| {
+            let mut key = [0u8; KEY_BYTES];
+            key.copy_from_slice(&run.table.entry(pos)[..KEY_BYTES]);
+            u128::from_be_bytes(key)
+        })
+    };
     let mut at = vec![0usize; inputs.len()];
+    let mut heads: Vec<Option<u128>> = inputs.iter().map(|run| head(run, 0)).collect();
     loop {
-        let mut best: Option<(usize, &[u8])> = None;
-        for (i, run) in inputs.iter().enumerate() {
-            if at[i] < run.table.len() {
-                let key = &run.table.entry(at[i])[..KEY_BYTES];
-                if best.is_none_or(|(_, b)| key < b) {
-                    best = Some((i, key)); // ties keep the earlier (newer) input
-                }
+        let mut best: Option<(usize, u128)> = None;
+        for (i, key) in heads.iter().enumerate() {
+            if let Some(key) = *key
+                && best.is_none_or(|(_, b)| key < b)
+            {
+                best = Some((i, key)); // ties keep the earlier (newer) input
             }
         }
         let Some((i, key)) = best else { break };
@@ -624,10 +633,10 @@ fn merge_runs(
             return Err("stopped: the ledger is closing".into());
         }
         builder.push_entry(inputs[i].table.entry(at[i])).map_err(|e| e.to_string())?;
-        let key: [u8; KEY_BYTES] = key.try_into().map_err(|_| "key size")?;
         for (j, run) in inputs.iter().enumerate() {
-            if at[j] < run.table.len() && run.table.entry(at[j])[..KEY_BYTES] == key {
+            if heads[j] == Some(key) {
                 at[j] += 1;
+                heads[j] = head(run, at[j]);
             }
         }
     }
@@ -651,25 +660,30 @@ fn merge_index(
     mut at: Vec<std::ops::Range<usize>>,
     mut push: impl FnMut(u64, u64, u64, &[u8; KEY_BYTES]) -> Result<(), ledger_store::table::TableError>,
 ) -> Result<(), String> {
+    // As for the entries: each input's current (group, order), read when it advances.
+    let head = |run: &Run, at: &std::ops::Range<usize>| {
+        at.clone().next().map(|pos| {
+            let (g, o, _, _) = run.table.secondary_at(pos);
+            (g, o)
+        })
+    };
+    let mut heads: Vec<Option<(u64, u64)>> = inputs.iter().zip(&at).map(|(run, at)| head(run, at)).collect();
     loop {
         let mut best: Option<(usize, (u64, u64))> = None;
-        for (i, run) in inputs.iter().enumerate() {
-            if let Some(pos) = at[i].clone().next() {
-                let (g, o, _, _) = run.table.secondary_at(pos);
-                if best.is_none_or(|(_, b)| (g, o) < b) {
-                    best = Some((i, (g, o)));
-                }
+        for (i, key) in heads.iter().enumerate() {
+            if let Some(key) = *key
+                && best.is_none_or(|(_, b)| key < b)
+            {
+                best = Some((i, key));
             }
         }
         let Some((i, (g, o))) = best else { return Ok(()) };
         let (_, _, aux, key) = inputs[i].table.secondary_at(at[i].start);
         push(g, o, aux, &key).map_err(|e| e.to_string())?;
         for (j, run) in inputs.iter().enumerate() {
-            if let Some(pos) = at[j].clone().next() {
-                let (gj, oj, _, _) = run.table.secondary_at(pos);
-                if (gj, oj) == (g, o) {
-                    at[j].start += 1;
-                }
+            if heads[j] == Some((g, o)) {
+                at[j].start += 1;
+                heads[j] = head(run, &at[j]);
             }
         }
     }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use ledger_store::bloom::AtomicBloom;
-use ledger_store::table::{Table, key_hash};
+use ledger_store::table::{Key, Table, key_hash};
 
 use crate::ledger::HistoryQuery;
 use crate::model::TxId;
@@ -135,6 +135,30 @@ pub(crate) struct IdFilter {
     pub(crate) generation: u64,
 }
 
+/// An id as the cold tier looks it up: its run key and the key's hash, computed once
+/// for the stages of `State::prefetch` that each touch it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Probe {
+    key: Key,
+    hash: u64,
+}
+
+impl Probe {
+    pub(crate) fn new(id: TxId) -> Self {
+        let key = key_of(id);
+        Probe { key, hash: key_hash(&key) }
+    }
+}
+
+/// A transaction's ids as `State::prefetch` stages them: its own and, when it has one,
+/// the payment's it refers to.
+pub(crate) type Ahead = (Probe, Option<Probe>);
+
+/// The [`Ahead`] of a transaction.
+pub(crate) fn ahead(id: TxId, ref_id: TxId) -> Ahead {
+    (Probe::new(id), (!ref_id.is_none()).then(|| Probe::new(ref_id)))
+}
+
 /// The runs, newest first, and the filter over all their ids when there is one (it
 /// holds every id of every run in `runs`: `checkpoint` keeps that true wherever a
 /// `Cold` is made).
@@ -161,8 +185,7 @@ impl Cold {
         if self.runs.is_empty() {
             return None;
         }
-        let key = key_of(id);
-        let hash = key_hash(&key);
+        let Probe { key, hash } = Probe::new(id);
         if self.ids.as_ref().is_some_and(|ids| !ids.bloom.may_contain_hashed(hash)) {
             return None;
         }
@@ -172,24 +195,22 @@ impl Cold {
     /// The first stage of `State::prefetch`: starts loading the block of the filter
     /// over all ids that this id's lookup reads first, without waiting for it; without
     /// that filter, the Bloom blocks of every run.
-    pub(crate) fn prefetch_ids(&self, id: TxId) {
+    pub(crate) fn prefetch_ids(&self, id: &Probe) {
         if self.runs.is_empty() {
             return;
         }
-        let hash = key_hash(&key_of(id));
         match &self.ids {
-            Some(ids) => ids.bloom.prefetch_hashed(hash),
-            None => self.runs.iter().for_each(|run| run.table.prefetch_hashed(hash)),
+            Some(ids) => ids.bloom.prefetch_hashed(id.hash),
+            None => self.runs.iter().for_each(|run| run.table.prefetch_hashed(id.hash)),
         }
     }
 
     /// The second stage: when the filter over all ids admits the id (its block loaded
     /// by the first stage), starts loading the Bloom block of every run.
-    pub(crate) fn prefetch_blooms(&self, id: TxId) {
+    pub(crate) fn prefetch_blooms(&self, id: &Probe) {
         let Some(ids) = &self.ids else { return }; // the first stage loaded them
-        let hash = key_hash(&key_of(id));
-        if ids.bloom.may_contain_hashed(hash) {
-            self.runs.iter().for_each(|run| run.table.prefetch_hashed(hash));
+        if ids.bloom.may_contain_hashed(id.hash) {
+            self.runs.iter().for_each(|run| run.table.prefetch_hashed(id.hash));
         }
     }
 
@@ -197,17 +218,15 @@ impl Cold {
     /// to the first that does: the lookup stops there too), runs the search's first
     /// `probe - 1` probes (loaded by the stages before) and starts loading the entry of
     /// probe number `probe`.
-    pub(crate) fn prefetch_probe(&self, id: TxId, probe: u32) {
+    pub(crate) fn prefetch_probe(&self, id: &Probe, probe: u32) {
         if self.runs.is_empty() {
             return;
         }
-        let key = key_of(id);
-        let hash = key_hash(&key);
-        if self.ids.as_ref().is_some_and(|ids| !ids.bloom.may_contain_hashed(hash)) {
+        if self.ids.as_ref().is_some_and(|ids| !ids.bloom.may_contain_hashed(id.hash)) {
             return;
         }
         for run in &self.runs {
-            if run.table.prefetch_probe_hashed(&key, hash, probe) {
+            if run.table.prefetch_probe_hashed(&id.key, id.hash, probe) {
                 return;
             }
         }

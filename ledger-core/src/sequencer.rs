@@ -23,11 +23,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::checkpoint::{self, Book, Books, Job};
 use crate::codec::{self, CloseFrame, FRAME_BATCH_CLOSE, FRAME_TX, Record, TxFrame};
+use crate::cold::{self, Ahead};
 use crate::completion::{self, Completer};
 use crate::currency::Currency;
 use crate::error::{CloseBatchError, ReplicateError, SnapshotError, SubmitError};
 use crate::feed::{FeedShared, RawRecord};
-use crate::model::{BatchSummary, Tx, TxId, TxOutcome};
+use crate::model::{BatchSummary, Tx, TxOutcome};
 use crate::state::{Changes, Group, State};
 
 /// Stop draining more requests into a group once it holds this many commands (a single
@@ -531,7 +532,7 @@ impl Sequencer {
             Request::Submit { txs, .. } => txs.as_slice(),
             _ => &[],
         });
-        let ahead: Vec<(TxId, TxId)> = txs.clone().map(|tx| (tx.id, tx.ref_id)).collect();
+        let ahead: Vec<Ahead> = txs.clone().map(|tx| cold::ahead(tx.id, tx.ref_id)).collect();
         committed.warm(txs.map(|tx| tx.id));
         let mut group = committed.group(requests.iter().map(Request::commands).sum());
         let now = self.clock.now_ns();

@@ -10,7 +10,7 @@ use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
 use std::hash::BuildHasher;
 use std::sync::Arc;
 
-use crate::cold::Cold;
+use crate::cold::{Ahead, Cold, Probe};
 use crate::currency::Currency;
 use crate::ledger::HistoryQuery;
 use crate::model::{Balance, BatchSummary, Kind, Reject, Tx, TxId, TxOutcome, TxRecord, TxState};
@@ -254,30 +254,31 @@ impl State {
     /// stays small enough to be cached when judging reaches it (warming a whole group
     /// at once fetched megabytes, and the first lines were evicted again before they
     /// were used).
-    pub(crate) fn prefetch(&self, ids: &[(TxId, TxId)], judging: usize) {
+    pub(crate) fn prefetch(&self, ahead: &[Ahead], judging: usize) {
         if self.cold.runs.is_empty() {
             return;
         }
-        let each = |(id, ref_id): (TxId, TxId), f: &dyn Fn(TxId)| {
+        let each = |(id, ref_id): &Ahead, f: &dyn Fn(&Probe)| {
             f(id);
-            if !ref_id.is_none() {
+            if let Some(ref_id) = ref_id {
                 f(ref_id);
             }
         };
-        let stages: [(usize, &dyn Fn(TxId)); 4] = [
+        type Stage<'a> = &'a dyn Fn(&Probe);
+        let stages: [(usize, Stage<'_>); 4] = [
             (4 * PREFETCH_AHEAD, &|id| self.cold.prefetch_ids(id)),
             (3 * PREFETCH_AHEAD, &|id| self.cold.prefetch_blooms(id)),
             (2 * PREFETCH_AHEAD, &|id| self.cold.prefetch_probe(id, 1)),
             (PREFETCH_AHEAD, &|id| self.cold.prefetch_probe(id, 2)),
         ];
-        for (ahead, stage) in stages {
+        for (distance, stage) in stages {
             if judging == 0 {
                 // The pipeline fills: the first stretch of every stage.
-                for &ids in ids.iter().take(ahead) {
-                    each(ids, stage);
+                for at in ahead.iter().take(distance) {
+                    each(at, stage);
                 }
             }
-            if let Some(&at) = ids.get(judging + ahead) {
+            if let Some(at) = ahead.get(judging + distance) {
                 each(at, stage);
             }
         }

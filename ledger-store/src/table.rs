@@ -835,13 +835,6 @@ impl Table {
         prefetch(&self.bloom_block(block)[0]);
     }
 
-    /// For a key the Bloom filter admits (its block should be cached by
-    /// [`Table::prefetch_hashed`] by now), starts loading the entry where the search
-    /// will look first; false when the filter rules the key out.
-    pub fn prefetch_search_hashed(&self, key: &Key, hash: u64) -> bool {
-        self.prefetch_probe_hashed(key, hash, 1)
-    }
-
     /// For a key the Bloom filter admits, runs the first `probe - 1` probes of its
     /// search (whose entries earlier calls should have loaded by now) and starts loading
     /// the entry of probe number `probe`, without waiting for it; false when the filter
