@@ -33,10 +33,12 @@ fi
 vpy="$venv/bin/python"
 "$vpy" --version
 
-echo "== pip install ./ledger-ffi/python pytest"
-"$vpy" -m pip install --quiet ./ledger-ffi/python pytest
-if [ "${LEDGER_TEST_NUMPY:-1}" != "0" ]; then
-  "$vpy" -m pip install --quiet numpy || echo "(numpy not installed: the numpy tests will be skipped)"
+# One resolver run for the package and the test tools (numpy optional: without it the
+# numpy tests are skipped).
+echo "== pip install ./ledger-ffi/python pytest numpy"
+if [ "${LEDGER_TEST_NUMPY:-1}" = "0" ] || ! "$vpy" -m pip install --quiet ./ledger-ffi/python pytest numpy; then
+  [ "${LEDGER_TEST_NUMPY:-1}" = "0" ] || echo "(numpy not installed: the numpy tests will be skipped)"
+  "$vpy" -m pip install --quiet ./ledger-ffi/python pytest
 fi
 "$vpy" -m pip list --format=freeze | grep -iE '^(ledger|pytest|numpy)=' || true
 
