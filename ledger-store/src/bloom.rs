@@ -108,28 +108,57 @@ impl AtomicBloom {
     /// set first (some keys are then missing). A damaged chunk (zeroes instead of
     /// keys) is an error: the filter would miss that chunk's keys.
     pub fn insert_table(&self, table: &Table, stop: &AtomicBool) -> Result<bool, TableError> {
-        let mut queue = [0u64; INSERT_QUEUE];
+        let mut inserter = self.inserter();
         for pos in 0..table.len() {
             if pos % (1 << 16) == 0 && stop.load(Ordering::Acquire) {
                 return Ok(false);
             }
             let mut key = [0u8; crate::table::KEY_BYTES];
             key.copy_from_slice(&table.entry(pos)[..crate::table::KEY_BYTES]);
-            let hash = key_hash(&key);
-            self.prefetch_hashed(hash);
-            let slot = &mut queue[pos % INSERT_QUEUE];
-            if pos >= INSERT_QUEUE {
-                self.insert_hashed(*slot);
-            }
-            *slot = hash;
+            inserter.insert_hashed(key_hash(&key));
         }
-        let len = table.len();
-        for pos in len.saturating_sub(INSERT_QUEUE)..len {
-            self.insert_hashed(queue[pos % INSERT_QUEUE]);
-        }
+        drop(inserter);
         match table.damage() {
             Some(damage) => Err(damage),
             None => Ok(true),
+        }
+    }
+
+    /// An [`Inserter`] into this filter.
+    pub fn inserter(&self) -> Inserter<'_> {
+        Inserter { filter: self, queue: [0; INSERT_QUEUE], queued: 0 }
+    }
+}
+
+/// Inserts keys into an [`AtomicBloom`] a few behind their prefetch: a key's block
+/// starts loading when the key is given and is set `INSERT_QUEUE` keys later, so the
+/// cache misses of random blocks overlap instead of following one another (inserting
+/// each at once took 4% of a 20 M-transaction run's CPU on a checkpoint thread). Every
+/// key given is in the filter once the inserter is dropped.
+#[derive(Debug)]
+pub struct Inserter<'a> {
+    filter: &'a AtomicBloom,
+    queue: [u64; INSERT_QUEUE],
+    queued: usize,
+}
+
+impl Inserter<'_> {
+    /// Adds a key by its [`key_hash`] (by the time the inserter is dropped).
+    pub fn insert_hashed(&mut self, hash: u64) {
+        self.filter.prefetch_hashed(hash);
+        let slot = &mut self.queue[self.queued % INSERT_QUEUE];
+        if self.queued >= INSERT_QUEUE {
+            self.filter.insert_hashed(*slot);
+        }
+        *slot = hash;
+        self.queued += 1;
+    }
+}
+
+impl Drop for Inserter<'_> {
+    fn drop(&mut self) {
+        for at in self.queued.saturating_sub(INSERT_QUEUE)..self.queued {
+            self.filter.insert_hashed(self.queue[at % INSERT_QUEUE]);
         }
     }
 }
@@ -163,6 +192,21 @@ mod tests {
         // 12 bits and 8 probes per key in one block: about 0.5% at capacity.
         assert!(passed < 1_500, "{passed} of 100000 absent keys passed");
         assert!(passed > 0, "a filter at capacity passes some absent keys");
+    }
+
+    #[test]
+    fn an_inserter_has_put_every_key_in_once_dropped() {
+        // Fewer keys than its queue, exactly as many, and many more.
+        for n in [0u64, 5, INSERT_QUEUE as u64, 10_000] {
+            let filter = AtomicBloom::with_capacity(10_000).unwrap();
+            let mut inserter = filter.inserter();
+            (0..n).for_each(|i| inserter.insert_hashed(key_hash(&key(i))));
+            drop(inserter);
+            let missing = (0..n).filter(|&i| !filter.may_contain_hashed(key_hash(&key(i)))).count();
+            assert_eq!(missing, 0, "{missing} of {n} keys missing after the drop");
+            let absent = (n..n + 10_000).filter(|&i| filter.may_contain_hashed(key_hash(&key(i)))).count();
+            assert!(absent < 200, "{absent} absent keys pass with {n} inserted");
+        }
     }
 
     #[test]
